@@ -1,0 +1,43 @@
+# Two commands on a fresh machine with Python 3.11: `make run` and `make test`.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+EMBEDDED := $(BIN)/python -m nventory.embedded
+
+.PHONY: run test lint typecheck check bench manage clean
+
+$(BIN)/python:
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "$(PYTHON) not found: set PYTHON=/path/to/python3.11"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): $(BIN)/python requirements.txt requirements-dev.txt
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	touch $(STAMP)
+
+## Start web, worker and beat on embedded PostgreSQL/Redis (or DATABASE_URL/REDIS_URL).
+run: $(STAMP)
+	$(EMBEDDED) --data-dir .data/run -- sh -c '$(BIN)/python manage.py migrate --noinput && $(BIN)/python manage.py prepare_local && exec $(BIN)/honcho start -f Procfile'
+
+## Lint, type-check and run the whole suite on real PostgreSQL.
+test: $(STAMP) lint typecheck
+	$(EMBEDDED) --data-dir .data/test -- $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	DATABASE_URL=postgresql://unused/nventory REDIS_URL=redis://unused:1/0 $(BIN)/mypy .
+
+## Run a benchmark: make bench NAME=hot_sku
+bench: $(STAMP)
+	$(EMBEDDED) --data-dir .data/bench -- $(BIN)/python bench/$(NAME).py
+
+## Any manage.py command against the embedded servers: make manage ARGS="createsuperuser"
+manage: $(STAMP)
+	$(EMBEDDED) --data-dir .data/run -- $(BIN)/python manage.py $(ARGS)
+
+clean:
+	rm -rf .data

@@ -1,0 +1,1 @@
+"""Models arrive with the bundles issue; the app exists so the layout is complete."""

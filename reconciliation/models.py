@@ -1,0 +1,1 @@
+"""Models arrive with the reconciliation issue; the app exists so the layout is complete."""

@@ -16,7 +16,9 @@ from inventory.models import Reservation
 LOCK_STOCK_LEVELS_SQL = """
     SELECT id, sku_id, location_id, on_hand, committed, reserved
     FROM inventory_stocklevel
-    WHERE id = ANY(%(stock_level_ids)s)
+    WHERE (sku_id, location_id) IN (
+        SELECT * FROM unnest(%(sku_ids)s::bigint[], %(location_ids)s::bigint[])
+    )
     ORDER BY id
     FOR UPDATE
 """

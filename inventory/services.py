@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
@@ -59,7 +60,8 @@ class EventContext:
 
 @dataclass(frozen=True)
 class _LevelChange:
-    stock_level_id: int
+    sku_id: int
+    location_id: int
     kind: str
     idempotency_key: str
     delta_on_hand: int = 0
@@ -67,35 +69,32 @@ class _LevelChange:
     delta_reserved: int = 0
 
 
+# One statement: lock (pk order), judge, write levels and ledger. A change is accepted when
+# no figure goes below zero and, unless shortfalls are allowed, available does not drop
+# below min(0, what it was): a change may not make an oversell, or an existing one, worse.
 _APPLY_CHANGES_SQL = f"""
 WITH locked AS MATERIALIZED ({locks.LOCK_STOCK_LEVELS_SQL}),
-change AS MATERIALIZED (
-    SELECT *
-    FROM unnest(
-        %(ordinals)s::int[], %(stock_level_ids)s::bigint[], %(kinds)s::text[],
-        %(deltas_on_hand)s::int[], %(deltas_committed)s::int[], %(deltas_reserved)s::int[],
-        %(idempotency_keys)s::text[]
-    ) AS c(ordinal, stock_level_id, kind, d_on_hand, d_committed, d_reserved, idempotency_key)
-),
-proposed AS MATERIALIZED (
-    SELECT c.*, l.sku_id, l.location_id,
+judged AS MATERIALIZED (
+    SELECT c.ordinal, c.kind, c.d_on_hand, c.d_committed, c.d_reserved, c.idempotency_key,
+           l.id AS stock_level_id, l.sku_id, l.location_id,
            l.on_hand - l.committed - l.reserved AS available_before,
            l.on_hand + c.d_on_hand AS on_hand,
            l.committed + c.d_committed AS committed,
            l.reserved + c.d_reserved AS reserved
-    FROM change c JOIN locked l ON l.id = c.stock_level_id
+    FROM unnest(
+        %(ordinals)s::int[], %(sku_ids)s::bigint[], %(location_ids)s::bigint[],
+        %(kinds)s::text[], %(deltas_on_hand)s::int[], %(deltas_committed)s::int[],
+        %(deltas_reserved)s::int[], %(idempotency_keys)s::text[]
+    ) AS c(ordinal, sku_id, location_id, kind, d_on_hand, d_committed, d_reserved,
+           idempotency_key)
+    JOIN locked l ON l.sku_id = c.sku_id AND l.location_id = c.location_id
 ),
-judged AS MATERIALIZED (
-    SELECT p.*,
-           GREATEST(0, GREATEST(0, p.committed + p.reserved - p.on_hand)
-                       - GREATEST(0, -p.available_before)) AS shortfall,
-           (p.on_hand >= 0 AND p.committed >= 0 AND p.reserved >= 0) AS levels_valid
-    FROM proposed p
-),
-verdict AS (
-    SELECT count(*) = %(change_count)s
-           AND coalesce(bool_and(levels_valid), false)
-           AND (%(allow_shortfall)s OR coalesce(bool_and(shortfall = 0), false)) AS accepted
+verdict AS MATERIALIZED (
+    SELECT count(*) = %(change_count)s AND coalesce(bool_and(
+               on_hand >= 0 AND committed >= 0 AND reserved >= 0
+               AND (%(allow_shortfall)s
+                    OR on_hand - committed - reserved >= LEAST(0, available_before))
+           ), false) AS accepted
     FROM judged
 ),
 inserted AS (
@@ -105,23 +104,23 @@ inserted AS (
         external_reference, reason, reservation_id, idempotency_key, created_at
     )
     SELECT j.kind, j.sku_id, j.location_id, j.d_on_hand, j.d_committed, j.d_reserved,
-           j.on_hand, j.committed, j.reserved, j.shortfall, %(source)s, %(actor)s,
-           %(external_reference)s, %(reason)s, %(reservation_id)s::bigint,
-           j.idempotency_key, now()
+           j.on_hand, j.committed, j.reserved,
+           GREATEST(0, LEAST(0, j.available_before) - (j.on_hand - j.committed - j.reserved)),
+           %(source)s, %(actor)s, %(external_reference)s, %(reason)s,
+           %(reservation_id)s::bigint, j.idempotency_key, now()
     FROM judged j CROSS JOIN verdict v
     WHERE v.accepted
     ORDER BY j.ordinal
-    RETURNING id, idempotency_key, created_at
+    RETURNING id, idempotency_key, shortfall, created_at
 ),
 updated AS (
     UPDATE inventory_stocklevel s
     SET on_hand = j.on_hand, committed = j.committed, reserved = j.reserved, updated_at = now()
     FROM judged j CROSS JOIN verdict v
     WHERE s.id = j.stock_level_id AND v.accepted
-    RETURNING s.id
 )
-SELECT j.ordinal, j.sku_id, j.location_id, j.on_hand, j.committed, j.reserved,
-       j.available_before, j.shortfall, j.levels_valid, v.accepted, i.id, i.created_at
+SELECT j.ordinal, j.on_hand, j.committed, j.reserved, j.available_before, v.accepted,
+       i.id, i.shortfall, i.created_at
 FROM judged j CROSS JOIN verdict v LEFT JOIN inserted i ON i.idempotency_key = j.idempotency_key
 ORDER BY j.ordinal
 """
@@ -136,13 +135,68 @@ def _apply_changes(
 ) -> list[InventoryEvent]:
     """Apply all changes or none, in one statement; return their ledger events in order.
 
-    Outside a transaction the statement is its own transaction. Inside one, the caller's
-    transaction holds the locks until it commits, and a duplicate key raises
-    ``IntegrityError`` there (callers in a transaction use fresh keys).
+    Outside a transaction the statement is its own transaction; inside one, the caller's
+    transaction holds the locks until it commits.
     """
+    rows = _execute_changes(changes, context, allow_shortfall, reservation_id)
+    if rows is not None and len(rows) < len(changes):
+        # A stock row seen for the first time: create it empty, then apply again.
+        _create_stock_levels(changes)
+        rows = _execute_changes(changes, context, allow_shortfall, reservation_id)
+    if rows is None:
+        return _replayed_events(changes)
+    if len(rows) != len(changes) or not rows[0][5]:
+        # A replay is judged against today's stock and may fail the checks; the key
+        # decides first.
+        if InventoryEvent.objects.filter(idempotency_key=changes[0].idempotency_key).exists():
+            return _replayed_events(changes)
+        _raise_refusal(changes, rows)
+    return [
+        InventoryEvent(
+            id=event_id,
+            kind=change.kind,
+            sku_id=change.sku_id,
+            location_id=change.location_id,
+            delta_on_hand=change.delta_on_hand,
+            delta_committed=change.delta_committed,
+            delta_reserved=change.delta_reserved,
+            on_hand_after=on_hand,
+            committed_after=committed,
+            reserved_after=reserved,
+            shortfall=shortfall,
+            source=context.source,
+            actor=context.actor,
+            external_reference=context.external_reference,
+            reason=context.reason,
+            reservation_id=reservation_id,
+            idempotency_key=change.idempotency_key,
+            created_at=created_at,
+        )
+        for change, (
+            _,
+            on_hand,
+            committed,
+            reserved,
+            _,
+            _,
+            event_id,
+            shortfall,
+            created_at,
+        ) in zip(changes, rows, strict=True)
+    ]
+
+
+def _execute_changes(
+    changes: Sequence[_LevelChange],
+    context: EventContext,
+    allow_shortfall: bool,
+    reservation_id: int | None,
+) -> list[tuple[Any, ...]] | None:
+    """Run the statement; None when an idempotency key was already used (a replay)."""
     params: dict[str, Any] = {
         "ordinals": list(range(len(changes))),
-        "stock_level_ids": [change.stock_level_id for change in changes],
+        "sku_ids": [change.sku_id for change in changes],
+        "location_ids": [change.location_id for change in changes],
         "kinds": [str(change.kind) for change in changes],
         "deltas_on_hand": [change.delta_on_hand for change in changes],
         "deltas_committed": [change.delta_committed for change in changes],
@@ -157,76 +211,63 @@ def _apply_changes(
         "reservation_id": reservation_id,
     }
     try:
-        with connection.cursor() as cursor:
-            cursor.execute(_APPLY_CHANGES_SQL, params)
-            rows = cursor.fetchall()
-    except IntegrityError:
         if connection.in_atomic_block:
-            raise
-        return _replayed_events(changes)
-    if not rows or not rows[0][9]:
-        _raise_refusal(changes, rows)
-    events = []
-    for change, row in zip(changes, rows, strict=True):
-        (
-            _,
-            sku_id,
-            location_id,
-            on_hand,
-            committed,
-            reserved,
-            _,
-            shortfall,
-            _,
-            _,
-            event_id,
-            created_at,
-        ) = row
-        events.append(
-            InventoryEvent(
-                id=event_id,
-                kind=change.kind,
-                sku_id=sku_id,
-                location_id=location_id,
-                delta_on_hand=change.delta_on_hand,
-                delta_committed=change.delta_committed,
-                delta_reserved=change.delta_reserved,
-                on_hand_after=on_hand,
-                committed_after=committed,
-                reserved_after=reserved,
-                shortfall=shortfall,
-                source=context.source,
-                actor=context.actor,
-                external_reference=context.external_reference,
-                reason=context.reason,
-                reservation_id=reservation_id,
-                idempotency_key=change.idempotency_key,
-                created_at=created_at,
-            )
-        )
-    return events
+            # A savepoint keeps the caller's transaction usable after a replayed key.
+            with transaction.atomic():
+                return _execute_prepared(params)
+        # Outside a transaction the statement is its own transaction: the row lock is
+        # held for this one round trip and its commit.
+        return _execute_prepared(params)
+    except IntegrityError:
+        return None
 
 
-def _raise_refusal(changes: Sequence[_LevelChange], rows: list[tuple]) -> None:
+def _execute_prepared(params: dict[str, Any]) -> list[tuple[Any, ...]]:
+    connection.ensure_connection()
+    # Server-side bound and prepared: parsed and planned once per connection, and free
+    # of the ORM's per-query work (settings enable psycopg's prepare_threshold).
+    raw_cursor = psycopg.Cursor(connection.connection)
+    try:
+        with connection.wrap_database_errors:
+            raw_cursor.execute(_APPLY_CHANGES_SQL, params, prepare=True)
+            return raw_cursor.fetchall()
+    finally:
+        raw_cursor.close()
+
+
+def _create_stock_levels(changes: Sequence[_LevelChange]) -> None:
+    pairs = {(change.sku_id, change.location_id) for change in changes}
+    sku_ids = {sku_id for sku_id, _ in pairs}
+    location_ids = {location_id for _, location_id in pairs}
+    missing_skus = sku_ids - set(Sku.objects.filter(pk__in=sku_ids).values_list("pk", flat=True))
+    if missing_skus:
+        raise NotFound(f"SKU {min(missing_skus)} does not exist.")
+    missing_locations = location_ids - set(
+        Location.objects.filter(pk__in=location_ids).values_list("pk", flat=True)
+    )
+    if missing_locations:
+        raise NotFound(f"Location {min(missing_locations)} does not exist.")
+    StockLevel.objects.bulk_create(
+        [StockLevel(sku_id=sku_id, location_id=location_id) for sku_id, location_id in pairs],
+        ignore_conflicts=True,
+    )
+
+
+def _raise_refusal(changes: Sequence[_LevelChange], rows: list[tuple[Any, ...]]) -> None:
     if len(rows) != len(changes):
         raise InvalidStockChange("A stock level of this change does not exist.")
     for change, row in zip(changes, rows, strict=True):
-        sku_id, location_id, available_before, shortfall, levels_valid = (
-            row[1],
-            row[2],
-            row[6],
-            row[7],
-            row[8],
-        )
-        where = {"sku_id": sku_id, "location_id": location_id}
-        if not levels_valid:
+        on_hand, committed, reserved, available_before = row[1], row[2], row[3], row[4]
+        where = {"sku_id": change.sku_id, "location_id": change.location_id}
+        if min(on_hand, committed, reserved) < 0:
             raise InvalidStockChange(
                 f"{EventKind(change.kind).label} would take a stock figure below zero "
-                f"(on hand {row[3]}, committed {row[4]}, reserved {row[5]} after it).",
+                f"(on hand {on_hand}, committed {committed}, reserved {reserved} after it).",
                 extra=where,
             )
-        if shortfall:
-            requested = shortfall + max(0, available_before)
+        available_after = on_hand - committed - reserved
+        if available_after < min(0, available_before):
+            requested = available_before - available_after
             raise InsufficientStock(
                 f"Only {max(0, available_before)} available; {requested} requested.",
                 extra={**where, "available": available_before, "requested": requested},
@@ -243,45 +284,27 @@ def _replayed_events(changes: Sequence[_LevelChange]) -> list[InventoryEvent]:
     events = []
     for change in changes:
         event = existing.get(change.idempotency_key)
-        stock_level = StockLevel.objects.only("sku_id", "location_id").get(
-            pk=change.stock_level_id
-        )
-        same_change = event is not None and (
-            event.kind == change.kind
-            and event.sku_id == stock_level.sku_id
-            and event.location_id == stock_level.location_id
-            and event.delta_on_hand == change.delta_on_hand
-            and event.delta_committed == change.delta_committed
-            and event.delta_reserved == change.delta_reserved
-        )
-        if not same_change or event is None:
+        if event is None or (
+            event.kind,
+            event.sku_id,
+            event.location_id,
+            event.delta_on_hand,
+            event.delta_committed,
+            event.delta_reserved,
+        ) != (
+            change.kind,
+            change.sku_id,
+            change.location_id,
+            change.delta_on_hand,
+            change.delta_committed,
+            change.delta_reserved,
+        ):
             raise IdempotencyKeyReused(
                 f"Idempotency key {change.idempotency_key!r} was already used for a "
                 "different change."
             )
         events.append(event)
     return events
-
-
-def _stock_level_id(*, sku_id: int, location_id: int) -> int:
-    """The id of the SKU's stock row at the location, created empty on first use."""
-    level_id = (
-        StockLevel.objects.filter(sku_id=sku_id, location_id=location_id)
-        .values_list("id", flat=True)
-        .first()
-    )
-    if level_id is not None:
-        return level_id
-    if not Sku.objects.filter(pk=sku_id).exists():
-        raise NotFound(f"SKU {sku_id} does not exist.")
-    if not Location.objects.filter(pk=location_id).exists():
-        raise NotFound(f"Location {location_id} does not exist.")
-    StockLevel.objects.bulk_create(
-        [StockLevel(sku_id=sku_id, location_id=location_id)], ignore_conflicts=True
-    )
-    return StockLevel.objects.values_list("id", flat=True).get(
-        sku_id=sku_id, location_id=location_id
-    )
 
 
 def _positive(quantity: int) -> int:
@@ -302,7 +325,8 @@ def _single_change(
     allow_shortfall: bool = False,
 ) -> InventoryEvent:
     change = _LevelChange(
-        stock_level_id=_stock_level_id(sku_id=sku_id, location_id=location_id),
+        sku_id=sku_id,
+        location_id=location_id,
         kind=kind,
         idempotency_key=context.idempotency_key,
         delta_on_hand=delta_on_hand,
@@ -366,13 +390,15 @@ def transfer_stock(
     out_event, in_event = _apply_changes(
         [
             _LevelChange(
-                stock_level_id=_stock_level_id(sku_id=sku_id, location_id=from_location_id),
+                sku_id=sku_id,
+                location_id=from_location_id,
                 kind=EventKind.TRANSFER_OUT,
                 idempotency_key=f"{context.idempotency_key}:out",
                 delta_on_hand=-quantity,
             ),
             _LevelChange(
-                stock_level_id=_stock_level_id(sku_id=sku_id, location_id=to_location_id),
+                sku_id=sku_id,
+                location_id=to_location_id,
                 kind=EventKind.TRANSFER_IN,
                 idempotency_key=f"{context.idempotency_key}:in",
                 delta_on_hand=quantity,
@@ -483,7 +509,6 @@ def reserve_stock(
         return _same_reservation(
             existing, sku_id=sku_id, location_id=location_id, quantity=quantity
         )
-    stock_level_id = _stock_level_id(sku_id=sku_id, location_id=location_id)
     ttl = ttl_s if ttl_s is not None else settings.RESERVATION_DEFAULT_TTL_S
     try:
         with transaction.atomic():
@@ -498,7 +523,8 @@ def reserve_stock(
             _apply_changes(
                 [
                     _LevelChange(
-                        stock_level_id=stock_level_id,
+                        sku_id=sku_id,
+                        location_id=location_id,
                         kind=EventKind.RESERVATION_MADE,
                         idempotency_key=f"reservation:{reservation.pk}:made",
                         delta_reserved=quantity,
@@ -555,9 +581,8 @@ def _end_reservation(
         _apply_changes(
             [
                 _LevelChange(
-                    stock_level_id=_stock_level_id(
-                        sku_id=reservation.sku_id, location_id=reservation.location_id
-                    ),
+                    sku_id=reservation.sku_id,
+                    location_id=reservation.location_id,
                     kind=kind,
                     idempotency_key=f"reservation:{reservation.pk}:{new_status}",
                     delta_reserved=-reservation.quantity,

@@ -109,6 +109,9 @@ if not DATABASE_URL:
         "PostgreSQL), or set DATABASE_URL=postgresql://user@host:port/dbname."
     )
 DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
+# Lets psycopg prepare the statements that ask for it (the stock-change statement in
+# inventory/services.py); the ORM's client-side-bound queries are never prepared.
+DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = 5
 if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
     raise ImproperlyConfigured("nventory runs on PostgreSQL only: DATABASE_URL must be postgres")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -1,0 +1,672 @@
+"""REST API v1 of the inventory: one APIView per operation (STYLE.md §4).
+
+Each view parses its input with its nested ``InputSerializer``, calls one selector or
+service, and shapes the answer with its ``OutputSerializer``. Domain refusals are
+``nventory.errors.ApplicationError`` subclasses, mapped to 400/404/409 by the exception
+handler in settings.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from typing import Any
+
+from django.core.validators import RegexValidator
+from django.db import IntegrityError, transaction
+from django.db.models import QuerySet
+from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_serializer
+from rest_framework import serializers, status
+from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.validators import UniqueValidator
+from rest_framework.views import APIView
+
+from inventory import selectors, services
+from inventory.models import EventKind, EventSource, Location, Reservation, Sku
+
+# Every key a client sends is stored under this prefix, so an API client can never take
+# a key that a service derives (``reservation:<id>:expired``) or a channel uses for a
+# marketplace order, which would make that later change fail instead of apply.
+API_KEY_PREFIX = "api:"
+# Room is left for the prefix and the ``:out``/``:in`` suffixes of a transfer's events
+# inside the 255 characters of InventoryEvent.idempotency_key.
+IDEMPOTENCY_KEY_MAX_LENGTH = 200
+# Stock figures are 32-bit integer columns; one change this size still leaves headroom.
+MAX_QUANTITY = 1_000_000_000
+MAX_RESERVATION_TTL_S = 7 * 24 * 3600
+
+# SKU and location codes are path segments in this API, so they may not contain "/".
+_code_validator = RegexValidator(r"^[^/]+\Z", "A code may not contain '/'.")
+
+
+class _NestedNameSchema(AutoSchema):
+    """Names a nested serializer after its view, so every view's InputSerializer is its own
+    schema component (``ReceiptCreateApi.InputSerializer`` -> ``ReceiptCreateRequest``)."""
+
+    def get_serializer_name(self, serializer: serializers.BaseSerializer, direction: str) -> str:
+        words = []
+        for part in type(serializer).__qualname__.split("."):
+            word = part.removesuffix("Serializer").removesuffix("Api")
+            if word not in {"Input", "Output"}:
+                words.append(word)
+        return "".join(words)
+
+    def get_tags(self) -> list[str]:
+        # Tagged by resource (skus, orders, ...) rather than by the shared "v1" segment.
+        segments = [segment for segment in self.path.split("/") if segment]
+        for version, resource in itertools.pairwise(segments):
+            if re.fullmatch(r"v\d+", version):
+                return [resource]
+        return super().get_tags()
+
+
+class ApiView(APIView):
+    """Base of every view here: names schema components after the view."""
+
+    schema = _NestedNameSchema()
+
+
+class ListApi(ApiView):
+    """Base of the list views: LimitOffsetPagination, which the schema documents too."""
+
+    pagination_class = LimitOffsetPagination
+
+    def paginated_response(
+        self, queryset: QuerySet[Any], serializer_class: type[serializers.Serializer]
+    ) -> Response:
+        """One page of ``queryset`` in the ``{count, next, previous, results}`` envelope."""
+        paginator = self.pagination_class()
+        page = paginator.paginate_queryset(queryset, self.request, view=self)
+        return paginator.get_paginated_response(serializer_class(page, many=True).data)
+
+
+# -----------------------------------------------------------------------------------------
+# Helpers and shared shapes
+# -----------------------------------------------------------------------------------------
+
+
+def _validated(serializer_class: type[serializers.Serializer], data: Any) -> dict[str, Any]:
+    serializer = serializer_class(data=data)
+    serializer.is_valid(raise_exception=True)
+    return dict(serializer.validated_data)
+
+
+def _context(
+    request: Request, data: dict[str, Any], *, idempotency_key: str | None = None
+) -> services.EventContext:
+    return services.EventContext(
+        idempotency_key=API_KEY_PREFIX + (idempotency_key or data["idempotency_key"]),
+        source=EventSource.API,
+        actor=request.user.get_username(),
+        external_reference=data.get("external_reference", ""),
+        reason=data.get("reason", ""),
+    )
+
+
+@extend_schema_serializer(component_name="Error")
+class ErrorSerializer(serializers.Serializer):
+    """The body of a 404 or 409 answer (schema only)."""
+
+    detail = serializers.CharField()
+    code = serializers.CharField()
+
+
+@extend_schema_serializer(component_name="Conflict")
+class ConflictSerializer(ErrorSerializer):
+    """The body of a 409: ``available``/``requested`` come with ``insufficient_stock``,
+    ``status`` with a reservation that already ended."""
+
+    sku_id = serializers.IntegerField(required=False)
+    location_id = serializers.IntegerField(required=False)
+    available = serializers.IntegerField(required=False)
+    requested = serializers.IntegerField(required=False)
+    status = serializers.CharField(required=False)
+
+
+_BAD_REQUEST = OpenApiResponse(description="Field errors: {field: [message, ...]}.")
+_NOT_FOUND = OpenApiResponse(ErrorSerializer, description="Unknown SKU, location or id.")
+_CONFLICT = OpenApiResponse(
+    ConflictSerializer,
+    description="Refused: insufficient stock, a figure below zero, a reused key, or a "
+    "reservation that already ended.",
+)
+
+
+class _StockChangeInput(serializers.Serializer):
+    sku = serializers.CharField(max_length=64, help_text="SKU code.")
+    location = serializers.CharField(max_length=64, help_text="Location code.")
+    quantity = serializers.IntegerField(min_value=1, max_value=MAX_QUANTITY)
+    idempotency_key = serializers.CharField(
+        max_length=IDEMPOTENCY_KEY_MAX_LENGTH,
+        help_text="Repeating a request with the same key returns the first result and "
+        "changes nothing; the key is stored with the prefix 'api:'.",
+    )
+    external_reference = serializers.CharField(max_length=255, allow_blank=True, default="")
+    reason = serializers.CharField(max_length=2000, allow_blank=True, default="")
+
+
+# -----------------------------------------------------------------------------------------
+# SKUs and locations
+# -----------------------------------------------------------------------------------------
+
+
+class SkuDetailApi(ApiView):
+    @extend_schema_serializer(component_name="Sku")
+    class OutputSerializer(serializers.Serializer):
+        code = serializers.CharField()
+        name = serializers.CharField()
+        category = serializers.CharField()
+        is_active = serializers.BooleanField()
+        created_at = serializers.DateTimeField()
+        updated_at = serializers.DateTimeField()
+
+    @extend_schema(responses={200: OutputSerializer, 404: _NOT_FOUND})
+    def get(self, request: Request, code: str) -> Response:
+        sku = selectors.sku_by_code(code=code)
+        return Response(self.OutputSerializer(sku).data)
+
+
+class SkuListApi(ListApi):
+    class FilterSerializer(serializers.Serializer):
+        search = serializers.CharField(
+            required=False,
+            allow_blank=True,
+            max_length=100,
+            help_text="Part of the code or name, any case.",
+        )
+
+    OutputSerializer = SkuDetailApi.OutputSerializer
+
+    @extend_schema(
+        parameters=[FilterSerializer],
+        responses={200: OutputSerializer(many=True), 400: _BAD_REQUEST},
+    )
+    def get(self, request: Request) -> Response:
+        filters = _validated(self.FilterSerializer, request.query_params)
+        skus = selectors.sku_list(search=filters.get("search", ""))
+        return self.paginated_response(skus, self.OutputSerializer)
+
+
+class SkuCreateApi(ApiView):
+    # Named like the output so that request and response share one name in the schema.
+    @extend_schema_serializer(component_name="Sku")
+    class InputSerializer(serializers.Serializer):
+        code = serializers.CharField(
+            max_length=64,
+            validators=[
+                _code_validator,
+                UniqueValidator(Sku.objects.all(), "A SKU with this code already exists."),
+            ],
+        )
+        name = serializers.CharField(max_length=255)
+        category = serializers.CharField(max_length=100, allow_blank=True, default="")
+        is_active = serializers.BooleanField(default=True)
+
+    OutputSerializer = SkuDetailApi.OutputSerializer
+
+    @extend_schema(request=InputSerializer, responses={201: OutputSerializer, 400: _BAD_REQUEST})
+    def post(self, request: Request) -> Response:
+        data = _validated(self.InputSerializer, request.data)
+        # A SKU is catalogue data, not stock: no service owns its creation yet.
+        try:
+            with transaction.atomic():
+                sku = Sku.objects.create(**data)
+        except IntegrityError:
+            # Created by a concurrent request between validation and insert.
+            raise serializers.ValidationError(
+                {"code": ["A SKU with this code already exists."]}
+            ) from None
+        return Response(self.OutputSerializer(sku).data, status=status.HTTP_201_CREATED)
+
+
+class SkuListCreateApi(SkuListApi, SkuCreateApi):
+    """GET lists and POST creates at /skus/: one path, the two operations above."""
+
+
+class SkuStockApi(ApiView):
+    @extend_schema_serializer(component_name="SkuStock")
+    class OutputSerializer(serializers.Serializer):
+        class LocationSerializer(serializers.Serializer):
+            location = serializers.CharField(source="location_code")
+            name = serializers.CharField(source="location_name")
+            on_hand = serializers.IntegerField()
+            committed = serializers.IntegerField()
+            reserved = serializers.IntegerField()
+            available = serializers.IntegerField()
+
+        class TotalsSerializer(serializers.Serializer):
+            on_hand = serializers.IntegerField()
+            committed = serializers.IntegerField()
+            reserved = serializers.IntegerField()
+            available = serializers.IntegerField()
+
+        sku = serializers.CharField(source="sku_code")
+        locations = LocationSerializer(many=True)
+        totals = TotalsSerializer()
+
+    @extend_schema(responses={200: OutputSerializer, 404: _NOT_FOUND})
+    def get(self, request: Request, code: str) -> Response:
+        stock = selectors.sku_stock(sku=selectors.sku_by_code(code=code))
+        return Response(self.OutputSerializer(stock).data)
+
+
+class LocationDetailApi(ApiView):
+    @extend_schema_serializer(component_name="Location")
+    class OutputSerializer(serializers.Serializer):
+        code = serializers.CharField()
+        name = serializers.CharField()
+        kind = serializers.ChoiceField(choices=Location.Kind.choices)
+        is_active = serializers.BooleanField()
+        created_at = serializers.DateTimeField()
+
+    @extend_schema(responses={200: OutputSerializer, 404: _NOT_FOUND})
+    def get(self, request: Request, code: str) -> Response:
+        location = selectors.location_by_code(code=code)
+        return Response(self.OutputSerializer(location).data)
+
+
+class LocationListApi(ListApi):
+    OutputSerializer = LocationDetailApi.OutputSerializer
+
+    @extend_schema(responses={200: OutputSerializer(many=True)})
+    def get(self, request: Request) -> Response:
+        return self.paginated_response(selectors.location_list(), self.OutputSerializer)
+
+
+class LocationCreateApi(ApiView):
+    # Named like the output so that both "kind" enums resolve to one LocationKindEnum.
+    @extend_schema_serializer(component_name="Location")
+    class InputSerializer(serializers.Serializer):
+        code = serializers.CharField(
+            max_length=64,
+            validators=[
+                _code_validator,
+                UniqueValidator(
+                    Location.objects.all(), "A location with this code already exists."
+                ),
+            ],
+        )
+        name = serializers.CharField(max_length=255)
+        kind = serializers.ChoiceField(
+            choices=Location.Kind.choices, default=Location.Kind.WAREHOUSE
+        )
+        is_active = serializers.BooleanField(default=True)
+
+    OutputSerializer = LocationDetailApi.OutputSerializer
+
+    @extend_schema(request=InputSerializer, responses={201: OutputSerializer, 400: _BAD_REQUEST})
+    def post(self, request: Request) -> Response:
+        data = _validated(self.InputSerializer, request.data)
+        try:
+            with transaction.atomic():
+                location = Location.objects.create(**data)
+        except IntegrityError:
+            raise serializers.ValidationError(
+                {"code": ["A location with this code already exists."]}
+            ) from None
+        return Response(self.OutputSerializer(location).data, status=status.HTTP_201_CREATED)
+
+
+class LocationListCreateApi(LocationListApi, LocationCreateApi):
+    """GET lists and POST creates at /locations/: one path, the two operations above."""
+
+
+# -----------------------------------------------------------------------------------------
+# The ledger
+# -----------------------------------------------------------------------------------------
+
+
+class EventListApi(ListApi):
+    class FilterSerializer(serializers.Serializer):
+        sku = serializers.CharField(required=False, max_length=64, help_text="SKU code.")
+        location = serializers.CharField(required=False, max_length=64, help_text="Location code.")
+        kind = serializers.ChoiceField(choices=EventKind.choices, required=False)
+        since = serializers.DateTimeField(
+            required=False, help_text="Events created at or after this time (ISO 8601)."
+        )
+        until = serializers.DateTimeField(
+            required=False, help_text="Events created before this time (ISO 8601)."
+        )
+        external_reference = serializers.CharField(required=False, max_length=255)
+
+        def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+            since, until = attrs.get("since"), attrs.get("until")
+            if since is not None and until is not None and until < since:
+                raise serializers.ValidationError({"until": ["Must not be before since."]})
+            return attrs
+
+    @extend_schema_serializer(component_name="InventoryEvent")
+    class OutputSerializer(serializers.Serializer):
+        id = serializers.IntegerField()
+        kind = serializers.ChoiceField(choices=EventKind.choices)
+        sku = serializers.CharField(source="sku.code")
+        location = serializers.CharField(source="location.code")
+        delta_on_hand = serializers.IntegerField()
+        delta_committed = serializers.IntegerField()
+        delta_reserved = serializers.IntegerField()
+        on_hand_after = serializers.IntegerField()
+        committed_after = serializers.IntegerField()
+        reserved_after = serializers.IntegerField()
+        available_after = serializers.IntegerField()
+        shortfall = serializers.IntegerField()
+        # DRF's metaclass moves declared fields off the class, so this does not shadow
+        # Field.source at run time; mypy only sees the class body.
+        source = serializers.ChoiceField(choices=EventSource.choices)  # type: ignore[assignment]
+        actor = serializers.CharField()
+        external_reference = serializers.CharField()
+        reason = serializers.CharField()
+        reservation = serializers.IntegerField(source="reservation_id", allow_null=True)
+        idempotency_key = serializers.CharField()
+        created_at = serializers.DateTimeField()
+
+    @extend_schema(
+        parameters=[FilterSerializer],
+        responses={200: OutputSerializer(many=True), 400: _BAD_REQUEST, 404: _NOT_FOUND},
+    )
+    def get(self, request: Request) -> Response:
+        filters = _validated(self.FilterSerializer, request.query_params)
+        sku_code, location_code = filters.get("sku"), filters.get("location")
+        events = selectors.ledger_events(
+            sku_id=selectors.sku_by_code(code=sku_code).pk if sku_code else None,
+            location_id=(
+                selectors.location_by_code(code=location_code).pk if location_code else None
+            ),
+            kind=filters.get("kind"),
+            since=filters.get("since"),
+            until=filters.get("until"),
+            external_reference=filters.get("external_reference"),
+        )
+        return self.paginated_response(events, self.OutputSerializer)
+
+
+_EVENT = EventListApi.OutputSerializer
+_STOCK_CHANGE_RESPONSES: dict[int, Any] = {
+    201: _EVENT,
+    400: _BAD_REQUEST,
+    404: _NOT_FOUND,
+    409: _CONFLICT,
+}
+
+
+# -----------------------------------------------------------------------------------------
+# Goods in, adjustments and transfers
+# -----------------------------------------------------------------------------------------
+
+
+class ReceiptCreateApi(ApiView):
+    class InputSerializer(_StockChangeInput):
+        pass
+
+    OutputSerializer = _EVENT
+
+    @extend_schema(request=InputSerializer, responses=_STOCK_CHANGE_RESPONSES)
+    def post(self, request: Request) -> Response:
+        data = _validated(self.InputSerializer, request.data)
+        event = services.receive_stock(
+            sku_id=selectors.sku_by_code(code=data["sku"]).pk,
+            location_id=selectors.location_by_code(code=data["location"]).pk,
+            quantity=data["quantity"],
+            context=_context(request, data),
+        )
+        return Response(self.OutputSerializer(event).data, status=status.HTTP_201_CREATED)
+
+
+class AdjustmentCreateApi(ApiView):
+    class InputSerializer(serializers.Serializer):
+        sku = serializers.CharField(max_length=64, help_text="SKU code.")
+        location = serializers.CharField(max_length=64, help_text="Location code.")
+        delta = serializers.IntegerField(
+            min_value=-MAX_QUANTITY,
+            max_value=MAX_QUANTITY,
+            help_text="Units added to (positive) or removed from (negative) on hand.",
+        )
+        reason = serializers.CharField(max_length=2000)
+        idempotency_key = serializers.CharField(max_length=IDEMPOTENCY_KEY_MAX_LENGTH)
+        external_reference = serializers.CharField(max_length=255, allow_blank=True, default="")
+
+        def validate_delta(self, value: int) -> int:
+            if value == 0:
+                raise serializers.ValidationError("An adjustment must change the quantity.")
+            return value
+
+    OutputSerializer = _EVENT
+
+    @extend_schema(request=InputSerializer, responses=_STOCK_CHANGE_RESPONSES)
+    def post(self, request: Request) -> Response:
+        data = _validated(self.InputSerializer, request.data)
+        event = services.adjust_stock(
+            sku_id=selectors.sku_by_code(code=data["sku"]).pk,
+            location_id=selectors.location_by_code(code=data["location"]).pk,
+            delta=data["delta"],
+            context=_context(request, data),
+        )
+        return Response(self.OutputSerializer(event).data, status=status.HTTP_201_CREATED)
+
+
+class TransferCreateApi(ApiView):
+    class InputSerializer(serializers.Serializer):
+        sku = serializers.CharField(max_length=64, help_text="SKU code.")
+        from_location = serializers.CharField(max_length=64, help_text="Location code.")
+        to_location = serializers.CharField(max_length=64, help_text="Location code.")
+        quantity = serializers.IntegerField(min_value=1, max_value=MAX_QUANTITY)
+        idempotency_key = serializers.CharField(max_length=IDEMPOTENCY_KEY_MAX_LENGTH)
+        external_reference = serializers.CharField(max_length=255, allow_blank=True, default="")
+        reason = serializers.CharField(max_length=2000, allow_blank=True, default="")
+
+        def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+            if attrs["from_location"] == attrs["to_location"]:
+                raise serializers.ValidationError(
+                    {"to_location": ["Must differ from from_location."]}
+                )
+            return attrs
+
+    class OutputSerializer(serializers.Serializer):
+        transfer_out = _EVENT()
+        transfer_in = _EVENT()
+
+    @extend_schema(
+        request=InputSerializer,
+        responses={**_STOCK_CHANGE_RESPONSES, 201: OutputSerializer},
+    )
+    def post(self, request: Request) -> Response:
+        data = _validated(self.InputSerializer, request.data)
+        out_event, in_event = services.transfer_stock(
+            sku_id=selectors.sku_by_code(code=data["sku"]).pk,
+            from_location_id=selectors.location_by_code(code=data["from_location"]).pk,
+            to_location_id=selectors.location_by_code(code=data["to_location"]).pk,
+            quantity=data["quantity"],
+            context=_context(request, data),
+        )
+        body = self.OutputSerializer({"transfer_out": out_event, "transfer_in": in_event}).data
+        return Response(body, status=status.HTTP_201_CREATED)
+
+
+# -----------------------------------------------------------------------------------------
+# Reservations
+# -----------------------------------------------------------------------------------------
+
+
+class ReservationDetailApi(ApiView):
+    @extend_schema_serializer(component_name="Reservation")
+    class OutputSerializer(serializers.Serializer):
+        id = serializers.IntegerField()
+        sku = serializers.CharField(source="sku.code")
+        location = serializers.CharField(source="location.code")
+        quantity = serializers.IntegerField()
+        status = serializers.ChoiceField(choices=Reservation.Status.choices)
+        expires_at = serializers.DateTimeField()
+        external_reference = serializers.CharField()
+        idempotency_key = serializers.CharField()
+        created_at = serializers.DateTimeField()
+        updated_at = serializers.DateTimeField()
+
+    @extend_schema(responses={200: OutputSerializer, 404: _NOT_FOUND})
+    def get(self, request: Request, reservation_id: int) -> Response:
+        reservation = selectors.reservation_by_id(reservation_id=reservation_id)
+        return Response(self.OutputSerializer(reservation).data)
+
+
+class ReservationCreateApi(ApiView):
+    class InputSerializer(_StockChangeInput):
+        ttl_s = serializers.IntegerField(
+            required=False,
+            min_value=1,
+            max_value=MAX_RESERVATION_TTL_S,
+            help_text="Seconds until the hold expires; the server default if absent.",
+        )
+
+    OutputSerializer = ReservationDetailApi.OutputSerializer
+
+    @extend_schema(
+        request=InputSerializer,
+        responses={**_STOCK_CHANGE_RESPONSES, 201: OutputSerializer},
+    )
+    def post(self, request: Request) -> Response:
+        data = _validated(self.InputSerializer, request.data)
+        reservation = services.reserve_stock(
+            sku_id=selectors.sku_by_code(code=data["sku"]).pk,
+            location_id=selectors.location_by_code(code=data["location"]).pk,
+            quantity=data["quantity"],
+            ttl_s=data.get("ttl_s"),
+            context=_context(request, data),
+        )
+        return Response(self.OutputSerializer(reservation).data, status=status.HTTP_201_CREATED)
+
+
+class _ReservationEndInput(serializers.Serializer):
+    idempotency_key = serializers.CharField(
+        required=False,
+        max_length=IDEMPOTENCY_KEY_MAX_LENGTH,
+        help_text="Optional: ending a reservation twice changes nothing either way.",
+    )
+
+
+class ReservationConfirmApi(ApiView):
+    class InputSerializer(_ReservationEndInput):
+        pass
+
+    OutputSerializer = ReservationDetailApi.OutputSerializer
+
+    @extend_schema(
+        request=InputSerializer,
+        responses={200: OutputSerializer, 400: _BAD_REQUEST, 404: _NOT_FOUND, 409: _CONFLICT},
+    )
+    def post(self, request: Request, reservation_id: int) -> Response:
+        data = _validated(self.InputSerializer, request.data)
+        reservation = services.confirm_reservation(
+            reservation_id=reservation_id,
+            context=_context(
+                request,
+                data,
+                idempotency_key=data.get("idempotency_key") or f"confirm:{reservation_id}",
+            ),
+        )
+        return Response(self.OutputSerializer(reservation).data)
+
+
+class ReservationReleaseApi(ApiView):
+    class InputSerializer(_ReservationEndInput):
+        pass
+
+    OutputSerializer = ReservationDetailApi.OutputSerializer
+
+    @extend_schema(
+        request=InputSerializer,
+        responses={200: OutputSerializer, 400: _BAD_REQUEST, 404: _NOT_FOUND, 409: _CONFLICT},
+    )
+    def post(self, request: Request, reservation_id: int) -> Response:
+        data = _validated(self.InputSerializer, request.data)
+        reservation = services.release_reservation(
+            reservation_id=reservation_id,
+            context=_context(
+                request,
+                data,
+                idempotency_key=data.get("idempotency_key") or f"release:{reservation_id}",
+            ),
+        )
+        return Response(self.OutputSerializer(reservation).data)
+
+
+# -----------------------------------------------------------------------------------------
+# Orders
+# -----------------------------------------------------------------------------------------
+
+
+class OrderCommitApi(ApiView):
+    """The checkout path: refused with 409 when the units are not available."""
+
+    class InputSerializer(_StockChangeInput):
+        pass
+
+    OutputSerializer = _EVENT
+
+    @extend_schema(request=InputSerializer, responses=_STOCK_CHANGE_RESPONSES)
+    def post(self, request: Request) -> Response:
+        data = _validated(self.InputSerializer, request.data)
+        event = services.commit_order(
+            sku_id=selectors.sku_by_code(code=data["sku"]).pk,
+            location_id=selectors.location_by_code(code=data["location"]).pk,
+            quantity=data["quantity"],
+            context=_context(request, data),
+        )
+        return Response(self.OutputSerializer(event).data, status=status.HTTP_201_CREATED)
+
+
+class OrderCancelApi(ApiView):
+    class InputSerializer(_StockChangeInput):
+        pass
+
+    OutputSerializer = _EVENT
+
+    @extend_schema(request=InputSerializer, responses=_STOCK_CHANGE_RESPONSES)
+    def post(self, request: Request) -> Response:
+        data = _validated(self.InputSerializer, request.data)
+        event = services.cancel_order(
+            sku_id=selectors.sku_by_code(code=data["sku"]).pk,
+            location_id=selectors.location_by_code(code=data["location"]).pk,
+            quantity=data["quantity"],
+            context=_context(request, data),
+        )
+        return Response(self.OutputSerializer(event).data, status=status.HTTP_201_CREATED)
+
+
+class OrderShipApi(ApiView):
+    class InputSerializer(_StockChangeInput):
+        pass
+
+    OutputSerializer = _EVENT
+
+    @extend_schema(request=InputSerializer, responses=_STOCK_CHANGE_RESPONSES)
+    def post(self, request: Request) -> Response:
+        data = _validated(self.InputSerializer, request.data)
+        event = services.ship_order(
+            sku_id=selectors.sku_by_code(code=data["sku"]).pk,
+            location_id=selectors.location_by_code(code=data["location"]).pk,
+            quantity=data["quantity"],
+            context=_context(request, data),
+        )
+        return Response(self.OutputSerializer(event).data, status=status.HTTP_201_CREATED)
+
+
+class OrderReturnApi(ApiView):
+    class InputSerializer(_StockChangeInput):
+        restock = serializers.BooleanField(
+            help_text="True puts the units back on hand; false records them as damaged."
+        )
+
+    OutputSerializer = _EVENT
+
+    @extend_schema(request=InputSerializer, responses=_STOCK_CHANGE_RESPONSES)
+    def post(self, request: Request) -> Response:
+        data = _validated(self.InputSerializer, request.data)
+        event = services.return_order(
+            sku_id=selectors.sku_by_code(code=data["sku"]).pk,
+            location_id=selectors.location_by_code(code=data["location"]).pk,
+            quantity=data["quantity"],
+            restock=data["restock"],
+            context=_context(request, data),
+        )
+        return Response(self.OutputSerializer(event).data, status=status.HTTP_201_CREATED)

@@ -1,0 +1,126 @@
+from __future__ import annotations
+
+from io import StringIO
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+
+from inventory.management.commands import prepare_local
+from inventory.models import InventoryEvent, Location, Sku, StockLevel
+
+pytestmark = pytest.mark.django_db
+
+
+def _run() -> str:
+    out = StringIO()
+    call_command("prepare_local", stdout=out)
+    return out.getvalue()
+
+
+def test_second_run_changes_nothing(monkeypatch):
+    """One operator, one catalog, one set of receipts, however often it runs."""
+    monkeypatch.delenv("WEB_ADDR", raising=False)
+    users = get_user_model().objects
+
+    first = _run()
+    events = InventoryEvent.objects.count()
+    levels = list(StockLevel.objects.order_by("pk").values_list("pk", "on_hand"))
+    second = _run()
+
+    operator = users.get(username="operator")
+    assert operator.is_superuser and operator.is_staff
+    assert users.count() == 1
+    assert Sku.objects.count() == len(prepare_local.DEMO_SKUS) == 8
+    assert set(Location.objects.values_list("kind", flat=True)) == {
+        Location.Kind.WAREHOUSE,
+        Location.Kind.MARKETPLACE_FULFILLED,
+    }
+    assert events == sum(len(demo.stock) for demo in prepare_local.DEMO_SKUS) > 0
+    assert InventoryEvent.objects.count() == events
+    assert list(StockLevel.objects.order_by("pk").values_list("pk", "on_hand")) == levels
+
+    assert "password:" in first
+    assert "password:" not in second
+    assert "Demo catalog loaded" in first
+    assert "already loaded" in second
+    assert "Operator account exists (operator)" in second
+    for output in (first, second):
+        assert "http://127.0.0.1:8000/admin/" in output
+        assert "http://127.0.0.1:8000/api/v1/" in output
+        assert "http://127.0.0.1:8000/api/docs/" in output
+
+
+def test_printed_password_logs_the_operator_in(client):
+    """The password shown once is the operator's real password."""
+    output = _run()
+    password = next(
+        line.split("password:", 1)[1].strip()
+        for line in output.splitlines()
+        if "password:" in line
+    )
+
+    assert client.login(username="operator", password=password)
+
+
+def test_demo_stock_matches_the_catalog():
+    """Every demo receipt is keyed demo:receipt:<code>:<location> and lands on hand."""
+    _run()
+
+    for demo in prepare_local.DEMO_SKUS:
+        for location_code, quantity in demo.stock.items():
+            event = InventoryEvent.objects.get(
+                idempotency_key=f"demo:receipt:{demo.code}:{location_code}"
+            )
+            assert (event.sku.code, event.location.code, event.delta_on_hand) == (
+                demo.code,
+                location_code,
+                quantity,
+            )
+    assert Sku.objects.exclude(category="").count() == 8
+
+
+def test_an_interrupted_first_load_is_completed(monkeypatch):
+    """Receipts missing after a crash are recorded by the next run, the rest are kept."""
+    calls = 0
+    real_receive = prepare_local.services.receive_stock
+
+    def crash_after_two(**kwargs):
+        nonlocal calls
+        calls += 1
+        if calls > 2:
+            raise RuntimeError("killed")
+        return real_receive(**kwargs)
+
+    monkeypatch.setattr(prepare_local.services, "receive_stock", crash_after_two)
+    with pytest.raises(RuntimeError):
+        _run()
+    assert InventoryEvent.objects.count() == 2
+    monkeypatch.setattr(prepare_local.services, "receive_stock", real_receive)
+
+    output = _run()
+
+    expected = sum(len(demo.stock) for demo in prepare_local.DEMO_SKUS)
+    assert InventoryEvent.objects.count() == expected
+    assert "Demo catalog loaded" in output
+
+
+def test_an_existing_catalog_is_left_alone():
+    """A database that already holds real SKUs gets no demo data."""
+    Sku.objects.create(code="REAL-1", name="A real product")
+
+    output = _run()
+
+    assert list(Sku.objects.values_list("code", flat=True)) == ["REAL-1"]
+    assert not Location.objects.exists()
+    assert "demo catalog not loaded" in output
+
+
+def test_urls_follow_web_addr(monkeypatch):
+    """The printed base URL is the address runserver listens on."""
+    monkeypatch.setenv("WEB_ADDR", "0.0.0.0:9000")
+
+    output = _run()
+
+    assert "http://0.0.0.0:9000/admin/" in output
+    assert "http://0.0.0.0:9000/api/docs/" in output

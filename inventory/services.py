@@ -1,10 +1,13 @@
 """The only code that changes stock.
 
 Every change goes through ``_apply_changes``: one SQL statement that locks the stock rows
-in primary-key order (``locks.LOCK_STOCK_LEVELS_SQL``), checks the new levels, writes them
-and appends the ledger events, so the ledger and the levels can never disagree and the
-row lock is held for that single statement and its commit. CHECK constraints on
-``StockLevel`` are the last guard behind the checks here.
+(several rows: in primary-key order, ``locks.LOCK_STOCK_LEVELS_SQL``; one row: by the
+UPDATE itself), checks the new levels, writes them and appends the ledger events, so the
+ledger and the levels can never disagree and a row lock is held for that single
+statement and its commit. CHECK constraints on ``StockLevel`` are the last guard.
+
+A caller that changes several stock rows in one transaction passes them to one
+``_apply_changes`` call, so they are locked in primary-key order and cannot deadlock.
 
 Each service is idempotent by key: a repeated key returns the events of the first call
 and changes nothing. A key reused for a different change is refused.
@@ -126,6 +129,49 @@ ORDER BY j.ordinal
 """
 
 
+# The fast path for a change of one stock row: the UPDATE takes that row's lock itself
+# (one row needs no lock order), checks and writes it, and the ledger event is appended
+# from its RETURNING. The lock is held only for this statement and its commit. No row
+# back means refused, replayed or not yet existing: the full statement above decides.
+_APPLY_ONE_CHANGE_SQL = """
+WITH updated AS (
+    UPDATE inventory_stocklevel
+    SET on_hand = on_hand + %(delta_on_hand)s,
+        committed = committed + %(delta_committed)s,
+        reserved = reserved + %(delta_reserved)s,
+        updated_at = now()
+    WHERE sku_id = %(sku_id)s AND location_id = %(location_id)s
+      AND on_hand + %(delta_on_hand)s >= 0
+      AND committed + %(delta_committed)s >= 0
+      AND reserved + %(delta_reserved)s >= 0
+      AND (%(allow_shortfall)s
+           OR (on_hand + %(delta_on_hand)s) - (committed + %(delta_committed)s)
+              - (reserved + %(delta_reserved)s) >= LEAST(0, on_hand - committed - reserved))
+    RETURNING sku_id, location_id, on_hand, committed, reserved,
+              (on_hand - committed - reserved)
+              - (%(delta_on_hand)s - %(delta_committed)s - %(delta_reserved)s)
+              AS available_before
+),
+inserted AS (
+    INSERT INTO inventory_inventoryevent (
+        kind, sku_id, location_id, delta_on_hand, delta_committed, delta_reserved,
+        on_hand_after, committed_after, reserved_after, shortfall, source, actor,
+        external_reference, reason, reservation_id, idempotency_key, created_at
+    )
+    SELECT %(kind)s, u.sku_id, u.location_id, %(delta_on_hand)s, %(delta_committed)s,
+           %(delta_reserved)s, u.on_hand, u.committed, u.reserved,
+           GREATEST(0, LEAST(0, u.available_before) - (u.on_hand - u.committed - u.reserved)),
+           %(source)s, %(actor)s, %(external_reference)s, %(reason)s,
+           %(reservation_id)s::bigint, %(idempotency_key)s, now()
+    FROM updated u
+    RETURNING id, shortfall, created_at
+)
+SELECT 0, u.on_hand, u.committed, u.reserved, u.available_before, true,
+       i.id, i.shortfall, i.created_at
+FROM updated u CROSS JOIN inserted i
+"""
+
+
 def _apply_changes(
     changes: Sequence[_LevelChange],
     *,
@@ -210,26 +256,45 @@ def _execute_changes(
         "reason": context.reason,
         "reservation_id": reservation_id,
     }
+    if len(changes) == 1:
+        [change] = changes
+        params.update(
+            sku_id=change.sku_id,
+            location_id=change.location_id,
+            kind=str(change.kind),
+            delta_on_hand=change.delta_on_hand,
+            delta_committed=change.delta_committed,
+            delta_reserved=change.delta_reserved,
+            idempotency_key=change.idempotency_key,
+        )
     try:
         if connection.in_atomic_block:
             # A savepoint keeps the caller's transaction usable after a replayed key.
             with transaction.atomic():
-                return _execute_prepared(params)
+                return _execute_prepared(params, single_row=len(changes) == 1)
         # Outside a transaction the statement is its own transaction: the row lock is
         # held for this one round trip and its commit.
-        return _execute_prepared(params)
+        return _execute_prepared(params, single_row=len(changes) == 1)
     except IntegrityError:
         return None
 
 
-def _execute_prepared(params: dict[str, Any]) -> list[tuple[Any, ...]]:
+def _execute_prepared(params: dict[str, Any], *, single_row: bool) -> list[tuple[Any, ...]]:
+    if single_row:
+        rows = _run_prepared(_APPLY_ONE_CHANGE_SQL, params)
+        if rows:
+            return rows
+    return _run_prepared(_APPLY_CHANGES_SQL, params)
+
+
+def _run_prepared(sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
     connection.ensure_connection()
     # Server-side bound and prepared: parsed and planned once per connection, and free
     # of the ORM's per-query work (settings enable psycopg's prepare_threshold).
     raw_cursor = psycopg.Cursor(connection.connection)
     try:
         with connection.wrap_database_errors:
-            raw_cursor.execute(_APPLY_CHANGES_SQL, params, prepare=True)
+            raw_cursor.execute(sql, params, prepare=True)
             return raw_cursor.fetchall()
     finally:
         raw_cursor.close()

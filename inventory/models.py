@@ -128,7 +128,7 @@ class InventoryEvent(models.Model):
     shortfall = models.PositiveIntegerField(default=0)
     source = models.CharField(max_length=32, choices=EventSource.choices)
     actor = models.CharField(max_length=150, blank=True)
-    external_reference = models.CharField(max_length=255, blank=True, db_index=True)
+    external_reference = models.CharField(max_length=255, blank=True)
     reason = models.TextField(blank=True)
     reservation = models.ForeignKey(
         "Reservation",
@@ -138,12 +138,20 @@ class InventoryEvent(models.Model):
         related_name="events",
         db_index=False,
     )
-    idempotency_key = models.CharField(max_length=255, unique=True)
+    idempotency_key = models.CharField(max_length=255)
     created_at = models.DateTimeField()
 
     class Meta:
         ordering = ["-id"]
+        # Constraints and Meta indexes rather than unique=/db_index=: on PostgreSQL those
+        # also build a LIKE (pattern-ops) index, one more write under the row lock.
+        constraints = [
+            models.UniqueConstraint(
+                fields=["idempotency_key"], name="event_idempotency_key_unique"
+            ),
+        ]
         indexes = [
+            models.Index(fields=["external_reference"], name="event_external_reference"),
             models.Index(fields=["sku", "created_at"], name="event_sku_time"),
             models.Index(fields=["kind", "created_at"], name="event_kind_time"),
         ]

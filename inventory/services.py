@@ -240,15 +240,6 @@ def _execute_changes(
 ) -> list[tuple[Any, ...]] | None:
     """Run the statement; None when an idempotency key was already used (a replay)."""
     params: dict[str, Any] = {
-        "ordinals": list(range(len(changes))),
-        "sku_ids": [change.sku_id for change in changes],
-        "location_ids": [change.location_id for change in changes],
-        "kinds": [str(change.kind) for change in changes],
-        "deltas_on_hand": [change.delta_on_hand for change in changes],
-        "deltas_committed": [change.delta_committed for change in changes],
-        "deltas_reserved": [change.delta_reserved for change in changes],
-        "idempotency_keys": [change.idempotency_key for change in changes],
-        "change_count": len(changes),
         "allow_shortfall": allow_shortfall,
         "source": str(context.source),
         "actor": context.actor,
@@ -271,20 +262,36 @@ def _execute_changes(
         if connection.in_atomic_block:
             # A savepoint keeps the caller's transaction usable after a replayed key.
             with transaction.atomic():
-                return _execute_prepared(params, single_row=len(changes) == 1)
+                return _execute_prepared(params, changes)
         # Outside a transaction the statement is its own transaction: the row lock is
         # held for this one round trip and its commit.
-        return _execute_prepared(params, single_row=len(changes) == 1)
+        return _execute_prepared(params, changes)
     except IntegrityError:
         return None
 
 
-def _execute_prepared(params: dict[str, Any], *, single_row: bool) -> list[tuple[Any, ...]]:
-    if single_row:
+def _multi_row_params(changes: Sequence[_LevelChange]) -> dict[str, Any]:
+    return {
+        "ordinals": list(range(len(changes))),
+        "sku_ids": [change.sku_id for change in changes],
+        "location_ids": [change.location_id for change in changes],
+        "kinds": [str(change.kind) for change in changes],
+        "deltas_on_hand": [change.delta_on_hand for change in changes],
+        "deltas_committed": [change.delta_committed for change in changes],
+        "deltas_reserved": [change.delta_reserved for change in changes],
+        "idempotency_keys": [change.idempotency_key for change in changes],
+        "change_count": len(changes),
+    }
+
+
+def _execute_prepared(
+    params: dict[str, Any], changes: Sequence[_LevelChange]
+) -> list[tuple[Any, ...]]:
+    if len(changes) == 1:
         rows = _run_prepared(_APPLY_ONE_CHANGE_SQL, params)
         if rows:
             return rows
-    return _run_prepared(_APPLY_CHANGES_SQL, params)
+    return _run_prepared(_APPLY_CHANGES_SQL, {**params, **_multi_row_params(changes)})
 
 
 def _run_prepared(sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
@@ -294,7 +301,7 @@ def _run_prepared(sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
     raw_cursor = psycopg.Cursor(connection.connection)
     try:
         with connection.wrap_database_errors:
-            raw_cursor.execute(sql, params, prepare=True)
+            raw_cursor.execute(sql, params, prepare=True, binary=True)
             return raw_cursor.fetchall()
     finally:
         raw_cursor.close()

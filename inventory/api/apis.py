@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from collections.abc import Callable
 from typing import Any
 
 from django.core.validators import RegexValidator
@@ -383,6 +384,21 @@ class EventListApi(ListApi):
 
 
 _EVENT = EventListApi.OutputSerializer
+
+
+def _stock_event_created(
+    request: Request, data: dict[str, Any], service: Callable[..., Any], *fields: str
+) -> Response:
+    """Run a one-row stock service on the request's SKU and location; answer 201 with the event."""
+    event = service(
+        sku_id=selectors.sku_by_code(code=data["sku"]).pk,
+        location_id=selectors.location_by_code(code=data["location"]).pk,
+        context=_context(request, data),
+        **{field: data[field] for field in fields},
+    )
+    return Response(_EVENT(event).data, status=status.HTTP_201_CREATED)
+
+
 _STOCK_CHANGE_RESPONSES: dict[int, Any] = {
     201: _EVENT,
     400: _BAD_REQUEST,
@@ -405,13 +421,7 @@ class ReceiptCreateApi(ApiView):
     @extend_schema(request=InputSerializer, responses=_STOCK_CHANGE_RESPONSES)
     def post(self, request: Request) -> Response:
         data = _validated(self.InputSerializer, request.data)
-        event = services.receive_stock(
-            sku_id=selectors.sku_by_code(code=data["sku"]).pk,
-            location_id=selectors.location_by_code(code=data["location"]).pk,
-            quantity=data["quantity"],
-            context=_context(request, data),
-        )
-        return Response(self.OutputSerializer(event).data, status=status.HTTP_201_CREATED)
+        return _stock_event_created(request, data, services.receive_stock, "quantity")
 
 
 class AdjustmentCreateApi(ApiView):
@@ -437,13 +447,7 @@ class AdjustmentCreateApi(ApiView):
     @extend_schema(request=InputSerializer, responses=_STOCK_CHANGE_RESPONSES)
     def post(self, request: Request) -> Response:
         data = _validated(self.InputSerializer, request.data)
-        event = services.adjust_stock(
-            sku_id=selectors.sku_by_code(code=data["sku"]).pk,
-            location_id=selectors.location_by_code(code=data["location"]).pk,
-            delta=data["delta"],
-            context=_context(request, data),
-        )
-        return Response(self.OutputSerializer(event).data, status=status.HTTP_201_CREATED)
+        return _stock_event_created(request, data, services.adjust_stock, "delta")
 
 
 class TransferCreateApi(ApiView):
@@ -606,13 +610,7 @@ class OrderCommitApi(ApiView):
     @extend_schema(request=InputSerializer, responses=_STOCK_CHANGE_RESPONSES)
     def post(self, request: Request) -> Response:
         data = _validated(self.InputSerializer, request.data)
-        event = services.commit_order(
-            sku_id=selectors.sku_by_code(code=data["sku"]).pk,
-            location_id=selectors.location_by_code(code=data["location"]).pk,
-            quantity=data["quantity"],
-            context=_context(request, data),
-        )
-        return Response(self.OutputSerializer(event).data, status=status.HTTP_201_CREATED)
+        return _stock_event_created(request, data, services.commit_order, "quantity")
 
 
 class OrderCancelApi(ApiView):
@@ -624,13 +622,7 @@ class OrderCancelApi(ApiView):
     @extend_schema(request=InputSerializer, responses=_STOCK_CHANGE_RESPONSES)
     def post(self, request: Request) -> Response:
         data = _validated(self.InputSerializer, request.data)
-        event = services.cancel_order(
-            sku_id=selectors.sku_by_code(code=data["sku"]).pk,
-            location_id=selectors.location_by_code(code=data["location"]).pk,
-            quantity=data["quantity"],
-            context=_context(request, data),
-        )
-        return Response(self.OutputSerializer(event).data, status=status.HTTP_201_CREATED)
+        return _stock_event_created(request, data, services.cancel_order, "quantity")
 
 
 class OrderShipApi(ApiView):
@@ -642,13 +634,7 @@ class OrderShipApi(ApiView):
     @extend_schema(request=InputSerializer, responses=_STOCK_CHANGE_RESPONSES)
     def post(self, request: Request) -> Response:
         data = _validated(self.InputSerializer, request.data)
-        event = services.ship_order(
-            sku_id=selectors.sku_by_code(code=data["sku"]).pk,
-            location_id=selectors.location_by_code(code=data["location"]).pk,
-            quantity=data["quantity"],
-            context=_context(request, data),
-        )
-        return Response(self.OutputSerializer(event).data, status=status.HTTP_201_CREATED)
+        return _stock_event_created(request, data, services.ship_order, "quantity")
 
 
 class OrderReturnApi(ApiView):
@@ -662,11 +648,4 @@ class OrderReturnApi(ApiView):
     @extend_schema(request=InputSerializer, responses=_STOCK_CHANGE_RESPONSES)
     def post(self, request: Request) -> Response:
         data = _validated(self.InputSerializer, request.data)
-        event = services.return_order(
-            sku_id=selectors.sku_by_code(code=data["sku"]).pk,
-            location_id=selectors.location_by_code(code=data["location"]).pk,
-            quantity=data["quantity"],
-            restock=data["restock"],
-            context=_context(request, data),
-        )
-        return Response(self.OutputSerializer(event).data, status=status.HTTP_201_CREATED)
+        return _stock_event_created(request, data, services.return_order, "quantity", "restock")

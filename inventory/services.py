@@ -650,6 +650,12 @@ def _end_reservation(
         if only_if_expired_by is not None and reservation.expires_at > only_if_expired_by:
             return reservation
         confirming = new_status == Reservation.Status.CONFIRMED
+        if confirming and reservation.expires_at <= timezone.now():
+            # Past its expiry the hold is void even before the sweep releases it.
+            raise Conflict(
+                f"Reservation {reservation_id} expired at {reservation.expires_at.isoformat()}.",
+                extra={"status": "expired"},
+            )
         _apply_changes(
             [
                 _LevelChange(

@@ -1,0 +1,133 @@
+"""Buffer-rule precedence, ATS over a channel's locations, constraints and the admin."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.urls import reverse
+
+from channels import selectors
+from channels.models import BufferRule, Channel, Listing
+from inventory import services
+from tests import factories
+
+SECRET = "whsec-do-not-show-1234"
+
+
+@pytest.fixture
+def channel(db):
+    return Channel.objects.create(
+        platform=Channel.Platform.SHOPIFY,
+        name="Test Shopify",
+        slug="test-shopify",
+        api_base_url="http://127.0.0.1:9000",
+        credentials={"access_token": "shpat-secret"},
+        webhook_secret=SECRET,
+    )
+
+
+@pytest.fixture
+def listing(channel, sku):
+    return Listing.objects.create(channel=channel, sku=sku, external_id="gid-1", external_sku="M1")
+
+
+def test_no_rule_gives_none(listing):
+    assert selectors.effective_buffer_rule(listing=listing) is None
+
+
+def test_channel_rule_applies_without_overrides(channel, listing):
+    rule = BufferRule.objects.create(channel=channel, percent=Decimal(10))
+    assert selectors.effective_buffer_rule(listing=listing) == rule
+
+
+def test_sku_override_beats_channel_rule(channel, listing, sku):
+    BufferRule.objects.create(channel=channel, percent=Decimal(10))
+    sku_rule = BufferRule.objects.create(channel=channel, sku=sku, fixed_units=3)
+    assert selectors.effective_buffer_rule(listing=listing) == sku_rule
+
+
+def test_listing_override_beats_sku_and_channel_rules(channel, listing, sku):
+    BufferRule.objects.create(channel=channel, percent=Decimal(10))
+    BufferRule.objects.create(channel=channel, sku=sku, fixed_units=3)
+    listing_rule = BufferRule.objects.create(channel=channel, listing=listing, max_cap=5)
+    assert selectors.effective_buffer_rule(listing=listing) == listing_rule
+
+
+def test_other_channels_and_skus_rules_are_ignored(channel, listing):
+    other = Channel.objects.create(
+        platform=Channel.Platform.EBAY, name="eBay", slug="ebay", api_base_url="http://x.test"
+    )
+    BufferRule.objects.create(channel=other, percent=Decimal(50))
+    BufferRule.objects.create(channel=channel, sku=factories.make_sku(), percent=Decimal(50))
+    assert selectors.effective_buffer_rule(listing=listing) is None
+
+
+def test_ats_sums_only_the_channels_locations(channel, listing, sku):
+    """Sold from A (10 on hand, 3 committed) and B (5): 12; C's 100 units do not count."""
+    a, b, c = (factories.make_location() for _ in range(3))
+    factories.stock(sku, a, 10)
+    factories.stock(sku, b, 5)
+    factories.stock(sku, c, 100)
+    services.commit_order(sku_id=sku.pk, location_id=a.pk, quantity=3, context=factories.context())
+    channel.locations.set([a, b])
+
+    assert selectors.available_to_sell(sku_id=sku.pk, location_ids=[a.pk, b.pk]) == 12
+    assert selectors.available_to_sell(sku_id=sku.pk, location_ids=[]) == 0
+
+    BufferRule.objects.create(channel=channel, fixed_units=2)
+    explanation = selectors.explain_listing(listing=listing)
+    assert explanation.steps[0].quantity == 12
+    assert explanation.listed == 10
+
+
+def test_rule_with_both_sku_and_listing_is_rejected(channel, listing, sku):
+    with pytest.raises(IntegrityError), transaction.atomic():
+        BufferRule.objects.create(channel=channel, sku=sku, listing=listing)
+
+
+@pytest.mark.parametrize("scope", ["channel", "sku", "listing"])
+def test_at_most_one_rule_per_scope(channel, listing, sku, scope):
+    fields = {"channel": {}, "sku": {"sku": sku}, "listing": {"listing": listing}}[scope]
+    BufferRule.objects.create(channel=channel, **fields)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        BufferRule.objects.create(channel=channel, **fields)
+
+
+def test_percent_above_100_is_rejected(channel):
+    with pytest.raises(IntegrityError), transaction.atomic():
+        BufferRule.objects.create(channel=channel, percent=Decimal(101))
+
+
+def test_external_id_unique_per_channel(channel, listing, sku):
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Listing.objects.create(channel=channel, sku=sku, external_id=listing.external_id)
+
+
+@pytest.mark.parametrize("model", ["channel", "listing", "bufferrule"])
+def test_changelists_render(admin_client, channel, listing, model):
+    BufferRule.objects.create(channel=channel, listing=listing, max_cap=5)
+    response = admin_client.get(reverse(f"admin:channels_{model}_changelist"), {"q": "test"})
+    assert response.status_code == 200
+
+
+def test_channel_changelist_hides_secrets(admin_client, channel):
+    response = admin_client.get(reverse("admin:channels_channel_changelist"))
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert channel.name in body
+    assert SECRET not in body
+    assert "shpat-secret" not in body
+
+
+def test_listing_override_must_be_on_the_listings_channel(listing):
+    other = Channel.objects.create(
+        platform=Channel.Platform.WALMART,
+        name="Walmart",
+        slug="walmart",
+        api_base_url="http://w.test",
+    )
+    with pytest.raises(ValidationError):
+        BufferRule(channel=other, listing=listing).full_clean()

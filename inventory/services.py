@@ -639,7 +639,10 @@ def _end_reservation(
     only_if_expired_by: dt.datetime | None = None,
 ) -> Reservation:
     with transaction.atomic():
-        reservation = locks.lock_reservation(reservation_id)
+        try:
+            reservation = locks.lock_reservation(reservation_id)
+        except Reservation.DoesNotExist:
+            raise NotFound(f"Reservation {reservation_id} does not exist.") from None
         if reservation.status == new_status:
             return reservation
         if reservation.status != Reservation.Status.ACTIVE:
@@ -675,14 +678,8 @@ def _end_reservation(
         return reservation
 
 
-def _lookup_reservation(reservation_id: int) -> None:
-    if not Reservation.objects.filter(pk=reservation_id).exists():
-        raise NotFound(f"Reservation {reservation_id} does not exist.")
-
-
 def confirm_reservation(*, reservation_id: int, context: EventContext) -> Reservation:
     """Turn held units into a committed order; confirming twice changes nothing."""
-    _lookup_reservation(reservation_id)
     return _end_reservation(
         reservation_id=reservation_id,
         new_status=Reservation.Status.CONFIRMED,
@@ -693,7 +690,6 @@ def confirm_reservation(*, reservation_id: int, context: EventContext) -> Reserv
 
 def release_reservation(*, reservation_id: int, context: EventContext) -> Reservation:
     """Give held units back to available; releasing twice changes nothing."""
-    _lookup_reservation(reservation_id)
     return _end_reservation(
         reservation_id=reservation_id,
         new_status=Reservation.Status.RELEASED,

@@ -5,7 +5,7 @@ from django.utils import timezone
 
 from inventory import services
 from inventory.models import InventoryEvent, Reservation, StockLevel
-from nventory.errors import Conflict
+from nventory.errors import Conflict, NotFound
 from tests import factories
 
 
@@ -78,3 +78,9 @@ def test_shortfall_is_recorded_when_allowed(sku, location):
     )
     assert event.shortfall == 2
     assert StockLevel.objects.get(sku=sku, location=location).available == -2
+
+
+@pytest.mark.django_db
+def test_ending_an_unknown_reservation_is_not_found():
+    with pytest.raises(NotFound):
+        services.release_reservation(reservation_id=987654321, context=factories.context())

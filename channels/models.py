@@ -12,6 +12,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Now
 
 
 class Channel(models.Model):
@@ -49,7 +50,16 @@ class Channel(models.Model):
     out_of_stock_threshold = models.PositiveIntegerField(
         default=0, help_text="A listed quantity below this is pushed as 0."
     )
-    settle_window_s = models.PositiveIntegerField(default=0)
+    settle_window_s = models.PositiveIntegerField(
+        default=0,
+        help_text="Hold an increase this many seconds after the change that caused it, so a "
+        "unit the channel sold but has not told us about yet is not relisted. 0: push at once.",
+    )
+    max_push_attempts = models.PositiveIntegerField(
+        default=3, help_text="Attempts before a push becomes a dead letter."
+    )
+    # Non-secret platform settings: API version, the platform's location id, batch size...
+    platform_settings = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -63,7 +73,14 @@ class Listing(models.Model):
     """One product on one channel, mapped to one internal SKU (the SKU map)."""
 
     channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="listings")
-    sku = models.ForeignKey("inventory.Sku", on_delete=models.PROTECT, related_name="listings")
+    # Empty for a listing the channel has and nobody has mapped yet: a mapping gap.
+    sku = models.ForeignKey(
+        "inventory.Sku",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="listings",
+    )
     # The platform's main id for the stock-bearing item (e.g. Shopify inventory item id).
     external_id = models.CharField(max_length=255)
     external_sku = models.CharField(max_length=255, blank=True)
@@ -173,3 +190,219 @@ class BufferRule(models.Model):
             and listing.channel_id != self.channel_id
         ):
             raise ValidationError({"listing": "The listing belongs to another channel."})
+
+
+class ListingSyncState(models.Model):
+    """What we last told the channel about a listing, and what we believe it shows now."""
+
+    listing = models.OneToOneField(
+        Listing, primary_key=True, on_delete=models.CASCADE, related_name="sync_state"
+    )
+    last_pushed_quantity = models.IntegerField(null=True, blank=True)
+    last_pushed_at = models.DateTimeField(null=True, blank=True)
+    # The figure a compare-and-set write expects to find on the channel: the last pushed
+    # quantity less the units the channel has sold since (its own sales move it too).
+    expected_channel_quantity = models.IntegerField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"sync state of listing {self.listing_id}"
+
+
+class PendingPush(models.Model):
+    """The outbox: one row per listing that owes its channel a new quantity.
+
+    Written by a database trigger in the same transaction as the stock change (and by
+    ``channels.outbox.mark_listings_owed`` for changes of buffers or the map), coalesced:
+    a second change before the push only bumps ``generation``. The quantity is worked out
+    when the push is sent, from the master as it is then, so it is always the newest.
+    """
+
+    listing = models.OneToOneField(Listing, on_delete=models.CASCADE, related_name="pending_push")
+    channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="pending_pushes")
+    # Bumped by every change; a push removes the row only if no change came in meanwhile.
+    generation = models.BigIntegerField(default=1)
+    first_change_at = models.DateTimeField(db_default=Now())
+    last_change_at = models.DateTimeField(db_default=Now())
+    not_before = models.DateTimeField(db_default=Now())
+    # A worker's claim; a claim past its lease is free again (the worker died).
+    claimed_until = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    target_quantity = models.IntegerField(null=True, blank=True)
+    errors = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["channel", "not_before"], name="pending_channel_due")]
+
+    def __str__(self) -> str:
+        return f"listing {self.listing_id} owes a push (generation {self.generation})"
+
+
+class PushAttempt(models.Model):
+    """One quantity sent (or, in shadow mode, not sent) to a channel for one listing."""
+
+    class Outcome(models.TextChoices):
+        APPLIED = "applied", "Applied"
+        STALE = "stale", "Compare-and-set stale (drift)"
+        REJECTED = "rejected", "Rejected by the channel"
+        FAILED = "failed", "Failed (channel error)"
+        THROTTLED = "throttled", "Throttled"
+        SHADOW = "shadow", "Shadow (not sent)"
+
+    channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="push_attempts")
+    listing = models.ForeignKey(Listing, on_delete=models.CASCADE, related_name="push_attempts")
+    target_quantity = models.IntegerField()
+    compare_quantity = models.IntegerField(null=True, blank=True)
+    # In shadow mode: what the channel showed next to what would have been pushed.
+    channel_quantity = models.IntegerField(null=True, blank=True)
+    outcome = models.CharField(max_length=16, choices=Outcome.choices)
+    error = models.TextField(blank=True)
+    attempt_number = models.PositiveIntegerField(default=1)
+    change_at = models.DateTimeField(help_text="When the first change this push carries happened.")
+    sent_at = models.DateTimeField()
+    acked_at = models.DateTimeField(null=True, blank=True)
+    latency_ms = models.FloatField(
+        null=True, blank=True, help_text="From the originating change to the acknowledgement."
+    )
+
+    class Meta:
+        ordering = ["-sent_at"]
+        indexes = [
+            models.Index(fields=["channel", "-sent_at"], name="pushattempt_channel_time"),
+            models.Index(fields=["listing", "-sent_at"], name="pushattempt_listing_time"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.target_quantity} to listing {self.listing_id}: {self.outcome}"
+
+
+class DeadLetter(models.Model):
+    """A push that failed every attempt; kept with its whole story, replayable."""
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        REPLAYED = "replayed", "Replayed"
+        DISCARDED = "discarded", "Discarded"
+
+    channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="dead_letters")
+    listing = models.ForeignKey(Listing, on_delete=models.CASCADE, related_name="dead_letters")
+    target_quantity = models.IntegerField()
+    # Every attempt: {"at": iso time, "error": text}.
+    attempts = models.JSONField(default=list)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN)
+    created_at = models.DateTimeField(auto_now_add=True)
+    replayed_at = models.DateTimeField(null=True, blank=True)
+    replayed_by = models.CharField(max_length=255, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["status", "channel"], name="deadletter_status_channel")]
+
+    def __str__(self) -> str:
+        return f"dead letter: {self.target_quantity} to listing {self.listing_id}"
+
+
+class DriftRecord(models.Model):
+    """A channel figure that differed from what we expected it to hold."""
+
+    class DetectedBy(models.TextChoices):
+        COMPARE_AND_SET = "compare_and_set", "Compare-and-set at write time"
+        WEBHOOK = "webhook", "Inventory change webhook"
+
+    channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="drifts")
+    listing = models.ForeignKey(Listing, on_delete=models.CASCADE, related_name="drifts")
+    expected_quantity = models.IntegerField(null=True, blank=True)
+    channel_quantity = models.IntegerField(null=True, blank=True)
+    master_quantity = models.IntegerField(null=True, blank=True)
+    detected_by = models.CharField(max_length=32, choices=DetectedBy.choices)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"drift on listing {self.listing_id}: {self.channel_quantity}"
+
+
+class WebhookReceipt(models.Model):
+    """A webhook as it arrived, stored before it is acknowledged."""
+
+    class Status(models.TextChoices):
+        RECEIVED = "received", "Received"
+        PROCESSED = "processed", "Processed"
+        IGNORED = "ignored", "Ignored (topic not used)"
+        QUARANTINED = "quarantined", "Quarantined (signed but unparseable)"
+        FAILED = "failed", "Failed (will retry)"
+
+    channel = models.ForeignKey(Channel, on_delete=models.PROTECT, related_name="webhooks")
+    topic = models.CharField(max_length=128)
+    # The platform's delivery id (Shopify: X-Shopify-Webhook-Id), kept for good.
+    dedupe_key = models.CharField(max_length=255)
+    headers = models.JSONField(default=dict)
+    body = models.BinaryField()
+    received_at = models.DateTimeField(db_default=Now())
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RECEIVED)
+    error = models.TextField(blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-received_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["channel", "dedupe_key"], name="webhook_one_per_delivery"
+            ),
+        ]
+        indexes = [models.Index(fields=["status", "received_at"], name="webhook_status_time")]
+
+    def __str__(self) -> str:
+        return f"{self.topic} {self.dedupe_key}"
+
+
+class OversellIncident(models.Model):
+    """An order the channel took for stock we no longer had."""
+
+    channel = models.ForeignKey(Channel, on_delete=models.PROTECT, related_name="oversells")
+    sku = models.ForeignKey("inventory.Sku", on_delete=models.PROTECT, related_name="oversells")
+    listing = models.ForeignKey(
+        Listing, null=True, blank=True, on_delete=models.SET_NULL, related_name="oversells"
+    )
+    order_reference = models.CharField(max_length=255)
+    shortfall = models.PositiveIntegerField()
+    event = models.OneToOneField(
+        "inventory.InventoryEvent", on_delete=models.PROTECT, related_name="oversell_incident"
+    )
+    receipt = models.ForeignKey(
+        WebhookReceipt, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"oversold {self.shortfall} of SKU {self.sku_id} on {self.channel_id}"
+
+
+class UnmappedLine(models.Model):
+    """An order line whose identifiers match no listing: a gap, shown, never dropped."""
+
+    channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="unmapped_lines")
+    receipt = models.ForeignKey(WebhookReceipt, on_delete=models.CASCADE, related_name="gaps")
+    line_reference = models.CharField(max_length=255)
+    identifiers = models.JSONField(default=dict)
+    quantity = models.IntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["receipt", "line_reference"], name="unmapped_line_once_per_receipt"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"unmapped line {self.line_reference} on {self.channel_id}"

@@ -23,6 +23,7 @@ from typing import Any
 import psycopg
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
+from django.dispatch import Signal
 from django.utils import timezone
 
 from inventory import locks
@@ -36,6 +37,11 @@ from inventory.models import (
     StockLevel,
 )
 from nventory.errors import ApplicationError, Conflict, NotFound
+
+
+# Sent after a change is written (inside the caller's transaction, if any) with the SKU
+# ids it touched; not sent for a replay. The channels app wakes its pushers on commit.
+stock_changed = Signal()
 
 
 class InsufficientStock(Conflict):
@@ -197,6 +203,9 @@ def _apply_changes(
         if InventoryEvent.objects.filter(idempotency_key=changes[0].idempotency_key).exists():
             return _replayed_events(changes)
         _raise_refusal(changes, rows)
+    stock_changed.send(
+        sender=InventoryEvent, sku_ids=frozenset(change.sku_id for change in changes)
+    )
     return [
         InventoryEvent(
             id=event_id,

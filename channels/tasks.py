@@ -1,0 +1,23 @@
+"""Celery tasks of the sync pipeline: thin wrappers over ``channels.push`` and ingest."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+
+def push_queue_name(channel_id: int) -> str:
+    # One queue per channel, so a slow channel never holds up a fast one.
+    return f"push.{channel_id}"
+
+
+def enqueue_push(*, channel_id: int, countdown: float | None = None) -> None:
+    push_channel.apply_async(
+        kwargs={"channel_id": channel_id}, queue=push_queue_name(channel_id), countdown=countdown
+    )
+
+
+@shared_task(name="channels.push_channel")
+def push_channel(channel_id: int) -> None:
+    from channels import push
+
+    push.push_owed(channel_id=channel_id)

@@ -38,7 +38,6 @@ from inventory.models import (
 )
 from nventory.errors import ApplicationError, Conflict, NotFound
 
-
 # Sent after a change is written (inside the caller's transaction, if any) with the SKU
 # ids it touched; not sent for a replay. The channels app wakes its pushers on commit.
 stock_changed = Signal()

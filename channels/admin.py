@@ -5,9 +5,23 @@ Channel secrets (credentials, webhook secret) never appear in list views.
 
 from __future__ import annotations
 
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
 
-from channels.models import BufferRule, Channel, Listing
+from channels import services
+from channels.models import (
+    BufferRule,
+    Channel,
+    DeadLetter,
+    DriftRecord,
+    Listing,
+    OversellIncident,
+    PendingPush,
+    PushAttempt,
+    UnmappedLine,
+    WebhookReceipt,
+)
 
 
 @admin.register(Channel)
@@ -59,3 +73,123 @@ class BufferRuleAdmin(admin.ModelAdmin):
     raw_id_fields = ("listing",)
     autocomplete_fields = ("sku",)
     readonly_fields = ("created_at", "updated_at")
+
+
+class _ReadOnlyAdmin(admin.ModelAdmin):
+    """Records the pipeline writes: operators read them, never edit them by hand."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+@admin.register(PendingPush)
+class PendingPushAdmin(_ReadOnlyAdmin):
+    list_display = (
+        "listing",
+        "channel",
+        "target_quantity",
+        "generation",
+        "attempts",
+        "first_change_at",
+        "not_before",
+        "claimed_until",
+    )
+    list_select_related = ("listing", "channel")
+    list_filter = ("channel",)
+    search_fields = ("listing__external_id", "listing__sku__code")
+
+
+@admin.register(PushAttempt)
+class PushAttemptAdmin(_ReadOnlyAdmin):
+    list_display = (
+        "sent_at",
+        "channel",
+        "listing",
+        "target_quantity",
+        "compare_quantity",
+        "channel_quantity",
+        "outcome",
+        "attempt_number",
+        "latency_ms",
+        "error",
+    )
+    list_select_related = ("listing", "channel")
+    list_filter = ("outcome", "channel")
+    search_fields = ("listing__external_id", "listing__sku__code", "error")
+    date_hierarchy = "sent_at"
+
+
+@admin.register(DeadLetter)
+class DeadLetterAdmin(_ReadOnlyAdmin):
+    list_display = ("created_at", "channel", "listing", "target_quantity", "status", "replayed_at")
+    list_select_related = ("listing", "channel")
+    list_filter = ("status", "channel")
+    search_fields = ("listing__external_id", "listing__sku__code")
+    actions = ["replay"]
+
+    @admin.action(description="Replay: push the master's quantity again, with fresh tries")
+    def replay(self, request: HttpRequest, queryset: QuerySet[DeadLetter]) -> None:
+        replayed = 0
+        for dead_letter in queryset.filter(status=DeadLetter.Status.OPEN):
+            services.replay_dead_letter(
+                dead_letter_id=dead_letter.pk, actor=f"admin:{request.user}"
+            )
+            replayed += 1
+        self.message_user(request, f"Replayed {replayed} dead letter(s).", messages.SUCCESS)
+
+
+@admin.register(DriftRecord)
+class DriftRecordAdmin(_ReadOnlyAdmin):
+    list_display = (
+        "created_at",
+        "channel",
+        "listing",
+        "expected_quantity",
+        "channel_quantity",
+        "master_quantity",
+        "detected_by",
+    )
+    list_select_related = ("listing", "channel")
+    list_filter = ("detected_by", "channel")
+    search_fields = ("listing__external_id", "listing__sku__code")
+
+
+@admin.register(WebhookReceipt)
+class WebhookReceiptAdmin(_ReadOnlyAdmin):
+    list_display = ("received_at", "channel", "topic", "dedupe_key", "status", "attempts")
+    list_select_related = ("channel",)
+    list_filter = ("status", "channel", "topic")
+    search_fields = ("dedupe_key", "topic", "error")
+    exclude = ("body",)
+    readonly_fields = ("body_text",)
+    date_hierarchy = "received_at"
+
+    @admin.display(description="Body")
+    def body_text(self, receipt: WebhookReceipt) -> str:
+        return bytes(receipt.body).decode("utf-8", errors="replace")
+
+
+@admin.register(OversellIncident)
+class OversellIncidentAdmin(_ReadOnlyAdmin):
+    list_display = (
+        "created_at",
+        "channel",
+        "sku",
+        "order_reference",
+        "shortfall",
+        "resolved_at",
+    )
+    list_select_related = ("channel", "sku")
+    list_filter = ("channel", ("resolved_at", admin.EmptyFieldListFilter))
+    search_fields = ("order_reference", "sku__code")
+
+
+@admin.register(UnmappedLine)
+class UnmappedLineAdmin(_ReadOnlyAdmin):
+    list_display = ("created_at", "channel", "line_reference", "identifiers", "quantity")
+    list_select_related = ("channel",)
+    list_filter = ("channel", ("resolved_at", admin.EmptyFieldListFilter))
+    search_fields = ("line_reference",)

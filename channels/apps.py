@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.db.models.signals import m2m_changed, post_delete, post_save
 
 
 class ChannelsConfig(AppConfig):
@@ -7,7 +8,15 @@ class ChannelsConfig(AppConfig):
     verbose_name = "Sales channels"
 
     def ready(self) -> None:
-        from channels import outbox
+        from channels import outbox, receivers
+        from channels.models import BufferRule, Channel, Listing
         from inventory.services import stock_changed
 
         stock_changed.connect(outbox.on_stock_changed, dispatch_uid="channels.outbox")
+        post_save.connect(receivers.on_buffer_rule_changed, sender=BufferRule)
+        post_delete.connect(receivers.on_buffer_rule_changed, sender=BufferRule)
+        post_save.connect(receivers.on_listing_saved, sender=Listing)
+        post_save.connect(receivers.on_channel_saved, sender=Channel)
+        m2m_changed.connect(
+            receivers.on_channel_locations_changed, sender=Channel.locations.through
+        )

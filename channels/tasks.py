@@ -12,7 +12,9 @@ def push_queue_name(channel_id: int) -> str:
 
 def enqueue_push(*, channel_id: int, countdown: float | None = None) -> None:
     push_channel.apply_async(
-        kwargs={"channel_id": channel_id}, queue=push_queue_name(channel_id), countdown=countdown
+        kwargs={"channel_id": channel_id},
+        queue=push_queue_name(channel_id),
+        countdown=max(countdown or 0.0, 0.0),
     )
 
 
@@ -21,3 +23,22 @@ def push_channel(channel_id: int) -> None:
     from channels import push
 
     push.push_owed(channel_id=channel_id)
+
+
+def enqueue_webhook_processing(receipt_id: int) -> None:
+    process_webhook.apply_async(kwargs={"receipt_id": receipt_id}, queue="webhooks")
+
+
+@shared_task(name="channels.process_webhook")
+def process_webhook(receipt_id: int) -> None:
+    from channels import ingest
+
+    ingest.process_receipt(receipt_id=receipt_id)
+
+
+# Scheduled every 10 s by migration 0004; overlapping runs only wake pushers twice.
+@shared_task(name="channels.sweep_outbox")
+def sweep_outbox() -> int:
+    from channels import services
+
+    return services.sweep_outbox()

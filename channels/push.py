@@ -1,0 +1,495 @@
+"""The push pipeline: from the outbox to the channel, rate-limited, batched, retried.
+
+One run for one channel (``push_owed``) loops: claim a batch of owed listings, work out
+their quantities from the master as it is now, and send them through the channel's
+connector. A claim is a lease written in its own short transaction, never a row lock held
+over HTTP, so a stock change is never kept waiting by a slow channel; a change that comes
+in during the push bumps the row's generation, and the row stays owed.
+
+What can happen to an item, and what follows:
+
+- applied: the sync state remembers the figure; the outbox row goes (if no newer change);
+- stale (compare-and-set found another figure): a drift is recorded with the channel's
+  figure and the master's is written over it at once, comparing against what was found;
+- rejected or not applied: counted as a failed attempt of that item alone;
+- the whole call failed (5xx, timeout): a failed attempt of every item in it;
+- throttled: no attempt is counted; every worker holds off as long as the platform says.
+
+A failed attempt is retried with exponential backoff and jitter; the last one
+(``Channel.max_push_attempts``) turns the item into a ``DeadLetter`` with every error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+import random
+from collections.abc import Sequence
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from channels import ratelimit, selectors, tasks
+from channels.connectors import get_connector
+from channels.connectors.base import (
+    ChannelError,
+    ChannelThrottled,
+    Connector,
+    ItemResult,
+    ItemStatus,
+    ListingRef,
+    QuantityUpdate,
+)
+from channels.models import (
+    Channel,
+    DeadLetter,
+    DriftRecord,
+    Listing,
+    ListingSyncState,
+    PendingPush,
+    PushAttempt,
+)
+
+logger = logging.getLogger(__name__)
+
+# A claim not finished in this time is free again: the worker that took it died.
+CLAIM_LEASE_S = 60
+DEFAULT_RETRY_BASE_S = 1.0
+MAX_RETRY_DELAY_S = 300.0
+
+
+@dataclasses.dataclass
+class _Claim:
+    pending_id: int
+    listing: Listing
+    generation: int
+    first_change_at: dt.datetime
+    last_change_at: dt.datetime
+    attempts: int
+    errors: list[dict[str, str]]
+    target: int = 0
+    compare: int | None = None
+    last_pushed: int | None = None
+
+
+_CLAIM_SQL = """
+UPDATE channels_pendingpush AS pending
+   SET claimed_until = now() + make_interval(secs => %(lease_s)s)
+ WHERE pending.id IN (
+        SELECT id FROM channels_pendingpush
+         WHERE channel_id = %(channel_id)s
+           AND not_before <= now()
+           AND (claimed_until IS NULL OR claimed_until < now())
+         ORDER BY first_change_at, id
+         LIMIT %(limit)s
+           FOR UPDATE SKIP LOCKED)
+RETURNING pending.id, pending.listing_id, pending.generation, pending.first_change_at,
+          pending.last_change_at, pending.attempts, pending.errors
+"""
+
+# Done: gone unless a change came in meanwhile; then it stays owed, as a fresh row.
+_FINISH_SQL = """
+WITH done AS (
+    SELECT * FROM unnest(%(ids)s::bigint[], %(generations)s::bigint[]) AS d(id, generation)
+), removed AS (
+    DELETE FROM channels_pendingpush AS pending USING done
+     WHERE pending.id = done.id AND pending.generation = done.generation
+    RETURNING pending.id
+)
+UPDATE channels_pendingpush AS pending
+   SET claimed_until = NULL, attempts = 0, errors = '[]'::jsonb,
+       first_change_at = pending.last_change_at, not_before = now()
+  FROM done
+ WHERE pending.id = done.id AND pending.id NOT IN (SELECT id FROM removed)
+RETURNING pending.id
+"""
+
+_REMEMBER_PUSHED_SQL = """
+INSERT INTO channels_listingsyncstate AS state
+       (listing_id, last_pushed_quantity, last_pushed_at, expected_channel_quantity, updated_at)
+SELECT pushed.listing_id, pushed.quantity, now(), pushed.quantity, now()
+  FROM unnest(%(listing_ids)s::bigint[], %(quantities)s::integer[]) AS pushed(listing_id, quantity)
+ON CONFLICT (listing_id) DO UPDATE
+   SET last_pushed_quantity = EXCLUDED.last_pushed_quantity,
+       last_pushed_at = EXCLUDED.last_pushed_at,
+       expected_channel_quantity = EXCLUDED.expected_channel_quantity,
+       updated_at = EXCLUDED.updated_at
+"""
+
+
+def push_owed(*, channel_id: int) -> None:
+    """Push everything the channel is owed and due, until nothing is left or we must wait."""
+    channel = Channel.objects.filter(pk=channel_id).prefetch_related("locations").first()
+    if channel is None or channel.mode == Channel.Mode.PAUSED:
+        return
+    connector = get_connector(channel)
+    batch_size = _batch_size(channel, connector)
+    while True:
+        claims = _claim(channel=channel, limit=batch_size)
+        if not claims:
+            return
+        wait_s = _wait_for_rate_limit(channel)
+        if wait_s > 0:
+            _release(claims)
+            tasks.enqueue_push(channel_id=channel.pk, countdown=wait_s)
+            return
+        _work_out_targets(channel, claims)
+        if channel.mode == Channel.Mode.SHADOW:
+            _record_shadow(channel, connector, claims)
+            continue
+        claims = _hold_increases_to_settle(channel, claims)
+        if not claims:
+            continue
+        retry_in = _send(channel, connector, claims)
+        if retry_in is not None:
+            tasks.enqueue_push(channel_id=channel.pk, countdown=retry_in)
+            return
+
+
+def _batch_size(channel: Channel, connector: Connector) -> int:
+    configured = channel.platform_settings.get("max_batch_size")
+    return max(1, int(configured or connector.max_batch_size))
+
+
+def _wait_for_rate_limit(channel: Channel) -> float:
+    return ratelimit.take(channel_id=channel.pk, rate_per_s=channel.rate_limit_per_s)
+
+
+def _claim(*, channel: Channel, limit: int) -> list[_Claim]:
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            _CLAIM_SQL, {"channel_id": channel.pk, "limit": limit, "lease_s": CLAIM_LEASE_S}
+        )
+        rows = cursor.fetchall()
+    if not rows:
+        return []
+    listings = Listing.objects.in_bulk([row[1] for row in rows])
+    states = ListingSyncState.objects.in_bulk(list(listings))
+    claims = []
+    for (
+        pending_id,
+        listing_id,
+        generation,
+        first_change_at,
+        last_change_at,
+        attempts,
+        errors,
+    ) in rows:
+        state = states.get(listing_id)
+        claims.append(
+            _Claim(
+                pending_id=pending_id,
+                listing=listings[listing_id],
+                generation=generation,
+                first_change_at=first_change_at,
+                last_change_at=last_change_at,
+                attempts=attempts,
+                errors=list(errors or []),
+                compare=state.expected_channel_quantity if state else None,
+                last_pushed=state.last_pushed_quantity if state else None,
+            )
+        )
+    return claims
+
+
+def _release(claims: Sequence[_Claim]) -> None:
+    PendingPush.objects.filter(pk__in=[claim.pending_id for claim in claims]).update(
+        claimed_until=None
+    )
+
+
+def _finish(claims: Sequence[_Claim]) -> None:
+    if not claims:
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _FINISH_SQL,
+            {
+                "ids": [claim.pending_id for claim in claims],
+                "generations": [claim.generation for claim in claims],
+            },
+        )
+        still_owed = cursor.fetchall()
+    if still_owed:
+        # Changes came in while we pushed: this run's loop claims them again.
+        logger.debug("%d listings changed during their push", len(still_owed))
+
+
+def _work_out_targets(channel: Channel, claims: Sequence[_Claim]) -> None:
+    quantities = selectors.listed_quantities(
+        channel=channel, listings=[claim.listing for claim in claims]
+    )
+    for claim in claims:
+        claim.target = quantities[claim.listing.pk]
+    PendingPush.objects.bulk_update(
+        [PendingPush(pk=claim.pending_id, target_quantity=claim.target) for claim in claims],
+        ["target_quantity"],
+    )
+
+
+def _record_shadow(channel: Channel, connector: Connector, claims: Sequence[_Claim]) -> None:
+    """Shadow mode: log what would be pushed next to what the channel shows; send nothing."""
+    try:
+        shown = connector.read_quantities([_listing_ref(claim.listing) for claim in claims])
+    except ChannelError as error:
+        logger.warning("shadow read from %s failed: %s", channel.slug, error)
+        shown = {}
+    now = timezone.now()
+    PushAttempt.objects.bulk_create(
+        [
+            PushAttempt(
+                channel=channel,
+                listing=claim.listing,
+                target_quantity=claim.target,
+                compare_quantity=claim.compare,
+                channel_quantity=shown.get(claim.listing.pk),
+                outcome=PushAttempt.Outcome.SHADOW,
+                change_at=claim.first_change_at,
+                sent_at=now,
+            )
+            for claim in claims
+        ]
+    )
+    _finish(claims)
+
+
+def _hold_increases_to_settle(channel: Channel, claims: Sequence[_Claim]) -> list[_Claim]:
+    """Decreases go at once; an increase waits out the channel's settle window."""
+    if channel.settle_window_s <= 0:
+        return list(claims)
+    now = timezone.now()
+    window = dt.timedelta(seconds=channel.settle_window_s)
+    due, held = [], []
+    for claim in claims:
+        is_increase = claim.last_pushed is not None and claim.target > claim.last_pushed
+        if is_increase and claim.last_change_at + window > now:
+            held.append(claim)
+        else:
+            due.append(claim)
+    for claim in held:
+        PendingPush.objects.filter(pk=claim.pending_id).update(
+            claimed_until=None, not_before=claim.last_change_at + window
+        )
+    if held:
+        earliest = min(claim.last_change_at + window for claim in held)
+        tasks.enqueue_push(channel_id=channel.pk, countdown=(earliest - now).total_seconds())
+    return due
+
+
+def _listing_ref(listing: Listing) -> ListingRef:
+    return ListingRef(
+        listing_id=listing.pk,
+        external_id=listing.external_id,
+        extra_identifiers=listing.extra_identifiers,
+    )
+
+
+def _update_for(claim: _Claim, compare: int | None) -> QuantityUpdate:
+    return QuantityUpdate(
+        listing_id=claim.listing.pk,
+        external_id=claim.listing.external_id,
+        quantity=claim.target,
+        compare_quantity=compare,
+        # The same write keeps its key across retries, so a call that timed out after the
+        # channel applied it is not applied twice; another target or compare is another write.
+        idempotency_key=f"push-{claim.pending_id}-{claim.generation}-{compare}-{claim.target}",
+        extra_identifiers=claim.listing.extra_identifiers,
+    )
+
+
+def _send(channel: Channel, connector: Connector, claims: list[_Claim]) -> float | None:
+    """Send one batch; None when done, else the seconds until the next try is due."""
+    sent_at = timezone.now()
+    try:
+        results = connector.push_quantities([_update_for(c, c.compare) for c in claims])
+    except ChannelThrottled as error:
+        retry_after = error.retry_after_s or 1.0
+        ratelimit.hold_off(
+            channel_id=channel.pk, rate_per_s=channel.rate_limit_per_s, seconds=retry_after
+        )
+        _record_attempts(channel, claims, sent_at, PushAttempt.Outcome.THROTTLED, str(error))
+        _release(claims)
+        return retry_after
+    except ChannelError as error:
+        _record_attempts(channel, claims, sent_at, PushAttempt.Outcome.FAILED, str(error))
+        return _fail(channel, claims, str(error), at_least_s=error.retry_after_s)
+
+    by_listing = {claim.listing.pk: claim for claim in claims}
+    stale = [r for r in results if r.status == ItemStatus.STALE]
+    if stale:
+        results = _overwrite_drift(channel, connector, by_listing, results, stale, sent_at)
+    return _settle_results(channel, by_listing, results, sent_at)
+
+
+def _overwrite_drift(
+    channel: Channel,
+    connector: Connector,
+    by_listing: dict[int, _Claim],
+    results: list[ItemResult],
+    stale: list[ItemResult],
+    sent_at: dt.datetime,
+) -> list[ItemResult]:
+    """Record what the channel held instead, then write the master's figure over it."""
+    DriftRecord.objects.bulk_create(
+        [
+            DriftRecord(
+                channel=channel,
+                listing_id=result.listing_id,
+                expected_quantity=by_listing[result.listing_id].compare,
+                channel_quantity=result.actual_quantity,
+                master_quantity=by_listing[result.listing_id].target,
+                detected_by=DriftRecord.DetectedBy.COMPARE_AND_SET,
+            )
+            for result in stale
+        ]
+    )
+    _record_attempts(
+        channel,
+        [by_listing[result.listing_id] for result in stale],
+        sent_at,
+        PushAttempt.Outcome.STALE,
+        "compare-and-set: the channel held another figure",
+    )
+    retry = [by_listing[result.listing_id] for result in stale]
+    try:
+        second = connector.push_quantities(
+            [
+                _update_for(claim, result.actual_quantity)
+                for claim, result in zip(retry, stale, strict=True)
+            ]
+        )
+    except ChannelError as error:
+        second = [
+            ItemResult(listing_id=claim.listing.pk, status=ItemStatus.RETRY, error=str(error))
+            for claim in retry
+        ]
+    second_by_listing = {result.listing_id: result for result in second}
+    return [second_by_listing.get(result.listing_id, result) for result in results]
+
+
+def _settle_results(
+    channel: Channel,
+    by_listing: dict[int, _Claim],
+    results: list[ItemResult],
+    sent_at: dt.datetime,
+) -> float | None:
+    acked_at = timezone.now()
+    applied = [by_listing[r.listing_id] for r in results if r.status == ItemStatus.APPLIED]
+    failed = [
+        (by_listing[r.listing_id], r.error or str(r.status))
+        for r in results
+        if r.status != ItemStatus.APPLIED
+    ]
+    with transaction.atomic():
+        if applied:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    _REMEMBER_PUSHED_SQL,
+                    {
+                        "listing_ids": [claim.listing.pk for claim in applied],
+                        "quantities": [claim.target for claim in applied],
+                    },
+                )
+            PushAttempt.objects.bulk_create(
+                [
+                    PushAttempt(
+                        channel=channel,
+                        listing=claim.listing,
+                        target_quantity=claim.target,
+                        compare_quantity=claim.compare,
+                        outcome=PushAttempt.Outcome.APPLIED,
+                        attempt_number=claim.attempts + 1,
+                        change_at=claim.first_change_at,
+                        sent_at=sent_at,
+                        acked_at=acked_at,
+                        latency_ms=(acked_at - claim.first_change_at).total_seconds() * 1000,
+                    )
+                    for claim in applied
+                ]
+            )
+            _finish(applied)
+    if not failed:
+        return None
+    for claim, error in failed:
+        _record_attempts(channel, [claim], sent_at, PushAttempt.Outcome.REJECTED, error)
+    delays = [_fail(channel, [claim], error) for claim, error in failed]
+    pending_delays = [delay for delay in delays if delay is not None]
+    if pending_delays:
+        # Items that still have tries left come back after their backoff, via the queue.
+        tasks.enqueue_push(channel_id=channel.pk, countdown=min(pending_delays))
+    return None
+
+
+def _record_attempts(
+    channel: Channel,
+    claims: Sequence[_Claim],
+    sent_at: dt.datetime,
+    outcome: str,
+    error: str,
+) -> None:
+    PushAttempt.objects.bulk_create(
+        [
+            PushAttempt(
+                channel=channel,
+                listing=claim.listing,
+                target_quantity=claim.target,
+                compare_quantity=claim.compare,
+                outcome=outcome,
+                error=error[:2000],
+                attempt_number=claim.attempts + 1,
+                change_at=claim.first_change_at,
+                sent_at=sent_at,
+            )
+            for claim in claims
+        ]
+    )
+
+
+def retry_delay_s(*, channel: Channel, attempts: int) -> float:
+    """Exponential backoff with full jitter around it: base x 2^(n-1) x [0.5, 1.5)."""
+    base = float(channel.platform_settings.get("retry_base_s", DEFAULT_RETRY_BASE_S))
+    delay = base * (2 ** max(attempts - 1, 0)) * (0.5 + random.random())
+    return min(delay, MAX_RETRY_DELAY_S)
+
+
+def _fail(
+    channel: Channel, claims: Sequence[_Claim], error: str, *, at_least_s: float | None = None
+) -> float | None:
+    """Count a failed attempt; dead-letter what has no tries left. The next try's delay."""
+    now = timezone.now()
+    delays = []
+    with transaction.atomic():
+        for claim in claims:
+            attempts = claim.attempts + 1
+            errors = [*claim.errors, {"at": now.isoformat(), "error": error[:2000]}]
+            if attempts >= channel.max_push_attempts:
+                _dead_letter(channel, claim, errors)
+                continue
+            delay = max(retry_delay_s(channel=channel, attempts=attempts), at_least_s or 0)
+            delays.append(delay)
+            PendingPush.objects.filter(pk=claim.pending_id).update(
+                attempts=attempts,
+                errors=errors,
+                claimed_until=None,
+                not_before=now + dt.timedelta(seconds=delay),
+            )
+    return min(delays) if delays else None
+
+
+def _dead_letter(channel: Channel, claim: _Claim, errors: list[dict[str, str]]) -> None:
+    DeadLetter.objects.create(
+        channel=channel,
+        listing=claim.listing,
+        target_quantity=claim.target,
+        attempts=errors,
+    )
+    # A change that came in meanwhile still owes its own push, with fresh tries.
+    _finish([claim])
+    logger.warning(
+        "push of %s to listing %s on %s is a dead letter after %d attempts",
+        claim.target,
+        claim.listing.pk,
+        channel.slug,
+        len(errors),
+    )

@@ -1,0 +1,73 @@
+"""A token bucket per channel, kept in Redis so every worker draws from the same one.
+
+The bucket refills at the channel's ``rate_limit_per_s`` up to a burst of the same size
+(at least 1). When the platform itself says slow down (429 + Retry-After, Shopify's
+THROTTLED), ``hold_off`` empties the bucket for that long, for every worker at once.
+Redis's own clock is used, so workers on different machines agree on time.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import redis
+from django.conf import settings
+
+# Returns 0 when the tokens were taken, else the seconds to wait before asking again.
+_TAKE_TOKENS_LUA = """
+local rate = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local wanted = tonumber(ARGV[3])
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
+local tokens = tonumber(state[1]) or burst
+local at = tonumber(state[2]) or now
+tokens = math.min(burst, tokens + math.max(0, now - at) * rate)
+local wait = 0
+if tokens >= wanted then
+    tokens = tokens - wanted
+else
+    wait = (wanted - tokens) / rate
+end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(now))
+redis.call('EXPIRE', KEYS[1], math.ceil((burst - tokens) / rate) + 60)
+return tostring(wait)
+"""
+
+_HOLD_OFF_LUA = """
+local rate = tonumber(ARGV[1])
+local seconds = tonumber(ARGV[2])
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
+redis.call('HSET', KEYS[1], 'tokens', tostring(-seconds * rate), 'at', tostring(now))
+redis.call('EXPIRE', KEYS[1], math.ceil(seconds) + 60)
+return 1
+"""
+
+
+@functools.cache
+def _client() -> redis.Redis:
+    return redis.Redis.from_url(settings.REDIS_URL)
+
+
+def _bucket_key(channel_id: int) -> str:
+    return f"nventory:ratelimit:channel:{channel_id}"
+
+
+def take(*, channel_id: int, rate_per_s: float, tokens: int = 1) -> float:
+    """Take tokens for one call; 0.0 if granted, else how long to wait (nothing taken)."""
+    rate = max(float(rate_per_s), 0.001)
+    burst = max(rate, float(tokens))
+    wait = _client().eval(_TAKE_TOKENS_LUA, 1, _bucket_key(channel_id), rate, burst, tokens)
+    return float(wait)
+
+
+def hold_off(*, channel_id: int, rate_per_s: float, seconds: float) -> None:
+    """The platform asked us to wait: no worker calls this channel for ``seconds``."""
+    rate = max(float(rate_per_s), 0.001)
+    _client().eval(_HOLD_OFF_LUA, 1, _bucket_key(channel_id), rate, max(seconds, 0.0))
+
+
+def reset(*, channel_id: int) -> None:
+    _client().delete(_bucket_key(channel_id))

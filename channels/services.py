@@ -1,0 +1,46 @@
+"""Operator actions on the sync pipeline: replay dead letters, sweep the outbox."""
+
+from __future__ import annotations
+
+from django.db import transaction
+from django.db.models import Q
+from django.db.models.functions import Now
+from django.utils import timezone
+
+from channels import outbox
+from channels.models import DeadLetter, PendingPush
+from nventory.errors import Conflict
+
+
+class DeadLetterNotOpen(Conflict):
+    code = "dead_letter_not_open"
+
+
+@transaction.atomic
+def replay_dead_letter(*, dead_letter_id: int, actor: str) -> DeadLetter:
+    """Owe the listing a fresh push, with fresh tries; the quantity is the master's now."""
+    dead_letter = DeadLetter.objects.select_for_update().get(pk=dead_letter_id)
+    if dead_letter.status != DeadLetter.Status.OPEN:
+        raise DeadLetterNotOpen(f"Dead letter {dead_letter_id} is {dead_letter.status}.")
+    outbox.mark_listings_owed(listing_ids=[dead_letter.listing_id])
+    dead_letter.status = DeadLetter.Status.REPLAYED
+    dead_letter.replayed_at = timezone.now()
+    dead_letter.replayed_by = actor
+    dead_letter.save(update_fields=["status", "replayed_at", "replayed_by"])
+    return dead_letter
+
+
+def sweep_outbox() -> int:
+    """Wake the pusher of every channel with a due push nobody holds; how many woke.
+
+    The safety net under on-commit wake-ups: a lost broker message, a worker killed
+    mid-push (its claim lapses) or a backoff that has run out all end up here.
+    """
+    channel_ids = set(
+        PendingPush.objects.filter(not_before__lte=Now())
+        .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=Now()))
+        .values_list("channel_id", flat=True)
+        .distinct()
+    )
+    outbox.wake_pushers(channel_ids=channel_ids)
+    return len(channel_ids)

@@ -1,0 +1,99 @@
+"""End-to-end fixtures: a real Celery worker process on the test database.
+
+The web side is pytest-django's ``live_server`` (real HTTP, in a thread of this process);
+the marketplace is the simulator process (``shopify_simulator``); the worker is a
+separate process started here, so webhooks, pushes and retries cross real process
+boundaries exactly as in production.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+from django.conf import settings
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+
+
+def _test_database_url() -> str:
+    """The server's URL with the test database's name in place of the main one."""
+    parts = urlsplit(str(settings.DATABASE_URL))
+    return urlunsplit(parts._replace(path="/" + str(settings.DATABASES["default"]["NAME"])))
+
+
+@pytest.fixture(scope="session")
+def nventory_worker(django_db_setup: Any, django_db_blocker: Any) -> Iterator[None]:
+    env = {
+        **os.environ,
+        "DATABASE_URL": _test_database_url(),
+        "REDIS_URL": settings.REDIS_URL,
+        "CELERY_TASK_ALWAYS_EAGER": "false",
+        "PYTHONUNBUFFERED": "1",
+    }
+    log_path = REPO_ROOT / ".data" / "e2e-worker.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("wb") as log:
+        worker = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "nventory",
+                "worker",
+                "--pool=threads",
+                "--concurrency=8",
+                "--queues=celery,webhooks",
+                "--without-mingle",
+                "--without-gossip",
+                "--loglevel=INFO",
+                "--hostname=e2e@%h",
+            ],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        _wait_for_log(log_path, b"ready.", worker, timeout_s=60)
+        yield
+    finally:
+        worker.terminate()
+        try:
+            worker.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
+
+
+def _wait_for_log(path: Path, marker: bytes, process: subprocess.Popen, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if marker in path.read_bytes():
+            return
+        if process.poll() is not None:
+            raise RuntimeError(f"worker exited early:\n{path.read_text(errors='replace')}")
+        time.sleep(0.1)
+    raise TimeoutError(f"worker not ready after {timeout_s}s:\n{path.read_text()[-3000:]}")
+
+
+def wait_until(
+    predicate: Callable[[], Any], *, timeout_s: float = 20, describe: Callable[[], str] = str
+) -> Any:
+    """Poll until ``predicate()`` is truthy; fail with ``describe()`` if it never is."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"not reached within {timeout_s}s: {describe()}")
+        time.sleep(0.05)

@@ -36,6 +36,11 @@ EXPECTED_OPERATIONS = {
     ("post", "/api/v1/orders/cancel/"),
     ("post", "/api/v1/orders/ship/"),
     ("post", "/api/v1/orders/return/"),
+    ("get", "/api/v1/channels/"),
+    ("get", "/api/v1/listings/{listing_id}/explanation/"),
+    ("get", "/api/v1/dead-letters/"),
+    ("post", "/api/v1/dead-letters/{dead_letter_id}/replay/"),
+    ("get", "/api/v1/oversell-incidents/"),
 }
 
 

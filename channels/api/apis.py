@@ -1,0 +1,164 @@
+"""REST API v1 of the sync pipeline: channels, listing explanations, dead letters, oversells.
+
+Same layout as ``inventory.api.apis``: one view per operation, nested serializers, one
+selector or service call each. Channel secrets never leave the server through here.
+"""
+
+from __future__ import annotations
+
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from channels import selectors, services
+from channels.models import Channel, DeadLetter, Listing, OversellIncident
+from inventory.api.apis import ApiView, ConflictSerializer, ErrorSerializer, ListApi
+
+
+class ChannelListApi(ListApi):
+    class OutputSerializer(serializers.ModelSerializer):
+        locations = serializers.SlugRelatedField(slug_field="code", many=True, read_only=True)
+
+        class Meta:
+            model = Channel
+            # No credentials, no webhook secret.
+            fields = [
+                "id",
+                "slug",
+                "name",
+                "platform",
+                "mode",
+                "api_base_url",
+                "locations",
+                "rate_limit_per_s",
+                "out_of_stock_threshold",
+                "settle_window_s",
+                "max_push_attempts",
+            ]
+
+    @extend_schema(responses=OutputSerializer(many=True))
+    def get(self, request: Request) -> Response:
+        channels = Channel.objects.prefetch_related("locations").order_by("slug")
+        return self.paginated_response(channels, self.OutputSerializer)
+
+
+class ListingExplanationApi(ApiView):
+    class OutputSerializer(serializers.Serializer):
+        class StepSerializer(serializers.Serializer):
+            label = serializers.CharField()
+            quantity = serializers.IntegerField()
+
+        listing = serializers.IntegerField()
+        channel = serializers.CharField()
+        sku = serializers.CharField(allow_null=True)
+        steps = StepSerializer(many=True)
+        listed = serializers.IntegerField()
+
+    @extend_schema(
+        responses={200: OutputSerializer, 404: OpenApiResponse(ErrorSerializer)},
+        description="How the listing's quantity is derived: ATS over the channel's "
+        "locations, then each buffer step, then the result.",
+    )
+    def get(self, request: Request, listing_id: int) -> Response:
+        listing = get_object_or_404(
+            Listing.objects.select_related("channel", "sku"), pk=listing_id
+        )
+        explanation = selectors.explain_listing(listing=listing)
+        return Response(
+            self.OutputSerializer(
+                {
+                    "listing": listing.pk,
+                    "channel": listing.channel.slug,
+                    "sku": listing.sku.code if listing.sku else None,
+                    "steps": [
+                        {"label": step.label, "quantity": step.quantity}
+                        for step in explanation.steps
+                    ],
+                    "listed": explanation.listed,
+                }
+            ).data
+        )
+
+
+class DeadLetterOutputSerializer(serializers.ModelSerializer):
+    channel = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+
+    class Meta:
+        model = DeadLetter
+        fields = [
+            "id",
+            "channel",
+            "listing",
+            "target_quantity",
+            "attempts",
+            "status",
+            "created_at",
+            "replayed_at",
+            "replayed_by",
+        ]
+
+
+class DeadLetterListApi(ListApi):
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "status", str, enum=[choice for choice, _ in DeadLetter.Status.choices]
+            ),
+            OpenApiParameter("channel", str, description="Channel slug."),
+        ],
+        responses=DeadLetterOutputSerializer(many=True),
+    )
+    def get(self, request: Request) -> Response:
+        dead_letters = DeadLetter.objects.select_related("channel").order_by("-created_at")
+        if status := request.query_params.get("status"):
+            dead_letters = dead_letters.filter(status=status)
+        if channel := request.query_params.get("channel"):
+            dead_letters = dead_letters.filter(channel__slug=channel)
+        return self.paginated_response(dead_letters, DeadLetterOutputSerializer)
+
+
+class DeadLetterReplayApi(ApiView):
+    @extend_schema(
+        request=None,
+        responses={
+            200: DeadLetterOutputSerializer,
+            404: OpenApiResponse(ErrorSerializer),
+            409: OpenApiResponse(ConflictSerializer, description="Not open (already replayed)."),
+        },
+        description="Owe the listing a fresh push of the master's quantity, with fresh tries.",
+    )
+    def post(self, request: Request, dead_letter_id: int) -> Response:
+        get_object_or_404(DeadLetter, pk=dead_letter_id)
+        dead_letter = services.replay_dead_letter(
+            dead_letter_id=dead_letter_id, actor=f"api:{request.user.get_username()}"
+        )
+        return Response(DeadLetterOutputSerializer(dead_letter).data)
+
+
+class OversellIncidentListApi(ListApi):
+    class OutputSerializer(serializers.ModelSerializer):
+        channel = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+        sku = serializers.SlugRelatedField(slug_field="code", read_only=True)
+
+        class Meta:
+            model = OversellIncident
+            fields = [
+                "id",
+                "channel",
+                "sku",
+                "listing",
+                "order_reference",
+                "shortfall",
+                "event",
+                "created_at",
+                "resolved_at",
+            ]
+
+    @extend_schema(responses=OutputSerializer(many=True))
+    def get(self, request: Request) -> Response:
+        incidents = OversellIncident.objects.select_related("channel", "sku").order_by(
+            "-created_at"
+        )
+        return self.paginated_response(incidents, self.OutputSerializer)

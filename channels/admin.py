@@ -6,10 +6,17 @@ Channel secrets (credentials, webhook secret) never appear in list views.
 from __future__ import annotations
 
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
+from django.utils.html import format_html, format_html_join
+from import_export.admin import ImportExportModelAdmin
+from simple_history.admin import SimpleHistoryAdmin
 
-from channels import services
+from channels import selectors, services
 from channels.models import (
     BufferRule,
     Channel,
@@ -22,6 +29,7 @@ from channels.models import (
     UnmappedLine,
     WebhookReceipt,
 )
+from channels.resources import ListingResource
 
 
 @admin.register(Channel)
@@ -35,6 +43,7 @@ class ChannelAdmin(admin.ModelAdmin):
         "api_base_url",
         "rate_limit_per_s",
         "out_of_stock_threshold",
+        "mapping_gaps_link",
         "created_at",
     )
     list_filter = ("platform", "mode")
@@ -42,19 +51,63 @@ class ChannelAdmin(admin.ModelAdmin):
     filter_horizontal = ("locations",)
     readonly_fields = ("created_at",)
 
+    def get_urls(self) -> list[URLPattern]:
+        return [
+            path(
+                "<int:channel_id>/mapping-gaps/",
+                self.admin_site.admin_view(self.mapping_gaps_view),
+                name="channels_channel_mapping_gaps",
+            ),
+            *super().get_urls(),
+        ]
+
+    @admin.display(description="Map")
+    def mapping_gaps_link(self, channel: Channel) -> str:
+        url = reverse("admin:channels_channel_mapping_gaps", args=[channel.pk])
+        return format_html('<a href="{}">gaps</a>', url)
+
+    def mapping_gaps_view(self, request: HttpRequest, channel_id: int) -> HttpResponse:
+        channel = get_object_or_404(Channel, pk=channel_id)
+        if not self.has_view_permission(request, channel):
+            raise PermissionDenied
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": f"Mapping gaps of {channel.name}",
+            "gaps": selectors.mapping_gaps(channel=channel),
+        }
+        return TemplateResponse(request, "admin/channels/mapping_gaps.html", context)
+
 
 @admin.register(Listing)
-class ListingAdmin(admin.ModelAdmin):
-    list_display = ("external_id", "external_sku", "channel", "sku", "is_active", "created_at")
+class ListingAdmin(ImportExportModelAdmin, SimpleHistoryAdmin):
+    resource_classes = [ListingResource]
+    list_display = (
+        "external_id",
+        "external_sku",
+        "channel",
+        "sku",
+        "is_active",
+        "created_at",
+    )
     list_select_related = ("channel", "sku")
-    list_filter = ("channel", "is_active")
+    list_filter = ("channel", "is_active", ("sku", admin.EmptyFieldListFilter))
     search_fields = ("external_id", "external_sku", "sku__code")
     autocomplete_fields = ("sku",)
-    readonly_fields = ("created_at",)
+    readonly_fields = ("created_at", "explanation")
+
+    @admin.display(description="How the listed quantity is worked out")
+    def explanation(self, listing: Listing) -> str:
+        if listing.pk is None:
+            return "-"
+        steps = selectors.explain_listing(listing=listing).steps
+        return format_html_join(
+            "", "<div>{}: <b>{}</b></div>", ((step.label, step.quantity) for step in steps)
+        )
 
 
 @admin.register(BufferRule)
-class BufferRuleAdmin(admin.ModelAdmin):
+class BufferRuleAdmin(SimpleHistoryAdmin):
     list_display = (
         "__str__",
         "channel",
@@ -73,6 +126,34 @@ class BufferRuleAdmin(admin.ModelAdmin):
     raw_id_fields = ("listing",)
     autocomplete_fields = ("sku",)
     readonly_fields = ("created_at", "updated_at")
+    # Adds a "Preview effect" button that shows, before saving, what the rule would list.
+    change_form_template = "admin/channels/bufferrule/change_form.html"
+
+    def get_urls(self) -> list[URLPattern]:
+        return [
+            path(
+                "preview/",
+                self.admin_site.admin_view(self.preview_view),
+                name="channels_bufferrule_preview",
+            ),
+            *super().get_urls(),
+        ]
+
+    def preview_view(self, request: HttpRequest) -> HttpResponse:
+        """The unsaved rule's effect on the listings it would govern (an htmx fragment)."""
+        object_id = request.GET.get("object_id")
+        rule = BufferRule.objects.filter(pk=object_id).first() if object_id else None
+        if not (
+            self.has_change_permission(request, rule) if rule else self.has_add_permission(request)
+        ):
+            raise PermissionDenied
+        form = self.get_form(request, rule)(data=request.GET, instance=rule)
+        if not form.is_valid():
+            return TemplateResponse(
+                request, "admin/channels/bufferrule/preview.html", {"errors": form.errors}
+            )
+        rows = selectors.preview_buffer_rule(rule=form.instance)
+        return TemplateResponse(request, "admin/channels/bufferrule/preview.html", {"rows": rows})
 
 
 class _ReadOnlyAdmin(admin.ModelAdmin):

@@ -13,6 +13,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Now
+from simple_history.models import HistoricalRecords
 
 
 class Channel(models.Model):
@@ -88,6 +89,7 @@ class Listing(models.Model):
     extra_identifiers = models.JSONField(default=dict, blank=True)
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    history = HistoricalRecords()
 
     class Meta:
         ordering = ["channel", "external_id"]
@@ -135,6 +137,7 @@ class BufferRule(models.Model):
     cap_ends_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    history = HistoricalRecords()
 
     class Meta:
         ordering = ["channel", "pk"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 from django.db.models import F, Q, Sum, Value
 from django.db.models.functions import Coalesce
@@ -17,7 +18,7 @@ from channels.buffers import (
     listed_quantity,
 )
 from channels.models import BufferRule, Channel, Listing
-from inventory.models import StockLevel
+from inventory.models import Sku, StockLevel
 
 
 def effective_buffer_rule(*, listing: Listing) -> BufferRule | None:
@@ -125,3 +126,75 @@ def listed_quantities(
             now=now,
         )
     return quantities
+
+
+@dataclass(frozen=True)
+class MappingGaps:
+    """What stops a channel's map from being complete."""
+
+    channel: Channel
+    # Listings the channel has that point at no SKU.
+    unmapped_listings: list[Listing]
+    # Active SKUs with stock at the channel's locations but no active listing on it.
+    unlisted_skus: list[Sku]
+
+
+def mapping_gaps(*, channel: Channel) -> MappingGaps:
+    unmapped = list(channel.listings.filter(sku__isnull=True).order_by("external_id"))
+    listed_sku_ids = channel.listings.filter(is_active=True, sku__isnull=False).values("sku_id")
+    sellable_here = StockLevel.objects.filter(
+        location__in=channel.locations.all(), on_hand__gt=0
+    ).values("sku_id")
+    unlisted = list(
+        Sku.objects.filter(is_active=True, pk__in=sellable_here)
+        .exclude(pk__in=listed_sku_ids)
+        .order_by("code")
+    )
+    return MappingGaps(channel=channel, unmapped_listings=unmapped, unlisted_skus=unlisted)
+
+
+@dataclass(frozen=True)
+class RulePreviewRow:
+    listing: Listing
+    current: int
+    previewed: Explanation
+
+
+def preview_buffer_rule(*, rule: BufferRule, limit: int = 25) -> list[RulePreviewRow]:
+    """What an unsaved rule would list for the listings it governs, next to today's figure.
+
+    Listings governed by a narrower override keep it; they are left out.
+    """
+    listings = Listing.objects.filter(
+        channel_id=rule.channel_id, is_active=True, sku__isnull=False
+    ).select_related("channel")
+    if rule.listing_id is not None:
+        listings = listings.filter(pk=rule.listing_id)
+    elif rule.sku_id is not None:
+        listings = listings.filter(sku_id=rule.sku_id).exclude(buffer_rules__isnull=False)
+    else:
+        overridden_skus = BufferRule.objects.filter(
+            channel_id=rule.channel_id, sku__isnull=False
+        ).values("sku_id")
+        listings = listings.exclude(sku_id__in=overridden_skus).exclude(buffer_rules__isnull=False)
+    now = timezone.now()
+    rows = []
+    for listing in listings.order_by("external_id")[:limit]:
+        assert listing.sku_id is not None
+        ats = available_to_sell(
+            sku_id=listing.sku_id,
+            location_ids=listing.channel.locations.values_list("pk", flat=True),
+        )
+        rows.append(
+            RulePreviewRow(
+                listing=listing,
+                current=explain_listing(listing=listing, now=now).listed,
+                previewed=explain_listed_quantity(
+                    ats=ats,
+                    rule=buffer_rule_values(rule),
+                    out_of_stock_threshold=listing.channel.out_of_stock_threshold,
+                    now=now,
+                ),
+            )
+        )
+    return rows

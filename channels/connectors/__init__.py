@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING
 
 from channels.connectors.base import Connector
@@ -10,6 +11,7 @@ if TYPE_CHECKING:
     from channels.models import Channel
 
 _REGISTRY: dict[str, type[Connector]] = {}
+_BUILTIN_CONNECTOR_MODULES = ("channels.connectors.shopify",)
 
 
 def register(connector_class: type[Connector]) -> type[Connector]:
@@ -30,4 +32,6 @@ def get_connector(channel: Channel) -> Connector:
 
 
 def _load_builtin_connectors() -> None:
-    from channels.connectors import shopify  # noqa: F401  (registers itself)
+    # Each module registers itself on import.
+    for module in _BUILTIN_CONNECTOR_MODULES:
+        importlib.import_module(module)

@@ -131,7 +131,7 @@ class Connector:
 
     platform: ClassVar[str]
     # Most items one push call may carry.
-    max_batch_size: ClassVar[int] = 100
+    max_batch_size: int = 100
     # Listing identifiers tried, in order, to map a webhook line to a listing
     # ("external_id" means Listing.external_id, "external_sku" Listing.external_sku, any
     # other name a key of Listing.extra_identifiers).

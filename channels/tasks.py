@@ -42,3 +42,11 @@ def sweep_outbox() -> int:
     from channels import services
 
     return services.sweep_outbox()
+
+
+# Scheduled every 30 s by migration 0006: receipts whose processing was lost or failed.
+@shared_task(name="channels.sweep_webhook_receipts")
+def sweep_webhook_receipts() -> int:
+    from channels import ingest
+
+    return ingest.sweep_unprocessed_receipts(older_than_s=30)

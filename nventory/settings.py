@@ -241,6 +241,8 @@ CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 # Domain
 # ---------------------------------------------------------------------------------------
 RESERVATION_DEFAULT_TTL_S = int(os.environ.get("RESERVATION_DEFAULT_TTL_S", "900"))
+# A webhook body above this is refused with 413 before it is read.
+WEBHOOK_MAX_BODY_BYTES = int(os.environ.get("WEBHOOK_MAX_BODY_BYTES", str(1024 * 1024)))
 
 LOGGING = {
     "version": 1,

@@ -1,0 +1,296 @@
+"""Shopify webhooks: signature, envelope and payloads (CHANNEL_APIS.md §1.1).
+
+Pure functions over bytes and headers, so they are tested without a channel or a database;
+``ShopifyConnector`` delegates to them.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import hmac
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from channels.connectors.base import (
+    MessageKind,
+    MessageLine,
+    WebhookEnvelope,
+    WebhookMessage,
+    WebhookParseError,
+)
+
+HMAC_HEADER = "X-Shopify-Hmac-Sha256"
+TOPIC_HEADER = "X-Shopify-Topic"
+# The delivery id: the key for spotting duplicates [CHANNEL_APIS.md §1.1, SH1/SH5].
+WEBHOOK_ID_HEADER = "X-Shopify-Webhook-Id"
+
+# RefundLineItemRestockType [SH17]. "cancel" releases units never fulfilled, "return" puts
+# fulfilled units back on hand; "legacy_restock" predates the split and is read as a return.
+RESTOCKING_TYPES = frozenset({"return", "cancel", "legacy_restock"})
+
+
+def header_value(headers: Mapping[str, str], name: str) -> str | None:
+    """A header by name, whatever its case (Django's ``request.headers`` or a plain dict)."""
+    value = headers.get(name)
+    if value is not None:
+        return value
+    wanted = name.lower()
+    for key, candidate in headers.items():
+        if key.lower() == wanted:
+            return candidate
+    return None
+
+
+def verify_shopify_webhook(*, secret: str, headers: Mapping[str, str], body: bytes) -> bool:
+    """True when the HMAC header is the base64 HMAC-SHA256 of the raw body, in constant time.
+
+    An empty secret verifies nothing: anyone can sign with an empty key.
+    """
+    if not secret:
+        return False
+    received = header_value(headers, HMAC_HEADER)
+    if not received:
+        return False
+    try:
+        received_bytes = received.strip().encode("ascii")
+    except UnicodeEncodeError:
+        return False
+    expected = base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest())
+    return hmac.compare_digest(expected, received_bytes)
+
+
+def shopify_webhook_envelope(headers: Mapping[str, str]) -> WebhookEnvelope:
+    """Topic and delivery id from the headers; ``WebhookParseError`` if either is missing."""
+    topic = (header_value(headers, TOPIC_HEADER) or "").strip()
+    dedupe_key = (header_value(headers, WEBHOOK_ID_HEADER) or "").strip()
+    missing = [
+        name
+        for name, value in ((TOPIC_HEADER, topic), (WEBHOOK_ID_HEADER, dedupe_key))
+        if not value
+    ]
+    if missing:
+        raise WebhookParseError(f"Missing header(s): {', '.join(missing)}.")
+    if len(topic) > 128 or len(dedupe_key) > 255:
+        raise WebhookParseError("Topic or webhook id header is too long.")
+    return WebhookEnvelope(topic=topic, dedupe_key=dedupe_key)
+
+
+def parse_shopify_webhook(topic: str, body: bytes) -> WebhookMessage:
+    """Turn a verified body into a message; ``WebhookParseError`` says what is wrong with it.
+
+    A topic nothing acts on is IGNORED without reading its body.
+    """
+    parse = _PARSERS.get(topic)
+    if parse is None:
+        return WebhookMessage(kind=MessageKind.IGNORED, reference="")
+    return parse(_json_object(body))
+
+
+def _parse_order(payload: Mapping[str, Any], kind: MessageKind) -> WebhookMessage:
+    order_id = _id(payload, "id", where="order")
+    items = _list(payload, "line_items", where=f"order {order_id}")
+    lines = []
+    for index, item in enumerate(items):
+        where = f"order {order_id} line_items[{index}]"
+        item = _object(item, where=where)
+        lines.append(
+            MessageLine(
+                reference=_id(item, "id", where=where),
+                quantity=_quantity(item, "quantity", where=where),
+                identifiers=_identifiers(item, ("variant_id", "sku", "product_id"), where=where),
+            )
+        )
+    _unique_references(lines, where=f"order {order_id}")
+    timestamp_field = "cancelled_at" if kind == MessageKind.ORDER_CANCELLED else "created_at"
+    return WebhookMessage(
+        kind=kind,
+        reference=order_id,
+        lines=tuple(lines),
+        occurred_at=_timestamp(payload.get(timestamp_field) or payload.get("updated_at")),
+    )
+
+
+def _parse_order_created(payload: Mapping[str, Any]) -> WebhookMessage:
+    return _parse_order(payload, MessageKind.ORDER_PLACED)
+
+
+def _parse_order_cancelled(payload: Mapping[str, Any]) -> WebhookMessage:
+    return _parse_order(payload, MessageKind.ORDER_CANCELLED)
+
+
+def _parse_refund(payload: Mapping[str, Any]) -> WebhookMessage:
+    refund_id = _id(payload, "id", where="refund")
+    where_refund = f"refund {refund_id}"
+    order_id = _id(payload, "order_id", where=where_refund)
+    items = _list(payload, "refund_line_items", where=where_refund)
+    lines = []
+    for index, item in enumerate(items):
+        where = f"{where_refund} refund_line_items[{index}]"
+        item = _object(item, where=where)
+        line_item = item.get("line_item")
+        if line_item is None:
+            line_item = {}
+        line_item = _object(line_item, where=f"{where}.line_item")
+        if item.get("line_item_id") is not None:
+            line_reference = _id(item, "line_item_id", where=where)
+        else:
+            line_reference = _id(line_item, "id", where=f"{where}.line_item")
+        restock_type = item.get("restock_type")
+        if restock_type is not None and not isinstance(restock_type, str):
+            raise WebhookParseError(f"{where}: restock_type must be a string.")
+        identifiers = dict(_identifiers(line_item, ("variant_id", "sku"), where=where))
+        if restock_type:
+            identifiers["restock_type"] = restock_type
+        lines.append(
+            MessageLine(
+                reference=line_reference,
+                quantity=_quantity(item, "quantity", where=where),
+                identifiers=identifiers,
+                restock=restock_type in RESTOCKING_TYPES,
+            )
+        )
+    return WebhookMessage(
+        kind=MessageKind.REFUND,
+        reference=order_id,
+        sub_reference=refund_id,
+        lines=_merge_refund_lines(lines, where=where_refund),
+        occurred_at=_timestamp(payload.get("created_at")),
+    )
+
+
+def _parse_inventory_level(payload: Mapping[str, Any]) -> WebhookMessage:
+    item_id = _id(payload, "inventory_item_id", where="inventory level")
+    where = f"inventory level of item {item_id}"
+    available = payload.get("available")
+    if available is None:
+        # Shopify sends null for an item it does not track: no figure to compare.
+        return WebhookMessage(kind=MessageKind.IGNORED, reference=item_id)
+    if isinstance(available, bool) or not isinstance(available, int):
+        raise WebhookParseError(f"{where}: available must be a whole number.")
+    identifiers = {"inventory_item_id": item_id}
+    if payload.get("location_id") is not None:
+        identifiers["location_id"] = _id(payload, "location_id", where=where)
+    return WebhookMessage(
+        kind=MessageKind.INVENTORY_CHANGED,
+        reference=item_id,
+        # An inventory level, unlike an order line, may be negative (oversold on Shopify).
+        lines=(MessageLine(reference=item_id, quantity=available, identifiers=identifiers),),
+        occurred_at=_timestamp(payload.get("updated_at")),
+    )
+
+
+_PARSERS = {
+    "orders/create": _parse_order_created,
+    "orders/cancelled": _parse_order_cancelled,
+    "refunds/create": _parse_refund,
+    "inventory_levels/update": _parse_inventory_level,
+}
+
+
+def _json_object(body: bytes) -> Mapping[str, Any]:
+    try:
+        payload = json.loads(body)
+    except (UnicodeDecodeError, ValueError) as error:
+        raise WebhookParseError(f"Body is not valid JSON: {error}.") from None
+    return _object(payload, where="body")
+
+
+def _object(value: object, *, where: str) -> Mapping[str, Any]:
+    if not isinstance(value, dict):
+        raise WebhookParseError(f"{where}: expected a JSON object, got {_type_name(value)}.")
+    return value
+
+
+def _list(payload: Mapping[str, Any], name: str, *, where: str) -> list[Any]:
+    value = payload.get(name)
+    if not isinstance(value, list):
+        raise WebhookParseError(f"{where}: {name} must be a list, got {_type_name(value)}.")
+    return value
+
+
+def _id(payload: Mapping[str, Any], name: str, *, where: str) -> str:
+    value = payload.get(name)
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value <= 0:
+            raise WebhookParseError(f"{where}: {name} must be positive, got {value}.")
+        return str(value)
+    if isinstance(value, str) and value.strip() and len(value) <= 255:
+        return value.strip()
+    if value is None:
+        raise WebhookParseError(f"{where}: {name} is missing.")
+    raise WebhookParseError(f"{where}: {name} must be an id, got {_type_name(value)}.")
+
+
+def _quantity(payload: Mapping[str, Any], name: str, *, where: str) -> int:
+    value = payload.get(name)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise WebhookParseError(
+            f"{where}: {name} must be a whole number, got {_type_name(value)}."
+        )
+    if value < 0:
+        raise WebhookParseError(f"{where}: {name} must not be negative, got {value}.")
+    return value
+
+
+def _identifiers(
+    payload: Mapping[str, Any], names: tuple[str, ...], *, where: str
+) -> dict[str, str]:
+    identifiers = {}
+    for name in names:
+        value = payload.get(name)
+        # A custom line item has no variant, and a variant may have no SKU: absent, not bad.
+        if value is None or value == "":
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            raise WebhookParseError(
+                f"{where}: {name} must be a string or a number, got {_type_name(value)}."
+            )
+        identifiers[name] = str(value)
+    return identifiers
+
+
+def _unique_references(lines: list[MessageLine], *, where: str) -> None:
+    references = [line.reference for line in lines]
+    if len(set(references)) != len(references):
+        raise WebhookParseError(f"{where}: two lines share one line item id.")
+
+
+def _merge_refund_lines(lines: list[MessageLine], *, where: str) -> tuple[MessageLine, ...]:
+    # One line item refunded in two parts (say, from two locations) is one line to us: the
+    # line item id is part of the ledger's idempotency key.
+    merged: dict[str, MessageLine] = {}
+    for line in lines:
+        earlier = merged.get(line.reference)
+        if earlier is None:
+            merged[line.reference] = line
+            continue
+        if earlier.identifiers.get("restock_type") != line.identifiers.get("restock_type"):
+            raise WebhookParseError(
+                f"{where}: line item {line.reference} is refunded with two restock types."
+            )
+        merged[line.reference] = MessageLine(
+            reference=line.reference,
+            quantity=earlier.quantity + line.quantity,
+            identifiers=earlier.identifiers,
+            restock=earlier.restock,
+        )
+    return tuple(merged.values())
+
+
+def _timestamp(value: object) -> dt.datetime | None:
+    # The time only orders events for people; a bad one is not worth a quarantine.
+    if not isinstance(value, str):
+        return None
+    try:
+        return dt.datetime.fromisoformat(value)
+    except ValueError:
+        return None
+
+
+def _type_name(value: object) -> str:
+    if value is None:
+        return "nothing"
+    return type(value).__name__

@@ -1,0 +1,562 @@
+"""Webhook receipts: stored by the receiver, turned into ledger events by a worker.
+
+``record_receipt`` is the receiver's only write, one statement; ``process_receipt`` does the
+rest in one transaction per receipt, so a receipt's effects land whole or not at all.
+
+Idempotency: every stock change carries a key built from the order and its line
+(``{platform}:{channel}:order:{order}:line:{line}:commit``), never from the delivery, so
+two deliveries of one order, or one delivery processed twice, commit once. Each order's
+events are also serialised by a transaction-level advisory lock, so the checks of what an
+order already did (committed, released) cannot race between two workers.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import partial
+
+from django.db import connection, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from channels import outbox, selectors
+from channels.connectors import get_connector
+from channels.connectors.base import (
+    Connector,
+    MessageKind,
+    MessageLine,
+    WebhookMessage,
+    WebhookParseError,
+)
+from channels.models import (
+    Channel,
+    DriftRecord,
+    Listing,
+    ListingSyncState,
+    OversellIncident,
+    UnmappedLine,
+    WebhookReceipt,
+)
+from inventory import services
+from inventory.models import EventKind, EventSource, InventoryEvent, StockLevel
+
+logger = logging.getLogger(__name__)
+
+# Tries (a worker killed mid-way counts too) before a receipt is left for an operator.
+MAX_RECEIPT_ATTEMPTS = 5
+
+_PENDING = (WebhookReceipt.Status.RECEIVED, WebhookReceipt.Status.FAILED)
+
+# Line identifiers named after the listing field they match; any other name is a key of
+# Listing.extra_identifiers (variant_id, product_id, ...).
+_LISTING_FIELD_FOR_LINE_IDENTIFIER = {"inventory_item_id": "external_id", "sku": "external_sku"}
+
+# Shopify's RefundLineItemRestockType values (CHANNEL_APIS.md §1.1, SH17), as the connector
+# passes them on: "cancel" releases units never fulfilled, "return" and the deprecated
+# "legacy_restock" put fulfilled units back on hand, "no_restock" changes no stock.
+_RELEASE_RESTOCK_TYPES = frozenset({"cancel"})
+_RETURN_RESTOCK_TYPES = frozenset({"return", "legacy_restock"})
+
+_INSERT_RECEIPT_SQL = """
+INSERT INTO channels_webhookreceipt
+    (channel_id, topic, dedupe_key, headers, body, received_at, status, error, attempts)
+VALUES (%(channel_id)s, %(topic)s, %(dedupe_key)s, %(headers)s::jsonb, %(body)s, now(),
+        %(status)s, %(error)s, 0)
+ON CONFLICT (channel_id, dedupe_key) DO NOTHING
+RETURNING id
+"""
+
+# A try is counted before it starts, in its own transaction, so a receipt that kills its
+# worker still runs out of attempts. SKIP LOCKED: a receipt being processed right now is
+# another worker's.
+_CLAIM_ATTEMPT_SQL = """
+UPDATE channels_webhookreceipt SET attempts = attempts + 1
+ WHERE id = (SELECT id FROM channels_webhookreceipt
+              WHERE id = %(receipt_id)s AND status = ANY(%(pending)s)
+                AND attempts < %(max_attempts)s
+              FOR UPDATE SKIP LOCKED)
+RETURNING id
+"""
+
+
+class IngestError(Exception):
+    """A receipt that cannot be applied as things are (retried, then left as failed)."""
+
+
+# -----------------------------------------------------------------------------------------
+# Receiving
+# -----------------------------------------------------------------------------------------
+
+
+def record_receipt(
+    *,
+    channel_id: int,
+    topic: str,
+    dedupe_key: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    quarantine_reason: str = "",
+) -> int | None:
+    """Store one delivery; None when that delivery was stored before (a duplicate).
+
+    One INSERT … ON CONFLICT DO NOTHING, no model instance. A new receipt is enqueued for
+    processing when the transaction commits; one stored quarantined is only shown.
+    """
+    quarantined = bool(quarantine_reason)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _INSERT_RECEIPT_SQL,
+            {
+                "channel_id": channel_id,
+                "topic": topic[:128],
+                "dedupe_key": dedupe_key,
+                "headers": json.dumps(dict(headers)),
+                "body": body,
+                "status": WebhookReceipt.Status.QUARANTINED
+                if quarantined
+                else WebhookReceipt.Status.RECEIVED,
+                "error": quarantine_reason,
+            },
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    receipt_id: int = row[0]
+    if not quarantined:
+        # robust: a broker outage must not turn a stored receipt into an error answer
+        # (the platform would retry it); the sweep enqueues it later.
+        transaction.on_commit(partial(_enqueue_processing, receipt_id), robust=True)
+    return receipt_id
+
+
+def _enqueue_processing(receipt_id: int) -> None:
+    from channels import tasks
+
+    tasks.enqueue_webhook_processing(receipt_id)
+
+
+def sweep_unprocessed_receipts(*, older_than_s: float = 30, limit: int = 1000) -> int:
+    """Enqueue again every receipt left received or failed with attempts to spare.
+
+    A receipt younger than ``older_than_s`` is skipped: its own enqueue is still on the way.
+    Returns how many were enqueued.
+    """
+    cutoff = timezone.now() - dt.timedelta(seconds=older_than_s)
+    receipt_ids = list(
+        WebhookReceipt.objects.filter(
+            status__in=_PENDING, attempts__lt=MAX_RECEIPT_ATTEMPTS, received_at__lt=cutoff
+        )
+        .order_by("received_at")
+        .values_list("pk", flat=True)[:limit]
+    )
+    for receipt_id in receipt_ids:
+        _enqueue_processing(receipt_id)
+    return len(receipt_ids)
+
+
+# -----------------------------------------------------------------------------------------
+# Processing
+# -----------------------------------------------------------------------------------------
+
+
+def process_receipt(*, receipt_id: int) -> None:
+    """Apply one receipt, once; safe to run twice, also at the same time.
+
+    A receipt already processed, ignored or quarantined, out of attempts, or locked by
+    another worker is left alone. An unparseable body is quarantined. Any other error marks
+    the receipt failed with the error and is raised again, for the task's retry.
+    """
+    if not _claim_attempt(receipt_id):
+        return
+    failure: Exception | None = None
+    with transaction.atomic(durable=True):
+        receipt = (
+            WebhookReceipt.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("channel")
+            .filter(pk=receipt_id, status__in=_PENDING)
+            .first()
+        )
+        if receipt is None:
+            return
+        try:
+            with transaction.atomic():
+                status = _apply_receipt(receipt)
+        except WebhookParseError as error:
+            logger.warning("Webhook receipt %s quarantined: %s", receipt_id, error)
+            _set_status(receipt_id, WebhookReceipt.Status.QUARANTINED, error=str(error))
+        except Exception as error:
+            failure = error
+            _set_status(
+                receipt_id, WebhookReceipt.Status.FAILED, error=f"{type(error).__name__}: {error}"
+            )
+        else:
+            _set_status(receipt_id, status)
+    if failure is not None:
+        raise failure
+
+
+def _claim_attempt(receipt_id: int) -> bool:
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            _CLAIM_ATTEMPT_SQL,
+            {
+                "receipt_id": receipt_id,
+                "pending": [str(status) for status in _PENDING],
+                "max_attempts": MAX_RECEIPT_ATTEMPTS,
+            },
+        )
+        return cursor.fetchone() is not None
+
+
+def _set_status(receipt_id: int, status: str, *, error: str = "") -> None:
+    finished = status != WebhookReceipt.Status.FAILED
+    WebhookReceipt.objects.filter(pk=receipt_id).update(
+        status=status, error=error, processed_at=timezone.now() if finished else None
+    )
+
+
+@dataclass(frozen=True)
+class _Ingest:
+    receipt: WebhookReceipt
+    channel: Channel
+    connector: Connector
+    message: WebhookMessage
+
+    @property
+    def order_key(self) -> str:
+        return f"{self.channel.platform}:{self.channel.pk}:order:{self.message.reference}"
+
+    def line_key(self, line: MessageLine) -> str:
+        return f"{self.order_key}:line:{line.reference}"
+
+    def context(self, idempotency_key: str) -> services.EventContext:
+        return services.EventContext(
+            idempotency_key=idempotency_key,
+            source=EventSource.CHANNEL,
+            actor=self.channel.slug,
+            external_reference=self.message.reference,
+        )
+
+
+def _apply_receipt(receipt: WebhookReceipt) -> str:
+    channel = receipt.channel
+    connector = get_connector(channel)
+    message = connector.parse_webhook(receipt.topic, bytes(receipt.body))
+    if message.kind == MessageKind.IGNORED:
+        return WebhookReceipt.Status.IGNORED
+    ingest = _Ingest(receipt=receipt, channel=channel, connector=connector, message=message)
+    if message.kind == MessageKind.INVENTORY_CHANGED:
+        _apply_inventory_change(ingest)
+    else:
+        _lock_order(ingest.order_key)
+        if message.kind == MessageKind.ORDER_PLACED:
+            _apply_order_placed(ingest)
+        elif message.kind == MessageKind.ORDER_CANCELLED:
+            _apply_order_cancelled(ingest)
+        elif message.kind == MessageKind.REFUND:
+            _apply_refund(ingest)
+        else:
+            raise IngestError(f"No handling for message kind {message.kind!r}.")
+    return WebhookReceipt.Status.PROCESSED
+
+
+def _lock_order(order_key: str) -> None:
+    lock_id = int.from_bytes(
+        hashlib.blake2b(order_key.encode(), digest_size=8).digest(), "big", signed=True
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [lock_id])
+
+
+# --- orders ------------------------------------------------------------------------------
+
+
+def _apply_order_placed(ingest: _Ingest) -> None:
+    location_ids: list[int] | None = None
+    for line in ingest.message.lines:
+        listing = _listing_for_line(ingest, line)
+        if listing is None or listing.sku_id is None:
+            _record_unmapped(ingest, line)
+            continue
+        commit_key = f"{ingest.line_key(line)}:commit"
+        if line.quantity == 0 or _event(commit_key) is not None:
+            continue
+        if location_ids is None:
+            location_ids = _selling_location_ids(ingest.channel)
+        event = services.commit_order(
+            sku_id=listing.sku_id,
+            location_id=_location_with_most_available(
+                sku_id=listing.sku_id, location_ids=location_ids
+            ),
+            quantity=line.quantity,
+            context=ingest.context(commit_key),
+            allow_shortfall=True,
+        )
+        if event.shortfall > 0:
+            OversellIncident.objects.get_or_create(
+                event_id=event.pk,
+                defaults={
+                    "channel": ingest.channel,
+                    "sku_id": listing.sku_id,
+                    "listing_id": listing.pk,
+                    "order_reference": ingest.message.reference,
+                    "shortfall": event.shortfall,
+                    "receipt": ingest.receipt,
+                },
+            )
+        # The channel took the units off its own count when it sold them.
+        _shift_expected_channel_quantity(listing_id=listing.pk, delta=-line.quantity)
+
+
+def _selling_location_ids(channel: Channel) -> list[int]:
+    location_ids = sorted(channel.locations.filter(is_active=True).values_list("pk", flat=True))
+    if not location_ids:
+        raise IngestError(f"Channel {channel.slug} sells from no active location.")
+    return location_ids
+
+
+def _location_with_most_available(*, sku_id: int, location_ids: Sequence[int]) -> int:
+    """The location to commit a whole order line at: most available, then lowest pk.
+
+    A line is not split across locations: the marketplace sold it as one line, one place
+    ships it. Taking the fullest location avoids a shortfall wherever one location can
+    cover the line; when none can, the service records the shortfall and an incident
+    follows.
+    """
+    available = dict(
+        StockLevel.objects.filter(sku_id=sku_id, location_id__in=location_ids).values_list(
+            "location_id", F("on_hand") - F("committed") - F("reserved")
+        )
+    )
+    return max(location_ids, key=lambda location_id: (available.get(location_id, 0), -location_id))
+
+
+def _apply_order_cancelled(ingest: _Ingest) -> None:
+    for line in ingest.message.lines:
+        commit = _event(f"{ingest.line_key(line)}:commit")
+        listing = _listing_for_line(ingest, line)
+        if commit is None:
+            # Never committed: nothing to release. A line that maps nowhere is still a gap.
+            if listing is None or listing.sku_id is None:
+                _record_unmapped(ingest, line)
+            continue
+        cancel_key = f"{ingest.line_key(line)}:cancel"
+        if _event(cancel_key) is not None:
+            continue
+        released = _release_committed(ingest, commit=commit, line=line, idempotency_key=cancel_key)
+        if released and listing is not None:
+            _shift_expected_channel_quantity(listing_id=listing.pk, delta=released)
+
+
+def _apply_refund(ingest: _Ingest) -> None:
+    for line in ingest.message.lines:
+        restock_type = line.identifiers.get("restock_type") or (
+            "return" if line.restock else "no_restock"
+        )
+        releases = restock_type in _RELEASE_RESTOCK_TYPES
+        if line.quantity == 0 or not (releases or restock_type in _RETURN_RESTOCK_TYPES):
+            continue
+        listing = _listing_for_line(ingest, line)
+        commit = _event(f"{ingest.line_key(line)}:commit")
+        if commit is None:
+            # No commit to say where the units were: a gap if it maps nowhere, else an
+            # order from before the channel was connected, which the ledger never held.
+            if listing is None or listing.sku_id is None:
+                _record_unmapped(ingest, line)
+            continue
+        refund_key = (
+            f"{ingest.order_key}:refund:{ingest.message.sub_reference}:line:{line.reference}"
+        )
+        if _event(refund_key) is not None:
+            continue
+        if releases:
+            restocked = _release_committed(
+                ingest, commit=commit, line=line, idempotency_key=refund_key
+            )
+        else:
+            services.return_order(
+                sku_id=commit.sku_id,
+                location_id=commit.location_id,
+                quantity=line.quantity,
+                restock=True,
+                context=ingest.context(refund_key),
+            )
+            restocked = line.quantity
+        if restocked and listing is not None:
+            _shift_expected_channel_quantity(listing_id=listing.pk, delta=restocked)
+
+
+def _release_committed(
+    ingest: _Ingest, *, commit: InventoryEvent, line: MessageLine, idempotency_key: str
+) -> int:
+    """Release up to the line's quantity, never more than the line still holds committed.
+
+    Shopify reports one cancellation twice (orders/cancelled and a refund with restock
+    type "cancel"); capping by what the ledger still holds for the line releases it once.
+    """
+    quantity = min(line.quantity, _still_committed(ingest, commit=commit, line=line))
+    if quantity <= 0:
+        return 0
+    services.cancel_order(
+        sku_id=commit.sku_id,
+        location_id=commit.location_id,
+        quantity=quantity,
+        context=ingest.context(idempotency_key),
+    )
+    return quantity
+
+
+def _still_committed(ingest: _Ingest, *, commit: InventoryEvent, line: MessageLine) -> int:
+    line_key = ingest.line_key(line)
+    refund_line_suffix = f":line:{line.reference}"
+    releases = InventoryEvent.objects.filter(
+        external_reference=ingest.message.reference,
+        kind=EventKind.ORDER_CANCELLED,
+        idempotency_key__startswith=f"{ingest.order_key}:",
+    ).values_list("idempotency_key", "delta_committed")
+    released = sum(
+        -delta
+        for key, delta in releases
+        if key == f"{line_key}:cancel"
+        or (key.startswith(f"{ingest.order_key}:refund:") and key.endswith(refund_line_suffix))
+    )
+    return commit.delta_committed - released
+
+
+# --- inventory levels --------------------------------------------------------------------
+
+
+def _apply_inventory_change(ingest: _Ingest) -> None:
+    """Note drift when the channel's figure is not the one expected, and push ours back.
+
+    A figure equal to the expected one is the echo of our own push (or of a sale already
+    counted): pushing again would echo for ever.
+    """
+    channel_location = ingest.channel.platform_settings.get("location_id")
+    for line in ingest.message.lines:
+        listing = _listing_for_line(ingest, line)
+        if listing is None:
+            _record_unmapped(ingest, line)
+            continue
+        our_location = listing.extra_identifiers.get("location_id") or channel_location
+        their_location = line.identifiers.get("location_id")
+        if (
+            our_location
+            and their_location
+            and _id_tail(str(our_location)) != _id_tail(their_location)
+        ):
+            continue  # a level at a location this listing is not pushed to
+        state = ListingSyncState.objects.select_for_update().filter(listing_id=listing.pk).first()
+        expected = state.expected_channel_quantity if state is not None else None
+        if expected == line.quantity:
+            continue
+        if expected is not None:
+            DriftRecord.objects.create(
+                channel=ingest.channel,
+                listing=listing,
+                expected_quantity=expected,
+                channel_quantity=line.quantity,
+                master_quantity=(
+                    selectors.explain_listing(listing=listing).listed
+                    if listing.sku_id is not None
+                    else None
+                ),
+                detected_by=DriftRecord.DetectedBy.WEBHOOK,
+            )
+        ListingSyncState.objects.update_or_create(
+            listing_id=listing.pk, defaults={"expected_channel_quantity": line.quantity}
+        )
+        if listing.sku_id is not None:
+            outbox.mark_listings_owed(listing_ids=[listing.pk])
+
+
+def _id_tail(identifier: str) -> str:
+    # A numeric id and its GraphQL gid ("gid://shopify/Location/12") name the same thing.
+    return identifier.rsplit("/", 1)[-1]
+
+
+# --- shared ------------------------------------------------------------------------------
+
+
+def _listing_for_line(ingest: _Ingest, line: MessageLine) -> Listing | None:
+    return listing_for_identifiers(
+        channel=ingest.channel,
+        identifier_order=ingest.connector.identifier_order,
+        identifiers=line.identifiers,
+    )
+
+
+def listing_for_identifiers(
+    *, channel: Channel, identifier_order: Iterable[str], identifiers: Mapping[str, str]
+) -> Listing | None:
+    """The channel's listing the first identifier in ``identifier_order`` finds, else None.
+
+    Several listings sharing an identifier: an active one first, then the oldest.
+    """
+    values = {
+        _LISTING_FIELD_FOR_LINE_IDENTIFIER.get(name, name): value
+        for name, value in identifiers.items()
+        if value
+    }
+    for name in identifier_order:
+        value = values.get(name)
+        if value is None:
+            continue
+        for condition in _identifier_conditions(name, value):
+            listing = (
+                Listing.objects.filter(condition, channel=channel)
+                .order_by("-is_active", "pk")
+                .first()
+            )
+            if listing is not None:
+                listing.channel = channel
+                return listing
+    return None
+
+
+def _identifier_conditions(name: str, value: str) -> list[Q]:
+    """Ways a listing may hold the value, the indexed exact match first."""
+    if name == "external_id":
+        conditions = [Q(external_id=value)]
+        if value.isdigit():
+            # Listings may hold a GraphQL global id ("gid://shopify/InventoryItem/12") where
+            # webhooks send the bare number.
+            conditions.append(
+                Q(external_id__startswith="gid://", external_id__endswith=f"/{value}")
+            )
+        return conditions
+    if name == "external_sku":
+        return [Q(external_sku=value)]
+    condition = Q(**{f"extra_identifiers__{name}": value})
+    if value.isdigit():
+        # Operators (and CSV imports) store numeric ids as JSON numbers or as strings.
+        condition |= Q(**{f"extra_identifiers__{name}": int(value)})
+    return [condition]
+
+
+def _record_unmapped(ingest: _Ingest, line: MessageLine) -> None:
+    UnmappedLine.objects.get_or_create(
+        receipt=ingest.receipt,
+        line_reference=line.reference,
+        defaults={
+            "channel": ingest.channel,
+            "identifiers": dict(line.identifiers),
+            "quantity": line.quantity,
+        },
+    )
+
+
+def _event(idempotency_key: str) -> InventoryEvent | None:
+    return InventoryEvent.objects.filter(idempotency_key=idempotency_key).first()
+
+
+def _shift_expected_channel_quantity(*, listing_id: int, delta: int) -> None:
+    # No sync state yet: the channel has never been told a figure, so none is expected.
+    ListingSyncState.objects.filter(listing_id=listing_id).update(
+        expected_channel_quantity=F("expected_channel_quantity") + delta
+    )

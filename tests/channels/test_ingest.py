@@ -1,0 +1,556 @@
+"""Processing stored webhook receipts into ledger events, incidents, gaps and drift."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from unittest import mock
+
+import pytest
+
+from channels import ingest
+from channels.models import (
+    DriftRecord,
+    ListingSyncState,
+    OversellIncident,
+    PendingPush,
+    UnmappedLine,
+    WebhookReceipt,
+)
+from inventory.models import EventKind, EventSource, InventoryEvent, StockLevel
+from tests import factories
+
+pytestmark = pytest.mark.django_db
+
+_deliveries = itertools.count(1)
+
+
+@pytest.fixture
+def warehouse():
+    return factories.make_location()
+
+
+@pytest.fixture
+def channel(warehouse):
+    return factories.make_channel(locations=[warehouse], slug="shop")
+
+
+@pytest.fixture
+def shirt(warehouse):
+    sku = factories.make_sku(code="TSHIRT-001")
+    factories.stock(sku, warehouse, 10)
+    return sku
+
+
+@pytest.fixture
+def shirt_listing(channel, shirt):
+    return factories.make_listing(
+        channel=channel,
+        sku=shirt,
+        external_id="30322695",
+        external_sku="TSHIRT-001",
+        extra_identifiers={"variant_id": "123456789"},
+    )
+
+
+def store(channel, topic: str, payload: object, *, webhook_id: str | None = None) -> int:
+    body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    receipt_id = ingest.record_receipt(
+        channel_id=channel.pk,
+        topic=topic,
+        dedupe_key=webhook_id or f"delivery-{next(_deliveries)}",
+        headers={"X-Shopify-Topic": topic},
+        body=body,
+    )
+    assert receipt_id is not None
+    return receipt_id
+
+
+def deliver(channel, topic: str, payload: object, *, webhook_id: str | None = None):
+    receipt_id = store(channel, topic, payload, webhook_id=webhook_id)
+    ingest.process_receipt(receipt_id=receipt_id)
+    return WebhookReceipt.objects.get(pk=receipt_id)
+
+
+def order(*lines: tuple[int, int, dict], order_id: int = 5678901234) -> dict:
+    return {
+        "id": order_id,
+        "line_items": [
+            {"id": line_id, "quantity": quantity, **identifiers}
+            for line_id, quantity, identifiers in lines
+        ],
+    }
+
+
+def shirt_line(quantity: int = 2, line_id: int = 111) -> tuple[int, int, dict]:
+    return (line_id, quantity, {"variant_id": 123456789, "sku": "TSHIRT-001"})
+
+
+def refund(*lines: tuple[int, int, str], refund_id: int = 929361464) -> dict:
+    return {
+        "id": refund_id,
+        "order_id": 5678901234,
+        "refund_line_items": [
+            {
+                "id": index,
+                "line_item_id": line_id,
+                "quantity": quantity,
+                "restock_type": restock_type,
+                "line_item": {"id": line_id, "variant_id": 123456789, "sku": "TSHIRT-001"},
+            }
+            for index, (line_id, quantity, restock_type) in enumerate(lines, start=1)
+        ],
+    }
+
+
+def level(sku, location) -> StockLevel:
+    return StockLevel.objects.get(sku=sku, location=location)
+
+
+def expect_channel_quantity(listing, quantity: int) -> None:
+    ListingSyncState.objects.update_or_create(
+        listing=listing,
+        defaults={"expected_channel_quantity": quantity, "last_pushed_quantity": quantity},
+    )
+
+
+def expected_channel_quantity(listing) -> int | None:
+    return ListingSyncState.objects.get(listing=listing).expected_channel_quantity
+
+
+# --- orders --------------------------------------------------------------------------------
+
+
+def test_order_commits_each_line_as_a_channel_event(channel, shirt, shirt_listing, warehouse):
+    receipt = deliver(channel, "orders/create", order(shirt_line(2)))
+
+    assert receipt.status == WebhookReceipt.Status.PROCESSED
+    assert receipt.processed_at is not None
+    assert level(shirt, warehouse).committed == 2
+    event = InventoryEvent.objects.get(kind=EventKind.ORDER_COMMITTED)
+    assert event.idempotency_key == f"shopify:{channel.pk}:order:5678901234:line:111:commit"
+    assert (event.source, event.actor, event.external_reference) == (
+        EventSource.CHANNEL,
+        "shop",
+        "5678901234",
+    )
+
+
+def test_same_receipt_processed_twice_commits_once(channel, shirt, shirt_listing, warehouse):
+    receipt_id = store(channel, "orders/create", order(shirt_line(2)))
+    ingest.process_receipt(receipt_id=receipt_id)
+    ingest.process_receipt(receipt_id=receipt_id)
+
+    assert level(shirt, warehouse).committed == 2
+    assert WebhookReceipt.objects.get(pk=receipt_id).attempts == 1
+
+
+def test_same_order_in_two_deliveries_is_committed_once(channel, shirt, shirt_listing, warehouse):
+    """Idempotency keys name the order line, not the delivery."""
+    expect_channel_quantity(shirt_listing, 10)
+    first = deliver(channel, "orders/create", order(shirt_line(2)), webhook_id="a")
+    second = deliver(channel, "orders/create", order(shirt_line(2)), webhook_id="b")
+
+    assert first.status == second.status == WebhookReceipt.Status.PROCESSED
+    assert level(shirt, warehouse).committed == 2
+    assert InventoryEvent.objects.filter(kind=EventKind.ORDER_COMMITTED).count() == 1
+    assert expected_channel_quantity(shirt_listing) == 8
+
+
+def test_order_lowers_the_quantity_expected_on_the_channel(channel, shirt_listing):
+    expect_channel_quantity(shirt_listing, 10)
+    deliver(channel, "orders/create", order(shirt_line(3)))
+    assert expected_channel_quantity(shirt_listing) == 7
+
+
+def test_line_is_committed_whole_at_the_location_with_most_available(channel, shirt, warehouse):
+    bigger = factories.make_location()
+    factories.stock(shirt, bigger, 15)
+    channel.locations.add(bigger)
+    factories.make_listing(channel=channel, sku=shirt, extra_identifiers={"variant_id": 123456789})
+
+    deliver(channel, "orders/create", order(shirt_line(12)))
+
+    assert level(shirt, bigger).committed == 12
+    assert level(shirt, warehouse).committed == 0
+
+
+def test_equal_availability_commits_at_the_lowest_location_pk(channel, shirt, warehouse):
+    other = factories.make_location()
+    factories.stock(shirt, other, 10)
+    channel.locations.add(other)
+    factories.make_listing(channel=channel, sku=shirt, extra_identifiers={"variant_id": 123456789})
+
+    deliver(channel, "orders/create", order(shirt_line(1)))
+
+    first, second = sorted([warehouse, other], key=lambda location: location.pk)
+    assert level(shirt, first).committed == 1
+    assert level(shirt, second).committed == 0
+
+
+def test_order_beyond_stock_is_recorded_with_an_oversell_incident(
+    channel, shirt, shirt_listing, warehouse
+):
+    receipt = deliver(channel, "orders/create", order(shirt_line(13)))
+
+    assert receipt.status == WebhookReceipt.Status.PROCESSED
+    stock_level = level(shirt, warehouse)
+    assert (stock_level.on_hand, stock_level.committed) == (10, 13)
+    event = InventoryEvent.objects.get(kind=EventKind.ORDER_COMMITTED)
+    assert event.shortfall == 3
+    incident = OversellIncident.objects.get()
+    assert (incident.sku, incident.channel, incident.listing) == (shirt, channel, shirt_listing)
+    assert (incident.order_reference, incident.shortfall) == ("5678901234", 3)
+    assert (incident.event_id, incident.receipt_id) == (event.pk, receipt.pk)
+
+
+def test_replayed_oversold_order_does_not_duplicate_the_incident(channel, shirt_listing):
+    deliver(channel, "orders/create", order(shirt_line(13)), webhook_id="a")
+    deliver(channel, "orders/create", order(shirt_line(13)), webhook_id="b")
+    assert OversellIncident.objects.count() == 1
+
+
+def test_unmapped_line_is_kept_and_the_rest_of_the_order_processed(
+    channel, shirt, shirt_listing, warehouse
+):
+    unknown = (222, 4, {"variant_id": 999, "sku": "NOT-LISTED", "product_id": 5})
+    receipt = deliver(channel, "orders/create", order(shirt_line(2), unknown))
+
+    assert receipt.status == WebhookReceipt.Status.PROCESSED
+    assert level(shirt, warehouse).committed == 2
+    gap = UnmappedLine.objects.get()
+    assert (gap.channel, gap.receipt, gap.line_reference, gap.quantity) == (
+        channel,
+        receipt,
+        "222",
+        4,
+    )
+    assert gap.identifiers == {"variant_id": "999", "sku": "NOT-LISTED", "product_id": "5"}
+
+
+def test_line_of_a_listing_without_sku_is_a_gap(channel):
+    factories.make_listing(channel=channel, sku=None, extra_identifiers={"variant_id": "77"})
+    deliver(channel, "orders/create", order((1, 1, {"variant_id": 77})))
+    assert UnmappedLine.objects.get().line_reference == "1"
+    assert not InventoryEvent.objects.filter(kind=EventKind.ORDER_COMMITTED).exists()
+
+
+def test_lines_map_by_variant_then_inventory_item_then_sku(channel, warehouse):
+    by_variant, by_sku = factories.make_sku(), factories.make_sku()
+    factories.stock(by_variant, warehouse, 5)
+    factories.stock(by_sku, warehouse, 5)
+    # A variant id stored as a JSON number still matches the string the parser gives.
+    factories.make_listing(channel=channel, sku=by_variant, extra_identifiers={"variant_id": 5})
+    factories.make_listing(channel=channel, sku=by_sku, external_sku="BY-SKU")
+
+    deliver(
+        channel,
+        "orders/create",
+        order(
+            (1, 1, {"variant_id": 5, "sku": "BY-SKU"}), (2, 2, {"variant_id": 6, "sku": "BY-SKU"})
+        ),
+    )
+
+    assert level(by_variant, warehouse).committed == 1
+    assert level(by_sku, warehouse).committed == 2
+
+
+def test_listing_of_another_channel_does_not_map(channel, shirt, warehouse):
+    other = factories.make_channel(locations=[warehouse])
+    factories.make_listing(channel=other, sku=shirt, extra_identifiers={"variant_id": "123456789"})
+    deliver(channel, "orders/create", order(shirt_line(1)))
+    assert UnmappedLine.objects.filter(channel=channel).count() == 1
+    assert level(shirt, warehouse).committed == 0
+
+
+# --- cancellations and refunds -------------------------------------------------------------
+
+
+def test_cancel_releases_what_the_order_committed(channel, shirt, shirt_listing, warehouse):
+    expect_channel_quantity(shirt_listing, 10)
+    deliver(channel, "orders/create", order(shirt_line(3)))
+    receipt = deliver(channel, "orders/cancelled", order(shirt_line(3)))
+
+    assert receipt.status == WebhookReceipt.Status.PROCESSED
+    stock_level = level(shirt, warehouse)
+    assert (stock_level.on_hand, stock_level.committed) == (10, 0)
+    cancel = InventoryEvent.objects.get(kind=EventKind.ORDER_CANCELLED)
+    assert cancel.idempotency_key.endswith(":order:5678901234:line:111:cancel")
+    assert expected_channel_quantity(shirt_listing) == 10
+
+
+def test_cancel_in_two_deliveries_releases_once(channel, shirt, shirt_listing, warehouse):
+    factories.stock(shirt, warehouse, 5)
+    deliver(channel, "orders/create", order(shirt_line(3)))
+    deliver(channel, "orders/create", order(shirt_line(4), order_id=42))
+    deliver(channel, "orders/cancelled", order(shirt_line(3)), webhook_id="a")
+    deliver(channel, "orders/cancelled", order(shirt_line(3)), webhook_id="b")
+
+    assert level(shirt, warehouse).committed == 4
+
+
+def test_cancel_of_an_order_never_committed_changes_nothing(channel, shirt, shirt_listing):
+    receipt = deliver(channel, "orders/cancelled", order(shirt_line(3)))
+    assert receipt.status == WebhookReceipt.Status.PROCESSED
+    assert not InventoryEvent.objects.filter(kind=EventKind.ORDER_CANCELLED).exists()
+
+
+def test_cancel_reported_as_order_and_as_refund_releases_once(
+    channel, shirt, shirt_listing, warehouse
+):
+    """Shopify sends orders/cancelled and a refund with restock type "cancel" for one cancel."""
+    factories.stock(shirt, warehouse, 5)
+    deliver(channel, "orders/create", order(shirt_line(3)))
+    deliver(channel, "orders/create", order(shirt_line(4), order_id=42))
+    deliver(channel, "refunds/create", refund((111, 3, "cancel")))
+    deliver(channel, "orders/cancelled", order(shirt_line(3)))
+
+    assert level(shirt, warehouse).committed == 4
+
+
+def test_refund_with_cancel_restock_releases_committed(channel, shirt, shirt_listing, warehouse):
+    expect_channel_quantity(shirt_listing, 10)
+    deliver(channel, "orders/create", order(shirt_line(3)))
+    deliver(channel, "refunds/create", refund((111, 1, "cancel")))
+
+    stock_level = level(shirt, warehouse)
+    assert (stock_level.on_hand, stock_level.committed) == (10, 2)
+    assert expected_channel_quantity(shirt_listing) == 8
+
+
+def test_refund_with_return_restocks_on_hand(channel, shirt, shirt_listing, warehouse):
+    expect_channel_quantity(shirt_listing, 10)
+    deliver(channel, "orders/create", order(shirt_line(3)))
+    receipt = deliver(channel, "refunds/create", refund((111, 2, "return")))
+
+    assert receipt.status == WebhookReceipt.Status.PROCESSED
+    stock_level = level(shirt, warehouse)
+    assert (stock_level.on_hand, stock_level.committed) == (12, 3)
+    event = InventoryEvent.objects.get(kind=EventKind.RETURN_RESTOCKED)
+    assert event.idempotency_key == (
+        f"shopify:{channel.pk}:order:5678901234:refund:929361464:line:111"
+    )
+    assert expected_channel_quantity(shirt_listing) == 9
+
+
+def test_refund_without_restock_changes_no_stock(channel, shirt, shirt_listing, warehouse):
+    expect_channel_quantity(shirt_listing, 10)
+    deliver(channel, "orders/create", order(shirt_line(3)))
+    receipt = deliver(channel, "refunds/create", refund((111, 2, "no_restock")))
+
+    assert receipt.status == WebhookReceipt.Status.PROCESSED
+    stock_level = level(shirt, warehouse)
+    assert (stock_level.on_hand, stock_level.committed) == (10, 3)
+    assert expected_channel_quantity(shirt_listing) == 7
+
+
+def test_same_refund_in_two_deliveries_restocks_once(channel, shirt, shirt_listing, warehouse):
+    deliver(channel, "orders/create", order(shirt_line(3)))
+    deliver(channel, "refunds/create", refund((111, 2, "return")), webhook_id="a")
+    deliver(channel, "refunds/create", refund((111, 2, "return")), webhook_id="b")
+    assert level(shirt, warehouse).on_hand == 12
+
+
+def test_two_refunds_of_one_line_both_restock(channel, shirt, shirt_listing, warehouse):
+    deliver(channel, "orders/create", order(shirt_line(3)))
+    deliver(channel, "refunds/create", refund((111, 1, "return"), refund_id=1))
+    deliver(channel, "refunds/create", refund((111, 1, "return"), refund_id=2))
+    assert level(shirt, warehouse).on_hand == 12
+
+
+# --- inventory levels ----------------------------------------------------------------------
+
+
+def inventory_level(available: int, item_id: int = 30322695, **fields) -> dict:
+    return {"inventory_item_id": item_id, "available": available, **fields}
+
+
+def test_inventory_change_records_drift_and_owes_a_push(channel, shirt, shirt_listing):
+    expect_channel_quantity(shirt_listing, 10)
+    PendingPush.objects.all().delete()
+
+    receipt = deliver(channel, "inventory_levels/update", inventory_level(4))
+
+    assert receipt.status == WebhookReceipt.Status.PROCESSED
+    drift = DriftRecord.objects.get()
+    assert (drift.channel, drift.listing, drift.detected_by) == (
+        channel,
+        shirt_listing,
+        DriftRecord.DetectedBy.WEBHOOK,
+    )
+    assert (drift.expected_quantity, drift.channel_quantity, drift.master_quantity) == (10, 4, 10)
+    assert expected_channel_quantity(shirt_listing) == 4
+    assert PendingPush.objects.filter(listing=shirt_listing).exists()
+
+
+def test_inventory_change_matching_what_we_expected_is_not_drift(channel, shirt_listing):
+    """The echo of our own push must not cause another push."""
+    expect_channel_quantity(shirt_listing, 10)
+    PendingPush.objects.all().delete()
+
+    deliver(channel, "inventory_levels/update", inventory_level(10))
+
+    assert not DriftRecord.objects.exists()
+    assert not PendingPush.objects.exists()
+
+
+def test_inventory_change_matches_a_listing_holding_a_gid(channel, shirt):
+    listing = factories.make_listing(
+        channel=channel, sku=shirt, external_id="gid://shopify/InventoryItem/555"
+    )
+    expect_channel_quantity(listing, 10)
+    deliver(channel, "inventory_levels/update", inventory_level(3, item_id=555))
+    assert DriftRecord.objects.get().listing == listing
+
+
+def test_inventory_change_at_another_location_is_not_ours(channel, shirt_listing):
+    channel.platform_settings = {"location_id": "gid://shopify/Location/1"}
+    channel.save()
+    expect_channel_quantity(shirt_listing, 10)
+
+    deliver(channel, "inventory_levels/update", inventory_level(3, location_id=2))
+    assert not DriftRecord.objects.exists()
+
+    deliver(channel, "inventory_levels/update", inventory_level(3, location_id=1))
+    assert DriftRecord.objects.count() == 1
+
+
+def test_inventory_change_of_an_unknown_item_is_a_gap(channel):
+    deliver(channel, "inventory_levels/update", inventory_level(3, item_id=404))
+    assert UnmappedLine.objects.get().identifiers == {"inventory_item_id": "404"}
+
+
+# --- receipts that are not applied ---------------------------------------------------------
+
+
+def test_unparseable_body_is_quarantined_and_changes_no_stock(
+    channel, shirt, shirt_listing, warehouse
+):
+    receipt = deliver(channel, "orders/create", b"{not json")
+
+    assert receipt.status == WebhookReceipt.Status.QUARANTINED
+    assert "not valid JSON" in receipt.error
+    assert level(shirt, warehouse).committed == 0
+
+
+def test_quarantined_receipt_is_not_processed_again(channel, shirt_listing):
+    receipt = deliver(channel, "orders/create", b"[]")
+    ingest.process_receipt(receipt_id=receipt.pk)
+    receipt.refresh_from_db()
+    assert (receipt.status, receipt.attempts) == (WebhookReceipt.Status.QUARANTINED, 1)
+
+
+def test_topic_not_acted_on_is_ignored(channel):
+    receipt = deliver(channel, "products/update", {"id": 1})
+    assert receipt.status == WebhookReceipt.Status.IGNORED
+
+
+def test_error_marks_the_receipt_failed_and_is_raised_again(
+    channel, shirt, shirt_listing, warehouse
+):
+    receipt_id = store(channel, "orders/create", order(shirt_line(2)))
+    with (
+        mock.patch("inventory.services.commit_order", side_effect=RuntimeError("db gone")),
+        pytest.raises(RuntimeError, match="db gone"),
+    ):
+        ingest.process_receipt(receipt_id=receipt_id)
+
+    receipt = WebhookReceipt.objects.get(pk=receipt_id)
+    assert (receipt.status, receipt.attempts) == (WebhookReceipt.Status.FAILED, 1)
+    assert receipt.error == "RuntimeError: db gone"
+    assert receipt.processed_at is None
+
+    ingest.process_receipt(receipt_id=receipt_id)
+    receipt.refresh_from_db()
+    assert (receipt.status, receipt.attempts, receipt.error) == (
+        WebhookReceipt.Status.PROCESSED,
+        2,
+        "",
+    )
+    assert level(shirt, warehouse).committed == 2
+
+
+def test_channel_without_a_location_fails_the_receipt(channel, shirt_listing):
+    channel.locations.clear()
+    receipt_id = store(channel, "orders/create", order(shirt_line(1)))
+    with pytest.raises(ingest.IngestError, match="no active location"):
+        ingest.process_receipt(receipt_id=receipt_id)
+    assert WebhookReceipt.objects.get(pk=receipt_id).status == WebhookReceipt.Status.FAILED
+
+
+def test_receipt_out_of_attempts_is_left_alone(channel, shirt, shirt_listing, warehouse):
+    receipt_id = store(channel, "orders/create", order(shirt_line(1)))
+    WebhookReceipt.objects.filter(pk=receipt_id).update(
+        status=WebhookReceipt.Status.FAILED, attempts=ingest.MAX_RECEIPT_ATTEMPTS
+    )
+    ingest.process_receipt(receipt_id=receipt_id)
+    assert level(shirt, warehouse).committed == 0
+
+
+# --- sweep ---------------------------------------------------------------------------------
+
+
+def test_sweep_enqueues_old_received_and_failed_receipts_with_attempts_left(channel):
+    import datetime as dt
+
+    from django.utils import timezone
+
+    old = timezone.now() - dt.timedelta(minutes=5)
+    received = store(channel, "orders/create", order(shirt_line()))
+    failed = store(channel, "orders/create", order(shirt_line()))
+    exhausted = store(channel, "orders/create", order(shirt_line()))
+    processed = store(channel, "orders/create", order(shirt_line()))
+    store(channel, "orders/create", order(shirt_line()))  # too young: its own enqueue is due
+    WebhookReceipt.objects.filter(pk__in=[received, failed, exhausted, processed]).update(
+        received_at=old
+    )
+    WebhookReceipt.objects.filter(pk=failed).update(status="failed", attempts=2)
+    WebhookReceipt.objects.filter(pk=exhausted).update(status="failed", attempts=5)
+    WebhookReceipt.objects.filter(pk=processed).update(status="processed")
+
+    with mock.patch("channels.tasks.enqueue_webhook_processing") as enqueue:
+        assert ingest.sweep_unprocessed_receipts(older_than_s=30) == 2
+
+    assert sorted(call.args[0] for call in enqueue.call_args_list) == sorted([received, failed])
+
+
+# --- concurrency ---------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_workers_racing_on_one_order_commit_it_once(monkeypatch):
+    """Two deliveries of one order, each processed twice, by four threads at once."""
+    import threading
+
+    from django.db import connection
+
+    monkeypatch.setattr("channels.tasks.enqueue_webhook_processing", lambda receipt_id: None)
+    monkeypatch.setattr("channels.outbox.wake_pushers", lambda **kwargs: None)
+    warehouse = factories.make_location()
+    channel = factories.make_channel(locations=[warehouse])
+    sku = factories.make_sku()
+    factories.stock(sku, warehouse, 10)
+    factories.make_listing(channel=channel, sku=sku, extra_identifiers={"variant_id": "123456789"})
+    receipt_ids = [store(channel, "orders/create", order(shirt_line(3))) for _ in range(2)]
+    start = threading.Barrier(4)
+    errors: list[BaseException] = []
+
+    def work(receipt_id: int) -> None:
+        try:
+            start.wait()
+            ingest.process_receipt(receipt_id=receipt_id)
+        except BaseException as error:
+            errors.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=work, args=(rid,)) for rid in receipt_ids * 2]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert errors == []
+    assert level(sku, warehouse).committed == 3
+    assert set(WebhookReceipt.objects.values_list("status", flat=True)) == {"processed"}

@@ -20,7 +20,7 @@ SELECT listing.id, listing.channel_id, 1, 0, '[]'::jsonb
   FROM channels_listing AS listing
  WHERE listing.id = ANY(%(listing_ids)s) AND listing.is_active
 ON CONFLICT (listing_id) DO UPDATE
-   SET generation = pending.generation + 1, last_change_at = now()
+   SET generation = pending.generation + 1, last_change_at = statement_timestamp()
 RETURNING channel_id
 """
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import logging
 import random
 from collections.abc import Sequence
@@ -75,12 +76,12 @@ class _Claim:
 
 _CLAIM_SQL = """
 UPDATE channels_pendingpush AS pending
-   SET claimed_until = now() + make_interval(secs => %(lease_s)s)
+   SET claimed_until = statement_timestamp() + make_interval(secs => %(lease_s)s)
  WHERE pending.id IN (
         SELECT id FROM channels_pendingpush
          WHERE channel_id = %(channel_id)s
-           AND not_before <= now()
-           AND (claimed_until IS NULL OR claimed_until < now())
+           AND not_before <= statement_timestamp()
+           AND (claimed_until IS NULL OR claimed_until < statement_timestamp())
          ORDER BY first_change_at, id
          LIMIT %(limit)s
            FOR UPDATE SKIP LOCKED)
@@ -99,7 +100,7 @@ WITH done AS (
 )
 UPDATE channels_pendingpush AS pending
    SET claimed_until = NULL, attempts = 0, errors = '[]'::jsonb,
-       first_change_at = pending.last_change_at, not_before = now()
+       first_change_at = pending.last_change_at, not_before = statement_timestamp()
   FROM done
  WHERE pending.id = done.id AND pending.id NOT IN (SELECT id FROM removed)
 RETURNING pending.id
@@ -108,7 +109,8 @@ RETURNING pending.id
 _REMEMBER_PUSHED_SQL = """
 INSERT INTO channels_listingsyncstate AS state
        (listing_id, last_pushed_quantity, last_pushed_at, expected_channel_quantity, updated_at)
-SELECT pushed.listing_id, pushed.quantity, now(), pushed.quantity, now()
+SELECT pushed.listing_id, pushed.quantity, statement_timestamp(), pushed.quantity,
+       statement_timestamp()
   FROM unnest(%(listing_ids)s::bigint[], %(quantities)s::integer[]) AS pushed(listing_id, quantity)
 ON CONFLICT (listing_id) DO UPDATE
    SET last_pushed_quantity = EXCLUDED.last_pushed_quantity,
@@ -185,7 +187,8 @@ def _claim(*, channel: Channel, limit: int) -> list[_Claim]:
                 first_change_at=first_change_at,
                 last_change_at=last_change_at,
                 attempts=attempts,
-                errors=list(errors or []),
+                # Django hands jsonb to raw cursors as text.
+                errors=json.loads(errors) if isinstance(errors, str) else list(errors or []),
                 compare=state.expected_channel_quantity if state else None,
                 last_pushed=state.last_pushed_quantity if state else None,
             )

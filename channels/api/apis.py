@@ -19,7 +19,9 @@ from inventory.api.apis import ApiView, ConflictSerializer, ErrorSerializer, Lis
 
 class ChannelListApi(ListApi):
     class OutputSerializer(serializers.ModelSerializer):
-        locations = serializers.SlugRelatedField(slug_field="code", many=True, read_only=True)
+        locations: serializers.Field = serializers.SlugRelatedField(
+            slug_field="code", many=True, read_only=True
+        )
 
         class Meta:
             model = Channel
@@ -47,7 +49,7 @@ class ChannelListApi(ListApi):
 class ListingExplanationApi(ApiView):
     class OutputSerializer(serializers.Serializer):
         class StepSerializer(serializers.Serializer):
-            label = serializers.CharField()
+            step = serializers.CharField()
             quantity = serializers.IntegerField()
 
         listing = serializers.IntegerField()
@@ -73,7 +75,7 @@ class ListingExplanationApi(ApiView):
                     "channel": listing.channel.slug,
                     "sku": listing.sku.code if listing.sku else None,
                     "steps": [
-                        {"label": step.label, "quantity": step.quantity}
+                        {"step": step.label, "quantity": step.quantity}
                         for step in explanation.steps
                     ],
                     "listed": explanation.listed,
@@ -83,7 +85,9 @@ class ListingExplanationApi(ApiView):
 
 
 class DeadLetterOutputSerializer(serializers.ModelSerializer):
-    channel = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    channel: serializers.SlugRelatedField = serializers.SlugRelatedField(
+        slug_field="slug", read_only=True
+    )
 
     class Meta:
         model = DeadLetter
@@ -139,8 +143,12 @@ class DeadLetterReplayApi(ApiView):
 
 class OversellIncidentListApi(ListApi):
     class OutputSerializer(serializers.ModelSerializer):
-        channel = serializers.SlugRelatedField(slug_field="slug", read_only=True)
-        sku = serializers.SlugRelatedField(slug_field="code", read_only=True)
+        channel: serializers.SlugRelatedField = serializers.SlugRelatedField(
+            slug_field="slug", read_only=True
+        )
+        sku: serializers.SlugRelatedField = serializers.SlugRelatedField(
+            slug_field="code", read_only=True
+        )
 
         class Meta:
             model = OversellIncident

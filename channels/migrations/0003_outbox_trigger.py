@@ -3,6 +3,9 @@
 A trigger rather than a call in the services keeps ``inventory`` unaware of channels, puts
 the outbox write inside the statement that changes stock (no extra round trip while the
 row is locked), and catches every change, whoever makes it.
+
+Times are ``statement_timestamp()``, as Django's ``Now()`` is on PostgreSQL, so rows
+written by the trigger, the ORM and ``channels.push`` are judged on one clock.
 """
 
 from django.db import migrations
@@ -22,7 +25,7 @@ BEGIN
        AND listing.is_active
     ON CONFLICT (listing_id) DO UPDATE
        SET generation = pending.generation + 1,
-           last_change_at = now();
+           last_change_at = statement_timestamp();
     RETURN NULL;
 END;
 $$;

@@ -1,0 +1,498 @@
+"""Propagation: a sustained stream of marketplace orders, from webhook to every channel.
+
+Starts the whole system as separate processes (gunicorn, a Celery worker, the Shopify
+simulator with three shops), lists SKUs on every shop, then has the simulator place
+orders at a steady rate; each order reaches nventory as a signed webhook, is committed,
+and every shop is pushed its new quantity. For every order it measures the time from
+nventory's receipt of the webhook to the acknowledgement of the last shop's push that
+reflects it (the first applied push whose quantity is at or below the listed quantity
+after that order). At the end it waits for the pipeline to settle and checks that every
+shop shows exactly the master's quantity (``lost`` counts orders whose webhook was never
+committed plus listings left wrong) and that nothing was oversold.
+
+    .venv/bin/python bench/propagation.py [--rate 50] [--seconds 60] [--shops 3] [--skus 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import _harness
+
+_harness.ensure_servers()
+
+WORKER_LOG = _harness.PROJECT_DIR / ".data" / "bench" / "propagation-worker.log"
+WEB_LOG = _harness.PROJECT_DIR / ".data" / "bench" / "propagation-web.log"
+UNITS_PER_SKU = 1_000_000
+
+
+def _start(command: list[str], log_path: Path, env: dict[str, str]) -> subprocess.Popen:
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log = log_path.open("wb")
+    return subprocess.Popen(
+        command,
+        cwd=_harness.PROJECT_DIR,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def _start_simulator(env: dict[str, str]) -> tuple[subprocess.Popen, str]:
+    process = subprocess.Popen(
+        [sys.executable, "manage.py", "run_shopify_simulator", "--port", "0"],
+        cwd=_harness.PROJECT_DIR,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    assert process.stdout is not None
+    first_line = process.stdout.readline().decode().strip()
+    url = first_line.rsplit(" ", 1)[-1]
+    if not url.startswith("http"):
+        raise RuntimeError(f"simulator did not start: {first_line!r}")
+    return process, url
+
+
+def _stop(processes: list[subprocess.Popen]) -> None:
+    for process in processes:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+    for process in processes:
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+def _wait_http(url: str, timeout_s: float = 60) -> None:
+    import requests
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            requests.get(url, timeout=1)
+            return
+        except requests.RequestException:
+            time.sleep(0.2)
+    raise TimeoutError(url)
+
+
+def _wait_for(predicate: Any, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(what)
+        time.sleep(0.2)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rate", type=float, default=50.0, help="orders per second")
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--shops", type=int, default=3)
+    parser.add_argument("--skus", type=int, default=10)
+    args = parser.parse_args()
+
+    _harness.setup_django()
+    import requests
+    from django.db import connection
+
+    from channels.models import Channel, Listing, PendingPush, PushAttempt, WebhookReceipt
+    from inventory import services
+    from inventory.models import InventoryEvent, Location, Sku
+
+    _harness.progress("resetting the bench database's catalog and channels")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "TRUNCATE channels_pushattempt, channels_pendingpush, channels_deadletter, "
+            "channels_driftrecord, channels_oversellincident, channels_unmappedline, "
+            "channels_webhookreceipt, channels_listingsyncstate, channels_historicallisting, "
+            "channels_listing, channels_bufferrule, channels_historicalbufferrule, "
+            "channels_channel_locations, channels_channel, inventory_reservation, "
+            "inventory_inventoryevent, inventory_stocklevel, inventory_sku, inventory_location "
+            "RESTART IDENTITY CASCADE"
+        )
+
+    env = {
+        **os.environ,
+        "PYTHONUNBUFFERED": "1",
+        "LOG_LEVEL": "WARNING",
+        "CELERY_TASK_ALWAYS_EAGER": "false",
+    }
+    simulator, simulator_url = _start_simulator(env)
+    processes = [simulator]
+    try:
+        web_port = _free_port()
+        web_url = f"http://127.0.0.1:{web_port}"
+
+        location = Location.objects.create(code="BENCH-WH", name="Bench warehouse")
+        skus = [
+            Sku.objects.create(code=f"BENCH-{n:03d}", name=f"Bench {n}") for n in range(args.skus)
+        ]
+        for sku in skus:
+            services.receive_stock(
+                sku_id=sku.pk,
+                location_id=location.pk,
+                quantity=UNITS_PER_SKU,
+                context=services.EventContext(idempotency_key=f"bench-seed-{sku.pk}"),
+            )
+        shops = [f"bench-{n}" for n in range(args.shops)]
+        channels = []
+        session = requests.Session()
+        for shop in shops:
+            channel = Channel.objects.create(
+                platform=Channel.Platform.SHOPIFY,
+                name=shop,
+                slug=shop,
+                mode=Channel.Mode.ACTIVE,
+                api_base_url=f"{simulator_url}/shops/{shop}",
+                credentials={"access_token": f"shpat_{shop}"},
+                webhook_secret=f"secret-{shop}",
+                rate_limit_per_s=1000,
+                platform_settings={"location_id": 1, "api_version": "2026-01"},
+            )
+            channel.locations.add(location)
+            channels.append(channel)
+            _control(
+                session,
+                simulator_url,
+                "/_sim/shops",
+                {
+                    "shop": shop,
+                    "access_token": f"shpat_{shop}",
+                    "webhook_url": f"{web_url}/webhooks/shopify/{shop}/",
+                    "webhook_secret": f"secret-{shop}",
+                    "location_id": 1,
+                    "bucket_size": 100_000,
+                    "restore_rate": 100_000,
+                },
+            )
+            _control(
+                session,
+                simulator_url,
+                f"/_sim/shops/{shop}/items",
+                {
+                    "items": [
+                        {
+                            "inventory_item_id": 1000 + index,
+                            "variant_id": 2000 + index,
+                            "sku": sku.code,
+                            "available": 0,
+                        }
+                        for index, sku in enumerate(skus)
+                    ]
+                },
+            )
+            for index, sku in enumerate(skus):
+                Listing.objects.create(
+                    channel=channel,
+                    sku=sku,
+                    external_id=str(1000 + index),
+                    external_sku=sku.code,
+                    extra_identifiers={"variant_id": str(2000 + index)},
+                )
+
+        _harness.progress(f"starting gunicorn on {web_url} and a Celery worker")
+        processes.append(
+            _start(
+                [
+                    sys.executable,
+                    "-m",
+                    "gunicorn",
+                    "nventory.wsgi",
+                    "--bind",
+                    f"127.0.0.1:{web_port}",
+                    "--workers",
+                    "2",
+                    "--threads",
+                    "8",
+                    "--access-logfile",
+                    "-",
+                ],
+                WEB_LOG,
+                env,
+            )
+        )
+        processes.append(
+            _start(
+                [
+                    sys.executable,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "nventory",
+                    "worker",
+                    "--pool=threads",
+                    "--concurrency=8",
+                    "--queues=celery,webhooks",
+                    "--without-mingle",
+                    "--without-gossip",
+                    "--loglevel=WARNING",
+                    "--hostname=bench-propagation@%h",
+                ],
+                WORKER_LOG,
+                env,
+            )
+        )
+        _wait_http(f"{web_url}/api/schema/")
+        _wait_for(lambda: b"ready" in WORKER_LOG.read_bytes(), 60, "worker ready")
+
+        _harness.progress("initial sync of every listing to every shop")
+        from channels import outbox
+
+        for channel in channels:
+            outbox.wake_pushers(channel_ids=[channel.pk])
+        _wait_for(
+            lambda: (
+                not PendingPush.objects.exists()
+                and all(
+                    item["available"] == UNITS_PER_SKU
+                    for shop in shops
+                    for item in _items(session, simulator_url, shop)
+                )
+            ),
+            120,
+            "initial sync",
+        )
+        PushAttempt.objects.all().delete()
+
+        total_orders = int(args.rate * args.seconds)
+        _harness.progress(
+            f"streaming {total_orders} orders at {args.rate:g}/s for {args.seconds:g} s "
+            f"across {len(shops)} shops and {len(skus)} SKUs"
+        )
+        order_ids = _stream_orders(session, simulator_url, shops, len(skus), args, total_orders)
+
+        _harness.progress("waiting for the pipeline to settle")
+        expected_per_sku: dict[int, int] = {}
+
+        def settled() -> bool:
+            if WebhookReceipt.objects.exclude(status="processed").exists():
+                return False
+            if PendingPush.objects.exists():
+                return False
+            for sku in skus:
+                ats = services_ats(sku.pk, location.pk)
+                expected_per_sku[sku.pk] = ats
+            return all(
+                item["available"] == expected_per_sku[Sku.objects.get(code=item["sku"]).pk]
+                for shop in shops
+                for item in _items(session, simulator_url, shop)
+            )
+
+        def services_ats(sku_id: int, location_id: int) -> int:
+            from inventory.models import StockLevel
+
+            level = StockLevel.objects.get(sku_id=sku_id, location_id=location_id)
+            return level.on_hand - level.committed - level.reserved
+
+        try:
+            _wait_for(settled, 120, "settle")
+            settled_ok = True
+        except TimeoutError:
+            settled_ok = False
+
+        figures = _measure(
+            order_ids=order_ids,
+            shops=shops,
+            skus=skus,
+            settled_ok=settled_ok,
+            session=session,
+            simulator_url=simulator_url,
+            location=location,
+            WebhookReceipt=WebhookReceipt,
+            InventoryEvent=InventoryEvent,
+            PushAttempt=PushAttempt,
+            Channel=Channel,
+        )
+        figures.update(
+            orders=total_orders,
+            rate_per_s=args.rate,
+            seconds=args.seconds,
+            shops=len(shops),
+            skus=len(skus),
+        )
+        _harness.progress(
+            f"p50 {figures['p50_ms']:.1f} ms, p95 {figures['p95_ms']:.1f} ms, "
+            f"p99 {figures['p99_ms']:.1f} ms from webhook receipt to the last shop's ack; "
+            f"{figures['pushes_per_order']:.2f} pushes per order per shop; "
+            f"lost {figures['lost']}, oversold {figures['oversold']}"
+        )
+        _harness.emit(figures)
+    finally:
+        _stop(processes)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _control(session: Any, base: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    response = session.post(base + path, json=body, timeout=30)
+    response.raise_for_status()
+    return dict(response.json())
+
+
+def _items(session: Any, base: str, shop: str) -> list[dict[str, Any]]:
+    response = session.get(f"{base}/_sim/shops/{shop}/items", timeout=30)
+    response.raise_for_status()
+    return list(response.json()["items"])
+
+
+def _stream_orders(
+    session: Any, base: str, shops: list[str], sku_count: int, args: Any, total: int
+) -> list[str]:
+    """Place ``total`` single-unit orders at a steady rate; their order ids."""
+    import random
+
+    import requests
+
+    order_ids: list[str] = []
+    lock = threading.Lock()
+    local = threading.local()
+    started = time.monotonic()
+
+    def place(number: int) -> None:
+        if not hasattr(local, "session"):
+            local.session = requests.Session()
+        due = started + number / args.rate
+        delay = due - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        shop = shops[number % len(shops)]
+        variant = 2000 + random.randrange(sku_count)
+        answer = _control(
+            local.session,
+            base,
+            f"/_sim/shops/{shop}/orders",
+            {"lines": [{"variant_id": variant, "quantity": 1}]},
+        )
+        with lock:
+            order_ids.append(str(answer["order_id"]))
+            if len(order_ids) % max(1, int(args.rate) * 10) == 0:
+                _harness.progress(f"  {len(order_ids)}/{total} orders placed")
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=16) as pool:
+        list(pool.map(place, range(total)))
+    return order_ids
+
+
+def _measure(**kw: Any) -> dict[str, Any]:
+    from django.db.models import Sum
+
+    from channels.buffers import listed_quantity
+
+    WebhookReceipt = kw["WebhookReceipt"]
+    InventoryEvent = kw["InventoryEvent"]
+    PushAttempt = kw["PushAttempt"]
+    Channel = kw["Channel"]
+    order_ids: list[str] = kw["order_ids"]
+
+    receipts = {}
+    for receipt in WebhookReceipt.objects.filter(topic="orders/create"):
+        import json
+
+        order_id = str(json.loads(bytes(receipt.body))["id"])
+        receipts[order_id] = receipt.received_at
+    events = {
+        event.external_reference: event
+        for event in InventoryEvent.objects.filter(
+            kind="order_committed", external_reference__in=order_ids
+        )
+    }
+    channel_ids = list(Channel.objects.values_list("pk", flat=True))
+    # Applied pushes per (channel, SKU), in acknowledgement order.
+    applied: dict[tuple[int, int], list[tuple[Any, int]]] = defaultdict(list)
+    for attempt in (
+        PushAttempt.objects.filter(outcome="applied")
+        .select_related("listing")
+        .order_by("acked_at")
+    ):
+        applied[(attempt.channel_id, attempt.listing.sku_id)].append(
+            (attempt.acked_at, attempt.target_quantity)
+        )
+    latencies = []
+    unreflected = 0
+    for order_id in order_ids:
+        event = events.get(order_id)
+        received = receipts.get(order_id)
+        if event is None or received is None:
+            continue
+        listed_after = listed_quantity(
+            ats=event.on_hand_after - event.committed_after - event.reserved_after,
+            rule=None,
+            out_of_stock_threshold=0,
+            now=event.created_at,
+        )
+        last_ack = None
+        for channel_id in channel_ids:
+            ack = next(
+                (
+                    acked
+                    for acked, quantity in applied[(channel_id, event.sku_id)]
+                    if acked >= received and quantity <= listed_after
+                ),
+                None,
+            )
+            if ack is None:
+                last_ack = None
+                break
+            last_ack = ack if last_ack is None else max(last_ack, ack)
+        if last_ack is None:
+            unreflected += 1
+            continue
+        latencies.append((last_ack - received).total_seconds() * 1000)
+
+    missing_commits = sum(1 for order_id in order_ids if order_id not in events)
+    pushes = PushAttempt.objects.exclude(outcome="shadow").count()
+    oversold = InventoryEvent.objects.aggregate(total=Sum("shortfall"))["total"] or 0
+    wrong_listings = 0 if kw["settled_ok"] else _count_wrong(kw)
+    return {
+        "p50_ms": round(_harness.percentile(latencies, 0.50), 1),
+        "p95_ms": round(_harness.percentile(latencies, 0.95), 1),
+        "p99_ms": round(_harness.percentile(latencies, 0.99), 1),
+        "max_ms": round(max(latencies), 1) if latencies else None,
+        "measured_orders": len(latencies),
+        "unreflected_orders": unreflected,
+        "lost": missing_commits + wrong_listings,
+        "oversold": int(oversold),
+        "pushes": pushes,
+        "pushes_per_order": round(pushes / max(1, len(order_ids) * len(channel_ids)), 3),
+    }
+
+
+def _count_wrong(kw: dict[str, Any]) -> int:
+    from inventory.models import StockLevel
+
+    wrong = 0
+    session, base = kw["session"], kw["simulator_url"]
+    ats = {
+        level.sku.code: level.on_hand - level.committed - level.reserved
+        for level in StockLevel.objects.select_related("sku")
+    }
+    for shop in kw["shops"]:
+        for item in _items(session, base, shop):
+            if item["available"] != ats.get(item["sku"]):
+                wrong += 1
+    return wrong
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,288 @@
+"""The push pipeline against the Shopify simulator, over real HTTP, run in this process.
+
+Each test drains the channel's outbox by calling ``push.push_owed`` until nothing is owed
+(waiting out backoffs), which is what the Celery task does; the worker process itself is
+exercised by the end-to-end tests.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from decimal import Decimal
+
+import pytest
+from django.urls import reverse
+from rest_framework.test import APIClient
+
+from channels import push, ratelimit, services
+from channels.models import (
+    BufferRule,
+    Channel,
+    DeadLetter,
+    DriftRecord,
+    Listing,
+    ListingSyncState,
+    PendingPush,
+    PushAttempt,
+)
+from tests import factories
+
+_shop_numbers = itertools.count(1)
+ITEMS = (1001, 1002)
+
+
+@pytest.fixture
+def shop(shopify_simulator):
+    name = f"push-{next(_shop_numbers)}-{time.monotonic_ns()}"
+    shopify_simulator.create_shop(name, location_id=1, webhook_url="http://127.0.0.1:9/")
+    shopify_simulator.add_items(
+        name,
+        [
+            {
+                "inventory_item_id": item,
+                "variant_id": item + 1000,
+                "sku": f"S{item}",
+                "available": 0,
+            }
+            for item in ITEMS
+        ],
+    )
+    return name
+
+
+@pytest.fixture
+def channel(db, shopify_simulator, shop):
+    location = factories.make_location()
+    channel = factories.make_channel(
+        locations=[location],
+        slug=shop,
+        mode=Channel.Mode.ACTIVE,
+        api_base_url=shopify_simulator.shop_url(shop),
+        credentials={"access_token": f"shpat_{shop}"},
+        rate_limit_per_s=1000,
+        platform_settings={"location_id": 1, "retry_base_s": 0.01, "timeout_s": 0.5},
+    )
+    ratelimit.reset(channel_id=channel.pk)
+    channel.location = location
+    return channel
+
+
+@pytest.fixture
+def listings(channel):
+    made = []
+    for item in ITEMS:
+        sku = factories.make_sku()
+        factories.stock(sku, channel.location, 10)
+        made.append(
+            Listing.objects.create(
+                channel=channel,
+                sku=sku,
+                external_id=str(item),
+                extra_identifiers={"variant_id": str(item + 1000)},
+            )
+        )
+    return made
+
+
+def drain(channel: Channel, timeout_s: float = 15) -> None:
+    """Run the pusher until the channel owes nothing (backoffs included)."""
+    deadline = time.monotonic() + timeout_s
+    while PendingPush.objects.filter(channel=channel).exists():
+        assert time.monotonic() < deadline, (
+            list(PendingPush.objects.values()),
+            list(PushAttempt.objects.values("outcome", "error")),
+        )
+        push.push_owed(channel_id=channel.pk)
+        time.sleep(0.02)
+
+
+def shown(simulator, shop: str) -> dict[int, int]:
+    return {item_id: item["available"] for item_id, item in simulator.items(shop).items()}
+
+
+def test_listed_quantities_reach_the_channel_with_buffers_applied(
+    channel, listings, shopify_simulator, shop
+):
+    BufferRule.objects.create(channel=channel, percent=Decimal(30), fixed_units=1)
+    drain(channel)
+    assert shown(shopify_simulator, shop) == {1001: 6, 1002: 6}  # floor(10 x 0.7) - 1
+    attempt = PushAttempt.objects.filter(listing=listings[0], outcome="applied").latest("sent_at")
+    assert attempt.target_quantity == 6 and attempt.latency_ms is not None
+    assert attempt.latency_ms >= 0
+    state = ListingSyncState.objects.get(listing=listings[0])
+    assert state.last_pushed_quantity == state.expected_channel_quantity == 6
+
+
+def test_changes_before_a_push_coalesce_into_one_push(channel, listings, shopify_simulator):
+    drain(channel)
+    PushAttempt.objects.all().delete()
+    for _ in range(5):
+        factories.stock(listings[0].sku, channel.location, 1)
+    assert PendingPush.objects.filter(listing=listings[0]).count() == 1
+    drain(channel)
+    assert PushAttempt.objects.filter(listing=listings[0]).count() == 1
+    assert shown(shopify_simulator, channel.slug)[1001] == 15
+
+
+def test_shadow_mode_records_what_it_would_push_and_sends_nothing(
+    channel, listings, shopify_simulator, shop
+):
+    channel.mode = Channel.Mode.SHADOW
+    channel.save()
+    shopify_simulator.set_quantity(shop, 1001, 4)
+    before = len(shopify_simulator.requests(shop))
+    drain(channel)
+    attempt = PushAttempt.objects.get(listing=listings[0])
+    assert attempt.outcome == "shadow"
+    assert (attempt.target_quantity, attempt.channel_quantity) == (10, 4)
+    assert shown(shopify_simulator, shop) == {1001: 4, 1002: 0}
+    writes = [
+        r
+        for r in shopify_simulator.requests(shop)[before:]
+        if "inventorySetQuantities" in r["body"]
+    ]
+    assert writes == []
+
+
+def test_throttling_waits_and_then_converges_without_counting_an_attempt(
+    channel, listings, shopify_simulator, shop
+):
+    shopify_simulator.faults(shop, throttle_next=1)
+    push.push_owed(channel_id=channel.pk)
+    assert PushAttempt.objects.filter(outcome="throttled").exists()
+    assert set(PendingPush.objects.values_list("attempts", flat=True)) == {0}
+    ratelimit.reset(channel_id=channel.pk)
+    drain(channel)
+    assert shown(shopify_simulator, shop) == {1001: 10, 1002: 10}
+
+
+def test_server_errors_are_retried_until_they_converge(channel, listings, shopify_simulator, shop):
+    shopify_simulator.faults(shop, fail_next=2, fail_status=503)
+    drain(channel)
+    assert shown(shopify_simulator, shop) == {1001: 10, 1002: 10}
+    assert PushAttempt.objects.filter(outcome="failed").count() == 4  # 2 calls x 2 items
+    assert not DeadLetter.objects.exists()
+
+
+def test_a_timed_out_write_is_retried_with_its_key_and_converges(
+    channel, listings, shopify_simulator, shop
+):
+    shopify_simulator.faults(shop, timeout_next=1, timeout_s=1.5)
+    drain(channel)
+    assert shown(shopify_simulator, shop) == {1001: 10, 1002: 10}
+    assert PushAttempt.objects.filter(outcome="failed").exists()
+    # The retry reused the idempotency key of the write that was applied behind the timeout.
+    assert not DriftRecord.objects.exists()
+
+
+def test_a_silently_dropped_update_is_caught_by_the_next_compare_and_set(
+    channel, listings, shopify_simulator, shop
+):
+    drain(channel)
+    shopify_simulator.faults(shop, drop_next=1)
+    factories.stock(listings[0].sku, channel.location, 5)
+    drain(channel)
+    assert shown(shopify_simulator, shop)[1001] == 10  # dropped: still the old figure
+
+    factories.stock(listings[0].sku, channel.location, 1)
+    drain(channel)
+    assert shown(shopify_simulator, shop)[1001] == 16
+    drift = DriftRecord.objects.get(listing=listings[0])
+    assert (drift.expected_quantity, drift.channel_quantity, drift.master_quantity) == (15, 10, 16)
+    assert drift.detected_by == DriftRecord.DetectedBy.COMPARE_AND_SET
+
+
+def test_a_manual_edit_on_the_channel_is_recorded_and_overwritten(
+    channel, listings, shopify_simulator, shop
+):
+    drain(channel)
+    shopify_simulator.set_quantity(shop, 1002, 99)
+    factories.stock(listings[1].sku, channel.location, 2)
+    drain(channel)
+    assert shown(shopify_simulator, shop)[1002] == 12
+    drift = DriftRecord.objects.get(listing=listings[1])
+    assert drift.channel_quantity == 99
+
+
+def test_a_push_that_keeps_failing_becomes_a_dead_letter_and_converges_after_replay(
+    channel, listings, shopify_simulator, shop
+):
+    shopify_simulator.faults(shop, fail_next=100, fail_status=500)
+    drain(channel)
+    dead_letters = DeadLetter.objects.filter(channel=channel).order_by("listing_id")
+    assert dead_letters.count() == 2
+    assert all(len(dead.attempts) == channel.max_push_attempts for dead in dead_letters)
+    assert "500" in dead_letters[0].attempts[0]["error"]
+    assert shown(shopify_simulator, shop) == {1001: 0, 1002: 0}
+
+    shopify_simulator.faults(shop, reset=True)
+    services.replay_dead_letter(dead_letter_id=dead_letters[0].pk, actor="test")
+    operator = factories_operator()
+    api = APIClient()
+    api.force_authenticate(operator)
+    answer = api.post(reverse("channels_api:dead-letter-replay", args=[dead_letters[1].pk]))
+    assert answer.status_code == 200 and answer.json()["status"] == "replayed"
+    again = api.post(reverse("channels_api:dead-letter-replay", args=[dead_letters[1].pk]))
+    assert again.status_code == 409
+    drain(channel)
+    assert shown(shopify_simulator, shop) == {1001: 10, 1002: 10}
+
+
+def factories_operator():
+    from django.contrib.auth import get_user_model
+
+    return get_user_model().objects.create_user(username=f"op-{time.monotonic_ns()}")
+
+
+def test_one_bad_item_fails_only_itself(channel, listings, shopify_simulator, shop):
+    stray = Listing.objects.create(
+        channel=channel,
+        sku=listings[0].sku,
+        external_id="424242",  # not on the shop
+    )
+    drain(channel)
+    assert shown(shopify_simulator, shop) == {1001: 10, 1002: 10}
+    dead = DeadLetter.objects.get()
+    assert dead.listing == stray
+    assert PushAttempt.objects.filter(listing=stray, outcome="rejected").count() == 3
+
+
+def test_an_increase_waits_out_the_settle_window_but_a_decrease_does_not(
+    channel, listings, shopify_simulator, shop
+):
+    drain(channel)
+    channel.settle_window_s = 60
+    channel.save()
+    drain(channel)  # saving a channel owes every listing a push: same figures
+    factories.stock(listings[0].sku, channel.location, 5)  # an increase: held
+    push.push_owed(channel_id=channel.pk)
+    assert shown(shopify_simulator, shop)[1001] == 10
+    held = PendingPush.objects.get(listing=listings[0])
+    assert held.not_before > held.last_change_at
+
+    from inventory import services as stock_services
+
+    stock_services.commit_order(
+        sku_id=listings[1].sku_id,
+        location_id=channel.location.pk,
+        quantity=3,
+        context=factories.context(),
+    )
+    push.push_owed(channel_id=channel.pk)
+    assert shown(shopify_simulator, shop)[1002] == 7  # a decrease: at once
+
+
+def test_the_token_bucket_is_shared_and_refuses_beyond_the_rate(channel):
+    ratelimit.reset(channel_id=channel.pk)
+    assert ratelimit.take(channel_id=channel.pk, rate_per_s=2) == 0
+    assert ratelimit.take(channel_id=channel.pk, rate_per_s=2) == 0
+    assert ratelimit.take(channel_id=channel.pk, rate_per_s=2) > 0
+    ratelimit.hold_off(channel_id=channel.pk, rate_per_s=2, seconds=5)
+    assert ratelimit.take(channel_id=channel.pk, rate_per_s=2) > 4
+
+
+def test_the_sweep_wakes_channels_with_due_pushes(channel, listings):
+    assert services.sweep_outbox() == 1
+    PendingPush.objects.update(not_before="2999-01-01T00:00:00Z")
+    assert services.sweep_outbox() == 0

@@ -278,11 +278,18 @@ def _lock_order(order_key: str) -> None:
 
 def _apply_order_placed(ingest: _Ingest) -> None:
     location_ids: list[int] | None = None
+    mapped: list[tuple[Listing, MessageLine]] = []
     for line in ingest.message.lines:
         listing = _listing_for_line(ingest, line)
         if listing is None or listing.sku_id is None:
             _record_unmapped(ingest, line)
             continue
+        mapped.append((listing, line))
+    # Each line locks its stock row until the receipt commits: taking them in SKU order
+    # keeps two orders with the same SKUs in another order from deadlocking.
+    mapped.sort(key=lambda pair: (pair[0].sku_id or 0, pair[1].reference))
+    for listing, line in mapped:
+        assert listing.sku_id is not None
         commit_key = f"{ingest.line_key(line)}:commit"
         if line.quantity == 0 or _event(commit_key) is not None:
             continue

@@ -19,6 +19,7 @@ INSERT INTO channels_pendingpush AS pending (listing_id, channel_id, generation,
 SELECT listing.id, listing.channel_id, 1, 0, '[]'::jsonb
   FROM channels_listing AS listing
  WHERE listing.id = ANY(%(listing_ids)s) AND listing.is_active
+ ORDER BY listing.id
 ON CONFLICT (listing_id) DO UPDATE
    SET generation = pending.generation + 1, last_change_at = statement_timestamp()
 RETURNING channel_id

@@ -23,12 +23,14 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import itertools
 import json
 import logging
 import random
 from collections.abc import Sequence
 
-from django.db import connection, transaction
+import psycopg
+from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 
 from channels import ratelimit, selectors, tasks
@@ -205,6 +207,7 @@ def _release(claims: Sequence[_Claim]) -> None:
 def _finish(claims: Sequence[_Claim]) -> None:
     if not claims:
         return
+    claims = sorted(claims, key=lambda claim: claim.pending_id)
     with connection.cursor() as cursor:
         cursor.execute(
             _FINISH_SQL,
@@ -384,34 +387,8 @@ def _settle_results(
         for r in results
         if r.status != ItemStatus.APPLIED
     ]
-    with transaction.atomic():
-        if applied:
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    _REMEMBER_PUSHED_SQL,
-                    {
-                        "listing_ids": [claim.listing.pk for claim in applied],
-                        "quantities": [claim.target for claim in applied],
-                    },
-                )
-            PushAttempt.objects.bulk_create(
-                [
-                    PushAttempt(
-                        channel=channel,
-                        listing=claim.listing,
-                        target_quantity=claim.target,
-                        compare_quantity=claim.compare,
-                        outcome=PushAttempt.Outcome.APPLIED,
-                        attempt_number=claim.attempts + 1,
-                        change_at=claim.first_change_at,
-                        sent_at=sent_at,
-                        acked_at=acked_at,
-                        latency_ms=(acked_at - claim.first_change_at).total_seconds() * 1000,
-                    )
-                    for claim in applied
-                ]
-            )
-            _finish(applied)
+    if applied:
+        _remember_applied(channel, applied, sent_at, acked_at)
     if not failed:
         return None
     for claim, error in failed:
@@ -422,6 +399,49 @@ def _settle_results(
         # Items that still have tries left come back after their backoff, via the queue.
         tasks.enqueue_push(channel_id=channel.pk, countdown=min(pending_delays))
     return None
+
+
+def _remember_applied(
+    channel: Channel, applied: list[_Claim], sent_at: dt.datetime, acked_at: dt.datetime
+) -> None:
+    """Outbox rows first, then sync states: the order a stock change's transaction takes
+    them in (trigger, then ingest), so the two cannot deadlock on these rows."""
+    applied = sorted(applied, key=lambda claim: claim.pending_id)
+    for attempt in itertools.count(1):
+        try:
+            with transaction.atomic():
+                _finish(applied)
+                with connection.cursor() as cursor:
+                    cursor.execute(
+                        _REMEMBER_PUSHED_SQL,
+                        {
+                            "listing_ids": [claim.listing.pk for claim in applied],
+                            "quantities": [claim.target for claim in applied],
+                        },
+                    )
+                PushAttempt.objects.bulk_create(
+                    [
+                        PushAttempt(
+                            channel=channel,
+                            listing=claim.listing,
+                            target_quantity=claim.target,
+                            compare_quantity=claim.compare,
+                            outcome=PushAttempt.Outcome.APPLIED,
+                            attempt_number=claim.attempts + 1,
+                            change_at=claim.first_change_at,
+                            sent_at=sent_at,
+                            acked_at=acked_at,
+                            latency_ms=(acked_at - claim.first_change_at).total_seconds() * 1000,
+                        )
+                        for claim in applied
+                    ]
+                )
+            return
+        except OperationalError as error:
+            # The channel has the figures already; only our record of it must be retried.
+            if attempt >= 5 or not isinstance(error.__cause__, psycopg.errors.DeadlockDetected):
+                raise
+            logger.info("deadlock recording pushes to %s; retrying", channel.slug)
 
 
 def _record_attempts(

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from celery import shared_task
+from celery import Task, shared_task
+from django.db import OperationalError
 
 
 def push_queue_name(channel_id: int) -> str:
@@ -29,11 +30,16 @@ def enqueue_webhook_processing(receipt_id: int) -> None:
     process_webhook.apply_async(kwargs={"receipt_id": receipt_id}, queue="webhooks")
 
 
-@shared_task(name="channels.process_webhook")
-def process_webhook(receipt_id: int) -> None:
+@shared_task(name="channels.process_webhook", bind=True, max_retries=4)
+def process_webhook(self: Task, receipt_id: int) -> None:
     from channels import ingest
 
-    ingest.process_receipt(receipt_id=receipt_id)
+    try:
+        ingest.process_receipt(receipt_id=receipt_id)
+    except OperationalError as error:
+        # A deadlock or a dropped connection: the receipt is marked failed and is safe to
+        # apply again; retry soon rather than wait for the sweep.
+        raise self.retry(exc=error, countdown=0.1 * 2**self.request.retries) from error
 
 
 # Scheduled every 10 s by migration 0004; overlapping runs only wake pushers twice.

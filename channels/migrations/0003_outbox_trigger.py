@@ -23,6 +23,7 @@ BEGIN
        AND sells_from.location_id = NEW.location_id
      WHERE listing.sku_id = NEW.sku_id
        AND listing.is_active
+     ORDER BY listing.id  -- one lock order for every writer of these rows
     ON CONFLICT (listing_id) DO UPDATE
        SET generation = pending.generation + 1,
            last_change_at = statement_timestamp();

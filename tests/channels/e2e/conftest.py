@@ -9,6 +9,7 @@ boundaries exactly as in production.
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -29,15 +30,69 @@ def _test_database_url() -> str:
     return urlunsplit(parts._replace(path="/" + str(settings.DATABASES["default"]["NAME"])))
 
 
-@pytest.fixture(scope="session")
-def nventory_worker(django_db_setup: Any, django_db_blocker: Any) -> Iterator[None]:
-    env = {
+def _process_env() -> dict[str, str]:
+    return {
         **os.environ,
         "DATABASE_URL": _test_database_url(),
-        "REDIS_URL": settings.REDIS_URL,
+        "REDIS_URL": str(settings.REDIS_URL),
         "CELERY_TASK_ALWAYS_EAGER": "false",
         "PYTHONUNBUFFERED": "1",
+        "LOG_LEVEL": "WARNING",
     }
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def nventory_web(django_db_setup: Any) -> Iterator[str]:
+    """gunicorn serving nventory on the test database; yields its base URL."""
+    port = _free_port()
+    log_path = REPO_ROOT / ".data" / "e2e-web.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("wb") as log:
+        web = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "nventory.wsgi",
+                f"--bind=127.0.0.1:{port}",
+                "--workers=2",
+                "--threads=8",
+            ],
+            cwd=REPO_ROOT,
+            env=_process_env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+            except OSError:
+                if web.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(log_path.read_text(errors="replace")) from None
+                time.sleep(0.1)
+        yield url
+    finally:
+        web.terminate()
+        try:
+            web.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            web.kill()
+            web.wait()
+
+
+@pytest.fixture(scope="session")
+def nventory_worker(django_db_setup: Any) -> Iterator[None]:
+    env = _process_env()
     log_path = REPO_ROOT / ".data" / "e2e-worker.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("wb") as log:

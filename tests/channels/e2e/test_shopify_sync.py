@@ -1,0 +1,182 @@
+"""End to end over real HTTP: simulator -> signed webhook -> nventory -> pushes -> simulator.
+
+Three processes besides this one: the Shopify simulator, gunicorn serving nventory and a
+Celery worker, all on the test database. Nothing is called in process: orders are placed
+on the simulator, which delivers them as webhooks, and the test only watches.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import itertools
+import time
+from decimal import Decimal
+
+import pytest
+from django.db.models import Sum
+
+from channels import outbox, ratelimit
+from channels.models import (
+    BufferRule,
+    Channel,
+    DriftRecord,
+    Listing,
+    OversellIncident,
+    PendingPush,
+    WebhookReceipt,
+)
+from inventory.models import EventKind, InventoryEvent, StockLevel
+from tests import factories
+from tests.channels.e2e.conftest import wait_until
+
+pytestmark = pytest.mark.slow
+
+_run = itertools.count(1)
+ITEM_ID = 5001
+VARIANT_ID = 6001
+
+
+@pytest.fixture
+def wire_shop(transactional_db, shopify_simulator, nventory_web, nventory_worker):
+    """A shop on the simulator and its channel in nventory, webhooks pointed at gunicorn."""
+
+    def wire(*, location, sku, units_shown: int = 0, **channel_fields) -> Channel:
+        name = f"e2e-{next(_run)}-{time.monotonic_ns()}"
+        secret = f"secret-{name}"
+        channel = factories.make_channel(
+            locations=[location],
+            slug=name,
+            name=name,
+            mode=Channel.Mode.ACTIVE,
+            api_base_url=shopify_simulator.shop_url(name),
+            credentials={"access_token": f"shpat_{name}"},
+            webhook_secret=secret,
+            rate_limit_per_s=1000,
+            platform_settings={"location_id": 1, "retry_base_s": 0.05},
+            **channel_fields,
+        )
+        ratelimit.reset(channel_id=channel.pk)
+        shopify_simulator.create_shop(
+            name,
+            location_id=1,
+            webhook_url=f"{nventory_web}/webhooks/shopify/{name}/",
+            webhook_secret=secret,
+            webhook_retry_base_s=0.2,
+        )
+        shopify_simulator.add_items(
+            name,
+            [
+                {
+                    "inventory_item_id": ITEM_ID,
+                    "variant_id": VARIANT_ID,
+                    "sku": sku.code,
+                    "available": units_shown,
+                }
+            ],
+        )
+        Listing.objects.create(
+            channel=channel,
+            sku=sku,
+            external_id=str(ITEM_ID),
+            external_sku=sku.code,
+            extra_identifiers={"variant_id": str(VARIANT_ID)},
+        )
+        return channel
+
+    return wire
+
+
+def shown(simulator, channel: Channel) -> int:
+    return int(simulator.available(channel.slug, ITEM_ID))
+
+
+def wait_for_shops(simulator, expected: dict[Channel, int], timeout_s: float = 30) -> None:
+    wait_until(
+        lambda: all(shown(simulator, channel) == qty for channel, qty in expected.items()),
+        timeout_s=timeout_s,
+        describe=lambda: str(
+            {
+                "shown": {c.slug: shown(simulator, c) for c in expected},
+                "expected": {c.slug: q for c, q in expected.items()},
+                "pending": list(PendingPush.objects.values("listing_id", "attempts", "errors")),
+                "receipts": list(WebhookReceipt.objects.values("status", "error")),
+            }
+        ),
+    )
+
+
+def test_a_sale_on_one_store_reaches_every_store_with_buffers_applied(
+    wire_shop, shopify_simulator
+):
+    location = factories.make_location()
+    sku = factories.make_sku()
+    factories.stock(sku, location, 50)
+    store_a = wire_shop(location=location, sku=sku)
+    store_b = wire_shop(location=location, sku=sku)
+    BufferRule.objects.create(channel=store_b, percent=Decimal(10))
+    outbox.mark_channel_owed(channel=store_a)
+    wait_for_shops(shopify_simulator, {store_a: 50, store_b: 45})
+
+    # Delivered ten times (Shopify retries and duplicates): committed once.
+    order = shopify_simulator.place_order(
+        store_a.slug, [{"variant_id": VARIANT_ID, "quantity": 3}], duplicates=9
+    )
+    assert order["delivery_status"] == 200
+    wait_for_shops(shopify_simulator, {store_a: 47, store_b: 42})  # floor(47 x 0.9)
+    level = StockLevel.objects.get(sku=sku, location=location)
+    assert (level.on_hand, level.committed) == (50, 3)
+    assert WebhookReceipt.objects.filter(channel=store_a).count() == 1
+
+    shopify_simulator.cancel_order(store_a.slug, order["order_id"])
+    wait_for_shops(shopify_simulator, {store_a: 50, store_b: 45})
+    level.refresh_from_db()
+    assert level.committed == 0
+
+    # An operator edits the quantity on the store itself: drift, corrected to the master's.
+    shopify_simulator.set_quantity(store_b.slug, ITEM_ID, 80, notify=True)
+    wait_until(lambda: DriftRecord.objects.filter(channel=store_b).exists())
+    wait_for_shops(shopify_simulator, {store_a: 50, store_b: 45})
+
+
+def test_black_friday_105_concurrent_orders_for_100_units_on_two_stores(
+    wire_shop, shopify_simulator
+):
+    location = factories.make_location()
+    sku = factories.make_sku()
+    factories.stock(sku, location, 100)
+    stores = [wire_shop(location=location, sku=sku, units_shown=100) for _ in range(2)]
+    outbox.mark_channel_owed(channel=stores[0])
+    outbox.mark_channel_owed(channel=stores[1])
+    wait_for_shops(shopify_simulator, dict.fromkeys(stores, 100))
+
+    def buy(number: int) -> int:
+        store = stores[number % 2]
+        answer = shopify_simulator.place_order(
+            store.slug, [{"variant_id": VARIANT_ID, "quantity": 1}]
+        )
+        return int(answer["order_id"])
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=105) as pool:
+        order_ids = list(pool.map(buy, range(105)))
+    assert len(set(order_ids)) == 105
+
+    wait_until(
+        lambda: WebhookReceipt.objects.filter(status="processed").count() == 105,
+        timeout_s=60,
+        describe=lambda: str(list(WebhookReceipt.objects.values_list("status", flat=True))),
+    )
+    wait_for_shops(shopify_simulator, dict.fromkeys(stores, 0), timeout_s=60)
+
+    commits = InventoryEvent.objects.filter(sku=sku, kind=EventKind.ORDER_COMMITTED)
+    assert commits.count() == 105
+    assert commits.filter(shortfall=0).count() == 100
+    incidents = OversellIncident.objects.filter(sku=sku)
+    assert incidents.count() == 5
+    assert incidents.aggregate(total=Sum("shortfall"))["total"] == 5
+    assert {incident.order_reference for incident in incidents} <= {str(i) for i in order_ids}
+    level = StockLevel.objects.get(sku=sku, location=location)
+    assert (level.on_hand, level.committed, level.reserved) == (100, 105, 0)
+    ledger = InventoryEvent.objects.filter(sku=sku).aggregate(
+        on_hand=Sum("delta_on_hand"), committed=Sum("delta_committed")
+    )
+    assert (ledger["on_hand"], ledger["committed"]) == (100, 105)

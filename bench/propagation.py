@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import json
 import os
 import signal
 import subprocess
@@ -104,6 +105,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--shops", type=int, default=3)
     parser.add_argument("--skus", type=int, default=10)
+    parser.add_argument("--pool", default="prefork", help="Celery worker pool")
+    parser.add_argument(
+        "--profile", action="store_true", help="cProfile the worker (use --pool solo)"
+    )
+    parser.add_argument("--concurrency", type=int, default=4, help="Celery worker concurrency")
     args = parser.parse_args()
 
     _harness.setup_django()
@@ -230,17 +236,19 @@ def main() -> None:
             _start(
                 [
                     sys.executable,
+                    *(["-m", "cProfile", "-o", str(WORKER_LOG) + ".prof"] if args.profile else []),
                     "-m",
                     "celery",
                     "-A",
                     "nventory",
                     "worker",
-                    "--pool=threads",
-                    "--concurrency=8",
+                    f"--pool={args.pool}",
+                    f"--concurrency={args.concurrency}",
                     "--queues=celery,webhooks",
                     "--without-mingle",
                     "--without-gossip",
-                    "--loglevel=WARNING",
+                    # INFO: the "ready." line is how we know it has started.
+                    "--loglevel=INFO",
                     "--hostname=bench-propagation@%h",
                 ],
                 WORKER_LOG,
@@ -331,9 +339,42 @@ def main() -> None:
             f"{figures['pushes_per_order']:.2f} pushes per order per shop; "
             f"lost {figures['lost']}, oversold {figures['oversold']}"
         )
+        figures["cpu_s"] = _cpu_seconds(
+            {"simulator": processes[0], "web": processes[1], "worker": processes[2]}
+        )
+        _harness.progress(f"CPU seconds used: {figures['cpu_s']}")
         _harness.emit(figures)
     finally:
         _stop(processes)
+
+
+def _cpu_seconds(named: dict[str, subprocess.Popen]) -> dict[str, float]:
+    """CPU time of each process tree, and of every PostgreSQL process, for the run so far."""
+    import psutil
+
+    def tree_cpu(process: psutil.Process) -> float:
+        total = 0.0
+        for member in [process, *process.children(recursive=True)]:
+            try:
+                times = member.cpu_times()
+                total += times.user + times.system
+            except psutil.NoSuchProcess:
+                pass
+        return total
+
+    used = {name: round(tree_cpu(psutil.Process(p.pid)), 1) for name, p in named.items()}
+    postgres = 0.0
+    for process in psutil.process_iter(["name"]):
+        if process.info["name"] in {"postgres", "postmaster"}:
+            try:
+                times = process.cpu_times()
+                postgres += times.user + times.system
+            except psutil.NoSuchProcess:
+                pass
+    used["postgres"] = round(postgres, 1)
+    own = psutil.Process().cpu_times()
+    used["bench"] = round(own.user + own.system, 1)
+    return used
 
 
 def _free_port() -> int:
@@ -406,11 +447,17 @@ def _measure(**kw: Any) -> dict[str, Any]:
     order_ids: list[str] = kw["order_ids"]
 
     receipts = {}
+    ingest_lags = []
     for receipt in WebhookReceipt.objects.filter(topic="orders/create"):
-        import json
-
         order_id = str(json.loads(bytes(receipt.body))["id"])
         receipts[order_id] = receipt.received_at
+        if receipt.processed_at is not None:
+            ingest_lags.append((receipt.processed_at - receipt.received_at).total_seconds() * 1000)
+    push_lags = [
+        attempt.latency_ms
+        for attempt in PushAttempt.objects.filter(outcome="applied")
+        if attempt.latency_ms is not None
+    ]
     events = {
         event.external_reference: event
         for event in InventoryEvent.objects.filter(
@@ -468,6 +515,11 @@ def _measure(**kw: Any) -> dict[str, Any]:
         "p50_ms": round(_harness.percentile(latencies, 0.50), 1),
         "p95_ms": round(_harness.percentile(latencies, 0.95), 1),
         "p99_ms": round(_harness.percentile(latencies, 0.99), 1),
+        # The two legs: receipt to committed, and stock change to a shop's acknowledgement.
+        "ingest_p50_ms": round(_harness.percentile(ingest_lags, 0.50), 1),
+        "ingest_p99_ms": round(_harness.percentile(ingest_lags, 0.99), 1),
+        "push_p50_ms": round(_harness.percentile(push_lags, 0.50), 1),
+        "push_p99_ms": round(_harness.percentile(push_lags, 0.99), 1),
         "max_ms": round(max(latencies), 1) if latencies else None,
         "measured_orders": len(latencies),
         "unreflected_orders": unreflected,

@@ -231,6 +231,7 @@ class PendingPush(models.Model):
     # A worker's claim; a claim past its lease is free again (the worker died).
     claimed_until = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0)
+    # The quantity the last failed attempt tried to set (a push in flight has none yet).
     target_quantity = models.IntegerField(null=True, blank=True)
     errors = models.JSONField(default=list, blank=True)
 

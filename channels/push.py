@@ -28,12 +28,14 @@ import json
 import logging
 import random
 from collections.abc import Sequence
+from typing import Any
 
 import psycopg
 from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 
-from channels import ratelimit, selectors, tasks
+from channels import ratelimit, tasks
+from channels.buffers import BufferRuleValues, listed_quantity
 from channels.connectors import get_connector
 from channels.connectors.base import (
     ChannelError,
@@ -49,7 +51,6 @@ from channels.models import (
     DeadLetter,
     DriftRecord,
     Listing,
-    ListingSyncState,
     PendingPush,
     PushAttempt,
 )
@@ -71,24 +72,56 @@ class _Claim:
     last_change_at: dt.datetime
     attempts: int
     errors: list[dict[str, str]]
-    target: int = 0
     compare: int | None = None
     last_pushed: int | None = None
+    ats: int = 0
+    rule: BufferRuleValues | None = None
+    target: int = 0
 
 
+# Claims a batch and reads, in the same statement, all a push needs: the listing's ids,
+# what we last told the channel, the ATS over the channel's locations and the effective
+# buffer rule (the listing's, else the SKU's, else the channel's: the precedence of
+# ``selectors.effective_buffer_rule``, which the tests hold this to).
 _CLAIM_SQL = """
-UPDATE channels_pendingpush AS pending
-   SET claimed_until = statement_timestamp() + make_interval(secs => %(lease_s)s)
- WHERE pending.id IN (
-        SELECT id FROM channels_pendingpush
-         WHERE channel_id = %(channel_id)s
-           AND not_before <= statement_timestamp()
-           AND (claimed_until IS NULL OR claimed_until < statement_timestamp())
-         ORDER BY first_change_at, id
-         LIMIT %(limit)s
-           FOR UPDATE SKIP LOCKED)
-RETURNING pending.id, pending.listing_id, pending.generation, pending.first_change_at,
-          pending.last_change_at, pending.attempts, pending.errors
+WITH claimed AS (
+    UPDATE channels_pendingpush AS pending
+       SET claimed_until = statement_timestamp() + make_interval(secs => %(lease_s)s)
+     WHERE pending.id IN (
+            SELECT id FROM channels_pendingpush
+             WHERE channel_id = %(channel_id)s
+               AND not_before <= statement_timestamp()
+               AND (claimed_until IS NULL OR claimed_until < statement_timestamp())
+             ORDER BY first_change_at, id
+             LIMIT %(limit)s
+               FOR UPDATE SKIP LOCKED)
+    RETURNING pending.id, pending.listing_id, pending.generation, pending.first_change_at,
+              pending.last_change_at, pending.attempts, pending.errors
+)
+SELECT claimed.id, claimed.listing_id, claimed.generation, claimed.first_change_at,
+       claimed.last_change_at, claimed.attempts, claimed.errors,
+       listing.sku_id, listing.external_id, listing.extra_identifiers,
+       state.expected_channel_quantity, state.last_pushed_quantity,
+       COALESCE((
+           SELECT sum(level.on_hand - level.committed - level.reserved)
+             FROM inventory_stocklevel AS level
+             JOIN channels_channel_locations AS sells_from
+               ON sells_from.location_id = level.location_id
+              AND sells_from.channel_id = %(channel_id)s
+            WHERE level.sku_id = listing.sku_id), 0) AS ats,
+       rule.percent, rule.fixed_units, rule.max_cap, rule.cap_starts_at, rule.cap_ends_at
+  FROM claimed
+  JOIN channels_listing AS listing ON listing.id = claimed.listing_id
+  LEFT JOIN channels_listingsyncstate AS state ON state.listing_id = claimed.listing_id
+  LEFT JOIN LATERAL (
+        SELECT percent, fixed_units, max_cap, cap_starts_at, cap_ends_at
+          FROM channels_bufferrule AS candidate
+         WHERE candidate.channel_id = %(channel_id)s
+           AND (candidate.listing_id = listing.id
+                OR (candidate.sku_id = listing.sku_id AND candidate.listing_id IS NULL)
+                OR (candidate.sku_id IS NULL AND candidate.listing_id IS NULL))
+         ORDER BY candidate.listing_id IS NOT NULL DESC, candidate.sku_id IS NOT NULL DESC
+         LIMIT 1) AS rule ON true
 """
 
 # Done: gone unless a change came in meanwhile; then it stays owed, as a fresh row.
@@ -108,46 +141,63 @@ UPDATE channels_pendingpush AS pending
 RETURNING pending.id
 """
 
-_REMEMBER_PUSHED_SQL = """
-INSERT INTO channels_listingsyncstate AS state
-       (listing_id, last_pushed_quantity, last_pushed_at, expected_channel_quantity, updated_at)
-SELECT pushed.listing_id, pushed.quantity, statement_timestamp(), pushed.quantity,
-       statement_timestamp()
-  FROM unnest(%(listing_ids)s::bigint[], %(quantities)s::integer[]) AS pushed(listing_id, quantity)
-ON CONFLICT (listing_id) DO UPDATE
-   SET last_pushed_quantity = EXCLUDED.last_pushed_quantity,
-       last_pushed_at = EXCLUDED.last_pushed_at,
-       expected_channel_quantity = EXCLUDED.expected_channel_quantity,
-       updated_at = EXCLUDED.updated_at
+# What the channel acknowledged: remembered as sent and expected, logged as an attempt.
+_REMEMBER_APPLIED_SQL = """
+WITH pushed AS (
+    SELECT * FROM unnest(%(listing_ids)s::bigint[], %(quantities)s::integer[],
+                         %(compares)s::integer[], %(attempt_numbers)s::integer[],
+                         %(change_ats)s::timestamptz[])
+           AS p(listing_id, quantity, compare, attempt_number, change_at)
+), remembered AS (
+    INSERT INTO channels_listingsyncstate AS state
+           (listing_id, last_pushed_quantity, last_pushed_at, expected_channel_quantity,
+            updated_at)
+    SELECT listing_id, quantity, %(acked_at)s, quantity, %(acked_at)s FROM pushed
+    ON CONFLICT (listing_id) DO UPDATE
+       SET last_pushed_quantity = EXCLUDED.last_pushed_quantity,
+           last_pushed_at = EXCLUDED.last_pushed_at,
+           expected_channel_quantity = EXCLUDED.expected_channel_quantity,
+           updated_at = EXCLUDED.updated_at
+)
+INSERT INTO channels_pushattempt
+       (channel_id, listing_id, target_quantity, compare_quantity, outcome, error,
+        attempt_number, change_at, sent_at, acked_at, latency_ms)
+SELECT %(channel_id)s, listing_id, quantity, compare, 'applied', '', attempt_number,
+       change_at, %(sent_at)s, %(acked_at)s,
+       extract(epoch FROM (%(acked_at)s - change_at)) * 1000
+  FROM pushed
 """
 
 
 def push_owed(*, channel_id: int) -> None:
-    """Push everything the channel is owed and due, until nothing is left or we must wait."""
-    channel = Channel.objects.filter(pk=channel_id).prefetch_related("locations").first()
+    """Push what the channel is owed and due, a batch at a time, until we must wait.
+
+    A run stops after a batch smaller than the limit: a change committed after the claim
+    has queued a run of its own (see ``tasks.push_channel``).
+    """
+    channel = Channel.objects.filter(pk=channel_id).first()
     if channel is None or channel.mode == Channel.Mode.PAUSED:
         return
     connector = get_connector(channel)
     batch_size = _batch_size(channel, connector)
     while True:
-        claims = _claim(channel=channel, limit=batch_size)
-        if not claims:
-            return
         wait_s = _wait_for_rate_limit(channel)
         if wait_s > 0:
-            _release(claims)
             tasks.enqueue_push(channel_id=channel.pk, countdown=wait_s)
+            return
+        claims = _claim(channel=channel, limit=batch_size)
+        if not claims:
             return
         _work_out_targets(channel, claims)
         if channel.mode == Channel.Mode.SHADOW:
             _record_shadow(channel, connector, claims)
-            continue
-        claims = _hold_increases_to_settle(channel, claims)
-        if not claims:
-            continue
-        retry_in = _send(channel, connector, claims)
-        if retry_in is not None:
-            tasks.enqueue_push(channel_id=channel.pk, countdown=retry_in)
+        else:
+            due = _hold_increases_to_settle(channel, claims)
+            retry_in = _send(channel, connector, due) if due else None
+            if retry_in is not None:
+                tasks.enqueue_push(channel_id=channel.pk, countdown=retry_in)
+                return
+        if len(claims) < batch_size:
             return
 
 
@@ -161,17 +211,16 @@ def _wait_for_rate_limit(channel: Channel) -> float:
 
 
 def _claim(*, channel: Channel, limit: int) -> list[_Claim]:
-    with transaction.atomic(), connection.cursor() as cursor:
+    with connection.cursor() as cursor:
         cursor.execute(
             _CLAIM_SQL, {"channel_id": channel.pk, "limit": limit, "lease_s": CLAIM_LEASE_S}
         )
         rows = cursor.fetchall()
-    if not rows:
-        return []
-    listings = Listing.objects.in_bulk([row[1] for row in rows])
-    states = ListingSyncState.objects.in_bulk(list(listings))
-    claims = []
-    for (
+    return [_claim_from_row(channel, row) for row in rows]
+
+
+def _claim_from_row(channel: Channel, row: Sequence[Any]) -> _Claim:
+    (
         pending_id,
         listing_id,
         generation,
@@ -179,23 +228,47 @@ def _claim(*, channel: Channel, limit: int) -> list[_Claim]:
         last_change_at,
         attempts,
         errors,
-    ) in rows:
-        state = states.get(listing_id)
-        claims.append(
-            _Claim(
-                pending_id=pending_id,
-                listing=listings[listing_id],
-                generation=generation,
-                first_change_at=first_change_at,
-                last_change_at=last_change_at,
-                attempts=attempts,
-                # Django hands jsonb to raw cursors as text.
-                errors=json.loads(errors) if isinstance(errors, str) else list(errors or []),
-                compare=state.expected_channel_quantity if state else None,
-                last_pushed=state.last_pushed_quantity if state else None,
-            )
-        )
-    return claims
+        sku_id,
+        external_id,
+        extra_identifiers,
+        expected_channel_quantity,
+        last_pushed_quantity,
+        ats,
+        *rule_columns,
+    ) = row
+    percent, fixed_units, max_cap, cap_starts_at, cap_ends_at = rule_columns
+    return _Claim(
+        pending_id=pending_id,
+        listing=Listing(
+            pk=listing_id,
+            channel=channel,
+            sku_id=sku_id,
+            external_id=external_id,
+            extra_identifiers=_json(extra_identifiers) or {},
+        ),
+        generation=generation,
+        first_change_at=first_change_at,
+        last_change_at=last_change_at,
+        attempts=attempts,
+        errors=list(_json(errors) or []),
+        compare=expected_channel_quantity,
+        last_pushed=last_pushed_quantity,
+        ats=int(ats),
+        rule=None
+        if percent is None
+        else BufferRuleValues(
+            percent=percent,
+            fixed_units=fixed_units,
+            max_cap=max_cap,
+            cap_starts_at=cap_starts_at,
+            cap_ends_at=cap_ends_at,
+        ),
+    )
+
+
+def _json(value: Any) -> Any:
+    # Django hands jsonb to raw cursors as text.
+    return json.loads(value) if isinstance(value, str) else value
 
 
 def _release(claims: Sequence[_Claim]) -> None:
@@ -223,15 +296,18 @@ def _finish(claims: Sequence[_Claim]) -> None:
 
 
 def _work_out_targets(channel: Channel, claims: Sequence[_Claim]) -> None:
-    quantities = selectors.listed_quantities(
-        channel=channel, listings=[claim.listing for claim in claims]
-    )
+    now = timezone.now()
     for claim in claims:
-        claim.target = quantities[claim.listing.pk]
-    PendingPush.objects.bulk_update(
-        [PendingPush(pk=claim.pending_id, target_quantity=claim.target) for claim in claims],
-        ["target_quantity"],
-    )
+        claim.target = (
+            0
+            if claim.listing.sku_id is None
+            else listed_quantity(
+                ats=claim.ats,
+                rule=claim.rule,
+                out_of_stock_threshold=channel.out_of_stock_threshold,
+                now=now,
+            )
+        )
 
 
 def _record_shadow(channel: Channel, connector: Connector, claims: Sequence[_Claim]) -> None:
@@ -413,29 +489,18 @@ def _remember_applied(
                 _finish(applied)
                 with connection.cursor() as cursor:
                     cursor.execute(
-                        _REMEMBER_PUSHED_SQL,
+                        _REMEMBER_APPLIED_SQL,
                         {
+                            "channel_id": channel.pk,
                             "listing_ids": [claim.listing.pk for claim in applied],
                             "quantities": [claim.target for claim in applied],
+                            "compares": [claim.compare for claim in applied],
+                            "attempt_numbers": [claim.attempts + 1 for claim in applied],
+                            "change_ats": [claim.first_change_at for claim in applied],
+                            "sent_at": sent_at,
+                            "acked_at": acked_at,
                         },
                     )
-                PushAttempt.objects.bulk_create(
-                    [
-                        PushAttempt(
-                            channel=channel,
-                            listing=claim.listing,
-                            target_quantity=claim.target,
-                            compare_quantity=claim.compare,
-                            outcome=PushAttempt.Outcome.APPLIED,
-                            attempt_number=claim.attempts + 1,
-                            change_at=claim.first_change_at,
-                            sent_at=sent_at,
-                            acked_at=acked_at,
-                            latency_ms=(acked_at - claim.first_change_at).total_seconds() * 1000,
-                        )
-                        for claim in applied
-                    ]
-                )
             return
         except OperationalError as error:
             # The channel has the figures already; only our record of it must be retried.
@@ -494,6 +559,7 @@ def _fail(
             PendingPush.objects.filter(pk=claim.pending_id).update(
                 attempts=attempts,
                 errors=errors,
+                target_quantity=claim.target,
                 claimed_until=None,
                 not_before=now + dt.timedelta(seconds=delay),
             )

@@ -1,4 +1,6 @@
-"""A token bucket per channel, kept in Redis so every worker draws from the same one.
+"""Per-channel coordination in Redis: the rate limiter's token bucket and push wake-ups.
+
+A token bucket per channel, kept in Redis so every worker draws from the same one.
 
 The bucket refills at the channel's ``rate_limit_per_s`` up to a burst of the same size
 (at least 1). When the platform itself says slow down (429 + Retry-After, Shopify's
@@ -71,3 +73,23 @@ def hold_off(*, channel_id: int, rate_per_s: float, seconds: float) -> None:
 
 def reset(*, channel_id: int) -> None:
     _client().delete(_bucket_key(channel_id))
+
+
+# --- wake-ups ---------------------------------------------------------------------------
+# At 50 orders/s a channel would get 50 push runs queued per second, each finding little
+# to do. One queued run per channel is enough: it claims whatever is owed when it starts.
+# The flag expires on its own, so a run lost with its worker holds nothing back for long.
+WAKE_FLAG_TTL_MS = 5000
+
+
+def _wake_key(channel_id: int) -> str:
+    return f"nventory:push-wake:channel:{channel_id}"
+
+
+def claim_wake(*, channel_id: int) -> bool:
+    """True if no run of this channel's pusher is queued (and now one is, by the caller)."""
+    return bool(_client().set(_wake_key(channel_id), 1, nx=True, px=WAKE_FLAG_TTL_MS))
+
+
+def release_wake(*, channel_id: int) -> None:
+    _client().delete(_wake_key(channel_id))

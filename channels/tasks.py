@@ -5,6 +5,8 @@ from __future__ import annotations
 from celery import Task, shared_task
 from django.db import OperationalError
 
+from channels import ratelimit
+
 
 def push_queue_name(channel_id: int) -> str:
     # One queue per channel, so a slow channel never holds up a fast one.
@@ -12,10 +14,13 @@ def push_queue_name(channel_id: int) -> str:
 
 
 def enqueue_push(*, channel_id: int, countdown: float | None = None) -> None:
+    """Wake the channel's pusher: now (at most one wake queued at a time), or later."""
+    if countdown is None or countdown <= 0:
+        if not ratelimit.claim_wake(channel_id=channel_id):
+            return  # a queued run will see this change too
+        countdown = 0.0
     push_channel.apply_async(
-        kwargs={"channel_id": channel_id},
-        queue=push_queue_name(channel_id),
-        countdown=max(countdown or 0.0, 0.0),
+        kwargs={"channel_id": channel_id}, queue=push_queue_name(channel_id), countdown=countdown
     )
 
 
@@ -23,6 +28,8 @@ def enqueue_push(*, channel_id: int, countdown: float | None = None) -> None:
 def push_channel(channel_id: int) -> None:
     from channels import push
 
+    # From here on, a new change must queue a new run: this one may have claimed already.
+    ratelimit.release_wake(channel_id=channel_id)
     push.push_owed(channel_id=channel_id)
 
 

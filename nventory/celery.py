@@ -4,7 +4,7 @@ import os
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_ready
+from celery.signals import task_postrun, task_prerun, worker_ready
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "nventory.settings")
 
@@ -25,3 +25,16 @@ def consume_channel_push_queues(sender: Any, **kwargs: Any) -> None:
 
     for channel_id in Channel.objects.values_list("pk", flat=True):
         sender.add_task_queue(push_queue_name(channel_id))
+
+
+@task_prerun.connect
+@task_postrun.connect
+def recycle_stale_database_connections(**kwargs: Any) -> None:
+    """What Django does around a request: drop a connection past CONN_MAX_AGE or broken.
+
+    Celery's own per-task close is turned off (CELERY_DB_REUSE_MAX): reconnecting for
+    every task cost more than the tasks themselves.
+    """
+    from django.db import close_old_connections
+
+    close_old_connections()

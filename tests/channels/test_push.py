@@ -286,3 +286,18 @@ def test_the_sweep_wakes_channels_with_due_pushes(channel, listings):
     assert services.sweep_outbox() == 1
     PendingPush.objects.update(not_before="2999-01-01T00:00:00Z")
     assert services.sweep_outbox() == 0
+
+
+def test_pushed_quantities_follow_the_same_rule_precedence_as_the_explanation(
+    channel, listings, shopify_simulator, shop
+):
+    from channels import selectors
+
+    BufferRule.objects.create(channel=channel, percent=Decimal(50))
+    BufferRule.objects.create(channel=channel, sku=listings[0].sku, fixed_units=3)
+    BufferRule.objects.create(channel=channel, listing=listings[1], max_cap=4)
+    drain(channel)
+    for listing, item in zip(listings, ITEMS, strict=True):
+        explained = selectors.explain_listing(listing=listing).listed
+        assert shown(shopify_simulator, shop)[item] == explained
+    assert shown(shopify_simulator, shop) == {1001: 7, 1002: 4}

@@ -245,6 +245,8 @@ def main() -> None:
                     f"--pool={args.pool}",
                     f"--concurrency={args.concurrency}",
                     "--queues=celery,webhooks",
+                    # Beat too, as `make run` has it: the outbox and receipt sweeps.
+                    "--beat",
                     "--without-mingle",
                     "--without-gossip",
                     # INFO: the "ready." line is how we know it has started.

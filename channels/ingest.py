@@ -16,7 +16,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import partial
 
@@ -43,7 +43,7 @@ from channels.models import (
     WebhookReceipt,
 )
 from inventory import services
-from inventory.models import EventKind, EventSource, InventoryEvent, StockLevel
+from inventory.models import EventKind, EventSource, InventoryEvent
 
 logger = logging.getLogger(__name__)
 
@@ -173,35 +173,32 @@ def process_receipt(*, receipt_id: int) -> None:
     """
     if not _claim_attempt(receipt_id):
         return
-    failure: Exception | None = None
-    with transaction.atomic(durable=True):
-        receipt = (
-            WebhookReceipt.objects.select_for_update(skip_locked=True, of=("self",))
-            .select_related("channel")
-            .filter(pk=receipt_id, status__in=_PENDING)
-            .first()
-        )
-        if receipt is None:
-            return
-        try:
-            with transaction.atomic():
-                status = _apply_receipt(receipt)
-        except WebhookParseError as error:
-            logger.warning("Webhook receipt %s quarantined: %s", receipt_id, error)
-            _set_status(receipt_id, WebhookReceipt.Status.QUARANTINED, error=str(error))
-        except Exception as error:
-            failure = error
-            _set_status(
-                receipt_id, WebhookReceipt.Status.FAILED, error=f"{type(error).__name__}: {error}"
+    try:
+        with transaction.atomic(durable=True):
+            receipt = (
+                WebhookReceipt.objects.select_for_update(skip_locked=True, of=("self",))
+                .select_related("channel")
+                .filter(pk=receipt_id, status__in=_PENDING)
+                .first()
             )
-        else:
-            _set_status(receipt_id, status)
-    if failure is not None:
-        raise failure
+            if receipt is None:
+                return
+            _set_status(receipt_id, _apply_receipt(receipt))
+    except WebhookParseError as error:
+        # Nothing of it was applied (the transaction rolled back); kept for operators.
+        logger.warning("Webhook receipt %s quarantined: %s", receipt_id, error)
+        _set_status(receipt_id, WebhookReceipt.Status.QUARANTINED, error=str(error))
+    except Exception as error:
+        _set_status(
+            receipt_id, WebhookReceipt.Status.FAILED, error=f"{type(error).__name__}: {error}"
+        )
+        raise
 
 
 def _claim_attempt(receipt_id: int) -> bool:
-    with transaction.atomic(), connection.cursor() as cursor:
+    # Its own statement, committed at once (autocommit), so that a try that kills its
+    # worker is still counted.
+    with connection.cursor() as cursor:
         cursor.execute(
             _CLAIM_ATTEMPT_SQL,
             {
@@ -277,7 +274,6 @@ def _lock_order(order_key: str) -> None:
 
 
 def _apply_order_placed(ingest: _Ingest) -> None:
-    location_ids: list[int] | None = None
     mapped: list[tuple[Listing, MessageLine]] = []
     for line in ingest.message.lines:
         listing = _listing_for_line(ingest, line)
@@ -293,12 +289,10 @@ def _apply_order_placed(ingest: _Ingest) -> None:
         commit_key = f"{ingest.line_key(line)}:commit"
         if line.quantity == 0 or _event(commit_key) is not None:
             continue
-        if location_ids is None:
-            location_ids = _selling_location_ids(ingest.channel)
         event = services.commit_order(
             sku_id=listing.sku_id,
             location_id=_location_with_most_available(
-                sku_id=listing.sku_id, location_ids=location_ids
+                channel=ingest.channel, sku_id=listing.sku_id
             ),
             quantity=line.quantity,
             context=ingest.context(commit_key),
@@ -320,14 +314,21 @@ def _apply_order_placed(ingest: _Ingest) -> None:
         _shift_expected_channel_quantity(listing_id=listing.pk, delta=-line.quantity)
 
 
-def _selling_location_ids(channel: Channel) -> list[int]:
-    location_ids = sorted(channel.locations.filter(is_active=True).values_list("pk", flat=True))
-    if not location_ids:
-        raise IngestError(f"Channel {channel.slug} sells from no active location.")
-    return location_ids
+_FULLEST_SELLING_LOCATION_SQL = """
+SELECT sells_from.location_id
+  FROM channels_channel_locations AS sells_from
+  JOIN inventory_location AS location
+    ON location.id = sells_from.location_id AND location.is_active
+  LEFT JOIN inventory_stocklevel AS level
+    ON level.location_id = sells_from.location_id AND level.sku_id = %(sku_id)s
+ WHERE sells_from.channel_id = %(channel_id)s
+ ORDER BY COALESCE(level.on_hand - level.committed - level.reserved, 0) DESC,
+          sells_from.location_id
+ LIMIT 1
+"""
 
 
-def _location_with_most_available(*, sku_id: int, location_ids: Sequence[int]) -> int:
+def _location_with_most_available(*, channel: Channel, sku_id: int) -> int:
     """The location to commit a whole order line at: most available, then lowest pk.
 
     A line is not split across locations: the marketplace sold it as one line, one place
@@ -335,12 +336,12 @@ def _location_with_most_available(*, sku_id: int, location_ids: Sequence[int]) -
     cover the line; when none can, the service records the shortfall and an incident
     follows.
     """
-    available = dict(
-        StockLevel.objects.filter(sku_id=sku_id, location_id__in=location_ids).values_list(
-            "location_id", F("on_hand") - F("committed") - F("reserved")
-        )
-    )
-    return max(location_ids, key=lambda location_id: (available.get(location_id, 0), -location_id))
+    with connection.cursor() as cursor:
+        cursor.execute(_FULLEST_SELLING_LOCATION_SQL, {"sku_id": sku_id, "channel_id": channel.pk})
+        row = cursor.fetchone()
+    if row is None:
+        raise IngestError(f"Channel {channel.slug} sells from no active location.")
+    return int(row[0])
 
 
 def _apply_order_cancelled(ingest: _Ingest) -> None:

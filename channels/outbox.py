@@ -59,8 +59,8 @@ def wake_pushers_for_skus(*, sku_ids: Iterable[int]) -> None:
 def wake_pushers(*, channel_ids: Iterable[int]) -> None:
     from channels import tasks
 
-    for channel_id in sorted(set(channel_ids)):
-        tasks.enqueue_push(channel_id=channel_id)
+    if ids := sorted(set(channel_ids)):
+        tasks.wake_pushers(channel_ids=ids)
 
 
 def on_stock_changed(sender: object, *, sku_ids: frozenset[int], **kwargs: object) -> None:

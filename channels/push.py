@@ -170,10 +170,11 @@ SELECT %(channel_id)s, listing_id, quantity, compare, 'applied', '', attempt_num
 
 
 def push_owed(*, channel_id: int) -> None:
-    """Push what the channel is owed and due, a batch at a time, until we must wait.
+    """Push what the channel is owed and due, a batch at a time, until none is left.
 
-    A run stops after a batch smaller than the limit: a change committed after the claim
-    has queued a run of its own (see ``tasks.push_channel``).
+    It claims again after every batch, even a small one: a row that changed while its
+    push was in flight stays owed, and the run that change woke may have found it still
+    claimed by this one.
     """
     channel = Channel.objects.filter(pk=channel_id).first()
     if channel is None or channel.mode == Channel.Mode.PAUSED:
@@ -197,8 +198,6 @@ def push_owed(*, channel_id: int) -> None:
             if retry_in is not None:
                 tasks.enqueue_push(channel_id=channel.pk, countdown=retry_in)
                 return
-        if len(claims) < batch_size:
-            return
 
 
 def _batch_size(channel: Channel, connector: Connector) -> int:

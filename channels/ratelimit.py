@@ -86,9 +86,16 @@ def _wake_key(channel_id: int) -> str:
     return f"nventory:push-wake:channel:{channel_id}"
 
 
-def claim_wake(*, channel_id: int) -> bool:
-    """True if no run of this channel's pusher is queued (and now one is, by the caller)."""
-    return bool(_client().set(_wake_key(channel_id), 1, nx=True, px=WAKE_FLAG_TTL_MS))
+def claim_wakes(*, channel_ids: list[int]) -> list[int]:
+    """The channels of these that had no run queued (and now have one, by the caller)."""
+    pipeline = _client().pipeline(transaction=False)
+    for channel_id in channel_ids:
+        pipeline.set(_wake_key(channel_id), 1, nx=True, px=WAKE_FLAG_TTL_MS)
+    return [
+        channel_id
+        for channel_id, claimed in zip(channel_ids, pipeline.execute(), strict=True)
+        if claimed
+    ]
 
 
 def release_wake(*, channel_id: int) -> None:

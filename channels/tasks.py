@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from celery import Task, shared_task
+from django.conf import settings
 from django.db import OperationalError
 
 from channels import ratelimit
@@ -14,11 +15,24 @@ def push_queue_name(channel_id: int) -> str:
 
 
 def enqueue_push(*, channel_id: int, countdown: float | None = None) -> None:
-    """Wake the channel's pusher: now (at most one wake queued at a time), or later."""
+    """Wake the channel's pusher: soon (at most one wake queued at a time), or later.
+
+    "Soon" is after the coalescing window, so that the changes of that window go out as
+    one batch: at 50 orders/s a run per order per channel would cost more than the pushes.
+    """
     if countdown is None or countdown <= 0:
-        if not ratelimit.claim_wake(channel_id=channel_id):
-            return  # a queued run will see this change too
-        countdown = 0.0
+        wake_pushers(channel_ids=[channel_id])
+        return
+    _queue_push_run(channel_id, countdown)
+
+
+def wake_pushers(*, channel_ids: list[int]) -> None:
+    """Queue a run for each channel that has none queued (one Redis round trip for all)."""
+    for channel_id in ratelimit.claim_wakes(channel_ids=channel_ids):
+        _queue_push_run(channel_id, settings.PUSH_COALESCE_WINDOW_S)
+
+
+def _queue_push_run(channel_id: int, countdown: float) -> None:
     push_channel.apply_async(
         kwargs={"channel_id": channel_id}, queue=push_queue_name(channel_id), countdown=countdown
     )

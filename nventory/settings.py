@@ -247,6 +247,8 @@ CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 # Domain
 # ---------------------------------------------------------------------------------------
 RESERVATION_DEFAULT_TTL_S = int(os.environ.get("RESERVATION_DEFAULT_TTL_S", "900"))
+# Changes to one channel within this window go out in one push call (channels.tasks).
+PUSH_COALESCE_WINDOW_S = float(os.environ.get("PUSH_COALESCE_WINDOW_S", "0.05"))
 # A webhook body above this is refused with 413 before it is read.
 WEBHOOK_MAX_BODY_BYTES = int(os.environ.get("WEBHOOK_MAX_BODY_BYTES", str(1024 * 1024)))
 

@@ -16,9 +16,9 @@ $(STAMP): $(BIN)/python requirements.txt requirements-dev.txt
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
 	touch $(STAMP)
 
-## Start web, worker and beat on embedded PostgreSQL/Redis (or DATABASE_URL/REDIS_URL).
+## Start web, worker, beat and the Shopify simulator on embedded PostgreSQL/Redis (or DATABASE_URL/REDIS_URL).
 run: $(STAMP)
-	$(EMBEDDED) --data-dir .data/run -- sh -c '$(BIN)/python manage.py migrate --noinput && $(BIN)/python manage.py prepare_local && exec $(BIN)/honcho start -f Procfile'
+	$(EMBEDDED) --data-dir .data/run -- sh -c '$(BIN)/python manage.py migrate --noinput && $(BIN)/python manage.py prepare_local --simulator-seed-file .data/run/shopify-demo.json && exec $(BIN)/honcho start -f Procfile'
 
 ## Lint, type-check and run the whole suite on real PostgreSQL.
 test: $(STAMP) lint typecheck

@@ -2,8 +2,11 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from nventory.api_root import ApiRootApi
+
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("api/v1/", ApiRootApi.as_view(), name="api-root"),
     path("api/v1/", include("inventory.api.urls")),
     path("api/v1/", include("channels.api.urls")),
     path("webhooks/", include("channels.urls")),

@@ -117,3 +117,16 @@ def test_docs_page_answers():
     response = APIClient().get("/api/docs/")
     assert response.status_code == 200
     assert b"swagger" in response.content.lower()
+
+
+@pytest.mark.django_db
+def test_api_root_links_every_resource(admin_user):
+    client = APIClient()
+    client.force_authenticate(admin_user)
+    answer = client.get("/api/v1/")
+    assert answer.status_code == 200
+    links = answer.json()
+    assert links["skus"].endswith("/api/v1/skus/")
+    assert links["dead_letters"].endswith("/api/v1/dead-letters/")
+    for url in links.values():
+        assert client.get(url).status_code in {200, 405}  # POST-only resources answer 405

@@ -124,3 +124,27 @@ def test_urls_follow_web_addr(monkeypatch):
 
     assert "http://0.0.0.0:9000/admin/" in output
     assert "http://0.0.0.0:9000/api/docs/" in output
+
+
+def test_demo_shopify_channel_is_wired_to_the_simulator_seed(tmp_path, monkeypatch):
+    import json
+
+    from channels.models import Channel, PendingPush
+
+    monkeypatch.setenv("SHOPIFY_SIMULATOR_PORT", "8799")
+    seed_file = tmp_path / "shopify-demo.json"
+    for _ in range(2):
+        call_command("prepare_local", simulator_seed_file=seed_file, stdout=StringIO())
+
+    channel = Channel.objects.get(slug=prepare_local.DEMO_CHANNEL_SLUG)
+    assert Channel.objects.count() == 1
+    assert channel.api_base_url == "http://127.0.0.1:8799/shops/demo-store"
+    assert channel.listings.count() == len(prepare_local.DEMO_SKUS)
+    [shop] = json.loads(seed_file.read_text())["shops"]
+    assert shop["webhook_secret"] == channel.webhook_secret
+    assert shop["access_token"] == channel.credentials["access_token"]
+    assert shop["webhook_url"].endswith("/webhooks/shopify/demo-shopify/")
+    assert {item["sku"] for item in shop["items"]} == set(prepare_local.DEMO_SKU_CODES)
+    # The simulator starts empty, so every listing is owed its quantity.
+    assert PendingPush.objects.filter(channel=channel).count() == channel.listings.count()
+    assert oct(seed_file.stat().st_mode & 0o777) == "0o600"

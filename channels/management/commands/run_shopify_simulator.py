@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import sys
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from channels.simulators.shopify import ShopifySimulatorServer
 
@@ -20,9 +22,19 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--port", type=int, default=0, help="0 picks a free port.")
+        parser.add_argument(
+            "--seed-file",
+            type=Path,
+            help="JSON {shops: [{...shop settings, items: [...]}]} to create at start "
+            "(``prepare_local`` writes one for the demo store of ``make run``).",
+        )
 
-    def handle(self, *args: Any, host: str, port: int, **options: Any) -> None:
+    def handle(
+        self, *args: Any, host: str, port: int, seed_file: Path | None, **options: Any
+    ) -> None:
         server = ShopifySimulatorServer(host, port)
+        if seed_file is not None:
+            self._seed(server, seed_file)
 
         def stop(signum: int, frame: FrameType | None) -> None:
             raise KeyboardInterrupt
@@ -37,3 +49,14 @@ class Command(BaseCommand):
             pass
         finally:
             server.server_close()
+
+    def _seed(self, server: ShopifySimulatorServer, seed_file: Path) -> None:
+        try:
+            seed = json.loads(seed_file.read_text())
+        except (OSError, ValueError) as error:
+            raise CommandError(f"Cannot read the seed file {seed_file}: {error}") from error
+        for shop in seed.get("shops", []):
+            items = shop.pop("items", [])
+            server.simulator.create_shop(shop)
+            server.simulator.add_items(shop["shop"], {"items": items})
+            self.stderr.write(f"Seeded shop {shop['shop']} with {len(items)} items")

@@ -7,19 +7,24 @@ idempotency keys, so a second run changes nothing.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandParser
 
 from inventory import services
 from inventory.models import EventSource, InventoryEvent, Location, Sku
 
 OPERATOR_USERNAME = "operator"
 DEFAULT_WEB_ADDR = "127.0.0.1:8000"
+DEFAULT_SIMULATOR_PORT = "8765"
+DEMO_CHANNEL_SLUG = "demo-shopify"
+DEMO_SHOP = "demo-store"
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,9 @@ DEMO_SKUS = (
 )
 
 
+DEMO_SKU_CODES = [demo.code for demo in DEMO_SKUS]
+
+
 def receipt_key(sku_code: str, location_code: str) -> str:
     """The fixed idempotency key of one demo receipt."""
     return f"demo:receipt:{sku_code}:{location_code}"
@@ -67,13 +75,28 @@ def base_url() -> str:
     return f"http://{address}"
 
 
+def simulator_url() -> str:
+    """Where the Procfile's Shopify simulator listens (``SHOPIFY_SIMULATOR_PORT``)."""
+    return f"http://127.0.0.1:{os.environ.get('SHOPIFY_SIMULATOR_PORT') or DEFAULT_SIMULATOR_PORT}"
+
+
 class Command(BaseCommand):
     help = "Create the operator account and the demo catalog on first start; print the URLs."
 
-    def handle(self, *args: Any, **options: Any) -> None:
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--simulator-seed-file",
+            type=Path,
+            help="Also wire a demo Shopify channel to the simulator, and write here the "
+            "shop the simulator must create at start (run_shopify_simulator --seed-file).",
+        )
+
+    def handle(self, *args: Any, simulator_seed_file: Path | None, **options: Any) -> None:
         self._ensure_operator()
         self._ensure_demo_catalog()
-        self._print_urls()
+        if simulator_seed_file is not None:
+            self._ensure_demo_shopify_channel(simulator_seed_file)
+        self._print_urls(with_simulator=simulator_seed_file is not None)
 
     def _ensure_operator(self) -> None:
         user_model = get_user_model()
@@ -140,7 +163,70 @@ class Command(BaseCommand):
         else:
             self.stdout.write(f"Demo catalog already loaded ({summary}).")
 
-    def _print_urls(self) -> None:
+    def _ensure_demo_shopify_channel(self, seed_file: Path) -> None:
+        """A Shopify channel on the local simulator, listing every demo SKU.
+
+        The simulator keeps its state in memory, so the shop is written out on every start
+        for the simulator to create again; the channel itself is created once.
+        """
+        from channels.models import Channel, Listing
+
+        warehouse = Location.objects.filter(code=WAREHOUSE_CODE).first()
+        channel = Channel.objects.filter(slug=DEMO_CHANNEL_SLUG).first()
+        if channel is None:
+            channel = Channel.objects.create(
+                platform=Channel.Platform.SHOPIFY,
+                name="Demo Shopify store (simulator)",
+                slug=DEMO_CHANNEL_SLUG,
+                mode=Channel.Mode.ACTIVE,
+                api_base_url=f"{simulator_url()}/shops/{DEMO_SHOP}",
+                credentials={"access_token": f"shpat_{secrets.token_hex(16)}"},
+                webhook_secret=secrets.token_urlsafe(24),
+                rate_limit_per_s=20,
+                platform_settings={"api_version": "2026-01", "location_id": 1},
+            )
+            if warehouse is not None:
+                channel.locations.add(warehouse)
+            for number, sku in enumerate(Sku.objects.filter(code__in=DEMO_SKU_CODES), start=1):
+                Listing.objects.create(
+                    channel=channel,
+                    sku=sku,
+                    external_id=str(1000 + number),
+                    external_sku=sku.code,
+                    extra_identifiers={"variant_id": str(2000 + number)},
+                )
+            self.stdout.write(self.style.SUCCESS(f"Demo Shopify channel created: {channel.slug}"))
+        items = [
+            {
+                "inventory_item_id": int(listing.external_id),
+                "variant_id": int(listing.extra_identifiers["variant_id"]),
+                "sku": listing.external_sku,
+                "available": 0,
+            }
+            for listing in channel.listings.filter(extra_identifiers__has_key="variant_id")
+        ]
+        seed = {
+            "shops": [
+                {
+                    "shop": DEMO_SHOP,
+                    "access_token": channel.credentials.get("access_token", ""),
+                    "webhook_url": f"{base_url()}/webhooks/shopify/{channel.slug}/",
+                    "webhook_secret": channel.webhook_secret,
+                    "api_version": "2026-01",
+                    "location_id": 1,
+                    "items": items,
+                }
+            ]
+        }
+        seed_file.parent.mkdir(parents=True, exist_ok=True)
+        seed_file.write_text(json.dumps(seed, indent=2))
+        seed_file.chmod(0o600)  # it holds the demo store's token and webhook secret
+        # The simulator starts empty: every listing is owed its quantity again.
+        from channels import outbox
+
+        outbox.mark_channel_owed(channel=channel)
+
+    def _print_urls(self, *, with_simulator: bool = False) -> None:
         base = base_url()
         self.stdout.write(
             "\n"
@@ -148,3 +234,11 @@ class Command(BaseCommand):
             f"  API:       {base}/api/v1/\n"
             f"  API docs:  {base}/api/docs/\n"
         )
+        if with_simulator:
+            sim = simulator_url()
+            self.stdout.write(
+                f"  Shopify simulator: {sim}/_sim/shops/{DEMO_SHOP}/items\n"
+                f"  Place a demo order (it arrives as a signed webhook):\n"
+                f"    curl -X POST {sim}/_sim/shops/{DEMO_SHOP}/orders "
+                f"""-d '{{"lines": [{{"variant_id": 2001, "quantity": 1}}]}}'\n"""
+            )

@@ -1,0 +1,31 @@
+"""The entry point of API v1: where each resource lives, for people and clients exploring it."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.reverse import reverse
+from rest_framework.views import APIView
+
+_RESOURCES = {
+    "skus": "inventory_api:sku-list",
+    "locations": "inventory_api:location-list",
+    "events": "inventory_api:event-list",
+    "receipts": "inventory_api:receipt-create",
+    "adjustments": "inventory_api:adjustment-create",
+    "transfers": "inventory_api:transfer-create",
+    "reservations": "inventory_api:reservation-create",
+    "channels": "channels_api:channel-list",
+    "dead_letters": "channels_api:dead-letter-list",
+    "oversell_incidents": "channels_api:oversell-incident-list",
+}
+
+
+class ApiRootApi(APIView):
+    @extend_schema(exclude=True)
+    def get(self, request: Request) -> Response:
+        links = {name: reverse(route, request=request) for name, route in _RESOURCES.items()}
+        links["schema"] = reverse("api-schema", request=request)
+        links["docs"] = reverse("api-docs", request=request)
+        return Response(links)

@@ -29,12 +29,15 @@ def consume_channel_push_queues(sender: Any, **kwargs: Any) -> None:
 
 @task_prerun.connect
 @task_postrun.connect
-def recycle_stale_database_connections(**kwargs: Any) -> None:
+def recycle_stale_database_connections(sender: Any = None, **kwargs: Any) -> None:
     """What Django does around a request: drop a connection past CONN_MAX_AGE or broken.
 
     Celery's own per-task close is turned off (CELERY_DB_REUSE_MAX): reconnecting for
-    every task cost more than the tasks themselves.
+    every task cost more than the tasks themselves. An eager task runs inside its caller's
+    transaction, whose connection is not ours to close.
     """
+    if getattr(getattr(sender, "request", None), "is_eager", False):
+        return
     from django.db import close_old_connections
 
     close_old_connections()

@@ -735,3 +735,84 @@ def expire_reservations(*, now: dt.datetime | None = None) -> int:
             continue  # confirmed or released since it was listed
         expired += reservation.status == Reservation.Status.EXPIRED
     return expired
+
+
+# -----------------------------------------------------------------------------------------
+# Bundles: several stock rows in one statement
+# -----------------------------------------------------------------------------------------
+
+
+def _merged_lines(lines: Sequence[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
+    """Lines summed per stock row: the statement changes each row once, so two lines on one
+    row (two bundles of one order sharing a component) must become one."""
+    totals: dict[tuple[int, int], int] = {}
+    for sku_id, location_id, quantity in lines:
+        key = (sku_id, location_id)
+        totals[key] = totals.get(key, 0) + _positive(quantity)
+    if not totals:
+        raise ApplicationError("A change needs at least one line.")
+    return [
+        (sku_id, location_id, quantity)
+        for (sku_id, location_id), quantity in sorted(totals.items())
+    ]
+
+
+def _line_changes(
+    lines: Sequence[tuple[int, int, int]],
+    *,
+    kind: EventKind,
+    context: EventContext,
+    on_hand_sign: int = 0,
+    committed_sign: int = 0,
+) -> list[_LevelChange]:
+    return [
+        _LevelChange(
+            sku_id=sku_id,
+            location_id=location_id,
+            kind=kind,
+            idempotency_key=f"{context.idempotency_key}:{sku_id}:{location_id}",
+            delta_on_hand=on_hand_sign * quantity,
+            delta_committed=committed_sign * quantity,
+        )
+        for sku_id, location_id, quantity in _merged_lines(lines)
+    ]
+
+
+def commit_order_lines(
+    *,
+    lines: Sequence[tuple[int, int, int]],
+    context: EventContext,
+    allow_shortfall: bool = False,
+) -> list[InventoryEvent]:
+    """Commit ``(sku_id, location_id, quantity)`` lines all or none, in one statement.
+
+    Rows are locked in primary-key order, so orders sharing SKUs queue instead of
+    deadlocking. Refused (InsufficientStock) if any line would overdraw available, unless
+    ``allow_shortfall``. Each line's event key is ``<key>:<sku_id>:<location_id>``.
+    """
+    return _apply_changes(
+        _line_changes(lines, kind=EventKind.ORDER_COMMITTED, context=context, committed_sign=1),
+        context=context,
+        allow_shortfall=allow_shortfall,
+    )
+
+
+def cancel_order_lines(
+    *, lines: Sequence[tuple[int, int, int]], context: EventContext
+) -> list[InventoryEvent]:
+    """Release the committed units of every line back to available, all or none."""
+    return _apply_changes(
+        _line_changes(lines, kind=EventKind.ORDER_CANCELLED, context=context, committed_sign=-1),
+        context=context,
+    )
+
+
+def return_order_lines(
+    *, lines: Sequence[tuple[int, int, int]], restock: bool, context: EventContext
+) -> list[InventoryEvent]:
+    """Record the returned units of every line, all or none; restocked ones go on hand."""
+    kind = EventKind.RETURN_RESTOCKED if restock else EventKind.RETURN_DAMAGED
+    return _apply_changes(
+        _line_changes(lines, kind=kind, context=context, on_hand_sign=1 if restock else 0),
+        context=context,
+    )

@@ -9,6 +9,7 @@ urlpatterns = [
     path("api/v1/", ApiRootApi.as_view(), name="api-root"),
     path("api/v1/", include("inventory.api.urls")),
     path("api/v1/", include("channels.api.urls")),
+    path("api/v1/", include("bundles.api.urls")),
     path("webhooks/", include("channels.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),

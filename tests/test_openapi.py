@@ -41,6 +41,10 @@ EXPECTED_OPERATIONS = {
     ("get", "/api/v1/dead-letters/"),
     ("post", "/api/v1/dead-letters/{dead_letter_id}/replay/"),
     ("get", "/api/v1/oversell-incidents/"),
+    ("get", "/api/v1/bundles/"),
+    ("post", "/api/v1/bundles/"),
+    ("get", "/api/v1/bundles/{code}/"),
+    ("put", "/api/v1/bundles/{code}/"),
 }
 
 

@@ -1,0 +1,215 @@
+"""Reads of bills of materials and bundle availability, from the closure table.
+
+A bundle's availability over some locations is ``min(floor(ATS / quantity))`` over its
+leaf components (DESIGN.md, "Listed quantity"). A component oversold (negative ATS)
+counts as 0, so a bundle's availability is never negative; a bundle without lines has
+none. Nothing here writes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from django.db import connection
+from django.db.models import Exists, F, OuterRef, Prefetch, Q, QuerySet, Sum
+from django.db.models.expressions import RawSQL
+
+from bundles.models import BomLine, BundleComponent
+from inventory.models import Sku, StockLevel
+from nventory.errors import NotFound
+
+
+def _availability_sql(bundle_id_sql: str, *, filter_locations: bool) -> str:
+    """Availability of the bundle whose id is ``bundle_id_sql``; one location-array param
+    when ``filter_locations``. Components without a stock row there have an ATS of 0."""
+    location_filter = "AND s.location_id = ANY(%s::bigint[])" if filter_locations else ""
+    return f"""
+        SELECT COALESCE(MIN(GREATEST(COALESCE(ats.available, 0), 0) / bc.quantity), 0)
+        FROM bundles_bundlecomponent bc
+        CROSS JOIN LATERAL (
+            SELECT SUM(s.on_hand - s.committed - s.reserved) AS available
+            FROM inventory_stocklevel s
+            WHERE s.sku_id = bc.component_id {location_filter}
+        ) ats
+        WHERE bc.bundle_id = {bundle_id_sql}
+    """
+
+
+def availability_expression(*, location_ids: Iterable[int] | None = None) -> RawSQL:
+    """An annotation for a ``Sku`` queryset: each row's bundle availability.
+
+    Over ``location_ids``, or over every location when None.
+    """
+    filter_locations = location_ids is not None
+    sql = f"({_availability_sql('inventory_sku.id', filter_locations=filter_locations)})"
+    params = (list(location_ids),) if location_ids is not None else ()
+    # Constant SQL; the locations are a bound parameter.
+    return RawSQL(sql, params)  # noqa: S611
+
+
+def bundle_available(*, bundle_id: int, location_ids: Iterable[int] | None) -> int:
+    """Bundles that can be made from the components' ATS over the locations (None: all)."""
+    params: list[int | list[int]] = []
+    if location_ids is not None:
+        params.append(list(location_ids))
+    params.append(bundle_id)
+    sql = _availability_sql("%s", filter_locations=location_ids is not None)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        (available,) = cursor.fetchone()
+    return int(available)
+
+
+# One bundle over the locations a channel sells from (the push pipeline's bundle ATS).
+CHANNEL_BUNDLE_AVAILABILITY_SQL = """
+SELECT COALESCE(MIN(GREATEST(COALESCE(ats.available, 0), 0) / bc.quantity), 0)
+FROM bundles_bundlecomponent bc
+CROSS JOIN LATERAL (
+    SELECT SUM(s.on_hand - s.committed - s.reserved) AS available
+    FROM inventory_stocklevel s
+    JOIN channels_channel_locations cl
+      ON cl.location_id = s.location_id AND cl.channel_id = %(channel_id)s
+    WHERE s.sku_id = bc.component_id
+) ats
+WHERE bc.bundle_id = %(bundle_id)s
+"""
+
+
+def bundle_available_on_channel(*, bundle_id: int, channel_id: int) -> int:
+    """``bundle_available`` over the locations the channel sells from."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            CHANNEL_BUNDLE_AVAILABILITY_SQL, {"bundle_id": bundle_id, "channel_id": channel_id}
+        )
+        (available,) = cursor.fetchone()
+    return int(available)
+
+
+def bundle_availabilities(
+    *, bundle_ids: Iterable[int], location_ids: Iterable[int] | None
+) -> dict[int, int]:
+    """``bundle_available`` of several bundles in one query; a SKU without lines maps to 0."""
+    return dict(
+        Sku.objects.filter(pk__in=list(bundle_ids))
+        .annotate(available=availability_expression(location_ids=location_ids))
+        .values_list("pk", "available")
+    )
+
+
+@dataclass(frozen=True)
+class ComponentStep:
+    """One leaf component's share of a bundle's availability."""
+
+    component_code: str
+    ats: int
+    per_bundle: int
+    bundles: int
+
+    @property
+    def label(self) -> str:
+        counted = "" if self.ats >= 0 else " (negative counts as 0)"
+        return (
+            f"{self.component_code}: ATS {self.ats}{counted} / {self.per_bundle} per bundle"
+            f" = {self.bundles}"
+        )
+
+
+@dataclass(frozen=True)
+class BundleExplanation:
+    """The BOM arithmetic: each leaf component's steps, then their minimum."""
+
+    steps: tuple[ComponentStep, ...]
+    available: int
+
+
+def explain_bundle(*, bundle_id: int, location_ids: Iterable[int] | None) -> BundleExplanation:
+    """Each leaf component's ATS over the locations (None: all), its units per bundle and
+    how many bundles it allows; the bundle's availability is the smallest of those."""
+    location_filter = Q() if location_ids is None else Q(location_id__in=list(location_ids))
+    rows = BundleComponent.objects.filter(bundle_id=bundle_id).values_list(
+        "component_id", "component__code", "quantity"
+    )
+    components = list(rows.order_by("component__code"))
+    ats_by_sku = _ats_by_sku(
+        sku_ids=[component_id for component_id, _, _ in components],
+        location_filter=location_filter,
+    )
+    steps = tuple(
+        ComponentStep(
+            component_code=code,
+            ats=ats_by_sku.get(component_id, 0),
+            per_bundle=quantity,
+            bundles=max(ats_by_sku.get(component_id, 0), 0) // quantity,
+        )
+        for component_id, code, quantity in components
+    )
+    return BundleExplanation(
+        steps=steps, available=min((step.bundles for step in steps), default=0)
+    )
+
+
+def _ats_by_sku(*, sku_ids: list[int], location_filter: Q) -> dict[int, int]:
+    return {
+        sku_id: int(ats)
+        for sku_id, ats in StockLevel.objects.filter(location_filter, sku_id__in=sku_ids)
+        .values("sku_id")
+        .annotate(ats=Sum(F("on_hand") - F("committed") - F("reserved")))
+        .values_list("sku_id", "ats")
+    }
+
+
+def dependent_bundle_ids(*, sku_ids: Iterable[int]) -> set[int]:
+    """Every bundle whose availability depends on these stock-bearing SKUs, however deeply
+    nested: one index-only query on the closure table."""
+    return set(
+        BundleComponent.objects.filter(component_id__in=list(sku_ids)).values_list(
+            "bundle_id", flat=True
+        )
+    )
+
+
+def expand(*, sku_id: int, quantity: int) -> list[tuple[int, int]]:
+    """``(leaf_sku_id, units)`` that ``quantity`` of the SKU takes from stock, by SKU id.
+
+    A bundle expands to its leaf components; any other SKU to itself.
+    """
+    leaves = list(
+        BundleComponent.objects.filter(bundle_id=sku_id)
+        .order_by("component_id")
+        .values_list("component_id", "quantity")
+    )
+    if not leaves:
+        return [(sku_id, quantity)]
+    return [(component_id, per_bundle * quantity) for component_id, per_bundle in leaves]
+
+
+def _has_lines() -> Exists:
+    return Exists(BomLine.objects.filter(bundle_id=OuterRef("pk")))
+
+
+def bundle_list(*, search: str = "") -> QuerySet[Sku]:
+    """Bundles (SKUs with BOM lines) by code, each with ``available`` over all locations
+    and its ``bom_lines`` prefetched; ``search`` matches part of the code or name."""
+    bundles = Sku.objects.filter(_has_lines())
+    if search:
+        bundles = bundles.filter(Q(code__icontains=search) | Q(name__icontains=search))
+    return (
+        bundles.annotate(available=availability_expression())
+        .prefetch_related(Prefetch("bom_lines", queryset=bom_lines_with_components()))
+        .order_by("code")
+    )
+
+
+def bundle_by_code(*, code: str) -> Sku:
+    """The bundle with this code, with ``available`` over all locations; NotFound (404)
+    if no SKU has this code or the SKU has no BOM lines."""
+    bundle = bundle_list().filter(code=code).first()
+    if bundle is None:
+        raise NotFound(f"Bundle {code!r} does not exist.", extra={"bundle": code})
+    return bundle
+
+
+def bom_lines_with_components() -> QuerySet[BomLine]:
+    """BOM lines with their components, by component code."""
+    return BomLine.objects.select_related("component").order_by("component__code")

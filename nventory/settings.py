@@ -247,6 +247,13 @@ CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 # Domain
 # ---------------------------------------------------------------------------------------
 RESERVATION_DEFAULT_TTL_S = int(os.environ.get("RESERVATION_DEFAULT_TTL_S", "900"))
+# Reconciliation: who gets the daily report and drift alerts, when a channel's drift
+# alerts (percent of its listings), and after how many runs in a row a drift is "repeated".
+RECONCILIATION_OPERATOR_EMAILS = env_list("RECONCILIATION_OPERATOR_EMAILS", "") or OPERATOR_EMAILS
+RECONCILIATION_DRIFT_ALERT_PERCENT = float(
+    os.environ.get("RECONCILIATION_DRIFT_ALERT_PERCENT", "2")
+)
+RECONCILIATION_REPEAT_RUNS = int(os.environ.get("RECONCILIATION_REPEAT_RUNS", "3"))
 # Changes to one channel within this window go out in one push call (channels.tasks).
 PUSH_COALESCE_WINDOW_S = float(os.environ.get("PUSH_COALESCE_WINDOW_S", "0.05"))
 # A webhook body above this is refused with 413 before it is read.

@@ -11,6 +11,7 @@ urlpatterns = [
     path("api/v1/", include("channels.api.urls")),
     path("api/v1/", include("bundles.api.urls")),
     path("webhooks/", include("channels.urls")),
+    path("reconciliation/", include("reconciliation.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]

@@ -1,0 +1,186 @@
+"""Reads the dashboard, the report page and the API share about reconciliation."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from django.db import connection
+from django.db.models import QuerySet
+
+from channels.buffers import BufferRuleValues, listed_quantity
+from channels.models import BufferRule, Channel
+from channels.selectors import buffer_rule_values
+from reconciliation.models import DailyReport, Discrepancy, ReconciliationRun
+
+
+class ListingRow(NamedTuple):
+    """What a reconciliation run needs of a listing (no model instance: 100,000 of them)."""
+
+    pk: int
+    sku_id: int | None
+    external_id: str
+    extra_identifiers: dict[str, object]
+
+
+def listing_rows(*, channel: Channel) -> list[ListingRow]:
+    """The channel's active listings, in primary-key order."""
+    return [
+        ListingRow(*row)
+        for row in channel.listings.filter(is_active=True)
+        .order_by("pk")
+        .values_list("pk", "sku_id", "external_id", "extra_identifiers")
+    ]
+
+
+@dataclass(frozen=True)
+class ChannelRules:
+    """A channel's buffer rules by scope, read once per run.
+
+    A rule edited during the run owes its listings a push, so they are skipped as in
+    flight rather than judged against the rule read here.
+    """
+
+    channel_rule: BufferRuleValues | None = None
+    by_sku: dict[int, BufferRuleValues] = field(default_factory=dict)
+    by_listing: dict[int, BufferRuleValues] = field(default_factory=dict)
+
+    def effective(self, row: ListingRow) -> BufferRuleValues | None:
+        """Same precedence as ``channels.selectors.effective_buffer_rule``."""
+        rule = self.by_listing.get(row.pk)
+        if rule is None and row.sku_id is not None:
+            rule = self.by_sku.get(row.sku_id)
+        return rule or self.channel_rule
+
+
+def channel_rules(*, channel: Channel) -> ChannelRules:
+    channel_rule = None
+    by_sku: dict[int, BufferRuleValues] = {}
+    by_listing: dict[int, BufferRuleValues] = {}
+    for rule in BufferRule.objects.filter(channel=channel):
+        values = buffer_rule_values(rule)
+        assert values is not None
+        if rule.listing_id is not None:
+            by_listing[rule.listing_id] = values
+        elif rule.sku_id is not None:
+            by_sku[rule.sku_id] = values
+        else:
+            channel_rule = values
+    return ChannelRules(channel_rule=channel_rule, by_sku=by_sku, by_listing=by_listing)
+
+
+_ATS_BY_SKU_SQL = """
+SELECT sku_id, sum(on_hand - committed - reserved)
+  FROM inventory_stocklevel
+ WHERE sku_id = ANY(%(sku_ids)s) AND location_id = ANY(%(location_ids)s)
+ GROUP BY sku_id
+"""
+
+
+def expected_listed_quantities(
+    *,
+    channel: Channel,
+    location_ids: Sequence[int],
+    rules: ChannelRules,
+    rows: Sequence[ListingRow],
+    now: dt.datetime,
+) -> dict[int, int]:
+    """``channels.selectors.listed_quantities`` for many rows in one query.
+
+    The arithmetic is ``channels.buffers.listed_quantity``'s, worked out once per distinct
+    (ATS, rule): a catalog has far fewer of those than listings.
+    """
+    sku_ids = sorted({row.sku_id for row in rows if row.sku_id is not None})
+    with connection.cursor() as cursor:
+        cursor.execute(_ATS_BY_SKU_SQL, {"sku_ids": sku_ids, "location_ids": list(location_ids)})
+        ats_by_sku = {sku_id: int(ats) for sku_id, ats in cursor.fetchall()}
+    worked_out: dict[tuple[int, BufferRuleValues | None], int] = {}
+    quantities: dict[int, int] = {}
+    for row in rows:
+        if row.sku_id is None:
+            quantities[row.pk] = 0  # a mapping gap lists nothing
+            continue
+        key = (ats_by_sku.get(row.sku_id, 0), rules.effective(row))
+        listed = worked_out.get(key)
+        if listed is None:
+            listed = worked_out[key] = listed_quantity(
+                ats=key[0],
+                rule=key[1],
+                out_of_stock_threshold=channel.out_of_stock_threshold,
+                now=now,
+            )
+        quantities[row.pk] = listed
+    return quantities
+
+
+def latest_runs(*, kind: str | None = None, limit: int = 20) -> QuerySet[ReconciliationRun]:
+    runs = ReconciliationRun.objects.select_related("channel").order_by("-started_at", "-pk")
+    if kind is not None:
+        runs = runs.filter(kind=kind)
+    return runs[:limit]
+
+
+def latest_run_per_channel(*, kind: str = ReconciliationRun.Kind.POLL) -> list[ReconciliationRun]:
+    """Each channel's most recent run of the kind (running ones included, for progress)."""
+    return list(
+        ReconciliationRun.objects.filter(kind=kind)
+        .select_related("channel")
+        .order_by("channel_id", "-started_at", "-pk")
+        .distinct("channel_id")
+    )
+
+
+def channels_in_drift_alert() -> list[ReconciliationRun]:
+    """Channels whose latest finished comparison went over the drift threshold."""
+    latest = (
+        ReconciliationRun.objects.filter(
+            kind__in=[ReconciliationRun.Kind.POLL, ReconciliationRun.Kind.SHADOW_COMPARE],
+            status=ReconciliationRun.Status.DONE,
+        )
+        .order_by("channel_id", "-started_at", "-pk")
+        .distinct("channel_id")
+        .values("pk")
+    )
+    return list(
+        ReconciliationRun.objects.filter(pk__in=latest, alerted_at__isnull=False)
+        .select_related("channel")
+        .order_by("-drift_percent")
+    )
+
+
+def full_sync_progress() -> list[ReconciliationRun]:
+    """Running full syncs with their progress brought up to date."""
+    from reconciliation import services
+
+    return services.refresh_full_syncs()
+
+
+def discrepancy_history(*, listing_id: int, limit: int = 20) -> QuerySet[Discrepancy]:
+    """A listing's discrepancies, newest first: the history behind a repeated flag."""
+    return (
+        Discrepancy.objects.filter(listing_id=listing_id)
+        .select_related("run", "channel")
+        .order_by("-detected_at", "-pk")[:limit]
+    )
+
+
+def repeated_offenders(*, since: dt.datetime, limit: int = 50) -> QuerySet[Discrepancy]:
+    return (
+        Discrepancy.objects.filter(repeated=True, detected_at__gte=since)
+        .select_related("channel", "listing", "sku")
+        .order_by("-consecutive_runs", "-detected_at")[:limit]
+    )
+
+
+def report_for(*, date: dt.date | None = None) -> DailyReport | None:
+    """The report of a date, else the newest one."""
+    reports = DailyReport.objects.order_by("-date")
+    if date is not None:
+        reports = reports.filter(date=date)
+    return reports.first()
+
+
+def recent_reports(*, limit: int = 14) -> QuerySet[DailyReport]:
+    return DailyReport.objects.order_by("-date").only("date")[:limit]

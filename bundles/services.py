@@ -12,6 +12,7 @@ from collections import deque
 from collections.abc import Sequence
 
 from django.db import connection, transaction
+from django.dispatch import Signal
 
 from bundles import selectors
 from bundles.models import BomLine, BundleComponent
@@ -134,6 +135,11 @@ def _path_back_to(*, bundle_id: int, component_ids: list[int]) -> list[int]:
     return []
 
 
+# Sent inside the edit's transaction with every bundle whose components changed (the
+# edited one and those containing it): what each can list changed without stock moving.
+bom_changed = Signal()
+
+
 @transaction.atomic
 def set_bom(*, bundle: Sku, lines: Sequence[tuple[Sku, int]]) -> None:
     """Replace the bundle's BOM lines; raise BomError (nothing saved) if they are invalid.
@@ -159,6 +165,7 @@ def _rebuild_closure(*, changed_id: int) -> None:
         affected = [row[0] for row in cursor.fetchall()]
         BundleComponent.objects.filter(bundle_id__in=affected).delete()
         cursor.execute(_INSERT_CLOSURE_SQL, [affected])
+    bom_changed.send(sender=Sku, bundle_ids=frozenset(affected))
 
 
 @transaction.atomic

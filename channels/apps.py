@@ -8,6 +8,7 @@ class ChannelsConfig(AppConfig):
     verbose_name = "Sales channels"
 
     def ready(self) -> None:
+        from bundles.services import bom_changed
         from channels import outbox, receivers
         from channels.models import BufferRule, Channel, Listing
         from inventory.services import stock_changed
@@ -17,6 +18,7 @@ class ChannelsConfig(AppConfig):
         post_delete.connect(receivers.on_buffer_rule_changed, sender=BufferRule)
         post_save.connect(receivers.on_listing_saved, sender=Listing)
         post_save.connect(receivers.on_channel_saved, sender=Channel)
+        bom_changed.connect(receivers.on_bom_changed, dispatch_uid="channels.bom")
         m2m_changed.connect(
             receivers.on_channel_locations_changed, sender=Channel.locations.through
         )

@@ -24,6 +24,8 @@ from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from bundles import services as bundle_services
+from bundles.models import BundleComponent
 from channels import outbox, selectors
 from channels.connectors import get_connector
 from channels.connectors.base import (
@@ -284,34 +286,89 @@ def _apply_order_placed(ingest: _Ingest) -> None:
     # Each line locks its stock row until the receipt commits: taking them in SKU order
     # keeps two orders with the same SKUs in another order from deadlocking.
     mapped.sort(key=lambda pair: (pair[0].sku_id or 0, pair[1].reference))
+    bundle_ids = _bundle_ids({listing.sku_id for listing, _ in mapped if listing.sku_id})
     for listing, line in mapped:
         assert listing.sku_id is not None
         commit_key = f"{ingest.line_key(line)}:commit"
-        if line.quantity == 0 or _event(commit_key) is not None:
+        if line.quantity == 0 or _event(commit_key) or _bundle_events(commit_key):
             continue
-        event = services.commit_order(
-            sku_id=listing.sku_id,
-            location_id=_location_with_most_available(
-                channel=ingest.channel, sku_id=listing.sku_id
-            ),
-            quantity=line.quantity,
-            context=ingest.context(commit_key),
-            allow_shortfall=True,
-        )
-        if event.shortfall > 0:
-            OversellIncident.objects.get_or_create(
-                event_id=event.pk,
-                defaults={
-                    "channel": ingest.channel,
-                    "sku_id": listing.sku_id,
-                    "listing_id": listing.pk,
-                    "order_reference": ingest.message.reference,
-                    "shortfall": event.shortfall,
-                    "receipt": ingest.receipt,
-                },
+        location_id = _location_with_most_available(channel=ingest.channel, sku_id=listing.sku_id)
+        if listing.sku_id in bundle_ids:
+            # A bundle line takes every leaf component, in one statement (bundles.services).
+            events = bundle_services.commit_sku(
+                sku_id=listing.sku_id,
+                location_id=location_id,
+                quantity=line.quantity,
+                context=ingest.context(commit_key),
+                allow_shortfall=True,
             )
+        else:
+            events = [
+                services.commit_order(
+                    sku_id=listing.sku_id,
+                    location_id=location_id,
+                    quantity=line.quantity,
+                    context=ingest.context(commit_key),
+                    allow_shortfall=True,
+                )
+            ]
+        for event in events:
+            if event.shortfall > 0:
+                OversellIncident.objects.get_or_create(
+                    event_id=event.pk,
+                    defaults={
+                        "channel": ingest.channel,
+                        "sku_id": event.sku_id,
+                        "listing_id": listing.pk,
+                        "order_reference": ingest.message.reference,
+                        "shortfall": event.shortfall,
+                        "receipt": ingest.receipt,
+                    },
+                )
         # The channel took the units off its own count when it sold them.
         _shift_expected_channel_quantity(listing_id=listing.pk, delta=-line.quantity)
+
+
+def _bundle_ids(sku_ids: set[int]) -> set[int]:
+    return set(
+        BundleComponent.objects.filter(bundle_id__in=sku_ids)
+        .values_list("bundle_id", flat=True)
+        .distinct()
+    )
+
+
+def _bundle_events(key: str) -> list[InventoryEvent]:
+    """The component events of a bundle line's change: keyed ``<key>:<sku>:<location>``."""
+    return list(InventoryEvent.objects.filter(idempotency_key__startswith=f"{key}:"))
+
+
+def _undo_bundle_line(
+    ingest: _Ingest, *, line: MessageLine, idempotency_key: str, restock: bool | None
+) -> int:
+    """Cancel (``restock=None``) or return a bundle line once: all its components."""
+    commits = _bundle_events(f"{ingest.line_key(line)}:commit")
+    if not commits or _bundle_events(idempotency_key):
+        return 0
+    listing = _listing_for_line(ingest, line)
+    if listing is None or listing.sku_id is None:
+        return 0
+    if restock is None:
+        bundle_services.cancel_sku(
+            sku_id=listing.sku_id,
+            location_id=commits[0].location_id,
+            quantity=line.quantity,
+            context=ingest.context(idempotency_key),
+        )
+    else:
+        bundle_services.return_sku(
+            sku_id=listing.sku_id,
+            location_id=commits[0].location_id,
+            quantity=line.quantity,
+            restock=restock,
+            context=ingest.context(idempotency_key),
+        )
+    _shift_expected_channel_quantity(listing_id=listing.pk, delta=line.quantity)
+    return line.quantity
 
 
 _FULLEST_SELLING_LOCATION_SQL = """
@@ -346,6 +403,9 @@ def _location_with_most_available(*, channel: Channel, sku_id: int) -> int:
 
 def _apply_order_cancelled(ingest: _Ingest) -> None:
     for line in ingest.message.lines:
+        cancel_key = f"{ingest.line_key(line)}:cancel"
+        if _undo_bundle_line(ingest, line=line, idempotency_key=cancel_key, restock=None):
+            continue
         commit = _event(f"{ingest.line_key(line)}:commit")
         listing = _listing_for_line(ingest, line)
         if commit is None:
@@ -369,6 +429,13 @@ def _apply_refund(ingest: _Ingest) -> None:
         releases = restock_type in _RELEASE_RESTOCK_TYPES
         if line.quantity == 0 or not (releases or restock_type in _RETURN_RESTOCK_TYPES):
             continue
+        refund_key = (
+            f"{ingest.order_key}:refund:{ingest.message.sub_reference}:line:{line.reference}"
+        )
+        if _undo_bundle_line(
+            ingest, line=line, idempotency_key=refund_key, restock=None if releases else True
+        ):
+            continue
         listing = _listing_for_line(ingest, line)
         commit = _event(f"{ingest.line_key(line)}:commit")
         if commit is None:
@@ -377,9 +444,6 @@ def _apply_refund(ingest: _Ingest) -> None:
             if listing is None or listing.sku_id is None:
                 _record_unmapped(ingest, line)
             continue
-        refund_key = (
-            f"{ingest.order_key}:refund:{ingest.message.sub_reference}:line:{line.reference}"
-        )
         if _event(refund_key) is not None:
             continue
         if releases:

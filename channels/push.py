@@ -102,13 +102,28 @@ SELECT claimed.id, claimed.listing_id, claimed.generation, claimed.first_change_
        claimed.last_change_at, claimed.attempts, claimed.errors,
        listing.sku_id, listing.external_id, listing.extra_identifiers,
        state.expected_channel_quantity, state.last_pushed_quantity,
-       COALESCE((
+       CASE WHEN EXISTS (SELECT 1 FROM bundles_bundlecomponent
+                          WHERE bundle_id = listing.sku_id)
+       -- A bundle: as many as its scarcest leaf component allows (bundles.selectors).
+       THEN (SELECT COALESCE(min(greatest(coalesce(component_ats.ats, 0), 0)
+                                 / component.quantity), 0)
+               FROM bundles_bundlecomponent AS component
+               CROSS JOIN LATERAL (
+                     SELECT sum(level.on_hand - level.committed - level.reserved) AS ats
+                       FROM inventory_stocklevel AS level
+                       JOIN channels_channel_locations AS sells_from
+                         ON sells_from.location_id = level.location_id
+                        AND sells_from.channel_id = %(channel_id)s
+                      WHERE level.sku_id = component.component_id) AS component_ats
+              WHERE component.bundle_id = listing.sku_id)
+       ELSE COALESCE((
            SELECT sum(level.on_hand - level.committed - level.reserved)
              FROM inventory_stocklevel AS level
              JOIN channels_channel_locations AS sells_from
                ON sells_from.location_id = level.location_id
               AND sells_from.channel_id = %(channel_id)s
-            WHERE level.sku_id = listing.sku_id), 0) AS ats,
+            WHERE level.sku_id = listing.sku_id), 0)
+       END AS ats,
        rule.percent, rule.fixed_units, rule.max_cap, rule.cap_starts_at, rule.cap_ends_at
   FROM claimed
   JOIN channels_listing AS listing ON listing.id = claimed.listing_id

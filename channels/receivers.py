@@ -50,3 +50,8 @@ def _announce_push_queue(channel_id: int) -> None:
     # A broker that is down only delays this: a worker started later picks the queue up.
     with contextlib.suppress(Exception):
         app.control.add_consumer(push_queue_name(channel_id), reply=False)
+
+
+def on_bom_changed(sender: Any, bundle_ids: frozenset[int], **kwargs: Any) -> None:
+    listings = Listing.objects.filter(sku_id__in=bundle_ids, is_active=True)
+    outbox.mark_listings_owed(listing_ids=listings.values_list("pk", flat=True))

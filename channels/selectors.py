@@ -10,6 +10,8 @@ from django.db.models import F, Q, Sum, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from bundles import selectors as bundle_selectors
+from bundles.models import BundleComponent
 from channels.buffers import (
     BufferRuleValues,
     Explanation,
@@ -53,30 +55,51 @@ def buffer_rule_values(rule: BufferRule | None) -> BufferRuleValues | None:
 
 
 def available_to_sell(*, sku_id: int, location_ids: Iterable[int]) -> int:
-    """Sum of available (on hand - committed - reserved) over the given locations."""
-    total = StockLevel.objects.filter(sku_id=sku_id, location_id__in=list(location_ids)).aggregate(
+    """Available (on hand - committed - reserved) over the given locations; for a bundle,
+    as many as its scarcest leaf component allows there."""
+    location_ids = list(location_ids)
+    if _bundle_ids([sku_id]):
+        return bundle_selectors.bundle_available(bundle_id=sku_id, location_ids=location_ids)
+    total = StockLevel.objects.filter(sku_id=sku_id, location_id__in=location_ids).aggregate(
         ats=Coalesce(Sum(F("on_hand") - F("committed") - F("reserved")), Value(0))
     )["ats"]
     return int(total)
 
 
+def _bundle_ids(sku_ids: Iterable[int]) -> set[int]:
+    return set(
+        BundleComponent.objects.filter(bundle_id__in=list(sku_ids))
+        .values_list("bundle_id", flat=True)
+        .distinct()
+    )
+
+
 def explain_listing(*, listing: Listing, now: dt.datetime | None = None) -> Explanation:
-    """How the listing's quantity is derived from the ATS over its channel's locations."""
+    """How the listing's quantity is derived from the ATS over its channel's locations.
+
+    A bundle's explanation starts with its BOM arithmetic: each leaf component's ATS,
+    divided by its units per bundle; the smallest is the bundle's ATS.
+    """
     channel = listing.channel
     if listing.sku_id is None:
         return Explanation(
             steps=(Step("no SKU mapped: a mapping gap lists nothing", 0),), listed=0
         )
-    ats = available_to_sell(
-        sku_id=listing.sku_id,
-        location_ids=channel.locations.values_list("pk", flat=True),
-    )
-    return explain_listed_quantity(
+    location_ids = list(channel.locations.values_list("pk", flat=True))
+    bom_steps: tuple[Step, ...] = ()
+    if _bundle_ids([listing.sku_id]):
+        bom = bundle_selectors.explain_bundle(bundle_id=listing.sku_id, location_ids=location_ids)
+        bom_steps = tuple(Step(step.label, step.bundles) for step in bom.steps)
+        ats = bom.available
+    else:
+        ats = available_to_sell(sku_id=listing.sku_id, location_ids=location_ids)
+    explanation = explain_listed_quantity(
         ats=ats,
         rule=buffer_rule_values(effective_buffer_rule(listing=listing)),
         out_of_stock_threshold=channel.out_of_stock_threshold,
         now=now or timezone.now(),
     )
+    return Explanation(steps=bom_steps + explanation.steps, listed=explanation.listed)
 
 
 def listed_quantities(
@@ -95,6 +118,12 @@ def listed_quantities(
         .annotate(ats=Sum(F("on_hand") - F("committed") - F("reserved")))
         .values_list("sku_id", "ats")
     )
+    if bundle_ids := _bundle_ids(sku_ids):
+        ats_by_sku.update(
+            bundle_selectors.bundle_availabilities(
+                bundle_ids=bundle_ids, location_ids=location_ids
+            )
+        )
     rules = BufferRule.objects.filter(
         Q(listing_id__in=[listing.pk for listing in listings])
         | Q(sku_id__in=sku_ids, listing__isnull=True)

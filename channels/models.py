@@ -221,8 +221,21 @@ class PendingPush(models.Model):
     when the push is sent, from the master as it is then, so it is always the newest.
     """
 
-    listing = models.OneToOneField(Listing, on_delete=models.CASCADE, related_name="pending_push")
-    channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="pending_pushes")
+    # No database-level foreign keys: a stock change of a component shared by 1,000 bundles
+    # writes thousands of these rows in its statement, and deferred key checks doubled its
+    # commit (bench/cascade.py). The trigger only writes ids it has just read from the
+    # listing table, and deletes cascade here in Django.
+    listing = models.OneToOneField(
+        Listing, on_delete=models.CASCADE, related_name="pending_push", db_constraint=False
+    )
+    # Indexed first in ``pending_channel_due``; an index of its own would be upkeep only.
+    channel = models.ForeignKey(
+        Channel,
+        on_delete=models.CASCADE,
+        related_name="pending_pushes",
+        db_constraint=False,
+        db_index=False,
+    )
     # Bumped by every change; a push removes the row only if no change came in meanwhile.
     generation = models.BigIntegerField(default=1)
     first_change_at = models.DateTimeField(db_default=Now())

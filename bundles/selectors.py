@@ -213,3 +213,10 @@ def bundle_by_code(*, code: str) -> Sku:
 def bom_lines_with_components() -> QuerySet[BomLine]:
     """BOM lines with their components, by component code."""
     return BomLine.objects.select_related("component").order_by("component__code")
+
+
+def expand_bundle(sku_id: int, quantity: int) -> list[tuple[int, int]] | None:
+    """``expand`` for a bundle; None for a SKU that holds its own stock."""
+    if not BundleComponent.objects.filter(bundle_id=sku_id).exists():
+        return None
+    return expand(sku_id=sku_id, quantity=quantity)

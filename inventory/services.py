@@ -16,7 +16,7 @@ and changes nothing. A key reused for a different change is refused.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +41,26 @@ from nventory.errors import ApplicationError, Conflict, NotFound
 # Sent after a change is written (inside the caller's transaction, if any) with the SKU
 # ids it touched; not sent for a replay. The channels app wakes its pushers on commit.
 stock_changed = Signal()
+
+
+# What one unit of a SKU holds in stock: ``(stock-bearing SKU id, units)``. A SKU with no
+# stock of its own (a bundle) is expanded by whoever registered here (the bundles app);
+# inventory itself knows no bundles.
+SkuExpander = Callable[[int, int], "list[tuple[int, int]] | None"]
+_sku_expanders: list[SkuExpander] = []
+
+
+def register_sku_expander(expander: SkuExpander) -> None:
+    if expander not in _sku_expanders:
+        _sku_expanders.append(expander)
+
+
+def _stock_held_by(sku_id: int, quantity: int) -> list[tuple[int, int]]:
+    for expander in _sku_expanders:
+        expanded = expander(sku_id, quantity)
+        if expanded:
+            return expanded
+    return [(sku_id, quantity)]
 
 
 class InsufficientStock(Conflict):
@@ -600,15 +620,20 @@ def reserve_stock(
                 external_reference=context.external_reference,
                 idempotency_key=context.idempotency_key,
             )
+            # A bundle holds its components: all of them, in one statement, or none.
+            held = _stock_held_by(sku_id, quantity)
             _apply_changes(
                 [
                     _LevelChange(
-                        sku_id=sku_id,
+                        sku_id=held_sku_id,
                         location_id=location_id,
                         kind=EventKind.RESERVATION_MADE,
-                        idempotency_key=f"reservation:{reservation.pk}:made",
-                        delta_reserved=quantity,
+                        idempotency_key=_reservation_key(reservation.pk, "made", held_sku_id)
+                        if len(held) > 1
+                        else f"reservation:{reservation.pk}:made",
+                        delta_reserved=units,
                     )
+                    for held_sku_id, units in held
                 ],
                 context=context,
                 reservation_id=reservation.pk,
@@ -667,16 +692,20 @@ def _end_reservation(
                 f"Reservation {reservation_id} expired at {reservation.expires_at.isoformat()}.",
                 extra={"status": "expired"},
             )
+        held = _reserved_by(reservation)
         _apply_changes(
             [
                 _LevelChange(
-                    sku_id=reservation.sku_id,
-                    location_id=reservation.location_id,
+                    sku_id=held_sku_id,
+                    location_id=location_id,
                     kind=kind,
-                    idempotency_key=f"reservation:{reservation.pk}:{new_status}",
-                    delta_reserved=-reservation.quantity,
-                    delta_committed=reservation.quantity if confirming else 0,
+                    idempotency_key=_reservation_key(reservation.pk, new_status, held_sku_id)
+                    if len(held) > 1
+                    else f"reservation:{reservation.pk}:{new_status}",
+                    delta_reserved=-units,
+                    delta_committed=units if confirming else 0,
                 )
+                for held_sku_id, location_id, units in held
             ],
             context=context,
             reservation_id=reservation.pk,
@@ -684,6 +713,21 @@ def _end_reservation(
         reservation.status = new_status
         reservation.save(update_fields=["status", "updated_at"])
         return reservation
+
+
+def _reservation_key(reservation_id: int, step: str, sku_id: int) -> str:
+    return f"reservation:{reservation_id}:{step}:{sku_id}"
+
+
+def _reserved_by(reservation: Reservation) -> list[tuple[int, int, int]]:
+    """``(sku, location, units)`` the reservation holds: what its events reserved (a
+    bundle's components, as the BOM was when it was made, whatever it is now)."""
+    made = list(
+        InventoryEvent.objects.filter(
+            reservation_id=reservation.pk, kind=EventKind.RESERVATION_MADE
+        ).values_list("sku_id", "location_id", "delta_reserved")
+    )
+    return made or [(reservation.sku_id, reservation.location_id, reservation.quantity)]
 
 
 def confirm_reservation(*, reservation_id: int, context: EventContext) -> Reservation:

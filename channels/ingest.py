@@ -86,6 +86,14 @@ RETURNING id
 """
 
 
+class OrderNotYetCommitted(Exception):
+    """A cancellation processed before its order: try again later, the order may be queued.
+
+    Webhooks of one order can be processed out of order by concurrent workers. Releasing
+    nothing now would leave the order committed for good once it arrives.
+    """
+
+
 class IngestError(Exception):
     """A receipt that cannot be applied as things are (retried, then left as failed)."""
 
@@ -409,9 +417,16 @@ def _apply_order_cancelled(ingest: _Ingest) -> None:
         commit = _event(f"{ingest.line_key(line)}:commit")
         listing = _listing_for_line(ingest, line)
         if commit is None:
-            # Never committed: nothing to release. A line that maps nowhere is still a gap.
+            # A line that maps nowhere is still a gap. A mapped one may have its order
+            # still queued: wait for it while tries remain; on the last, nothing to release
+            # (an order from before the channel was connected, which the ledger never held).
             if listing is None or listing.sku_id is None:
                 _record_unmapped(ingest, line)
+            elif ingest.receipt.attempts < MAX_RECEIPT_ATTEMPTS:
+                raise OrderNotYetCommitted(
+                    f"Order {ingest.message.reference} is not committed yet; "
+                    f"try {ingest.receipt.attempts} of {MAX_RECEIPT_ATTEMPTS}."
+                )
             continue
         cancel_key = f"{ingest.line_key(line)}:cancel"
         if _event(cancel_key) is not None:

@@ -289,10 +289,30 @@ def test_cancel_in_two_deliveries_releases_once(channel, shirt, shirt_listing, w
     assert level(shirt, warehouse).committed == 4
 
 
-def test_cancel_of_an_order_never_committed_changes_nothing(channel, shirt, shirt_listing):
-    receipt = deliver(channel, "orders/cancelled", order(shirt_line(3)))
-    assert receipt.status == WebhookReceipt.Status.PROCESSED
+def test_cancel_of_an_order_never_committed_waits_for_it_then_changes_nothing(
+    channel, shirt, shirt_listing
+):
+    receipt_id = store(channel, "orders/cancelled", order(shirt_line(3)))
+    for _ in range(ingest.MAX_RECEIPT_ATTEMPTS - 1):
+        with pytest.raises(ingest.OrderNotYetCommitted):
+            ingest.process_receipt(receipt_id=receipt_id)
+        assert WebhookReceipt.objects.get(pk=receipt_id).status == WebhookReceipt.Status.FAILED
+    ingest.process_receipt(receipt_id=receipt_id)  # the last try: nothing to release
+    assert WebhookReceipt.objects.get(pk=receipt_id).status == WebhookReceipt.Status.PROCESSED
     assert not InventoryEvent.objects.filter(kind=EventKind.ORDER_CANCELLED).exists()
+
+
+def test_a_cancel_processed_before_its_order_releases_it_once_the_order_arrives(
+    channel, shirt, shirt_listing, warehouse
+):
+    cancel_id = store(channel, "orders/cancelled", order(shirt_line(3)))
+    with pytest.raises(ingest.OrderNotYetCommitted):
+        ingest.process_receipt(receipt_id=cancel_id)
+    deliver(channel, "orders/create", order(shirt_line(3)))
+    assert level(shirt, warehouse).committed == 3
+    ingest.process_receipt(receipt_id=cancel_id)  # the retry
+    assert WebhookReceipt.objects.get(pk=cancel_id).status == WebhookReceipt.Status.PROCESSED
+    assert level(shirt, warehouse).committed == 0
 
 
 def test_cancel_reported_as_order_and_as_refund_releases_once(

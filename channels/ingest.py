@@ -645,5 +645,6 @@ def _event(idempotency_key: str) -> InventoryEvent | None:
 def _shift_expected_channel_quantity(*, listing_id: int, delta: int) -> None:
     # No sync state yet: the channel has never been told a figure, so none is expected.
     ListingSyncState.objects.filter(listing_id=listing_id).update(
-        expected_channel_quantity=F("expected_channel_quantity") + delta
+        expected_channel_quantity=F("expected_channel_quantity") + delta,
+        channel_moves_total=F("channel_moves_total") + delta,
     )

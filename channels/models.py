@@ -206,6 +206,10 @@ class ListingSyncState(models.Model):
     # The figure a compare-and-set write expects to find on the channel: the last pushed
     # quantity less the units the channel has sold since (its own sales move it too).
     expected_channel_quantity = models.IntegerField(null=True, blank=True)
+    # Running sum of what the channel's own sales, cancels and restocks moved (ingest).
+    # A push remembers its figure plus what moved since its claim, not its figure alone:
+    # a sale ingested while the push was in flight must not be forgotten.
+    channel_moves_total = models.BigIntegerField(default=0)
     updated_at = models.DateTimeField(auto_now=True)
 
     def __str__(self) -> str:

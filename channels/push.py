@@ -74,6 +74,7 @@ class _Claim:
     errors: list[dict[str, str]]
     compare: int | None = None
     last_pushed: int | None = None
+    channel_moves_at_claim: int = 0
     ats: int = 0
     rule: BufferRuleValues | None = None
     target: int = 0
@@ -102,6 +103,7 @@ SELECT claimed.id, claimed.listing_id, claimed.generation, claimed.first_change_
        claimed.last_change_at, claimed.attempts, claimed.errors,
        listing.sku_id, listing.external_id, listing.extra_identifiers,
        state.expected_channel_quantity, state.last_pushed_quantity,
+       COALESCE(state.channel_moves_total, 0) AS channel_moves_total,
        CASE WHEN EXISTS (SELECT 1 FROM bundles_bundlecomponent
                           WHERE bundle_id = listing.sku_id)
        -- A bundle: as many as its scarcest leaf component allows (bundles.selectors).
@@ -161,17 +163,21 @@ _REMEMBER_APPLIED_SQL = """
 WITH pushed AS (
     SELECT * FROM unnest(%(listing_ids)s::bigint[], %(quantities)s::integer[],
                          %(compares)s::integer[], %(attempt_numbers)s::integer[],
-                         %(change_ats)s::timestamptz[])
-           AS p(listing_id, quantity, compare, attempt_number, change_at)
+                         %(change_ats)s::timestamptz[], %(moves_at_claim)s::bigint[])
+           AS p(listing_id, quantity, compare, attempt_number, change_at, moves_at_claim)
 ), remembered AS (
+    -- Expected on the channel: our figure, plus what its own sales moved since the claim
+    -- (ingested while the push was in flight; channel_moves_total is their running sum).
     INSERT INTO channels_listingsyncstate AS state
            (listing_id, last_pushed_quantity, last_pushed_at, expected_channel_quantity,
-            updated_at)
-    SELECT listing_id, quantity, %(acked_at)s, quantity, %(acked_at)s FROM pushed
+            channel_moves_total, updated_at)
+    SELECT listing_id, quantity, %(acked_at)s, quantity, moves_at_claim, %(acked_at)s
+      FROM pushed
     ON CONFLICT (listing_id) DO UPDATE
        SET last_pushed_quantity = EXCLUDED.last_pushed_quantity,
            last_pushed_at = EXCLUDED.last_pushed_at,
-           expected_channel_quantity = EXCLUDED.expected_channel_quantity,
+           expected_channel_quantity = EXCLUDED.expected_channel_quantity
+               + state.channel_moves_total - EXCLUDED.channel_moves_total,
            updated_at = EXCLUDED.updated_at
 )
 INSERT INTO channels_pushattempt
@@ -247,6 +253,7 @@ def _claim_from_row(channel: Channel, row: Sequence[Any]) -> _Claim:
         extra_identifiers,
         expected_channel_quantity,
         last_pushed_quantity,
+        channel_moves_at_claim,
         ats,
         *rule_columns,
     ) = row
@@ -267,6 +274,7 @@ def _claim_from_row(channel: Channel, row: Sequence[Any]) -> _Claim:
         errors=list(_json(errors) or []),
         compare=expected_channel_quantity,
         last_pushed=last_pushed_quantity,
+        channel_moves_at_claim=channel_moves_at_claim,
         ats=int(ats),
         rule=None
         if percent is None
@@ -511,6 +519,7 @@ def _remember_applied(
                             "compares": [claim.compare for claim in applied],
                             "attempt_numbers": [claim.attempts + 1 for claim in applied],
                             "change_ats": [claim.first_change_at for claim in applied],
+                            "moves_at_claim": [claim.channel_moves_at_claim for claim in applied],
                             "sent_at": sent_at,
                             "acked_at": acked_at,
                         },

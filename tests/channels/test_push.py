@@ -301,3 +301,34 @@ def test_pushed_quantities_follow_the_same_rule_precedence_as_the_explanation(
         explained = selectors.explain_listing(listing=listing).listed
         assert shown(shopify_simulator, shop)[item] == explained
     assert shown(shopify_simulator, shop) == {1001: 7, 1002: 4}
+
+
+def test_a_sale_ingested_while_its_push_is_in_flight_stays_expected(
+    channel, listings, shopify_simulator, shop, monkeypatch
+):
+    """The pushed figure lands, then the channel's own sale (ingested meanwhile) moves it."""
+    from channels import ingest
+    from channels.connectors.shopify import ShopifyConnector
+
+    drain(channel)
+    real_push = ShopifyConnector.push_quantities
+
+    def push_then_sell(self, updates):
+        results = real_push(self, updates)
+        # The shop sells one unit right after our write, and its webhook is ingested
+        # before this push has recorded what it wrote.
+        shopify_simulator.place_order(shop, [{"variant_id": 2001, "quantity": 1}], deliver=False)
+        ingest._shift_expected_channel_quantity(listing_id=listings[0].pk, delta=-1)
+        return results
+
+    monkeypatch.setattr(ShopifyConnector, "push_quantities", push_then_sell)
+    factories.stock(listings[0].sku, channel.location, 5)
+    push.push_owed(channel_id=channel.pk)
+    monkeypatch.undo()
+
+    state = ListingSyncState.objects.get(listing=listings[0])
+    assert state.last_pushed_quantity == 15
+    assert state.expected_channel_quantity == 14 == shown(shopify_simulator, shop)[1001]
+    factories.stock(listings[0].sku, channel.location, 1)
+    drain(channel)
+    assert not DriftRecord.objects.exists()  # the next compare-and-set found 14, as expected

@@ -8,11 +8,12 @@ rows live in PostgreSQL, and ``sweep`` finds them again whatever the broker lost
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 
 from django.db import connection, transaction
 
-from channels.models import Channel, PendingPush
+from channels.models import Channel
 
 _MARK_OWED_SQL = """
 INSERT INTO channels_pendingpush AS pending (listing_id, channel_id, generation, attempts, errors)
@@ -44,16 +45,61 @@ def mark_channel_owed(*, channel: Channel) -> None:
     )
 
 
+# For each changed SKU: the channels with a push owed for it or for a bundle containing
+# it, and whether it is listed at all (itself or through a bundle).
+_OWING_FOR_SKUS_SQL = """
+SELECT changed.sku_id,
+       ARRAY(SELECT DISTINCT pending.channel_id
+               FROM channels_listing AS listing
+               JOIN channels_pendingpush AS pending ON pending.listing_id = listing.id
+              WHERE listing.sku_id = changed.sku_id
+                 OR listing.sku_id IN (SELECT bundle_id FROM bundles_bundlecomponent
+                                        WHERE component_id = changed.sku_id)),
+       EXISTS (SELECT 1 FROM channels_listing AS listing
+                WHERE listing.sku_id = changed.sku_id
+                   OR listing.sku_id IN (SELECT bundle_id FROM bundles_bundlecomponent
+                                          WHERE component_id = changed.sku_id))
+  FROM unnest(%(sku_ids)s::bigint[]) AS changed(sku_id)
+"""
+
+# SKUs found listed nowhere, remembered by this process for a few seconds: a stock change
+# of an unlisted SKU (most of a catalog, and every sale of the hot-SKU bench) then costs no
+# query at all. A listing created meanwhile is owed and woken by its own save; a stock
+# change in that window waits for the outbox sweep at worst.
+UNLISTED_MEMORY_S = 5.0
+_unlisted_until: dict[int, float] = {}
+
+
 def channels_owing_for_skus(sku_ids: Iterable[int]) -> set[int]:
-    return set(
-        PendingPush.objects.filter(listing__sku_id__in=list(sku_ids))
-        .values_list("channel_id", flat=True)
-        .distinct()
-    )
+    now = time.monotonic()
+    candidates = sorted(sku for sku in set(sku_ids) if _unlisted_until.get(sku, 0.0) <= now)
+    if not candidates:
+        return set()
+    with connection.cursor() as cursor:
+        cursor.execute(_OWING_FOR_SKUS_SQL, {"sku_ids": candidates})
+        rows = cursor.fetchall()
+    owing: set[int] = set()
+    for sku_id, channel_ids, listed in rows:
+        owing.update(channel_ids or ())
+        if listed:
+            _unlisted_until.pop(sku_id, None)
+        else:
+            _unlisted_until[sku_id] = now + UNLISTED_MEMORY_S
+    return owing
+
+
+def forget_unlisted(sku_ids: Iterable[int] | None = None) -> None:
+    """A listing or BOM changed here: look these SKUs (None: all) up again next time."""
+    if sku_ids is None:
+        _unlisted_until.clear()
+    else:
+        for sku_id in sku_ids:
+            _unlisted_until.pop(sku_id, None)
 
 
 def wake_pushers_for_skus(*, sku_ids: Iterable[int]) -> None:
-    wake_pushers(channel_ids=channels_owing_for_skus(sku_ids))
+    if owing := channels_owing_for_skus(sku_ids):
+        wake_pushers(channel_ids=owing)
 
 
 def wake_pushers(*, channel_ids: Iterable[int]) -> None:

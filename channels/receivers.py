@@ -25,6 +25,7 @@ def on_buffer_rule_changed(sender: Any, instance: BufferRule, **kwargs: Any) -> 
 
 
 def on_listing_saved(sender: Any, instance: Listing, **kwargs: Any) -> None:
+    outbox.forget_unlisted()  # its SKU, or bundles' components, may be listed now
     if instance.is_active and instance.sku_id is not None:
         outbox.mark_listings_owed(listing_ids=[instance.pk])
 
@@ -53,5 +54,6 @@ def _announce_push_queue(channel_id: int) -> None:
 
 
 def on_bom_changed(sender: Any, bundle_ids: frozenset[int], **kwargs: Any) -> None:
+    outbox.forget_unlisted()
     listings = Listing.objects.filter(sku_id__in=bundle_ids, is_active=True)
     outbox.mark_listings_owed(listing_ids=listings.values_list("pk", flat=True))

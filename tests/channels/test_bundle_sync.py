@@ -183,3 +183,27 @@ def test_a_bundle_oversold_by_webhook_records_an_incident_per_short_component(lo
     incident = OversellIncident.objects.get()
     assert (incident.sku, incident.shortfall) == (a, 2)  # 6 A sold of 4
     assert figures(b, location) == (9, 3, 0)
+
+
+def test_a_component_change_wakes_the_channels_that_list_only_its_bundles(location, parts):
+    from channels import outbox
+
+    a, _b, gift, _mega = parts
+    bundle_only = factories.make_channel(locations=[location])
+    factories.make_listing(channel=bundle_only, sku=gift)
+    factories.stock(a, location, 1)
+    assert outbox.channels_owing_for_skus([a.pk]) == {bundle_only.pk}
+
+
+def test_an_unlisted_sku_is_remembered_until_a_listing_is_saved(location, parts):
+    from channels import outbox
+
+    _a, b, _gift, _mega = parts
+    outbox.forget_unlisted()
+    assert outbox.channels_owing_for_skus([b.pk]) == set()
+    assert b.pk in outbox._unlisted_until
+    channel = factories.make_channel(locations=[location])
+    factories.make_listing(channel=channel, sku=b)  # forgets what it remembered
+    assert b.pk not in outbox._unlisted_until
+    factories.stock(b, location, 1)
+    assert outbox.channels_owing_for_skus([b.pk]) == {channel.pk}

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import statistics
+import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -85,3 +88,71 @@ def percentile(samples: list[float], fraction: float) -> float:
 def emit(figures: dict[str, Any]) -> None:
     """The last line of every bench: its figures as one line of JSON."""
     print(json.dumps(figures, sort_keys=True), flush=True)
+
+
+# --- processes of the system under test -----------------------------------------------
+
+
+def start_process(
+    command: list[str], log_path: Path, env: dict[str, str]
+) -> subprocess.Popen[bytes]:
+    """A process in a session of its own (stopped with its children), output to a log."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("wb") as log:
+        return subprocess.Popen(
+            command,
+            cwd=PROJECT_DIR,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def start_simulator(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
+    """The Shopify simulator on a free port; its URL, read from its first line."""
+    process = subprocess.Popen(
+        [sys.executable, "manage.py", "run_shopify_simulator", "--port", "0"],
+        cwd=PROJECT_DIR,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    assert process.stdout is not None
+    first_line = process.stdout.readline().decode().strip()
+    url = first_line.rsplit(" ", 1)[-1]
+    if not url.startswith("http"):
+        raise RuntimeError(f"simulator did not start: {first_line!r}")
+    return process, url
+
+
+def stop_processes(processes: list[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM every process group, then SIGKILL what is still there after 15 s."""
+    for process in processes:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+    for process in processes:
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+def wait_for(
+    predicate: Callable[[], object], timeout_s: float, what: str, interval_s: float = 0.2
+) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(what)
+        time.sleep(interval_s)
+
+
+def simulator_post(
+    session: Any, base: str, path: str, body: dict[str, Any], timeout_s: float = 30
+) -> Any:
+    """One call of the simulator's control API (``path`` starts with ``/_sim/``)."""
+    response = session.post(base + path, json=body, timeout=timeout_s)
+    response.raise_for_status()
+    return response.json()

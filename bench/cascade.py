@@ -21,12 +21,9 @@ from __future__ import annotations
 import argparse
 import functools
 import os
-import signal
-import subprocess
 import sys
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 import _harness
@@ -42,61 +39,6 @@ OWN_PART_STOCK = 1_000_000
 CHANGE_UNITS = 7
 MAX_UNITS_PER_BUNDLE = 5
 PENDING_TARGET_MS = 100.0
-
-
-def _start(command: list[str], log_path: Path, env: dict[str, str]) -> subprocess.Popen:
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    log = log_path.open("wb")
-    return subprocess.Popen(
-        command,
-        cwd=_harness.PROJECT_DIR,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-
-
-def _start_simulator(env: dict[str, str]) -> tuple[subprocess.Popen, str]:
-    process = subprocess.Popen(
-        [sys.executable, "manage.py", "run_shopify_simulator", "--port", "0"],
-        cwd=_harness.PROJECT_DIR,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    assert process.stdout is not None
-    first_line = process.stdout.readline().decode().strip()
-    url = first_line.rsplit(" ", 1)[-1]
-    if not url.startswith("http"):
-        raise RuntimeError(f"simulator did not start: {first_line!r}")
-    return process, url
-
-
-def _stop(processes: list[subprocess.Popen]) -> None:
-    for process in processes:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-    for process in processes:
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-
-
-def _wait_for(predicate: Any, timeout_s: float, what: str, interval_s: float = 0.2) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError(what)
-        time.sleep(interval_s)
-
-
-def _control(session: Any, base: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
-    response = session.post(base + path, json=body, timeout=30)
-    response.raise_for_status()
-    return dict(response.json())
 
 
 def _items(session: Any, base: str, shop: str) -> dict[int, int]:
@@ -184,7 +126,7 @@ def main() -> None:
         "LOG_LEVEL": "WARNING",
         "CELERY_TASK_ALWAYS_EAGER": "false",
     }
-    simulator, simulator_url = _start_simulator(env)
+    simulator, simulator_url = _harness.start_simulator(env)
     processes = [simulator]
     try:
         setup_started = time.perf_counter()
@@ -245,7 +187,7 @@ def main() -> None:
             )
             channel.locations.add(location)
             channels.append(channel)
-            _control(
+            _harness.simulator_post(
                 session,
                 simulator_url,
                 "/_sim/shops",
@@ -260,7 +202,7 @@ def main() -> None:
                     "restore_rate": 100_000,
                 },
             )
-            _control(
+            _harness.simulator_post(
                 session,
                 simulator_url,
                 f"/_sim/shops/{shop}/items",
@@ -302,7 +244,7 @@ def main() -> None:
 
         _harness.progress("starting a Celery worker with beat")
         processes.append(
-            _start(
+            _harness.start_process(
                 [
                     sys.executable,
                     "-m",
@@ -325,7 +267,7 @@ def main() -> None:
                 env,
             )
         )
-        _wait_for(lambda: b"ready" in WORKER_LOG.read_bytes(), 60, "worker ready")
+        _harness.wait_for(lambda: b"ready" in WORKER_LOG.read_bytes(), 60, "worker ready")
 
         def expected() -> dict[str, dict[int, int]]:
             """Per shop, each inventory item's quantity as the master lists it now."""
@@ -340,7 +282,7 @@ def main() -> None:
         sync_started = time.perf_counter()
         outbox.wake_pushers(channel_ids=[channel.pk for channel in channels])
         initial = expected()
-        _wait_for(
+        _harness.wait_for(
             lambda: (
                 not PendingPush.objects.exists()
                 and all(_items(session, simulator_url, shop) == initial[shop] for shop in shops)
@@ -361,7 +303,7 @@ def main() -> None:
         applied_ms: list[float] = []
         pushes: list[int] = []
         for repetition in range(1, args.repeat + 1):
-            _wait_for(lambda: not PendingPush.objects.exists(), 60, "outbox empty")
+            _harness.wait_for(lambda: not PendingPush.objects.exists(), 60, "outbox empty")
             PushAttempt.objects.all().delete()
             shown = {shop: _items(session, simulator_url, shop) for shop in shops}
             committed_at: list[float] = []
@@ -404,7 +346,7 @@ def main() -> None:
                 )
                 applied_at = max(applied_at, reached_at)
             applied_ms.append((applied_at - wall_started) * 1000)
-            _wait_for(lambda: not PendingPush.objects.exists(), 60, "outbox empty")
+            _harness.wait_for(lambda: not PendingPush.objects.exists(), 60, "outbox empty")
             pushes.append(PushAttempt.objects.filter(outcome="applied").count())
             _harness.progress(
                 f"repetition {repetition}: service {service_ms[-1]:.1f} ms, "
@@ -439,7 +381,7 @@ def main() -> None:
         )
         _harness.emit(figures)
     finally:
-        _stop(processes)
+        _harness.stop_processes(processes)
 
 
 if __name__ == "__main__":

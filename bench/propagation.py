@@ -19,13 +19,11 @@ import argparse
 import concurrent.futures
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
 import time
 from collections import defaultdict
-from pathlib import Path
 from typing import Any
 
 import _harness
@@ -35,47 +33,6 @@ _harness.ensure_servers()
 WORKER_LOG = _harness.PROJECT_DIR / ".data" / "bench" / "propagation-worker.log"
 WEB_LOG = _harness.PROJECT_DIR / ".data" / "bench" / "propagation-web.log"
 UNITS_PER_SKU = 1_000_000
-
-
-def _start(command: list[str], log_path: Path, env: dict[str, str]) -> subprocess.Popen:
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    log = log_path.open("wb")
-    return subprocess.Popen(
-        command,
-        cwd=_harness.PROJECT_DIR,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-
-
-def _start_simulator(env: dict[str, str]) -> tuple[subprocess.Popen, str]:
-    process = subprocess.Popen(
-        [sys.executable, "manage.py", "run_shopify_simulator", "--port", "0"],
-        cwd=_harness.PROJECT_DIR,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    assert process.stdout is not None
-    first_line = process.stdout.readline().decode().strip()
-    url = first_line.rsplit(" ", 1)[-1]
-    if not url.startswith("http"):
-        raise RuntimeError(f"simulator did not start: {first_line!r}")
-    return process, url
-
-
-def _stop(processes: list[subprocess.Popen]) -> None:
-    for process in processes:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-    for process in processes:
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
 
 
 def _wait_http(url: str, timeout_s: float = 60) -> None:
@@ -89,14 +46,6 @@ def _wait_http(url: str, timeout_s: float = 60) -> None:
         except requests.RequestException:
             time.sleep(0.2)
     raise TimeoutError(url)
-
-
-def _wait_for(predicate: Any, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError(what)
-        time.sleep(0.2)
 
 
 def main() -> None:
@@ -138,7 +87,7 @@ def main() -> None:
         "LOG_LEVEL": "WARNING",
         "CELERY_TASK_ALWAYS_EAGER": "false",
     }
-    simulator, simulator_url = _start_simulator(env)
+    simulator, simulator_url = _harness.start_simulator(env)
     processes = [simulator]
     try:
         web_port = _free_port()
@@ -172,7 +121,7 @@ def main() -> None:
             )
             channel.locations.add(location)
             channels.append(channel)
-            _control(
+            _harness.simulator_post(
                 session,
                 simulator_url,
                 "/_sim/shops",
@@ -186,7 +135,7 @@ def main() -> None:
                     "restore_rate": 100_000,
                 },
             )
-            _control(
+            _harness.simulator_post(
                 session,
                 simulator_url,
                 f"/_sim/shops/{shop}/items",
@@ -213,7 +162,7 @@ def main() -> None:
 
         _harness.progress(f"starting gunicorn on {web_url} and a Celery worker")
         processes.append(
-            _start(
+            _harness.start_process(
                 [
                     sys.executable,
                     "-m",
@@ -233,7 +182,7 @@ def main() -> None:
             )
         )
         processes.append(
-            _start(
+            _harness.start_process(
                 [
                     sys.executable,
                     *(["-m", "cProfile", "-o", str(WORKER_LOG) + ".prof"] if args.profile else []),
@@ -258,14 +207,14 @@ def main() -> None:
             )
         )
         _wait_http(f"{web_url}/api/schema/")
-        _wait_for(lambda: b"ready" in WORKER_LOG.read_bytes(), 60, "worker ready")
+        _harness.wait_for(lambda: b"ready" in WORKER_LOG.read_bytes(), 60, "worker ready")
 
         _harness.progress("initial sync of every listing to every shop")
         from channels import outbox
 
         for channel in channels:
             outbox.wake_pushers(channel_ids=[channel.pk])
-        _wait_for(
+        _harness.wait_for(
             lambda: (
                 not PendingPush.objects.exists()
                 and all(
@@ -310,7 +259,7 @@ def main() -> None:
             return level.on_hand - level.committed - level.reserved
 
         try:
-            _wait_for(settled, 120, "settle")
+            _harness.wait_for(settled, 120, "settle")
             settled_ok = True
         except TimeoutError:
             settled_ok = False
@@ -347,7 +296,7 @@ def main() -> None:
         _harness.progress(f"CPU seconds used: {figures['cpu_s']}")
         _harness.emit(figures)
     finally:
-        _stop(processes)
+        _harness.stop_processes(processes)
 
 
 def _cpu_seconds(named: dict[str, subprocess.Popen]) -> dict[str, float]:
@@ -387,12 +336,6 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _control(session: Any, base: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
-    response = session.post(base + path, json=body, timeout=30)
-    response.raise_for_status()
-    return dict(response.json())
-
-
 def _items(session: Any, base: str, shop: str) -> list[dict[str, Any]]:
     response = session.get(f"{base}/_sim/shops/{shop}/items", timeout=30)
     response.raise_for_status()
@@ -421,7 +364,7 @@ def _stream_orders(
             time.sleep(delay)
         shop = shops[number % len(shops)]
         variant = 2000 + random.randrange(sku_count)
-        answer = _control(
+        answer = _harness.simulator_post(
             local.session,
             base,
             f"/_sim/shops/{shop}/orders",

@@ -18,11 +18,7 @@ import argparse
 import concurrent.futures
 import os
 import random
-import signal
-import subprocess
-import sys
 import time
-from typing import Any
 
 import _harness
 
@@ -31,38 +27,6 @@ _harness.ensure_servers()
 SEED = 20_240_601
 FIRST_ITEM = 1_000_000
 SIM_CHUNK = 5_000
-
-
-def _start_simulator() -> tuple[subprocess.Popen, str]:
-    process = subprocess.Popen(
-        [sys.executable, "manage.py", "run_shopify_simulator", "--port", "0"],
-        cwd=_harness.PROJECT_DIR,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    assert process.stdout is not None
-    first_line = process.stdout.readline().decode().strip()
-    url = first_line.rsplit(" ", 1)[-1]
-    if not url.startswith("http"):
-        raise RuntimeError(f"simulator did not start: {first_line!r}")
-    return process, url
-
-
-def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-
-
-def _control(session: Any, url: str, path: str, body: dict[str, Any]) -> Any:
-    response = session.post(f"{url}/_sim{path}", json=body, timeout=120)
-    response.raise_for_status()
-    return response.json()
 
 
 # Bench seeding only: a receipt per SKU, ledger event and stock level written together as
@@ -117,7 +81,7 @@ def main() -> None:
             "inventory_sku, inventory_location RESTART IDENTITY CASCADE"
         )
 
-    simulator, simulator_url = _start_simulator()
+    simulator, simulator_url = _harness.start_simulator({**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
         _harness.progress(f"seeding {args.items:,} SKUs and {args.channels} shops")
         location = Location.objects.create(code="BENCH-WH", name="Bench warehouse")
@@ -152,10 +116,10 @@ def main() -> None:
             )
             channel.locations.add(location)
             channels.append(channel)
-            _control(
+            _harness.simulator_post(
                 session,
                 simulator_url,
-                "/shops",
+                "/_sim/shops",
                 {
                     "shop": shop,
                     "access_token": f"shpat_{shop}",
@@ -163,6 +127,7 @@ def main() -> None:
                     "bucket_size": 1_000_000,
                     "restore_rate": 1_000_000,
                 },
+                timeout_s=120,
             )
             drifted = set(rng.sample(range(args.items), round(args.items * args.drift)))
             items = []
@@ -182,11 +147,12 @@ def main() -> None:
                     }
                 )
             for start in range(0, len(items), SIM_CHUNK):
-                _control(
+                _harness.simulator_post(
                     session,
                     simulator_url,
-                    f"/shops/{shop}/items",
+                    f"/_sim/shops/{shop}/items",
                     {"items": items[start : start + SIM_CHUNK]},
+                    timeout_s=120,
                 )
             # bulk_create: no save signal, so nothing is owed; the channel starts in sync.
             listings = Listing.objects.bulk_create(
@@ -270,7 +236,7 @@ def main() -> None:
             }
         )
     finally:
-        _stop(simulator)
+        _harness.stop_processes([simulator])
 
 
 def _drain(channel_id: int) -> None:

@@ -220,3 +220,12 @@ def expand_bundle(sku_id: int, quantity: int) -> list[tuple[int, int]] | None:
     if not BundleComponent.objects.filter(bundle_id=sku_id).exists():
         return None
     return expand(sku_id=sku_id, quantity=quantity)
+
+
+def bundle_ids_among(*, sku_ids: Iterable[int]) -> set[int]:
+    """Those of these SKUs that are bundles (have leaf components): one indexed query."""
+    return set(
+        BundleComponent.objects.filter(bundle_id__in=list(sku_ids))
+        .values_list("bundle_id", flat=True)
+        .distinct()
+    )

@@ -24,8 +24,8 @@ from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from bundles import selectors as bundle_selectors
 from bundles import services as bundle_services
-from bundles.models import BundleComponent
 from channels import outbox, selectors
 from channels.connectors import get_connector
 from channels.connectors.base import (
@@ -294,7 +294,9 @@ def _apply_order_placed(ingest: _Ingest) -> None:
     # Each line locks its stock row until the receipt commits: taking them in SKU order
     # keeps two orders with the same SKUs in another order from deadlocking.
     mapped.sort(key=lambda pair: (pair[0].sku_id or 0, pair[1].reference))
-    bundle_ids = _bundle_ids({listing.sku_id for listing, _ in mapped if listing.sku_id})
+    bundle_ids = bundle_selectors.bundle_ids_among(
+        sku_ids={listing.sku_id for listing, _ in mapped if listing.sku_id}
+    )
     for listing, line in mapped:
         assert listing.sku_id is not None
         commit_key = f"{ingest.line_key(line)}:commit"
@@ -335,14 +337,6 @@ def _apply_order_placed(ingest: _Ingest) -> None:
                 )
         # The channel took the units off its own count when it sold them.
         _shift_expected_channel_quantity(listing_id=listing.pk, delta=-line.quantity)
-
-
-def _bundle_ids(sku_ids: set[int]) -> set[int]:
-    return set(
-        BundleComponent.objects.filter(bundle_id__in=sku_ids)
-        .values_list("bundle_id", flat=True)
-        .distinct()
-    )
 
 
 def _bundle_events(key: str) -> list[InventoryEvent]:

@@ -11,7 +11,6 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from bundles import selectors as bundle_selectors
-from bundles.models import BundleComponent
 from channels.buffers import (
     BufferRuleValues,
     Explanation,
@@ -58,20 +57,12 @@ def available_to_sell(*, sku_id: int, location_ids: Iterable[int]) -> int:
     """Available (on hand - committed - reserved) over the given locations; for a bundle,
     as many as its scarcest leaf component allows there."""
     location_ids = list(location_ids)
-    if _bundle_ids([sku_id]):
+    if bundle_selectors.bundle_ids_among(sku_ids=[sku_id]):
         return bundle_selectors.bundle_available(bundle_id=sku_id, location_ids=location_ids)
     total = StockLevel.objects.filter(sku_id=sku_id, location_id__in=location_ids).aggregate(
         ats=Coalesce(Sum(F("on_hand") - F("committed") - F("reserved")), Value(0))
     )["ats"]
     return int(total)
-
-
-def _bundle_ids(sku_ids: Iterable[int]) -> set[int]:
-    return set(
-        BundleComponent.objects.filter(bundle_id__in=list(sku_ids))
-        .values_list("bundle_id", flat=True)
-        .distinct()
-    )
 
 
 def explain_listing(*, listing: Listing, now: dt.datetime | None = None) -> Explanation:
@@ -87,7 +78,7 @@ def explain_listing(*, listing: Listing, now: dt.datetime | None = None) -> Expl
         )
     location_ids = list(channel.locations.values_list("pk", flat=True))
     bom_steps: tuple[Step, ...] = ()
-    if _bundle_ids([listing.sku_id]):
+    if bundle_selectors.bundle_ids_among(sku_ids=[listing.sku_id]):
         bom = bundle_selectors.explain_bundle(bundle_id=listing.sku_id, location_ids=location_ids)
         bom_steps = tuple(Step(step.label, step.bundles) for step in bom.steps)
         ats = bom.available
@@ -118,7 +109,7 @@ def listed_quantities(
         .annotate(ats=Sum(F("on_hand") - F("committed") - F("reserved")))
         .values_list("sku_id", "ats")
     )
-    if bundle_ids := _bundle_ids(sku_ids):
+    if bundle_ids := bundle_selectors.bundle_ids_among(sku_ids=sku_ids):
         ats_by_sku.update(
             bundle_selectors.bundle_availabilities(
                 bundle_ids=bundle_ids, location_ids=location_ids

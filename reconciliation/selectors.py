@@ -10,8 +10,7 @@ from typing import NamedTuple
 from django.db import connection
 from django.db.models import QuerySet
 
-from bundles.models import BundleComponent
-from bundles.selectors import bundle_availabilities
+from bundles.selectors import bundle_availabilities, bundle_ids_among
 from channels.buffers import BufferRuleValues, listed_quantity
 from channels.models import BufferRule, Channel
 from channels.selectors import buffer_rule_values
@@ -99,11 +98,7 @@ def expected_listed_quantities(
         cursor.execute(_ATS_BY_SKU_SQL, {"sku_ids": sku_ids, "location_ids": list(location_ids)})
         ats_by_sku = {sku_id: int(ats) for sku_id, ats in cursor.fetchall()}
     # Bundles hold no stock: their ATS is what their scarcest leaf component allows.
-    bundle_ids = set(
-        BundleComponent.objects.filter(bundle_id__in=sku_ids)
-        .values_list("bundle_id", flat=True)
-        .distinct()
-    )
+    bundle_ids = bundle_ids_among(sku_ids=sku_ids)
     if bundle_ids:
         ats_by_sku.update(
             bundle_availabilities(bundle_ids=bundle_ids, location_ids=list(location_ids))

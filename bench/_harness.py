@@ -93,6 +93,25 @@ def emit(figures: dict[str, Any]) -> None:
 # --- processes of the system under test -----------------------------------------------
 
 
+def production_env() -> dict[str, str]:
+    """The environment of the processes under test: configured as in production.
+
+    DEBUG on would have Django record every query of every request and task in memory,
+    which costs more CPU than some of the statements themselves. Plain HTTP on loopback,
+    so no redirect to https.
+    """
+    return {
+        **os.environ,
+        "PYTHONUNBUFFERED": "1",
+        "LOG_LEVEL": "WARNING",
+        "CELERY_TASK_ALWAYS_EAGER": "false",
+        "DEBUG": "false",
+        "SECRET_KEY": "bench-only-not-a-secret",
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "SECURE_SSL_REDIRECT": "false",
+    }
+
+
 def start_process(
     command: list[str], log_path: Path, env: dict[str, str]
 ) -> subprocess.Popen[bytes]:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import os
 import sys
 import time
 import uuid
@@ -120,12 +119,7 @@ def main() -> None:
             "RESTART IDENTITY CASCADE"
         )
 
-    env = {
-        **os.environ,
-        "PYTHONUNBUFFERED": "1",
-        "LOG_LEVEL": "WARNING",
-        "CELERY_TASK_ALWAYS_EAGER": "false",
-    }
+    env = _harness.production_env()
     simulator, simulator_url = _harness.start_simulator(env)
     processes = [simulator]
     try:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -81,12 +80,7 @@ def main() -> None:
             "RESTART IDENTITY CASCADE"
         )
 
-    env = {
-        **os.environ,
-        "PYTHONUNBUFFERED": "1",
-        "LOG_LEVEL": "WARNING",
-        "CELERY_TASK_ALWAYS_EAGER": "false",
-    }
+    env = _harness.production_env()
     simulator, simulator_url = _harness.start_simulator(env)
     processes = [simulator]
     try:

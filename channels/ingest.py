@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from functools import partial
 
 from django.db import connection, transaction
-from django.db.models import F, Q
+from django.db.models import Q
 from django.utils import timezone
 
 from bundles import selectors as bundle_selectors
@@ -636,9 +636,30 @@ def _event(idempotency_key: str) -> InventoryEvent | None:
     return InventoryEvent.objects.filter(idempotency_key=idempotency_key).first()
 
 
+# The part of a channel move already absorbed by a write of ours over it (push.py keeps
+# those as unexplained moves for a while): moves of the same sign, up to the move's size.
+_ABSORBED = """CASE WHEN unexplained_moves_until > statement_timestamp()
+                    AND sign(unexplained_channel_moves) = sign(%(delta)s::integer)
+               THEN sign(%(delta)s::integer)
+                    * least(abs(unexplained_channel_moves), abs(%(delta)s::integer))
+               ELSE 0 END"""
+
+# No sync state yet: the channel has never been told a figure, so none is expected.
+_SHIFT_EXPECTED_SQL = f"""
+UPDATE channels_listingsyncstate
+   SET expected_channel_quantity = expected_channel_quantity + %(delta)s - {_ABSORBED},
+       channel_moves_total = channel_moves_total + %(delta)s - {_ABSORBED},
+       unexplained_channel_moves = unexplained_channel_moves - {_ABSORBED},
+       updated_at = statement_timestamp()
+ WHERE listing_id = %(listing_id)s
+"""
+
+
 def _shift_expected_channel_quantity(*, listing_id: int, delta: int) -> None:
-    # No sync state yet: the channel has never been told a figure, so none is expected.
-    ListingSyncState.objects.filter(listing_id=listing_id).update(
-        expected_channel_quantity=F("expected_channel_quantity") + delta,
-        channel_moves_total=F("channel_moves_total") + delta,
-    )
+    """The channel's own sale (cancel, restock) moved its figure: expect that too.
+
+    Unless a write of ours already covered it: a compare-and-set that found the sale
+    before its webhook came wrote our figure over it (push.py).
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(_SHIFT_EXPECTED_SQL, {"listing_id": listing_id, "delta": delta})

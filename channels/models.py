@@ -210,6 +210,12 @@ class ListingSyncState(models.Model):
     # A push remembers its figure plus what moved since its claim, not its figure alone:
     # a sale ingested while the push was in flight must not be forgotten.
     channel_moves_total = models.BigIntegerField(default=0)
+    # Moves the channel had made that we had not ingested when a compare-and-set found
+    # them and our figure was written over them (sales in flight, mostly). Their webhooks
+    # must not move the expected figure again: ingest takes them out of this first, until
+    # ``unexplained_moves_until``; after that an unmatched rest was a real edit.
+    unexplained_channel_moves = models.IntegerField(default=0)
+    unexplained_moves_until = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     def __str__(self) -> str:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import itertools
 import json
 import logging
 import random
@@ -59,6 +58,8 @@ logger = logging.getLogger(__name__)
 
 # A claim not finished in this time is free again: the worker that took it died.
 CLAIM_LEASE_S = 60
+# How long moves found and written over (sales in flight, mostly) wait for their webhooks.
+UNEXPLAINED_MOVES_WAIT_S = 60
 DEFAULT_RETRY_BASE_S = 1.0
 MAX_RETRY_DELAY_S = 300.0
 
@@ -78,6 +79,9 @@ class _Claim:
     ats: int = 0
     rule: BufferRuleValues | None = None
     target: int = 0
+    # Set when a compare-and-set found another figure and ours was written over it: what
+    # the channel had moved that we had not heard of (its figure less the expected one).
+    overwrote_moves: int | None = None
 
 
 # Claims a batch and reads, in the same statement, all a push needs: the listing's ids,
@@ -163,21 +167,47 @@ _REMEMBER_APPLIED_SQL = """
 WITH pushed AS (
     SELECT * FROM unnest(%(listing_ids)s::bigint[], %(quantities)s::integer[],
                          %(compares)s::integer[], %(attempt_numbers)s::integer[],
-                         %(change_ats)s::timestamptz[], %(moves_at_claim)s::bigint[])
-           AS p(listing_id, quantity, compare, attempt_number, change_at, moves_at_claim)
+                         %(change_ats)s::timestamptz[], %(moves_at_claim)s::bigint[],
+                         %(overwrote_moves)s::integer[])
+           AS p(listing_id, quantity, compare, attempt_number, change_at, moves_at_claim,
+                overwrote_moves)
 ), remembered AS (
     -- Expected on the channel: our figure, plus what its own sales moved since the claim
-    -- (ingested while the push was in flight; channel_moves_total is their running sum).
+    -- (ingested while the push was in flight; channel_moves_total is their running sum):
+    -- a compare-and-set that passed proves those sales came after our write.
+    -- A write over moves we had not heard of absorbed them instead: expected is our figure
+    -- alone, and what of those moves is not ingested yet waits as unexplained, for ingest
+    -- to take out before it moves the expected figure (channels.ingest).
     INSERT INTO channels_listingsyncstate AS state
            (listing_id, last_pushed_quantity, last_pushed_at, expected_channel_quantity,
-            channel_moves_total, updated_at)
-    SELECT listing_id, quantity, %(acked_at)s, quantity, moves_at_claim, %(acked_at)s
+            channel_moves_total, unexplained_channel_moves, updated_at)
+    SELECT listing_id, quantity, %(acked_at)s, quantity, moves_at_claim,
+           coalesce(overwrote_moves, 0), %(acked_at)s
       FROM pushed
     ON CONFLICT (listing_id) DO UPDATE
        SET last_pushed_quantity = EXCLUDED.last_pushed_quantity,
            last_pushed_at = EXCLUDED.last_pushed_at,
            expected_channel_quantity = EXCLUDED.expected_channel_quantity
-               + state.channel_moves_total - EXCLUDED.channel_moves_total,
+               + CASE WHEN EXCLUDED.unexplained_channel_moves = 0
+                      THEN state.channel_moves_total - EXCLUDED.channel_moves_total
+                      ELSE 0 END,
+           unexplained_channel_moves = CASE
+               WHEN EXCLUDED.unexplained_channel_moves = 0
+               THEN state.unexplained_channel_moves
+               ELSE (CASE WHEN state.unexplained_moves_until > statement_timestamp()
+                          THEN state.unexplained_channel_moves ELSE 0 END)
+                    -- the moves found, less those ingested since the claim, never past 0
+                    + CASE WHEN EXCLUDED.unexplained_channel_moves < 0
+                           THEN least(0, EXCLUDED.unexplained_channel_moves
+                                  - (state.channel_moves_total - EXCLUDED.channel_moves_total))
+                           ELSE greatest(0, EXCLUDED.unexplained_channel_moves
+                                  - (state.channel_moves_total - EXCLUDED.channel_moves_total))
+                      END
+               END,
+           unexplained_moves_until = CASE
+               WHEN EXCLUDED.unexplained_channel_moves = 0 THEN state.unexplained_moves_until
+               ELSE statement_timestamp() + make_interval(secs => %(unexplained_wait_s)s)
+               END,
            updated_at = EXCLUDED.updated_at
 )
 INSERT INTO channels_pushattempt
@@ -193,9 +223,10 @@ SELECT %(channel_id)s, listing_id, quantity, compare, 'applied', '', attempt_num
 def push_owed(*, channel_id: int) -> None:
     """Push what the channel is owed and due, a batch at a time, until none is left.
 
-    It claims again after every batch, even a small one: a row that changed while its
-    push was in flight stays owed, and the run that change woke may have found it still
-    claimed by this one.
+    It claims again after a full batch, and after any batch with a row that changed while
+    its push was in flight: that row stays owed, and the run its change woke may have
+    found it still claimed by this one. Otherwise it stops without asking again: a change
+    made during the run queued a run of its own.
     """
     channel = Channel.objects.filter(pk=channel_id).first()
     if channel is None or channel.mode == Channel.Mode.PAUSED:
@@ -212,13 +243,23 @@ def push_owed(*, channel_id: int) -> None:
             return
         _work_out_targets(channel, claims)
         if channel.mode == Channel.Mode.SHADOW:
-            _record_shadow(channel, connector, claims)
+            outcome = _record_shadow(channel, connector, claims)
         else:
             due = _hold_increases_to_settle(channel, claims)
-            retry_in = _send(channel, connector, due) if due else None
-            if retry_in is not None:
-                tasks.enqueue_push(channel_id=channel.pk, countdown=retry_in)
+            outcome = _send(channel, connector, due) if due else _BatchOutcome()
+            if outcome.retry_in is not None:
+                tasks.enqueue_push(channel_id=channel.pk, countdown=outcome.retry_in)
                 return
+        if len(claims) < batch_size and not outcome.changed_in_flight:
+            return
+
+
+@dataclasses.dataclass(frozen=True)
+class _BatchOutcome:
+    # Seconds until the channel may be called again (throttled or failed), if at all.
+    retry_in: float | None = None
+    # Rows of the batch that changed while it was pushed, so are owed again now.
+    changed_in_flight: int = 0
 
 
 def _batch_size(channel: Channel, connector: Connector) -> int:
@@ -299,9 +340,10 @@ def _release(claims: Sequence[_Claim]) -> None:
     )
 
 
-def _finish(claims: Sequence[_Claim]) -> None:
+def _finish(claims: Sequence[_Claim]) -> int:
+    """Settle pushed rows; how many changed meanwhile and so stay owed."""
     if not claims:
-        return
+        return 0
     claims = sorted(claims, key=lambda claim: claim.pending_id)
     with connection.cursor() as cursor:
         cursor.execute(
@@ -315,6 +357,7 @@ def _finish(claims: Sequence[_Claim]) -> None:
     if still_owed:
         # Changes came in while we pushed: this run's loop claims them again.
         logger.debug("%d listings changed during their push", len(still_owed))
+    return len(still_owed)
 
 
 def _work_out_targets(channel: Channel, claims: Sequence[_Claim]) -> None:
@@ -332,7 +375,9 @@ def _work_out_targets(channel: Channel, claims: Sequence[_Claim]) -> None:
         )
 
 
-def _record_shadow(channel: Channel, connector: Connector, claims: Sequence[_Claim]) -> None:
+def _record_shadow(
+    channel: Channel, connector: Connector, claims: Sequence[_Claim]
+) -> _BatchOutcome:
     """Shadow mode: log what would be pushed next to what the channel shows; send nothing."""
     try:
         shown = connector.read_quantities([_listing_ref(claim.listing) for claim in claims])
@@ -355,7 +400,7 @@ def _record_shadow(channel: Channel, connector: Connector, claims: Sequence[_Cla
             for claim in claims
         ]
     )
-    _finish(claims)
+    return _BatchOutcome(changed_in_flight=_finish(claims))
 
 
 def _hold_increases_to_settle(channel: Channel, claims: Sequence[_Claim]) -> list[_Claim]:
@@ -402,8 +447,8 @@ def _update_for(claim: _Claim, compare: int | None) -> QuantityUpdate:
     )
 
 
-def _send(channel: Channel, connector: Connector, claims: list[_Claim]) -> float | None:
-    """Send one batch; None when done, else the seconds until the next try is due."""
+def _send(channel: Channel, connector: Connector, claims: list[_Claim]) -> _BatchOutcome:
+    """Send one batch; what the run does next follows from the outcome."""
     sent_at = timezone.now()
     try:
         results = connector.push_quantities([_update_for(c, c.compare) for c in claims])
@@ -414,10 +459,12 @@ def _send(channel: Channel, connector: Connector, claims: list[_Claim]) -> float
         )
         _record_attempts(channel, claims, sent_at, PushAttempt.Outcome.THROTTLED, str(error))
         _release(claims)
-        return retry_after
+        return _BatchOutcome(retry_in=retry_after)
     except ChannelError as error:
         _record_attempts(channel, claims, sent_at, PushAttempt.Outcome.FAILED, str(error))
-        return _fail(channel, claims, str(error), at_least_s=error.retry_after_s)
+        return _BatchOutcome(
+            retry_in=_fail(channel, claims, str(error), at_least_s=error.retry_after_s)
+        )
 
     by_listing = {claim.listing.pk: claim for claim in claims}
     stale = [r for r in results if r.status == ItemStatus.STALE]
@@ -456,6 +503,10 @@ def _overwrite_drift(
         "compare-and-set: the channel held another figure",
     )
     retry = [by_listing[result.listing_id] for result in stale]
+    for claim, result in zip(retry, stale, strict=True):
+        if result.actual_quantity is not None and claim.compare is not None:
+            claim.overwrote_moves = result.actual_quantity - claim.compare
+            claim.compare = result.actual_quantity
     try:
         second = connector.push_quantities(
             [
@@ -477,7 +528,7 @@ def _settle_results(
     by_listing: dict[int, _Claim],
     results: list[ItemResult],
     sent_at: dt.datetime,
-) -> float | None:
+) -> _BatchOutcome:
     acked_at = timezone.now()
     applied = [by_listing[r.listing_id] for r in results if r.status == ItemStatus.APPLIED]
     failed = [
@@ -485,10 +536,9 @@ def _settle_results(
         for r in results
         if r.status != ItemStatus.APPLIED
     ]
-    if applied:
-        _remember_applied(channel, applied, sent_at, acked_at)
+    changed_in_flight = _remember_applied(channel, applied, sent_at, acked_at) if applied else 0
     if not failed:
-        return None
+        return _BatchOutcome(changed_in_flight=changed_in_flight)
     for claim, error in failed:
         _record_attempts(channel, [claim], sent_at, PushAttempt.Outcome.REJECTED, error)
     delays = [_fail(channel, [claim], error) for claim, error in failed]
@@ -496,19 +546,21 @@ def _settle_results(
     if pending_delays:
         # Items that still have tries left come back after their backoff, via the queue.
         tasks.enqueue_push(channel_id=channel.pk, countdown=min(pending_delays))
-    return None
+    return _BatchOutcome(changed_in_flight=changed_in_flight)
 
 
 def _remember_applied(
     channel: Channel, applied: list[_Claim], sent_at: dt.datetime, acked_at: dt.datetime
-) -> None:
+) -> int:
     """Outbox rows first, then sync states: the order a stock change's transaction takes
     them in (trigger, then ingest), so the two cannot deadlock on these rows."""
     applied = sorted(applied, key=lambda claim: claim.pending_id)
-    for attempt in itertools.count(1):
+    attempt = 0
+    while True:
+        attempt += 1
         try:
             with transaction.atomic():
-                _finish(applied)
+                changed_in_flight = _finish(applied)
                 with connection.cursor() as cursor:
                     cursor.execute(
                         _REMEMBER_APPLIED_SQL,
@@ -520,11 +572,13 @@ def _remember_applied(
                             "attempt_numbers": [claim.attempts + 1 for claim in applied],
                             "change_ats": [claim.first_change_at for claim in applied],
                             "moves_at_claim": [claim.channel_moves_at_claim for claim in applied],
+                            "overwrote_moves": [claim.overwrote_moves for claim in applied],
+                            "unexplained_wait_s": UNEXPLAINED_MOVES_WAIT_S,
                             "sent_at": sent_at,
                             "acked_at": acked_at,
                         },
                     )
-            return
+            return changed_in_flight
         except OperationalError as error:
             # The channel has the figures already; only our record of it must be retried.
             if attempt >= 5 or not isinstance(error.__cause__, psycopg.errors.DeadlockDetected):

@@ -13,6 +13,7 @@ from decimal import Decimal
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from channels import push, ratelimit, services
@@ -26,6 +27,7 @@ from channels.models import (
     PendingPush,
     PushAttempt,
 )
+from inventory import services as inventory_services
 from tests import factories
 
 _shop_numbers = itertools.count(1)
@@ -123,6 +125,28 @@ def test_changes_before_a_push_coalesce_into_one_push(channel, listings, shopify
     drain(channel)
     assert PushAttempt.objects.filter(listing=listings[0]).count() == 1
     assert shown(shopify_simulator, channel.slug)[1001] == 15
+
+
+def _claims_made_by_one_run(channel: Channel) -> int:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as queries:
+        push.push_owed(channel_id=channel.pk)
+    return sum("FOR UPDATE SKIP LOCKED" in query["sql"] for query in queries.captured_queries)
+
+
+def test_a_run_whose_batch_was_not_full_stops_without_claiming_again(channel, listings):
+    assert _claims_made_by_one_run(channel) == 1
+    assert not PendingPush.objects.filter(channel=channel).exists()
+
+
+def test_a_run_whose_batch_was_full_claims_again(channel, listings):
+    channel.platform_settings = {**channel.platform_settings, "max_batch_size": 1}
+    channel.save()
+    # Two owed rows, batches of one: two full batches, then an empty claim ends the run.
+    assert _claims_made_by_one_run(channel) == 3
+    assert not PendingPush.objects.filter(channel=channel).exists()
 
 
 def test_shadow_mode_records_what_it_would_push_and_sends_nothing(
@@ -332,3 +356,57 @@ def test_a_sale_ingested_while_its_push_is_in_flight_stays_expected(
     factories.stock(listings[0].sku, channel.location, 1)
     drain(channel)
     assert not DriftRecord.objects.exists()  # the next compare-and-set found 14, as expected
+
+
+def test_a_sale_written_over_before_its_webhook_came_is_not_counted_twice(
+    channel, listings, shopify_simulator, shop
+):
+    """A sale in flight: the compare-and-set finds it once, its webhook moves nothing more.
+
+    The shop sells a unit; before its webhook is ingested a push for another reason finds
+    the shop one lower than expected, records the drift and writes our figure over it.
+    When the webhook is ingested, our figure already covered that sale: expecting it again
+    would make the next push find a drift that is not there.
+    """
+    from channels import ingest
+
+    drain(channel)
+    shopify_simulator.place_order(shop, [{"variant_id": 2001, "quantity": 1}], deliver=False)
+    factories.stock(listings[0].sku, channel.location, 5)
+    drain(channel)
+    assert DriftRecord.objects.filter(listing=listings[0]).count() == 1
+    assert shown(shopify_simulator, shop)[1001] == 15
+    state = ListingSyncState.objects.get(listing=listings[0])
+    assert (state.expected_channel_quantity, state.unexplained_channel_moves) == (15, -1)
+
+    # Its webhook arrives: the sale is committed, and the shop is told the new figure.
+    ingest._shift_expected_channel_quantity(listing_id=listings[0].pk, delta=-1)
+    inventory_services.commit_order(
+        sku_id=listings[0].sku_id,
+        location_id=channel.location.pk,
+        quantity=1,
+        context=factories.context("in-flight-order"),
+    )
+    drain(channel)
+    state.refresh_from_db()
+    assert (state.expected_channel_quantity, state.unexplained_channel_moves) == (14, 0)
+    assert shown(shopify_simulator, shop)[1001] == 14
+    assert DriftRecord.objects.filter(listing=listings[0]).count() == 1
+    assert not PushAttempt.objects.filter(listing=listings[0], outcome="stale")[1:].exists()
+
+
+def test_an_unexplained_move_that_no_webhook_explains_stops_counting_after_its_wait(
+    channel, listings, shopify_simulator, shop
+):
+    from channels import ingest
+
+    drain(channel)
+    shopify_simulator.place_order(shop, [{"variant_id": 2001, "quantity": 1}], deliver=False)
+    factories.stock(listings[0].sku, channel.location, 5)
+    drain(channel)
+    ListingSyncState.objects.filter(listing=listings[0]).update(
+        unexplained_moves_until=timezone.now()
+    )
+    ingest._shift_expected_channel_quantity(listing_id=listings[0].pk, delta=-2)
+    state = ListingSyncState.objects.get(listing=listings[0])
+    assert (state.expected_channel_quantity, state.unexplained_channel_moves) == (13, -1)

@@ -24,7 +24,6 @@ from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from bundles import selectors as bundle_selectors
 from bundles import services as bundle_services
 from channels import outbox, selectors
 from channels.connectors import get_connector
@@ -290,20 +289,26 @@ def _apply_order_placed(ingest: _Ingest) -> None:
         if listing is None or listing.sku_id is None:
             _record_unmapped(ingest, line)
             continue
-        mapped.append((listing, line))
+        if line.quantity > 0:
+            mapped.append((listing, line))
     # Each line locks its stock row until the receipt commits: taking them in SKU order
     # keeps two orders with the same SKUs in another order from deadlocking.
     mapped.sort(key=lambda pair: (pair[0].sku_id or 0, pair[1].reference))
-    bundle_ids = bundle_selectors.bundle_ids_among(
-        sku_ids={listing.sku_id for listing, _ in mapped if listing.sku_id}
+    facts = _order_line_facts(
+        channel=ingest.channel,
+        order_reference=ingest.message.reference,
+        lines=[
+            (listing.sku_id or 0, f"{ingest.line_key(line)}:commit") for listing, line in mapped
+        ],
     )
-    for listing, line in mapped:
+    for (listing, line), (is_bundle, committed, location_id) in zip(mapped, facts, strict=True):
         assert listing.sku_id is not None
-        commit_key = f"{ingest.line_key(line)}:commit"
-        if line.quantity == 0 or _event(commit_key) or _bundle_events(commit_key):
+        if committed:
             continue
-        location_id = _location_with_most_available(channel=ingest.channel, sku_id=listing.sku_id)
-        if listing.sku_id in bundle_ids:
+        if location_id is None:
+            raise IngestError(f"Channel {ingest.channel.slug} sells from no active location.")
+        commit_key = f"{ingest.line_key(line)}:commit"
+        if is_bundle:
             # A bundle line takes every leaf component, in one statement (bundles.services).
             events = bundle_services.commit_sku(
                 sku_id=listing.sku_id,
@@ -339,17 +344,24 @@ def _apply_order_placed(ingest: _Ingest) -> None:
         _shift_expected_channel_quantity(listing_id=listing.pk, delta=-line.quantity)
 
 
-def _bundle_events(key: str) -> list[InventoryEvent]:
-    """The component events of a bundle line's change: keyed ``<key>:<sku>:<location>``."""
-    return list(InventoryEvent.objects.filter(idempotency_key__startswith=f"{key}:"))
+def _bundle_events(ingest: _Ingest, key: str) -> list[InventoryEvent]:
+    """The component events of a bundle line's change: keyed ``<key>:<sku>:<location>``.
+
+    Found through the order's reference (indexed); a prefix match alone could use no index.
+    """
+    return list(
+        InventoryEvent.objects.filter(
+            external_reference=ingest.message.reference, idempotency_key__startswith=f"{key}:"
+        )
+    )
 
 
 def _undo_bundle_line(
     ingest: _Ingest, *, line: MessageLine, idempotency_key: str, restock: bool | None
 ) -> int:
     """Cancel (``restock=None``) or return a bundle line once: all its components."""
-    commits = _bundle_events(f"{ingest.line_key(line)}:commit")
-    if not commits or _bundle_events(idempotency_key):
+    commits = _bundle_events(ingest, f"{ingest.line_key(line)}:commit")
+    if not commits or _bundle_events(ingest, idempotency_key):
         return 0
     listing = _listing_for_line(ingest, line)
     if listing is None or listing.sku_id is None:
@@ -373,34 +385,53 @@ def _undo_bundle_line(
     return line.quantity
 
 
-_FULLEST_SELLING_LOCATION_SQL = """
-SELECT sells_from.location_id
-  FROM channels_channel_locations AS sells_from
-  JOIN inventory_location AS location
-    ON location.id = sells_from.location_id AND location.is_active
-  LEFT JOIN inventory_stocklevel AS level
-    ON level.location_id = sells_from.location_id AND level.sku_id = %(sku_id)s
- WHERE sells_from.channel_id = %(channel_id)s
- ORDER BY COALESCE(level.on_hand - level.committed - level.reserved, 0) DESC,
-          sells_from.location_id
- LIMIT 1
+# For each order line (its SKU and commit key), in one statement: whether the SKU is a
+# bundle, whether the line was committed already (as a bundle, its component events are
+# keyed ``<key>:<sku>:<location>``), and the location to commit it at: the channel's
+# active selling location with the most available, then the lowest pk. A line is not
+# split across locations: the marketplace sold it as one line, one place ships it, and
+# the fullest avoids a shortfall wherever one location can cover the line.
+_ORDER_LINE_FACTS_SQL = """
+SELECT EXISTS (SELECT 1 FROM bundles_bundlecomponent WHERE bundle_id = line.sku_id),
+       -- Through the order's own events (indexed by reference): a prefix match on the
+       -- whole ledger could use no index.
+       EXISTS (SELECT 1 FROM inventory_inventoryevent AS event
+                WHERE event.external_reference = %(order_reference)s
+                  AND (event.idempotency_key = line.commit_key
+                       OR starts_with(event.idempotency_key, line.commit_key || ':'))),
+       (SELECT sells_from.location_id
+          FROM channels_channel_locations AS sells_from
+          JOIN inventory_location AS location
+            ON location.id = sells_from.location_id AND location.is_active
+          LEFT JOIN inventory_stocklevel AS level
+            ON level.location_id = sells_from.location_id AND level.sku_id = line.sku_id
+         WHERE sells_from.channel_id = %(channel_id)s
+         ORDER BY COALESCE(level.on_hand - level.committed - level.reserved, 0) DESC,
+                  sells_from.location_id
+         LIMIT 1)
+  FROM unnest(%(sku_ids)s::bigint[], %(commit_keys)s::text[])
+       WITH ORDINALITY AS line(sku_id, commit_key, ordinal)
+ ORDER BY line.ordinal
 """
 
 
-def _location_with_most_available(*, channel: Channel, sku_id: int) -> int:
-    """The location to commit a whole order line at: most available, then lowest pk.
-
-    A line is not split across locations: the marketplace sold it as one line, one place
-    ships it. Taking the fullest location avoids a shortfall wherever one location can
-    cover the line; when none can, the service records the shortfall and an incident
-    follows.
-    """
+def _order_line_facts(
+    *, channel: Channel, order_reference: str, lines: list[tuple[int, str]]
+) -> list[tuple[bool, bool, int | None]]:
+    """``(is_bundle, committed_already, location_id)`` per ``(sku_id, commit_key)``."""
+    if not lines:
+        return []
     with connection.cursor() as cursor:
-        cursor.execute(_FULLEST_SELLING_LOCATION_SQL, {"sku_id": sku_id, "channel_id": channel.pk})
-        row = cursor.fetchone()
-    if row is None:
-        raise IngestError(f"Channel {channel.slug} sells from no active location.")
-    return int(row[0])
+        cursor.execute(
+            _ORDER_LINE_FACTS_SQL,
+            {
+                "channel_id": channel.pk,
+                "order_reference": order_reference,
+                "sku_ids": [sku_id for sku_id, _ in lines],
+                "commit_keys": [key for _, key in lines],
+            },
+        )
+        return [(bool(bundle), bool(done), location) for bundle, done, location in cursor]
 
 
 def _apply_order_cancelled(ingest: _Ingest) -> None:

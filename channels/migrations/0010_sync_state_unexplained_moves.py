@@ -4,20 +4,19 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('channels', '0009_sync_state_channel_moves'),
+        ("channels", "0009_sync_state_channel_moves"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='listingsyncstate',
-            name='unexplained_channel_moves',
+            model_name="listingsyncstate",
+            name="unexplained_channel_moves",
             field=models.IntegerField(default=0),
         ),
         migrations.AddField(
-            model_name='listingsyncstate',
-            name='unexplained_moves_until',
+            model_name="listingsyncstate",
+            name="unexplained_moves_until",
             field=models.DateTimeField(blank=True, null=True),
         ),
     ]

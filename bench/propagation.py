@@ -1,6 +1,6 @@
 """Propagation: a sustained stream of marketplace orders, from webhook to every channel.
 
-Starts the whole system as separate processes (gunicorn, a Celery worker, the Shopify
+Starts the whole system as separate processes (gunicorn, Celery workers and beat, the Shopify
 simulator with three shops), lists SKUs on every shop, then has the simulator place
 orders at a steady rate; each order reaches nventory as a signed webhook, is committed,
 and every shop is pushed its new quantity. For every order it measures the time from
@@ -53,11 +53,14 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--shops", type=int, default=3)
     parser.add_argument("--skus", type=int, default=10)
-    parser.add_argument("--pool", default="prefork", help="Celery worker pool")
-    parser.add_argument(
-        "--profile", action="store_true", help="cProfile the worker (use --pool solo)"
-    )
+    parser.add_argument("--pool", default="threads", help="Celery worker pool")
     parser.add_argument("--concurrency", type=int, default=4, help="Celery worker concurrency")
+    parser.add_argument(
+        "--workers",
+        choices=["split", "single"],
+        default="split",
+        help="a worker for webhooks and one for pushes (as the Procfile), or one for both",
+    )
     args = parser.parse_args()
 
     _harness.setup_django()
@@ -154,7 +157,7 @@ def main() -> None:
                     extra_identifiers={"variant_id": str(2000 + index)},
                 )
 
-        _harness.progress(f"starting gunicorn on {web_url} and a Celery worker")
+        _harness.progress(f"starting gunicorn on {web_url}, Celery workers and beat")
         processes.append(
             _harness.start_process(
                 [
@@ -175,33 +178,49 @@ def main() -> None:
                 env,
             )
         )
+        # As the Procfile has them: webhooks and pushes in workers of their own, so that
+        # each has a core's worth of interpreter; or one worker for both.
+        worker_queues = (
+            {"ingest-worker": "webhooks", "push-worker": "celery,push"}
+            if args.workers == "split"
+            else {"worker": "celery,webhooks,push"}
+        )
+        worker_logs = {}
+        for name, queues in worker_queues.items():
+            worker_logs[name] = WORKER_LOG.with_name(f"propagation-{name}.log")
+            processes.append(
+                _harness.start_process(
+                    [
+                        sys.executable,
+                        "-m",
+                        "celery",
+                        "-A",
+                        "nventory",
+                        "worker",
+                        f"--pool={args.pool}",
+                        f"--concurrency={args.concurrency}",
+                        f"--queues={queues}",
+                        "--without-mingle",
+                        "--without-gossip",
+                        # INFO: the "ready." line is how we know it has started.
+                        "--loglevel=INFO",
+                        f"--hostname=bench-{name}@%h",
+                    ],
+                    worker_logs[name],
+                    env,
+                )
+            )
+        # Beat, as `make run` has it: the outbox and receipt sweeps.
         processes.append(
             _harness.start_process(
-                [
-                    sys.executable,
-                    *(["-m", "cProfile", "-o", str(WORKER_LOG) + ".prof"] if args.profile else []),
-                    "-m",
-                    "celery",
-                    "-A",
-                    "nventory",
-                    "worker",
-                    f"--pool={args.pool}",
-                    f"--concurrency={args.concurrency}",
-                    "--queues=celery,webhooks",
-                    # Beat too, as `make run` has it: the outbox and receipt sweeps.
-                    "--beat",
-                    "--without-mingle",
-                    "--without-gossip",
-                    # INFO: the "ready." line is how we know it has started.
-                    "--loglevel=INFO",
-                    "--hostname=bench-propagation@%h",
-                ],
-                WORKER_LOG,
+                [sys.executable, "-m", "celery", "-A", "nventory", "beat", "--loglevel=WARNING"],
+                WORKER_LOG.with_name("propagation-beat.log"),
                 env,
             )
         )
         _wait_http(f"{web_url}/api/schema/")
-        _harness.wait_for(lambda: b"ready" in WORKER_LOG.read_bytes(), 60, "worker ready")
+        for name, log in worker_logs.items():
+            _harness.wait_for(lambda log=log: b"ready" in log.read_bytes(), 60, f"{name} ready")
 
         _harness.progress("initial sync of every listing to every shop")
         from channels import outbox
@@ -221,7 +240,9 @@ def main() -> None:
             "initial sync",
         )
         PushAttempt.objects.all().delete()
-        named_processes = {"simulator": processes[0], "web": processes[1], "worker": processes[2]}
+        named_processes = dict(
+            zip(["simulator", "web", *worker_queues, "beat"], processes, strict=True)
+        )
         cpu_before = _cpu_seconds(named_processes)
 
         total_orders = int(args.rate * args.seconds)

@@ -50,7 +50,9 @@ def _announce_push_queue(channel_id: int) -> None:
 
     # A broker that is down only delays this: a worker started later picks the queue up.
     with contextlib.suppress(Exception):
-        app.control.add_consumer(push_queue_name(channel_id), reply=False)
+        app.control.broadcast(
+            "consume_push_queue", arguments={"queue": push_queue_name(channel_id)}, reply=False
+        )
 
 
 def on_bom_changed(sender: Any, bundle_ids: frozenset[int], **kwargs: Any) -> None:

@@ -106,7 +106,7 @@ def nventory_worker(django_db_setup: Any) -> Iterator[None]:
                 "worker",
                 "--pool=threads",
                 "--concurrency=8",
-                "--queues=celery,webhooks",
+                "--queues=celery,webhooks,push",
                 "--without-mingle",
                 "--without-gossip",
                 "--loglevel=INFO",

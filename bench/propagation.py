@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import functools
 import json
 import subprocess
 import sys
 import threading
 import time
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 import _harness
@@ -220,7 +222,7 @@ def main() -> None:
         )
         _wait_http(f"{web_url}/api/schema/")
         for name, log in worker_logs.items():
-            _harness.wait_for(lambda log=log: b"ready" in log.read_bytes(), 60, f"{name} ready")
+            _harness.wait_for(functools.partial(_is_ready, log), 60, f"{name} ready")
 
         _harness.progress("initial sync of every listing to every shop")
         from channels import outbox
@@ -319,6 +321,10 @@ def main() -> None:
         _harness.emit(figures)
     finally:
         _harness.stop_processes(processes)
+
+
+def _is_ready(worker_log: Path) -> bool:
+    return b"ready" in worker_log.read_bytes()
 
 
 def _cpu_seconds(named: dict[str, subprocess.Popen]) -> dict[str, float]:

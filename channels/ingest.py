@@ -325,6 +325,8 @@ def _apply_order_placed(ingest: _Ingest) -> None:
                     quantity=line.quantity,
                     context=ingest.context(commit_key),
                     allow_shortfall=True,
+                    # The line facts found the key unused, under the order's lock.
+                    key_checked_under_lock=True,
                 )
             ]
         for event in events:

@@ -203,17 +203,19 @@ def _apply_changes(
     context: EventContext,
     allow_shortfall: bool = False,
     reservation_id: int | None = None,
+    key_checked_under_lock: bool = False,
 ) -> list[InventoryEvent]:
     """Apply all changes or none, in one statement; return their ledger events in order.
 
     Outside a transaction the statement is its own transaction; inside one, the caller's
     transaction holds the locks until it commits.
     """
-    rows = _execute_changes(changes, context, allow_shortfall, reservation_id)
+    savepoint = not key_checked_under_lock
+    rows = _execute_changes(changes, context, allow_shortfall, reservation_id, savepoint)
     if rows is not None and len(rows) < len(changes):
         # A stock row seen for the first time: create it empty, then apply again.
         _create_stock_levels(changes)
-        rows = _execute_changes(changes, context, allow_shortfall, reservation_id)
+        rows = _execute_changes(changes, context, allow_shortfall, reservation_id, savepoint)
     if rows is None:
         return _replayed_events(changes)
     if len(rows) != len(changes) or not rows[0][5]:
@@ -265,6 +267,7 @@ def _execute_changes(
     context: EventContext,
     allow_shortfall: bool,
     reservation_id: int | None,
+    savepoint: bool = True,
 ) -> list[tuple[Any, ...]] | None:
     """Run the statement; None when an idempotency key was already used (a replay)."""
     params: dict[str, Any] = {
@@ -287,7 +290,7 @@ def _execute_changes(
             idempotency_key=change.idempotency_key,
         )
     try:
-        if connection.in_atomic_block:
+        if connection.in_atomic_block and savepoint:
             # A savepoint keeps the caller's transaction usable after a replayed key.
             with transaction.atomic():
                 return _execute_prepared(params, changes)
@@ -295,6 +298,8 @@ def _execute_changes(
         # held for this one round trip and its commit.
         return _execute_prepared(params, changes)
     except IntegrityError:
+        if connection.in_atomic_block and not savepoint:
+            raise  # the caller's transaction is spoilt: the caller said it could not happen
         return None
 
 
@@ -423,6 +428,7 @@ def _single_change(
     delta_committed: int = 0,
     delta_reserved: int = 0,
     allow_shortfall: bool = False,
+    key_checked_under_lock: bool = False,
 ) -> InventoryEvent:
     change = _LevelChange(
         sku_id=sku_id,
@@ -433,7 +439,12 @@ def _single_change(
         delta_committed=delta_committed,
         delta_reserved=delta_reserved,
     )
-    [event] = _apply_changes([change], context=context, allow_shortfall=allow_shortfall)
+    [event] = _apply_changes(
+        [change],
+        context=context,
+        allow_shortfall=allow_shortfall,
+        key_checked_under_lock=key_checked_under_lock,
+    )
     return event
 
 
@@ -521,11 +532,17 @@ def commit_order(
     quantity: int,
     context: EventContext,
     allow_shortfall: bool = False,
+    key_checked_under_lock: bool = False,
 ) -> InventoryEvent:
     """Commit sold units; refused (InsufficientStock) if available would go below zero.
 
     With ``allow_shortfall`` (an order that already happened on a marketplace) the sale is
     recorded anyway and the event's ``shortfall`` says how many units were oversold.
+
+    Inside a transaction a replayed key is survived with a savepoint: two more round
+    trips while the stock row is locked. A caller that has checked, under a lock of its
+    own, that the key is unused (channel ingest) passes ``key_checked_under_lock`` and
+    goes without; a replay then fails its transaction (IntegrityError) instead.
     """
     return _single_change(
         sku_id=sku_id,
@@ -534,6 +551,7 @@ def commit_order(
         delta_committed=_positive(quantity),
         context=context,
         allow_shortfall=allow_shortfall,
+        key_checked_under_lock=key_checked_under_lock,
     )
 
 

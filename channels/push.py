@@ -531,12 +531,24 @@ def _settle_results(
 ) -> _BatchOutcome:
     acked_at = timezone.now()
     applied = [by_listing[r.listing_id] for r in results if r.status == ItemStatus.APPLIED]
+    # Stale even after the overwrite: the channel moved again between our read and our
+    # write (a hot listing selling fast). Contention, not a failure of the channel: tried
+    # again at once by this run, though still counted, so it cannot go on for ever.
+    raced = [
+        (by_listing[r.listing_id], r.error or str(r.status))
+        for r in results
+        if r.status == ItemStatus.STALE
+    ]
     failed = [
         (by_listing[r.listing_id], r.error or str(r.status))
         for r in results
-        if r.status != ItemStatus.APPLIED
+        if r.status not in (ItemStatus.APPLIED, ItemStatus.STALE)
     ]
     changed_in_flight = _remember_applied(channel, applied, sent_at, acked_at) if applied else 0
+    for claim, error in raced:
+        _record_attempts(channel, [claim], sent_at, PushAttempt.Outcome.STALE, error)
+        if _fail(channel, [claim], error, retry_now=True) is not None:
+            changed_in_flight += 1
     if not failed:
         return _BatchOutcome(changed_in_flight=changed_in_flight)
     for claim, error in failed:
@@ -619,7 +631,12 @@ def retry_delay_s(*, channel: Channel, attempts: int) -> float:
 
 
 def _fail(
-    channel: Channel, claims: Sequence[_Claim], error: str, *, at_least_s: float | None = None
+    channel: Channel,
+    claims: Sequence[_Claim],
+    error: str,
+    *,
+    at_least_s: float | None = None,
+    retry_now: bool = False,
 ) -> float | None:
     """Count a failed attempt; dead-letter what has no tries left. The next try's delay."""
     now = timezone.now()
@@ -631,7 +648,11 @@ def _fail(
             if attempts >= channel.max_push_attempts:
                 _dead_letter(channel, claim, errors)
                 continue
-            delay = max(retry_delay_s(channel=channel, attempts=attempts), at_least_s or 0)
+            delay = (
+                0.0
+                if retry_now
+                else max(retry_delay_s(channel=channel, attempts=attempts), at_least_s or 0)
+            )
             delays.append(delay)
             PendingPush.objects.filter(pk=claim.pending_id).update(
                 attempts=attempts,

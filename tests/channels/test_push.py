@@ -410,3 +410,38 @@ def test_an_unexplained_move_that_no_webhook_explains_stops_counting_after_its_w
     ingest._shift_expected_channel_quantity(listing_id=listings[0].pk, delta=-2)
     state = ListingSyncState.objects.get(listing=listings[0])
     assert (state.expected_channel_quantity, state.unexplained_channel_moves) == (13, -1)
+
+
+def test_a_listing_that_moves_again_before_the_overwrite_is_retried_at_once(
+    channel, listings, shopify_simulator, shop, monkeypatch
+):
+    """Stale twice in a row is a hot listing selling fast, not a failing channel: no backoff."""
+    from channels.connectors.shopify import ShopifyConnector
+
+    drain(channel)
+    shopify_simulator.place_order(shop, [{"variant_id": 2001, "quantity": 1}], deliver=False)
+    real_read = ShopifyConnector.read_quantities
+    sold_during_read = []
+
+    def read_then_sell(self, refs):
+        read = real_read(self, refs)
+        if not sold_during_read:
+            sold_during_read.append(True)
+            shopify_simulator.place_order(
+                shop, [{"variant_id": 2001, "quantity": 1}], deliver=False
+            )
+        return read
+
+    monkeypatch.setattr(ShopifyConnector, "read_quantities", read_then_sell)
+    factories.stock(listings[0].sku, channel.location, 5)
+    push.push_owed(channel_id=channel.pk)  # one run, no waiting
+
+    assert shown(shopify_simulator, shop)[1001] == 15
+    assert not PendingPush.objects.filter(channel=channel).exists()
+    outcomes = list(
+        PushAttempt.objects.filter(listing=listings[0])
+        .exclude(target_quantity=10)
+        .order_by("pk")
+        .values_list("outcome", flat=True)
+    )
+    assert outcomes == ["stale", "stale", "stale", "applied"]

@@ -248,8 +248,8 @@ def main() -> None:
                     "worker",
                     "--pool=prefork",
                     f"--concurrency={args.concurrency}",
-                    # The per-channel push queues are added by the worker at start.
-                    "--queues=celery",
+                    # "push": the per-channel push queues, added by the worker at start.
+                    "--queues=celery,push",
                     "--beat",
                     "--without-mingle",
                     "--without-gossip",

@@ -421,7 +421,7 @@ def test_a_listing_that_moves_again_before_the_overwrite_is_retried_at_once(
     drain(channel)
     shopify_simulator.place_order(shop, [{"variant_id": 2001, "quantity": 1}], deliver=False)
     real_read = ShopifyConnector.read_quantities
-    sold_during_read = []
+    sold_during_read: list[bool] = []
 
     def read_then_sell(self, refs):
         read = real_read(self, refs)

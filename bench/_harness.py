@@ -128,6 +128,16 @@ def start_process(
         )
 
 
+def http_session() -> Any:
+    """A requests session for the load generator that does not read the environment on
+    every call (proxies, .netrc): that scan cost more CPU than the request itself."""
+    import requests
+
+    session = requests.Session()
+    session.trust_env = False
+    return session
+
+
 def start_simulator(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
     """The Shopify simulator on a free port; its URL, read from its first line."""
     process = subprocess.Popen(

@@ -95,7 +95,6 @@ def main() -> None:
     args = parser.parse_args()
 
     _harness.setup_django()
-    import requests
     from django.db import connection, transaction
     from simple_history.utils import bulk_create_with_history
 
@@ -159,7 +158,7 @@ def main() -> None:
         listed = [component, *bundles]
         shops = [f"cascade-{n}" for n in range(args.channels)]
         channels = []
-        session = requests.Session()
+        session = _harness.http_session()
         _harness.progress(
             f"creating {len(shops)} channels and {len(shops) * len(listed)} listings"
         )

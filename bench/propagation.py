@@ -66,7 +66,6 @@ def main() -> None:
     args = parser.parse_args()
 
     _harness.setup_django()
-    import requests
     from django.db import connection
 
     from channels.models import Channel, Listing, PendingPush, PushAttempt, WebhookReceipt
@@ -105,7 +104,7 @@ def main() -> None:
             )
         shops = [f"bench-{n}" for n in range(args.shops)]
         channels = []
-        session = requests.Session()
+        session = _harness.http_session()
         for shop in shops:
             channel = Channel.objects.create(
                 platform=Channel.Platform.SHOPIFY,
@@ -376,8 +375,6 @@ def _stream_orders(
     """Place ``total`` single-unit orders at a steady rate; their order ids."""
     import random
 
-    import requests
-
     order_ids: list[str] = []
     lock = threading.Lock()
     local = threading.local()
@@ -385,7 +382,7 @@ def _stream_orders(
 
     def place(number: int) -> None:
         if not hasattr(local, "session"):
-            local.session = requests.Session()
+            local.session = _harness.http_session()
         due = started + number / args.rate
         delay = due - time.monotonic()
         if delay > 0:

@@ -60,7 +60,6 @@ def main() -> None:
     args = parser.parse_args()
 
     _harness.setup_django()
-    import requests
     from django.db import connection
     from django.utils import timezone
 
@@ -97,7 +96,7 @@ def main() -> None:
         sku_ids = sorted(quantity_by_sku)
 
         rng = random.Random(SEED)
-        session = requests.Session()
+        session = _harness.http_session()
         channels = []
         injected: set[tuple[int, int]] = set()  # (channel id, inventory item id)
         now = timezone.now()

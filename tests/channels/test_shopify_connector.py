@@ -245,3 +245,20 @@ def test_listing_location_overrides_the_channel_location(channel, shopify_simula
     )
     assert result.status == ItemStatus.REJECTED
     assert connector.read_quantities([ListingRef(1, "1001", elsewhere)]) == {1: None}
+
+
+def test_proxies_come_from_the_environment_once_per_url_and_no_proxy_is_honoured(monkeypatch):
+    from channels.connectors import shopify
+
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.example:3128")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    shopify._proxies_for.cache_clear()
+    try:
+        assert shopify._proxies_for("http://shop.example/admin/api/graphql.json")["http"] == (
+            "http://proxy.example:3128"
+        )
+        assert shopify._proxies_for("http://127.0.0.1:8765/admin/api/graphql.json") == {}
+    finally:
+        shopify._proxies_for.cache_clear()
+    # Not read again on every call (the session does not look at the environment).
+    assert shopify._session().trust_env is False

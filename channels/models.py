@@ -11,7 +11,8 @@ from decimal import Decimal
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
+from django.db.models.fields.json import KT
 from django.db.models.functions import Now
 from simple_history.models import HistoricalRecords
 
@@ -97,6 +98,14 @@ class Listing(models.Model):
             models.UniqueConstraint(
                 fields=["channel", "external_id"], name="listing_one_per_channel_external_id"
             ),
+        ]
+        # How order lines find their listing (channels.ingest): Shopify's lines carry the
+        # variant id; lines of other platforms may carry only the seller's SKU code.
+        indexes = [
+            models.Index(
+                F("channel"), KT("extra_identifiers__variant_id"), name="listing_variant_id"
+            ),
+            models.Index(fields=["channel", "external_sku"], name="listing_external_sku"),
         ]
 
     def __str__(self) -> str:

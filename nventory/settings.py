@@ -255,7 +255,7 @@ RECONCILIATION_DRIFT_ALERT_PERCENT = float(
 )
 RECONCILIATION_REPEAT_RUNS = int(os.environ.get("RECONCILIATION_REPEAT_RUNS", "3"))
 # Changes to one channel within this window go out in one push call (channels.tasks).
-PUSH_COALESCE_WINDOW_S = float(os.environ.get("PUSH_COALESCE_WINDOW_S", "0.05"))
+PUSH_COALESCE_WINDOW_S = float(os.environ.get("PUSH_COALESCE_WINDOW_S", "0.03"))
 # A webhook body above this is refused with 413 before it is read.
 WEBHOOK_MAX_BODY_BYTES = int(os.environ.get("WEBHOOK_MAX_BODY_BYTES", str(1024 * 1024)))
 

@@ -68,7 +68,14 @@ def main() -> None:
     _harness.setup_django()
     from django.db import connection
 
-    from channels.models import Channel, Listing, PendingPush, PushAttempt, WebhookReceipt
+    from channels.models import (
+        Channel,
+        DeadLetter,
+        Listing,
+        PendingPush,
+        PushAttempt,
+        WebhookReceipt,
+    )
     from inventory import services
     from inventory.models import InventoryEvent, Location, Sku
 
@@ -294,6 +301,7 @@ def main() -> None:
             InventoryEvent=InventoryEvent,
             PushAttempt=PushAttempt,
             Channel=Channel,
+            DeadLetter=DeadLetter,
         )
         figures.update(
             orders=total_orders,
@@ -500,6 +508,7 @@ def _measure(**kw: Any) -> dict[str, Any]:
         "oversold": int(oversold),
         "pushes": pushes,
         "pushes_by_outcome": pushes_by_outcome,
+        "dead_letters": kw["DeadLetter"].objects.count(),
         "pushes_per_order": round(pushes / max(1, len(order_ids) * len(channel_ids)), 3),
     }
 

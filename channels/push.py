@@ -60,6 +60,9 @@ logger = logging.getLogger(__name__)
 CLAIM_LEASE_S = 60
 # How long moves found and written over (sales in flight, mostly) wait for their webhooks.
 UNEXPLAINED_MOVES_WAIT_S = 60
+# Rounds of one run in which a listing that moved again before our overwrite is claimed
+# again at once, uncounted; after them, such a listing counts as a failed attempt.
+MAX_RACE_RETRIES = 3
 DEFAULT_RETRY_BASE_S = 1.0
 MAX_RETRY_DELAY_S = 300.0
 
@@ -236,6 +239,7 @@ def push_owed(*, channel_id: int) -> None:
         return
     connector = get_connector(channel)
     batch_size = _batch_size(channel, connector)
+    raced_rounds = 0
     while True:
         wait_s = _wait_for_rate_limit(channel)
         if wait_s > 0:
@@ -249,7 +253,12 @@ def push_owed(*, channel_id: int) -> None:
             outcome = _record_shadow(channel, connector, claims)
         else:
             due = _hold_increases_to_settle(channel, claims)
-            outcome = _send(channel, connector, due) if due else _BatchOutcome()
+            outcome = (
+                _send(channel, connector, due, count_races=raced_rounds >= MAX_RACE_RETRIES)
+                if due
+                else _BatchOutcome()
+            )
+            raced_rounds += bool(outcome.raced)
             if outcome.retry_in is not None:
                 tasks.enqueue_push(channel_id=channel.pk, countdown=outcome.retry_in)
                 return
@@ -263,6 +272,8 @@ class _BatchOutcome:
     retry_in: float | None = None
     # Rows of the batch that changed while it was pushed, so are owed again now.
     changed_in_flight: int = 0
+    # Rows the channel moved again between our read-back and our overwrite.
+    raced: int = 0
 
 
 def _batch_size(channel: Channel, connector: Connector) -> int:
@@ -450,7 +461,9 @@ def _update_for(claim: _Claim, compare: int | None) -> QuantityUpdate:
     )
 
 
-def _send(channel: Channel, connector: Connector, claims: list[_Claim]) -> _BatchOutcome:
+def _send(
+    channel: Channel, connector: Connector, claims: list[_Claim], *, count_races: bool = True
+) -> _BatchOutcome:
     """Send one batch; what the run does next follows from the outcome."""
     sent_at = timezone.now()
     try:
@@ -473,7 +486,7 @@ def _send(channel: Channel, connector: Connector, claims: list[_Claim]) -> _Batc
     stale = [r for r in results if r.status == ItemStatus.STALE]
     if stale:
         results = _overwrite_drift(channel, connector, by_listing, results, stale, sent_at)
-    return _settle_results(channel, by_listing, results, sent_at)
+    return _settle_results(channel, by_listing, results, sent_at, count_races=count_races)
 
 
 def _overwrite_drift(
@@ -531,12 +544,15 @@ def _settle_results(
     by_listing: dict[int, _Claim],
     results: list[ItemResult],
     sent_at: dt.datetime,
+    *,
+    count_races: bool = True,
 ) -> _BatchOutcome:
     acked_at = timezone.now()
     applied = [by_listing[r.listing_id] for r in results if r.status == ItemStatus.APPLIED]
     # Stale even after the overwrite: the channel moved again between our read and our
-    # write (a hot listing selling fast). Contention, not a failure of the channel: tried
-    # again at once by this run, though still counted, so it cannot go on for ever.
+    # write (a hot listing selling fast). Contention, not a failure of the channel: claimed
+    # again at once by this run and not counted towards the dead letter, for a few rounds;
+    # a listing that keeps moving after those counts as failed (count_races).
     raced = [
         (by_listing[r.listing_id], r.error or str(r.status))
         for r in results
@@ -550,18 +566,28 @@ def _settle_results(
     changed_in_flight = _remember_applied(channel, applied, sent_at, acked_at) if applied else 0
     for claim, error in raced:
         _record_attempts(channel, [claim], sent_at, PushAttempt.Outcome.STALE, error)
-        if _fail(channel, [claim], error, retry_now=True) is not None:
-            changed_in_flight += 1
-    if not failed:
-        return _BatchOutcome(changed_in_flight=changed_in_flight)
     for claim, error in failed:
         _record_attempts(channel, [claim], sent_at, PushAttempt.Outcome.REJECTED, error)
-    delays = [_fail(channel, [claim], error) for claim, error in failed]
+    if raced and not count_races:
+        _owe_again_now([claim for claim, _ in raced])
+        changed_in_flight += len(raced)
+        raced_to_fail = []
+    else:
+        raced_to_fail = raced
+    if not failed and not raced_to_fail:
+        return _BatchOutcome(changed_in_flight=changed_in_flight, raced=len(raced))
+    delays = [_fail(channel, [claim], error) for claim, error in failed + raced_to_fail]
     pending_delays = [delay for delay in delays if delay is not None]
     if pending_delays:
         # Items that still have tries left come back after their backoff, via the queue.
         tasks.enqueue_push(channel_id=channel.pk, countdown=min(pending_delays))
-    return _BatchOutcome(changed_in_flight=changed_in_flight)
+    return _BatchOutcome(changed_in_flight=changed_in_flight, raced=len(raced))
+
+
+def _owe_again_now(claims: Sequence[_Claim]) -> None:
+    PendingPush.objects.filter(pk__in=[claim.pending_id for claim in claims]).update(
+        claimed_until=None, not_before=timezone.now()
+    )
 
 
 def _remember_applied(
@@ -639,7 +665,6 @@ def _fail(
     error: str,
     *,
     at_least_s: float | None = None,
-    retry_now: bool = False,
 ) -> float | None:
     """Count a failed attempt; dead-letter what has no tries left. The next try's delay."""
     now = timezone.now()
@@ -651,11 +676,7 @@ def _fail(
             if attempts >= channel.max_push_attempts:
                 _dead_letter(channel, claim, errors)
                 continue
-            delay = (
-                0.0
-                if retry_now
-                else max(retry_delay_s(channel=channel, attempts=attempts), at_least_s or 0)
-            )
+            delay = max(retry_delay_s(channel=channel, attempts=attempts), at_least_s or 0)
             delays.append(delay)
             PendingPush.objects.filter(pk=claim.pending_id).update(
                 attempts=attempts,

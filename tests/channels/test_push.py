@@ -445,3 +445,29 @@ def test_a_listing_that_moves_again_before_the_overwrite_is_retried_at_once(
         .values_list("outcome", flat=True)
     )
     assert outcomes == ["stale", "stale", "stale", "applied"]
+
+
+def test_a_listing_that_moves_again_before_every_overwrite_ends_as_a_dead_letter(
+    channel, listings, shopify_simulator, shop, monkeypatch
+):
+    """Racing is retried at once a few times uncounted; a listing that never settles is
+    then counted like any failure, so a run cannot loop for ever."""
+    from channels.connectors.shopify import ShopifyConnector
+
+    drain(channel)
+    shopify_simulator.place_order(shop, [{"variant_id": 2001, "quantity": 1}], deliver=False)
+    real_read = ShopifyConnector.read_quantities
+
+    def read_then_sell(self, refs):
+        read = real_read(self, refs)
+        shopify_simulator.place_order(shop, [{"variant_id": 2001, "quantity": 1}], deliver=False)
+        return read
+
+    monkeypatch.setattr(ShopifyConnector, "read_quantities", read_then_sell)
+    factories.stock(listings[0].sku, channel.location, 100)
+    drain(channel)
+    assert DeadLetter.objects.filter(listing=listings[0]).exists()
+    raced_rounds_per_attempt = push.MAX_RACE_RETRIES + 1
+    assert PushAttempt.objects.filter(listing=listings[0], outcome="stale").count() >= (
+        channel.max_push_attempts * raced_rounds_per_attempt
+    )

@@ -17,11 +17,11 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import partial
 
-from django.db import connection, transaction
+from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 
 from bundles import services as bundle_services
@@ -165,14 +165,63 @@ def sweep_unprocessed_receipts(*, older_than_s: float = 30, limit: int = 1000) -
         .order_by("received_at")
         .values_list("pk", flat=True)[:limit]
     )
+    from channels import tasks
+
     for receipt_id in receipt_ids:
-        _enqueue_processing(receipt_id)
+        tasks.retry_webhook_processing(receipt_id)
     return len(receipt_ids)
 
 
 # -----------------------------------------------------------------------------------------
 # Processing
 # -----------------------------------------------------------------------------------------
+
+
+# New receipts, oldest first, each try counted before it starts (as _CLAIM_ATTEMPT_SQL).
+# Only receipts never tried: one that failed goes back through its own task and backoff.
+_CLAIM_NEW_SQL = """
+UPDATE channels_webhookreceipt SET attempts = attempts + 1
+ WHERE id IN (SELECT id FROM channels_webhookreceipt
+               WHERE status = %(received)s AND attempts = 0
+               ORDER BY id
+               LIMIT %(limit)s
+                 FOR UPDATE SKIP LOCKED)
+RETURNING id
+"""
+
+# Receipts one ingest run takes at a time, before it looks for newer ones.
+NEW_RECEIPTS_BATCH = 10
+
+
+def process_new_receipts(
+    *, retry: Callable[[int, float], None], batch_size: int = NEW_RECEIPTS_BATCH
+) -> int:
+    """Apply every receipt not tried yet, a batch at a time; how many were tried.
+
+    A receipt that cannot be applied now (a deadlock, a lost connection, a cancellation
+    ahead of its order) is handed to ``retry(receipt_id, countdown)``; any other error
+    leaves it failed for the sweep. Either way the run goes on with the next one.
+    """
+    tried = 0
+    while True:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                _CLAIM_NEW_SQL,
+                {"received": str(WebhookReceipt.Status.RECEIVED), "limit": batch_size},
+            )
+            receipt_ids = sorted(row[0] for row in cursor.fetchall())
+        if not receipt_ids:
+            return tried
+        for receipt_id in receipt_ids:
+            tried += 1
+            try:
+                _process_claimed(receipt_id)
+            except OperationalError:
+                retry(receipt_id, 0.1)
+            except OrderNotYetCommitted:
+                retry(receipt_id, 2.0)
+            except Exception:
+                logger.exception("Webhook receipt %s failed; the sweep tries it again", receipt_id)
 
 
 def process_receipt(*, receipt_id: int) -> None:
@@ -182,8 +231,12 @@ def process_receipt(*, receipt_id: int) -> None:
     another worker is left alone. An unparseable body is quarantined. Any other error marks
     the receipt failed with the error and is raised again, for the task's retry.
     """
-    if not _claim_attempt(receipt_id):
-        return
+    if _claim_attempt(receipt_id):
+        _process_claimed(receipt_id)
+
+
+def _process_claimed(receipt_id: int) -> None:
+    """``process_receipt`` once its try is counted."""
     try:
         with transaction.atomic(durable=True):
             receipt = _lock_receipt(receipt_id)
@@ -202,19 +255,22 @@ def process_receipt(*, receipt_id: int) -> None:
 
 
 # The receipt, locked for this transaction, with its channel. Raw SQL: it runs for every
-# webhook, and building it through the ORM cost more than running it.
+# webhook, and building it through the ORM cost more than running it. It waits for a lock
+# rather than skip: the try is ours (counted by our claim), and the lock may be held only
+# for a moment by another worker's claim statement passing over the row; a worker that
+# was applying it has, when it lets go, left it no longer pending.
 _LOCK_RECEIPT_SQL = """
 SELECT channel.*, receipt.topic AS receipt_topic, receipt.body AS receipt_body,
        receipt.attempts AS receipt_attempts
   FROM channels_webhookreceipt AS receipt
   JOIN channels_channel AS channel ON channel.id = receipt.channel_id
  WHERE receipt.id = %(receipt_id)s AND receipt.status = ANY(%(pending)s)
-   FOR UPDATE OF receipt SKIP LOCKED
+   FOR UPDATE OF receipt
 """
 
 
 def _lock_receipt(receipt_id: int) -> WebhookReceipt | None:
-    """The receipt if it is still pending and no other worker holds it, else None."""
+    """The receipt if it is still pending (once no other worker holds it), else None."""
     found = list(
         Channel.objects.raw(
             _LOCK_RECEIPT_SQL,

@@ -100,3 +100,18 @@ def claim_wakes(*, channel_ids: list[int]) -> list[int]:
 
 def release_wake(*, channel_id: int) -> None:
     _client().delete(_wake_key(channel_id))
+
+
+# --- ingest wake-ups --------------------------------------------------------------------
+# The same for webhook receipts: one queued ingest run takes every new receipt, so that at
+# 50 orders/s a webhook costs a flag in Redis rather than a task of its own.
+_INGEST_WAKE_KEY = "nventory:ingest-wake"
+
+
+def claim_ingest_wake() -> bool:
+    """Whether no ingest run was queued (and now one is, by the caller)."""
+    return bool(_client().set(_INGEST_WAKE_KEY, 1, nx=True, px=WAKE_FLAG_TTL_MS))
+
+
+def release_ingest_wake() -> None:
+    _client().delete(_INGEST_WAKE_KEY)

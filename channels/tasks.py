@@ -48,7 +48,29 @@ def push_channel(channel_id: int) -> None:
 
 
 def enqueue_webhook_processing(receipt_id: int) -> None:
-    process_webhook.apply_async(kwargs={"receipt_id": receipt_id}, queue="webhooks")
+    """A new receipt is stored: wake an ingest run, unless one is queued already.
+
+    The run takes every receipt not tried yet, this one included; a receipt that has been
+    tried (failed, or left behind) goes through ``retry_webhook_processing`` instead.
+    """
+    if ratelimit.claim_ingest_wake():
+        process_new_webhooks.apply_async(queue="webhooks")
+
+
+def retry_webhook_processing(receipt_id: int, countdown: float = 0.0) -> None:
+    """Process one receipt in a task of its own, with the task's retries."""
+    process_webhook.apply_async(
+        kwargs={"receipt_id": receipt_id}, queue="webhooks", countdown=countdown
+    )
+
+
+@shared_task(name="channels.process_new_webhooks")
+def process_new_webhooks() -> int:
+    from channels import ingest
+
+    # From here on, a new receipt must queue a new run: this one may have looked already.
+    ratelimit.release_ingest_wake()
+    return ingest.process_new_receipts(retry=retry_webhook_processing)
 
 
 @shared_task(name="channels.process_webhook", bind=True, max_retries=4)

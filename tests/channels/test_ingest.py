@@ -7,6 +7,7 @@ import json
 from unittest import mock
 
 import pytest
+from django.db import transaction
 
 from channels import ingest
 from channels.models import (
@@ -528,7 +529,7 @@ def test_sweep_enqueues_old_received_and_failed_receipts_with_attempts_left(chan
     WebhookReceipt.objects.filter(pk=exhausted).update(status="failed", attempts=5)
     WebhookReceipt.objects.filter(pk=processed).update(status="processed")
 
-    with mock.patch("channels.tasks.enqueue_webhook_processing") as enqueue:
+    with mock.patch("channels.tasks.retry_webhook_processing") as enqueue:
         assert ingest.sweep_unprocessed_receipts(older_than_s=30) == 2
 
     assert sorted(call.args[0] for call in enqueue.call_args_list) == sorted([received, failed])
@@ -574,3 +575,82 @@ def test_workers_racing_on_one_order_commit_it_once(monkeypatch):
     assert errors == []
     assert level(sku, warehouse).committed == 3
     assert set(WebhookReceipt.objects.values_list("status", flat=True)) == {"processed"}
+
+
+# --- ingest runs ---------------------------------------------------------------------------
+
+
+def test_an_ingest_run_applies_every_new_receipt_and_leaves_tried_ones(
+    channel, shirt, shirt_listing, warehouse
+):
+    new = [
+        store(channel, "orders/create", order(shirt_line(1), order_id=order_id))
+        for order_id in (1001, 1002, 1003)
+    ]
+    tried = store(channel, "orders/create", order(shirt_line(1), order_id=1004))
+    WebhookReceipt.objects.filter(pk=tried).update(status="failed", attempts=1)
+    retried: list[tuple[int, float]] = []
+
+    assert ingest.process_new_receipts(retry=lambda *args: retried.append(args), batch_size=2) == 3
+
+    statuses = dict(WebhookReceipt.objects.values_list("pk", "status"))
+    assert [statuses[pk] for pk in new] == ["processed"] * 3
+    assert statuses[tried] == "failed"  # its own task and the sweep retry it
+    assert level(shirt, warehouse).committed == 3
+    assert retried == []
+
+
+def test_an_ingest_run_hands_a_cancellation_ahead_of_its_order_to_a_retry(
+    channel, shirt, shirt_listing
+):
+    cancellation = store(channel, "orders/cancelled", order(shirt_line(1), order_id=2001))
+    retried: list[tuple[int, float]] = []
+
+    ingest.process_new_receipts(retry=lambda *args: retried.append(args))
+
+    assert retried == [(cancellation, 2.0)]
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_a_claimed_receipt_locked_for_a_moment_elsewhere_is_applied_not_skipped(monkeypatch):
+    """Another worker's claim statement can hold the row for a moment as it passes over it:
+    the worker whose try it is waits, rather than leave it for the sweep."""
+    import threading
+    import time
+
+    from django.db import connection, connections
+
+    monkeypatch.setattr("channels.tasks.enqueue_webhook_processing", lambda receipt_id: None)
+    monkeypatch.setattr("channels.outbox.wake_pushers", lambda **kwargs: None)
+    warehouse = factories.make_location()
+    channel = factories.make_channel(locations=[warehouse])
+    sku = factories.make_sku()
+    factories.stock(sku, warehouse, 10)
+    factories.make_listing(channel=channel, sku=sku, extra_identifiers={"variant_id": "123456789"})
+    receipt_id = store(channel, "orders/create", order(shirt_line(1)))
+    WebhookReceipt.objects.filter(pk=receipt_id).update(attempts=1)  # claimed by us
+    locked, release = threading.Event(), threading.Event()
+
+    def hold_the_row() -> None:
+        try:
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT id FROM channels_webhookreceipt WHERE id = %s FOR UPDATE", [receipt_id]
+                )
+                locked.set()
+                release.wait(5)
+        finally:
+            connections.close_all()
+
+    holder = threading.Thread(target=hold_the_row)
+    holder.start()
+    assert locked.wait(5)
+    threading.Timer(0.3, release.set).start()
+    started = time.monotonic()
+    ingest._process_claimed(receipt_id)
+    holder.join()
+
+    assert time.monotonic() - started >= 0.2  # it waited for the lock
+    assert WebhookReceipt.objects.get(pk=receipt_id).status == "processed"
+    assert StockLevel.objects.get(sku=sku, location=warehouse).committed == 1

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import itertools
 import json
 import logging
 import re
@@ -194,16 +195,19 @@ NEW_RECEIPTS_BATCH = 10
 
 
 def process_new_receipts(
-    *, retry: Callable[[int, float], None], batch_size: int = NEW_RECEIPTS_BATCH
+    *,
+    retry: Callable[[int, float], None],
+    batch_size: int = NEW_RECEIPTS_BATCH,
+    batches: int | None = None,
 ) -> int:
-    """Apply every receipt not tried yet, a batch at a time; how many were tried.
+    """Apply every receipt not tried yet (or ``batches`` batches of them); how many were tried.
 
     A receipt that cannot be applied now (a deadlock, a lost connection, a cancellation
     ahead of its order) is handed to ``retry(receipt_id, countdown)``; any other error
     leaves it failed for the sweep. Either way the run goes on with the next one.
     """
     tried = 0
-    while True:
+    for _ in itertools.count() if batches is None else range(batches):
         with connection.cursor() as cursor:
             cursor.execute(
                 _CLAIM_NEW_SQL,
@@ -222,6 +226,7 @@ def process_new_receipts(
                 retry(receipt_id, 2.0)
             except Exception:
                 logger.exception("Webhook receipt %s failed; the sweep tries it again", receipt_id)
+    return tried
 
 
 def process_receipt(*, receipt_id: int) -> None:

@@ -66,11 +66,25 @@ def retry_webhook_processing(receipt_id: int, countdown: float = 0.0) -> None:
 
 @shared_task(name="channels.process_new_webhooks")
 def process_new_webhooks() -> int:
+    """Apply new receipts while they keep coming; let another run in when they pile up.
+
+    The wake flag stays taken while this run works, so the receipts that come meanwhile
+    cost no task of their own. It is given back when a batch comes full (a backlog: a
+    second run may help) and when none is left; after giving it back the run looks once
+    more, for a receipt whose wake found the flag still taken.
+    """
     from channels import ingest
 
-    # From here on, a new receipt must queue a new run: this one may have looked already.
-    ratelimit.release_ingest_wake()
-    return ingest.process_new_receipts(retry=retry_webhook_processing)
+    tried = 0
+    while True:
+        batch = ingest.process_new_receipts(retry=retry_webhook_processing, batches=1)
+        tried += batch
+        if batch >= ingest.NEW_RECEIPTS_BATCH:
+            ratelimit.release_ingest_wake()
+        elif batch == 0:
+            ratelimit.release_ingest_wake()
+            last = ingest.process_new_receipts(retry=retry_webhook_processing)
+            return tried + last
 
 
 @shared_task(name="channels.process_webhook", bind=True, max_retries=4)

@@ -600,25 +600,28 @@ def _remember_applied(
     while True:
         attempt += 1
         try:
-            with transaction.atomic():
-                changed_in_flight = _finish(applied)
-                with connection.cursor() as cursor:
-                    cursor.execute(
-                        _REMEMBER_APPLIED_SQL,
-                        {
-                            "channel_id": channel.pk,
-                            "listing_ids": [claim.listing.pk for claim in applied],
-                            "quantities": [claim.target for claim in applied],
-                            "compares": [claim.compare for claim in applied],
-                            "attempt_numbers": [claim.attempts + 1 for claim in applied],
-                            "change_ats": [claim.first_change_at for claim in applied],
-                            "moves_at_claim": [claim.channel_moves_at_claim for claim in applied],
-                            "overwrote_moves": [claim.overwrote_moves for claim in applied],
-                            "unexplained_wait_s": UNEXPLAINED_MOVES_WAIT_S,
-                            "sent_at": sent_at,
-                            "acked_at": acked_at,
-                        },
-                    )
+            # Both statements in one query: one round trip, and (outside a transaction)
+            # one implicit transaction, in this order.
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    f"{_FINISH_SQL};\n{_REMEMBER_APPLIED_SQL}",
+                    {
+                        "ids": [claim.pending_id for claim in applied],
+                        "generations": [claim.generation for claim in applied],
+                        "channel_id": channel.pk,
+                        "listing_ids": [claim.listing.pk for claim in applied],
+                        "quantities": [claim.target for claim in applied],
+                        "compares": [claim.compare for claim in applied],
+                        "attempt_numbers": [claim.attempts + 1 for claim in applied],
+                        "change_ats": [claim.first_change_at for claim in applied],
+                        "moves_at_claim": [claim.channel_moves_at_claim for claim in applied],
+                        "overwrote_moves": [claim.overwrote_moves for claim in applied],
+                        "unexplained_wait_s": UNEXPLAINED_MOVES_WAIT_S,
+                        "sent_at": sent_at,
+                        "acked_at": acked_at,
+                    },
+                )
+                changed_in_flight = len(cursor.fetchall())  # the first statement's rows
             return changed_in_flight
         except OperationalError as error:
             # The channel has the figures already; only our record of it must be retried.

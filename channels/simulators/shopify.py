@@ -1108,32 +1108,35 @@ class ShopifySimulator:
                 return
 
     def _attempt(self, delivery: Delivery) -> int | None:
-        """POST the delivery as is; the HTTP status, or None if nothing answered in time."""
+        """POST the delivery as is; the HTTP status, or None if nothing answered in time.
+
+        Over a kept-alive connection of this thread when there is one, as a platform's
+        delivery workers do; a kept connection the receiver has closed meanwhile is
+        replaced once.
+        """
         started = time.time()
         status: int | None = None
         error = ""
         parts = urlsplit(delivery.url)
-        connection_class = (
-            http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-        )
-        connection = connection_class(
-            parts.hostname or "", parts.port, timeout=WEBHOOK_CONNECT_TIMEOUT_S
-        )
-        try:
-            connection.connect()
-            if connection.sock is not None:
-                connection.sock.settimeout(WEBHOOK_RESPONSE_TIMEOUT_S)
-            path = parts.path or "/"
-            if parts.query:
-                path = f"{path}?{parts.query}"
-            connection.request("POST", path, body=delivery.body, headers=delivery.headers)
-            response = connection.getresponse()
-            response.read()
-            status = response.status
-        except (OSError, http.client.HTTPException) as exc:
-            error = f"{type(exc).__name__}: {exc}"
-        finally:
-            connection.close()
+        path = parts.path or "/"
+        if parts.query:
+            path = f"{path}?{parts.query}"
+        for reused in (True, False):
+            was_kept = False
+            try:
+                connection, was_kept = _webhook_connection(parts, fresh=not reused)
+                connection.request("POST", path, body=delivery.body, headers=delivery.headers)
+                response = connection.getresponse()
+                response.read()
+                status, error = response.status, ""
+                if response.will_close:
+                    _drop_webhook_connection(parts)
+                break
+            except (OSError, http.client.HTTPException) as exc:
+                _drop_webhook_connection(parts)
+                error = f"{type(exc).__name__}: {exc}"
+                if not was_kept:
+                    break
         with self._lock:
             delivery.attempts.append(
                 {
@@ -1144,6 +1147,37 @@ class ShopifySimulator:
                 }
             )
         return status
+
+
+_kept_connections = threading.local()
+
+
+def _webhook_connection(parts: Any, *, fresh: bool) -> tuple[http.client.HTTPConnection, bool]:
+    """This thread's connection to the receiver (new if ``fresh``), and whether it was kept."""
+    kept: dict[tuple[str, str, int | None], http.client.HTTPConnection] = (
+        getattr(_kept_connections, "by_address", None) or {}
+    )
+    _kept_connections.by_address = kept
+    address = (parts.scheme, parts.hostname or "", parts.port)
+    connection = None if fresh else kept.get(address)
+    if connection is not None:
+        return connection, True
+    connection_class = (
+        http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    )
+    connection = connection_class(address[1], parts.port, timeout=WEBHOOK_CONNECT_TIMEOUT_S)
+    connection.connect()
+    if connection.sock is not None:
+        connection.sock.settimeout(WEBHOOK_RESPONSE_TIMEOUT_S)
+    kept[address] = connection
+    return connection, False
+
+
+def _drop_webhook_connection(parts: Any) -> None:
+    kept = getattr(_kept_connections, "by_address", {})
+    connection = kept.pop((parts.scheme, parts.hostname or "", parts.port), None)
+    if connection is not None:
+        connection.close()
 
 
 def _store_bounded(store: dict[str, Any], key: str, value: object) -> None:

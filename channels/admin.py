@@ -23,6 +23,7 @@ from channels.models import (
     DeadLetter,
     DriftRecord,
     Listing,
+    ListingSyncState,
     OversellIncident,
     PendingPush,
     PushAttempt,
@@ -220,6 +221,28 @@ class DeadLetterAdmin(_ReadOnlyAdmin):
             )
             replayed += 1
         self.message_user(request, f"Replayed {replayed} dead letter(s).", messages.SUCCESS)
+
+
+@admin.register(ListingSyncState)
+class ListingSyncStateAdmin(_ReadOnlyAdmin):
+    """What we last told each channel, and what we expect it to show now."""
+
+    list_display = (
+        "listing",
+        "channel",
+        "last_pushed_quantity",
+        "last_pushed_at",
+        "expected_channel_quantity",
+        "unexplained_channel_moves",
+        "unexplained_moves_until",
+    )
+    list_select_related = ("listing__channel",)
+    list_filter = ("listing__channel",)
+    search_fields = ("listing__external_id", "listing__external_sku", "listing__sku__code")
+
+    @admin.display(ordering="listing__channel")
+    def channel(self, state: ListingSyncState) -> Channel:
+        return state.listing.channel
 
 
 @admin.register(DriftRecord)

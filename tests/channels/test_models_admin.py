@@ -131,3 +131,23 @@ def test_listing_override_must_be_on_the_listings_channel(listing):
     )
     with pytest.raises(ValidationError):
         BufferRule(channel=other, listing=listing).full_clean()
+
+
+def test_the_sync_state_admin_lists_what_each_channel_was_told_and_is_expected_to_show(
+    admin_client, listing
+):
+    from channels.models import ListingSyncState
+
+    state = ListingSyncState.objects.create(
+        listing=listing,
+        last_pushed_quantity=7,
+        expected_channel_quantity=6,
+        unexplained_channel_moves=-1,
+    )
+    url = reverse("admin:channels_listingsyncstate_changelist")
+    found = admin_client.get(url, {"q": "M1"})
+    assert list(found.context["cl"].result_list) == [state]
+    row = found.content.decode().split('id="result_list"')[1]
+    assert "Test Shopify" in row and ">7<" in row and ">6<" in row and ">-1<" in row
+    assert not list(admin_client.get(url, {"q": "no-such"}).context["cl"].result_list)
+    assert admin_client.get(reverse("admin:channels_listingsyncstate_add")).status_code == 403

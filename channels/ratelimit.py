@@ -82,27 +82,28 @@ def reset(*, channel_id: int) -> None:
 WAKE_FLAG_TTL_MS = 5000
 
 
+def _claim_flags(keys: list[str]) -> list[bool]:
+    """Set each flag that is not set (one round trip); whether each was set by this call."""
+    pipeline = _client().pipeline(transaction=False)
+    for key in keys:
+        pipeline.set(key, 1, nx=True, px=WAKE_FLAG_TTL_MS)
+    return [bool(claimed) for claimed in pipeline.execute()]
+
+
 def _wake_key(channel_id: int) -> str:
     return f"nventory:push-wake:channel:{channel_id}"
 
 
 def claim_wakes(*, channel_ids: list[int]) -> list[int]:
     """The channels of these that had no run queued (and now have one, by the caller)."""
-    pipeline = _client().pipeline(transaction=False)
-    for channel_id in channel_ids:
-        pipeline.set(_wake_key(channel_id), 1, nx=True, px=WAKE_FLAG_TTL_MS)
-    return [
-        channel_id
-        for channel_id, claimed in zip(channel_ids, pipeline.execute(), strict=True)
-        if claimed
-    ]
+    claimed = _claim_flags([_wake_key(channel_id) for channel_id in channel_ids])
+    return [channel_id for channel_id, won in zip(channel_ids, claimed, strict=True) if won]
 
 
 def release_wake(*, channel_id: int) -> None:
     _client().delete(_wake_key(channel_id))
 
 
-# --- ingest wake-ups --------------------------------------------------------------------
 # The same for webhook receipts: one queued ingest run takes every new receipt, so that at
 # 50 orders/s a webhook costs a flag in Redis rather than a task of its own.
 _INGEST_WAKE_KEY = "nventory:ingest-wake"
@@ -110,7 +111,8 @@ _INGEST_WAKE_KEY = "nventory:ingest-wake"
 
 def claim_ingest_wake() -> bool:
     """Whether no ingest run was queued (and now one is, by the caller)."""
-    return bool(_client().set(_INGEST_WAKE_KEY, 1, nx=True, px=WAKE_FLAG_TTL_MS))
+    [claimed] = _claim_flags([_INGEST_WAKE_KEY])
+    return claimed
 
 
 def release_ingest_wake() -> None:

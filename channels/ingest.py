@@ -769,6 +769,8 @@ def _event(idempotency_key: str) -> InventoryEvent | None:
 
 # The part of a channel move already absorbed by a write of ours over it (push.py keeps
 # those as unexplained moves for a while): moves of the same sign, up to the move's size.
+# Written out in each SET rather than read once in a sub-select: only expressions on the
+# target row are evaluated again on its newest version when a concurrent push updated it.
 _ABSORBED = """CASE WHEN unexplained_moves_until > statement_timestamp()
                     AND sign(unexplained_channel_moves) = sign(%(delta)s::integer)
                THEN sign(%(delta)s::integer)

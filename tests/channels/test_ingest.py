@@ -538,6 +538,18 @@ def test_sweep_enqueues_old_received_and_failed_receipts_with_attempts_left(chan
 # --- concurrency ---------------------------------------------------------------------------
 
 
+def _listed_shirt_without_workers(monkeypatch):
+    """For tests on committed data: a listed SKU, with no task enqueued and no pusher woken."""
+    monkeypatch.setattr("channels.tasks.enqueue_webhook_processing", lambda receipt_id: None)
+    monkeypatch.setattr("channels.outbox.wake_pushers", lambda **kwargs: None)
+    warehouse = factories.make_location()
+    channel = factories.make_channel(locations=[warehouse])
+    sku = factories.make_sku()
+    factories.stock(sku, warehouse, 10)
+    factories.make_listing(channel=channel, sku=sku, extra_identifiers={"variant_id": "123456789"})
+    return warehouse, channel, sku
+
+
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_workers_racing_on_one_order_commit_it_once(monkeypatch):
@@ -546,13 +558,7 @@ def test_workers_racing_on_one_order_commit_it_once(monkeypatch):
 
     from django.db import connection
 
-    monkeypatch.setattr("channels.tasks.enqueue_webhook_processing", lambda receipt_id: None)
-    monkeypatch.setattr("channels.outbox.wake_pushers", lambda **kwargs: None)
-    warehouse = factories.make_location()
-    channel = factories.make_channel(locations=[warehouse])
-    sku = factories.make_sku()
-    factories.stock(sku, warehouse, 10)
-    factories.make_listing(channel=channel, sku=sku, extra_identifiers={"variant_id": "123456789"})
+    warehouse, channel, sku = _listed_shirt_without_workers(monkeypatch)
     receipt_ids = [store(channel, "orders/create", order(shirt_line(3))) for _ in range(2)]
     start = threading.Barrier(4)
     errors: list[BaseException] = []
@@ -621,13 +627,7 @@ def test_a_claimed_receipt_locked_for_a_moment_elsewhere_is_applied_not_skipped(
 
     from django.db import connection, connections
 
-    monkeypatch.setattr("channels.tasks.enqueue_webhook_processing", lambda receipt_id: None)
-    monkeypatch.setattr("channels.outbox.wake_pushers", lambda **kwargs: None)
-    warehouse = factories.make_location()
-    channel = factories.make_channel(locations=[warehouse])
-    sku = factories.make_sku()
-    factories.stock(sku, warehouse, 10)
-    factories.make_listing(channel=channel, sku=sku, extra_identifiers={"variant_id": "123456789"})
+    warehouse, channel, sku = _listed_shirt_without_workers(monkeypatch)
     receipt_id = store(channel, "orders/create", order(shirt_line(1)))
     WebhookReceipt.objects.filter(pk=receipt_id).update(attempts=1)  # claimed by us
     locked, release = threading.Event(), threading.Event()

@@ -128,6 +128,44 @@ def start_process(
         )
 
 
+def start_worker(
+    *,
+    name: str,
+    queues: str,
+    log_path: Path,
+    env: dict[str, str],
+    pool: str,
+    concurrency: int,
+    beat: bool = False,
+) -> subprocess.Popen[bytes]:
+    """A Celery worker of the system under test; ``wait_for_worker`` tells when it is up."""
+    return start_process(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "nventory",
+            "worker",
+            f"--pool={pool}",
+            f"--concurrency={concurrency}",
+            f"--queues={queues}",
+            *(["--beat"] if beat else []),
+            "--without-mingle",
+            "--without-gossip",
+            # INFO: the "ready." line is how we know it has started.
+            "--loglevel=INFO",
+            f"--hostname=bench-{name}@%h",
+        ],
+        log_path,
+        env,
+    )
+
+
+def wait_for_worker(log_path: Path, name: str = "worker") -> None:
+    wait_for(lambda: b"ready" in log_path.read_bytes(), 60, f"{name} ready")
+
+
 def http_session() -> Any:
     """A requests session for the load generator that does not read the environment on
     every call (proxies, .netrc): that scan cost more CPU than the request itself."""

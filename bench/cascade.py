@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import sys
 import time
 import uuid
 from typing import Any
@@ -237,30 +236,18 @@ def main() -> None:
 
         _harness.progress("starting a Celery worker with beat")
         processes.append(
-            _harness.start_process(
-                [
-                    sys.executable,
-                    "-m",
-                    "celery",
-                    "-A",
-                    "nventory",
-                    "worker",
-                    "--pool=prefork",
-                    f"--concurrency={args.concurrency}",
-                    # "push": the per-channel push queues, added by the worker at start.
-                    "--queues=celery,push",
-                    "--beat",
-                    "--without-mingle",
-                    "--without-gossip",
-                    # INFO: the "ready." line is how we know it has started.
-                    "--loglevel=INFO",
-                    "--hostname=bench-cascade@%h",
-                ],
-                WORKER_LOG,
-                env,
+            _harness.start_worker(
+                name="cascade",
+                # "push": the per-channel push queues, added by the worker at start.
+                queues="celery,push",
+                log_path=WORKER_LOG,
+                env=env,
+                pool="prefork",
+                concurrency=args.concurrency,
+                beat=True,
             )
         )
-        _harness.wait_for(lambda: b"ready" in WORKER_LOG.read_bytes(), 60, "worker ready")
+        _harness.wait_for_worker(WORKER_LOG)
 
         def expected() -> dict[str, dict[int, int]]:
             """Per shop, each inventory item's quantity as the master lists it now."""

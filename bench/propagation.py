@@ -17,14 +17,12 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import functools
 import json
 import subprocess
 import sys
 import threading
 import time
 from collections import defaultdict
-from pathlib import Path
 from typing import Any
 
 import _harness
@@ -197,25 +195,13 @@ def main() -> None:
         for name, queues in worker_queues.items():
             worker_logs[name] = WORKER_LOG.with_name(f"propagation-{name}.log")
             processes.append(
-                _harness.start_process(
-                    [
-                        sys.executable,
-                        "-m",
-                        "celery",
-                        "-A",
-                        "nventory",
-                        "worker",
-                        f"--pool={args.pool}",
-                        f"--concurrency={args.concurrency}",
-                        f"--queues={queues}",
-                        "--without-mingle",
-                        "--without-gossip",
-                        # INFO: the "ready." line is how we know it has started.
-                        "--loglevel=INFO",
-                        f"--hostname=bench-{name}@%h",
-                    ],
-                    worker_logs[name],
-                    env,
+                _harness.start_worker(
+                    name=name,
+                    queues=queues,
+                    log_path=worker_logs[name],
+                    env=env,
+                    pool=args.pool,
+                    concurrency=args.concurrency,
                 )
             )
         # Beat, as `make run` has it: the outbox and receipt sweeps.
@@ -228,7 +214,7 @@ def main() -> None:
         )
         _wait_http(f"{web_url}/api/schema/")
         for name, log in worker_logs.items():
-            _harness.wait_for(functools.partial(_is_ready, log), 60, f"{name} ready")
+            _harness.wait_for_worker(log, name)
 
         _harness.progress("initial sync of every listing to every shop")
         from channels import outbox
@@ -328,10 +314,6 @@ def main() -> None:
         _harness.emit(figures)
     finally:
         _harness.stop_processes(processes)
-
-
-def _is_ready(worker_log: Path) -> bool:
-    return b"ready" in worker_log.read_bytes()
 
 
 def _cpu_seconds(named: dict[str, subprocess.Popen]) -> dict[str, float]:

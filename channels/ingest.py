@@ -44,6 +44,7 @@ from channels.models import (
     UnmappedLine,
     WebhookReceipt,
 )
+from channels.push import UNEXPLAINED_MOVES_WAIT_S
 from inventory import services
 from inventory.models import EventKind, EventSource, InventoryEvent
 
@@ -88,12 +89,27 @@ RETURNING id
 """
 
 
-class OrderNotYetCommitted(Exception):
+class NotYetApplicable(Exception):
+    """A receipt that may apply correctly a little later: retried after ``retry_in_s``."""
+
+    retry_in_s = 2.0
+
+
+class OrderNotYetCommitted(NotYetApplicable):
     """A cancellation processed before its order: try again later, the order may be queued.
 
     Webhooks of one order can be processed out of order by concurrent workers. Releasing
     nothing now would leave the order committed for good once it arrives.
     """
+
+
+class PushInFlight(NotYetApplicable):
+    """A channel's figure for a listing we are writing to right now: read it after the write.
+
+    Compared with the figure expected before the write, it would be taken for drift.
+    """
+
+    retry_in_s = 0.5
 
 
 class IngestError(Exception):
@@ -222,8 +238,8 @@ def process_new_receipts(
                 _process_claimed(receipt_id)
             except OperationalError:
                 retry(receipt_id, 0.1)
-            except OrderNotYetCommitted:
-                retry(receipt_id, 2.0)
+            except NotYetApplicable as error:
+                retry(receipt_id, error.retry_in_s)
             except Exception:
                 logger.exception("Webhook receipt %s failed; the sweep tries it again", receipt_id)
     return tried
@@ -642,7 +658,11 @@ def _apply_inventory_change(ingest: _Ingest) -> None:
     """Note drift when the channel's figure is not the one expected, and push ours back.
 
     A figure equal to the expected one is the echo of our own push (or of a sale already
-    counted): pushing again would echo for ever.
+    counted): pushing again would echo for ever. A figure from before our last write was
+    written over by it (Shopify sends one for every change, our own writes included).
+    A move we cannot explain yet may be a sale whose order webhook is still on its way: it
+    waits as an unexplained move, as one a compare-and-set found does (channels.push), so
+    that the order does not move the expected figure a second time.
     """
     channel_location = ingest.channel.platform_settings.get("location_id")
     for line in ingest.message.lines:
@@ -659,27 +679,80 @@ def _apply_inventory_change(ingest: _Ingest) -> None:
         ):
             continue  # a level at a location this listing is not pushed to
         state = ListingSyncState.objects.select_for_update().filter(listing_id=listing.pk).first()
-        expected = state.expected_channel_quantity if state is not None else None
-        if expected == line.quantity:
-            continue
-        if expected is not None:
-            DriftRecord.objects.create(
-                channel=ingest.channel,
-                listing=listing,
-                expected_quantity=expected,
-                channel_quantity=line.quantity,
-                master_quantity=(
-                    selectors.explain_listing(listing=listing).listed
-                    if listing.sku_id is not None
-                    else None
-                ),
-                detected_by=DriftRecord.DetectedBy.WEBHOOK,
+        if state is None or state.expected_channel_quantity is None:
+            # Never told a figure: nothing was expected, so nothing drifted.
+            ListingSyncState.objects.update_or_create(
+                listing_id=listing.pk, defaults={"expected_channel_quantity": line.quantity}
             )
-        ListingSyncState.objects.update_or_create(
-            listing_id=listing.pk, defaults={"expected_channel_quantity": line.quantity}
-        )
+        else:
+            if _written_over_since(state, ingest.message.occurred_at):
+                continue
+            if state.expected_channel_quantity == line.quantity:
+                continue
+            if _push_in_flight(listing.pk) and ingest.receipt.attempts < MAX_RECEIPT_ATTEMPTS:
+                raise PushInFlight(
+                    f"Listing {listing.pk} is being pushed; "
+                    f"try {ingest.receipt.attempts} of {MAX_RECEIPT_ATTEMPTS}."
+                )
+            _record_channel_drift(ingest, listing=listing, state=state, found=line.quantity)
         if listing.sku_id is not None:
             outbox.mark_listings_owed(listing_ids=[listing.pk])
+
+
+def _written_over_since(state: ListingSyncState, occurred_at: dt.datetime | None) -> bool:
+    """Whether the channel's figure is from before our last write was acknowledged.
+
+    Shopify stamps levels in whole seconds: a figure stamped in the second of our write may
+    be newer than it, so that second is not taken as before it (a figure kept by mistake
+    costs one compare-and-set, one dropped by mistake would leave a real edit in place).
+    """
+    pushed_at = state.last_pushed_at
+    if occurred_at is None or pushed_at is None:
+        return False
+    if occurred_at.microsecond == 0:
+        pushed_at = pushed_at.replace(microsecond=0)
+    return occurred_at < pushed_at
+
+
+def _push_in_flight(listing_id: int) -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT 1 FROM channels_pendingpush WHERE listing_id = %s "
+            "AND claimed_until > statement_timestamp()",
+            [listing_id],
+        )
+        return cursor.fetchone() is not None
+
+
+def _record_channel_drift(
+    ingest: _Ingest, *, listing: Listing, state: ListingSyncState, found: int
+) -> None:
+    expected = state.expected_channel_quantity
+    assert expected is not None
+    DriftRecord.objects.create(
+        channel=ingest.channel,
+        listing=listing,
+        expected_quantity=expected,
+        channel_quantity=found,
+        master_quantity=(
+            selectors.explain_listing(listing=listing).listed
+            if listing.sku_id is not None
+            else None
+        ),
+        detected_by=DriftRecord.DetectedBy.WEBHOOK,
+    )
+    moved = found - expected
+    now = timezone.now()
+    still_unexplained = (
+        state.unexplained_channel_moves
+        if state.unexplained_moves_until is not None and state.unexplained_moves_until > now
+        else 0
+    )
+    state.expected_channel_quantity = found
+    state.channel_moves_total += moved
+    state.unexplained_channel_moves = still_unexplained + moved
+    state.unexplained_moves_until = now + dt.timedelta(seconds=UNEXPLAINED_MOVES_WAIT_S)
+    state.save()
 
 
 def _id_tail(identifier: str) -> str:

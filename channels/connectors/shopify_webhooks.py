@@ -281,7 +281,8 @@ def _merge_refund_lines(lines: list[MessageLine], *, where: str) -> tuple[Messag
 
 
 def _timestamp(value: object) -> dt.datetime | None:
-    # The time only orders events for people; a bad one is not worth a quarantine.
+    # Shown to people, and tells ingest an inventory level older than our last write; a bad
+    # one is not worth a quarantine (without it a level is compared as if new).
     if not isinstance(value, str):
         return None
     try:

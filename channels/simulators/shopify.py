@@ -219,6 +219,10 @@ class ShopSettings:
     throttle_status: int = 200
     max_quantities_per_call: int = 250
     webhook_retry_base_s: float = 1.0
+    # Send inventory_levels/update for every change of an item's available quantity, ours
+    # and the API's alike, as Shopify does to a shop subscribed to that topic; each is sent
+    # on its own thread, so it may reach the receiver before or after the order behind it.
+    level_webhooks: bool = False
 
     @classmethod
     def from_json(cls, body: Mapping[str, object]) -> ShopSettings:
@@ -238,6 +242,8 @@ class ShopSettings:
             value = body[name]
             if name == "location_id":
                 value = _parse_id(value, "Location")
+            if name == "level_webhooks" and not isinstance(value, bool):
+                raise ControlError(400, "'level_webhooks' is true or false.")
             try:
                 values[name] = type(getattr(defaults, name))(value)
             except (TypeError, ValueError):
@@ -762,9 +768,32 @@ class ShopifySimulator:
             )
         return nodes
 
+    def _level_delivery(self, shop: Shop, item: Item) -> Delivery:
+        return self._new_delivery(
+            shop,
+            "inventory_levels/update",
+            {
+                "inventory_item_id": item.inventory_item_id,
+                "location_id": shop.settings.location_id,
+                "available": item.available,
+                "updated_at": item.updated_at,
+                "admin_graphql_api_id": f"gid://shopify/InventoryLevel/"
+                f"{shop.settings.location_id}?inventory_item_id={item.inventory_item_id}",
+            },
+        )
+
     def _record_change(
         self, shop: Shop, item: Item, delta: int, source: str, reference: object
     ) -> None:
+        if shop.settings.level_webhooks and delta:
+            delivery = self._level_delivery(shop, item)
+            threading.Thread(
+                target=self._send_new_delivery,
+                args=(shop, delivery),
+                kwargs={"duplicates": 0, "deliver": True},
+                name=f"webhook-{delivery.webhook_id}",
+                daemon=True,
+            ).start()
         shop.changes.append(
             {
                 "seq": next(shop.change_seq),
@@ -853,19 +882,8 @@ class ShopifySimulator:
             self._record_change(shop, item, delta, "manual", None)
             answer: JSON = {"item": item.as_json(), "webhook_id": None, "delivery_status": None}
             delivery = None
-            if body.get("notify", False):
-                delivery = self._new_delivery(
-                    shop,
-                    "inventory_levels/update",
-                    {
-                        "inventory_item_id": item.inventory_item_id,
-                        "location_id": shop.settings.location_id,
-                        "available": item.available,
-                        "updated_at": item.updated_at,
-                        "admin_graphql_api_id": f"gid://shopify/InventoryLevel/"
-                        f"{shop.settings.location_id}?inventory_item_id={item.inventory_item_id}",
-                    },
-                )
+            if body.get("notify", False) and not shop.settings.level_webhooks:
+                delivery = self._level_delivery(shop, item)
         if delivery is not None:
             answer |= self._send_new_delivery(shop, delivery, duplicates=0, deliver=True)
         return answer

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import json
 from unittest import mock
 
 import pytest
 from django.db import transaction
+from django.utils import timezone
 
-from channels import ingest
+from channels import ingest, outbox
 from channels.models import (
     DriftRecord,
     ListingSyncState,
@@ -413,6 +415,84 @@ def test_inventory_change_matching_what_we_expected_is_not_drift(channel, shirt_
 
     assert not DriftRecord.objects.exists()
     assert not PendingPush.objects.exists()
+
+
+def test_inventory_change_from_before_our_last_write_is_not_drift(channel, shirt_listing):
+    """Shopify reports every change, our own writes too; a figure we wrote over is old news."""
+    ListingSyncState.objects.create(
+        listing=shirt_listing,
+        expected_channel_quantity=8,
+        last_pushed_quantity=8,
+        last_pushed_at=dt.datetime(2026, 11, 27, 10, 0, 1, tzinfo=dt.UTC),
+    )
+    PendingPush.objects.all().delete()
+
+    deliver(
+        channel,
+        "inventory_levels/update",
+        inventory_level(10, updated_at="2026-11-27T05:00:00-05:00"),  # 10:00:00 UTC
+    )
+    assert not DriftRecord.objects.exists()
+    assert not PendingPush.objects.exists()
+
+    deliver(
+        channel,
+        "inventory_levels/update",
+        inventory_level(7, updated_at="2026-11-27T05:00:02-05:00"),
+    )
+    assert DriftRecord.objects.get().channel_quantity == 7
+
+
+def test_a_sale_reported_as_a_level_before_its_order_is_counted_once(
+    channel, shirt, shirt_listing, warehouse
+):
+    expect_channel_quantity(shirt_listing, 10)
+
+    deliver(channel, "inventory_levels/update", inventory_level(8))
+    deliver(channel, "orders/create", order(shirt_line(2)))
+
+    assert level(shirt, warehouse).committed == 2
+    # The channel shows 8: its sale of 2, once, not 10 - 2 - 2.
+    assert expected_channel_quantity(shirt_listing) == 8
+    assert ListingSyncState.objects.get(listing=shirt_listing).unexplained_channel_moves == 0
+
+
+def test_an_edit_on_the_channel_waits_as_unexplained_only_for_a_while(channel, shirt_listing):
+    expect_channel_quantity(shirt_listing, 10)
+
+    deliver(channel, "inventory_levels/update", inventory_level(4))
+
+    state = ListingSyncState.objects.get(listing=shirt_listing)
+    assert (state.expected_channel_quantity, state.unexplained_channel_moves) == (4, -6)
+    assert state.unexplained_moves_until is not None
+    assert state.unexplained_moves_until > timezone.now()
+
+
+def test_inventory_change_during_a_push_to_the_listing_waits_for_it(channel, shirt_listing):
+    expect_channel_quantity(shirt_listing, 10)
+    outbox.mark_listings_owed(listing_ids=[shirt_listing.pk])
+    PendingPush.objects.filter(listing=shirt_listing).update(
+        claimed_until=timezone.now() + dt.timedelta(seconds=60)
+    )
+    receipt_id = store(channel, "inventory_levels/update", inventory_level(4))
+
+    for _ in range(ingest.MAX_RECEIPT_ATTEMPTS - 1):
+        with pytest.raises(ingest.PushInFlight):
+            ingest.process_receipt(receipt_id=receipt_id)
+        assert not DriftRecord.objects.exists()
+    ingest.process_receipt(receipt_id=receipt_id)  # the last try: taken as it is
+
+    assert DriftRecord.objects.get().channel_quantity == 4
+
+
+def test_inventory_change_after_a_push_finished_is_compared_at_once(channel, shirt_listing):
+    expect_channel_quantity(shirt_listing, 10)
+    outbox.mark_listings_owed(listing_ids=[shirt_listing.pk])
+    PendingPush.objects.filter(listing=shirt_listing).update(
+        claimed_until=timezone.now() - dt.timedelta(seconds=1)
+    )
+    deliver(channel, "inventory_levels/update", inventory_level(4))
+    assert DriftRecord.objects.get().channel_quantity == 4
 
 
 def test_inventory_change_matches_a_listing_holding_a_gid(channel, shirt):

@@ -424,6 +424,38 @@ def test_manual_edit_with_notify_sends_inventory_levels_update(shopify_simulator
     )
 
 
+def test_a_shop_subscribed_to_levels_reports_every_change_as_a_level(shopify_simulator, receiver):
+    name = f"sim-levels-{next(_shop_numbers)}"
+    shopify_simulator.create_shop(
+        name,
+        webhook_url=receiver.url,
+        webhook_secret=SECRET,
+        location_id=77,
+        level_webhooks=True,
+    )
+    shopify_simulator.add_items(
+        name, [{"inventory_item_id": 1001, "variant_id": 2001, "sku": "A", "available": 10}]
+    )
+
+    shopify_simulator.place_order(name, [{"variant_id": 2001, "quantity": 2}])
+    graphql(shopify_simulator, name, set_mutation(), set_input(quantity(1001, 6, None)))
+    shopify_simulator.set_quantity(name, 1001, 4, notify=True)
+
+    deliveries = receiver.wait_for(4)
+    levels = sorted(
+        (json.loads(body)["updated_at"], json.loads(body)["available"])
+        for headers, body in deliveries
+        if headers["X-Shopify-Topic"] == "inventory_levels/update"
+    )
+    assert [available for _, available in levels] == [8, 6, 4]  # one each, the edit's once
+    assert sum(h["X-Shopify-Topic"] == "orders/create" for h, _ in deliveries) == 1
+
+
+def test_level_webhooks_setting_is_a_boolean(shopify_simulator):
+    with pytest.raises(AssertionError, match=r"400.*level_webhooks"):
+        shopify_simulator.create_shop("sim-levels-bad", level_webhooks="yes")
+
+
 def test_changes_and_requests_logs_page_by_sequence(shopify_simulator, shop):
     shopify_simulator.place_order(shop, [{"variant_id": 2001, "quantity": 1}])
     graphql(shopify_simulator, shop, set_mutation("log-key"), set_input(quantity(1001, 3, None)))

@@ -21,6 +21,7 @@ from channels.models import (
     Channel,
     DriftRecord,
     Listing,
+    ListingSyncState,
     OversellIncident,
     PendingPush,
     WebhookReceipt,
@@ -40,7 +41,9 @@ VARIANT_ID = 6001
 def wire_shop(transactional_db, shopify_simulator, nventory_web, nventory_worker):
     """A shop on the simulator and its channel in nventory, webhooks pointed at gunicorn."""
 
-    def wire(*, location, sku, units_shown: int = 0, **channel_fields) -> Channel:
+    def wire(
+        *, location, sku, units_shown: int = 0, shop_settings: dict | None = None, **channel_fields
+    ) -> Channel:
         name = f"e2e-{next(_run)}-{time.monotonic_ns()}"
         secret = f"secret-{name}"
         channel = factories.make_channel(
@@ -62,6 +65,7 @@ def wire_shop(transactional_db, shopify_simulator, nventory_web, nventory_worker
             webhook_url=f"{nventory_web}/webhooks/shopify/{name}/",
             webhook_secret=secret,
             webhook_retry_base_s=0.2,
+            **(shop_settings or {}),
         )
         shopify_simulator.add_items(
             name,
@@ -136,6 +140,57 @@ def test_a_sale_on_one_store_reaches_every_store_with_buffers_applied(
     shopify_simulator.set_quantity(store_b.slug, ITEM_ID, 80, notify=True)
     wait_until(lambda: DriftRecord.objects.filter(channel=store_b).exists())
     wait_for_shops(shopify_simulator, {store_a: 50, store_b: 45})
+
+
+def test_stores_reporting_every_level_change_converge_without_false_drift(
+    wire_shop, shopify_simulator
+):
+    """Subscribed to inventory levels, a shop reports our own writes and its sales as levels
+    too, each on its own delivery: before or after the order, before or after our write is
+    acknowledged."""
+    location = factories.make_location()
+    sku = factories.make_sku()
+    factories.stock(sku, location, 40)
+    selling, other = (
+        wire_shop(location=location, sku=sku, shop_settings={"level_webhooks": True})
+        for _ in range(2)
+    )
+    outbox.mark_channel_owed(channel=selling)
+    outbox.mark_channel_owed(channel=other)
+    wait_for_shops(shopify_simulator, {selling: 40, other: 40})
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+        placed = list(
+            pool.map(
+                lambda _: shopify_simulator.place_order(
+                    selling.slug, [{"variant_id": VARIANT_ID, "quantity": 1}]
+                ),
+                range(12),
+            )
+        )
+    assert all(order["delivery_status"] == 200 for order in placed)
+    wait_for_shops(shopify_simulator, {selling: 28, other: 28})
+
+    def every_delivery_applied() -> bool:
+        sent = sum(len(shopify_simulator.webhooks(c.slug)) for c in (selling, other))
+        receipts = WebhookReceipt.objects.filter(channel__in=[selling, other])
+        return (
+            receipts.count() == sent
+            and not receipts.exclude(status=WebhookReceipt.Status.PROCESSED).exists()
+        )
+
+    wait_until(every_delivery_applied, timeout_s=30)
+    assert WebhookReceipt.objects.filter(topic="inventory_levels/update").count() > 12
+    assert StockLevel.objects.get(sku=sku, location=location).committed == 12
+    # The other shop only ever showed what we wrote: none of its levels was drift.
+    assert not DriftRecord.objects.filter(channel=other).exists()
+    # At most one per sale whose level came before its order; and every sale counted once.
+    assert DriftRecord.objects.filter(channel=selling).count() <= 12
+    for channel in (selling, other):
+        state = ListingSyncState.objects.get(listing__channel=channel)
+        assert (state.expected_channel_quantity, state.unexplained_channel_moves) == (28, 0)
+    wait_for_shops(shopify_simulator, {selling: 28, other: 28})
+    assert not PendingPush.objects.filter(listing__channel__in=[selling, other]).exists()
 
 
 def test_black_friday_105_concurrent_orders_for_100_units_on_two_stores(

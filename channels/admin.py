@@ -12,14 +12,16 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from import_export.admin import ImportExportModelAdmin
 from simple_history.admin import SimpleHistoryAdmin
 
-from channels import selectors, services
+from channels import breaker, outbox, selectors, services
 from channels.models import (
     BufferRule,
     Channel,
+    ChannelBreaker,
     DeadLetter,
     DriftRecord,
     Listing,
@@ -45,12 +47,46 @@ class ChannelAdmin(admin.ModelAdmin):
         "rate_limit_per_s",
         "out_of_stock_threshold",
         "mapping_gaps_link",
+        "circuit_breaker",
         "created_at",
     )
     list_filter = ("platform", "mode")
+    list_select_related = ("breaker",)
     search_fields = ("name", "slug")
     filter_horizontal = ("locations",)
-    readonly_fields = ("created_at",)
+    readonly_fields = ("circuit_breaker", "created_at")
+    actions = ["try_again_now"]
+
+    @admin.display(description="Circuit breaker")
+    def circuit_breaker(self, channel: Channel) -> str:
+        try:
+            state = channel.breaker
+        except ChannelBreaker.DoesNotExist:
+            return str(ChannelBreaker.State.CLOSED.label)
+        now = timezone.now()
+        match state.state(now):
+            case ChannelBreaker.State.OPEN:
+                assert state.open_until is not None
+                return (
+                    f"Open for {(state.open_until - now).total_seconds():.0f} s more, "
+                    f"after {state.failures} failed calls: {state.last_error[:120]}"
+                )
+            case ChannelBreaker.State.HALF_OPEN:
+                return "Half-open: the next push run probes the channel"
+            case ChannelBreaker.State.FAILING:
+                return f"Closed, {state.failures} failed calls in a row: {state.last_error[:120]}"
+        return str(ChannelBreaker.State.CLOSED.label)
+
+    @admin.action(description="Try the channel again now (an open circuit breaker probes it)")
+    def try_again_now(self, request: HttpRequest, queryset: QuerySet[Channel]) -> None:
+        channel_ids = list(queryset.values_list("pk", flat=True))
+        opened = breaker.try_again_now(channel_ids=channel_ids)
+        outbox.wake_pushers(channel_ids=channel_ids)
+        self.message_user(
+            request,
+            f"{opened} open circuit breaker(s) will probe their channel at the next push run.",
+            messages.SUCCESS,
+        )
 
     def get_urls(self) -> list[URLPattern]:
         return [

@@ -6,6 +6,7 @@ The arithmetic of a listed quantity lives in ``channels.buffers``; the reads tha
 
 from __future__ import annotations
 
+import datetime as dt
 from decimal import Decimal
 
 from django.core.exceptions import ValidationError
@@ -229,6 +230,41 @@ class ListingSyncState(models.Model):
 
     def __str__(self) -> str:
         return f"sync state of listing {self.listing_id}"
+
+
+class ChannelBreaker(models.Model):
+    """The circuit breaker of a channel's pushes (``channels.breaker``): state, not settings.
+
+    Kept apart from ``Channel`` so that an operator saving the channel never writes over it.
+    """
+
+    class State(models.TextChoices):
+        CLOSED = "closed", "Closed"
+        FAILING = "failing", "Closed, failing"
+        OPEN = "open", "Open"
+        HALF_OPEN = "half_open", "Half-open (next push probes)"
+
+    channel = models.OneToOneField(
+        Channel, primary_key=True, on_delete=models.CASCADE, related_name="breaker"
+    )
+    # Push calls in a row that failed as a whole (5xx, timeout, no connection).
+    failures = models.IntegerField(default=0)
+    # Start of the spell of failures: its dead letters are replayed when the channel answers.
+    failing_since = models.DateTimeField(null=True, blank=True)
+    # No push calls the channel until then; after it, one run probes.
+    open_until = models.DateTimeField(null=True, blank=True)
+    # Trips in a row, each doubling the time the breaker stays open.
+    trips = models.IntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"circuit breaker of channel {self.channel_id}"
+
+    def state(self, now: dt.datetime) -> State:
+        if self.open_until is not None:
+            return self.State.OPEN if self.open_until > now else self.State.HALF_OPEN
+        return self.State.FAILING if self.failures else self.State.CLOSED
 
 
 class PendingPush(models.Model):

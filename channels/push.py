@@ -33,7 +33,7 @@ import psycopg
 from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 
-from channels import ratelimit, tasks
+from channels import breaker, ratelimit, tasks
 from channels.buffers import BufferRuleValues, listed_quantity
 from channels.connectors import get_connector
 from channels.connectors.base import (
@@ -233,11 +233,27 @@ def push_owed(*, channel_id: int) -> None:
     """
     # Raw SQL: a run per channel per coalescing window, and the ORM's query building cost
     # more than the query.
-    found = list(Channel.objects.raw("SELECT * FROM channels_channel WHERE id = %s", [channel_id]))
+    found = list(Channel.objects.raw(_CHANNEL_SQL, [channel_id]))
     channel = found[0] if found else None
     if channel is None or channel.mode == Channel.Mode.PAUSED:
         return
     connector = get_connector(channel)
+    reading = breaker.Reading(
+        failures=channel.breaker_failures or 0,  # type: ignore[attr-defined]
+        open_until=channel.breaker_open_until,  # type: ignore[attr-defined]
+        trips=channel.breaker_trips or 0,  # type: ignore[attr-defined]
+    )
+    in_a_spell = reading.in_a_spell
+    if channel.mode == Channel.Mode.ACTIVE:
+        allowed = breaker.permission(channel_id=channel.pk, reading=reading)
+        if not allowed.may_call:
+            # The run queued when it opened (or the sweep) comes back after the cooldown.
+            return
+        if allowed.probe:
+            open_for_s = breaker.probe_channel(channel=channel, connector=connector)
+            if open_for_s is not None:
+                tasks.enqueue_push(channel_id=channel.pk, countdown=open_for_s)
+                return
     batch_size = _batch_size(channel, connector)
     raced_rounds = 0
     while True:
@@ -259,6 +275,17 @@ def push_owed(*, channel_id: int) -> None:
                 else _BatchOutcome()
             )
             raced_rounds += bool(outcome.raced)
+            if outcome.channel_error is not None:
+                open_for_s = breaker.record_failure(
+                    channel=channel, error=outcome.channel_error, probe=False
+                )
+                if open_for_s is not None:
+                    tasks.enqueue_push(channel_id=channel.pk, countdown=open_for_s)
+                    return
+                in_a_spell = True
+            elif in_a_spell and due:
+                breaker.record_answer(channel=channel, pushed=True)
+                in_a_spell = False
             if outcome.retry_in is not None:
                 tasks.enqueue_push(channel_id=channel.pk, countdown=outcome.retry_in)
                 return
@@ -266,10 +293,22 @@ def push_owed(*, channel_id: int) -> None:
             return
 
 
+# The channel and its circuit breaker, as they are at the start of a run.
+_CHANNEL_SQL = """
+SELECT channel.*, breaker.failures AS breaker_failures,
+       breaker.open_until AS breaker_open_until, breaker.trips AS breaker_trips
+  FROM channels_channel AS channel
+  LEFT JOIN channels_channelbreaker AS breaker ON breaker.channel_id = channel.id
+ WHERE channel.id = %s
+"""
+
+
 @dataclasses.dataclass(frozen=True)
 class _BatchOutcome:
     # Seconds until the channel may be called again (throttled or failed), if at all.
     retry_in: float | None = None
+    # The call failed as a whole (5xx, timeout, no connection): the circuit breaker counts it.
+    channel_error: str | None = None
     # Rows of the batch that changed while it was pushed, so are owed again now.
     changed_in_flight: int = 0
     # Rows the channel moved again between our read-back and our overwrite.
@@ -479,7 +518,8 @@ def _send(
     except ChannelError as error:
         _record_attempts(channel, claims, sent_at, PushAttempt.Outcome.FAILED, str(error))
         return _BatchOutcome(
-            retry_in=_fail(channel, claims, str(error), at_least_s=error.retry_after_s)
+            retry_in=_fail(channel, claims, str(error), at_least_s=error.retry_after_s),
+            channel_error=str(error),
         )
 
     by_listing = {claim.listing.pk: claim for claim in claims}

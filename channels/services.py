@@ -1,6 +1,9 @@
-"""Operator actions on the sync pipeline: replay dead letters, sweep the outbox."""
+"""Actions on the sync pipeline: replay dead letters (an operator, the circuit breaker),
+sweep the outbox."""
 
 from __future__ import annotations
+
+import datetime as dt
 
 from django.db import transaction
 from django.db.models import Q
@@ -28,6 +31,21 @@ def replay_dead_letter(*, dead_letter_id: int, actor: str) -> DeadLetter:
     dead_letter.replayed_by = actor
     dead_letter.save(update_fields=["status", "replayed_at", "replayed_by"])
     return dead_letter
+
+
+@transaction.atomic
+def replay_dead_letters(*, channel_id: int, made_since: dt.datetime, actor: str) -> int:
+    """Replay, in one go, every open dead letter of the channel made since then; how many."""
+    dead_letters = DeadLetter.objects.select_for_update().filter(
+        channel_id=channel_id, status=DeadLetter.Status.OPEN, created_at__gte=made_since
+    )
+    listing_ids = set(dead_letters.values_list("listing_id", flat=True))
+    if not listing_ids:
+        return 0
+    outbox.mark_listings_owed(listing_ids=listing_ids)
+    return dead_letters.update(
+        status=DeadLetter.Status.REPLAYED, replayed_at=timezone.now(), replayed_by=actor
+    )
 
 
 def sweep_outbox() -> int:

@@ -7,20 +7,36 @@ selector or service call each. Channel secrets never leave the server through he
 from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
+from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from channels import selectors, services
-from channels.models import Channel, DeadLetter, Listing, OversellIncident
+from channels.models import Channel, ChannelBreaker, DeadLetter, Listing, OversellIncident
 from inventory.api.apis import ApiView, ConflictSerializer, ErrorSerializer, ListApi
+
+
+class ChannelBreakerOutputSerializer(serializers.ModelSerializer):
+    state = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ChannelBreaker
+        fields = ["state", "failures", "failing_since", "open_until", "last_error"]
+
+    def get_state(self, breaker: ChannelBreaker) -> ChannelBreaker.State:
+        return breaker.state(timezone.now())
 
 
 class ChannelListApi(ListApi):
     class OutputSerializer(serializers.ModelSerializer):
         locations: serializers.Field = serializers.SlugRelatedField(
             slug_field="code", many=True, read_only=True
+        )
+        # Null: the channel's pushes never failed (closed).
+        circuit_breaker = ChannelBreakerOutputSerializer(
+            source="breaker", read_only=True, allow_null=True
         )
 
         class Meta:
@@ -38,11 +54,16 @@ class ChannelListApi(ListApi):
                 "out_of_stock_threshold",
                 "settle_window_s",
                 "max_push_attempts",
+                "circuit_breaker",
             ]
 
     @extend_schema(responses=OutputSerializer(many=True))
     def get(self, request: Request) -> Response:
-        channels = Channel.objects.prefetch_related("locations").order_by("slug")
+        channels = (
+            Channel.objects.prefetch_related("locations")
+            .select_related("breaker")
+            .order_by("slug")
+        )
         return self.paginated_response(channels, self.OutputSerializer)
 
 

@@ -7,6 +7,7 @@ exercised by the end-to-end tests.
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import time
 from decimal import Decimal
@@ -16,10 +17,11 @@ from django.urls import reverse
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from channels import push, ratelimit, services
+from channels import breaker, push, ratelimit, services
 from channels.models import (
     BufferRule,
     Channel,
+    ChannelBreaker,
     DeadLetter,
     DriftRecord,
     Listing,
@@ -471,3 +473,149 @@ def test_a_listing_that_moves_again_before_every_overwrite_ends_as_a_dead_letter
     assert PushAttempt.objects.filter(listing=listings[0], outcome="stale").count() >= (
         channel.max_push_attempts * raced_rounds_per_attempt
     )
+
+
+# --- circuit breaker -----------------------------------------------------------------------
+
+
+def breaker_of(channel: Channel) -> ChannelBreaker:
+    return ChannelBreaker.objects.get(channel=channel)
+
+
+def with_breaker(channel: Channel, *, failures: int, cooldown_s: float) -> Channel:
+    channel.platform_settings |= {"breaker_failures": failures, "breaker_cooldown_s": cooldown_s}
+    channel.save()
+    return channel
+
+
+def push_until_open(channel: Channel, timeout_s: float = 10) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not ChannelBreaker.objects.filter(
+        channel=channel, open_until__gt=timezone.now()
+    ).exists():
+        assert time.monotonic() < deadline, list(ChannelBreaker.objects.values())
+        push.push_owed(channel_id=channel.pk)
+        time.sleep(0.02)
+
+
+def test_a_channel_that_keeps_failing_trips_the_breaker_and_is_left_alone(
+    channel, listings, shopify_simulator, shop
+):
+    with_breaker(channel, failures=2, cooldown_s=60)
+    shopify_simulator.faults(shop, fail_next=100, fail_status=503)
+
+    push_until_open(channel)
+
+    state = breaker_of(channel)
+    assert (state.failures, state.trips) == (2, 1)
+    assert state.state(timezone.now()) == ChannelBreaker.State.OPEN
+    assert "503" in state.last_error
+    calls, attempts = len(shopify_simulator.requests(shop)), PushAttempt.objects.count()
+    for _ in range(3):
+        push.push_owed(channel_id=channel.pk)
+        time.sleep(0.05)
+    # Open: nobody calls the channel, and what it is owed keeps its tries.
+    assert len(shopify_simulator.requests(shop)) == calls
+    assert PushAttempt.objects.count() == attempts
+    assert sorted(PendingPush.objects.values_list("attempts", flat=True)) == [2, 2]
+    assert not DeadLetter.objects.exists()
+
+
+def test_after_the_cooldown_a_probe_closes_the_breaker_and_replays_the_spells_dead_letters(
+    channel, listings, shopify_simulator, shop
+):
+    earlier = DeadLetter.objects.create(channel=channel, listing=listings[0], target_quantity=3)
+    DeadLetter.objects.filter(pk=earlier.pk).update(
+        created_at=timezone.now() - dt.timedelta(hours=1)
+    )
+    shopify_simulator.faults(shop, fail_next=100, fail_status=500)
+    with_breaker(channel, failures=100, cooldown_s=0.3)
+    drain(channel)  # every try fails: both listings end as dead letters of this spell
+    spell = DeadLetter.objects.exclude(pk=earlier.pk)
+    assert spell.count() == 2
+    with_breaker(channel, failures=1, cooldown_s=0.3)
+    factories.stock(listings[0].sku, channel.location, 1)
+    push_until_open(channel)
+
+    shopify_simulator.faults(shop, reset=True)
+    time.sleep(0.35)
+    push.push_owed(channel_id=channel.pk)  # the probe reads, the breaker closes
+    assert set(spell.values_list("status", "replayed_by")) == {
+        (DeadLetter.Status.REPLAYED, "circuit breaker")
+    }
+    earlier.refresh_from_db()
+    assert earlier.status == DeadLetter.Status.OPEN  # not of this spell: left to operators
+    drain(channel)
+    assert shown(shopify_simulator, shop) == {1001: 11, 1002: 10}
+    state = breaker_of(channel)
+    assert (state.failures, state.open_until, state.trips) == (0, None, 0)
+    assert state.state(timezone.now()) == ChannelBreaker.State.CLOSED
+
+
+def test_a_failed_probe_opens_the_breaker_again_for_twice_as_long(
+    channel, listings, shopify_simulator, shop
+):
+    with_breaker(channel, failures=1, cooldown_s=0.5)
+    shopify_simulator.faults(shop, fail_next=100, fail_status=502)
+    push_until_open(channel)
+    first = breaker_of(channel)
+    assert first.open_until is not None
+    time.sleep((first.open_until - timezone.now()).total_seconds() + 0.05)
+
+    push.push_owed(channel_id=channel.pk)  # half-open: the probe fails
+
+    again = breaker_of(channel)
+    assert again.trips == 2
+    assert again.open_until is not None
+    assert 0.8 < (again.open_until - again.updated_at).total_seconds() <= 1.0
+    assert again.last_error.startswith("probe: ")
+
+
+def test_only_one_run_probes_a_half_open_breaker(channel):
+    ChannelBreaker.objects.create(
+        channel=channel, failures=5, trips=1, open_until=timezone.now() - dt.timedelta(seconds=1)
+    )
+    reading = breaker.Reading(failures=5, open_until=breaker_of(channel).open_until, trips=1)
+
+    first = breaker.permission(channel_id=channel.pk, reading=reading)
+    second = breaker.permission(channel_id=channel.pk, reading=reading)
+
+    assert (first.may_call, first.probe) == (True, True)
+    assert (second.may_call, second.probe) == (False, False)
+
+
+def test_failures_short_of_the_threshold_are_forgotten_when_the_channel_answers(
+    channel, listings, shopify_simulator, shop
+):
+    with_breaker(channel, failures=5, cooldown_s=60)
+    shopify_simulator.faults(shop, fail_next=2, fail_status=503)
+    drain(channel)
+    assert shown(shopify_simulator, shop) == {1001: 10, 1002: 10}
+    state = breaker_of(channel)
+    assert (state.failures, state.failing_since, state.open_until) == (0, None, None)
+
+
+def test_operators_see_the_breaker_and_can_have_it_probe_now(channel, listings, admin_client):
+    ChannelBreaker.objects.create(
+        channel=channel,
+        failures=5,
+        trips=1,
+        failing_since=timezone.now(),
+        open_until=timezone.now() + dt.timedelta(minutes=5),
+        last_error="HTTP 503 from the shop",
+    )
+    api = APIClient()
+    api.force_authenticate(factories_operator())
+    [listed] = [c for c in api.get("/api/v1/channels/").json()["results"] if c["id"] == channel.pk]
+    assert listed["circuit_breaker"]["state"] == "open"
+    assert listed["circuit_breaker"]["last_error"] == "HTTP 503 from the shop"
+
+    page = admin_client.get(reverse("admin:channels_channel_changelist"))
+    assert "after 5 failed calls: HTTP 503 from the shop" in page.content.decode()
+    answer = admin_client.post(
+        reverse("admin:channels_channel_changelist"),
+        {"action": "try_again_now", "_selected_action": [channel.pk]},
+        follow=True,
+    )
+    assert "1 open circuit breaker(s) will probe" in answer.content.decode()
+    assert breaker_of(channel).state(timezone.now()) == ChannelBreaker.State.HALF_OPEN

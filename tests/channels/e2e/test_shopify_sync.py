@@ -19,6 +19,8 @@ from channels import outbox, ratelimit
 from channels.models import (
     BufferRule,
     Channel,
+    ChannelBreaker,
+    DeadLetter,
     DriftRecord,
     Listing,
     ListingSyncState,
@@ -235,3 +237,38 @@ def test_black_friday_105_concurrent_orders_for_100_units_on_two_stores(
         on_hand=Sum("delta_on_hand"), committed=Sum("delta_committed")
     )
     assert (ledger["on_hand"], ledger["committed"]) == (100, 105)
+
+
+def test_a_store_that_is_down_trips_its_breaker_and_catches_up_when_it_is_back(
+    wire_shop, shopify_simulator
+):
+    """The worker leaves a failing store alone, probes it after the cooldown, and pushes
+    what it was owed (the dead letters of the outage included) with nobody stepping in."""
+    location = factories.make_location()
+    sku = factories.make_sku()
+    factories.stock(sku, location, 30)
+    down, up = (wire_shop(location=location, sku=sku) for _ in range(2))
+    down.platform_settings |= {"breaker_failures": 4, "breaker_cooldown_s": 1}
+    down.save()
+    outbox.mark_channel_owed(channel=down)
+    outbox.mark_channel_owed(channel=up)
+    wait_for_shops(shopify_simulator, {down: 30, up: 30})
+
+    shopify_simulator.faults(down.slug, fail_next=10_000, fail_status=503)
+    for _ in range(3):
+        shopify_simulator.place_order(up.slug, [{"variant_id": VARIANT_ID, "quantity": 1}])
+        time.sleep(0.3)  # each sale its own push: failed calls in a row for the down store
+    wait_for_shops(shopify_simulator, {up: 27})
+    wait_until(
+        lambda: ChannelBreaker.objects.filter(channel=down, trips__gte=1).exists(),
+        describe=lambda: str(list(ChannelBreaker.objects.values())),
+    )
+    assert shown(shopify_simulator, down) == 30
+
+    shopify_simulator.faults(down.slug, reset=True)
+    wait_for_shops(shopify_simulator, {down: 27, up: 27}, timeout_s=30)
+    wait_until(
+        lambda: ChannelBreaker.objects.filter(channel=down, failures=0, trips=0).exists(),
+        describe=lambda: str(list(ChannelBreaker.objects.values())),
+    )
+    assert not DeadLetter.objects.filter(channel=down, status=DeadLetter.Status.OPEN).exists()

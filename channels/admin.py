@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import QuerySet
+from django.db.models import F, Q, QuerySet
+from django.db.models.functions import Abs
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -281,6 +282,27 @@ class ListingSyncStateAdmin(_ReadOnlyAdmin):
         return state.listing.channel
 
 
+class _ExplainedFilter(admin.SimpleListFilter):
+    """Drift the channel's own webhooks later accounted for (sales in flight), or not."""
+
+    title = "explained by the channel's webhooks"
+    parameter_name = "explained"
+
+    def lookups(
+        self, request: HttpRequest, model_admin: admin.ModelAdmin
+    ) -> list[tuple[str, str]]:
+        return [("yes", "Yes: a sale in flight"), ("no", "No: real drift")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[DriftRecord]) -> QuerySet:
+        moved = Abs(F("channel_quantity") - F("expected_quantity"))
+        explained = Q(explained_units__gte=moved, explained_units__gt=0)
+        if self.value() == "yes":
+            return queryset.filter(explained)
+        if self.value() == "no":
+            return queryset.exclude(explained)
+        return queryset
+
+
 @admin.register(DriftRecord)
 class DriftRecordAdmin(_ReadOnlyAdmin):
     list_display = (
@@ -291,10 +313,16 @@ class DriftRecordAdmin(_ReadOnlyAdmin):
         "channel_quantity",
         "master_quantity",
         "detected_by",
+        "sale_in_flight",
+        "explained_by",
     )
     list_select_related = ("listing", "channel")
-    list_filter = ("detected_by", "channel")
-    search_fields = ("listing__external_id", "listing__sku__code")
+    list_filter = ("detected_by", "channel", _ExplainedFilter)
+    search_fields = ("listing__external_id", "listing__sku__code", "explained_by")
+
+    @admin.display(description="Sale in flight", boolean=True)
+    def sale_in_flight(self, drift: DriftRecord) -> bool:
+        return drift.explained
 
 
 @admin.register(WebhookReceipt)

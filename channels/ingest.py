@@ -349,6 +349,11 @@ class _Ingest:
     def line_key(self, line: MessageLine) -> str:
         return f"{self.order_key}:line:{line.reference}"
 
+    @property
+    def explanation(self) -> str:
+        # What a drift this receipt accounts for is put down to: "orders/create 5678901234".
+        return f"{self.receipt.topic} {self.message.reference}"
+
     def context(self, idempotency_key: str) -> services.EventContext:
         return services.EventContext(
             idempotency_key=idempotency_key,
@@ -452,7 +457,12 @@ def _apply_order_placed(ingest: _Ingest) -> None:
                     },
                 )
         # The channel took the units off its own count when it sold them.
-        _shift_expected_channel_quantity(listing_id=listing.pk, delta=-line.quantity)
+        _shift_expected_channel_quantity(
+            listing_id=listing.pk,
+            delta=-line.quantity,
+            explained_by=ingest.explanation,
+            occurred_at=ingest.message.occurred_at,
+        )
 
 
 def _bundle_events(ingest: _Ingest, key: str) -> list[InventoryEvent]:
@@ -492,7 +502,12 @@ def _undo_bundle_line(
             restock=restock,
             context=ingest.context(idempotency_key),
         )
-    _shift_expected_channel_quantity(listing_id=listing.pk, delta=line.quantity)
+    _shift_expected_channel_quantity(
+        listing_id=listing.pk,
+        delta=line.quantity,
+        explained_by=ingest.explanation,
+        occurred_at=ingest.message.occurred_at,
+    )
     return line.quantity
 
 
@@ -569,7 +584,12 @@ def _apply_order_cancelled(ingest: _Ingest) -> None:
             continue
         released = _release_committed(ingest, commit=commit, line=line, idempotency_key=cancel_key)
         if released and listing is not None:
-            _shift_expected_channel_quantity(listing_id=listing.pk, delta=released)
+            _shift_expected_channel_quantity(
+                listing_id=listing.pk,
+                delta=released,
+                explained_by=ingest.explanation,
+                occurred_at=ingest.message.occurred_at,
+            )
 
 
 def _apply_refund(ingest: _Ingest) -> None:
@@ -611,7 +631,12 @@ def _apply_refund(ingest: _Ingest) -> None:
             )
             restocked = line.quantity
         if restocked and listing is not None:
-            _shift_expected_channel_quantity(listing_id=listing.pk, delta=restocked)
+            _shift_expected_channel_quantity(
+                listing_id=listing.pk,
+                delta=restocked,
+                explained_by=ingest.explanation,
+                occurred_at=ingest.message.occurred_at,
+            )
 
 
 def _release_committed(
@@ -685,7 +710,7 @@ def _apply_inventory_change(ingest: _Ingest) -> None:
                 listing_id=listing.pk, defaults={"expected_channel_quantity": line.quantity}
             )
         else:
-            if _written_over_since(state, ingest.message.occurred_at):
+            if _older_than_what_we_know(state, ingest.message.occurred_at):
                 continue
             if state.expected_channel_quantity == line.quantity:
                 continue
@@ -699,19 +724,21 @@ def _apply_inventory_change(ingest: _Ingest) -> None:
             outbox.mark_listings_owed(listing_ids=[listing.pk])
 
 
-def _written_over_since(state: ListingSyncState, occurred_at: dt.datetime | None) -> bool:
-    """Whether the channel's figure is from before our last write was acknowledged.
+def _older_than_what_we_know(state: ListingSyncState, occurred_at: dt.datetime | None) -> bool:
+    """Whether the channel's figure is from before our last acknowledged write, or before
+    the newest of its own moves we ingested: either way it has been moved on from since.
 
     Shopify stamps levels in whole seconds: a figure stamped in the second of our write may
     be newer than it, so that second is not taken as before it (a figure kept by mistake
     costs one compare-and-set, one dropped by mistake would leave a real edit in place).
     """
-    pushed_at = state.last_pushed_at
-    if occurred_at is None or pushed_at is None:
+    if occurred_at is None:
         return False
-    if occurred_at.microsecond == 0:
+    pushed_at = state.last_pushed_at
+    if pushed_at is not None and occurred_at.microsecond == 0:
         pushed_at = pushed_at.replace(microsecond=0)
-    return occurred_at < pushed_at
+    known = [moment for moment in (pushed_at, state.last_channel_move_at) if moment is not None]
+    return any(occurred_at < moment for moment in known)
 
 
 def _push_in_flight(listing_id: int) -> bool:
@@ -752,6 +779,12 @@ def _record_channel_drift(
     state.channel_moves_total += moved
     state.unexplained_channel_moves = still_unexplained + moved
     state.unexplained_moves_until = now + dt.timedelta(seconds=UNEXPLAINED_MOVES_WAIT_S)
+    occurred_at = ingest.message.occurred_at
+    if occurred_at is not None and (
+        state.last_channel_move_at is None or occurred_at > state.last_channel_move_at
+    ):
+        # A level reported later but stamped earlier than this one is older news.
+        state.last_channel_move_at = occurred_at
     state.save()
 
 
@@ -850,22 +883,65 @@ _ABSORBED = """CASE WHEN unexplained_moves_until > statement_timestamp()
                     * least(abs(unexplained_channel_moves), abs(%(delta)s::integer))
                ELSE 0 END"""
 
-# No sync state yet: the channel has never been told a figure, so none is expected.
+# No sync state yet: the channel has never been told a figure, so none is expected. The
+# answer is what was absorbed: the row is locked by ``before`` first, so its moves are the
+# ones the SET works on.
 _SHIFT_EXPECTED_SQL = f"""
-UPDATE channels_listingsyncstate
+WITH before AS (
+    SELECT listing_id AS locked_id, unexplained_channel_moves AS moves_before
+      FROM channels_listingsyncstate
+     WHERE listing_id = %(listing_id)s FOR UPDATE
+)
+UPDATE channels_listingsyncstate AS state
    SET expected_channel_quantity = expected_channel_quantity + %(delta)s - {_ABSORBED},
        channel_moves_total = channel_moves_total + %(delta)s - {_ABSORBED},
-       unexplained_channel_moves = unexplained_channel_moves - {_ABSORBED},
+       unexplained_channel_moves = state.unexplained_channel_moves - {_ABSORBED},
+       last_channel_move_at = greatest(state.last_channel_move_at, %(occurred_at)s),
        updated_at = statement_timestamp()
- WHERE listing_id = %(listing_id)s
+  FROM before
+ WHERE state.listing_id = before.locked_id
+RETURNING before.moves_before - state.unexplained_channel_moves
 """
 
 
-def _shift_expected_channel_quantity(*, listing_id: int, delta: int) -> None:
+def _shift_expected_channel_quantity(
+    *, listing_id: int, delta: int, explained_by: str, occurred_at: dt.datetime | None
+) -> None:
     """The channel's own sale (cancel, restock) moved its figure: expect that too.
 
     Unless a write of ours already covered it: a compare-and-set that found the sale
-    before its webhook came wrote our figure over it (push.py).
+    before its webhook came wrote our figure over it (push.py), and recorded it as drift;
+    that drift is explained now, by ``explained_by``.
     """
     with connection.cursor() as cursor:
-        cursor.execute(_SHIFT_EXPECTED_SQL, {"listing_id": listing_id, "delta": delta})
+        cursor.execute(
+            _SHIFT_EXPECTED_SQL,
+            {"listing_id": listing_id, "delta": delta, "occurred_at": occurred_at},
+        )
+        row = cursor.fetchone()
+    if row is not None and row[0]:
+        _explain_drift(listing_id=listing_id, absorbed=row[0], explained_by=explained_by)
+
+
+def _explain_drift(*, listing_id: int, absorbed: int, explained_by: str) -> None:
+    """Put the absorbed units against the listing's recent drift of the same sign, oldest
+    first, up to each one's move."""
+    since = timezone.now() - dt.timedelta(seconds=2 * UNEXPLAINED_MOVES_WAIT_S)
+    left = abs(absorbed)
+    for drift in (
+        DriftRecord.objects.select_for_update()
+        .filter(listing_id=listing_id, created_at__gte=since)
+        .order_by("created_at", "id")
+    ):
+        moved = drift.moved
+        if not moved or (moved > 0) != (absorbed > 0):
+            continue
+        take = min(abs(moved) - drift.explained_units, left)
+        if take <= 0:
+            continue
+        drift.explained_units += take
+        drift.explained_by = ", ".join(filter(None, [drift.explained_by, explained_by]))[:500]
+        drift.save(update_fields=["explained_units", "explained_by"])
+        left -= take
+        if left == 0:
+            return

@@ -226,6 +226,9 @@ class ListingSyncState(models.Model):
     # ``unexplained_moves_until``; after that an unmatched rest was a real edit.
     unexplained_channel_moves = models.IntegerField(default=0)
     unexplained_moves_until = models.DateTimeField(null=True, blank=True)
+    # When the newest of the channel's own moves we ingested happened, by the channel's
+    # clock (an order's created_at): a level the channel reports from before it is old news.
+    last_channel_move_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     def __str__(self) -> str:
@@ -387,6 +390,10 @@ class DriftRecord(models.Model):
     channel_quantity = models.IntegerField(null=True, blank=True)
     master_quantity = models.IntegerField(null=True, blank=True)
     detected_by = models.CharField(max_length=32, choices=DetectedBy.choices)
+    # Units of the move that the channel's own webhooks accounted for afterwards (a sale in
+    # flight: the channel had sold them before its order webhook reached us), and which.
+    explained_units = models.IntegerField(default=0)
+    explained_by = models.CharField(max_length=500, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -394,6 +401,18 @@ class DriftRecord(models.Model):
 
     def __str__(self) -> str:
         return f"drift on listing {self.listing_id}: {self.channel_quantity}"
+
+    @property
+    def moved(self) -> int | None:
+        """What the channel's figure had moved from the expected one."""
+        if self.channel_quantity is None or self.expected_quantity is None:
+            return None
+        return self.channel_quantity - self.expected_quantity
+
+    @property
+    def explained(self) -> bool:
+        """Wholly a sale (or cancel, or restock) in flight: no drift after all."""
+        return self.moved is not None and self.explained_units >= abs(self.moved) > 0
 
 
 class WebhookReceipt(models.Model):

@@ -85,6 +85,9 @@ class _Claim:
     # Set when a compare-and-set found another figure and ours was written over it: what
     # the channel had moved that we had not heard of (its figure less the expected one).
     overwrote_moves: int | None = None
+    # A compare-and-set that found another figure: (what we compared with, what it found),
+    # recorded as drift when the run settles the claim.
+    drift: tuple[int | None, int | None] | None = None
 
 
 # Claims a batch and reads, in the same statement, all a push needs: the listing's ids,
@@ -529,6 +532,33 @@ def _send(
     return _settle_results(channel, by_listing, results, sent_at, count_races=count_races)
 
 
+# What the channel was expected to hold is what we compared against plus the moves of its
+# own ingested since the claim (its orders, and levels its webhooks reported): a sale known
+# by then is no drift, and one a level webhook already recorded is not recorded twice. The
+# running total is read under a share lock: an ingest that moved it and has not committed
+# yet is waited for, not missed. Run when the claim is settled (with the sync state, for a
+# write that went through), so a sale ingested while we wrote over it counts as known.
+_RECORD_DRIFT_SQL = """
+INSERT INTO channels_driftrecord
+       (channel_id, listing_id, expected_quantity, channel_quantity, master_quantity,
+        detected_by, explained_units, explained_by, created_at)
+SELECT %(channel_id)s, found.listing_id,
+       found.compare + moves.since_claim, found.quantity, found.target, %(drift_detected_by)s,
+       0, '', statement_timestamp()
+  FROM unnest(%(drift_listing_ids)s::bigint[], %(drift_compares)s::integer[],
+              %(drift_moves_at_claim)s::bigint[], %(drift_found)s::integer[],
+              %(drift_targets)s::integer[])
+       AS found(listing_id, compare, moves_at_claim, quantity, target)
+ CROSS JOIN LATERAL (
+       SELECT coalesce((SELECT state.channel_moves_total FROM channels_listingsyncstate AS state
+                         WHERE state.listing_id = found.listing_id FOR SHARE),
+                       found.moves_at_claim) - found.moves_at_claim AS since_claim
+ ) AS moves
+ WHERE found.compare IS NULL OR found.quantity IS NULL
+    OR found.compare + moves.since_claim <> found.quantity
+"""
+
+
 def _overwrite_drift(
     channel: Channel,
     connector: Connector,
@@ -537,20 +567,7 @@ def _overwrite_drift(
     stale: list[ItemResult],
     sent_at: dt.datetime,
 ) -> list[ItemResult]:
-    """Record what the channel held instead, then write the master's figure over it."""
-    DriftRecord.objects.bulk_create(
-        [
-            DriftRecord(
-                channel=channel,
-                listing_id=result.listing_id,
-                expected_quantity=by_listing[result.listing_id].compare,
-                channel_quantity=result.actual_quantity,
-                master_quantity=by_listing[result.listing_id].target,
-                detected_by=DriftRecord.DetectedBy.COMPARE_AND_SET,
-            )
-            for result in stale
-        ]
-    )
+    """Note what the channel held instead (drift), then write the master's figure over it."""
     _record_attempts(
         channel,
         [by_listing[result.listing_id] for result in stale],
@@ -560,6 +577,7 @@ def _overwrite_drift(
     )
     retry = [by_listing[result.listing_id] for result in stale]
     for claim, result in zip(retry, stale, strict=True):
+        claim.drift = (claim.compare, result.actual_quantity)
         if result.actual_quantity is not None and claim.compare is not None:
             claim.overwrote_moves = result.actual_quantity - claim.compare
             claim.compare = result.actual_quantity
@@ -577,6 +595,25 @@ def _overwrite_drift(
         ]
     second_by_listing = {result.listing_id: result for result in second}
     return [second_by_listing.get(result.listing_id, result) for result in results]
+
+
+def _drift_params(claims: Sequence[_Claim]) -> dict[str, Any]:
+    drifted = [claim for claim in claims if claim.drift is not None]
+    return {
+        "drift_detected_by": str(DriftRecord.DetectedBy.COMPARE_AND_SET),
+        "drift_listing_ids": [claim.listing.pk for claim in drifted],
+        "drift_compares": [claim.drift[0] for claim in drifted if claim.drift],
+        "drift_moves_at_claim": [claim.channel_moves_at_claim for claim in drifted],
+        "drift_found": [claim.drift[1] for claim in drifted if claim.drift],
+        "drift_targets": [claim.target for claim in drifted],
+    }
+
+
+def _record_drift(channel: Channel, claims: Sequence[_Claim]) -> None:
+    """Drift found by claims whose write did not go through (those that did: with it)."""
+    if any(claim.drift is not None for claim in claims):
+        with connection.cursor() as cursor:
+            cursor.execute(_RECORD_DRIFT_SQL, {"channel_id": channel.pk, **_drift_params(claims)})
 
 
 def _settle_results(
@@ -604,6 +641,7 @@ def _settle_results(
         if r.status not in (ItemStatus.APPLIED, ItemStatus.STALE)
     ]
     changed_in_flight = _remember_applied(channel, applied, sent_at, acked_at) if applied else 0
+    _record_drift(channel, [claim for claim, _ in raced + failed])
     for claim, error in raced:
         _record_attempts(channel, [claim], sent_at, PushAttempt.Outcome.STALE, error)
     for claim, error in failed:
@@ -640,12 +678,13 @@ def _remember_applied(
     while True:
         attempt += 1
         try:
-            # Both statements in one query: one round trip, and (outside a transaction)
-            # one implicit transaction, in this order.
+            # Outbox rows, sync states, then the drift those writes went over: one query,
+            # one round trip, and (outside a transaction) one implicit transaction.
             with connection.cursor() as cursor:
                 cursor.execute(
-                    f"{_FINISH_SQL};\n{_REMEMBER_APPLIED_SQL}",
+                    f"{_FINISH_SQL};\n{_REMEMBER_APPLIED_SQL};\n{_RECORD_DRIFT_SQL}",
                     {
+                        **_drift_params(applied),
                         "ids": [claim.pending_id for claim in applied],
                         "generations": [claim.generation for claim in applied],
                         "channel_id": channel.pk,

@@ -455,6 +455,8 @@ def test_a_sale_reported_as_a_level_before_its_order_is_counted_once(
     # The channel shows 8: its sale of 2, once, not 10 - 2 - 2.
     assert expected_channel_quantity(shirt_listing) == 8
     assert ListingSyncState.objects.get(listing=shirt_listing).unexplained_channel_moves == 0
+    drift = DriftRecord.objects.get()
+    assert drift.explained and drift.explained_by == "orders/create 5678901234"
 
 
 def test_an_edit_on_the_channel_waits_as_unexplained_only_for_a_while(channel, shirt_listing):

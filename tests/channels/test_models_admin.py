@@ -151,3 +151,30 @@ def test_the_sync_state_admin_lists_what_each_channel_was_told_and_is_expected_t
     assert "Test Shopify" in row and ">7<" in row and ">6<" in row and ">-1<" in row
     assert not list(admin_client.get(url, {"q": "no-such"}).context["cl"].result_list)
     assert admin_client.get(reverse("admin:channels_listingsyncstate_add")).status_code == 403
+
+
+def test_drift_that_webhooks_explained_later_can_be_told_from_real_drift(admin_client, listing):
+    from channels.models import DriftRecord
+
+    def drift(expected: int, found: int, explained_units: int) -> DriftRecord:
+        return DriftRecord.objects.create(
+            channel=listing.channel,
+            listing=listing,
+            expected_quantity=expected,
+            channel_quantity=found,
+            detected_by=DriftRecord.DetectedBy.COMPARE_AND_SET,
+            explained_units=explained_units,
+            explained_by="orders/create 1" if explained_units else "",
+        )
+
+    in_flight = drift(10, 8, 2)
+    partly = drift(10, 7, 1)
+    edit = drift(10, 40, 0)
+    url = reverse("admin:channels_driftrecord_changelist")
+
+    def listed(**params: str) -> set[DriftRecord]:
+        return set(admin_client.get(url, params).context["cl"].result_list)
+
+    assert listed(explained="yes") == {in_flight}
+    assert listed(explained="no") == {partly, edit}
+    assert listed() == {in_flight, partly, edit}

@@ -344,7 +344,9 @@ def test_a_sale_ingested_while_its_push_is_in_flight_stays_expected(
         # The shop sells one unit right after our write, and its webhook is ingested
         # before this push has recorded what it wrote.
         shopify_simulator.place_order(shop, [{"variant_id": 2001, "quantity": 1}], deliver=False)
-        ingest._shift_expected_channel_quantity(listing_id=listings[0].pk, delta=-1)
+        ingest._shift_expected_channel_quantity(
+            listing_id=listings[0].pk, delta=-1, explained_by="orders/create 1", occurred_at=None
+        )
         return results
 
     monkeypatch.setattr(ShopifyConnector, "push_quantities", push_then_sell)
@@ -358,6 +360,50 @@ def test_a_sale_ingested_while_its_push_is_in_flight_stays_expected(
     factories.stock(listings[0].sku, channel.location, 1)
     drain(channel)
     assert not DriftRecord.objects.exists()  # the next compare-and-set found 14, as expected
+
+
+def test_a_sale_ingested_after_the_claim_but_before_the_write_is_not_drift(
+    channel, listings, shopify_simulator, shop, monkeypatch
+):
+    """The compare-and-set compares with the figure read at the claim and finds the sale;
+    we knew of it by then, so the write goes over it without calling it drift."""
+    from channels import ingest
+    from channels.connectors.shopify import ShopifyConnector
+
+    drain(channel)
+    real_push = ShopifyConnector.push_quantities
+    sold: list[bool] = []
+
+    def sell_then_push(self, updates):
+        if not sold:
+            sold.append(True)
+            shopify_simulator.place_order(
+                shop, [{"variant_id": 2001, "quantity": 1}], deliver=False
+            )
+            ingest._shift_expected_channel_quantity(
+                listing_id=listings[0].pk,
+                delta=-1,
+                explained_by="orders/create 2",
+                occurred_at=None,
+            )
+            inventory_services.commit_order(
+                sku_id=listings[0].sku_id,
+                location_id=channel.location.pk,
+                quantity=1,
+                context=factories.context("known-before-the-write"),
+            )
+        return real_push(self, updates)
+
+    monkeypatch.setattr(ShopifyConnector, "push_quantities", sell_then_push)
+    factories.stock(listings[0].sku, channel.location, 5)
+    drain(channel)
+    monkeypatch.undo()
+
+    assert PushAttempt.objects.filter(listing=listings[0], outcome="stale").exists()
+    assert not DriftRecord.objects.exists()
+    assert shown(shopify_simulator, shop)[1001] == 14
+    state = ListingSyncState.objects.get(listing=listings[0])
+    assert (state.expected_channel_quantity, state.unexplained_channel_moves) == (14, 0)
 
 
 def test_a_sale_written_over_before_its_webhook_came_is_not_counted_twice(
@@ -382,7 +428,9 @@ def test_a_sale_written_over_before_its_webhook_came_is_not_counted_twice(
     assert (state.expected_channel_quantity, state.unexplained_channel_moves) == (15, -1)
 
     # Its webhook arrives: the sale is committed, and the shop is told the new figure.
-    ingest._shift_expected_channel_quantity(listing_id=listings[0].pk, delta=-1)
+    ingest._shift_expected_channel_quantity(
+        listing_id=listings[0].pk, delta=-1, explained_by="orders/create 4242", occurred_at=None
+    )
     inventory_services.commit_order(
         sku_id=listings[0].sku_id,
         location_id=channel.location.pk,
@@ -393,7 +441,10 @@ def test_a_sale_written_over_before_its_webhook_came_is_not_counted_twice(
     state.refresh_from_db()
     assert (state.expected_channel_quantity, state.unexplained_channel_moves) == (14, 0)
     assert shown(shopify_simulator, shop)[1001] == 14
-    assert DriftRecord.objects.filter(listing=listings[0]).count() == 1
+    [drift] = DriftRecord.objects.filter(listing=listings[0])
+    # Not drift after all: a sale in flight, and which one.
+    assert (drift.moved, drift.explained_units, drift.explained) == (-1, 1, True)
+    assert drift.explained_by == "orders/create 4242"
     assert not PushAttempt.objects.filter(listing=listings[0], outcome="stale")[1:].exists()
 
 
@@ -409,9 +460,12 @@ def test_an_unexplained_move_that_no_webhook_explains_stops_counting_after_its_w
     ListingSyncState.objects.filter(listing=listings[0]).update(
         unexplained_moves_until=timezone.now()
     )
-    ingest._shift_expected_channel_quantity(listing_id=listings[0].pk, delta=-2)
+    ingest._shift_expected_channel_quantity(
+        listing_id=listings[0].pk, delta=-2, explained_by="orders/create 7", occurred_at=None
+    )
     state = ListingSyncState.objects.get(listing=listings[0])
     assert (state.expected_channel_quantity, state.unexplained_channel_moves) == (13, -1)
+    assert not DriftRecord.objects.get(listing=listings[0]).explained
 
 
 def test_a_listing_that_moves_again_before_the_overwrite_is_retried_at_once(

@@ -186,8 +186,13 @@ def test_stores_reporting_every_level_change_converge_without_false_drift(
     assert StockLevel.objects.get(sku=sku, location=location).committed == 12
     # The other shop only ever showed what we wrote: none of its levels was drift.
     assert not DriftRecord.objects.filter(channel=other).exists()
-    # At most one per sale whose level came before its order; and every sale counted once.
-    assert DriftRecord.objects.filter(channel=selling).count() <= 12
+    # At most one per sale whose level came before its order, each explained by that order;
+    # and every sale counted once.
+    drifts = DriftRecord.objects.filter(channel=selling)
+    assert drifts.count() <= 12
+    assert all(drift.explained for drift in drifts), [
+        (drift.expected_quantity, drift.channel_quantity, drift.explained_by) for drift in drifts
+    ]
     for channel in (selling, other):
         state = ListingSyncState.objects.get(listing__channel=channel)
         assert (state.expected_channel_quantity, state.unexplained_channel_moves) == (28, 0)

@@ -4,7 +4,9 @@ Closed, pushes go out. A push call that fails as a whole (5xx, timeout, no conne
 counts; a call the channel answers, even with a throttle or an item's rejection, ends the
 count. After ``failures`` in a row the breaker opens for a cooldown, doubled on each trip
 in a row up to a maximum: no push run calls the channel, so what it is owed keeps its
-tries instead of burning them into dead letters. Once the cooldown is over, one run (and
+tries instead of burning them into dead letters (the failure that opens it is not counted
+against the items of its call either: with as many failures as tries, an outage leaves
+none). Once the cooldown is over, one run (and
 only one) probes it with a read of one listing, half-open: if the channel answers, the
 breaker closes and the dead letters of the failing spell are replayed; if not, it opens
 again, for longer. The trips in a row are forgotten only when a push goes through, so a

@@ -279,12 +279,6 @@ def push_owed(*, channel_id: int) -> None:
             )
             raced_rounds += bool(outcome.raced)
             if outcome.channel_error is not None:
-                open_for_s = breaker.record_failure(
-                    channel=channel, error=outcome.channel_error, probe=False
-                )
-                if open_for_s is not None:
-                    tasks.enqueue_push(channel_id=channel.pk, countdown=open_for_s)
-                    return
                 in_a_spell = True
             elif in_a_spell and due:
                 breaker.record_answer(channel=channel, pushed=True)
@@ -520,6 +514,12 @@ def _send(
         return _BatchOutcome(retry_in=retry_after)
     except ChannelError as error:
         _record_attempts(channel, claims, sent_at, PushAttempt.Outcome.FAILED, str(error))
+        open_for_s = breaker.record_failure(channel=channel, error=str(error), probe=False)
+        if open_for_s is not None:
+            # The breaker takes this failure on: the items keep their tries for the channel's
+            # return (an outage must not turn what it is owed into dead letters).
+            _hold(claims, seconds=open_for_s)
+            return _BatchOutcome(retry_in=open_for_s, channel_error=str(error))
         return _BatchOutcome(
             retry_in=_fail(channel, claims, str(error), at_least_s=error.retry_after_s),
             channel_error=str(error),
@@ -660,6 +660,12 @@ def _settle_results(
         # Items that still have tries left come back after their backoff, via the queue.
         tasks.enqueue_push(channel_id=channel.pk, countdown=min(pending_delays))
     return _BatchOutcome(changed_in_flight=changed_in_flight, raced=len(raced))
+
+
+def _hold(claims: Sequence[_Claim], *, seconds: float) -> None:
+    PendingPush.objects.filter(pk__in=[claim.pending_id for claim in claims]).update(
+        claimed_until=None, not_before=timezone.now() + dt.timedelta(seconds=seconds)
+    )
 
 
 def _owe_again_now(claims: Sequence[_Claim]) -> None:

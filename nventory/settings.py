@@ -259,9 +259,12 @@ PUSH_COALESCE_WINDOW_S = float(os.environ.get("PUSH_COALESCE_WINDOW_S", "0.03"))
 # A channel whose push calls fail this many times in a row is left alone for the cooldown,
 # doubled on each trip in a row up to the maximum (channels.breaker). Per channel:
 # platform_settings "breaker_failures" and "breaker_cooldown_s".
-PUSH_BREAKER_FAILURES = int(os.environ.get("PUSH_BREAKER_FAILURES", "5"))
-PUSH_BREAKER_COOLDOWN_S = float(os.environ.get("PUSH_BREAKER_COOLDOWN_S", "30"))
-PUSH_BREAKER_MAX_COOLDOWN_S = float(os.environ.get("PUSH_BREAKER_MAX_COOLDOWN_S", "600"))
+# The failure that opens it is not counted against the items of its call, so with 3 (and
+# the default 3 tries) an outage leaves no dead letters; a probe is one read, so the
+# maximum is kept short: a channel back up is noticed within it.
+PUSH_BREAKER_FAILURES = int(os.environ.get("PUSH_BREAKER_FAILURES", "3"))
+PUSH_BREAKER_COOLDOWN_S = float(os.environ.get("PUSH_BREAKER_COOLDOWN_S", "5"))
+PUSH_BREAKER_MAX_COOLDOWN_S = float(os.environ.get("PUSH_BREAKER_MAX_COOLDOWN_S", "30"))
 # A webhook body above this is refused with 413 before it is read.
 WEBHOOK_MAX_BODY_BYTES = int(os.environ.get("WEBHOOK_MAX_BODY_BYTES", str(1024 * 1024)))
 

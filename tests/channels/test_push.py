@@ -234,6 +234,9 @@ def test_a_manual_edit_on_the_channel_is_recorded_and_overwritten(
 def test_a_push_that_keeps_failing_becomes_a_dead_letter_and_converges_after_replay(
     channel, listings, shopify_simulator, shop
 ):
+    # The breaker out of the way: with it, a channel down for good leaves its pushes owed
+    # (tests of the circuit breaker below).
+    with_breaker(channel, failures=100, cooldown_s=60)
     shopify_simulator.faults(shop, fail_next=100, fail_status=500)
     drain(channel)
     dead_letters = DeadLetter.objects.filter(channel=channel).order_by("listing_id")
@@ -555,24 +558,41 @@ def push_until_open(channel: Channel, timeout_s: float = 10) -> None:
 def test_a_channel_that_keeps_failing_trips_the_breaker_and_is_left_alone(
     channel, listings, shopify_simulator, shop
 ):
-    with_breaker(channel, failures=2, cooldown_s=60)
+    with_breaker(channel, failures=3, cooldown_s=60)
     shopify_simulator.faults(shop, fail_next=100, fail_status=503)
 
     push_until_open(channel)
 
     state = breaker_of(channel)
-    assert (state.failures, state.trips) == (2, 1)
+    assert (state.failures, state.trips) == (3, 1)
     assert state.state(timezone.now()) == ChannelBreaker.State.OPEN
     assert "503" in state.last_error
     calls, attempts = len(shopify_simulator.requests(shop)), PushAttempt.objects.count()
     for _ in range(3):
         push.push_owed(channel_id=channel.pk)
         time.sleep(0.05)
-    # Open: nobody calls the channel, and what it is owed keeps its tries.
+    # Open: nobody calls the channel, and what it is owed keeps its tries (the third failure,
+    # which opened it, was not counted against them).
     assert len(shopify_simulator.requests(shop)) == calls
     assert PushAttempt.objects.count() == attempts
     assert sorted(PendingPush.objects.values_list("attempts", flat=True)) == [2, 2]
+    assert channel.max_push_attempts == 3
     assert not DeadLetter.objects.exists()
+
+
+def test_an_outage_leaves_no_dead_letters_and_the_channel_catches_up_after_it(
+    channel, listings, shopify_simulator, shop
+):
+    with_breaker(channel, failures=3, cooldown_s=0.3)
+    shopify_simulator.faults(shop, fail_next=100, fail_status=503)
+    push_until_open(channel)
+    shopify_simulator.faults(shop, reset=True)
+
+    drain(channel)
+
+    assert shown(shopify_simulator, shop) == {1001: 10, 1002: 10}
+    assert not DeadLetter.objects.exists()
+    assert breaker_of(channel).state(timezone.now()) == ChannelBreaker.State.CLOSED
 
 
 def test_after_the_cooldown_a_probe_closes_the_breaker_and_replays_the_spells_dead_letters(

@@ -1,10 +1,13 @@
 """Admin for channels, the SKU map (listings) and buffer rules.
 
-Channel secrets (credentials, webhook secret) never appear in list views.
+Channel secrets (credentials, webhook secret) never appear on a page: they are write-only.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
+from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import F, Q, QuerySet
@@ -36,8 +39,67 @@ from channels.models import (
 from channels.resources import ListingResource
 
 
+class ChannelAdminForm(forms.ModelForm):
+    """The channel's secrets are write-only: no page shows them, a blank field keeps them."""
+
+    # A bare host is taken as https (Django 6's default, asked for now).
+    api_base_url = forms.URLField(max_length=500, assume_scheme="https")
+    webhook_secret = forms.CharField(
+        required=False,
+        widget=forms.PasswordInput(render_value=False),
+        help_text="Write-only. Leave blank to keep the secret that is set.",
+    )
+    credentials = forms.JSONField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text='Write-only: a JSON object such as {"access_token": "…"} replaces the '
+        "credentials; leave blank to keep them.",
+    )
+
+    class Meta:
+        model = Channel
+        fields = [
+            "platform",
+            "name",
+            "slug",
+            "mode",
+            "api_base_url",
+            "credentials",
+            "webhook_secret",
+            "locations",
+            "rate_limit_per_s",
+            "out_of_stock_threshold",
+            "settle_window_s",
+            "max_push_attempts",
+            "platform_settings",
+        ]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.initial["webhook_secret"] = ""
+        self.initial["credentials"] = None
+        if self.instance.pk:
+            names = ", ".join(sorted(self.instance.credentials)) or "none"
+            self.fields["credentials"].help_text += f" Set now: {names} (values hidden)."
+            if self.instance.webhook_secret:
+                self.fields["webhook_secret"].help_text += " A secret is set."
+
+    def clean_webhook_secret(self) -> str:
+        value: str = self.cleaned_data.get("webhook_secret") or ""
+        return value or (self.instance.webhook_secret if self.instance.pk else "")
+
+    def clean_credentials(self) -> dict[str, Any]:
+        value = self.cleaned_data.get("credentials")
+        if value in (None, ""):
+            return dict(self.instance.credentials) if self.instance.pk else {}
+        if not isinstance(value, dict):
+            raise forms.ValidationError("Credentials are a JSON object of names and values.")
+        return value
+
+
 @admin.register(Channel)
 class ChannelAdmin(admin.ModelAdmin):
+    form = ChannelAdminForm
     # No credentials or webhook_secret here: list views never show secrets.
     list_display = (
         "name",

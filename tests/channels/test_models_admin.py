@@ -178,3 +178,52 @@ def test_drift_that_webhooks_explained_later_can_be_told_from_real_drift(admin_c
     assert listed(explained="yes") == {in_flight}
     assert listed(explained="no") == {partly, edit}
     assert listed() == {in_flight, partly, edit}
+
+
+def test_the_channel_page_never_shows_its_secrets_and_a_blank_field_keeps_them(
+    admin_client, channel
+):
+    from channels.admin import ChannelAdminForm
+
+    page = admin_client.get(reverse("admin:channels_channel_change", args=[channel.pk]))
+    assert page.status_code == 200
+    body = page.content.decode()
+    assert SECRET not in body and "shpat-secret" not in body
+    assert "Set now: access_token (values hidden)" in body
+
+    def submit(**changes: str) -> Channel:
+        data = {
+            "platform": channel.platform,
+            "name": channel.name,
+            "slug": channel.slug,
+            "mode": channel.mode,
+            "api_base_url": channel.api_base_url,
+            "credentials": "",
+            "webhook_secret": "",
+            "rate_limit_per_s": "2",
+            "out_of_stock_threshold": "0",
+            "settle_window_s": "0",
+            "max_push_attempts": "3",
+            "platform_settings": "{}",
+            **changes,
+        }
+        form = ChannelAdminForm(data=data, instance=Channel.objects.get(pk=channel.pk))
+        assert form.is_valid(), form.errors
+        return form.save()
+
+    kept = submit(name="Renamed")
+    assert (kept.name, kept.webhook_secret, kept.credentials) == (
+        "Renamed",
+        SECRET,
+        {"access_token": "shpat-secret"},
+    )
+    replaced = submit(webhook_secret="whsec-new", credentials='{"access_token": "shpat-new"}')
+    assert (replaced.webhook_secret, replaced.credentials) == (
+        "whsec-new",
+        {"access_token": "shpat-new"},
+    )
+    form = ChannelAdminForm(
+        data={"credentials": '["not", "an", "object"]'},
+        instance=Channel.objects.get(pk=channel.pk),
+    )
+    assert not form.is_valid() and "credentials" in form.errors

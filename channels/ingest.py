@@ -20,7 +20,6 @@ import logging
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from functools import partial
 
 from django.db import OperationalError, connection, transaction
 from django.utils import timezone
@@ -158,7 +157,9 @@ def record_receipt(
     if not quarantined:
         # robust: a broker outage must not turn a stored receipt into an error answer
         # (the platform would retry it); the sweep enqueues it later.
-        transaction.on_commit(partial(_enqueue_processing, receipt_id), robust=True)
+        # A lambda, not functools.partial: Django logs a robust callback's failure by its
+        # __qualname__, which a partial lacks (the logging itself would then raise).
+        transaction.on_commit(lambda: _enqueue_processing(receipt_id), robust=True)
     return receipt_id
 
 

@@ -35,7 +35,8 @@ def mark_listings_owed(*, listing_ids: Iterable[int]) -> None:
     with connection.cursor() as cursor:
         cursor.execute(_MARK_OWED_SQL, {"listing_ids": ids})
         channel_ids = {row[0] for row in cursor.fetchall()}
-    transaction.on_commit(lambda: wake_pushers(channel_ids=channel_ids))
+    # Best effort: the rows are the record, and the sweep wakes what a lost wake-up left.
+    transaction.on_commit(lambda: wake_pushers(channel_ids=channel_ids), robust=True)
 
 
 def mark_channel_owed(*, channel: Channel) -> None:
@@ -110,4 +111,5 @@ def wake_pushers(*, channel_ids: Iterable[int]) -> None:
 
 
 def on_stock_changed(sender: object, *, sku_ids: frozenset[int], **kwargs: object) -> None:
-    transaction.on_commit(lambda: wake_pushers_for_skus(sku_ids=sku_ids))
+    # Best effort, as above: a stock change that committed must not answer an error.
+    transaction.on_commit(lambda: wake_pushers_for_skus(sku_ids=sku_ids), robust=True)

@@ -33,7 +33,7 @@ def on_listing_saved(sender: Any, instance: Listing, **kwargs: Any) -> None:
 def on_channel_saved(sender: Any, instance: Channel, created: bool, **kwargs: Any) -> None:
     if created:
         channel_id = instance.pk
-        transaction.on_commit(lambda: _announce_push_queue(channel_id))
+        transaction.on_commit(lambda: _announce_push_queue(channel_id), robust=True)
     else:
         # Mode, threshold or locations may have changed: every listing is owed a push.
         outbox.mark_channel_owed(channel=instance)

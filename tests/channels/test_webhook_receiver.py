@@ -277,3 +277,45 @@ def test_channel_without_a_secret_accepts_nothing(client, channel):
     channel.webhook_secret = ""
     channel.save()
     assert post(client, ORDER, signature=sign(ORDER, secret="")).status_code == 401
+
+
+@pytest.fixture
+def redis_down(monkeypatch):
+    """Wake-ups go to a Redis nobody listens on: every call to it fails at once."""
+    import redis
+
+    from channels import ratelimit
+
+    dead = redis.Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2)
+    monkeypatch.setattr(ratelimit, "_client", lambda: dead)
+    with pytest.raises(redis.ConnectionError):
+        ratelimit.claim_ingest_wake()
+
+
+def test_with_redis_down_a_webhook_is_still_stored_and_acknowledged(
+    client, channel, shirt, warehouse, redis_down, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        response = post(client, ORDER)
+    assert response.status_code == 200
+    assert callbacks  # the wake-up was tried, failed, and was only logged
+    receipt = WebhookReceipt.objects.get()
+    assert receipt.status == WebhookReceipt.Status.RECEIVED  # the sweep takes it from here
+
+
+def test_with_redis_down_a_sale_still_commits_and_owes_its_pushes(
+    channel, shirt, warehouse, redis_down, django_capture_on_commit_callbacks
+):
+    from channels.models import PendingPush
+    from inventory import services
+
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        services.commit_order(
+            sku_id=shirt.pk,
+            location_id=warehouse.pk,
+            quantity=1,
+            context=factories.context("redis-down-sale"),
+        )
+    assert callbacks
+    assert committed(shirt, warehouse) == 1
+    assert PendingPush.objects.filter(listing__sku=shirt).exists()

@@ -726,20 +726,25 @@ def _apply_inventory_change(ingest: _Ingest) -> None:
 
 
 def _older_than_what_we_know(state: ListingSyncState, occurred_at: dt.datetime | None) -> bool:
-    """Whether the channel's figure is from before our last acknowledged write, or before
+    """Whether the channel's figure is from before our last acknowledged write, or not after
     the newest of its own moves we ingested: either way it has been moved on from since.
 
-    Shopify stamps levels in whole seconds: a figure stamped in the second of our write may
-    be newer than it, so that second is not taken as before it (a figure kept by mistake
-    costs one compare-and-set, one dropped by mistake would leave a real edit in place).
+    Two moves stamped alike cannot be put in order (Shopify stamps whole seconds), so a
+    level stamped like the newest move known is taken as old news: a real edit hidden that
+    way is still caught by the next compare-and-set, or by reconciliation. Against our own
+    writes the stamp's second is given the benefit of the doubt instead (a figure kept by
+    mistake costs one compare-and-set; our write is the very thing it may have replaced).
     """
     if occurred_at is None:
         return False
     pushed_at = state.last_pushed_at
-    if pushed_at is not None and occurred_at.microsecond == 0:
-        pushed_at = pushed_at.replace(microsecond=0)
-    known = [moment for moment in (pushed_at, state.last_channel_move_at) if moment is not None]
-    return any(occurred_at < moment for moment in known)
+    if pushed_at is not None:
+        if occurred_at.microsecond == 0:
+            pushed_at = pushed_at.replace(microsecond=0)
+        if occurred_at < pushed_at:
+            return True
+    moved_at = state.last_channel_move_at
+    return moved_at is not None and occurred_at <= moved_at
 
 
 def _push_in_flight(listing_id: int) -> bool:

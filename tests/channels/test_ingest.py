@@ -443,6 +443,38 @@ def test_inventory_change_from_before_our_last_write_is_not_drift(channel, shirt
     assert DriftRecord.objects.get().channel_quantity == 7
 
 
+def test_a_level_stamped_no_later_than_the_newest_order_ingested_is_old_news(
+    channel, shirt, shirt_listing
+):
+    expect_channel_quantity(shirt_listing, 10)
+    deliver(
+        channel,
+        "orders/create",
+        order(shirt_line(2)) | {"created_at": "2026-11-27T10:00:05-05:00"},
+    )
+    assert expected_channel_quantity(shirt_listing) == 8
+
+    # Stamped in that second (another sale's, or this one's before it): cannot be ordered.
+    deliver(
+        channel,
+        "inventory_levels/update",
+        inventory_level(9, updated_at="2026-11-27T10:00:05-05:00"),
+    )
+    deliver(
+        channel,
+        "inventory_levels/update",
+        inventory_level(10, updated_at="2026-11-27T10:00:04-05:00"),
+    )
+    assert not DriftRecord.objects.exists()
+
+    deliver(
+        channel,
+        "inventory_levels/update",
+        inventory_level(3, updated_at="2026-11-27T10:00:06-05:00"),
+    )
+    assert DriftRecord.objects.get().channel_quantity == 3
+
+
 def test_a_sale_reported_as_a_level_before_its_order_is_counted_once(
     channel, shirt, shirt_listing, warehouse
 ):

@@ -640,6 +640,7 @@ def _settle_results(
         for r in results
         if r.status not in (ItemStatus.APPLIED, ItemStatus.STALE)
     ]
+    refused = {r.listing_id for r in results if r.status == ItemStatus.REJECTED}
     changed_in_flight = _remember_applied(channel, applied, sent_at, acked_at) if applied else 0
     _record_drift(channel, [claim for claim, _ in raced + failed])
     for claim, error in raced:
@@ -654,7 +655,13 @@ def _settle_results(
         raced_to_fail = raced
     if not failed and not raced_to_fail:
         return _BatchOutcome(changed_in_flight=changed_in_flight, raced=len(raced))
-    delays = [_fail(channel, [claim], error) for claim, error in failed + raced_to_fail]
+    # Refused for good (an item the channel does not have, not stocked where we push it):
+    # sending it again changes nothing, so it is a dead letter at once, for an operator to
+    # fix and replay.
+    delays = [
+        _fail(channel, [claim], error, final=claim.listing.pk in refused)
+        for claim, error in failed + raced_to_fail
+    ]
     pending_delays = [delay for delay in delays if delay is not None]
     if pending_delays:
         # Items that still have tries left come back after their backoff, via the queue.
@@ -753,15 +760,17 @@ def _fail(
     error: str,
     *,
     at_least_s: float | None = None,
+    final: bool = False,
 ) -> float | None:
-    """Count a failed attempt; dead-letter what has no tries left. The next try's delay."""
+    """Count a failed attempt; dead-letter what has no tries left (or, ``final``, no use
+    for them). The next try's delay."""
     now = timezone.now()
     delays = []
     with transaction.atomic():
         for claim in claims:
             attempts = claim.attempts + 1
             errors = [*claim.errors, {"at": now.isoformat(), "error": error[:2000]}]
-            if attempts >= channel.max_push_attempts:
+            if final or attempts >= channel.max_push_attempts:
                 _dead_letter(channel, claim, errors)
                 continue
             delay = max(retry_delay_s(channel=channel, attempts=attempts), at_least_s or 0)

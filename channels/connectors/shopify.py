@@ -213,11 +213,12 @@ class ShopifyConnector(Connector):
                 if position is not None and 0 <= position < len(pending):
                     failed.setdefault(pending[position], error)
             if not failed:
-                # An error about the call itself (reason, batch size...): no item can pass.
+                # An error about the call itself (reason, batch size...): no item can pass,
+                # and none is to blame, so each is tried again with its backoff.
                 message = "; ".join(_describe(error) for error in user_errors)
                 for index in pending:
                     results[index] = ItemResult(
-                        updates[index].listing_id, ItemStatus.REJECTED, message
+                        updates[index].listing_id, ItemStatus.RETRY, message
                     )
                 break
             results.update(self._failed_results(updates, failed))

@@ -274,7 +274,10 @@ def test_one_bad_item_fails_only_itself(channel, listings, shopify_simulator, sh
     assert shown(shopify_simulator, shop) == {1001: 10, 1002: 10}
     dead = DeadLetter.objects.get()
     assert dead.listing == stray
-    assert PushAttempt.objects.filter(listing=stray, outcome="rejected").count() == 3
+    # Refused for good: a dead letter at once, with the channel's reason, not tried again.
+    assert PushAttempt.objects.filter(listing=stray, outcome="rejected").count() == 1
+    [attempt] = dead.attempts
+    assert attempt["error"].startswith("ITEM_NOT_STOCKED_AT_LOCATION")
 
 
 def test_an_increase_waits_out_the_settle_window_but_a_decrease_does_not(

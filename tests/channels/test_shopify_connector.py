@@ -262,3 +262,13 @@ def test_proxies_come_from_the_environment_once_per_url_and_no_proxy_is_honoured
         shopify._proxies_for.cache_clear()
     # Not read again on every call (the session does not look at the environment).
     assert shopify._session().trust_env is False
+
+
+def test_an_error_about_the_call_itself_blames_no_item_and_is_tried_again(db, shopify_simulator):
+    """A userError naming no item (here: more quantities than the shop takes in one call)
+    says nothing against any of them: each is to be retried, none refused for good."""
+    channel = make_channel(shopify_simulator, shop_settings={"max_quantities_per_call": 1})
+    results = get_connector(channel).push_quantities([update(1001, 7, 10), update(1002, 3, 5)])
+    assert [result.status for result in results] == [ItemStatus.RETRY, ItemStatus.RETRY]
+    assert all("TOO_MANY_QUANTITIES" in result.error for result in results)
+    assert shopify_simulator.available(shop_of(channel), 1001) == 10

@@ -137,10 +137,15 @@ def start_worker(
     pool: str,
     concurrency: int,
     beat: bool = False,
+    niceness: int = 0,
 ) -> subprocess.Popen[bytes]:
-    """A Celery worker of the system under test; ``wait_for_worker`` tells when it is up."""
+    """A Celery worker of the system under test; ``wait_for_worker`` tells when it is up.
+
+    ``niceness`` > 0 runs it at a lower CPU priority (every thread of it).
+    """
     return start_process(
         [
+            *(["nice", "-n", str(niceness)] if niceness else []),
             sys.executable,
             "-m",
             "celery",

@@ -228,3 +228,64 @@ def simulator_post(
     response = session.post(base + path, json=body, timeout=timeout_s)
     response.raise_for_status()
     return response.json()
+
+
+# --- the bench database and the processes' figures ------------------------------------
+
+# The apps whose tables a bench empties before it starts: its catalog, channels and what
+# they produced. Beat's schedules (django_celery_beat) stay: the sweeps run on them.
+_APPS_RESET = ("inventory", "bundles", "channels", "reconciliation")
+
+
+def reset_data() -> None:
+    """Empty every table of the project's apps (ids restart at 1) in one statement."""
+    from django.apps import apps
+    from django.db import connection
+
+    tables = sorted(
+        {
+            model._meta.db_table
+            for label in _APPS_RESET
+            for model in apps.get_app_config(label).get_models(include_auto_created=True)
+        }
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def cpu_seconds(named: dict[str, subprocess.Popen[bytes]]) -> dict[str, float]:
+    """CPU seconds so far of each named process tree, of every PostgreSQL process
+    ("postgres") and of this bench ("bench")."""
+    import psutil
+
+    def tree_cpu(process: psutil.Process) -> float:
+        total = 0.0
+        for member in [process, *process.children(recursive=True)]:
+            try:
+                times = member.cpu_times()
+                total += times.user + times.system
+            except psutil.NoSuchProcess:
+                pass
+        return total
+
+    used = {name: tree_cpu(psutil.Process(process.pid)) for name, process in named.items()}
+    postgres = 0.0
+    for process in psutil.process_iter(["name"]):
+        if process.info["name"] in {"postgres", "postmaster"}:
+            try:
+                times = process.cpu_times()
+                postgres += times.user + times.system
+            except psutil.NoSuchProcess:
+                pass
+    used["postgres"] = postgres
+    own = psutil.Process().cpu_times()
+    used["bench"] = own.user + own.system
+    return used

@@ -105,17 +105,7 @@ def main() -> None:
     from inventory.models import Location, Sku
 
     _harness.progress("resetting the bench database's catalog, bundles and channels")
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "TRUNCATE channels_pushattempt, channels_pendingpush, channels_deadletter, "
-            "channels_driftrecord, channels_oversellincident, channels_unmappedline, "
-            "channels_webhookreceipt, channels_listingsyncstate, channels_historicallisting, "
-            "channels_listing, channels_bufferrule, channels_historicalbufferrule, "
-            "channels_channel_locations, channels_channel, inventory_reservation, "
-            "bundles_bundlecomponent, bundles_bomline, "
-            "inventory_inventoryevent, inventory_stocklevel, inventory_sku, inventory_location "
-            "RESTART IDENTITY CASCADE"
-        )
+    _harness.reset_data()
 
     env = _harness.production_env()
     simulator, simulator_url = _harness.start_simulator(env)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import json
-import subprocess
 import sys
 import threading
 import time
@@ -64,7 +63,6 @@ def main() -> None:
     args = parser.parse_args()
 
     _harness.setup_django()
-    from django.db import connection
 
     from channels.models import (
         Channel,
@@ -78,22 +76,13 @@ def main() -> None:
     from inventory.models import InventoryEvent, Location, Sku
 
     _harness.progress("resetting the bench database's catalog and channels")
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "TRUNCATE channels_pushattempt, channels_pendingpush, channels_deadletter, "
-            "channels_driftrecord, channels_oversellincident, channels_unmappedline, "
-            "channels_webhookreceipt, channels_listingsyncstate, channels_historicallisting, "
-            "channels_listing, channels_bufferrule, channels_historicalbufferrule, "
-            "channels_channel_locations, channels_channel, inventory_reservation, "
-            "inventory_inventoryevent, inventory_stocklevel, inventory_sku, inventory_location "
-            "RESTART IDENTITY CASCADE"
-        )
+    _harness.reset_data()
 
     env = _harness.production_env()
     simulator, simulator_url = _harness.start_simulator(env)
     processes = [simulator]
     try:
-        web_port = _free_port()
+        web_port = _harness.free_port()
         web_url = f"http://127.0.0.1:{web_port}"
 
         location = Location.objects.create(code="BENCH-WH", name="Bench warehouse")
@@ -237,7 +226,7 @@ def main() -> None:
         named_processes = dict(
             zip(["simulator", "web", *worker_queues, "beat"], processes, strict=True)
         )
-        cpu_before = _cpu_seconds(named_processes)
+        cpu_before = _harness.cpu_seconds(named_processes)
 
         total_orders = int(args.rate * args.seconds)
         _harness.progress(
@@ -303,7 +292,7 @@ def main() -> None:
             f"lost {figures['lost']}, oversold {figures['oversold']}"
         )
         # From the first order to settled: start-up and the initial sync are not the stream's.
-        cpu_after = _cpu_seconds(named_processes)
+        cpu_after = _harness.cpu_seconds(named_processes)
         cpu_used = {name: round(cpu_after[name] - cpu_before[name], 1) for name in cpu_after}
         figures["cpu_s"] = cpu_used
         figures["cpu_ms_per_order"] = round(sum(cpu_used.values()) * 1000 / total_orders, 1)
@@ -314,43 +303,6 @@ def main() -> None:
         _harness.emit(figures)
     finally:
         _harness.stop_processes(processes)
-
-
-def _cpu_seconds(named: dict[str, subprocess.Popen]) -> dict[str, float]:
-    """CPU time of each process tree, and of every PostgreSQL process, for the run so far."""
-    import psutil
-
-    def tree_cpu(process: psutil.Process) -> float:
-        total = 0.0
-        for member in [process, *process.children(recursive=True)]:
-            try:
-                times = member.cpu_times()
-                total += times.user + times.system
-            except psutil.NoSuchProcess:
-                pass
-        return total
-
-    used = {name: round(tree_cpu(psutil.Process(p.pid)), 1) for name, p in named.items()}
-    postgres = 0.0
-    for process in psutil.process_iter(["name"]):
-        if process.info["name"] in {"postgres", "postmaster"}:
-            try:
-                times = process.cpu_times()
-                postgres += times.user + times.system
-            except psutil.NoSuchProcess:
-                pass
-    used["postgres"] = round(postgres, 1)
-    own = psutil.Process().cpu_times()
-    used["bench"] = round(own.user + own.system, 1)
-    return used
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _items(session: Any, base: str, shop: str) -> list[dict[str, Any]]:

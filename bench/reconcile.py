@@ -68,17 +68,7 @@ def main() -> None:
     from reconciliation import services
 
     _harness.progress("resetting the bench database's catalog, channels and runs")
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "TRUNCATE reconciliation_discrepancy, reconciliation_reconciliationrun, "
-            "reconciliation_dailyreport, channels_pushattempt, channels_pendingpush, "
-            "channels_deadletter, channels_driftrecord, channels_oversellincident, "
-            "channels_unmappedline, channels_webhookreceipt, channels_listingsyncstate, "
-            "channels_historicallisting, channels_listing, channels_bufferrule, "
-            "channels_historicalbufferrule, channels_channel_locations, channels_channel, "
-            "inventory_reservation, inventory_inventoryevent, inventory_stocklevel, "
-            "inventory_sku, inventory_location RESTART IDENTITY CASCADE"
-        )
+    _harness.reset_data()
 
     simulator, simulator_url = _harness.start_simulator({**os.environ, "PYTHONUNBUFFERED": "1"})
     try:

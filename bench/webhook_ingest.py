@@ -22,7 +22,6 @@ import hashlib
 import hmac
 import http.client
 import json
-import socket
 import sys
 import threading
 import time
@@ -35,12 +34,6 @@ _harness.ensure_servers()
 LOG_DIR = _harness.PROJECT_DIR / ".data" / "bench"
 SIGNING_KEY = "bench-webhook-signing-key"  # the channel's webhook secret
 SHOP = "bench-webhooks"
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _signed_order(order_id: int, variant_id: int) -> tuple[bytes, dict[str, str]]:
@@ -107,23 +100,13 @@ def main() -> None:
     args = parser.parse_args()
 
     _harness.setup_django()
-    from django.db import connection
 
     from channels.models import Channel, Listing, WebhookReceipt
     from inventory import services
     from inventory.models import InventoryEvent, Location, Sku
 
     _harness.progress("resetting the bench database's catalog and channels")
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "TRUNCATE channels_pushattempt, channels_pendingpush, channels_deadletter, "
-            "channels_driftrecord, channels_oversellincident, channels_unmappedline, "
-            "channels_webhookreceipt, channels_listingsyncstate, channels_historicallisting, "
-            "channels_listing, channels_bufferrule, channels_historicalbufferrule, "
-            "channels_channel_locations, channels_channel, inventory_reservation, "
-            "inventory_inventoryevent, inventory_stocklevel, inventory_sku, inventory_location "
-            "RESTART IDENTITY CASCADE"
-        )
+    _harness.reset_data()
     location = Location.objects.create(code="BENCH-WH", name="Bench warehouse")
     channel = Channel.objects.create(
         platform=Channel.Platform.SHOPIFY,
@@ -154,7 +137,7 @@ def main() -> None:
         variants.append(2000 + n)
 
     env = _harness.production_env()
-    port = _free_port()
+    port = _harness.free_port()
     processes = []
     try:
         _harness.progress(
@@ -191,6 +174,7 @@ def main() -> None:
                 niceness=args.ingest_niceness,
             )
         )
+        named = {"web": processes[0], "ingest": processes[1]}
         _harness.wait_for(lambda: _answers(port), 60, "gunicorn up")
         _harness.wait_for_worker(worker_log, "ingest worker")
 
@@ -204,7 +188,7 @@ def main() -> None:
         latencies: list[float] = []
         statuses: dict[int, int] = {}
         lock = threading.Lock()
-        cpu_before = _cpu_seconds(processes)
+        cpu_before = _harness.cpu_seconds(named)
 
         def deliver(index: int, due: float) -> None:
             delay = due - time.perf_counter()
@@ -234,7 +218,7 @@ def main() -> None:
                 if done % max(1, total // 5) == 0:
                     _harness.progress(f"  {done}/{total} answered")
         sent_s = time.perf_counter() - start
-        cpu_sent = _cpu_seconds(processes)
+        cpu_sent = _harness.cpu_seconds(named)
 
         _harness.progress("waiting for every receipt to be processed")
         drain_started = time.perf_counter()
@@ -248,7 +232,7 @@ def main() -> None:
             interval_s=0.5,
         )
         drain_s = time.perf_counter() - drain_started
-        cpu_after = _cpu_seconds(processes)
+        cpu_after = _harness.cpu_seconds(named)
         committed = InventoryEvent.objects.filter(kind="order_committed").count()
         figures: dict[str, Any] = {
             "rate_per_s": args.rate,
@@ -290,24 +274,6 @@ def _answers(port: int) -> bool:
         return True
     except OSError:
         return False
-
-
-def _cpu_seconds(processes: list[Any]) -> dict[str, float]:
-    """CPU seconds of each process tree so far: the web server's and the ingest worker's."""
-    import psutil
-
-    def tree_cpu(pid: int) -> float:
-        try:
-            root = psutil.Process(pid)
-            total = 0.0
-            for process in [root, *root.children(recursive=True)]:
-                times = process.cpu_times()
-                total += times.user + times.system
-            return total
-        except psutil.NoSuchProcess:
-            return 0.0
-
-    return {"web": tree_cpu(processes[0].pid), "ingest": tree_cpu(processes[1].pid)}
 
 
 if __name__ == "__main__":

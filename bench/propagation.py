@@ -60,6 +60,12 @@ def main() -> None:
         default="split",
         help="a worker for webhooks and one for pushes (as the Procfile), or one for both",
     )
+    parser.add_argument(
+        "--level-webhooks",
+        action="store_true",
+        help="shops also report every level change (inventory_levels/update), as Shopify "
+        "does to a shop subscribed to it: our own writes and their sales",
+    )
     args = parser.parse_args()
 
     _harness.setup_django()
@@ -125,6 +131,7 @@ def main() -> None:
                     "location_id": 1,
                     "bucket_size": 100_000,
                     "restore_rate": 100_000,
+                    "level_webhooks": args.level_webhooks,
                 },
             )
             _harness.simulator_post(

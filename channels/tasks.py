@@ -97,11 +97,9 @@ def process_webhook(self: Task, receipt_id: int) -> None:
         # A deadlock or a dropped connection: the receipt is marked failed and is safe to
         # apply again; retry soon rather than wait for the sweep.
         raise self.retry(exc=error, countdown=0.1 * 2**self.request.retries) from error
-    except ingest.NotYetApplicable as error:
-        # Its order's webhook still in the queue, a push to the listing in flight: give it
-        # a moment.
-        countdown = error.retry_in_s * 2**self.request.retries
-        raise self.retry(exc=error, countdown=countdown) from error
+    except ingest.OrderNotYetCommitted as error:
+        # Its order's webhook is probably still in the queue: give it a moment.
+        raise self.retry(exc=error, countdown=2.0 * 2**self.request.retries) from error
 
 
 # Scheduled every 10 s by migration 0004; overlapping runs only wake pushers twice.

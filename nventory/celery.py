@@ -70,20 +70,9 @@ def recycle_stale_database_connections(sender: Any = None, **kwargs: Any) -> Non
 
 
 @worker_init.connect
-def bound_statement_time(**kwargs: Any) -> None:
-    """Every database connection of a worker ends a statement after the task time limit.
+def limit_statement_time(**kwargs: Any) -> None:
+    """Every database connection of a worker ends a statement after STATEMENT_TIMEOUT_S
+    (the threads pool enforces no task time limit: ``nventory.db``)."""
+    from nventory import db
 
-    A threads-pool worker enforces no task time limit (Celery applies it to prefork
-    children only), so a statement stuck behind a lock would hold its thread for good;
-    PostgreSQL ends it instead, and the task fails into its retry or the sweeps.
-    """
-    from django.db.backends.signals import connection_created
-
-    connection_created.connect(limit_statement_time, weak=False)
-
-
-def limit_statement_time(sender: Any, connection: Any, **kwargs: Any) -> None:
-    limit_ms = int(float(app.conf.task_time_limit or 0) * 1000)
-    if limit_ms > 0:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT set_config('statement_timeout', %s, false)", [f"{limit_ms}ms"])
+    db.limit_statement_time()

@@ -234,6 +234,9 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SOFT_TIME_LIMIT = 20
 CELERY_TASK_TIME_LIMIT = 30
+# Web requests and Celery tasks (not manage.py commands): PostgreSQL ends a statement
+# after this many seconds (nventory/db.py); 0 for no limit.
+STATEMENT_TIMEOUT_S = float(os.environ.get("STATEMENT_TIMEOUT_S", "30"))
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # Celery's Django fixup closes the database connection before and after every task unless

@@ -1,4 +1,4 @@
-"""Which workers push, and the limit a worker puts on every statement."""
+"""Which workers push, and the limit serving processes put on every statement."""
 
 import pytest
 
@@ -20,20 +20,28 @@ def test_a_webhook_only_worker_does_not_push():
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_worker_connection_ends_a_statement_after_the_task_time_limit():
-    """Threads-pool workers enforce no task time limit: PostgreSQL does, per statement."""
+@pytest.mark.parametrize("serving", ["worker", "web"])
+def test_a_serving_process_ends_a_statement_after_the_limit(serving, settings):
+    """Workers and web threads enforce no time limit of their own: PostgreSQL does."""
     from django.db import connection
     from django.db.backends.signals import connection_created
 
-    from nventory.celery import app, bound_statement_time, limit_statement_time
+    from nventory.celery import limit_statement_time
 
-    assert app.conf.task_time_limit == 30
-    bound_statement_time()  # what the worker_init signal runs
+    settings.STATEMENT_TIMEOUT_S = 30
+    if serving == "worker":
+        limit_statement_time()  # what the worker_init signal runs
+    else:
+        import importlib
+
+        import nventory.wsgi
+
+        importlib.reload(nventory.wsgi)  # its body, as gunicorn and runserver run it
     try:
         connection.close()
-        with connection.cursor() as cursor:  # a new connection, as a worker opens them
+        with connection.cursor() as cursor:  # a new connection, as the process opens them
             cursor.execute("SHOW statement_timeout")
             assert cursor.fetchone()[0] == "30s"
     finally:
-        connection_created.disconnect(limit_statement_time)
+        connection_created.disconnect(dispatch_uid="nventory.db")
         connection.close()  # the next test connects without the limit

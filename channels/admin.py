@@ -5,9 +5,11 @@ Channel secrets (credentials, webhook secret) never appear on a page: they are w
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import F, Q, QuerySet
@@ -49,6 +51,11 @@ class ChannelAdminForm(forms.ModelForm):
         widget=forms.PasswordInput(render_value=False),
         help_text="Write-only. Leave blank to keep the secret that is set.",
     )
+    end_rotation = forms.BooleanField(
+        required=False,
+        label="Previous webhook secret revoked",
+        help_text="Stop accepting webhooks signed with the secret the current one replaced.",
+    )
     credentials = forms.JSONField(
         required=False,
         widget=forms.Textarea(attrs={"rows": 3}),
@@ -82,11 +89,43 @@ class ChannelAdminForm(forms.ModelForm):
             names = ", ".join(sorted(self.instance.credentials)) or "none"
             self.fields["credentials"].help_text += f" Set now: {names} (values hidden)."
             if self.instance.webhook_secret:
-                self.fields["webhook_secret"].help_text += " A secret is set."
+                self.fields["webhook_secret"].help_text += (
+                    " A secret is set; a new one replaces it, and the old one is still "
+                    "accepted for a while (the platform may have webhooks signed with it)."
+                )
+            rotation_ends = self.instance.previous_webhook_secret_until
+            if self.instance.previous_webhook_secret and rotation_ends:
+                self.fields[
+                    "webhook_secret"
+                ].help_text += (
+                    f" The previous secret is accepted until {rotation_ends:%Y-%m-%d %H:%M %Z}."
+                )
 
     def clean_webhook_secret(self) -> str:
         value: str = self.cleaned_data.get("webhook_secret") or ""
         return value or (self.instance.webhook_secret if self.instance.pk else "")
+
+    def save(self, commit: bool = True) -> Channel:
+        """A new webhook secret is a rotation: the one it replaces stays accepted for
+        WEBHOOK_SECRET_ROTATION_GRACE_S, while webhooks signed with it are still coming."""
+        channel: Channel = super().save(commit=False)
+        replaced = (
+            Channel.objects.filter(pk=channel.pk).values_list("webhook_secret", flat=True).first()
+            if channel.pk
+            else None
+        )
+        if replaced and replaced != channel.webhook_secret:
+            channel.previous_webhook_secret = replaced
+            channel.previous_webhook_secret_until = timezone.now() + dt.timedelta(
+                seconds=settings.WEBHOOK_SECRET_ROTATION_GRACE_S
+            )
+        elif self.cleaned_data.get("end_rotation"):
+            channel.previous_webhook_secret = ""
+            channel.previous_webhook_secret_until = None
+        if commit:
+            channel.save()
+            self.save_m2m()
+        return channel
 
     def clean_credentials(self) -> dict[str, Any]:
         value = self.cleaned_data.get("credentials")

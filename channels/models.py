@@ -43,6 +43,10 @@ class Channel(models.Model):
     # Secrets: never shown in admin list views.
     credentials = models.JSONField(default=dict, blank=True)
     webhook_secret = models.CharField(max_length=255, blank=True)
+    # While a secret is rotated, webhooks may still come signed with the one it replaced
+    # (Shopify: until the old client secret is revoked); that one is accepted until then.
+    previous_webhook_secret = models.CharField(max_length=255, blank=True)
+    previous_webhook_secret_until = models.DateTimeField(null=True, blank=True)
     locations = models.ManyToManyField(
         "inventory.Location",
         related_name="channels",
@@ -70,6 +74,15 @@ class Channel(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def webhook_secrets(self, now: dt.datetime) -> list[str]:
+        """The secrets a webhook may be signed with now: the current one, and the one it
+        replaced while its rotation lasts."""
+        secrets = [self.webhook_secret]
+        until = self.previous_webhook_secret_until
+        if self.previous_webhook_secret and until is not None and until > now:
+            secrets.append(self.previous_webhook_secret)
+        return [secret for secret in secrets if secret]
 
 
 class Listing(models.Model):

@@ -14,6 +14,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import requests
+from django.utils import timezone
 from requests.adapters import HTTPAdapter
 
 from channels.connectors import register
@@ -322,8 +323,9 @@ class ShopifyConnector(Connector):
     def verify_webhook(self, headers: Mapping[str, str], body: bytes) -> bool:
         from channels.connectors.shopify_webhooks import verify_shopify_webhook
 
-        return verify_shopify_webhook(
-            secret=self.channel.webhook_secret, headers=headers, body=body
+        secrets = self.channel.webhook_secrets(timezone.now())
+        return any(
+            verify_shopify_webhook(secret=secret, headers=headers, body=body) for secret in secrets
         )
 
     def webhook_envelope(self, headers: Mapping[str, str], body: bytes) -> WebhookEnvelope:

@@ -227,3 +227,46 @@ def test_the_channel_page_never_shows_its_secrets_and_a_blank_field_keeps_them(
         instance=Channel.objects.get(pk=channel.pk),
     )
     assert not form.is_valid() and "credentials" in form.errors
+
+
+def test_a_new_webhook_secret_leaves_the_old_one_accepted_for_a_while(channel, settings):
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from channels.admin import ChannelAdminForm
+
+    settings.WEBHOOK_SECRET_ROTATION_GRACE_S = 3600
+    data = {
+        "platform": channel.platform,
+        "name": channel.name,
+        "slug": channel.slug,
+        "mode": channel.mode,
+        "api_base_url": channel.api_base_url,
+        "rate_limit_per_s": "2",
+        "out_of_stock_threshold": "0",
+        "settle_window_s": "0",
+        "max_push_attempts": "3",
+        "platform_settings": "{}",
+    }
+
+    def submit(**changes: str) -> Channel:
+        form = ChannelAdminForm(
+            data={**data, **changes}, instance=Channel.objects.get(pk=channel.pk)
+        )
+        assert form.is_valid(), form.errors
+        return form.save()
+
+    rotated = submit(webhook_secret="whsec-next")
+    assert (rotated.webhook_secret, rotated.previous_webhook_secret) == ("whsec-next", SECRET)
+    assert rotated.previous_webhook_secret_until is not None
+    left = rotated.previous_webhook_secret_until - timezone.now()
+    assert dt.timedelta(minutes=59) < left <= dt.timedelta(hours=1)
+    assert rotated.webhook_secrets(timezone.now()) == ["whsec-next", SECRET]
+
+    unchanged = submit(name="Renamed")  # a blank secret field keeps the rotation as it is
+    assert unchanged.previous_webhook_secret == SECRET
+
+    ended = submit(end_rotation="on")
+    assert (ended.previous_webhook_secret, ended.previous_webhook_secret_until) == ("", None)
+    assert ended.webhook_secrets(timezone.now()) == ["whsec-next"]

@@ -319,3 +319,28 @@ def test_with_redis_down_a_sale_still_commits_and_owes_its_pushes(
     assert callbacks
     assert committed(shirt, warehouse) == 1
     assert PendingPush.objects.filter(listing__sku=shirt).exists()
+
+
+def test_while_its_secret_is_rotated_the_previous_one_is_accepted_until_its_time(
+    client, channel, enqueued
+):
+    import datetime as dt
+
+    from django.utils import timezone
+
+    channel.webhook_secret = "shpss_new_secret"
+    channel.previous_webhook_secret = SECRET
+    channel.previous_webhook_secret_until = timezone.now() + dt.timedelta(hours=1)
+    channel.save()
+    webhooks.forget_cached_channels()
+
+    signed_with_new = post(client, ORDER, signature=sign(ORDER, "shpss_new_secret"))
+    signed_with_old = post(client, ORDER, **{"X-Shopify-Webhook-Id": "delivery-2"})
+    assert (signed_with_new.status_code, signed_with_old.status_code) == (200, 200)
+
+    channel.previous_webhook_secret_until = timezone.now()
+    channel.save()
+    webhooks.forget_cached_channels()
+    too_late = post(client, ORDER, **{"X-Shopify-Webhook-Id": "delivery-3"})
+    assert too_late.status_code == 401
+    assert WebhookReceipt.objects.count() == 2

@@ -6,10 +6,9 @@ count. After ``failures`` in a row the breaker opens for a cooldown, doubled on 
 in a row up to a maximum: no push run calls the channel, so what it is owed keeps its
 tries instead of burning them into dead letters (the failure that opens it is not counted
 against the items of its call either: with as many failures as tries, an outage leaves
-none). Once the cooldown is over, one run (and
-only one) probes it with a read of one listing, half-open: if the channel answers, the
-breaker closes and the dead letters of the failing spell are replayed; if not, it opens
-again, for longer. The trips in a row are forgotten only when a push goes through, so a
+none). Once the cooldown is over, one run (and only one) probes it with a read of one
+listing, half-open: if the channel answers, the breaker closes and the dead letters of the
+failing spell are replayed; if not, it opens again, for longer. The trips in a row are forgotten only when a push goes through, so a
 channel that answers reads but keeps failing writes waits longer each time.
 
 The state lives in PostgreSQL (``ChannelBreaker``); Redis is never the record. A healthy
@@ -54,7 +53,8 @@ class Reading:
 @dataclasses.dataclass(frozen=True)
 class Permission:
     may_call: bool
-    # This run is the half-open probe: its first call decides.
+    # This run is the half-open probe: it reads one listing before anything else
+    # (``probe_channel``), and the answer decides.
     probe: bool = False
 
 

@@ -8,8 +8,9 @@ tries instead of burning them into dead letters (the failure that opens it is no
 against the items of its call either: with as many failures as tries, an outage leaves
 none). Once the cooldown is over, one run (and only one) probes it with a read of one
 listing, half-open: if the channel answers, the breaker closes and the dead letters of the
-failing spell are replayed; if not, it opens again, for longer. The trips in a row are forgotten only when a push goes through, so a
-channel that answers reads but keeps failing writes waits longer each time.
+failing spell are replayed; if not, it opens again, for longer. The trips in a row are
+forgotten only when a push goes through, so a channel that answers reads but keeps
+failing writes waits longer each time.
 
 The state lives in PostgreSQL (``ChannelBreaker``); Redis is never the record. A healthy
 channel costs nothing here: push runs read the state with the channel and write it only

@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import psycopg
+from django.conf import settings
 from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 
@@ -56,8 +57,6 @@ from channels.models import (
 
 logger = logging.getLogger(__name__)
 
-# A claim not finished in this time is free again: the worker that took it died.
-CLAIM_LEASE_S = 60
 # How long moves found and written over (sales in flight, mostly) wait for their webhooks.
 UNEXPLAINED_MOVES_WAIT_S = 60
 # Rounds of one run in which a listing that moved again before our overwrite is claimed
@@ -324,7 +323,8 @@ def _wait_for_rate_limit(channel: Channel) -> float:
 def _claim(*, channel: Channel, limit: int) -> list[_Claim]:
     with connection.cursor() as cursor:
         cursor.execute(
-            _CLAIM_SQL, {"channel_id": channel.pk, "limit": limit, "lease_s": CLAIM_LEASE_S}
+            _CLAIM_SQL,
+            {"channel_id": channel.pk, "limit": limit, "lease_s": settings.PUSH_CLAIM_LEASE_S},
         )
         rows = cursor.fetchall()
     return [_claim_from_row(channel, row) for row in rows]

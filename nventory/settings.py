@@ -259,6 +259,9 @@ RECONCILIATION_DRIFT_ALERT_PERCENT = float(
 RECONCILIATION_REPEAT_RUNS = int(os.environ.get("RECONCILIATION_REPEAT_RUNS", "3"))
 # Changes to one channel within this window go out in one push call (channels.tasks).
 PUSH_COALESCE_WINDOW_S = float(os.environ.get("PUSH_COALESCE_WINDOW_S", "0.03"))
+# A push's claim on the rows it sends, in seconds: a claim whose worker died is free again
+# after this (the outbox sweep then wakes a pusher). Longer than any push call may take.
+PUSH_CLAIM_LEASE_S = float(os.environ.get("PUSH_CLAIM_LEASE_S", "60"))
 # A channel whose push calls fail this many times in a row is left alone for the cooldown,
 # doubled on each trip in a row up to the maximum (channels.breaker). Per channel:
 # platform_settings "breaker_failures" and "breaker_cooldown_s".

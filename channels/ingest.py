@@ -669,8 +669,10 @@ def _apply_inventory_change(ingest: _Ingest) -> None:
     """Note drift when the channel's figure is not the one expected, and push ours back.
 
     A figure equal to the expected one is the echo of our own push (or of a sale already
-    counted): pushing again would echo for ever. A figure from before our last write was
-    written over by it (Shopify sends one for every change, our own writes included).
+    counted): pushing again would echo for ever. Shopify sends a level for every change, our
+    own writes included, so a level is also old news when it is stamped before our last
+    acknowledged write or no later than the newest channel move ingested, and it is left to
+    the next compare-and-set when it arrives while a write to the listing is in flight.
     A move we cannot explain yet may be a sale whose order webhook is still on its way: it
     waits as an unexplained move, as one a compare-and-set found does (channels.push), so
     that the order does not move the expected figure a second time.

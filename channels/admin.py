@@ -83,6 +83,8 @@ class ChannelAdminForm(forms.ModelForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # Read before the form's values are put on the instance: a new secret replaces it.
+        self.secret_set = self.instance.webhook_secret if self.instance.pk else ""
         self.initial["webhook_secret"] = ""
         self.initial["credentials"] = None
         if self.instance.pk:
@@ -103,19 +105,14 @@ class ChannelAdminForm(forms.ModelForm):
 
     def clean_webhook_secret(self) -> str:
         value: str = self.cleaned_data.get("webhook_secret") or ""
-        return value or (self.instance.webhook_secret if self.instance.pk else "")
+        return value or self.secret_set
 
     def save(self, commit: bool = True) -> Channel:
         """A new webhook secret is a rotation: the one it replaces stays accepted for
         WEBHOOK_SECRET_ROTATION_GRACE_S, while webhooks signed with it are still coming."""
         channel: Channel = super().save(commit=False)
-        replaced = (
-            Channel.objects.filter(pk=channel.pk).values_list("webhook_secret", flat=True).first()
-            if channel.pk
-            else None
-        )
-        if replaced and replaced != channel.webhook_secret:
-            channel.previous_webhook_secret = replaced
+        if self.secret_set and self.secret_set != channel.webhook_secret:
+            channel.previous_webhook_secret = self.secret_set
             channel.previous_webhook_secret_until = timezone.now() + dt.timedelta(
                 seconds=settings.WEBHOOK_SECRET_ROTATION_GRACE_S
             )

@@ -707,7 +707,13 @@ def _apply_inventory_change(ingest: _Ingest) -> None:
                 # most such levels are the write's own echo. A real edit is still caught:
                 # by the next write's compare-and-set, or by reconciliation.
                 continue
-            _record_channel_drift(ingest, listing=listing, state=state, found=line.quantity)
+            _record_channel_drift(
+                ingest,
+                listing=listing,
+                state=state,
+                expected=state.expected_channel_quantity,
+                found=line.quantity,
+            )
         if listing.sku_id is not None:
             outbox.mark_listings_owed(listing_ids=[listing.pk])
 
@@ -745,10 +751,9 @@ def _push_in_flight(listing_id: int) -> bool:
 
 
 def _record_channel_drift(
-    ingest: _Ingest, *, listing: Listing, state: ListingSyncState, found: int
+    ingest: _Ingest, *, listing: Listing, state: ListingSyncState, expected: int, found: int
 ) -> None:
-    expected = state.expected_channel_quantity
-    assert expected is not None
+    """Record the level as drift, and the move as unexplained on the (locked) sync state."""
     DriftRecord.objects.create(
         channel=ingest.channel,
         listing=listing,

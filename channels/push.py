@@ -597,23 +597,26 @@ def _overwrite_drift(
     return [second_by_listing.get(result.listing_id, result) for result in results]
 
 
-def _drift_params(claims: Sequence[_Claim]) -> dict[str, Any]:
-    drifted = [claim for claim in claims if claim.drift is not None]
+def _drift_params(claims: Sequence[_Claim]) -> dict[str, Any] | None:
+    """The parameters of ``_RECORD_DRIFT_SQL`` for the claims that found drift, if any."""
+    drifted = [(claim, claim.drift) for claim in claims if claim.drift is not None]
+    if not drifted:
+        return None
     return {
         "drift_detected_by": str(DriftRecord.DetectedBy.COMPARE_AND_SET),
-        "drift_listing_ids": [claim.listing.pk for claim in drifted],
-        "drift_compares": [claim.drift[0] for claim in drifted if claim.drift],
-        "drift_moves_at_claim": [claim.channel_moves_at_claim for claim in drifted],
-        "drift_found": [claim.drift[1] for claim in drifted if claim.drift],
-        "drift_targets": [claim.target for claim in drifted],
+        "drift_listing_ids": [claim.listing.pk for claim, _ in drifted],
+        "drift_compares": [compared for _, (compared, _found) in drifted],
+        "drift_moves_at_claim": [claim.channel_moves_at_claim for claim, _ in drifted],
+        "drift_found": [found for _, (_compared, found) in drifted],
+        "drift_targets": [claim.target for claim, _ in drifted],
     }
 
 
 def _record_drift(channel: Channel, claims: Sequence[_Claim]) -> None:
     """Drift found by claims whose write did not go through (those that did: with it)."""
-    if any(claim.drift is not None for claim in claims):
+    if (drift := _drift_params(claims)) is not None:
         with connection.cursor() as cursor:
-            cursor.execute(_RECORD_DRIFT_SQL, {"channel_id": channel.pk, **_drift_params(claims)})
+            cursor.execute(_RECORD_DRIFT_SQL, {"channel_id": channel.pk, **drift})
 
 
 def _settle_results(
@@ -648,7 +651,7 @@ def _settle_results(
     for claim, error in failed:
         _record_attempts(channel, [claim], sent_at, PushAttempt.Outcome.REJECTED, error)
     if raced and not count_races:
-        _owe_again_now([claim for claim, _ in raced])
+        _hold([claim for claim, _ in raced], seconds=0)
         changed_in_flight += len(raced)
         raced_to_fail = []
     else:
@@ -670,14 +673,9 @@ def _settle_results(
 
 
 def _hold(claims: Sequence[_Claim], *, seconds: float) -> None:
+    """Let the claims go, owed again in ``seconds`` (0: at once), no attempt counted."""
     PendingPush.objects.filter(pk__in=[claim.pending_id for claim in claims]).update(
         claimed_until=None, not_before=timezone.now() + dt.timedelta(seconds=seconds)
-    )
-
-
-def _owe_again_now(claims: Sequence[_Claim]) -> None:
-    PendingPush.objects.filter(pk__in=[claim.pending_id for claim in claims]).update(
-        claimed_until=None, not_before=timezone.now()
     )
 
 
@@ -693,11 +691,15 @@ def _remember_applied(
         try:
             # Outbox rows, sync states, then the drift those writes went over: one query,
             # one round trip, and (outside a transaction) one implicit transaction.
+            drift = _drift_params(applied)
+            statements = [_FINISH_SQL, _REMEMBER_APPLIED_SQL]
+            if drift is not None:
+                statements.append(_RECORD_DRIFT_SQL)
             with connection.cursor() as cursor:
                 cursor.execute(
-                    f"{_FINISH_SQL};\n{_REMEMBER_APPLIED_SQL};\n{_RECORD_DRIFT_SQL}",
+                    ";\n".join(statements),
                     {
-                        **_drift_params(applied),
+                        **(drift or {}),
                         "ids": [claim.pending_id for claim in applied],
                         "generations": [claim.generation for claim in applied],
                         "channel_id": channel.pk,

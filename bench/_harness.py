@@ -128,6 +128,21 @@ def start_process(
         )
 
 
+def start_web(
+    *, port: int, log_path: Path, env: dict[str, str], workers: int = 2, threads: int = 8
+) -> subprocess.Popen[bytes]:
+    """gunicorn serving the system under test on 127.0.0.1:``port``."""
+    return start_process(
+        [
+            *(sys.executable, "-m", "gunicorn", "nventory.wsgi"),
+            *("--bind", f"127.0.0.1:{port}"),
+            *("--workers", str(workers), "--threads", str(threads)),
+        ],
+        log_path,
+        env,
+    )
+
+
 def start_worker(
     *,
     name: str,

@@ -160,26 +160,7 @@ def main() -> None:
                 )
 
         _harness.progress(f"starting gunicorn on {web_url}, Celery workers and beat")
-        processes.append(
-            _harness.start_process(
-                [
-                    sys.executable,
-                    "-m",
-                    "gunicorn",
-                    "nventory.wsgi",
-                    "--bind",
-                    f"127.0.0.1:{web_port}",
-                    "--workers",
-                    "2",
-                    "--threads",
-                    "8",
-                    "--access-logfile",
-                    "-",
-                ],
-                WEB_LOG,
-                env,
-            )
-        )
+        processes.append(_harness.start_web(port=web_port, log_path=WEB_LOG, env=env))
         # As the Procfile has them: webhooks and pushes in workers of their own, so that
         # each has a core's worth of interpreter; or one worker for both.
         worker_queues = (

@@ -22,7 +22,6 @@ import hashlib
 import hmac
 import http.client
 import json
-import sys
 import threading
 import time
 from typing import Any
@@ -145,21 +144,12 @@ def main() -> None:
             "and the ingest worker"
         )
         processes.append(
-            _harness.start_process(
-                [
-                    sys.executable,
-                    "-m",
-                    "gunicorn",
-                    "nventory.wsgi",
-                    "--bind",
-                    f"127.0.0.1:{port}",
-                    "--workers",
-                    str(args.web_workers),
-                    "--threads",
-                    str(args.web_threads),
-                ],
-                LOG_DIR / "webhook-ingest-web.log",
-                env,
+            _harness.start_web(
+                port=port,
+                log_path=LOG_DIR / "webhook-ingest-web.log",
+                env=env,
+                workers=args.web_workers,
+                threads=args.web_threads,
             )
         )
         worker_log = LOG_DIR / "webhook-ingest-worker.log"

@@ -250,9 +250,8 @@ def test_a_new_webhook_secret_leaves_the_old_one_accepted_for_a_while(channel, s
     assert dt.timedelta(minutes=59) < left <= dt.timedelta(hours=1)
     assert rotated.webhook_secrets(timezone.now()) == ["whsec-next", SECRET]
 
-    unchanged = submit_channel_form(
-        channel, name="Renamed"
-    )  # a blank secret field keeps the rotation as it is
+    # A blank secret field keeps the rotation as it is.
+    unchanged = submit_channel_form(channel, name="Renamed")
     assert unchanged.previous_webhook_secret == SECRET
 
     ended = submit_channel_form(channel, end_rotation="on")

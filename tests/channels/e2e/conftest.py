@@ -8,6 +8,7 @@ boundaries exactly as in production.
 
 from __future__ import annotations
 
+import itertools
 import os
 import socket
 import subprocess
@@ -152,3 +153,68 @@ def wait_until(
         if time.monotonic() > deadline:
             pytest.fail(f"not reached within {timeout_s}s: {describe()}")
         time.sleep(0.05)
+
+
+_shops = itertools.count(1)
+
+
+def wire_simulated_shop(
+    simulator: Any,
+    *,
+    web_url: str,
+    location: Any,
+    sku: Any,
+    item_id: int,
+    variant_id: int,
+    units_shown: int = 0,
+    shop_settings: dict[str, Any] | None = None,
+    **channel_fields: Any,
+) -> Any:
+    """A shop on the simulator selling ``sku`` as one item, and its active channel in
+    nventory with the listing, webhooks pointed at ``web_url``."""
+    from channels import ratelimit
+    from channels.models import Channel, Listing
+    from tests import factories
+
+    name = f"e2e-{next(_shops)}-{time.monotonic_ns()}"
+    secret = f"secret-{name}"
+    channel = factories.make_channel(
+        locations=[location],
+        slug=name,
+        name=name,
+        mode=Channel.Mode.ACTIVE,
+        api_base_url=simulator.shop_url(name),
+        credentials={"access_token": f"shpat_{name}"},
+        webhook_secret=secret,
+        rate_limit_per_s=1000,
+        platform_settings={"location_id": 1, "retry_base_s": 0.05},
+        **channel_fields,
+    )
+    ratelimit.reset(channel_id=channel.pk)
+    simulator.create_shop(
+        name,
+        location_id=1,
+        webhook_url=f"{web_url}/webhooks/shopify/{name}/",
+        webhook_secret=secret,
+        webhook_retry_base_s=0.2,
+        **(shop_settings or {}),
+    )
+    simulator.add_items(
+        name,
+        [
+            {
+                "inventory_item_id": item_id,
+                "variant_id": variant_id,
+                "sku": sku.code,
+                "available": units_shown,
+            }
+        ],
+    )
+    Listing.objects.create(
+        channel=channel,
+        sku=sku,
+        external_id=str(item_id),
+        external_sku=sku.code,
+        extra_identifiers={"variant_id": str(variant_id)},
+    )
+    return channel

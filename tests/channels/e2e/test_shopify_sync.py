@@ -8,21 +8,19 @@ on the simulator, which delivers them as webhooks, and the test only watches.
 from __future__ import annotations
 
 import concurrent.futures
-import itertools
 import time
 from decimal import Decimal
 
 import pytest
 from django.db.models import Sum
 
-from channels import outbox, ratelimit
+from channels import outbox
 from channels.models import (
     BufferRule,
     Channel,
     ChannelBreaker,
     DeadLetter,
     DriftRecord,
-    Listing,
     ListingSyncState,
     OversellIncident,
     PendingPush,
@@ -30,11 +28,10 @@ from channels.models import (
 )
 from inventory.models import EventKind, InventoryEvent, StockLevel
 from tests import factories
-from tests.channels.e2e.conftest import wait_until
+from tests.channels.e2e.conftest import wait_until, wire_simulated_shop
 
 pytestmark = pytest.mark.slow
 
-_run = itertools.count(1)
 ITEM_ID = 5001
 VARIANT_ID = 6001
 
@@ -43,51 +40,14 @@ VARIANT_ID = 6001
 def wire_shop(transactional_db, shopify_simulator, nventory_web, nventory_worker):
     """A shop on the simulator and its channel in nventory, webhooks pointed at gunicorn."""
 
-    def wire(
-        *, location, sku, units_shown: int = 0, shop_settings: dict | None = None, **channel_fields
-    ) -> Channel:
-        name = f"e2e-{next(_run)}-{time.monotonic_ns()}"
-        secret = f"secret-{name}"
-        channel = factories.make_channel(
-            locations=[location],
-            slug=name,
-            name=name,
-            mode=Channel.Mode.ACTIVE,
-            api_base_url=shopify_simulator.shop_url(name),
-            credentials={"access_token": f"shpat_{name}"},
-            webhook_secret=secret,
-            rate_limit_per_s=1000,
-            platform_settings={"location_id": 1, "retry_base_s": 0.05},
-            **channel_fields,
+    def wire(**fields) -> Channel:
+        return wire_simulated_shop(
+            shopify_simulator,
+            web_url=nventory_web,
+            item_id=ITEM_ID,
+            variant_id=VARIANT_ID,
+            **fields,
         )
-        ratelimit.reset(channel_id=channel.pk)
-        shopify_simulator.create_shop(
-            name,
-            location_id=1,
-            webhook_url=f"{nventory_web}/webhooks/shopify/{name}/",
-            webhook_secret=secret,
-            webhook_retry_base_s=0.2,
-            **(shop_settings or {}),
-        )
-        shopify_simulator.add_items(
-            name,
-            [
-                {
-                    "inventory_item_id": ITEM_ID,
-                    "variant_id": VARIANT_ID,
-                    "sku": sku.code,
-                    "available": units_shown,
-                }
-            ],
-        )
-        Listing.objects.create(
-            channel=channel,
-            sku=sku,
-            external_id=str(ITEM_ID),
-            external_sku=sku.code,
-            extra_identifiers={"variant_id": str(VARIANT_ID)},
-        )
-        return channel
 
     return wire
 

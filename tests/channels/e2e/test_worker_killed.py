@@ -16,7 +16,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,10 +26,16 @@ from django.conf import settings
 from django.db.models import Sum
 from django.utils import timezone
 
-from channels.models import Channel, DeadLetter, Listing, PendingPush, WebhookReceipt
+from channels.models import DeadLetter, PendingPush, WebhookReceipt
 from inventory.models import EventKind, InventoryEvent, StockLevel
 from tests import factories
-from tests.channels.e2e.conftest import REPO_ROOT, _free_port, _process_env, wait_until
+from tests.channels.e2e.conftest import (
+    REPO_ROOT,
+    _free_port,
+    _process_env,
+    wait_until,
+    wire_simulated_shop,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -140,45 +145,17 @@ def test_a_worker_killed_mid_burst_loses_nothing(own_stack, shopify_simulator):
     sku = factories.make_sku()
     factories.stock(sku, location, 200)
     own_stack.start_web()
-    shops = []
-    for n in range(2):
-        name = f"killed-{n}-{time.monotonic_ns()}"
-        channel = factories.make_channel(
-            locations=[location],
-            slug=name,
-            name=name,
-            mode=Channel.Mode.ACTIVE,
-            api_base_url=shopify_simulator.shop_url(name),
-            credentials={"access_token": f"shpat_{name}"},
-            webhook_secret=f"secret-{name}",
-            rate_limit_per_s=1000,
-            platform_settings={"location_id": 1, "retry_base_s": 0.05},
-        )
-        shopify_simulator.create_shop(
-            name,
-            location_id=1,
-            webhook_url=f"{own_stack.web_url}/webhooks/shopify/{name}/",
-            webhook_secret=f"secret-{name}",
-            webhook_retry_base_s=0.5,
-        )
-        shopify_simulator.add_items(
-            name,
-            [
-                {
-                    "inventory_item_id": ITEM_ID,
-                    "variant_id": VARIANT_ID,
-                    "sku": sku.code,
-                    "available": 0,
-                }
-            ],
-        )
-        Listing.objects.create(
-            channel=channel,
+    shops = [
+        wire_simulated_shop(
+            shopify_simulator,
+            web_url=own_stack.web_url,
+            location=location,
             sku=sku,
-            external_id=str(ITEM_ID),
-            extra_identifiers={"variant_id": str(VARIANT_ID)},
+            item_id=ITEM_ID,
+            variant_id=VARIANT_ID,
         )
-        shops.append(channel)
+        for _ in range(2)
+    ]
     # Started after the channels exist: a worker listens to the push queues there are.
     first = own_stack.start_worker("killed-first")
     selling = shops[0]

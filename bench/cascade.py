@@ -98,8 +98,8 @@ def main() -> None:
     from simple_history.utils import bulk_create_with_history
 
     from bundles import services as bundle_services
-    from channels import outbox
     from channels.models import Channel, Listing, PendingPush, PushAttempt
+    from channels.pipeline import outbox
     from channels.selectors import listed_quantities
     from inventory import services
     from inventory.models import Location, Sku

@@ -194,7 +194,7 @@ def main() -> None:
             _harness.wait_for_worker(log, name)
 
         _harness.progress("initial sync of every listing to every shop")
-        from channels import outbox
+        from channels.pipeline import outbox
 
         for channel in channels:
             outbox.wake_pushers(channel_ids=[channel.pk])

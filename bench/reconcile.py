@@ -231,8 +231,8 @@ def main() -> None:
 def _drain(channel_id: int) -> None:
     from django.db import connection
 
-    from channels import push
     from channels.models import PendingPush
+    from channels.pipeline import push
 
     try:
         deadline = time.monotonic() + 120

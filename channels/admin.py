@@ -23,7 +23,7 @@ from django.utils.html import format_html, format_html_join
 from import_export.admin import ImportExportModelAdmin
 from simple_history.admin import SimpleHistoryAdmin
 
-from channels import breaker, outbox, selectors, services
+from channels import selectors, services
 from channels.models import (
     BufferRule,
     Channel,
@@ -38,6 +38,7 @@ from channels.models import (
     UnmappedLine,
     WebhookReceipt,
 )
+from channels.pipeline import breaker, outbox
 from channels.resources import ListingResource
 
 

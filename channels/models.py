@@ -22,11 +22,9 @@ class Channel(models.Model):
     """One storefront or marketplace account the stock is listed on."""
 
     class Platform(models.TextChoices):
+        # Only platforms with a connector (channels.connectors.registry; system check
+        # channels.E001): a channel saved with any other could never be pushed to.
         SHOPIFY = "shopify", "Shopify"
-        AMAZON = "amazon", "Amazon"
-        WALMART = "walmart", "Walmart"
-        TIKTOK = "tiktok", "TikTok Shop"
-        EBAY = "ebay", "eBay"
 
     class Mode(models.TextChoices):
         ACTIVE = "active", "Active (push quantities)"
@@ -113,7 +111,7 @@ class Listing(models.Model):
                 fields=["channel", "external_id"], name="listing_one_per_channel_external_id"
             ),
         ]
-        # How order lines find their listing (channels.ingest): Shopify's lines carry the
+        # How order lines find their listing (channels.pipeline.ingest): Shopify's lines carry the
         # variant id; lines of other platforms may carry only the seller's SKU code.
         indexes = [
             models.Index(
@@ -218,6 +216,10 @@ class BufferRule(models.Model):
             raise ValidationError({"listing": "The listing belongs to another channel."})
 
 
+# How long moves found and written over (sales in flight, mostly) wait for their webhooks.
+UNEXPLAINED_MOVES_WAIT_S = 60
+
+
 class ListingSyncState(models.Model):
     """What we last told the channel about a listing, and what we believe it shows now."""
 
@@ -249,7 +251,7 @@ class ListingSyncState(models.Model):
 
 
 class ChannelBreaker(models.Model):
-    """The circuit breaker of a channel's pushes (``channels.breaker``): state, not settings.
+    """The circuit breaker of a channel's pushes (``pipeline.breaker``): state, not settings.
 
     Kept apart from ``Channel`` so that an operator saving the channel never writes over it.
     """
@@ -287,7 +289,7 @@ class PendingPush(models.Model):
     """The outbox: one row per listing that owes its channel a new quantity.
 
     Written by a database trigger in the same transaction as the stock change (and by
-    ``channels.outbox.mark_listings_owed`` for changes of buffers or the map), coalesced:
+    ``channels.pipeline.outbox.mark_listings_owed`` for changes of buffers or the map), coalesced:
     a second change before the push only bumps ``generation``. The quantity is worked out
     when the push is sent, from the master as it is then, so it is always the newest.
     """

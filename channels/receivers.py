@@ -11,8 +11,8 @@ from typing import Any
 
 from django.db import transaction
 
-from channels import outbox
 from channels.models import BufferRule, Channel, Listing
+from channels.pipeline import outbox
 
 
 def on_buffer_rule_changed(sender: Any, instance: BufferRule, **kwargs: Any) -> None:
@@ -45,7 +45,7 @@ def on_channel_locations_changed(sender: Any, instance: Any, action: str, **kwar
 
 
 def _announce_push_queue(channel_id: int) -> None:
-    from channels.tasks import push_queue_name
+    from channels.pipeline.enqueue import push_queue_name
     from nventory.celery import app
 
     # A broker that is down only delays this: a worker started later picks the queue up.

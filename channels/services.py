@@ -10,8 +10,8 @@ from django.db.models import Q
 from django.db.models.functions import Now
 from django.utils import timezone
 
-from channels import outbox
 from channels.models import DeadLetter, PendingPush
+from channels.pipeline import outbox
 from nventory.errors import Conflict
 
 

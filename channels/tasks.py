@@ -1,70 +1,25 @@
-"""Celery tasks of the sync pipeline: thin wrappers over ``channels.push`` and ingest."""
+"""Celery tasks of the sync pipeline: thin wrappers, one service call each.
+
+Services schedule these by name (``channels.pipeline.enqueue``), never by importing them.
+"""
 
 from __future__ import annotations
 
 from celery import Task, shared_task
-from django.conf import settings
 from django.db import OperationalError
 
-from channels import ratelimit
+from channels import services
+from channels.pipeline import enqueue, ingest, push, ratelimit
 
 
-def push_queue_name(channel_id: int) -> str:
-    # One queue per channel, so a slow channel never holds up a fast one.
-    return f"push.{channel_id}"
-
-
-def enqueue_push(*, channel_id: int, countdown: float | None = None) -> None:
-    """Wake the channel's pusher: soon (at most one wake queued at a time), or later.
-
-    "Soon" is after the coalescing window, so that the changes of that window go out as
-    one batch: at 50 orders/s a run per order per channel would cost more than the pushes.
-    """
-    if countdown is None or countdown <= 0:
-        wake_pushers(channel_ids=[channel_id])
-        return
-    _queue_push_run(channel_id, countdown)
-
-
-def wake_pushers(*, channel_ids: list[int]) -> None:
-    """Queue a run for each channel that has none queued (one Redis round trip for all)."""
-    for channel_id in ratelimit.claim_wakes(channel_ids=channel_ids):
-        _queue_push_run(channel_id, settings.PUSH_COALESCE_WINDOW_S)
-
-
-def _queue_push_run(channel_id: int, countdown: float) -> None:
-    push_channel.apply_async(
-        kwargs={"channel_id": channel_id}, queue=push_queue_name(channel_id), countdown=countdown
-    )
-
-
-@shared_task(name="channels.push_channel")
+@shared_task(name=enqueue.PUSH_CHANNEL_TASK)
 def push_channel(channel_id: int) -> None:
-    from channels import push
-
     # From here on, a new change must queue a new run: this one may have claimed already.
     ratelimit.release_wake(channel_id=channel_id)
     push.push_owed(channel_id=channel_id)
 
 
-def enqueue_webhook_processing(receipt_id: int) -> None:
-    """A new receipt is stored: wake an ingest run, unless one is queued already.
-
-    The run takes every receipt not tried yet, this one included; a receipt that has been
-    tried (failed, or left behind) goes through ``retry_webhook_processing`` instead.
-    """
-    if ratelimit.claim_ingest_wake():
-        process_new_webhooks.apply_async(queue="webhooks")
-
-
-def retry_webhook_processing(receipt_id: int, countdown: float = 0.0) -> None:
-    """Process one receipt in a task of its own, with the task's retries."""
-    process_webhook.apply_async(
-        kwargs={"receipt_id": receipt_id}, queue="webhooks", countdown=countdown
-    )
-
-
-@shared_task(name="channels.process_new_webhooks")
+@shared_task(name=enqueue.PROCESS_NEW_WEBHOOKS_TASK)
 def process_new_webhooks() -> int:
     """Apply new receipts while they keep coming; let another run in when they pile up.
 
@@ -73,24 +28,20 @@ def process_new_webhooks() -> int:
     second run may help) and when none is left; after giving it back the run looks once
     more, for a receipt whose wake found the flag still taken.
     """
-    from channels import ingest
-
     tried = 0
     while True:
-        batch = ingest.process_new_receipts(retry=retry_webhook_processing, batches=1)
+        batch = ingest.process_new_receipts(retry=enqueue.retry_webhook_processing, batches=1)
         tried += batch
         if batch >= ingest.NEW_RECEIPTS_BATCH:
             ratelimit.release_ingest_wake()
         elif batch == 0:
             ratelimit.release_ingest_wake()
-            last = ingest.process_new_receipts(retry=retry_webhook_processing)
+            last = ingest.process_new_receipts(retry=enqueue.retry_webhook_processing)
             return tried + last
 
 
-@shared_task(name="channels.process_webhook", bind=True, max_retries=4)
+@shared_task(name=enqueue.PROCESS_WEBHOOK_TASK, bind=True, max_retries=4)
 def process_webhook(self: Task, receipt_id: int) -> None:
-    from channels import ingest
-
     try:
         ingest.process_receipt(receipt_id=receipt_id)
     except OperationalError as error:
@@ -105,14 +56,10 @@ def process_webhook(self: Task, receipt_id: int) -> None:
 # Scheduled every 10 s by migration 0004; overlapping runs only wake pushers twice.
 @shared_task(name="channels.sweep_outbox")
 def sweep_outbox() -> int:
-    from channels import services
-
     return services.sweep_outbox()
 
 
 # Scheduled every 30 s by migration 0006: receipts whose processing was lost or failed.
 @shared_task(name="channels.sweep_webhook_receipts")
 def sweep_webhook_receipts() -> int:
-    from channels import ingest
-
     return ingest.sweep_unprocessed_receipts(older_than_s=30)

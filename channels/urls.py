@@ -2,10 +2,10 @@
 
 from django.urls import path
 
-from channels import webhooks
+from channels.pipeline import receive
 
 app_name = "channels_webhooks"
 
 urlpatterns = [
-    path("<str:platform>/<slug:channel_slug>/", webhooks.receive_webhook, name="receive"),
+    path("<str:platform>/<slug:channel_slug>/", receive.receive_webhook, name="receive"),
 ]

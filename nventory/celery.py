@@ -36,7 +36,7 @@ def consume_channel_push_queues(sender: Any, **kwargs: Any) -> None:
     (the ``consume_push_queue`` broadcast below, on save).
     """
     from channels.models import Channel
-    from channels.tasks import push_queue_name
+    from channels.pipeline.enqueue import push_queue_name
 
     if not takes_pushes(_consumed_queue_names(sender)):
         return

@@ -263,7 +263,7 @@ PUSH_COALESCE_WINDOW_S = float(os.environ.get("PUSH_COALESCE_WINDOW_S", "0.03"))
 # after this (the outbox sweep then wakes a pusher). Longer than any push call may take.
 PUSH_CLAIM_LEASE_S = float(os.environ.get("PUSH_CLAIM_LEASE_S", "60"))
 # A channel whose push calls fail this many times in a row is left alone for the cooldown,
-# doubled on each trip in a row up to the maximum (channels.breaker). Per channel:
+# doubled on each trip in a row up to the maximum (channels.pipeline.breaker). Per channel:
 # platform_settings "breaker_failures" and "breaker_cooldown_s".
 # The failure that opens it is not counted against the items of its call, so with 3 (and
 # the default 3 tries) an outage leaves no dead letters; a probe is one read, so the

@@ -4,7 +4,7 @@ A poll reads each channel's quantities in bulk through its connector (chunks of
 ``CHUNK_SIZE`` listings), computes the master's listed quantity of the same chunk
 (``channels.selectors.listed_quantities``) and records every mismatch as a
 ``Discrepancy``. On an active channel each one is corrected by owing the listing a push
-(``channels.outbox.mark_listings_owed``): the push pipeline sends the master's absolute
+(``channels.pipeline.outbox.mark_listings_owed``): the push pipeline sends the master's absolute
 figure. A shadow channel is compared and never written.
 
 Not drift: a mismatch on a listing that owes a push (a ``PendingPush`` row: the push is
@@ -53,9 +53,8 @@ from django.db.models import Count, F, Max
 from django.template.loader import render_to_string
 from django.utils import timezone
 
-from channels import outbox
-from channels.connectors import get_connector
 from channels.connectors.base import ListingRef
+from channels.connectors.registry import get_connector
 from channels.models import (
     Channel,
     DeadLetter,
@@ -65,6 +64,7 @@ from channels.models import (
     UnmappedLine,
     WebhookReceipt,
 )
+from channels.pipeline import outbox
 from reconciliation import selectors
 from reconciliation.models import Discrepancy, ReconciliationRun
 from reconciliation.selectors import ListingRow

@@ -2,7 +2,7 @@
 
 A connector turns our absolute quantities into the platform's API calls and the platform's
 webhooks into ``WebhookMessage``s. It knows the wire format; it knows nothing about the
-outbox, retries or the ledger (``channels.push`` and ``channels.ingest`` do).
+outbox, retries or the ledger (``channels.pipeline.push`` and ``channels.pipeline.ingest`` do).
 """
 
 from __future__ import annotations

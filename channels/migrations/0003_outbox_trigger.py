@@ -5,7 +5,7 @@ the outbox write inside the statement that changes stock (no extra round trip wh
 row is locked), and catches every change, whoever makes it.
 
 Times are ``statement_timestamp()``, as Django's ``Now()`` is on PostgreSQL, so rows
-written by the trigger, the ORM and ``channels.push`` are judged on one clock.
+written by the trigger, the ORM and ``channels.pipeline.push`` are judged on one clock.
 """
 
 from django.db import migrations

@@ -10,7 +10,7 @@ SCHEDULES = [
         task="channels.sweep_webhook_receipts",
         every_s=30,
         description="Re-enqueues webhook receipts left received or failed for 30 s "
-        "(channels.ingest.sweep_unprocessed_receipts): the net under on-commit enqueues.",
+        "(channels.pipeline.ingest.sweep_unprocessed_receipts): the net under on-commit enqueues.",
     ),
 ]
 

@@ -8,8 +8,9 @@ import time
 
 import pytest
 
-from channels import ingest, ratelimit, selectors
+from channels import selectors
 from channels.models import BufferRule, Channel, Listing, OversellIncident, PendingPush
+from channels.pipeline import ingest, ratelimit, receive
 from inventory import services
 from tests import factories
 from tests.bundles.helpers import figures, make_bundle
@@ -128,7 +129,7 @@ def test_one_component_at_zero_zeroes_every_bundle_containing_it_on_every_channe
 
 
 def _order(channel, payload, topic="orders/create"):
-    receipt_id = ingest.record_receipt(
+    receipt_id = receive.record_receipt(
         channel_id=channel.pk,
         topic=topic,
         dedupe_key=f"delivery-{time.monotonic_ns()}",
@@ -186,7 +187,7 @@ def test_a_bundle_oversold_by_webhook_records_an_incident_per_short_component(lo
 
 
 def test_a_component_change_wakes_the_channels_that_list_only_its_bundles(location, parts):
-    from channels import outbox
+    from channels.pipeline import outbox
 
     a, _b, gift, _mega = parts
     bundle_only = factories.make_channel(locations=[location])
@@ -196,7 +197,7 @@ def test_a_component_change_wakes_the_channels_that_list_only_its_bundles(locati
 
 
 def test_an_unlisted_sku_is_remembered_until_a_listing_is_saved(location, parts):
-    from channels import outbox
+    from channels.pipeline import outbox
 
     _a, b, _gift, _mega = parts
     outbox.forget_unlisted()

@@ -11,7 +11,6 @@ import pytest
 from django.db import transaction
 from django.utils import timezone
 
-from channels import ingest, outbox
 from channels.models import (
     DriftRecord,
     ListingSyncState,
@@ -20,6 +19,7 @@ from channels.models import (
     UnmappedLine,
     WebhookReceipt,
 )
+from channels.pipeline import ingest, outbox, receive
 from inventory.models import EventKind, EventSource, InventoryEvent, StockLevel
 from tests import factories
 
@@ -58,7 +58,7 @@ def shirt_listing(channel, shirt):
 
 def store(channel, topic: str, payload: object, *, webhook_id: str | None = None) -> int:
     body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-    receipt_id = ingest.record_receipt(
+    receipt_id = receive.record_receipt(
         channel_id=channel.pk,
         topic=topic,
         dedupe_key=webhook_id or f"delivery-{next(_deliveries)}",
@@ -645,7 +645,7 @@ def test_sweep_enqueues_old_received_and_failed_receipts_with_attempts_left(chan
     WebhookReceipt.objects.filter(pk=exhausted).update(status="failed", attempts=5)
     WebhookReceipt.objects.filter(pk=processed).update(status="processed")
 
-    with mock.patch("channels.tasks.retry_webhook_processing") as enqueue:
+    with mock.patch("channels.pipeline.enqueue.retry_webhook_processing") as enqueue:
         assert ingest.sweep_unprocessed_receipts(older_than_s=30) == 2
 
     assert sorted(call.args[0] for call in enqueue.call_args_list) == sorted([received, failed])
@@ -656,8 +656,10 @@ def test_sweep_enqueues_old_received_and_failed_receipts_with_attempts_left(chan
 
 def _listed_shirt_without_workers(monkeypatch):
     """For tests on committed data: a listed SKU, with no task enqueued and no pusher woken."""
-    monkeypatch.setattr("channels.tasks.enqueue_webhook_processing", lambda receipt_id: None)
-    monkeypatch.setattr("channels.outbox.wake_pushers", lambda **kwargs: None)
+    monkeypatch.setattr(
+        "channels.pipeline.enqueue.enqueue_webhook_processing", lambda receipt_id: None
+    )
+    monkeypatch.setattr("channels.pipeline.outbox.wake_pushers", lambda **kwargs: None)
     warehouse = factories.make_location()
     channel = factories.make_channel(locations=[warehouse])
     sku = factories.make_sku()

@@ -8,8 +8,8 @@ import pytest
 import tablib
 from django.urls import reverse
 
-from channels import outbox
 from channels.models import BufferRule, Channel, Listing, PendingPush
+from channels.pipeline import outbox
 from channels.resources import ListingResource
 from tests import factories
 

@@ -58,7 +58,7 @@ def test_listing_override_beats_sku_and_channel_rules(channel, listing, sku):
 
 def test_other_channels_and_skus_rules_are_ignored(channel, listing):
     other = Channel.objects.create(
-        platform=Channel.Platform.EBAY, name="eBay", slug="ebay", api_base_url="http://x.test"
+        platform=Channel.Platform.SHOPIFY, name="Other", slug="other", api_base_url="http://x.test"
     )
     BufferRule.objects.create(channel=other, percent=Decimal(50))
     BufferRule.objects.create(channel=channel, sku=factories.make_sku(), percent=Decimal(50))
@@ -124,9 +124,9 @@ def test_channel_changelist_hides_secrets(admin_client, channel):
 
 def test_listing_override_must_be_on_the_listings_channel(listing):
     other = Channel.objects.create(
-        platform=Channel.Platform.WALMART,
-        name="Walmart",
-        slug="walmart",
+        platform=Channel.Platform.SHOPIFY,
+        name="Other store",
+        slug="other-store",
         api_base_url="http://w.test",
     )
     with pytest.raises(ValidationError):

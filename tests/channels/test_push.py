@@ -17,7 +17,7 @@ from django.urls import reverse
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from channels import breaker, push, ratelimit, services
+from channels import services
 from channels.models import (
     BufferRule,
     Channel,
@@ -29,6 +29,7 @@ from channels.models import (
     PendingPush,
     PushAttempt,
 )
+from channels.pipeline import breaker, push, ratelimit
 from inventory import services as inventory_services
 from tests import factories
 
@@ -339,8 +340,8 @@ def test_a_sale_ingested_while_its_push_is_in_flight_stays_expected(
     channel, listings, shopify_simulator, shop, monkeypatch
 ):
     """The pushed figure lands, then the channel's own sale (ingested meanwhile) moves it."""
-    from channels import ingest
-    from channels.connectors.shopify import ShopifyConnector
+    from channels.connectors.shopify.connector import ShopifyConnector
+    from channels.pipeline import ingest
 
     drain(channel)
     real_push = ShopifyConnector.push_quantities
@@ -373,8 +374,8 @@ def test_a_sale_ingested_after_the_claim_but_before_the_write_is_not_drift(
 ):
     """The compare-and-set compares with the figure read at the claim and finds the sale;
     we knew of it by then, so the write goes over it without calling it drift."""
-    from channels import ingest
-    from channels.connectors.shopify import ShopifyConnector
+    from channels.connectors.shopify.connector import ShopifyConnector
+    from channels.pipeline import ingest
 
     drain(channel)
     real_push = ShopifyConnector.push_quantities
@@ -422,7 +423,7 @@ def test_a_sale_written_over_before_its_webhook_came_is_not_counted_twice(
     When the webhook is ingested, our figure already covered that sale: expecting it again
     would make the next push find a drift that is not there.
     """
-    from channels import ingest
+    from channels.pipeline import ingest
 
     drain(channel)
     shopify_simulator.place_order(shop, [{"variant_id": 2001, "quantity": 1}], deliver=False)
@@ -457,7 +458,7 @@ def test_a_sale_written_over_before_its_webhook_came_is_not_counted_twice(
 def test_an_unexplained_move_that_no_webhook_explains_stops_counting_after_its_wait(
     channel, listings, shopify_simulator, shop
 ):
-    from channels import ingest
+    from channels.pipeline import ingest
 
     drain(channel)
     shopify_simulator.place_order(shop, [{"variant_id": 2001, "quantity": 1}], deliver=False)
@@ -478,7 +479,7 @@ def test_a_listing_that_moves_again_before_the_overwrite_is_retried_at_once(
     channel, listings, shopify_simulator, shop, monkeypatch
 ):
     """Stale twice in a row is a hot listing selling fast, not a failing channel: no backoff."""
-    from channels.connectors.shopify import ShopifyConnector
+    from channels.connectors.shopify.connector import ShopifyConnector
 
     drain(channel)
     shopify_simulator.place_order(shop, [{"variant_id": 2001, "quantity": 1}], deliver=False)
@@ -514,7 +515,7 @@ def test_a_listing_that_moves_again_before_every_overwrite_ends_as_a_dead_letter
 ):
     """Racing is retried at once a few times uncounted; a listing that never settles is
     then counted like any failure, so a run cannot loop for ever."""
-    from channels.connectors.shopify import ShopifyConnector
+    from channels.connectors.shopify.connector import ShopifyConnector
 
     drain(channel)
     shopify_simulator.place_order(shop, [{"variant_id": 2001, "quantity": 1}], deliver=False)

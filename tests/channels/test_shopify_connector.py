@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 
-from channels.connectors import get_connector
 from channels.connectors.base import (
     ChannelAuthError,
     ChannelError,
@@ -16,7 +15,8 @@ from channels.connectors.base import (
     ListingRef,
     QuantityUpdate,
 )
-from channels.connectors.shopify import ShopifyConnector
+from channels.connectors.registry import get_connector
+from channels.connectors.shopify.connector import ShopifyConnector
 from channels.models import Channel
 from tests.channels.conftest import ShopifySimulatorClient
 
@@ -248,7 +248,7 @@ def test_listing_location_overrides_the_channel_location(channel, shopify_simula
 
 
 def test_proxies_come_from_the_environment_once_per_url_and_no_proxy_is_honoured(monkeypatch):
-    from channels.connectors import shopify
+    from channels.connectors.shopify import connector as shopify
 
     monkeypatch.setenv("HTTP_PROXY", "http://proxy.example:3128")
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")

@@ -10,7 +10,7 @@ import json
 import pytest
 
 from channels.connectors.base import MessageKind, WebhookParseError
-from channels.connectors.shopify_webhooks import (
+from channels.connectors.shopify.webhooks import (
     parse_shopify_webhook,
     shopify_webhook_envelope,
     verify_shopify_webhook,

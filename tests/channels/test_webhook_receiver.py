@@ -10,8 +10,8 @@ from unittest import mock
 
 import pytest
 
-from channels import ingest, webhooks
 from channels.models import WebhookReceipt
+from channels.pipeline import ingest, receive
 from inventory.models import InventoryEvent, StockLevel
 from tests import factories
 
@@ -22,16 +22,16 @@ SECRET = "shpss_receiver_secret"
 
 @pytest.fixture(autouse=True)
 def fresh_channel_cache():
-    webhooks.forget_cached_channels()
+    receive.forget_cached_channels()
     yield
-    webhooks.forget_cached_channels()
+    receive.forget_cached_channels()
 
 
 @pytest.fixture
 def enqueued(monkeypatch):
     """Receipt ids handed to the task queue, in order."""
     receipt_ids: list[int] = []
-    monkeypatch.setattr("channels.tasks.enqueue_webhook_processing", receipt_ids.append)
+    monkeypatch.setattr("channels.pipeline.enqueue.enqueue_webhook_processing", receipt_ids.append)
     return receipt_ids
 
 
@@ -264,8 +264,8 @@ def test_changed_secret_takes_effect_within_seconds(client, channel):
     channel.webhook_secret = "rotated"
     channel.save()
 
-    later = webhooks.time.monotonic() + 10
-    with mock.patch("channels.webhooks.time.monotonic", return_value=later):
+    later = receive.time.monotonic() + 10
+    with mock.patch("channels.pipeline.receive.time.monotonic", return_value=later):
         stale = post(client, ORDER, **{"X-Shopify-Webhook-Id": "b"})
         fresh = post(
             client, ORDER, signature=sign(ORDER, secret="rotated"), **{"X-Shopify-Webhook-Id": "c"}
@@ -284,7 +284,7 @@ def redis_down(monkeypatch):
     """Wake-ups go to a Redis nobody listens on: every call to it fails at once."""
     import redis
 
-    from channels import ratelimit
+    from channels.pipeline import ratelimit
 
     dead = redis.Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2)
     monkeypatch.setattr(ratelimit, "_client", lambda: dead)
@@ -332,7 +332,7 @@ def test_while_its_secret_is_rotated_the_previous_one_is_accepted_until_its_time
     channel.previous_webhook_secret = SECRET
     channel.previous_webhook_secret_until = timezone.now() + dt.timedelta(hours=1)
     channel.save()
-    webhooks.forget_cached_channels()
+    receive.forget_cached_channels()
 
     signed_with_new = post(client, ORDER, signature=sign(ORDER, "shpss_new_secret"))
     signed_with_old = post(client, ORDER, **{"X-Shopify-Webhook-Id": "delivery-2"})
@@ -340,7 +340,7 @@ def test_while_its_secret_is_rotated_the_previous_one_is_accepted_until_its_time
 
     channel.previous_webhook_secret_until = timezone.now()
     channel.save()
-    webhooks.forget_cached_channels()
+    receive.forget_cached_channels()
     too_late = post(client, ORDER, **{"X-Shopify-Webhook-Id": "delivery-3"})
     assert too_late.status_code == 401
     assert WebhookReceipt.objects.count() == 2

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from channels import push, ratelimit
 from channels.models import Channel, Listing, PendingPush, PushAttempt
+from channels.pipeline import push, ratelimit
 from inventory.models import Location
 from tests import factories
 from tests.channels.conftest import ShopifySimulatorClient, shopify_simulator  # noqa: F401

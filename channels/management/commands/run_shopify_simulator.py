@@ -11,7 +11,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from channels.simulators.shopify import ShopifySimulatorServer
+from channels.simulators.shopify.simulator import ShopifySimulatorServer
 
 
 class Command(BaseCommand):

@@ -222,7 +222,7 @@ class Command(BaseCommand):
         seed_file.write_text(json.dumps(seed, indent=2))
         seed_file.chmod(0o600)  # it holds the demo store's token and webhook secret
         # The simulator starts empty: every listing is owed its quantity again.
-        from channels import outbox
+        from channels.pipeline import outbox
 
         outbox.mark_channel_owed(channel=channel)
 

@@ -172,8 +172,8 @@ def wire_simulated_shop(
 ) -> Any:
     """A shop on the simulator selling ``sku`` as one item, and its active channel in
     nventory with the listing, webhooks pointed at ``web_url``."""
-    from channels import ratelimit
     from channels.models import Channel, Listing
+    from channels.pipeline import ratelimit
     from tests import factories
 
     name = f"e2e-{next(_shops)}-{time.monotonic_ns()}"

@@ -14,7 +14,6 @@ from decimal import Decimal
 import pytest
 from django.db.models import Sum
 
-from channels import outbox
 from channels.models import (
     BufferRule,
     Channel,
@@ -26,6 +25,7 @@ from channels.models import (
     PendingPush,
     WebhookReceipt,
 )
+from channels.pipeline import outbox
 from inventory.models import EventKind, InventoryEvent, StockLevel
 from tests import factories
 from tests.channels.e2e.conftest import wait_until, wire_simulated_shop

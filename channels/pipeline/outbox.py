@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from django.db import connection, transaction
 
 from channels.models import Channel
+from channels.pipeline import enqueue
 
 _MARK_OWED_SQL = """
 INSERT INTO channels_pendingpush AS pending (listing_id, channel_id, generation, attempts, errors)
@@ -104,10 +105,7 @@ def wake_pushers_for_skus(*, sku_ids: Iterable[int]) -> None:
 
 
 def wake_pushers(*, channel_ids: Iterable[int]) -> None:
-    from channels import tasks
-
-    if ids := sorted(set(channel_ids)):
-        tasks.wake_pushers(channel_ids=ids)
+    enqueue.wake_pushers(channel_ids=channel_ids)
 
 
 def on_stock_changed(sender: object, *, sku_ids: frozenset[int], **kwargs: object) -> None:

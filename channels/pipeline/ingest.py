@@ -1,7 +1,7 @@
-"""Webhook receipts: stored by the receiver, turned into ledger events by a worker.
+"""Webhook receipts, stored by ``receive``, turned into ledger events by a worker.
 
-``record_receipt`` is the receiver's only write, one statement; ``process_receipt`` does the
-rest in one transaction per receipt, so a receipt's effects land whole or not at all.
+``process_receipt`` works in one transaction per receipt, so a receipt's effects land
+whole or not at all.
 
 Idempotency: every stock change carries a key built from the order and its line
 (``{platform}:{channel}:order:{order}:line:{line}:commit``), never from the delivery, so
@@ -15,7 +15,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import itertools
-import json
 import logging
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -25,8 +24,7 @@ from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 
 from bundles import services as bundle_services
-from channels import outbox, selectors
-from channels.connectors import get_connector
+from channels import selectors
 from channels.connectors.base import (
     Connector,
     MessageKind,
@@ -34,7 +32,9 @@ from channels.connectors.base import (
     WebhookMessage,
     WebhookParseError,
 )
+from channels.connectors.registry import get_connector
 from channels.models import (
+    UNEXPLAINED_MOVES_WAIT_S,
     Channel,
     DriftRecord,
     Listing,
@@ -43,7 +43,7 @@ from channels.models import (
     UnmappedLine,
     WebhookReceipt,
 )
-from channels.push import UNEXPLAINED_MOVES_WAIT_S
+from channels.pipeline import enqueue, outbox
 from inventory import services
 from inventory.models import EventKind, EventSource, InventoryEvent
 
@@ -65,15 +65,6 @@ _LISTING_FIELD_FOR_LINE_IDENTIFIER = {"inventory_item_id": "external_id", "sku":
 # "legacy_restock" put fulfilled units back on hand, "no_restock" changes no stock.
 _RELEASE_RESTOCK_TYPES = frozenset({"cancel"})
 _RETURN_RESTOCK_TYPES = frozenset({"return", "legacy_restock"})
-
-_INSERT_RECEIPT_SQL = """
-INSERT INTO channels_webhookreceipt
-    (channel_id, topic, dedupe_key, headers, body, received_at, status, error, attempts)
-VALUES (%(channel_id)s, %(topic)s, %(dedupe_key)s, %(headers)s::jsonb, %(body)s, now(),
-        %(status)s, %(error)s, 0)
-ON CONFLICT (channel_id, dedupe_key) DO NOTHING
-RETURNING id
-"""
 
 # A try is counted before it starts, in its own transaction, so a receipt that kills its
 # worker still runs out of attempts. SKIP LOCKED: a receipt being processed right now is
@@ -100,60 +91,6 @@ class IngestError(Exception):
     """A receipt that cannot be applied as things are (retried, then left as failed)."""
 
 
-# -----------------------------------------------------------------------------------------
-# Receiving
-# -----------------------------------------------------------------------------------------
-
-
-def record_receipt(
-    *,
-    channel_id: int,
-    topic: str,
-    dedupe_key: str,
-    headers: Mapping[str, str],
-    body: bytes,
-    quarantine_reason: str = "",
-) -> int | None:
-    """Store one delivery; None when that delivery was stored before (a duplicate).
-
-    One INSERT … ON CONFLICT DO NOTHING, no model instance. A new receipt is enqueued for
-    processing when the transaction commits; one stored quarantined is only shown.
-    """
-    quarantined = bool(quarantine_reason)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            _INSERT_RECEIPT_SQL,
-            {
-                "channel_id": channel_id,
-                "topic": topic[:128],
-                "dedupe_key": dedupe_key,
-                "headers": json.dumps(dict(headers)),
-                "body": body,
-                "status": WebhookReceipt.Status.QUARANTINED
-                if quarantined
-                else WebhookReceipt.Status.RECEIVED,
-                "error": quarantine_reason,
-            },
-        )
-        row = cursor.fetchone()
-    if row is None:
-        return None
-    receipt_id: int = row[0]
-    if not quarantined:
-        # robust: a broker outage must not turn a stored receipt into an error answer
-        # (the platform would retry it); the sweep enqueues it later.
-        # A lambda, not functools.partial: Django logs a robust callback's failure by its
-        # __qualname__, which a partial lacks (the logging itself would then raise).
-        transaction.on_commit(lambda: _enqueue_processing(receipt_id), robust=True)
-    return receipt_id
-
-
-def _enqueue_processing(receipt_id: int) -> None:
-    from channels import tasks
-
-    tasks.enqueue_webhook_processing(receipt_id)
-
-
 def sweep_unprocessed_receipts(*, older_than_s: float = 30, limit: int = 1000) -> int:
     """Enqueue again every receipt left received or failed with attempts to spare.
 
@@ -168,10 +105,8 @@ def sweep_unprocessed_receipts(*, older_than_s: float = 30, limit: int = 1000) -
         .order_by("received_at")
         .values_list("pk", flat=True)[:limit]
     )
-    from channels import tasks
-
     for receipt_id in receipt_ids:
-        tasks.retry_webhook_processing(receipt_id)
+        enqueue.retry_webhook_processing(receipt_id)
     return len(receipt_ids)
 
 
@@ -674,7 +609,7 @@ def _apply_inventory_change(ingest: _Ingest) -> None:
     acknowledged write or no later than the newest channel move ingested, and it is left to
     the next compare-and-set when it arrives while a write to the listing is in flight.
     A move we cannot explain yet may be a sale whose order webhook is still on its way: it
-    waits as an unexplained move, as one a compare-and-set found does (channels.push), so
+    waits as an unexplained move, as one a compare-and-set found does (channels.pipeline.push), so
     that the order does not move the expected figure a second time.
     """
     channel_location = ingest.channel.platform_settings.get("location_id")

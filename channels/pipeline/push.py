@@ -34,9 +34,7 @@ from django.conf import settings
 from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 
-from channels import breaker, ratelimit, tasks
 from channels.buffers import BufferRuleValues, listed_quantity
-from channels.connectors import get_connector
 from channels.connectors.base import (
     ChannelError,
     ChannelThrottled,
@@ -46,7 +44,9 @@ from channels.connectors.base import (
     ListingRef,
     QuantityUpdate,
 )
+from channels.connectors.registry import get_connector
 from channels.models import (
+    UNEXPLAINED_MOVES_WAIT_S,
     Channel,
     DeadLetter,
     DriftRecord,
@@ -54,11 +54,10 @@ from channels.models import (
     PendingPush,
     PushAttempt,
 )
+from channels.pipeline import breaker, enqueue, ratelimit
 
 logger = logging.getLogger(__name__)
 
-# How long moves found and written over (sales in flight, mostly) wait for their webhooks.
-UNEXPLAINED_MOVES_WAIT_S = 60
 # Rounds of one run in which a listing that moved again before our overwrite is claimed
 # again at once, uncounted; after them, such a listing counts as a failed attempt.
 MAX_RACE_RETRIES = 3
@@ -182,7 +181,7 @@ WITH pushed AS (
     -- a compare-and-set that passed proves those sales came after our write.
     -- A write over moves we had not heard of absorbed them instead: expected is our figure
     -- alone, and what of those moves is not ingested yet waits as unexplained, for ingest
-    -- to take out before it moves the expected figure (channels.ingest).
+    -- to take out before it moves the expected figure (channels.pipeline.ingest).
     INSERT INTO channels_listingsyncstate AS state
            (listing_id, last_pushed_quantity, last_pushed_at, expected_channel_quantity,
             channel_moves_total, unexplained_channel_moves, updated_at)
@@ -254,14 +253,14 @@ def push_owed(*, channel_id: int) -> None:
         if allowed.probe:
             open_for_s = breaker.probe_channel(channel=channel, connector=connector)
             if open_for_s is not None:
-                tasks.enqueue_push(channel_id=channel.pk, countdown=open_for_s)
+                enqueue.enqueue_push(channel_id=channel.pk, countdown=open_for_s)
                 return
     batch_size = _batch_size(channel, connector)
     raced_rounds = 0
     while True:
         wait_s = _wait_for_rate_limit(channel)
         if wait_s > 0:
-            tasks.enqueue_push(channel_id=channel.pk, countdown=wait_s)
+            enqueue.enqueue_push(channel_id=channel.pk, countdown=wait_s)
             return
         claims = _claim(channel=channel, limit=batch_size)
         if not claims:
@@ -283,7 +282,7 @@ def push_owed(*, channel_id: int) -> None:
                 breaker.record_answer(channel=channel, pushed=True)
                 in_a_spell = False
             if outcome.retry_in is not None:
-                tasks.enqueue_push(channel_id=channel.pk, countdown=outcome.retry_in)
+                enqueue.enqueue_push(channel_id=channel.pk, countdown=outcome.retry_in)
                 return
         if len(claims) < batch_size and not outcome.changed_in_flight:
             return
@@ -472,7 +471,7 @@ def _hold_increases_to_settle(channel: Channel, claims: Sequence[_Claim]) -> lis
         )
     if held:
         earliest = min(claim.last_change_at + window for claim in held)
-        tasks.enqueue_push(channel_id=channel.pk, countdown=(earliest - now).total_seconds())
+        enqueue.enqueue_push(channel_id=channel.pk, countdown=(earliest - now).total_seconds())
     return due
 
 
@@ -668,7 +667,7 @@ def _settle_results(
     pending_delays = [delay for delay in delays if delay is not None]
     if pending_delays:
         # Items that still have tries left come back after their backoff, via the queue.
-        tasks.enqueue_push(channel_id=channel.pk, countdown=min(pending_delays))
+        enqueue.enqueue_push(channel_id=channel.pk, countdown=min(pending_delays))
     return _BatchOutcome(changed_in_flight=changed_in_flight, raced=len(raced))
 
 

@@ -17,7 +17,6 @@ import requests
 from django.utils import timezone
 from requests.adapters import HTTPAdapter
 
-from channels.connectors import register
 from channels.connectors.base import (
     ChannelAuthError,
     ChannelError,
@@ -123,7 +122,6 @@ def _error_index(field: object) -> int | None:
         return None
 
 
-@register
 class ShopifyConnector(Connector):
     """Shopify Admin GraphQL, one location per listing.
 
@@ -318,10 +316,10 @@ class ShopifyConnector(Connector):
                     quantities[listing.listing_id] = _available(node)
         return quantities
 
-    # -- Webhooks (``channels.connectors.shopify_webhooks``) ---------------------------------
+    # -- Webhooks (``channels.connectors.shopify.webhooks``) ---------------------------------
 
     def verify_webhook(self, headers: Mapping[str, str], body: bytes) -> bool:
-        from channels.connectors.shopify_webhooks import verify_shopify_webhook
+        from channels.connectors.shopify.webhooks import verify_shopify_webhook
 
         secrets = self.channel.webhook_secrets(timezone.now())
         return any(
@@ -329,12 +327,12 @@ class ShopifyConnector(Connector):
         )
 
     def webhook_envelope(self, headers: Mapping[str, str], body: bytes) -> WebhookEnvelope:
-        from channels.connectors.shopify_webhooks import shopify_webhook_envelope
+        from channels.connectors.shopify.webhooks import shopify_webhook_envelope
 
         return shopify_webhook_envelope(headers)
 
     def parse_webhook(self, topic: str, body: bytes) -> WebhookMessage:
-        from channels.connectors.shopify_webhooks import parse_shopify_webhook
+        from channels.connectors.shopify.webhooks import parse_shopify_webhook
 
         return parse_shopify_webhook(topic, body)
 

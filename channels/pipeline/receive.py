@@ -8,6 +8,7 @@ one INSERT, one enqueue.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import uuid
@@ -15,14 +16,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.db import connection, transaction
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from channels import ingest
-from channels.connectors import get_connector
 from channels.connectors.base import Connector, WebhookParseError
-from channels.models import Channel
+from channels.connectors.registry import get_connector
+from channels.models import Channel, WebhookReceipt
+from channels.pipeline import enqueue
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +78,63 @@ _TOO_LARGE = b'{"error": "body_too_large", "detail": "The body is over the size 
 _BAD_SIGNATURE = b'{"error": "invalid_signature", "detail": "The signature does not match."}'
 
 
+_INSERT_RECEIPT_SQL = """
+INSERT INTO channels_webhookreceipt
+    (channel_id, topic, dedupe_key, headers, body, received_at, status, error, attempts)
+VALUES (%(channel_id)s, %(topic)s, %(dedupe_key)s, %(headers)s::jsonb, %(body)s, now(),
+        %(status)s, %(error)s, 0)
+ON CONFLICT (channel_id, dedupe_key) DO NOTHING
+RETURNING id
+"""
+
+
+def record_receipt(
+    *,
+    channel_id: int,
+    topic: str,
+    dedupe_key: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    quarantine_reason: str = "",
+) -> int | None:
+    """Store one delivery; None when that delivery was stored before (a duplicate).
+
+    One INSERT … ON CONFLICT DO NOTHING, no model instance. A new receipt is enqueued for
+    processing when the transaction commits; one stored quarantined is only shown.
+    """
+    quarantined = bool(quarantine_reason)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _INSERT_RECEIPT_SQL,
+            {
+                "channel_id": channel_id,
+                "topic": topic[:128],
+                "dedupe_key": dedupe_key,
+                "headers": json.dumps(dict(headers)),
+                "body": body,
+                "status": WebhookReceipt.Status.QUARANTINED
+                if quarantined
+                else WebhookReceipt.Status.RECEIVED,
+                "error": quarantine_reason,
+            },
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    receipt_id: int = row[0]
+    if not quarantined:
+        # robust: a broker outage must not turn a stored receipt into an error answer
+        # (the platform would retry it); the sweep enqueues it later.
+        # A lambda, not functools.partial: Django logs a robust callback's failure by its
+        # __qualname__, which a partial lacks (the logging itself would then raise).
+        transaction.on_commit(lambda: _enqueue_processing(receipt_id), robust=True)
+    return receipt_id
+
+
+def _enqueue_processing(receipt_id: int) -> None:
+    enqueue.enqueue_webhook_processing(receipt_id)
+
+
 @csrf_exempt
 @require_POST
 def receive_webhook(request: HttpRequest, platform: str, channel_slug: str) -> HttpResponse:
@@ -101,7 +160,7 @@ def receive_webhook(request: HttpRequest, platform: str, channel_slug: str) -> H
     except WebhookParseError as error:
         topic, dedupe_key = "", f"unidentified:{uuid.uuid4().hex}"
         quarantine_reason = f"No topic or delivery id: {error}"
-    receipt_id = ingest.record_receipt(
+    receipt_id = record_receipt(
         channel_id=connector.channel.pk,
         topic=topic,
         dedupe_key=dedupe_key,

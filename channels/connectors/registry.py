@@ -1,0 +1,35 @@
+"""The connector of each platform: an explicit table, filled by no import side effect.
+
+A platform is offered to operators (``Channel.Platform``) only when it is here; the
+system check ``channels.E001`` fails when one offered has no connector.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from channels.connectors.base import Connector
+from channels.connectors.shopify.connector import ShopifyConnector
+
+if TYPE_CHECKING:
+    from channels.models import Channel
+
+CONNECTORS: dict[str, type[Connector]] = {
+    ShopifyConnector.platform: ShopifyConnector,
+}
+
+
+class UnknownPlatform(LookupError):
+    """No connector is registered for the platform."""
+
+
+def connector_class_for(platform: str) -> type[Connector]:
+    try:
+        return CONNECTORS[platform]
+    except KeyError:
+        raise UnknownPlatform(f"No connector for platform {platform!r}.") from None
+
+
+def get_connector(channel: Channel) -> Connector:
+    """The channel's connector, bound to its row (credentials, base URL, settings)."""
+    return connector_class_for(channel.platform)(channel)

@@ -1,0 +1,1 @@
+"""The Shopify simulator: Admin GraphQL and signed webhooks, as CHANNEL_APIS.md §1 describes."""

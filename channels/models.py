@@ -9,11 +9,11 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 
+from django.contrib.postgres.indexes import GinIndex
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
-from django.db.models import F, Q
-from django.db.models.fields.json import KT
+from django.db.models import Q
 from django.db.models.functions import Now
 from simple_history.models import HistoricalRecords
 
@@ -111,11 +111,14 @@ class Listing(models.Model):
                 fields=["channel", "external_id"], name="listing_one_per_channel_external_id"
             ),
         ]
-        # How order lines find their listing (channels.pipeline.ingest): Shopify's lines carry the
-        # variant id; lines of other platforms may carry only the seller's SKU code.
+        # How message lines find their listing (channels.pipeline.ingest): by the external
+        # id, the seller's SKU code, or any platform's own keys in extra_identifiers (a
+        # variant id, an ASIN, a listing id...), which one containment index serves.
         indexes = [
-            models.Index(
-                F("channel"), KT("extra_identifiers__variant_id"), name="listing_variant_id"
+            GinIndex(
+                fields=["extra_identifiers"],
+                opclasses=["jsonb_path_ops"],
+                name="listing_extra_identifiers",
             ),
             models.Index(fields=["channel", "external_sku"], name="listing_external_sku"),
         ]

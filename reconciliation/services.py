@@ -53,8 +53,8 @@ from django.db.models import Count, F, Max
 from django.template.loader import render_to_string
 from django.utils import timezone
 
-from channels.connectors.base import ListingRef
 from channels.connectors.registry import get_connector
+from channels.connectors.types import ListingRef
 from channels.models import (
     Channel,
     DeadLetter,

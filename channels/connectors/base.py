@@ -1,20 +1,43 @@
-"""The one small interface every platform connector implements.
+"""The connector base class: it owns the flow, a platform supplies the steps.
 
-A connector turns our absolute quantities into the platform's API calls and the platform's
-webhooks into ``WebhookMessage``s. It knows the wire format; it knows nothing about the
-outbox, retries or the ledger (``channels.pipeline.push`` and ``channels.pipeline.ingest`` do).
+As django-anymail's backends do, ``Connector.push_quantities`` always runs the same steps:
+refuse what the platform cannot take (``_refusal``), drop compare figures where the
+platform has no compare-and-set, split into batches of the platform's size, send each
+(``_send_batch``), map a batch that failed after an earlier one went through to per-item
+retries, and read back the channel's figure for stale items that came without one. A
+platform package implements the steps and its wire format, nothing of the outbox, retries
+or the ledger (``channels.pipeline`` does those).
+
+Errors are translated at the boundary into one set of classes for every platform:
+``ChannelThrottled`` (hold off, no attempt counted), ``ChannelError`` (the call failed as a
+whole: retried with backoff), ``ChannelAuthError``, and per item ``ItemStatus.REJECTED``
+(refused for good: a dead letter at once) or ``RETRY``.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import enum
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, ClassVar
+import dataclasses
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, ClassVar, TypeVar
+
+from django.utils import timezone
+
+from channels.connectors.types import (
+    Capability,
+    ItemResult,
+    ItemStatus,
+    ListingRef,
+    MessageLine,
+    QuantityUpdate,
+    SubmissionRef,
+    WebhookEnvelope,
+    WebhookMessage,
+)
 
 if TYPE_CHECKING:
     from channels.models import Channel
+
+_Item = TypeVar("_Item")
 
 
 class ChannelError(Exception):
@@ -33,132 +56,225 @@ class ChannelThrottled(ChannelError):
 
 
 class ChannelAuthError(ChannelError):
-    """The channel refused our credentials (401/403): retrying will not help soon."""
+    """The channel refused the credentials (401/403): retrying will not help soon."""
 
 
-@dataclass(frozen=True)
-class QuantityUpdate:
-    """Set one listing's quantity on the channel to an absolute figure."""
+class UnsupportedCapability(NotImplementedError):
+    """A step the pipeline asked of a platform that did not declare the capability."""
 
-    listing_id: int
-    # The platform's stock-bearing id (Shopify: the inventory item id, numeric or gid).
-    external_id: str
-    quantity: int
-    # What we expect the channel to hold now; None skips the compare (first push, or
-    # a platform without compare-and-set).
-    compare_quantity: int | None
-    # The same key for a retry of the same write, so a timed-out call is not applied twice.
-    idempotency_key: str
-    # Per-listing platform identifiers (variant id, location id override...).
-    extra_identifiers: Mapping[str, object] = field(default_factory=dict)
-
-
-class ItemStatus(enum.StrEnum):
-    APPLIED = "applied"
-    # Compare-and-set failed: the channel held something else (``actual_quantity``).
-    STALE = "stale"
-    # The channel refused this item for good (unknown item, not stocked at location...).
-    REJECTED = "rejected"
-    # This item was not applied but may succeed if sent again.
-    RETRY = "retry"
-
-
-@dataclass(frozen=True)
-class ItemResult:
-    listing_id: int
-    status: ItemStatus
-    error: str = ""
-    # For STALE: the channel's figure, read back, when the connector could read it.
-    actual_quantity: int | None = None
-
-
-@dataclass(frozen=True)
-class ListingRef:
-    """Enough of a listing for a connector to read its quantity."""
-
-    listing_id: int
-    external_id: str
-    extra_identifiers: Mapping[str, object] = field(default_factory=dict)
-
-
-class MessageKind(enum.StrEnum):
-    ORDER_PLACED = "order_placed"
-    ORDER_CANCELLED = "order_cancelled"
-    REFUND = "refund"
-    # A quantity changed directly on the channel: drift to correct with the master's figure.
-    INVENTORY_CHANGED = "inventory_changed"
-    # A topic we do not act on; stored and acknowledged.
-    IGNORED = "ignored"
-
-
-@dataclass(frozen=True)
-class MessageLine:
-    # Unique within the message (Shopify: the line item id); part of idempotency keys.
-    reference: str
-    quantity: int
-    # Every identifier the platform gave for the line: variant_id, sku, inventory_item_id...
-    # Ingest tries them against listings in the connector's ``identifier_order``.
-    identifiers: Mapping[str, str]
-    # Refunds: whether the units go back to sellable stock.
-    restock: bool = False
-
-
-@dataclass(frozen=True)
-class WebhookMessage:
-    kind: MessageKind
-    # The order (or inventory item) this is about; the ledger's external reference.
-    reference: str
-    lines: Sequence[MessageLine] = ()
-    occurred_at: dt.datetime | None = None
-    # Refunds: the refund id, so two refunds of one order are two events.
-    sub_reference: str = ""
-
-
-class WebhookParseError(ValueError):
-    """A correctly signed body we cannot understand: quarantined, never dropped."""
-
-
-@dataclass(frozen=True)
-class WebhookEnvelope:
-    """What the receiver needs before parsing: the topic and the dedupe key."""
-
-    topic: str
-    dedupe_key: str
+    def __init__(self, connector: Connector, capability: Capability) -> None:
+        super().__init__(f"{connector.platform} does not support {capability}.")
 
 
 class Connector:
-    """Base class: one instance per channel, built by ``channels.connectors.get_connector``."""
+    """One instance per channel, built by ``channels.connectors.registry.get_connector``.
+
+    The class states what is known about the platform (``platform``, ``max_batch_size``,
+    ``capabilities``...); the instance holds one channel's credentials and settings.
+    """
 
     platform: ClassVar[str]
-    # Most items one push call may carry.
-    max_batch_size: int = 100
-    # Listing identifiers tried, in order, to map a webhook line to a listing
+    capabilities: ClassVar[frozenset[Capability]] = frozenset()
+    # Most items one write call may carry; a channel may lower it (``max_batch_size`` in
+    # its platform settings), never raise it.
+    max_batch_size: ClassVar[int] = 100
+    # Most listings one read call may ask about.
+    max_read_batch_size: ClassVar[int] = 100
+    # Listing identifiers tried, in order, to map a message line to a listing
     # ("external_id" means Listing.external_id, "external_sku" Listing.external_sku, any
     # other name a key of Listing.extra_identifiers).
     identifier_order: ClassVar[tuple[str, ...]] = ("external_id", "external_sku")
+    # Line identifiers named after the listing field they match ("sku" holds what
+    # Listing.external_sku does); a name not here is its own.
+    listing_field_of_identifier: ClassVar[Mapping[str, str]] = {"sku": "external_sku"}
+    # Webhook headers stored with a receipt (lower case; a name ending in "-" is a prefix).
+    # Never credentials: Authorization is kept only by a platform that signs in it.
+    kept_headers: ClassVar[tuple[str, ...]] = ("content-type",)
+    # ASYNC_WRITES: how long after a submission its outcome is first asked for.
+    submission_poll_interval_s: ClassVar[float] = 30.0
 
     def __init__(self, channel: Channel) -> None:
         self.channel = channel
+        configured = (channel.platform_settings or {}).get("max_batch_size")
+        self.batch_size = max(1, min(int(configured or self.max_batch_size), self.max_batch_size))
+
+    def has(self, capability: Capability) -> bool:
+        return capability in self.capabilities
+
+    # -- Writes: the flow ----------------------------------------------------------------
 
     def push_quantities(self, updates: Sequence[QuantityUpdate]) -> list[ItemResult]:
-        """Send a batch (at most ``max_batch_size``); one result per update, in order.
+        """Send absolute quantities; one result per update, in input order.
+
+        Raises ``ChannelError`` (or a subclass) only when nothing got through: the first
+        batch failed as a whole. A later batch that fails leaves its items (and the rest)
+        to retry, so an applied batch is never counted as failed.
+        """
+        results: dict[int, ItemResult] = {}
+        sendable: list[int] = []
+        for position, update in enumerate(updates):
+            refusal = self._refusal(update)
+            if refusal:
+                results[position] = ItemResult(update.listing_id, ItemStatus.REJECTED, refusal)
+            else:
+                sendable.append(position)
+        compare_and_set = self.has(Capability.COMPARE_AND_SET)
+        outgoing = [
+            updates[position]
+            if compare_and_set or updates[position].compare_quantity is None
+            else dataclasses.replace(updates[position], compare_quantity=None)
+            for position in sendable
+        ]
+        sent_any = False
+        for batch_positions, batch in zip(
+            _chunks(sendable, self.batch_size), _chunks(outgoing, self.batch_size), strict=True
+        ):
+            try:
+                answered = self._send_batch(batch)
+            except ChannelError as error:
+                if not sent_any:
+                    raise
+                self._retry_the_rest(updates, sendable, results, str(error))
+                break
+            sent_any = True
+            for position, update, result in _aligned(batch_positions, batch, answered):
+                results[position] = result or ItemResult(
+                    update.listing_id, ItemStatus.RETRY, "The platform gave no result for it."
+                )
+        self._read_back_stale(updates, results)
+        return [results[position] for position in range(len(updates))]
+
+    def _retry_the_rest(
+        self,
+        updates: Sequence[QuantityUpdate],
+        sendable: list[int],
+        results: dict[int, ItemResult],
+        error: str,
+    ) -> None:
+        for position in sendable:
+            if position not in results:
+                results[position] = ItemResult(
+                    updates[position].listing_id, ItemStatus.RETRY, error
+                )
+
+    def _read_back_stale(
+        self, updates: Sequence[QuantityUpdate], results: dict[int, ItemResult]
+    ) -> None:
+        """Fill in the channel's figure for stale items whose answer did not carry it."""
+        unknown = [
+            position
+            for position, result in results.items()
+            if result.status == ItemStatus.STALE and result.actual_quantity is None
+        ]
+        if not unknown:
+            return
+        refs = [
+            ListingRef(updates[p].listing_id, updates[p].external_id, updates[p].extra_identifiers)
+            for p in unknown
+        ]
+        try:
+            found = self.read_quantities(refs)
+        except ChannelError:
+            return  # the pipeline then treats the item as failed, and tries it again
+        for position in unknown:
+            results[position] = dataclasses.replace(
+                results[position], actual_quantity=found.get(updates[position].listing_id)
+            )
+
+    def _refusal(self, update: QuantityUpdate) -> str:
+        """Why the platform could never take this update ("" when it could)."""
+        return ""
+
+    def _send_batch(self, updates: Sequence[QuantityUpdate]) -> list[ItemResult]:
+        """One write call of at most ``batch_size`` updates; a result per update, in order.
 
         Raises ``ChannelError`` (or a subclass) when the call as a whole failed.
         """
         raise NotImplementedError
 
+    # -- Reads ---------------------------------------------------------------------------
+
     def read_quantities(self, listings: Sequence[ListingRef]) -> dict[int, int | None]:
-        """The channel's current sellable quantity per listing id (None: not found)."""
+        """The channel's sellable quantity per listing id (None: not found), in batches."""
+        quantities: dict[int, int | None] = {}
+        for batch in _chunks(list(listings), self.max_read_batch_size):
+            quantities.update(self._read_batch(batch))
+        return quantities
+
+    def _read_batch(self, listings: Sequence[ListingRef]) -> dict[int, int | None]:
+        """One read of at most ``max_read_batch_size`` listings."""
         raise NotImplementedError
 
+    def read_submissions(self, submissions: Sequence[SubmissionRef]) -> list[ItemResult]:
+        """ASYNC_WRITES: the outcome of each item submitted earlier, in order (PENDING while
+        the platform has not applied it yet)."""
+        raise UnsupportedCapability(self, Capability.ASYNC_WRITES)
+
+    # -- Inbound -------------------------------------------------------------------------
+
     def verify_webhook(self, headers: Mapping[str, str], body: bytes) -> bool:
-        """Check the platform's signature over the raw bytes, in constant time."""
-        raise NotImplementedError
+        """Whether the delivery is signed with one of the channel's accepted secrets (the
+        current one, and the previous one while a rotation lets it count)."""
+        return any(
+            self._signature_matches(secret=secret, headers=headers, body=body)
+            for secret in self.channel.webhook_secrets(timezone.now())
+        )
+
+    def _signature_matches(self, *, secret: str, headers: Mapping[str, str], body: bytes) -> bool:
+        """The platform's signature over the raw bytes, compared in constant time."""
+        raise UnsupportedCapability(self, Capability.HTTP_WEBHOOKS)
 
     def webhook_envelope(self, headers: Mapping[str, str], body: bytes) -> WebhookEnvelope:
         """Topic and dedupe key, from headers alone where the platform allows."""
-        raise NotImplementedError
+        raise UnsupportedCapability(self, Capability.HTTP_WEBHOOKS)
 
     def parse_webhook(self, topic: str, body: bytes) -> WebhookMessage:
         """Turn a verified body into a message; ``WebhookParseError`` if it cannot."""
         raise NotImplementedError
+
+    def kept_webhook_headers(self, headers: Mapping[str, str]) -> dict[str, str]:
+        """The delivery's headers worth storing with its receipt (``kept_headers``)."""
+        exact = {name for name in self.kept_headers if not name.endswith("-")}
+        prefixes = tuple(name for name in self.kept_headers if name.endswith("-"))
+        return {
+            name: value
+            for name, value in headers.items()
+            if name.lower() in exact or (prefixes and name.lower().startswith(prefixes))
+        }
+
+    def fetch_order(self, reference: str) -> WebhookMessage:
+        """ORDER_LOOKUP: the order with its lines, for a notification that named it only."""
+        raise UnsupportedCapability(self, Capability.ORDER_LOOKUP)
+
+    # -- Matching messages to listings ---------------------------------------------------
+
+    def lookup_values(self, identifier: str, value: str) -> tuple[str, ...]:
+        """The forms a listing may store a line's identifier in (a numeric id and its
+        platform-qualified form name the same item)."""
+        return (value,)
+
+    def level_applies_to(self, *, listing: ListingRef, line: MessageLine) -> bool:
+        """Whether a stock-level line is about the stock this listing is pushed to (the
+        same location, where the platform has several)."""
+        return True
+
+
+def _chunks(items: Sequence[_Item], size: int) -> Iterator[Sequence[_Item]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _aligned(
+    positions: Sequence[int], updates: Sequence[QuantityUpdate], answered: Sequence[ItemResult]
+) -> Iterator[tuple[int, QuantityUpdate, ItemResult | None]]:
+    """Each update with its result: by position when the platform answered one for each and
+    in order, else by listing id (a result for another listing is never taken)."""
+    if len(answered) == len(updates) and all(
+        result.listing_id == update.listing_id
+        for result, update in zip(answered, updates, strict=True)
+    ):
+        yield from zip(positions, updates, answered, strict=True)
+        return
+    by_listing = {result.listing_id: result for result in answered}
+    for position, update in zip(positions, updates, strict=True):
+        yield position, update, by_listing.get(update.listing_id)

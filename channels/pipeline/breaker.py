@@ -28,7 +28,8 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from channels.connectors.base import ChannelError, ChannelThrottled, Connector, ListingRef
+from channels.connectors.base import ChannelError, ChannelThrottled, Connector
+from channels.connectors.types import ListingRef
 from channels.models import Channel, ChannelBreaker, Listing
 
 logger = logging.getLogger(__name__)

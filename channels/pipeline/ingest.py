@@ -15,9 +15,9 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import itertools
+import json
 import logging
-import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from django.db import OperationalError, connection, transaction
@@ -25,14 +25,16 @@ from django.utils import timezone
 
 from bundles import services as bundle_services
 from channels import selectors
-from channels.connectors.base import (
-    Connector,
+from channels.connectors.base import Connector
+from channels.connectors.registry import get_connector
+from channels.connectors.types import (
+    ListingRef,
     MessageKind,
     MessageLine,
+    StockEffect,
     WebhookMessage,
     WebhookParseError,
 )
-from channels.connectors.registry import get_connector
 from channels.models import (
     UNEXPLAINED_MOVES_WAIT_S,
     Channel,
@@ -54,17 +56,6 @@ MAX_RECEIPT_ATTEMPTS = 5
 
 _PENDING = (WebhookReceipt.Status.RECEIVED, WebhookReceipt.Status.FAILED)
 
-_PLAIN_KEY = re.compile(r"[A-Za-z0-9_]+")
-
-# Line identifiers named after the listing field they match; any other name is a key of
-# Listing.extra_identifiers (variant_id, product_id, ...).
-_LISTING_FIELD_FOR_LINE_IDENTIFIER = {"inventory_item_id": "external_id", "sku": "external_sku"}
-
-# Shopify's RefundLineItemRestockType values (CHANNEL_APIS.md §1.1, SH17), as the connector
-# passes them on: "cancel" releases units never fulfilled, "return" and the deprecated
-# "legacy_restock" put fulfilled units back on hand, "no_restock" changes no stock.
-_RELEASE_RESTOCK_TYPES = frozenset({"cancel"})
-_RETURN_RESTOCK_TYPES = frozenset({"return", "legacy_restock"})
 
 # A try is counted before it starts, in its own transaction, so a receipt that kills its
 # worker still runs out of attempts. SKIP LOCKED: a receipt being processed right now is
@@ -515,11 +506,8 @@ def _apply_order_cancelled(ingest: _Ingest) -> None:
 
 def _apply_refund(ingest: _Ingest) -> None:
     for line in ingest.message.lines:
-        restock_type = line.identifiers.get("restock_type") or (
-            "return" if line.restock else "no_restock"
-        )
-        releases = restock_type in _RELEASE_RESTOCK_TYPES
-        if line.quantity == 0 or not (releases or restock_type in _RETURN_RESTOCK_TYPES):
+        releases = line.stock_effect == StockEffect.RELEASE
+        if line.quantity == 0 or line.stock_effect == StockEffect.NONE:
             continue
         refund_key = (
             f"{ingest.order_key}:refund:{ingest.message.sub_reference}:line:{line.reference}"
@@ -612,19 +600,13 @@ def _apply_inventory_change(ingest: _Ingest) -> None:
     waits as an unexplained move, as one a compare-and-set found does (channels.pipeline.push), so
     that the order does not move the expected figure a second time.
     """
-    channel_location = ingest.channel.platform_settings.get("location_id")
     for line in ingest.message.lines:
         listing = _listing_for_line(ingest, line)
         if listing is None:
             _record_unmapped(ingest, line)
             continue
-        our_location = listing.extra_identifiers.get("location_id") or channel_location
-        their_location = line.identifiers.get("location_id")
-        if (
-            our_location
-            and their_location
-            and _id_tail(str(our_location)) != _id_tail(their_location)
-        ):
+        listing_ref = ListingRef(listing.pk, listing.external_id, listing.extra_identifiers)
+        if not ingest.connector.level_applies_to(listing=listing_ref, line=line):
             continue  # a level at a location this listing is not pushed to
         state = ListingSyncState.objects.select_for_update().filter(listing_id=listing.pk).first()
         if state is None or state.expected_channel_quantity is None:
@@ -721,39 +703,31 @@ def _record_channel_drift(
     state.save()
 
 
-def _id_tail(identifier: str) -> str:
-    # A numeric id and its GraphQL gid ("gid://shopify/Location/12") name the same thing.
-    return identifier.rsplit("/", 1)[-1]
-
-
-# --- shared ------------------------------------------------------------------------------
-
-
 def _listing_for_line(ingest: _Ingest, line: MessageLine) -> Listing | None:
     return listing_for_identifiers(
-        channel=ingest.channel,
-        identifier_order=ingest.connector.identifier_order,
-        identifiers=line.identifiers,
+        channel=ingest.channel, connector=ingest.connector, identifiers=line.identifiers
     )
 
 
 def listing_for_identifiers(
-    *, channel: Channel, identifier_order: Iterable[str], identifiers: Mapping[str, str]
+    *, channel: Channel, connector: Connector, identifiers: Mapping[str, str]
 ) -> Listing | None:
-    """The channel's listing the first identifier in ``identifier_order`` finds, else None.
+    """The channel's listing the first identifier in the connector's ``identifier_order``
+    finds, in any form the connector says a listing may hold it; else None.
 
     Several listings sharing an identifier: an active one first, then the oldest.
     """
     values = {
-        _LISTING_FIELD_FOR_LINE_IDENTIFIER.get(name, name): value
+        connector.listing_field_of_identifier.get(name, name): value
         for name, value in identifiers.items()
         if value
     }
-    for name in identifier_order:
+    for name in connector.identifier_order:
         value = values.get(name)
         if value is None:
             continue
-        for condition, params in _identifier_conditions(name, value):
+        for candidate in connector.lookup_values(name, value):
+            condition, params = _identifier_condition(name, candidate)
             # Raw SQL: one of these runs for every order line, and building it through the
             # ORM cost more than running it.
             found = list(
@@ -769,25 +743,18 @@ def listing_for_identifiers(
     return None
 
 
-def _identifier_conditions(name: str, value: str) -> list[tuple[str, list[str]]]:
-    """Ways a listing may hold the value (SQL and its parameters), the indexed one first."""
-    if name == "external_id":
-        conditions = [("external_id = %s", [value])]
-        if value.isdigit():
-            # Listings may hold a GraphQL global id ("gid://shopify/InventoryItem/12") where
-            # webhooks send the bare number.
-            conditions.append(
-                ("starts_with(external_id, 'gid://') AND external_id LIKE %s", [f"%/{value}"])
-            )
-        return conditions
-    if name == "external_sku":
-        return [("external_sku = %s", [value])]
-    # As text, a JSON number and a JSON string of the same digits match alike: operators
-    # (and CSV imports) store numeric ids either way. The key is written into the SQL, not
-    # bound, so that the planner can match the expression index (Shopify's variant_id).
-    if not _PLAIN_KEY.fullmatch(name):
-        raise ValueError(f"Unusable identifier name {name!r}.")
-    return [(f"extra_identifiers ->> '{name}' = %s", [value])]
+def _identifier_condition(name: str, value: str) -> tuple[str, list[str]]:
+    """How a listing holds the value (SQL and its parameters), on an indexed column."""
+    if name in ("external_id", "external_sku"):
+        return f"{name} = %s", [value]
+    # Any other name is a key of extra_identifiers, which one GIN index (jsonb_path_ops)
+    # serves for every platform's keys. Operators and CSV imports store numeric ids as JSON
+    # numbers or strings: both forms are asked for.
+    forms = [json.dumps({name: value})]
+    if value.isdigit() and str(int(value)) == value:
+        forms.append(json.dumps({name: int(value)}))
+    condition = " OR ".join("extra_identifiers @> %s::jsonb" for _ in forms)
+    return f"({condition})", forms
 
 
 def _record_unmapped(ingest: _Ingest, line: MessageLine) -> None:

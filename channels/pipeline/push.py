@@ -35,16 +35,9 @@ from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 
 from channels.buffers import BufferRuleValues, listed_quantity
-from channels.connectors.base import (
-    ChannelError,
-    ChannelThrottled,
-    Connector,
-    ItemResult,
-    ItemStatus,
-    ListingRef,
-    QuantityUpdate,
-)
+from channels.connectors.base import ChannelError, ChannelThrottled, Connector
 from channels.connectors.registry import get_connector
+from channels.connectors.types import ItemResult, ItemStatus, ListingRef, QuantityUpdate
 from channels.models import (
     UNEXPLAINED_MOVES_WAIT_S,
     Channel,
@@ -255,7 +248,7 @@ def push_owed(*, channel_id: int) -> None:
             if open_for_s is not None:
                 enqueue.enqueue_push(channel_id=channel.pk, countdown=open_for_s)
                 return
-    batch_size = _batch_size(channel, connector)
+    batch_size = connector.batch_size
     raced_rounds = 0
     while True:
         wait_s = _wait_for_rate_limit(channel)
@@ -308,11 +301,6 @@ class _BatchOutcome:
     changed_in_flight: int = 0
     # Rows the channel moved again between our read-back and our overwrite.
     raced: int = 0
-
-
-def _batch_size(channel: Channel, connector: Connector) -> int:
-    configured = channel.platform_settings.get("max_batch_size")
-    return max(1, int(configured or connector.max_batch_size))
 
 
 def _wait_for_rate_limit(channel: Channel) -> float:

@@ -21,8 +21,9 @@ from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from channels.connectors.base import Connector, WebhookParseError
+from channels.connectors.base import Connector
 from channels.connectors.registry import get_connector
+from channels.connectors.types import WebhookParseError
 from channels.models import Channel, WebhookReceipt
 from channels.pipeline import enqueue
 
@@ -164,7 +165,7 @@ def receive_webhook(request: HttpRequest, platform: str, channel_slug: str) -> H
         channel_id=connector.channel.pk,
         topic=topic,
         dedupe_key=dedupe_key,
-        headers=_kept_headers(headers, platform=platform),
+        headers=connector.kept_webhook_headers(headers),
         body=body,
         quarantine_reason=quarantine_reason,
     )
@@ -184,14 +185,3 @@ def _read_body(request: HttpRequest) -> bytes | None:
     if len(body) > limit:
         return None
     return body
-
-
-def _kept_headers(headers: Mapping[str, str], *, platform: str) -> dict[str, str]:
-    # The platform's own headers (X-Shopify-Topic, -Webhook-Id, -Hmac-Sha256 to verify again
-    # later...) and the content type; never credentials such as Authorization or cookies.
-    prefix = f"x-{platform}-"
-    return {
-        name: value
-        for name, value in headers.items()
-        if name.lower().startswith(prefix) or name.lower() == "content-type"
-    }

@@ -7,16 +7,10 @@ from typing import Any
 
 import pytest
 
-from channels.connectors.base import (
-    ChannelAuthError,
-    ChannelError,
-    ChannelThrottled,
-    ItemStatus,
-    ListingRef,
-    QuantityUpdate,
-)
+from channels.connectors.base import ChannelAuthError, ChannelError, ChannelThrottled
 from channels.connectors.registry import get_connector
 from channels.connectors.shopify.connector import ShopifyConnector
+from channels.connectors.types import ItemStatus, ListingRef, QuantityUpdate
 from channels.models import Channel
 from tests.channels.conftest import ShopifySimulatorClient
 
@@ -77,7 +71,7 @@ def test_registry_builds_a_shopify_connector_with_the_channel_batch_size(db, sho
     channel = make_channel(shopify_simulator, max_batch_size=50)
     connector = get_connector(channel)
     assert isinstance(connector, ShopifyConnector)
-    assert connector.max_batch_size == 50
+    assert connector.batch_size == 50
     assert ShopifyConnector.max_batch_size == 250
 
 
@@ -248,20 +242,20 @@ def test_listing_location_overrides_the_channel_location(channel, shopify_simula
 
 
 def test_proxies_come_from_the_environment_once_per_url_and_no_proxy_is_honoured(monkeypatch):
-    from channels.connectors.shopify import connector as shopify
+    from channels.connectors import http
 
     monkeypatch.setenv("HTTP_PROXY", "http://proxy.example:3128")
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    shopify._proxies_for.cache_clear()
+    http.proxies_for.cache_clear()
     try:
-        assert shopify._proxies_for("http://shop.example/admin/api/graphql.json")["http"] == (
+        assert http.proxies_for("http://shop.example/admin/api/graphql.json")["http"] == (
             "http://proxy.example:3128"
         )
-        assert shopify._proxies_for("http://127.0.0.1:8765/admin/api/graphql.json") == {}
+        assert http.proxies_for("http://127.0.0.1:8765/admin/api/graphql.json") == {}
     finally:
-        shopify._proxies_for.cache_clear()
+        http.proxies_for.cache_clear()
     # Not read again on every call (the session does not look at the environment).
-    assert shopify._session().trust_env is False
+    assert http.session().trust_env is False
 
 
 def test_an_error_about_the_call_itself_blames_no_item_and_is_tried_again(db, shopify_simulator):

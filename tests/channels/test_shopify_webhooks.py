@@ -9,12 +9,12 @@ import json
 
 import pytest
 
-from channels.connectors.base import MessageKind, WebhookParseError
 from channels.connectors.shopify.webhooks import (
     parse_shopify_webhook,
     shopify_webhook_envelope,
     verify_shopify_webhook,
 )
+from channels.connectors.types import MessageKind, StockEffect, WebhookParseError
 
 SECRET = "shpss_test_secret"
 
@@ -207,7 +207,8 @@ def test_malformed_order_is_a_parse_error(body, message):
 # --- refunds -------------------------------------------------------------------------------
 
 
-def test_refund_lines_carry_restock_and_its_type():
+def test_refund_lines_carry_what_their_restock_type_does_to_stock():
+    """return: units back on hand; no_restock: no stock moves; cancel: a release."""
     payload = refund_payload(
         refund_line("return", quantity=1),
         refund_line("no_restock", quantity=2, id=2, line_item_id=222, line_item={"id": 222}),
@@ -217,24 +218,21 @@ def test_refund_lines_carry_restock_and_its_type():
     assert message.kind == MessageKind.REFUND
     assert (message.reference, message.sub_reference) == ("5678901234", "929361464")
     returned, not_restocked, cancelled = message.lines
-    assert (returned.reference, returned.quantity, returned.restock) == ("111", 1, True)
-    assert dict(returned.identifiers) == {
-        "variant_id": "123456789",
-        "sku": "TSHIRT-001",
-        "restock_type": "return",
-    }
-    assert (not_restocked.restock, not_restocked.identifiers["restock_type"]) == (
-        False,
-        "no_restock",
+    assert (returned.reference, returned.quantity, returned.stock_effect) == (
+        "111",
+        1,
+        StockEffect.RETURN,
     )
-    assert (cancelled.restock, cancelled.identifiers["restock_type"]) == (True, "cancel")
+    assert dict(returned.identifiers) == {"variant_id": "123456789", "sku": "TSHIRT-001"}
+    assert not_restocked.stock_effect == StockEffect.NONE
+    assert cancelled.stock_effect == StockEffect.RELEASE
 
 
-def test_legacy_restock_counts_as_restock():
+def test_legacy_restock_counts_as_a_return():
     message = parse_shopify_webhook(
         "refunds/create", body_of(refund_payload(refund_line("legacy_restock")))
     )
-    assert message.lines[0].restock
+    assert message.lines[0].stock_effect == StockEffect.RETURN
 
 
 def test_refund_without_line_items_refunds_no_stock():

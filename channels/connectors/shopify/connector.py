@@ -6,25 +6,19 @@ Wire facts cite ``CHANNEL_APIS.md`` §1 (shared folder). The simulator in
 
 from __future__ import annotations
 
-import functools
-import os
-import threading
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-import requests
-from django.utils import timezone
-from requests.adapters import HTTPAdapter
-
-from channels.connectors.base import (
-    ChannelAuthError,
-    ChannelError,
-    ChannelThrottled,
-    Connector,
+from channels.connectors.base import ChannelError, Connector
+from channels.connectors.shopify import webhooks
+from channels.connectors.shopify.client import ShopifyClient
+from channels.connectors.types import (
+    Capability,
     ItemResult,
     ItemStatus,
     ListingRef,
+    MessageLine,
     QuantityUpdate,
     WebhookEnvelope,
     WebhookMessage,
@@ -39,7 +33,6 @@ CHANGE_FROM_QUANTITY_SINCE = "2026-01"
 # §1.2: "commonly cited as about 250 quantities" [M]; a channel can lower it.
 DEFAULT_MAX_BATCH_SIZE = 250
 MAX_NODE_IDS = 250
-CONNECT_TIMEOUT_S = 1.0
 DEFAULT_READ_TIMEOUT_S = 5.0
 STALE_CODES = frozenset({"CHANGE_FROM_QUANTITY_STALE", "COMPARE_QUANTITY_STALE"})
 # A fixed namespace makes the @idempotent key a pure function of the updates' keys.
@@ -66,36 +59,6 @@ query ReadLevels($ids: [ID!]!, $locationId: ID!) {
 }
 """
 
-_sessions = threading.local()
-
-
-def _session() -> requests.Session:
-    """One keep-alive session per process and thread.
-
-    Reusing connections keeps a push within the latency budget; a forked worker must not share
-    its parent's sockets, and a Session's cookie jar is not thread-safe.
-    """
-    session: requests.Session | None = getattr(_sessions, "session", None)
-    if session is None or _sessions.pid != os.getpid():
-        session = requests.Session()
-        session.mount("https://", HTTPAdapter(pool_connections=8, pool_maxsize=32))
-        session.mount("http://", HTTPAdapter(pool_connections=8, pool_maxsize=32))
-        # requests reads the proxy, CA-bundle and .netrc settings from the environment on
-        # every call when trust_env is on: a scan of every variable, a quarter of a push's
-        # CPU. They are read once instead: here, and per URL in _proxies_for.
-        session.trust_env = False
-        session.verify = (
-            os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
-        )
-        _sessions.session, _sessions.pid = session, os.getpid()
-    return session
-
-
-@functools.lru_cache(maxsize=256)
-def _proxies_for(url: str) -> dict[str, str]:
-    """The proxies the environment sets for this URL (none if NO_PROXY covers it)."""
-    return dict(requests.utils.get_environ_proxies(url))
-
 
 def _gid(kind: str, value: object) -> str:
     """Shopify's global id for a numeric id; a gid passes through unchanged."""
@@ -105,11 +68,6 @@ def _gid(kind: str, value: object) -> str:
     if not text.isdigit():
         raise ValueError(f"{kind} id {text!r} is neither numeric nor a gid")
     return f"gid://shopify/{kind}/{text}"
-
-
-def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 def _error_index(field: object) -> int | None:
@@ -140,53 +98,56 @@ class ShopifyConnector(Connector):
     """
 
     platform = "shopify"
+    capabilities = frozenset(
+        {Capability.COMPARE_AND_SET, Capability.HTTP_WEBHOOKS, Capability.LEVEL_MESSAGES}
+    )
     max_batch_size = DEFAULT_MAX_BATCH_SIZE
+    max_read_batch_size = MAX_NODE_IDS
     identifier_order = ("variant_id", "external_id", "external_sku")
+    listing_field_of_identifier = {"inventory_item_id": "external_id", "sku": "external_sku"}
+    # X-Shopify-Topic, -Webhook-Id, -Hmac-Sha256 (to verify again later), -Shop-Domain...
+    kept_headers = ("content-type", "x-shopify-")
 
     def __init__(self, channel: Channel) -> None:
         super().__init__(channel)
         settings: Mapping[str, Any] = channel.platform_settings or {}
         self.api_version = str(settings.get("api_version") or DEFAULT_API_VERSION)
         self.default_location_id = settings.get("location_id")
-        self.read_timeout_s = float(settings.get("timeout_s") or DEFAULT_READ_TIMEOUT_S)
-        self.max_batch_size = int(settings.get("max_batch_size") or DEFAULT_MAX_BATCH_SIZE)
         base_url = channel.api_base_url.rstrip("/")
-        self.graphql_url = f"{base_url}/admin/api/{self.api_version}/graphql.json"
+        self.client = ShopifyClient(
+            graphql_url=f"{base_url}/admin/api/{self.api_version}/graphql.json",
+            access_token=str((channel.credentials or {}).get("access_token", "")),
+            read_timeout_s=float(settings.get("timeout_s") or DEFAULT_READ_TIMEOUT_S),
+        )
 
     @property
     def uses_change_from_quantity(self) -> bool:
         version = self.api_version
         return not version[:1].isdigit() or version >= CHANGE_FROM_QUANTITY_SINCE
 
-    # -- Push --------------------------------------------------------------------------------
+    # -- Writes ------------------------------------------------------------------------------
 
-    def push_quantities(self, updates: Sequence[QuantityUpdate]) -> list[ItemResult]:
-        """Set absolute ``available`` quantities; one result per update, in input order.
+    def _refusal(self, update: QuantityUpdate) -> str:
+        try:
+            self._location_gid(update.extra_identifiers)
+            _gid("InventoryItem", update.external_id)
+        except ValueError as error:
+            return str(error)
+        return ""
+
+    def _send_batch(self, updates: Sequence[QuantityUpdate]) -> list[ItemResult]:
+        """Set absolute ``available`` quantities, in as few atomic mutations as it takes.
 
         The mutation is atomic (§6 Shopify), so after a userError the items that were fine are
-        sent again without the bad ones: one bad item fails only itself. Stale items are read
-        back for ``actual_quantity``. Raises ``ChannelThrottled``, ``ChannelAuthError`` or
-        ``ChannelError`` when a call fails as a whole.
+        sent again without the bad ones: one bad item fails only itself.
         """
         results: dict[int, ItemResult] = {}
-        sendable: list[int] = []
-        locations: dict[int, str] = {}
-        for index, update in enumerate(updates):
-            try:
-                locations[index] = self._location_gid(update.extra_identifiers)
-                _gid("InventoryItem", update.external_id)
-            except ValueError as error:
-                results[index] = ItemResult(update.listing_id, ItemStatus.REJECTED, str(error))
-                continue
-            sendable.append(index)
-        for group in self._compare_groups(updates, sendable):
-            for chunk in _chunks(group, self.max_batch_size):
-                results.update(self._push_atomic_batch(updates, list(chunk), locations))
+        for group in self._compare_groups(updates):
+            results.update(self._push_atomic(updates, group))
         return [results[index] for index in range(len(updates))]
 
-    def _compare_groups(
-        self, updates: Sequence[QuantityUpdate], indexes: list[int]
-    ) -> list[list[int]]:
+    def _compare_groups(self, updates: Sequence[QuantityUpdate]) -> list[list[int]]:
+        indexes = list(range(len(updates)))
         if self.uses_change_from_quantity:
             return [indexes] if indexes else []
         # Up to 2025-10 ignoreCompareQuantity covers the whole call (§1.2), so updates with
@@ -195,13 +156,13 @@ class ShopifyConnector(Connector):
         uncompared = [i for i in indexes if updates[i].compare_quantity is None]
         return [group for group in (compared, uncompared) if group]
 
-    def _push_atomic_batch(
-        self, updates: Sequence[QuantityUpdate], indexes: list[int], locations: dict[int, str]
+    def _push_atomic(
+        self, updates: Sequence[QuantityUpdate], indexes: list[int]
     ) -> dict[int, ItemResult]:
         results: dict[int, ItemResult] = {}
         pending = list(indexes)
         while pending:
-            user_errors = self._set_quantities([updates[i] for i in pending], pending, locations)
+            user_errors = self._set_quantities([updates[i] for i in pending])
             if not user_errors:
                 for index in pending:
                     results[index] = ItemResult(updates[index].listing_id, ItemStatus.APPLIED)
@@ -220,43 +181,16 @@ class ShopifyConnector(Connector):
                         updates[index].listing_id, ItemStatus.RETRY, message
                     )
                 break
-            results.update(self._failed_results(updates, failed))
+            for index, error in failed.items():
+                # A stale item's figure is read back by the base class's flow.
+                status = (
+                    ItemStatus.STALE if error.get("code") in STALE_CODES else ItemStatus.REJECTED
+                )
+                results[index] = ItemResult(updates[index].listing_id, status, _describe(error))
             pending = [index for index in pending if index not in failed]
         return results
 
-    def _failed_results(
-        self, updates: Sequence[QuantityUpdate], failed: dict[int, dict[str, Any]]
-    ) -> dict[int, ItemResult]:
-        stale = [index for index, error in failed.items() if error.get("code") in STALE_CODES]
-        actual: dict[int, int | None] = {}
-        if stale:
-            actual = self.read_quantities(
-                [
-                    ListingRef(
-                        updates[i].listing_id, updates[i].external_id, updates[i].extra_identifiers
-                    )
-                    for i in stale
-                ]
-            )
-        results: dict[int, ItemResult] = {}
-        for index, error in failed.items():
-            update = updates[index]
-            if index in stale:
-                results[index] = ItemResult(
-                    update.listing_id,
-                    ItemStatus.STALE,
-                    _describe(error),
-                    actual_quantity=actual.get(update.listing_id),
-                )
-            else:
-                results[index] = ItemResult(
-                    update.listing_id, ItemStatus.REJECTED, _describe(error)
-                )
-        return results
-
-    def _set_quantities(
-        self, batch: Sequence[QuantityUpdate], indexes: list[int], locations: dict[int, str]
-    ) -> list[dict[str, Any]]:
+    def _set_quantities(self, batch: Sequence[QuantityUpdate]) -> list[dict[str, Any]]:
         """One atomic mutation; its userErrors (empty when everything was applied)."""
         key = str(
             uuid.uuid5(
@@ -265,10 +199,10 @@ class ShopifyConnector(Connector):
             )
         )
         quantities: list[dict[str, Any]] = []
-        for update, index in zip(batch, indexes, strict=True):
+        for update in batch:
             quantity: dict[str, Any] = {
                 "inventoryItemId": _gid("InventoryItem", update.external_id),
-                "locationId": locations[index],
+                "locationId": self._location_gid(update.extra_identifiers),
                 "quantity": update.quantity,
             }
             if self.uses_change_from_quantity:
@@ -285,16 +219,16 @@ class ShopifyConnector(Connector):
         }
         if not self.uses_change_from_quantity:
             input_["ignoreCompareQuantity"] = batch[0].compare_quantity is None
-        data = self._graphql(SET_QUANTITIES_MUTATION % key, {"input": input_})
+        data = self.client.graphql(SET_QUANTITIES_MUTATION % key, {"input": input_})
         payload = data.get("inventorySetQuantities")
         if not isinstance(payload, dict):
             raise ChannelError("Shopify answered inventorySetQuantities without a payload.")
         return list(payload.get("userErrors") or [])
 
-    # -- Read --------------------------------------------------------------------------------
+    # -- Reads -------------------------------------------------------------------------------
 
-    def read_quantities(self, listings: Sequence[ListingRef]) -> dict[int, int | None]:
-        """``available`` per listing id, from ``nodes`` queries of up to 250 items each."""
+    def _read_batch(self, listings: Sequence[ListingRef]) -> dict[int, int | None]:
+        """``available`` per listing id, one ``nodes`` query per location."""
         by_location: dict[str, list[ListingRef]] = {}
         quantities: dict[int, int | None] = {}
         for listing in listings:
@@ -306,37 +240,38 @@ class ShopifyConnector(Connector):
                 continue
             by_location.setdefault(location, []).append(listing)
         for location, located in by_location.items():
-            for chunk in _chunks(located, MAX_NODE_IDS):
-                ids = [_gid("InventoryItem", listing.external_id) for listing in chunk]
-                data = self._graphql(READ_LEVELS_QUERY, {"ids": ids, "locationId": location})
-                nodes = data.get("nodes")
-                if not isinstance(nodes, list) or len(nodes) != len(chunk):
-                    raise ChannelError("Shopify answered nodes with the wrong number of items.")
-                for listing, node in zip(chunk, nodes, strict=True):
-                    quantities[listing.listing_id] = _available(node)
+            ids = [_gid("InventoryItem", listing.external_id) for listing in located]
+            data = self.client.graphql(READ_LEVELS_QUERY, {"ids": ids, "locationId": location})
+            nodes = data.get("nodes")
+            if not isinstance(nodes, list) or len(nodes) != len(located):
+                raise ChannelError("Shopify answered nodes with the wrong number of items.")
+            for listing, node in zip(located, nodes, strict=True):
+                quantities[listing.listing_id] = _available(node)
         return quantities
 
-    # -- Webhooks (``channels.connectors.shopify.webhooks``) ---------------------------------
+    # -- Inbound (``channels.connectors.shopify.webhooks``) ----------------------------------
 
-    def verify_webhook(self, headers: Mapping[str, str], body: bytes) -> bool:
-        from channels.connectors.shopify.webhooks import verify_shopify_webhook
-
-        secrets = self.channel.webhook_secrets(timezone.now())
-        return any(
-            verify_shopify_webhook(secret=secret, headers=headers, body=body) for secret in secrets
-        )
+    def _signature_matches(self, *, secret: str, headers: Mapping[str, str], body: bytes) -> bool:
+        return webhooks.verify_shopify_webhook(secret=secret, headers=headers, body=body)
 
     def webhook_envelope(self, headers: Mapping[str, str], body: bytes) -> WebhookEnvelope:
-        from channels.connectors.shopify.webhooks import shopify_webhook_envelope
-
-        return shopify_webhook_envelope(headers)
+        return webhooks.shopify_webhook_envelope(headers)
 
     def parse_webhook(self, topic: str, body: bytes) -> WebhookMessage:
-        from channels.connectors.shopify.webhooks import parse_shopify_webhook
+        return webhooks.parse_shopify_webhook(topic, body)
 
-        return parse_shopify_webhook(topic, body)
+    def lookup_values(self, identifier: str, value: str) -> tuple[str, ...]:
+        # Listings may hold the GraphQL global id where webhooks send the bare number.
+        if identifier == "external_id" and value.isdigit():
+            return (value, f"gid://shopify/InventoryItem/{value}")
+        return (value,)
 
-    # -- HTTP --------------------------------------------------------------------------------
+    def level_applies_to(self, *, listing: ListingRef, line: MessageLine) -> bool:
+        ours = listing.extra_identifiers.get("location_id") or self.default_location_id
+        theirs = line.identifiers.get("location_id")
+        if not ours or not theirs:
+            return True
+        return _id_tail(str(ours)) == _id_tail(theirs)
 
     def _location_gid(self, extra_identifiers: Mapping[str, object]) -> str:
         location = extra_identifiers.get("location_id") or self.default_location_id
@@ -344,55 +279,10 @@ class ShopifyConnector(Connector):
             raise ValueError("No Shopify location: set platform_settings['location_id'].")
         return _gid("Location", location)
 
-    def _graphql(self, query: str, variables: Mapping[str, Any]) -> dict[str, Any]:
-        """POST one GraphQL call; its ``data``, or the matching ``ChannelError``."""
-        token = str((self.channel.credentials or {}).get("access_token", ""))
-        try:
-            response = _session().post(
-                self.graphql_url,
-                json={"query": query, "variables": variables},
-                headers={"X-Shopify-Access-Token": token, "Accept": "application/json"},
-                timeout=(CONNECT_TIMEOUT_S, self.read_timeout_s),
-                proxies=_proxies_for(self.graphql_url),
-            )
-        except requests.Timeout:
-            raise ChannelError(
-                f"Shopify did not answer within {self.read_timeout_s:g} s: the outcome is unknown."
-            ) from None
-        except requests.RequestException as error:
-            raise ChannelError(f"Cannot reach Shopify: {type(error).__name__}.") from None
-        retry_after_s = _retry_after(response.headers.get("Retry-After"))
-        if response.status_code in (401, 403):
-            raise ChannelAuthError(
-                f"Shopify refused the access token (HTTP {response.status_code})."
-            )
-        body = _json_or_none(response)
-        if response.status_code == 429:
-            raise ChannelThrottled(
-                "Shopify throttled the call (HTTP 429).",
-                retry_after_s=retry_after_s or _throttle_wait_s(body),
-            )
-        if response.status_code != 200 or body is None:
-            raise ChannelError(
-                f"Shopify answered HTTP {response.status_code}.", retry_after_s=retry_after_s
-            )
-        errors = body.get("errors")
-        if errors:
-            if any(_error_code(error) == "THROTTLED" for error in errors):
-                # §1.4: usually HTTP 200 with a THROTTLED error and no data.
-                raise ChannelThrottled(
-                    "Shopify throttled the call (THROTTLED).",
-                    retry_after_s=_throttle_wait_s(body),
-                )
-            messages = "; ".join(
-                str(error.get("message", error)) if isinstance(error, dict) else str(error)
-                for error in (errors if isinstance(errors, list) else [errors])
-            )
-            raise ChannelError(f"Shopify GraphQL error: {messages}")
-        data = body.get("data")
-        if not isinstance(data, dict):
-            raise ChannelError("Shopify answered without data.")
-        return data
+
+def _id_tail(identifier: str) -> str:
+    # A numeric id and its GraphQL gid ("gid://shopify/Location/12") name the same thing.
+    return identifier.rsplit("/", 1)[-1]
 
 
 def _available(node: object) -> int | None:
@@ -406,39 +296,3 @@ def _available(node: object) -> int | None:
 
 def _describe(error: Mapping[str, Any]) -> str:
     return f"{error.get('code') or 'ERROR'}: {error.get('message', '')}".strip()
-
-
-def _error_code(error: object) -> str | None:
-    if isinstance(error, dict) and isinstance(error.get("extensions"), dict):
-        return error["extensions"].get("code")
-    return None
-
-
-def _json_or_none(response: requests.Response) -> dict[str, Any] | None:
-    try:
-        body = response.json()
-    except ValueError:
-        return None
-    return body if isinstance(body, dict) else None
-
-
-def _retry_after(header: str | None) -> float | None:
-    try:
-        return float(header) if header else None
-    except ValueError:
-        return None
-
-
-def _throttle_wait_s(body: Mapping[str, Any] | None) -> float | None:
-    """Seconds until the bucket holds the requested cost again (§1.4 throttleStatus)."""
-    try:
-        cost = body["extensions"]["cost"]  # type: ignore[index]
-        status = cost["throttleStatus"]
-        deficit = float(cost["requestedQueryCost"]) - float(status["currentlyAvailable"])
-        restore_rate = float(status["restoreRate"])
-    except (KeyError, TypeError, ValueError):
-        return None
-    if restore_rate <= 0:
-        return None
-    # A throttle with the bucket apparently full still deserves a short pause.
-    return max(deficit / restore_rate, 1 / restore_rate)

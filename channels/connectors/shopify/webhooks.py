@@ -14,9 +14,10 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from channels.connectors.base import (
+from channels.connectors.types import (
     MessageKind,
     MessageLine,
+    StockEffect,
     WebhookEnvelope,
     WebhookMessage,
     WebhookParseError,
@@ -28,8 +29,13 @@ TOPIC_HEADER = "X-Shopify-Topic"
 WEBHOOK_ID_HEADER = "X-Shopify-Webhook-Id"
 
 # RefundLineItemRestockType [SH17]. "cancel" releases units never fulfilled, "return" puts
-# fulfilled units back on hand; "legacy_restock" predates the split and is read as a return.
-RESTOCKING_TYPES = frozenset({"return", "cancel", "legacy_restock"})
+# fulfilled units back on hand; "legacy_restock" predates the split and is read as a return;
+# "no_restock" (or none) moves no stock.
+STOCK_EFFECT_OF_RESTOCK_TYPE = {
+    "cancel": StockEffect.RELEASE,
+    "return": StockEffect.RETURN,
+    "legacy_restock": StockEffect.RETURN,
+}
 
 
 def header_value(headers: Mapping[str, str], name: str) -> str | None:
@@ -141,15 +147,14 @@ def _parse_refund(payload: Mapping[str, Any]) -> WebhookMessage:
         restock_type = item.get("restock_type")
         if restock_type is not None and not isinstance(restock_type, str):
             raise WebhookParseError(f"{where}: restock_type must be a string.")
-        identifiers = dict(_identifiers(line_item, ("variant_id", "sku"), where=where))
-        if restock_type:
-            identifiers["restock_type"] = restock_type
         lines.append(
             MessageLine(
                 reference=line_reference,
                 quantity=_quantity(item, "quantity", where=where),
-                identifiers=identifiers,
-                restock=restock_type in RESTOCKING_TYPES,
+                identifiers=_identifiers(line_item, ("variant_id", "sku"), where=where),
+                stock_effect=STOCK_EFFECT_OF_RESTOCK_TYPE.get(
+                    restock_type or "", StockEffect.NONE
+                ),
             )
         )
     return WebhookMessage(
@@ -267,7 +272,7 @@ def _merge_refund_lines(lines: list[MessageLine], *, where: str) -> tuple[Messag
         if earlier is None:
             merged[line.reference] = line
             continue
-        if earlier.identifiers.get("restock_type") != line.identifiers.get("restock_type"):
+        if earlier.stock_effect != line.stock_effect:
             raise WebhookParseError(
                 f"{where}: line item {line.reference} is refunded with two restock types."
             )
@@ -275,7 +280,7 @@ def _merge_refund_lines(lines: list[MessageLine], *, where: str) -> tuple[Messag
             reference=line.reference,
             quantity=earlier.quantity + line.quantity,
             identifiers=earlier.identifiers,
-            restock=earlier.restock,
+            stock_effect=earlier.stock_effect,
         )
     return tuple(merged.values())
 

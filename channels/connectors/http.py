@@ -1,0 +1,104 @@
+"""The HTTP layer every platform client shares: keep-alive sessions, proxies, timeouts.
+
+A platform's ``client.py`` builds its requests (auth, signing, headers) and reads its
+error bodies; sending, and turning a transport failure into ``ChannelError``, happens here
+once.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from channels.connectors.base import ChannelError
+
+CONNECT_TIMEOUT_S = 1.0
+
+_sessions = threading.local()
+
+
+def session() -> requests.Session:
+    """One keep-alive session per process and thread.
+
+    Reusing connections keeps a push within the latency budget; a forked worker must not share
+    its parent's sockets, and a Session's cookie jar is not thread-safe.
+    """
+    current: requests.Session | None = getattr(_sessions, "session", None)
+    if current is None or _sessions.pid != os.getpid():
+        current = requests.Session()
+        current.mount("https://", HTTPAdapter(pool_connections=8, pool_maxsize=32))
+        current.mount("http://", HTTPAdapter(pool_connections=8, pool_maxsize=32))
+        # requests reads the proxy, CA-bundle and .netrc settings from the environment on
+        # every call when trust_env is on: a scan of every variable, a quarter of a push's
+        # CPU. They are read once instead: here, and per URL in proxies_for.
+        current.trust_env = False
+        current.verify = (
+            os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+        )
+        _sessions.session, _sessions.pid = current, os.getpid()
+    return current
+
+
+@functools.lru_cache(maxsize=256)
+def proxies_for(url: str) -> dict[str, str]:
+    """The proxies the environment sets for this URL (none if NO_PROXY covers it)."""
+    return dict(requests.utils.get_environ_proxies(url))
+
+
+def send(
+    method: str,
+    url: str,
+    *,
+    platform_name: str,
+    read_timeout_s: float,
+    headers: Mapping[str, str],
+    json: Any = None,
+    data: bytes | None = None,
+    params: Mapping[str, str] | None = None,
+) -> requests.Response:
+    """One request; a timeout or a transport failure becomes ``ChannelError``.
+
+    A timeout says so: the platform may have applied the write, so the retry must carry
+    the same idempotency key (or be absolute).
+    """
+    try:
+        return session().request(
+            method,
+            url,
+            json=json,
+            data=data,
+            params=params,
+            headers=dict(headers),
+            timeout=(CONNECT_TIMEOUT_S, read_timeout_s),
+            proxies=proxies_for(url),
+        )
+    except requests.Timeout:
+        raise ChannelError(
+            f"{platform_name} did not answer within {read_timeout_s:g} s: the outcome is unknown."
+        ) from None
+    except requests.RequestException as error:
+        raise ChannelError(f"Cannot reach {platform_name}: {type(error).__name__}.") from None
+
+
+def retry_after_s(response: requests.Response) -> float | None:
+    """The ``Retry-After`` header in seconds, when it is a number."""
+    header = response.headers.get("Retry-After")
+    try:
+        return float(header) if header else None
+    except ValueError:
+        return None
+
+
+def json_object(response: requests.Response) -> dict[str, Any] | None:
+    """The body as a JSON object; None when it is not one."""
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None

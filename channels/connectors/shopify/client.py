@@ -1,0 +1,87 @@
+"""Shopify's HTTP dialect: the Admin GraphQL endpoint, its token header, its errors.
+
+``ShopifyClient.graphql`` answers a call's ``data`` or raises the matching error of
+``channels.connectors.base``: 401/403 ``ChannelAuthError``; 429 and the THROTTLED error
+(§1.4: usually HTTP 200 with no data) ``ChannelThrottled`` with the wait the cost
+extensions imply; any other failure ``ChannelError``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from channels.connectors import http
+from channels.connectors.base import ChannelAuthError, ChannelError, ChannelThrottled
+
+PLATFORM_NAME = "Shopify"
+
+
+class ShopifyClient:
+    def __init__(self, *, graphql_url: str, access_token: str, read_timeout_s: float) -> None:
+        self.graphql_url = graphql_url
+        self.read_timeout_s = read_timeout_s
+        self._headers = {"X-Shopify-Access-Token": access_token, "Accept": "application/json"}
+
+    def graphql(self, query: str, variables: Mapping[str, Any]) -> dict[str, Any]:
+        """POST one GraphQL call; its ``data``, or the matching ``ChannelError``."""
+        response = http.send(
+            "POST",
+            self.graphql_url,
+            platform_name=PLATFORM_NAME,
+            read_timeout_s=self.read_timeout_s,
+            headers=self._headers,
+            json={"query": query, "variables": variables},
+        )
+        retry_after_s = http.retry_after_s(response)
+        if response.status_code in (401, 403):
+            raise ChannelAuthError(
+                f"Shopify refused the access token (HTTP {response.status_code})."
+            )
+        body = http.json_object(response)
+        if response.status_code == 429:
+            raise ChannelThrottled(
+                "Shopify throttled the call (HTTP 429).",
+                retry_after_s=retry_after_s or throttle_wait_s(body),
+            )
+        if response.status_code != 200 or body is None:
+            raise ChannelError(
+                f"Shopify answered HTTP {response.status_code}.", retry_after_s=retry_after_s
+            )
+        errors = body.get("errors")
+        if errors:
+            if any(_error_code(error) == "THROTTLED" for error in errors):
+                raise ChannelThrottled(
+                    "Shopify throttled the call (THROTTLED).",
+                    retry_after_s=throttle_wait_s(body),
+                )
+            messages = "; ".join(
+                str(error.get("message", error)) if isinstance(error, dict) else str(error)
+                for error in (errors if isinstance(errors, list) else [errors])
+            )
+            raise ChannelError(f"Shopify GraphQL error: {messages}")
+        data = body.get("data")
+        if not isinstance(data, dict):
+            raise ChannelError("Shopify answered without data.")
+        return data
+
+
+def _error_code(error: object) -> str | None:
+    if isinstance(error, dict) and isinstance(error.get("extensions"), dict):
+        return error["extensions"].get("code")
+    return None
+
+
+def throttle_wait_s(body: Mapping[str, Any] | None) -> float | None:
+    """Seconds until the bucket holds the requested cost again (§1.4 throttleStatus)."""
+    try:
+        cost = body["extensions"]["cost"]  # type: ignore[index]
+        status = cost["throttleStatus"]
+        deficit = float(cost["requestedQueryCost"]) - float(status["currentlyAvailable"])
+        restore_rate = float(status["restoreRate"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    if restore_rate <= 0:
+        return None
+    # A throttle with the bucket apparently full still deserves a short pause.
+    return max(deficit / restore_rate, 1 / restore_rate)

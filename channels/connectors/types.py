@@ -1,0 +1,150 @@
+"""The values that cross the connector boundary: frozen, platform-neutral.
+
+The pipeline speaks only these; each connector translates them to and from its platform's
+wire format.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+
+class Capability(enum.StrEnum):
+    """What a platform can do; the pipeline asks, never assumes (no platform names)."""
+
+    # A write can carry the figure the channel is expected to hold, and is refused (STALE)
+    # when it holds another: a sale on the channel is never written over unseen. Without
+    # it a write is absolute, and the push recomputes from the master at send time.
+    COMPARE_AND_SET = "compare_and_set"
+    # A write is only accepted at first (a feed, a job): applied later, or never. Items come
+    # back PENDING with a submission id, and ``read_submissions`` settles them.
+    ASYNC_WRITES = "async_writes"
+    # Order and stock events arrive as signed HTTP deliveries to the webhook receiver.
+    HTTP_WEBHOOKS = "http_webhooks"
+    # Order and stock events are pulled from a queue (``pull_notifications``).
+    QUEUE_NOTIFICATIONS = "queue_notifications"
+    # An order notification carries no lines: the connector fetches the order
+    # (``fetch_order``) before it can be ingested.
+    ORDER_LOOKUP = "order_lookup"
+    # The channel reports its own stock changes (inventory-level messages), which ingest
+    # compares with what it expects the channel to hold.
+    LEVEL_MESSAGES = "level_messages"
+
+
+@dataclass(frozen=True)
+class QuantityUpdate:
+    """Set one listing's quantity on the channel to an absolute figure."""
+
+    listing_id: int
+    # The platform's stock-bearing id (Shopify: the inventory item id, numeric or gid).
+    external_id: str
+    quantity: int
+    # What the channel is expected to hold now; None skips the compare (first push, or a
+    # platform without COMPARE_AND_SET: the pipeline never sends one there).
+    compare_quantity: int | None
+    # The same key for a retry of the same write, so a timed-out call is not applied twice.
+    idempotency_key: str
+    # Per-listing platform identifiers (variant id, location id override...).
+    extra_identifiers: Mapping[str, object] = field(default_factory=dict)
+
+
+class ItemStatus(enum.StrEnum):
+    APPLIED = "applied"
+    # Compare-and-set failed: the channel held something else (``actual_quantity``).
+    STALE = "stale"
+    # The channel refused this item for good (unknown item, not stocked at location...).
+    REJECTED = "rejected"
+    # This item was not applied but may succeed if sent again.
+    RETRY = "retry"
+    # Accepted by an asynchronous write, not applied yet (``submission_id`` says where to
+    # ask); never drift while it waits.
+    PENDING = "pending"
+
+
+@dataclass(frozen=True)
+class ItemResult:
+    listing_id: int
+    status: ItemStatus
+    error: str = ""
+    # For STALE: the channel's figure, read back, when the connector could read it.
+    actual_quantity: int | None = None
+    # For PENDING: the platform's handle on the submission (feed id, job id).
+    submission_id: str = ""
+
+
+@dataclass(frozen=True)
+class ListingRef:
+    """Enough of a listing for a connector to read its quantity."""
+
+    listing_id: int
+    external_id: str
+    extra_identifiers: Mapping[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SubmissionRef:
+    """One item of an asynchronous write, as ``read_submissions`` is asked about it."""
+
+    listing_id: int
+    submission_id: str
+    external_id: str
+    quantity: int
+
+
+class MessageKind(enum.StrEnum):
+    ORDER_PLACED = "order_placed"
+    ORDER_CANCELLED = "order_cancelled"
+    REFUND = "refund"
+    # A quantity changed directly on the channel: drift to correct with the master's figure.
+    INVENTORY_CHANGED = "inventory_changed"
+    # A topic not acted on; stored and acknowledged.
+    IGNORED = "ignored"
+
+
+class StockEffect(enum.StrEnum):
+    """What a refunded or returned line does to stock, whatever the platform calls it."""
+
+    # Units never shipped: the commitment is released.
+    RELEASE = "release"
+    # Units shipped and sent back into sellable stock.
+    RETURN = "return"
+    # Money back only (or units not restocked): no stock moves.
+    NONE = "none"
+
+
+@dataclass(frozen=True)
+class MessageLine:
+    # Unique within the message (Shopify: the line item id); part of idempotency keys.
+    reference: str
+    quantity: int
+    # Every identifier the platform gave for the line: variant_id, sku, inventory_item_id...
+    # Ingest tries them against listings in the connector's ``identifier_order``.
+    identifiers: Mapping[str, str]
+    # Refunds and returns: what the line does to stock.
+    stock_effect: StockEffect = StockEffect.NONE
+
+
+@dataclass(frozen=True)
+class WebhookMessage:
+    kind: MessageKind
+    # The order (or inventory item) this is about; the ledger's external reference.
+    reference: str
+    lines: Sequence[MessageLine] = ()
+    occurred_at: dt.datetime | None = None
+    # Refunds: the refund id, so two refunds of one order are two events.
+    sub_reference: str = ""
+
+
+class WebhookParseError(ValueError):
+    """A correctly signed body that cannot be understood: quarantined, never dropped."""
+
+
+@dataclass(frozen=True)
+class WebhookEnvelope:
+    """What the receiver needs before parsing: the topic and the dedupe key."""
+
+    topic: str
+    dedupe_key: str

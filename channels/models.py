@@ -341,6 +341,8 @@ class PushAttempt(models.Model):
         FAILED = "failed", "Failed (channel error)"
         THROTTLED = "throttled", "Throttled"
         SHADOW = "shadow", "Shadow (not sent)"
+        # An asynchronous write the channel accepted; applied (or not) later.
+        SUBMITTED = "submitted", "Submitted (accepted, not applied yet)"
 
     channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="push_attempts")
     listing = models.ForeignKey(Listing, on_delete=models.CASCADE, related_name="push_attempts")
@@ -367,6 +369,35 @@ class PushAttempt(models.Model):
 
     def __str__(self) -> str:
         return f"{self.target_quantity} to listing {self.listing_id}: {self.outcome}"
+
+
+class SubmittedWrite(models.Model):
+    """A write the channel accepted but has not applied yet (an item of a feed or a job).
+
+    Only platforms with asynchronous writes have these. One per listing: a newer submission
+    replaces the older. While it waits the listing is not drift (reconciliation skips it);
+    ``channels.pipeline.push.settle_submissions`` asks the channel how it ended.
+    """
+
+    listing = models.OneToOneField(
+        Listing, primary_key=True, on_delete=models.CASCADE, related_name="submitted_write"
+    )
+    channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="submitted_writes")
+    # The platform's handle (feed id, job id) to ask about the outcome.
+    submission_id = models.CharField(max_length=255)
+    quantity = models.IntegerField()
+    # The first change the write carries, for the latency to "applied".
+    change_at = models.DateTimeField()
+    submitted_at = models.DateTimeField()
+    attempt_number = models.PositiveIntegerField(default=1)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["channel", "submitted_at"], name="submittedwrite_channel_age")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.quantity} to listing {self.listing_id} in {self.submission_id}"
 
 
 class DeadLetter(models.Model):

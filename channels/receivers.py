@@ -6,13 +6,12 @@ affected listings a push, in the transaction of the edit.
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 from django.db import transaction
 
 from channels.models import BufferRule, Channel, Listing
-from channels.pipeline import outbox
+from channels.pipeline import outbox, workers
 
 
 def on_buffer_rule_changed(sender: Any, instance: BufferRule, **kwargs: Any) -> None:
@@ -33,7 +32,7 @@ def on_listing_saved(sender: Any, instance: Listing, **kwargs: Any) -> None:
 def on_channel_saved(sender: Any, instance: Channel, created: bool, **kwargs: Any) -> None:
     if created:
         channel_id = instance.pk
-        transaction.on_commit(lambda: _announce_push_queue(channel_id), robust=True)
+        transaction.on_commit(lambda: workers.announce_push_queue(channel_id), robust=True)
     else:
         # Mode, threshold or locations may have changed: every listing is owed a push.
         outbox.mark_channel_owed(channel=instance)
@@ -42,17 +41,6 @@ def on_channel_saved(sender: Any, instance: Channel, created: bool, **kwargs: An
 def on_channel_locations_changed(sender: Any, instance: Any, action: str, **kwargs: Any) -> None:
     if action in {"post_add", "post_remove", "post_clear"} and isinstance(instance, Channel):
         outbox.mark_channel_owed(channel=instance)
-
-
-def _announce_push_queue(channel_id: int) -> None:
-    from channels.pipeline.enqueue import push_queue_name
-    from nventory.celery import app
-
-    # A broker that is down only delays this: a worker started later picks the queue up.
-    with contextlib.suppress(Exception):
-        app.control.broadcast(
-            "consume_push_queue", arguments={"queue": push_queue_name(channel_id)}, reply=False
-        )
 
 
 def on_bom_changed(sender: Any, bundle_ids: frozenset[int], **kwargs: Any) -> None:

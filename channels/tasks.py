@@ -9,7 +9,16 @@ from celery import Task, shared_task
 from django.db import OperationalError
 
 from channels import services
-from channels.pipeline import enqueue, ingest, push, ratelimit
+
+# Imported for its worker hooks (consuming every channel's push queue), which must be in
+# place in every worker process; tasks are what a worker loads.
+from channels.pipeline import (
+    enqueue,
+    ingest,
+    push,
+    ratelimit,
+    workers,  # noqa: F401
+)
 
 
 @shared_task(name=enqueue.PUSH_CHANNEL_TASK)
@@ -17,6 +26,11 @@ def push_channel(channel_id: int) -> None:
     # From here on, a new change must queue a new run: this one may have claimed already.
     ratelimit.release_wake(channel_id=channel_id)
     push.push_owed(channel_id=channel_id)
+
+
+@shared_task(name=enqueue.SETTLE_SUBMISSIONS_TASK)
+def settle_submissions(channel_id: int) -> int:
+    return push.settle_submissions(channel_id=channel_id)
 
 
 @shared_task(name=enqueue.PROCESS_NEW_WEBHOOKS_TASK)
@@ -57,6 +71,12 @@ def process_webhook(self: Task, receipt_id: int) -> None:
 @shared_task(name="channels.sweep_outbox")
 def sweep_outbox() -> int:
     return services.sweep_outbox()
+
+
+# Scheduled every 60 s by migration 0019: settlements a lost broker message left behind.
+@shared_task(name="channels.sweep_submitted_writes")
+def sweep_submitted_writes() -> int:
+    return push.sweep_submitted_writes()
 
 
 # Scheduled every 30 s by migration 0006: receipts whose processing was lost or failed.

@@ -8,7 +8,8 @@ A poll reads each channel's quantities in bulk through its connector (chunks of
 figure. A shadow channel is compared and never written.
 
 Not drift: a mismatch on a listing that owes a push (a ``PendingPush`` row: the push is
-due or in flight) or whose push was acknowledged after the channel was read.
+due or in flight), whose asynchronous write the channel accepted and has not applied yet
+(a ``SubmittedWrite``), or whose push was acknowledged after the channel was read.
 
 Probable cause, from the evidence, first match wins:
 
@@ -345,11 +346,13 @@ def _previous_streaks(run: ReconciliationRun) -> dict[int, int]:
 
 
 _EVIDENCE_SQL = """
-SELECT listing.id, COALESCE(sku.category, ''), pending.id IS NOT NULL,
+SELECT listing.id, COALESCE(sku.category, ''),
+       pending.id IS NOT NULL OR submitted.listing_id IS NOT NULL,
        state.last_pushed_quantity, state.last_pushed_at, state.expected_channel_quantity
   FROM channels_listing AS listing
   LEFT JOIN inventory_sku AS sku ON sku.id = listing.sku_id
   LEFT JOIN channels_pendingpush AS pending ON pending.listing_id = listing.id
+  LEFT JOIN channels_submittedwrite AS submitted ON submitted.listing_id = listing.id
   LEFT JOIN channels_listingsyncstate AS state ON state.listing_id = listing.id
  WHERE listing.id = ANY(%(ids)s)
 """

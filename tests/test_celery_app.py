@@ -2,7 +2,7 @@
 
 import pytest
 
-from nventory.celery import takes_pushes
+from channels.pipeline.workers import takes_pushes
 
 
 def test_a_worker_consuming_the_push_marker_queue_pushes():

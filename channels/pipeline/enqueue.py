@@ -17,6 +17,7 @@ from nventory.celery import app
 PUSH_CHANNEL_TASK = "channels.push_channel"
 PROCESS_NEW_WEBHOOKS_TASK = "channels.process_new_webhooks"
 PROCESS_WEBHOOK_TASK = "channels.process_webhook"
+SETTLE_SUBMISSIONS_TASK = "channels.settle_submissions"
 WEBHOOKS_QUEUE = "webhooks"
 
 
@@ -47,6 +48,19 @@ def wake_pushers(*, channel_ids: Iterable[int]) -> None:
 def _queue_push_run(channel_id: int, countdown: float) -> None:
     app.send_task(
         PUSH_CHANNEL_TASK,
+        kwargs={"channel_id": channel_id},
+        queue=push_queue_name(channel_id),
+        countdown=countdown,
+    )
+
+
+def enqueue_settlement(*, channel_id: int, countdown: float) -> None:
+    """Ask about the channel's asynchronous writes after ``countdown`` seconds.
+
+    On the channel's push queue: settling is part of its pushing, and waits behind it.
+    """
+    app.send_task(
+        SETTLE_SUBMISSIONS_TASK,
         kwargs={"channel_id": channel_id},
         queue=push_queue_name(channel_id),
         countdown=countdown,

@@ -37,17 +37,25 @@ from django.utils import timezone
 from channels.buffers import BufferRuleValues, listed_quantity
 from channels.connectors.base import ChannelError, ChannelThrottled, Connector
 from channels.connectors.registry import get_connector
-from channels.connectors.types import ItemResult, ItemStatus, ListingRef, QuantityUpdate
+from channels.connectors.types import (
+    ItemResult,
+    ItemStatus,
+    ListingRef,
+    QuantityUpdate,
+    SubmissionRef,
+)
 from channels.models import (
     UNEXPLAINED_MOVES_WAIT_S,
     Channel,
     DeadLetter,
     DriftRecord,
     Listing,
+    ListingSyncState,
     PendingPush,
     PushAttempt,
+    SubmittedWrite,
 )
-from channels.pipeline import breaker, enqueue, ratelimit
+from channels.pipeline import breaker, enqueue, outbox, ratelimit
 
 logger = logging.getLogger(__name__)
 
@@ -516,7 +524,9 @@ def _send(
     stale = [r for r in results if r.status == ItemStatus.STALE]
     if stale:
         results = _overwrite_drift(channel, connector, by_listing, results, stale, sent_at)
-    return _settle_results(channel, by_listing, results, sent_at, count_races=count_races)
+    return _settle_results(
+        channel, connector, by_listing, results, sent_at, count_races=count_races
+    )
 
 
 # What the channel was expected to hold is what we compared against plus the moves of its
@@ -608,6 +618,7 @@ def _record_drift(channel: Channel, claims: Sequence[_Claim]) -> None:
 
 def _settle_results(
     channel: Channel,
+    connector: Connector,
     by_listing: dict[int, _Claim],
     results: list[ItemResult],
     sent_at: dt.datetime,
@@ -628,10 +639,13 @@ def _settle_results(
     failed = [
         (by_listing[r.listing_id], r.error or str(r.status))
         for r in results
-        if r.status not in (ItemStatus.APPLIED, ItemStatus.STALE)
+        if r.status not in (ItemStatus.APPLIED, ItemStatus.STALE, ItemStatus.PENDING)
     ]
+    submitted = [(by_listing[r.listing_id], r) for r in results if r.status == ItemStatus.PENDING]
     refused = {r.listing_id for r in results if r.status == ItemStatus.REJECTED}
     changed_in_flight = _remember_applied(channel, applied, sent_at, acked_at) if applied else 0
+    if submitted:
+        changed_in_flight += _remember_submitted(channel, connector, submitted, sent_at)
     _record_drift(channel, [claim for claim, _ in raced + failed])
     for claim, error in raced:
         _record_attempts(channel, [claim], sent_at, PushAttempt.Outcome.STALE, error)
@@ -657,6 +671,143 @@ def _settle_results(
         # Items that still have tries left come back after their backoff, via the queue.
         enqueue.enqueue_push(channel_id=channel.pk, countdown=min(pending_delays))
     return _BatchOutcome(changed_in_flight=changed_in_flight, raced=len(raced))
+
+
+def _remember_submitted(
+    channel: Channel,
+    connector: Connector,
+    submitted: Sequence[tuple[_Claim, ItemResult]],
+    sent_at: dt.datetime,
+) -> int:
+    """Items an asynchronous write accepted: owed no more, waiting to be settled.
+
+    The outbox rows go (unless changed meanwhile: those stay owed, as after a write that
+    applied); what the channel holds is known only once ``settle_submissions`` hears the
+    outcome, so the sync state is left alone. How many changed in flight.
+    """
+    with transaction.atomic():
+        for claim, result in submitted:
+            SubmittedWrite.objects.update_or_create(
+                listing_id=claim.listing.pk,
+                defaults={
+                    "channel_id": channel.pk,
+                    "submission_id": result.submission_id,
+                    "quantity": claim.target,
+                    "change_at": claim.first_change_at,
+                    "submitted_at": sent_at,
+                    "attempt_number": claim.attempts + 1,
+                },
+            )
+        claims = [claim for claim, _ in submitted]
+        _record_attempts(channel, claims, sent_at, PushAttempt.Outcome.SUBMITTED, "")
+        changed_in_flight = _finish(claims)
+    enqueue.enqueue_settlement(
+        channel_id=channel.pk, countdown=connector.submission_poll_interval_s
+    )
+    return changed_in_flight
+
+
+def settle_submissions(*, channel_id: int) -> int:
+    """Ask the channel how its waiting submissions ended, and settle those that did.
+
+    Applied: remembered as pushed and expected (the latency runs to "applied"). Refused:
+    a dead letter. Failed, may succeed again: the listing is owed a fresh push, with the
+    master's figure of that moment (the write is absolute). Still pending: asked again
+    after the connector's poll interval. How many were settled.
+    """
+    channel = Channel.objects.filter(pk=channel_id).first()
+    if channel is None:
+        return 0
+    waiting = list(SubmittedWrite.objects.filter(channel_id=channel_id).select_related("listing"))
+    if not waiting:
+        return 0
+    connector = get_connector(channel)
+    try:
+        outcomes = connector.read_submissions(
+            [
+                SubmissionRef(
+                    listing_id=write.listing_id,
+                    submission_id=write.submission_id,
+                    external_id=write.listing.external_id,
+                    quantity=write.quantity,
+                )
+                for write in waiting
+            ]
+        )
+    except ChannelError as error:
+        logger.info("cannot read submissions of %s yet: %s", channel.slug, error)
+        outcomes = []
+    by_listing = {outcome.listing_id: outcome for outcome in outcomes}
+    settled = 0
+    for write in waiting:
+        outcome = by_listing.get(write.listing_id)
+        if outcome is not None and outcome.status != ItemStatus.PENDING:
+            settled += _settle_submission(channel, write, outcome)
+    if SubmittedWrite.objects.filter(channel_id=channel_id).exists():
+        enqueue.enqueue_settlement(
+            channel_id=channel_id, countdown=connector.submission_poll_interval_s
+        )
+    return settled
+
+
+def sweep_submitted_writes(*, older_than_s: float = 60) -> int:
+    """Wake the settlement of every channel with a write waiting longer than that; how many.
+
+    The net under the settlement each submission schedules (a lost broker message).
+    """
+    cutoff = timezone.now() - dt.timedelta(seconds=older_than_s)
+    channel_ids = set(
+        SubmittedWrite.objects.filter(submitted_at__lt=cutoff)
+        .values_list("channel_id", flat=True)
+        .distinct()
+    )
+    for channel_id in channel_ids:
+        enqueue.enqueue_settlement(channel_id=channel_id, countdown=0)
+    return len(channel_ids)
+
+
+@transaction.atomic
+def _settle_submission(channel: Channel, write: SubmittedWrite, outcome: ItemResult) -> int:
+    """Settle one item, unless a newer submission replaced it meanwhile (then 0)."""
+    current = (
+        SubmittedWrite.objects.select_for_update()
+        .filter(listing_id=write.listing_id, submission_id=write.submission_id)
+        .first()
+    )
+    if current is None:
+        return 0
+    now = timezone.now()
+    if outcome.status == ItemStatus.APPLIED:
+        ListingSyncState.objects.update_or_create(
+            listing_id=current.listing_id,
+            defaults={
+                "last_pushed_quantity": current.quantity,
+                "last_pushed_at": now,
+                "expected_channel_quantity": current.quantity,
+            },
+        )
+        PushAttempt.objects.create(
+            channel=channel,
+            listing_id=current.listing_id,
+            target_quantity=current.quantity,
+            outcome=PushAttempt.Outcome.APPLIED,
+            attempt_number=current.attempt_number,
+            change_at=current.change_at,
+            sent_at=current.submitted_at,
+            acked_at=now,
+            latency_ms=(now - current.change_at).total_seconds() * 1000,
+        )
+    elif outcome.status == ItemStatus.REJECTED:
+        DeadLetter.objects.create(
+            channel=channel,
+            listing_id=current.listing_id,
+            target_quantity=current.quantity,
+            attempts=[{"at": now.isoformat(), "error": outcome.error[:2000]}],
+        )
+    else:
+        outbox.mark_listings_owed(listing_ids=[current.listing_id])
+    current.delete()
+    return 1
 
 
 def _hold(claims: Sequence[_Claim], *, seconds: float) -> None:
@@ -752,9 +903,16 @@ def _fail(
     final: bool = False,
 ) -> float | None:
     """Count a failed attempt; dead-letter what has no tries left (or, ``final``, no use
-    for them). The next try's delay."""
+    for them). The next try's delay.
+
+    The claims of one failed call come back together, after one delay: sent again as the
+    same batch, they carry the same batch idempotency key, so a call that timed out after
+    the platform applied it is answered from the platform's record, not applied again.
+    """
     now = timezone.now()
     delays = []
+    most_attempts = max((claim.attempts for claim in claims), default=0) + 1
+    batch_delay = max(retry_delay_s(channel=channel, attempts=most_attempts), at_least_s or 0)
     with transaction.atomic():
         for claim in claims:
             attempts = claim.attempts + 1
@@ -762,7 +920,7 @@ def _fail(
             if final or attempts >= channel.max_push_attempts:
                 _dead_letter(channel, claim, errors)
                 continue
-            delay = max(retry_delay_s(channel=channel, attempts=attempts), at_least_s or 0)
+            delay = batch_delay
             delays.append(delay)
             PendingPush.objects.filter(pk=claim.pending_id).update(
                 attempts=attempts,

@@ -1,0 +1,205 @@
+"""Platform drivers for the connector contract suite: one per registered connector.
+
+A driver opens a channel on its platform's simulator (a tenant, its items, the Channel
+row and its listings), reads what the simulator holds, injects the simulator's faults and
+places orders there. The contract tests speak only to drivers, so a platform joins the
+suite by adding its driver to ``DRIVERS``.
+"""
+
+from __future__ import annotations
+
+import abc
+import itertools
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import requests
+from django.urls import reverse
+
+from channels.models import Channel, Listing
+from channels.pipeline import ratelimit
+from inventory.models import Location, Sku
+from tests import factories
+from tests.channels.conftest import ShopifySimulatorClient
+
+_tenants = itertools.count(1)
+
+
+@dataclass
+class OpenChannel:
+    channel: Channel
+    location: Location
+    listings: list[Listing]
+    tenant: str
+    webhook_url: str
+
+
+def webhook_url_for(receiver_url: str, *, platform: str, slug: str) -> str:
+    """The channel's webhook URL on a running nventory ("" when none runs)."""
+    if not receiver_url:
+        return ""
+    path = reverse(
+        "channels_webhooks:receive", kwargs={"platform": platform, "channel_slug": slug}
+    )
+    return f"{receiver_url}{path}"
+
+
+class PlatformDriver(abc.ABC):
+    platform: str
+
+    @abc.abstractmethod
+    def open_channel(
+        self, *, skus: Sequence[Sku], location: Location, receiver_url: str = ""
+    ) -> OpenChannel:
+        """A tenant on the simulator holding one item per SKU (at 0), the channel bound to it
+        (active, selling from ``location``) and one listing per SKU; with ``receiver_url``
+        (a running nventory), the platform sends the channel's webhooks there."""
+
+    @abc.abstractmethod
+    def quantity_on_channel(self, opened: OpenChannel, listing: Listing) -> int | None:
+        """What the simulator itself holds for the listing's item (its control API)."""
+
+    @abc.abstractmethod
+    def writes_applied(self, opened: OpenChannel, listing: Listing) -> int:
+        """How many writes the simulator applied to the listing's item."""
+
+    @abc.abstractmethod
+    def fail_next_call(self, opened: OpenChannel, *, status: int = 503) -> None: ...
+
+    @abc.abstractmethod
+    def throttle_next_call(self, opened: OpenChannel) -> None: ...
+
+    @abc.abstractmethod
+    def time_out_next_call_after_applying(self, opened: OpenChannel) -> None:
+        """The next write is applied, and answered only after the client gave up."""
+
+    @abc.abstractmethod
+    def add_listing_the_platform_lacks(self, opened: OpenChannel, sku: Sku) -> Listing: ...
+
+    @abc.abstractmethod
+    def place_order(
+        self, opened: OpenChannel, listing: Listing, quantity: int, *, duplicates: int = 0
+    ) -> str:
+        """An order on the platform, delivered to the channel's webhook URL (with
+        ``duplicates`` extra deliveries); the order's reference as the ledger keeps it."""
+
+    def settle_submissions_on_the_platform(self, opened: OpenChannel) -> None:
+        """ASYNC_WRITES: let the platform apply what it accepted."""
+        raise NotImplementedError(f"{self.platform} has no asynchronous writes.")
+
+    @abc.abstractmethod
+    def deliver_forged(self, opened: OpenChannel) -> int:
+        """Send the webhook URL a delivery signed with the wrong secret; the HTTP status."""
+
+
+class ShopifyDriver(PlatformDriver):
+    platform = Channel.Platform.SHOPIFY
+
+    def __init__(self, simulator: ShopifySimulatorClient) -> None:
+        self.simulator = simulator
+
+    def open_channel(
+        self, *, skus: Sequence[Sku], location: Location, receiver_url: str = ""
+    ) -> OpenChannel:
+        tenant = f"contract-{next(_tenants)}-{time.monotonic_ns()}"
+        webhook_url = webhook_url_for(receiver_url, platform=self.platform, slug=tenant)
+        secret = f"whsec-{tenant}"
+        self.simulator.create_shop(
+            tenant,
+            location_id=1,
+            webhook_url=webhook_url or "http://127.0.0.1:9/",
+            webhook_secret=secret,
+            webhook_retry_base_s=0.05,
+        )
+        item_ids = [5000 + index for index in range(len(skus))]
+        self.simulator.add_items(
+            tenant,
+            [
+                {"inventory_item_id": item, "variant_id": item + 1000, "sku": sku.code}
+                for item, sku in zip(item_ids, skus, strict=True)
+            ],
+        )
+        channel = factories.make_channel(
+            locations=[location],
+            slug=tenant,
+            mode=Channel.Mode.ACTIVE,
+            api_base_url=self.simulator.shop_url(tenant),
+            credentials={"access_token": f"shpat_{tenant}"},
+            webhook_secret=secret,
+            rate_limit_per_s=1000,
+            platform_settings={"location_id": 1, "retry_base_s": 0.01, "timeout_s": 0.5},
+        )
+        ratelimit.reset(channel_id=channel.pk)
+        listings = [
+            Listing.objects.create(
+                channel=channel,
+                sku=sku,
+                external_id=str(item),
+                external_sku=sku.code,
+                extra_identifiers={"variant_id": str(item + 1000)},
+            )
+            for item, sku in zip(item_ids, skus, strict=True)
+        ]
+        return OpenChannel(
+            channel=channel,
+            location=location,
+            listings=listings,
+            tenant=tenant,
+            webhook_url=webhook_url,
+        )
+
+    def quantity_on_channel(self, opened: OpenChannel, listing: Listing) -> int | None:
+        item = self.simulator.items(opened.tenant).get(int(listing.external_id))
+        return None if item is None else int(item["available"])
+
+    def writes_applied(self, opened: OpenChannel, listing: Listing) -> int:
+        item_id = int(listing.external_id)
+        return sum(
+            1
+            for change in self.simulator.changes(opened.tenant)
+            if change["inventory_item_id"] == item_id and change["source"] == "api"
+        )
+
+    def fail_next_call(self, opened: OpenChannel, *, status: int = 503) -> None:
+        self.simulator.faults(opened.tenant, fail_next=1, fail_status=status)
+
+    def throttle_next_call(self, opened: OpenChannel) -> None:
+        self.simulator.faults(opened.tenant, throttle_next=1)
+
+    def time_out_next_call_after_applying(self, opened: OpenChannel) -> None:
+        # The channel's read timeout is 0.5 s.
+        self.simulator.faults(opened.tenant, timeout_next=1, timeout_s=1.5)
+
+    def add_listing_the_platform_lacks(self, opened: OpenChannel, sku: Sku) -> Listing:
+        return Listing.objects.create(
+            channel=opened.channel,
+            sku=sku,
+            external_id="999999",
+            extra_identifiers={"variant_id": "1999999"},
+        )
+
+    def place_order(
+        self, opened: OpenChannel, listing: Listing, quantity: int, *, duplicates: int = 0
+    ) -> str:
+        variant_id = int(str(listing.extra_identifiers["variant_id"]))
+        answer = self.simulator.place_order(
+            opened.tenant,
+            [{"variant_id": variant_id, "quantity": quantity}],
+            duplicates=duplicates,
+        )
+        return str(answer["order_id"])
+
+    def deliver_forged(self, opened: OpenChannel) -> int:
+        response = requests.post(
+            opened.webhook_url,
+            data=b'{"id": 1, "line_items": []}',
+            headers={
+                "Content-Type": "application/json",
+                "X-Shopify-Topic": "orders/create",
+                "X-Shopify-Webhook-Id": "forged-1",
+                "X-Shopify-Hmac-Sha256": "bm90IHRoZSBzaWduYXR1cmU=",
+            },
+            timeout=10,
+        )
+        return response.status_code

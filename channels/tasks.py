@@ -17,6 +17,7 @@ from channels.pipeline import (
     ingest,
     push,
     ratelimit,
+    receive,
     workers,  # noqa: F401
 )
 
@@ -71,6 +72,17 @@ def process_webhook(self: Task, receipt_id: int) -> None:
 @shared_task(name="channels.sweep_outbox")
 def sweep_outbox() -> int:
     return services.sweep_outbox()
+
+
+@shared_task(name=enqueue.PULL_NOTIFICATIONS_TASK)
+def pull_notifications(channel_id: int) -> int:
+    return receive.pull_notifications(channel_id=channel_id)
+
+
+# Scheduled every 10 s by migration 0020: platforms whose events wait on a queue.
+@shared_task(name="channels.wake_notification_pulls")
+def wake_notification_pulls() -> int:
+    return receive.wake_notification_pulls()
 
 
 # Scheduled every 60 s by migration 0019: settlements a lost broker message left behind.

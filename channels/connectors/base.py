@@ -28,6 +28,7 @@ from channels.connectors.types import (
     ItemStatus,
     ListingRef,
     MessageLine,
+    PulledNotification,
     QuantityUpdate,
     SubmissionRef,
     WebhookEnvelope,
@@ -92,6 +93,8 @@ class Connector:
     kept_headers: ClassVar[tuple[str, ...]] = ("content-type",)
     # ASYNC_WRITES: how long after a submission its outcome is first asked for.
     submission_poll_interval_s: ClassVar[float] = 30.0
+    # QUEUE_NOTIFICATIONS: most messages one pull takes.
+    max_notifications_per_pull: ClassVar[int] = 10
 
     def __init__(self, channel: Channel) -> None:
         self.channel = channel
@@ -241,6 +244,15 @@ class Connector:
             for name, value in headers.items()
             if name.lower() in exact or (prefixes and name.lower().startswith(prefixes))
         }
+
+    def pull_notifications(self, *, max_messages: int) -> list[PulledNotification]:
+        """QUEUE_NOTIFICATIONS: up to ``max_messages`` messages waiting on the queue; they
+        come back unless acknowledged."""
+        raise UnsupportedCapability(self, Capability.QUEUE_NOTIFICATIONS)
+
+    def acknowledge_notifications(self, receipt_handles: Sequence[str]) -> None:
+        """QUEUE_NOTIFICATIONS: the messages are stored; the queue may forget them."""
+        raise UnsupportedCapability(self, Capability.QUEUE_NOTIFICATIONS)
 
     def fetch_order(self, reference: str) -> WebhookMessage:
         """ORDER_LOOKUP: the order with its lines, for a notification that named it only."""

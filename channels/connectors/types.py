@@ -148,3 +148,16 @@ class WebhookEnvelope:
 
     topic: str
     dedupe_key: str
+
+
+@dataclass(frozen=True)
+class PulledNotification:
+    """One message taken from a platform's notification queue (QUEUE_NOTIFICATIONS)."""
+
+    topic: str
+    # The platform's own message id: a message delivered twice is stored once.
+    dedupe_key: str
+    body: bytes
+    # Given back to the queue once the message is stored, so it is not delivered again.
+    receipt_handle: str
+    headers: Mapping[str, str] = field(default_factory=dict)

@@ -12,6 +12,7 @@ order already did (committed, released) cannot race between two workers.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import itertools
@@ -28,6 +29,7 @@ from channels import selectors
 from channels.connectors.base import Connector
 from channels.connectors.registry import get_connector
 from channels.connectors.types import (
+    Capability,
     ListingRef,
     MessageKind,
     MessageLine,
@@ -55,6 +57,10 @@ logger = logging.getLogger(__name__)
 MAX_RECEIPT_ATTEMPTS = 5
 
 _PENDING = (WebhookReceipt.Status.RECEIVED, WebhookReceipt.Status.FAILED)
+
+_ORDER_KINDS = frozenset(
+    {MessageKind.ORDER_PLACED, MessageKind.ORDER_CANCELLED, MessageKind.REFUND}
+)
 
 
 # A try is counted before it starts, in its own transaction, so a receipt that kills its
@@ -281,6 +287,17 @@ def _apply_receipt(receipt: WebhookReceipt) -> str:
     message = connector.parse_webhook(receipt.topic, bytes(receipt.body))
     if message.kind == MessageKind.IGNORED:
         return WebhookReceipt.Status.IGNORED
+    if (
+        not message.lines
+        and message.kind in _ORDER_KINDS
+        and connector.has(Capability.ORDER_LOOKUP)
+    ):
+        # The notification named the order only. Fetched with the receipt locked, before
+        # any stock row is: a platform that does not answer fails the receipt for a retry.
+        fetched = connector.fetch_order(message.reference)
+        message = dataclasses.replace(
+            message, lines=fetched.lines, occurred_at=message.occurred_at or fetched.occurred_at
+        )
     ingest = _Ingest(receipt=receipt, channel=channel, connector=connector, message=message)
     if message.kind == MessageKind.INVENTORY_CHANGED:
         _apply_inventory_change(ingest)

@@ -22,8 +22,8 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from channels.connectors.base import Connector
-from channels.connectors.registry import get_connector
-from channels.connectors.types import WebhookParseError
+from channels.connectors.registry import connector_class_for, get_connector
+from channels.connectors.types import Capability, WebhookParseError
 from channels.models import Channel, WebhookReceipt
 from channels.pipeline import enqueue
 
@@ -134,6 +134,54 @@ def record_receipt(
 
 def _enqueue_processing(receipt_id: int) -> None:
     enqueue.enqueue_webhook_processing(receipt_id)
+
+
+def pull_notifications(*, channel_id: int) -> int:
+    """Store what waits on the channel's notification queue, then acknowledge it; how many
+    messages were new.
+
+    Acknowledged only once stored (committed): a message lost between the two comes back
+    from the queue and is stored once, by its dedupe key.
+    """
+    channel = Channel.objects.filter(pk=channel_id).first()
+    if channel is None or channel.mode == Channel.Mode.PAUSED:
+        return 0
+    connector = get_connector(channel)
+    if not connector.has(Capability.QUEUE_NOTIFICATIONS):
+        return 0
+    stored = 0
+    while True:
+        pulled = connector.pull_notifications(max_messages=connector.max_notifications_per_pull)
+        if not pulled:
+            return stored
+        with transaction.atomic():
+            for notification in pulled:
+                stored += (
+                    record_receipt(
+                        channel_id=channel.pk,
+                        topic=notification.topic,
+                        dedupe_key=notification.dedupe_key,
+                        headers=notification.headers,
+                        body=notification.body,
+                    )
+                    is not None
+                )
+        connector.acknowledge_notifications([n.receipt_handle for n in pulled])
+        if len(pulled) < connector.max_notifications_per_pull:
+            return stored
+
+
+def wake_notification_pulls() -> int:
+    """Queue a pull for every unpaused channel whose platform sends its events through a
+    queue; how many."""
+    channel_ids = [
+        channel.pk
+        for channel in Channel.objects.exclude(mode=Channel.Mode.PAUSED)
+        if connector_class_for(channel.platform).capabilities & {Capability.QUEUE_NOTIFICATIONS}
+    ]
+    for channel_id in channel_ids:
+        enqueue.enqueue_notification_pull(channel_id=channel_id)
+    return len(channel_ids)
 
 
 @csrf_exempt

@@ -472,7 +472,13 @@ class WebhookReceipt(models.Model):
         PROCESSED = "processed", "Processed"
         IGNORED = "ignored", "Ignored (topic not used)"
         QUARANTINED = "quarantined", "Quarantined (signed but unparseable)"
-        FAILED = "failed", "Failed (will retry)"
+        FAILED = "failed", "Failed (tried again by the sweep while tries remain)"
+        # A cancellation or refund that came before its order: applied when the order
+        # comes, if it comes by ``awaited_until``.
+        AWAITING_ORDER = "awaiting_order", "Waiting for its order"
+        # Its order never came within the platform's redelivery window: nothing applied,
+        # for an operator to look into.
+        ORDER_NEVER_CAME = "order_missing", "Its order never came (check it)"
 
     channel = models.ForeignKey(Channel, on_delete=models.PROTECT, related_name="webhooks")
     topic = models.CharField(max_length=128)
@@ -485,6 +491,9 @@ class WebhookReceipt(models.Model):
     error = models.TextField(blank=True)
     attempts = models.PositiveIntegerField(default=0)
     processed_at = models.DateTimeField(null=True, blank=True)
+    # AWAITING_ORDER: the order it is about, and until when that order may still come.
+    awaited_order = models.CharField(max_length=255, blank=True, db_default="")
+    awaited_until = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-received_at"]
@@ -493,7 +502,15 @@ class WebhookReceipt(models.Model):
                 fields=["channel", "dedupe_key"], name="webhook_one_per_delivery"
             ),
         ]
-        indexes = [models.Index(fields=["status", "received_at"], name="webhook_status_time")]
+        indexes = [
+            models.Index(fields=["status", "received_at"], name="webhook_status_time"),
+            # Every order ingested looks for what waits for it: few rows, looked up often.
+            models.Index(
+                fields=["channel", "awaited_order"],
+                name="webhook_awaiting_order",
+                condition=models.Q(status="awaiting_order"),
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.topic} {self.dedupe_key}"
@@ -525,14 +542,20 @@ class OversellIncident(models.Model):
         return f"oversold {self.shortfall} of SKU {self.sku_id} on {self.channel_id}"
 
 
+NO_LISTING = "No listing has these identifiers."
+
+
 class UnmappedLine(models.Model):
-    """An order line whose identifiers match no listing: a gap, shown, never dropped."""
+    """An order line that could not be used: its identifiers match no listing (a gap), or
+    the platform sent something unusable (``reason``). Shown, never dropped; the order's
+    other lines are applied."""
 
     channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="unmapped_lines")
     receipt = models.ForeignKey(WebhookReceipt, on_delete=models.CASCADE, related_name="gaps")
     line_reference = models.CharField(max_length=255)
     identifiers = models.JSONField(default=dict)
     quantity = models.IntegerField()
+    reason = models.CharField(max_length=500, blank=True, default=NO_LISTING)
     created_at = models.DateTimeField(auto_now_add=True)
     resolved_at = models.DateTimeField(null=True, blank=True)
 

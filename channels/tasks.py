@@ -63,9 +63,6 @@ def process_webhook(self: Task, receipt_id: int) -> None:
         # A deadlock or a dropped connection: the receipt is marked failed and is safe to
         # apply again; retry soon rather than wait for the sweep.
         raise self.retry(exc=error, countdown=0.1 * 2**self.request.retries) from error
-    except ingest.OrderNotYetCommitted as error:
-        # Its order's webhook is probably still in the queue: give it a moment.
-        raise self.retry(exc=error, countdown=2.0 * 2**self.request.retries) from error
 
 
 # Scheduled every 10 s by migration 0004; overlapping runs only wake pushers twice.
@@ -95,3 +92,10 @@ def sweep_submitted_writes() -> int:
 @shared_task(name="channels.sweep_webhook_receipts")
 def sweep_webhook_receipts() -> int:
     return ingest.sweep_unprocessed_receipts(older_than_s=30)
+
+
+# Scheduled every 5 minutes by migration 0021: cancellations and refunds whose order never
+# came in its platform's redelivery window.
+@shared_task(name="channels.expire_awaiting_receipts")
+def expire_awaiting_receipts() -> int:
+    return ingest.expire_awaiting_receipts()

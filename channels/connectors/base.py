@@ -93,6 +93,9 @@ class Connector:
     kept_headers: ClassVar[tuple[str, ...]] = ("content-type",)
     # ASYNC_WRITES: how long after a submission its outcome is first asked for.
     submission_poll_interval_s: ClassVar[float] = 30.0
+    # How long after an event the platform may still deliver the order it is about: a
+    # cancellation or refund that comes first waits that long for it.
+    order_redelivery_window_s: ClassVar[float] = 4 * 3600.0
     # QUEUE_NOTIFICATIONS: most messages one pull takes.
     max_notifications_per_pull: ClassVar[int] = 10
 
@@ -242,7 +245,9 @@ class Connector:
         return {
             name: value
             for name, value in headers.items()
-            if name.lower() in exact or (prefixes and name.lower().startswith(prefixes))
+            if (name.lower() in exact or (prefixes and name.lower().startswith(prefixes)))
+            # PostgreSQL cannot store a NUL byte in text: such a header is not kept.
+            and "\x00" not in value
         }
 
     def pull_notifications(self, *, max_messages: int) -> list[PulledNotification]:

@@ -125,6 +125,9 @@ class MessageLine:
     identifiers: Mapping[str, str]
     # Refunds and returns: what the line does to stock.
     stock_effect: StockEffect = StockEffect.NONE
+    # Why the line cannot be used ("" when it can): recorded for an operator, while the
+    # message's other lines are applied.
+    problem: str = ""
 
 
 @dataclass(frozen=True)

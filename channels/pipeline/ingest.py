@@ -38,6 +38,7 @@ from channels.connectors.types import (
     WebhookParseError,
 )
 from channels.models import (
+    NO_LISTING,
     UNEXPLAINED_MOVES_WAIT_S,
     Channel,
     DriftRecord,
@@ -74,14 +75,6 @@ UPDATE channels_webhookreceipt SET attempts = attempts + 1
               FOR UPDATE SKIP LOCKED)
 RETURNING id
 """
-
-
-class OrderNotYetCommitted(Exception):
-    """A cancellation processed before its order: try again later, the order may be queued.
-
-    Webhooks of one order can be processed out of order by concurrent workers. Releasing
-    nothing now would leave the order committed for good once it arrives.
-    """
 
 
 class IngestError(Exception):
@@ -156,8 +149,6 @@ def process_new_receipts(
                 _process_claimed(receipt_id)
             except OperationalError:
                 retry(receipt_id, 0.1)
-            except OrderNotYetCommitted:
-                retry(receipt_id, 2.0)
             except Exception:
                 logger.exception("Webhook receipt %s failed; the sweep tries it again", receipt_id)
     return tried
@@ -200,7 +191,7 @@ def _process_claimed(receipt_id: int) -> None:
 # was applying it has, when it lets go, left it no longer pending.
 _LOCK_RECEIPT_SQL = """
 SELECT channel.*, receipt.topic AS receipt_topic, receipt.body AS receipt_body,
-       receipt.attempts AS receipt_attempts
+       receipt.attempts AS receipt_attempts, receipt.received_at AS receipt_received_at
   FROM channels_webhookreceipt AS receipt
   JOIN channels_channel AS channel ON channel.id = receipt.channel_id
  WHERE receipt.id = %(receipt_id)s AND receipt.status = ANY(%(pending)s)
@@ -225,6 +216,7 @@ def _lock_receipt(receipt_id: int) -> WebhookReceipt | None:
         topic=channel.receipt_topic,  # type: ignore[attr-defined]
         body=channel.receipt_body,  # type: ignore[attr-defined]
         attempts=channel.receipt_attempts,  # type: ignore[attr-defined]
+        received_at=channel.receipt_received_at,  # type: ignore[attr-defined]
     )
 
 
@@ -244,7 +236,7 @@ def _claim_attempt(receipt_id: int) -> bool:
 
 
 def _set_status(receipt_id: int, status: str, *, error: str = "") -> None:
-    finished = status != WebhookReceipt.Status.FAILED
+    finished = status not in (WebhookReceipt.Status.FAILED, WebhookReceipt.Status.AWAITING_ORDER)
     with connection.cursor() as cursor:
         cursor.execute(
             "UPDATE channels_webhookreceipt SET status = %s, error = %s, processed_at = %s "
@@ -282,11 +274,32 @@ class _Ingest:
 
 
 def _apply_receipt(receipt: WebhookReceipt) -> str:
+    """Apply one locked receipt; the status it ends in."""
     channel = receipt.channel
     connector = get_connector(channel)
-    message = connector.parse_webhook(receipt.topic, bytes(receipt.body))
+    message = _parse(connector, receipt)
     if message.kind == MessageKind.IGNORED:
         return WebhookReceipt.Status.IGNORED
+    ingest = _Ingest(receipt=receipt, channel=channel, connector=connector, message=message)
+    if message.kind == MessageKind.INVENTORY_CHANGED:
+        _apply_inventory_change(ingest)
+        return WebhookReceipt.Status.PROCESSED
+    _lock_order(ingest.order_key)
+    return _apply_order_message(ingest)
+
+
+def _parse(connector: Connector, receipt: WebhookReceipt) -> WebhookMessage:
+    """The receipt's message, its lines fetched where the platform sends none.
+
+    Whatever a parser raises on a body it cannot read (deep nesting, a type it did not
+    expect) is a parse error: the receipt is quarantined at once, not tried again.
+    """
+    try:
+        message = connector.parse_webhook(receipt.topic, bytes(receipt.body))
+    except WebhookParseError:
+        raise
+    except (RecursionError, ValueError, TypeError, KeyError, AttributeError) as error:
+        raise WebhookParseError(f"Unreadable body: {type(error).__name__}: {error}") from None
     if (
         not message.lines
         and message.kind in _ORDER_KINDS
@@ -298,20 +311,107 @@ def _apply_receipt(receipt: WebhookReceipt) -> str:
         message = dataclasses.replace(
             message, lines=fetched.lines, occurred_at=message.occurred_at or fetched.occurred_at
         )
-    ingest = _Ingest(receipt=receipt, channel=channel, connector=connector, message=message)
-    if message.kind == MessageKind.INVENTORY_CHANGED:
-        _apply_inventory_change(ingest)
+    return message
+
+
+def _apply_order_message(ingest: _Ingest) -> str:
+    """Apply an order, cancellation or refund under its order's lock; the status it ends in.
+
+    A cancellation or refund of an order the ledger does not hold yet waits for it (the
+    platform may deliver the order later: a connection reset on its first delivery is
+    enough); the order, when it comes, applies what waited for it.
+    """
+    kind = ingest.message.kind
+    if kind == MessageKind.ORDER_PLACED:
+        _apply_order_placed(ingest)
+        _apply_what_awaited(ingest)
+        return WebhookReceipt.Status.PROCESSED
+    if kind not in (MessageKind.ORDER_CANCELLED, MessageKind.REFUND):
+        raise IngestError(f"No handling for message kind {kind!r}.")
+    if not _order_committed(ingest):
+        if not any(_listing_for_line(ingest, line) for line in ingest.message.lines):
+            for line in ingest.message.lines:
+                _record_unmapped(ingest, line)
+            return WebhookReceipt.Status.PROCESSED
+        _await_order(ingest)
+        return WebhookReceipt.Status.AWAITING_ORDER
+    if kind == MessageKind.ORDER_CANCELLED:
+        _apply_order_cancelled(ingest)
     else:
-        _lock_order(ingest.order_key)
-        if message.kind == MessageKind.ORDER_PLACED:
-            _apply_order_placed(ingest)
-        elif message.kind == MessageKind.ORDER_CANCELLED:
-            _apply_order_cancelled(ingest)
-        elif message.kind == MessageKind.REFUND:
-            _apply_refund(ingest)
-        else:
-            raise IngestError(f"No handling for message kind {message.kind!r}.")
+        _apply_refund(ingest)
     return WebhookReceipt.Status.PROCESSED
+
+
+def _order_committed(ingest: _Ingest) -> bool:
+    """Whether any line of the order was committed on this channel."""
+    return InventoryEvent.objects.filter(
+        external_reference=ingest.message.reference,
+        kind=EventKind.ORDER_COMMITTED,
+        idempotency_key__startswith=f"{ingest.order_key}:line:",
+    ).exists()
+
+
+def _await_order(ingest: _Ingest) -> None:
+    WebhookReceipt.objects.filter(pk=ingest.receipt.pk).update(
+        awaited_order=ingest.message.reference,
+        awaited_until=ingest.receipt.received_at
+        + dt.timedelta(seconds=ingest.connector.order_redelivery_window_s),
+    )
+    logger.info(
+        "%s of order %s on %s came before the order: it waits for it",
+        ingest.message.kind,
+        ingest.message.reference,
+        ingest.channel.slug,
+    )
+
+
+def _apply_what_awaited(ingest: _Ingest) -> None:
+    """Apply, in the order they came, the cancellations and refunds that waited for this
+    order (the order's lock is held)."""
+    waiting = (
+        WebhookReceipt.objects.select_for_update()
+        .filter(
+            channel=ingest.channel,
+            status=WebhookReceipt.Status.AWAITING_ORDER,
+            awaited_order=ingest.message.reference,
+        )
+        .order_by("received_at", "pk")
+    )
+    for receipt in waiting:
+        receipt.channel = ingest.channel
+        message = _parse(ingest.connector, receipt)
+        later = _Ingest(
+            receipt=receipt, channel=ingest.channel, connector=ingest.connector, message=message
+        )
+        if message.kind == MessageKind.ORDER_CANCELLED:
+            _apply_order_cancelled(later)
+        else:
+            _apply_refund(later)
+        _set_status(receipt.pk, WebhookReceipt.Status.PROCESSED)
+
+
+def expire_awaiting_receipts() -> int:
+    """Give up on cancellations and refunds whose order never came in the platform's
+    window: shown to operators as such, nothing applied; how many."""
+    expired = list(
+        WebhookReceipt.objects.filter(
+            status=WebhookReceipt.Status.AWAITING_ORDER, awaited_until__lt=timezone.now()
+        ).values_list("pk", "awaited_order", "channel__slug")
+    )
+    for receipt_id, order, channel_slug in expired:
+        logger.warning(
+            "order %s on %s never came: receipt %s applied nothing",
+            order,
+            channel_slug,
+            receipt_id,
+        )
+        _set_status(
+            receipt_id,
+            WebhookReceipt.Status.ORDER_NEVER_CAME,
+            error=f"Order {order} never came within the platform's redelivery window: "
+            "nothing was released. Check the order on the channel.",
+        )
+    return len(expired)
 
 
 def _lock_order(order_key: str) -> None:
@@ -328,6 +428,9 @@ def _lock_order(order_key: str) -> None:
 def _apply_order_placed(ingest: _Ingest) -> None:
     mapped: list[tuple[Listing, MessageLine]] = []
     for line in ingest.message.lines:
+        if line.problem:
+            _record_unmapped(ingest, line)
+            continue
         listing = _listing_for_line(ingest, line)
         if listing is None or listing.sku_id is None:
             _record_unmapped(ingest, line)
@@ -497,16 +600,11 @@ def _apply_order_cancelled(ingest: _Ingest) -> None:
         commit = _event(f"{ingest.line_key(line)}:commit")
         listing = _listing_for_line(ingest, line)
         if commit is None:
-            # A line that maps nowhere is still a gap. A mapped one may have its order
-            # still queued: wait for it while tries remain; on the last, nothing to release
-            # (an order from before the channel was connected, which the ledger never held).
-            if listing is None or listing.sku_id is None:
+            # The order is committed (checked under its lock) but not this line: a line
+            # that could not be used when the order came, or maps nowhere. Nothing to
+            # release; recorded like the order's line was.
+            if listing is None or listing.sku_id is None or line.problem:
                 _record_unmapped(ingest, line)
-            elif ingest.receipt.attempts < MAX_RECEIPT_ATTEMPTS:
-                raise OrderNotYetCommitted(
-                    f"Order {ingest.message.reference} is not committed yet; "
-                    f"try {ingest.receipt.attempts} of {MAX_RECEIPT_ATTEMPTS}."
-                )
             continue
         cancel_key = f"{ingest.line_key(line)}:cancel"
         if _event(cancel_key) is not None:
@@ -782,6 +880,7 @@ def _record_unmapped(ingest: _Ingest, line: MessageLine) -> None:
             "channel": ingest.channel,
             "identifiers": dict(line.identifiers),
             "quantity": line.quantity,
+            "reason": line.problem or NO_LISTING,
         },
     )
 

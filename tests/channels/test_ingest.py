@@ -292,16 +292,26 @@ def test_cancel_in_two_deliveries_releases_once(channel, shirt, shirt_listing, w
     assert level(shirt, warehouse).committed == 4
 
 
-def test_cancel_of_an_order_never_committed_waits_for_it_then_changes_nothing(
+def test_a_cancel_of_an_order_that_never_comes_waits_then_is_shown_and_changes_nothing(
     channel, shirt, shirt_listing
 ):
+    """It waits for the platform's redelivery window (Shopify: 4 h), then is reported as
+    an order that never came, nothing released."""
     receipt_id = store(channel, "orders/cancelled", order(shirt_line(3)))
-    for _ in range(ingest.MAX_RECEIPT_ATTEMPTS - 1):
-        with pytest.raises(ingest.OrderNotYetCommitted):
-            ingest.process_receipt(receipt_id=receipt_id)
-        assert WebhookReceipt.objects.get(pk=receipt_id).status == WebhookReceipt.Status.FAILED
-    ingest.process_receipt(receipt_id=receipt_id)  # the last try: nothing to release
-    assert WebhookReceipt.objects.get(pk=receipt_id).status == WebhookReceipt.Status.PROCESSED
+    ingest.process_receipt(receipt_id=receipt_id)
+    receipt = WebhookReceipt.objects.get(pk=receipt_id)
+    assert receipt.status == WebhookReceipt.Status.AWAITING_ORDER
+    assert receipt.awaited_order == "5678901234"
+    assert receipt.awaited_until is not None and receipt.received_at is not None
+    assert receipt.awaited_until - receipt.received_at == dt.timedelta(hours=4)
+    assert ingest.expire_awaiting_receipts() == 0
+    WebhookReceipt.objects.filter(pk=receipt_id).update(
+        awaited_until=timezone.now() - dt.timedelta(seconds=1)
+    )
+    assert ingest.expire_awaiting_receipts() == 1
+    receipt = WebhookReceipt.objects.get(pk=receipt_id)
+    assert receipt.status == WebhookReceipt.Status.ORDER_NEVER_CAME
+    assert "never came" in receipt.error
     assert not InventoryEvent.objects.filter(kind=EventKind.ORDER_CANCELLED).exists()
 
 
@@ -309,13 +319,12 @@ def test_a_cancel_processed_before_its_order_releases_it_once_the_order_arrives(
     channel, shirt, shirt_listing, warehouse
 ):
     cancel_id = store(channel, "orders/cancelled", order(shirt_line(3)))
-    with pytest.raises(ingest.OrderNotYetCommitted):
-        ingest.process_receipt(receipt_id=cancel_id)
+    ingest.process_receipt(receipt_id=cancel_id)
+    assert WebhookReceipt.objects.get(pk=cancel_id).status == "awaiting_order"
     deliver(channel, "orders/create", order(shirt_line(3)))
-    assert level(shirt, warehouse).committed == 3
-    ingest.process_receipt(receipt_id=cancel_id)  # the retry
     assert WebhookReceipt.objects.get(pk=cancel_id).status == WebhookReceipt.Status.PROCESSED
     assert level(shirt, warehouse).committed == 0
+    assert level(shirt, warehouse).on_hand == 10
 
 
 def test_cancel_reported_as_order_and_as_refund_releases_once(
@@ -724,15 +733,18 @@ def test_an_ingest_run_applies_every_new_receipt_and_leaves_tried_ones(
     assert retried == []
 
 
-def test_an_ingest_run_hands_a_cancellation_ahead_of_its_order_to_a_retry(
+def test_an_ingest_run_leaves_a_cancellation_ahead_of_its_order_waiting_not_retried(
     channel, shirt, shirt_listing
 ):
+    """No retry and its backoff: the cancellation waits for its order, for as long as the
+    platform may still deliver it."""
     cancellation = store(channel, "orders/cancelled", order(shirt_line(1), order_id=2001))
     retried: list[tuple[int, float]] = []
 
     ingest.process_new_receipts(retry=lambda *args: retried.append(args))
 
-    assert retried == [(cancellation, 2.0)]
+    assert retried == []
+    assert WebhookReceipt.objects.get(pk=cancellation).status == "awaiting_order"
 
 
 @pytest.mark.slow

@@ -107,6 +107,8 @@ class ShopifyConnector(Connector):
     listing_field_of_identifier = {"inventory_item_id": "external_id", "sku": "external_sku"}
     # X-Shopify-Topic, -Webhook-Id, -Hmac-Sha256 (to verify again later), -Shop-Domain...
     kept_headers = ("content-type", "x-shopify-")
+    # §1.1: 8 retries over 4 hours.
+    order_redelivery_window_s = 4 * 3600.0
 
     def __init__(self, channel: Channel) -> None:
         super().__init__(channel)

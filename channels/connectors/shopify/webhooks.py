@@ -27,6 +27,9 @@ HMAC_HEADER = "X-Shopify-Hmac-Sha256"
 TOPIC_HEADER = "X-Shopify-Topic"
 # The delivery id: the key for spotting duplicates [CHANNEL_APIS.md §1.1, SH1/SH5].
 WEBHOOK_ID_HEADER = "X-Shopify-Webhook-Id"
+# PostgreSQL's integer, which the ledger's quantities are.
+MAX_QUANTITY = 2**31 - 1
+MAX_IDENTIFIER_LENGTH = 255
 
 # RefundLineItemRestockType [SH17]. "cancel" releases units never fulfilled, "return" puts
 # fulfilled units back on hand; "legacy_restock" predates the split and is read as a return;
@@ -102,11 +105,13 @@ def _parse_order(payload: Mapping[str, Any], kind: MessageKind) -> WebhookMessag
     for index, item in enumerate(items):
         where = f"order {order_id} line_items[{index}]"
         item = _object(item, where=where)
+        identifiers, problem = _line_identifiers(item, ("variant_id", "sku", "product_id"))
         lines.append(
             MessageLine(
                 reference=_id(item, "id", where=where),
                 quantity=_quantity(item, "quantity", where=where),
-                identifiers=_identifiers(item, ("variant_id", "sku", "product_id"), where=where),
+                identifiers=identifiers,
+                problem=problem,
             )
         )
     _unique_references(lines, where=f"order {order_id}")
@@ -147,11 +152,13 @@ def _parse_refund(payload: Mapping[str, Any]) -> WebhookMessage:
         restock_type = item.get("restock_type")
         if restock_type is not None and not isinstance(restock_type, str):
             raise WebhookParseError(f"{where}: restock_type must be a string.")
+        identifiers, problem = _line_identifiers(line_item, ("variant_id", "sku"))
         lines.append(
             MessageLine(
                 reference=line_reference,
                 quantity=_quantity(item, "quantity", where=where),
-                identifiers=_identifiers(line_item, ("variant_id", "sku"), where=where),
+                identifiers=identifiers,
+                problem=problem,
                 stock_effect=STOCK_EFFECT_OF_RESTOCK_TYPE.get(
                     restock_type or "", StockEffect.NONE
                 ),
@@ -222,6 +229,8 @@ def _id(payload: Mapping[str, Any], name: str, *, where: str) -> str:
         if value <= 0:
             raise WebhookParseError(f"{where}: {name} must be positive, got {value}.")
         return str(value)
+    if isinstance(value, str) and "\x00" in value:
+        raise WebhookParseError(f"{where}: {name} contains a NUL byte.")
     if isinstance(value, str) and value.strip() and len(value) <= 255:
         return value.strip()
     if value is None:
@@ -237,24 +246,40 @@ def _quantity(payload: Mapping[str, Any], name: str, *, where: str) -> int:
         )
     if value < 0:
         raise WebhookParseError(f"{where}: {name} must not be negative, got {value}.")
+    if value > MAX_QUANTITY:
+        # The ledger stores quantities as PostgreSQL integers; no real order comes near.
+        raise WebhookParseError(f"{where}: {name} {value} is beyond {MAX_QUANTITY}.")
     return value
 
 
-def _identifiers(
-    payload: Mapping[str, Any], names: tuple[str, ...], *, where: str
-) -> dict[str, str]:
+def _line_identifiers(
+    payload: Mapping[str, Any], names: tuple[str, ...]
+) -> tuple[dict[str, str], str]:
+    """The line's identifiers, and why the line cannot be used ("" when it can).
+
+    A bad identifier spoils its line, not the order: the other lines still commit. Text
+    PostgreSQL cannot store (a NUL byte) is kept with the NUL shown as U+FFFD, for the
+    operator to see.
+    """
     identifiers = {}
+    problems = []
     for name in names:
         value = payload.get(name)
         # A custom line item has no variant, and a variant may have no SKU: absent, not bad.
         if value is None or value == "":
             continue
         if isinstance(value, bool) or not isinstance(value, int | str):
-            raise WebhookParseError(
-                f"{where}: {name} must be a string or a number, got {_type_name(value)}."
-            )
-        identifiers[name] = str(value)
-    return identifiers
+            problems.append(f"{name} must be a string or a number, got {_type_name(value)}")
+            continue
+        text = str(value)
+        if "\x00" in text:
+            problems.append(f"{name} contains a NUL byte, which cannot be stored")
+            text = text.replace("\x00", "\ufffd")
+        if len(text) > MAX_IDENTIFIER_LENGTH:
+            problems.append(f"{name} is longer than {MAX_IDENTIFIER_LENGTH} characters")
+            text = text[:MAX_IDENTIFIER_LENGTH]
+        identifiers[name] = text
+    return identifiers, "; ".join(problems)
 
 
 def _unique_references(lines: list[MessageLine], *, where: str) -> None:

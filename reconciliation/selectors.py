@@ -157,13 +157,6 @@ def channels_in_drift_alert() -> list[ReconciliationRun]:
     )
 
 
-def full_sync_progress() -> list[ReconciliationRun]:
-    """Running full syncs with their progress brought up to date."""
-    from reconciliation import services
-
-    return services.refresh_full_syncs()
-
-
 def discrepancy_history(*, listing_id: int, limit: int = 20) -> QuerySet[Discrepancy]:
     """A listing's discrepancies, newest first: the history behind a repeated flag."""
     return (

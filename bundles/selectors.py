@@ -1,9 +1,7 @@
 """Reads of bills of materials and bundle availability, from the closure table.
 
-A bundle's availability over some locations is ``min(floor(ATS / quantity))`` over its
-leaf components (DESIGN.md, "Listed quantity"). A component oversold (negative ATS)
-counts as 0, so a bundle's availability is never negative; a bundle without lines has
-none. Nothing here writes.
+A bundle's availability is defined once, in ``bundles.rules`` (Python and SQL); these
+read the data it needs and apply it. Nothing here writes.
 """
 
 from __future__ import annotations
@@ -15,25 +13,10 @@ from django.db import connection
 from django.db.models import Exists, F, OuterRef, Prefetch, Q, QuerySet, Sum
 from django.db.models.expressions import RawSQL
 
+from bundles import rules
 from bundles.models import BomLine, BundleComponent
 from inventory.models import Sku, StockLevel
 from nventory.errors import NotFound
-
-
-def _availability_sql(bundle_id_sql: str, *, filter_locations: bool) -> str:
-    """Availability of the bundle whose id is ``bundle_id_sql``; one location-array param
-    when ``filter_locations``. Components without a stock row there have an ATS of 0."""
-    location_filter = "AND s.location_id = ANY(%s::bigint[])" if filter_locations else ""
-    return f"""
-        SELECT COALESCE(MIN(GREATEST(COALESCE(ats.available, 0), 0) / bc.quantity), 0)
-        FROM bundles_bundlecomponent bc
-        CROSS JOIN LATERAL (
-            SELECT SUM(s.on_hand - s.committed - s.reserved) AS available
-            FROM inventory_stocklevel s
-            WHERE s.sku_id = bc.component_id {location_filter}
-        ) ats
-        WHERE bc.bundle_id = {bundle_id_sql}
-    """
 
 
 def availability_expression(*, location_ids: Iterable[int] | None = None) -> RawSQL:
@@ -41,47 +24,32 @@ def availability_expression(*, location_ids: Iterable[int] | None = None) -> Raw
 
     Over ``location_ids``, or over every location when None.
     """
-    filter_locations = location_ids is not None
-    sql = f"({_availability_sql('inventory_sku.id', filter_locations=filter_locations)})"
+    scope = rules.EVERY_LOCATION if location_ids is None else rules.locations_in("%s")
+    sql = f"({rules.bundle_ats_sql(bundle_id='inventory_sku.id', scope=scope)})"
     params = (list(location_ids),) if location_ids is not None else ()
-    # Constant SQL; the locations are a bound parameter.
+    # Raw: the rule's SQL (bundles.rules) has no ORM form; the locations are a bound parameter.
     return RawSQL(sql, params)  # noqa: S611
+
+
+# Raw, as the rule's SQL is (bundles.rules); one bundle, values bound.
+_BUNDLE_AVAILABLE_SQL = rules.bundle_ats_sql(
+    bundle_id="%(bundle_id)s", scope=rules.locations_in("%(location_ids)s")
+)
+_BUNDLE_AVAILABLE_ANYWHERE_SQL = rules.bundle_ats_sql(
+    bundle_id="%(bundle_id)s", scope=rules.EVERY_LOCATION
+)
 
 
 def bundle_available(*, bundle_id: int, location_ids: Iterable[int] | None) -> int:
     """Bundles that can be made from the components' ATS over the locations (None: all)."""
-    params: list[int | list[int]] = []
-    if location_ids is not None:
-        params.append(list(location_ids))
-    params.append(bundle_id)
-    sql = _availability_sql("%s", filter_locations=location_ids is not None)
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        (available,) = cursor.fetchone()
-    return int(available)
-
-
-# One bundle over the locations a channel sells from (the push pipeline's bundle ATS).
-CHANNEL_BUNDLE_AVAILABILITY_SQL = """
-SELECT COALESCE(MIN(GREATEST(COALESCE(ats.available, 0), 0) / bc.quantity), 0)
-FROM bundles_bundlecomponent bc
-CROSS JOIN LATERAL (
-    SELECT SUM(s.on_hand - s.committed - s.reserved) AS available
-    FROM inventory_stocklevel s
-    JOIN channels_channel_locations cl
-      ON cl.location_id = s.location_id AND cl.channel_id = %(channel_id)s
-    WHERE s.sku_id = bc.component_id
-) ats
-WHERE bc.bundle_id = %(bundle_id)s
-"""
-
-
-def bundle_available_on_channel(*, bundle_id: int, channel_id: int) -> int:
-    """``bundle_available`` over the locations the channel sells from."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            CHANNEL_BUNDLE_AVAILABILITY_SQL, {"bundle_id": bundle_id, "channel_id": channel_id}
-        )
+        if location_ids is None:
+            cursor.execute(_BUNDLE_AVAILABLE_ANYWHERE_SQL, {"bundle_id": bundle_id})
+        else:
+            cursor.execute(
+                _BUNDLE_AVAILABLE_SQL,
+                {"bundle_id": bundle_id, "location_ids": list(location_ids)},
+            )
         (available,) = cursor.fetchone()
     return int(available)
 
@@ -95,6 +63,30 @@ def bundle_availabilities(
         .annotate(available=availability_expression(location_ids=location_ids))
         .values_list("pk", "available")
     )
+
+
+# Raw for the array parameters, which keep the statement one shape whatever the counts.
+_STOCK_ATS_BY_SKU_SQL = f"""
+SELECT level.sku_id, sum({rules.LEVEL_ATS_SQL}) AS ats
+  FROM inventory_stocklevel AS level
+ WHERE level.sku_id = ANY(%(sku_ids)s::bigint[])
+   AND level.location_id = ANY(%(location_ids)s::bigint[])
+ GROUP BY level.sku_id
+"""
+
+
+def available_by_sku(*, sku_ids: Iterable[int], location_ids: Iterable[int]) -> dict[int, int]:
+    """Each SKU's ATS over the locations, a bundle's by its leaf components (bundles.rules),
+    in at most three queries; a SKU without stock rows there is left out (its ATS is 0)."""
+    sku_ids = sorted(set(sku_ids))
+    location_ids = list(location_ids)
+    with connection.cursor() as cursor:
+        cursor.execute(_STOCK_ATS_BY_SKU_SQL, {"sku_ids": sku_ids, "location_ids": location_ids})
+        ats_by_sku = {sku_id: int(ats) for sku_id, ats in cursor.fetchall()}
+    # A bundle's own stock rows, were there any, would not count: only its components do.
+    if bundle_ids := bundle_ids_among(sku_ids=sku_ids):
+        ats_by_sku.update(bundle_availabilities(bundle_ids=bundle_ids, location_ids=location_ids))
+    return ats_by_sku
 
 
 @dataclass(frozen=True)
@@ -140,12 +132,14 @@ def explain_bundle(*, bundle_id: int, location_ids: Iterable[int] | None) -> Bun
             component_code=code,
             ats=ats_by_sku.get(component_id, 0),
             per_bundle=quantity,
-            bundles=max(ats_by_sku.get(component_id, 0), 0) // quantity,
+            bundles=rules.component_allows(
+                ats=ats_by_sku.get(component_id, 0), per_bundle=quantity
+            ),
         )
         for component_id, code, quantity in components
     )
     return BundleExplanation(
-        steps=steps, available=min((step.bundles for step in steps), default=0)
+        steps=steps, available=rules.bundle_ats(step.bundles for step in steps)
     )
 
 

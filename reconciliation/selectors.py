@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import NamedTuple, TypeAlias
 
-from django.db import connection
 from django.db.models import QuerySet
 
-from bundles.selectors import bundle_availabilities, bundle_ids_among
+from bundles.selectors import available_by_sku
 from channels.buffers import BufferRuleValues, listed_quantity
 from channels.models import BufferRule, Channel
+from channels.rules import Scoped, ScopedRules
 from channels.selectors import buffer_rule_values
 from reconciliation.models import DailyReport, Discrepancy, ReconciliationRun
 
@@ -36,48 +35,19 @@ def listing_rows(*, channel: Channel) -> list[ListingRow]:
     ]
 
 
-@dataclass(frozen=True)
-class ChannelRules:
-    """A channel's buffer rules by scope, read once per run.
-
-    A rule edited during the run owes its listings a push, so they are skipped as in
-    flight rather than judged against the rule read here.
-    """
-
-    channel_rule: BufferRuleValues | None = None
-    by_sku: dict[int, BufferRuleValues] = field(default_factory=dict)
-    by_listing: dict[int, BufferRuleValues] = field(default_factory=dict)
-
-    def effective(self, row: ListingRow) -> BufferRuleValues | None:
-        """Same precedence as ``channels.selectors.effective_buffer_rule``."""
-        rule = self.by_listing.get(row.pk)
-        if rule is None and row.sku_id is not None:
-            rule = self.by_sku.get(row.sku_id)
-        return rule or self.channel_rule
+# A channel's buffer rules by scope, read once per run. A rule edited during the run owes
+# its listings a push, so they are skipped as in flight rather than judged against the rule
+# read here.
+ChannelRules: TypeAlias = ScopedRules[BufferRuleValues]
 
 
 def channel_rules(*, channel: Channel) -> ChannelRules:
-    channel_rule = None
-    by_sku: dict[int, BufferRuleValues] = {}
-    by_listing: dict[int, BufferRuleValues] = {}
-    for rule in BufferRule.objects.filter(channel=channel):
-        values = buffer_rule_values(rule)
-        assert values is not None
-        if rule.listing_id is not None:
-            by_listing[rule.listing_id] = values
-        elif rule.sku_id is not None:
-            by_sku[rule.sku_id] = values
-        else:
-            channel_rule = values
-    return ChannelRules(channel_rule=channel_rule, by_sku=by_sku, by_listing=by_listing)
-
-
-_ATS_BY_SKU_SQL = """
-SELECT sku_id, sum(on_hand - committed - reserved)
-  FROM inventory_stocklevel
- WHERE sku_id = ANY(%(sku_ids)s) AND location_id = ANY(%(location_ids)s)
- GROUP BY sku_id
-"""
+    """Every buffer rule of the channel, by scope (precedence: ``channels.rules``)."""
+    return ScopedRules.of(
+        Scoped(rule.listing_id, rule.sku_id, values)
+        for rule in BufferRule.objects.filter(channel=channel)
+        if (values := buffer_rule_values(rule)) is not None
+    )
 
 
 def expected_listed_quantities(
@@ -88,28 +58,25 @@ def expected_listed_quantities(
     rows: Sequence[ListingRow],
     now: dt.datetime,
 ) -> dict[int, int]:
-    """``channels.selectors.listed_quantities`` for many rows in one query.
+    """``channels.selectors.listed_quantities`` for many rows in a few queries.
 
     The arithmetic is ``channels.buffers.listed_quantity``'s, worked out once per distinct
     (ATS, rule): a catalog has far fewer of those than listings.
     """
-    sku_ids = sorted({row.sku_id for row in rows if row.sku_id is not None})
-    with connection.cursor() as cursor:
-        cursor.execute(_ATS_BY_SKU_SQL, {"sku_ids": sku_ids, "location_ids": list(location_ids)})
-        ats_by_sku = {sku_id: int(ats) for sku_id, ats in cursor.fetchall()}
-    # Bundles hold no stock: their ATS is what their scarcest leaf component allows.
-    bundle_ids = bundle_ids_among(sku_ids=sku_ids)
-    if bundle_ids:
-        ats_by_sku.update(
-            bundle_availabilities(bundle_ids=bundle_ids, location_ids=list(location_ids))
-        )
+    ats_by_sku = available_by_sku(
+        sku_ids=[row.sku_id for row in rows if row.sku_id is not None],
+        location_ids=location_ids,
+    )
     worked_out: dict[tuple[int, BufferRuleValues | None], int] = {}
     quantities: dict[int, int] = {}
     for row in rows:
         if row.sku_id is None:
             quantities[row.pk] = 0  # a mapping gap lists nothing
             continue
-        key = (ats_by_sku.get(row.sku_id, 0), rules.effective(row))
+        key = (
+            ats_by_sku.get(row.sku_id, 0),
+            rules.effective(listing_id=row.pk, sku_id=row.sku_id),
+        )
         listed = worked_out.get(key)
         if listed is None:
             listed = worked_out[key] = listed_quantity(
@@ -155,13 +122,6 @@ def channels_in_drift_alert() -> list[ReconciliationRun]:
         .select_related("channel")
         .order_by("-drift_percent")
     )
-
-
-def full_sync_progress() -> list[ReconciliationRun]:
-    """Running full syncs with their progress brought up to date."""
-    from reconciliation import services
-
-    return services.refresh_full_syncs()
 
 
 def discrepancy_history(*, listing_id: int, limit: int = 20) -> QuerySet[Discrepancy]:

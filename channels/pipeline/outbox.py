@@ -13,6 +13,7 @@ from collections.abc import Iterable
 
 from django.db import connection, transaction
 
+from channels import rules
 from channels.models import Channel
 from channels.pipeline import enqueue
 
@@ -47,20 +48,16 @@ def mark_channel_owed(*, channel: Channel) -> None:
     )
 
 
-# For each changed SKU: the channels with a push owed for it or for a bundle containing
-# it, and whether it is listed at all (itself or through a bundle).
-_OWING_FOR_SKUS_SQL = """
+# For each changed SKU: the channels with a push owed for a listing it affects (its own
+# or a bundle's containing it: channels.rules), and whether it affects any listing at all.
+_OWING_FOR_SKUS_SQL = f"""
 SELECT changed.sku_id,
        ARRAY(SELECT DISTINCT pending.channel_id
                FROM channels_listing AS listing
                JOIN channels_pendingpush AS pending ON pending.listing_id = listing.id
-              WHERE listing.sku_id = changed.sku_id
-                 OR listing.sku_id IN (SELECT bundle_id FROM bundles_bundlecomponent
-                                        WHERE component_id = changed.sku_id)),
+              WHERE {rules.affected_by_sku_sql(listing="listing", sku_id="changed.sku_id")}),
        EXISTS (SELECT 1 FROM channels_listing AS listing
-                WHERE listing.sku_id = changed.sku_id
-                   OR listing.sku_id IN (SELECT bundle_id FROM bundles_bundlecomponent
-                                          WHERE component_id = changed.sku_id))
+                WHERE {rules.affected_by_sku_sql(listing="listing", sku_id="changed.sku_id")})
   FROM unnest(%(sku_ids)s::bigint[]) AS changed(sku_id)
 """
 

@@ -34,6 +34,7 @@ from django.conf import settings
 from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 
+from channels import rules
 from channels.buffers import BufferRuleValues, listed_quantity
 from channels.connectors.base import ChannelError, ChannelThrottled, Connector
 from channels.connectors.registry import get_connector
@@ -91,9 +92,14 @@ class _Claim:
 
 # Claims a batch and reads, in the same statement, all a push needs: the listing's ids,
 # what we last told the channel, the ATS over the channel's locations and the effective
-# buffer rule (the listing's, else the SKU's, else the channel's: the precedence of
-# ``selectors.effective_buffer_rule``, which the tests hold this to).
-_CLAIM_SQL = """
+# buffer rule, both built from the rules' own SQL (channels.rules, bundles.rules).
+_LISTING_ATS_SQL = rules.ats_on_channel_sql(sku_id="listing.sku_id", channel_id="%(channel_id)s")
+_LISTING_RULE_SQL = rules.effective_rule_sql(
+    channel_id="%(channel_id)s",
+    listing="listing",
+    columns="percent, fixed_units, max_cap, cap_starts_at, cap_ends_at",
+)
+_CLAIM_SQL = f"""
 WITH claimed AS (
     UPDATE channels_pendingpush AS pending
        SET claimed_until = statement_timestamp() + make_interval(secs => %(lease_s)s)
@@ -113,41 +119,12 @@ SELECT claimed.id, claimed.listing_id, claimed.generation, claimed.first_change_
        listing.sku_id, listing.external_id, listing.extra_identifiers,
        state.expected_channel_quantity, state.last_pushed_quantity,
        COALESCE(state.channel_moves_total, 0) AS channel_moves_total,
-       CASE WHEN EXISTS (SELECT 1 FROM bundles_bundlecomponent
-                          WHERE bundle_id = listing.sku_id)
-       -- A bundle: as many as its scarcest leaf component allows (bundles.selectors).
-       THEN (SELECT COALESCE(min(greatest(coalesce(component_ats.ats, 0), 0)
-                                 / component.quantity), 0)
-               FROM bundles_bundlecomponent AS component
-               CROSS JOIN LATERAL (
-                     SELECT sum(level.on_hand - level.committed - level.reserved) AS ats
-                       FROM inventory_stocklevel AS level
-                       JOIN channels_channel_locations AS sells_from
-                         ON sells_from.location_id = level.location_id
-                        AND sells_from.channel_id = %(channel_id)s
-                      WHERE level.sku_id = component.component_id) AS component_ats
-              WHERE component.bundle_id = listing.sku_id)
-       ELSE COALESCE((
-           SELECT sum(level.on_hand - level.committed - level.reserved)
-             FROM inventory_stocklevel AS level
-             JOIN channels_channel_locations AS sells_from
-               ON sells_from.location_id = level.location_id
-              AND sells_from.channel_id = %(channel_id)s
-            WHERE level.sku_id = listing.sku_id), 0)
-       END AS ats,
+       {_LISTING_ATS_SQL} AS ats,
        rule.percent, rule.fixed_units, rule.max_cap, rule.cap_starts_at, rule.cap_ends_at
   FROM claimed
   JOIN channels_listing AS listing ON listing.id = claimed.listing_id
   LEFT JOIN channels_listingsyncstate AS state ON state.listing_id = claimed.listing_id
-  LEFT JOIN LATERAL (
-        SELECT percent, fixed_units, max_cap, cap_starts_at, cap_ends_at
-          FROM channels_bufferrule AS candidate
-         WHERE candidate.channel_id = %(channel_id)s
-           AND (candidate.listing_id = listing.id
-                OR (candidate.sku_id = listing.sku_id AND candidate.listing_id IS NULL)
-                OR (candidate.sku_id IS NULL AND candidate.listing_id IS NULL))
-         ORDER BY candidate.listing_id IS NOT NULL DESC, candidate.sku_id IS NOT NULL DESC
-         LIMIT 1) AS rule ON true
+  LEFT JOIN LATERAL ({_LISTING_RULE_SQL}) AS rule ON true
 """
 
 # Done: gone unless a change came in meanwhile; then it stays owed, as a fresh row.

@@ -62,23 +62,6 @@ def test_availability_sums_only_the_given_locations():
     }
 
 
-def test_channel_availability_counts_only_the_channels_locations():
-    a, b = factories.make_sku(), factories.make_sku()
-    sold_from, elsewhere = factories.make_location(), factories.make_location()
-    factories.stock(a, sold_from, 4)
-    factories.stock(a, elsewhere, 40)
-    factories.stock(b, sold_from, 9)
-    bundle = make_bundle((a, 2), (b, 3))
-    channel = factories.make_channel(locations=[sold_from])
-    empty_channel = factories.make_channel()
-
-    assert selectors.bundle_available_on_channel(bundle_id=bundle.pk, channel_id=channel.pk) == 2
-    assert (
-        selectors.bundle_available_on_channel(bundle_id=bundle.pk, channel_id=empty_channel.pk)
-        == 0
-    )
-
-
 def test_component_without_stock_row_makes_bundle_unavailable():
     a, never_stocked = factories.make_sku(), factories.make_sku()
     location = factories.make_location()

@@ -225,10 +225,10 @@ def test_full_sync_owes_every_listing_a_push_and_tracks_progress(make_sim_channe
 
     assert (run.kind, run.listings_total) == ("full_sync", 3)
     assert PendingPush.objects.filter(channel=sim.channel).count() == 3
-    (progress,) = selectors.full_sync_progress()
+    (progress,) = services.refresh_full_syncs()
     assert progress.figures["remaining"] == 3 and progress.status == "running"
     drain(sim.channel)
-    assert selectors.full_sync_progress()[0].status == "done"
+    assert services.refresh_full_syncs()[0].status == "done"
     run.refresh_from_db()
     assert run.listings_checked == 3 and run.finished_at is not None
     assert sim.shown()[sim.listings[1].pk] == 10

@@ -50,7 +50,7 @@ $$;
 
 
 class Migration(migrations.Migration):
-    dependencies = [("channels", "0017_platforms_with_a_connector")]
+    dependencies = [("channels", "0021_orders_out_of_order_and_unusable_lines")]
 
     operations = [
         migrations.RunSQL(sql=MARK_LISTINGS_OWED_FUNCTION, reverse_sql=PREVIOUS_FUNCTION)

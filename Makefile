@@ -16,7 +16,9 @@ $(STAMP): $(BIN)/python requirements.txt requirements-dev.txt
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
 	touch $(STAMP)
 
-## Start web, worker, beat and the Shopify simulator on embedded PostgreSQL/Redis (or DATABASE_URL/REDIS_URL).
+## Start web (gunicorn), workers, beat and the Shopify simulator on embedded PostgreSQL/Redis
+## (or DATABASE_URL/REDIS_URL). `make run WEB_SERVER=runserver`: Django's development server
+## instead, which reloads on code changes but drops connections under a burst of webhooks.
 run: $(STAMP)
 	$(EMBEDDED) --data-dir .data/run -- sh -c '$(BIN)/python manage.py migrate --noinput && $(BIN)/python manage.py prepare_local --simulator-seed-file .data/run/shopify-demo.json && exec $(BIN)/honcho start -f Procfile'
 

@@ -371,6 +371,23 @@ class PushAttempt(models.Model):
         return f"{self.target_quantity} to listing {self.listing_id}: {self.outcome}"
 
 
+class OrderPoll(models.Model):
+    """How far back a channel's orders have been read (the backup to its order events).
+
+    Kept apart from ``Channel`` so that an operator saving the channel never writes over it.
+    """
+
+    channel = models.OneToOneField(
+        Channel, primary_key=True, on_delete=models.CASCADE, related_name="order_poll"
+    )
+    # Orders changed before this were read; the next poll starts a little earlier.
+    polled_until = models.DateTimeField()
+    last_error = models.TextField(blank=True)
+
+    def __str__(self) -> str:
+        return f"orders of channel {self.channel_id} read until {self.polled_until}"
+
+
 class SubmittedWrite(models.Model):
     """A write the channel accepted but has not applied yet (an item of a feed or a job).
 

@@ -76,6 +76,17 @@ def pull_notifications(channel_id: int) -> int:
     return receive.pull_notifications(channel_id=channel_id)
 
 
+@shared_task(name=enqueue.POLL_ORDERS_TASK)
+def poll_orders(channel_id: int) -> int:
+    return len(receive.poll_orders(channel_id=channel_id))
+
+
+# Scheduled every 5 minutes by migration 0023: the backup for order events never received.
+@shared_task(name="channels.wake_order_polls")
+def wake_order_polls() -> int:
+    return receive.wake_order_polls()
+
+
 # Scheduled every 10 s by migration 0020: platforms whose events wait on a queue.
 @shared_task(name="channels.wake_notification_pulls")
 def wake_notification_pulls() -> int:

@@ -54,8 +54,9 @@ from django.db.models import Count, F, Max
 from django.template.loader import render_to_string
 from django.utils import timezone
 
+from channels.connectors.base import ChannelError
 from channels.connectors.registry import get_connector
-from channels.connectors.types import ListingRef
+from channels.connectors.types import Capability, ListingRef
 from channels.models import (
     Channel,
     DeadLetter,
@@ -65,7 +66,7 @@ from channels.models import (
     UnmappedLine,
     WebhookReceipt,
 )
-from channels.pipeline import outbox
+from channels.pipeline import ingest, outbox, receive
 from reconciliation import selectors
 from reconciliation.models import Discrepancy, ReconciliationRun
 from reconciliation.selectors import ListingRow
@@ -229,6 +230,7 @@ def _compare(run: ReconciliationRun, channel: Channel, progress: Progress | None
     rules = selectors.channel_rules(channel=channel)
     location_ids = list(channel.locations.values_list("pk", flat=True))
     streaks = _previous_streaks(run)
+    polled = not connector.has(Capability.ORDER_POLL)
     for start in range(0, len(rows), CHUNK_SIZE):
         chunk = rows[start : start + CHUNK_SIZE]
         read_at = timezone.now()
@@ -245,6 +247,17 @@ def _compare(run: ReconciliationRun, channel: Channel, progress: Progress | None
         expected = selectors.expected_listed_quantities(
             channel=channel, location_ids=location_ids, rules=rules, rows=chunk, now=read_at
         )
+        if correct and not polled and _shows_fewer(chunk, shown, expected):
+            polled = True
+            if _recover_missed_orders(channel):
+                # The missed orders moved the master: compare with its figures of now.
+                expected = selectors.expected_listed_quantities(
+                    channel=channel,
+                    location_ids=location_ids,
+                    rules=rules,
+                    rows=chunk,
+                    now=timezone.now(),
+                )
         with transaction.atomic():
             found, corrected, skipped = _compare_chunk(
                 run, channel, chunk, shown, expected, read_at, streaks, correct=correct
@@ -265,6 +278,34 @@ def _compare(run: ReconciliationRun, channel: Channel, progress: Progress | None
         finished_at=timezone.now(),
         drift_percent=round(100.0 * run.found / judged, 3) if judged else 0.0,
     )
+
+
+def _shows_fewer(
+    chunk: Sequence[ListingRow], shown: dict[int, int | None], expected: dict[int, int]
+) -> bool:
+    return any(
+        (actual := shown.get(listing.pk)) is not None and actual < expected[listing.pk]
+        for listing in chunk
+    )
+
+
+def _recover_missed_orders(channel: Channel) -> int:
+    """Read the channel's recent orders and ingest, now, those never received: a channel
+    that shows fewer units than the master may have sold them. How many were ingested."""
+    try:
+        receipt_ids = receive.poll_orders(channel_id=channel.pk)
+    except ChannelError as error:
+        logger.warning("cannot read the orders of %s: %s", channel.slug, error)
+        return 0
+    for receipt_id in receipt_ids:
+        ingest.process_receipt(receipt_id=receipt_id)
+    if receipt_ids:
+        logger.warning(
+            "reconciliation of %s recovered %d order events never received",
+            channel.slug,
+            len(receipt_ids),
+        )
+    return len(receipt_ids)
 
 
 def _compare_chunk(
@@ -312,7 +353,8 @@ def _compare_chunk(
                 evidence=why,
                 consecutive_runs=consecutive,
                 repeated=consecutive >= threshold,
-                corrected=correct and cause != Discrepancy.Cause.NOT_ON_CHANNEL,
+                corrected=correct
+                and _may_correct(cause, shown.get(listing.pk), expected[listing.pk]),
             )
         )
     Discrepancy.objects.bulk_create(discrepancies)
@@ -320,6 +362,20 @@ def _compare_chunk(
     if to_correct:
         outbox.mark_listings_owed(listing_ids=to_correct)
     return len(discrepancies), len(to_correct), skipped
+
+
+def _may_correct(cause: str, actual: int | None, expected: int) -> bool:
+    """Whether to push the master's figure over the channel's.
+
+    Not where the channel has no such item (a map problem), and never above what the
+    channel shows when the evidence says it sold units nventory never heard of: those
+    units may be gone, and its recent orders were read without explaining them.
+    """
+    if cause == Discrepancy.Cause.NOT_ON_CHANNEL:
+        return False
+    return not (
+        cause == Discrepancy.Cause.MISSED_WEBHOOK and actual is not None and actual < expected
+    )
 
 
 def _pushed_since(last_pushed_at: dt.datetime | None, read_at: dt.datetime) -> bool:

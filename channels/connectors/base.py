@@ -17,6 +17,7 @@ whole: retried with backoff), ``ChannelAuthError``, and per item ``ItemStatus.RE
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, ClassVar, TypeVar
 
@@ -258,6 +259,11 @@ class Connector:
     def acknowledge_notifications(self, receipt_handles: Sequence[str]) -> None:
         """QUEUE_NOTIFICATIONS: the messages are stored; the queue may forget them."""
         raise UnsupportedCapability(self, Capability.QUEUE_NOTIFICATIONS)
+
+    def poll_orders(self, *, since: dt.datetime) -> list[PulledNotification]:
+        """ORDER_POLL: every order changed since then, as the events that would have
+        announced it (placed, cancelled, refunded), each with a stable dedupe key."""
+        raise UnsupportedCapability(self, Capability.ORDER_POLL)
 
     def fetch_order(self, reference: str) -> WebhookMessage:
         """ORDER_LOOKUP: the order with its lines, for a notification that named it only."""

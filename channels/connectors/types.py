@@ -32,6 +32,9 @@ class Capability(enum.StrEnum):
     # The channel reports its own stock changes (inventory-level messages), which ingest
     # compares with what it expects the channel to hold.
     LEVEL_MESSAGES = "level_messages"
+    # The channel lists the orders changed since a moment (``poll_orders``): the backup
+    # for an order event that never arrived.
+    ORDER_POLL = "order_poll"
 
 
 @dataclass(frozen=True)
@@ -155,12 +158,14 @@ class WebhookEnvelope:
 
 @dataclass(frozen=True)
 class PulledNotification:
-    """One message taken from a platform's notification queue (QUEUE_NOTIFICATIONS)."""
+    """One message taken from a platform's notification queue (QUEUE_NOTIFICATIONS), or
+    read from its orders (ORDER_POLL), in the form its event parser reads."""
 
     topic: str
     # The platform's own message id: a message delivered twice is stored once.
     dedupe_key: str
     body: bytes
-    # Given back to the queue once the message is stored, so it is not delivered again.
+    # Given back to the queue once the message is stored, so it is not delivered again
+    # ("" for a polled order: there is nothing to give back).
     receipt_handle: str
     headers: Mapping[str, str] = field(default_factory=dict)

@@ -8,6 +8,7 @@ one INSERT, one enqueue.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import time
@@ -18,13 +19,14 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db import connection, transaction
 from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from channels.connectors.base import Connector
+from channels.connectors.base import ChannelError, Connector
 from channels.connectors.registry import connector_class_for, get_connector
 from channels.connectors.types import Capability, WebhookParseError
-from channels.models import Channel, WebhookReceipt
+from channels.models import Channel, OrderPoll, WebhookReceipt
 from channels.pipeline import enqueue
 
 logger = logging.getLogger(__name__)
@@ -181,6 +183,74 @@ def wake_notification_pulls() -> int:
     ]
     for channel_id in channel_ids:
         enqueue.enqueue_notification_pull(channel_id=channel_id)
+    return len(channel_ids)
+
+
+# A poll reads back this far before the end of the previous one: an order written just
+# before that moment may show up in the platform's list a little late.
+ORDER_POLL_OVERLAP_S = 600
+# A channel polled for the first time reads back this far.
+FIRST_ORDER_POLL_S = 3600
+
+
+def poll_orders(*, channel_id: int) -> list[int]:
+    """Read the orders the channel changed since the last poll, and store each event they
+    imply that was not stored before (an order whose webhook never came); the ids of the
+    receipts stored, each enqueued for ingest like a webhook's.
+
+    Events already stored (by this poll before, or as the webhook itself under another
+    dedupe key) cost nothing: ingest's keys are the order's and its lines' ids.
+    """
+    channel = Channel.objects.filter(pk=channel_id).first()
+    if channel is None or channel.mode == Channel.Mode.PAUSED:
+        return []
+    connector = get_connector(channel)
+    if not connector.has(Capability.ORDER_POLL):
+        return []
+    started = timezone.now()
+    state = OrderPoll.objects.filter(channel=channel).first()
+    since = (
+        state.polled_until - dt.timedelta(seconds=ORDER_POLL_OVERLAP_S)
+        if state is not None
+        else started - dt.timedelta(seconds=FIRST_ORDER_POLL_S)
+    )
+    try:
+        events = connector.poll_orders(since=since)
+    except ChannelError as error:
+        OrderPoll.objects.update_or_create(
+            channel=channel,
+            defaults={"polled_until": since, "last_error": str(error)[:2000]},
+        )
+        raise
+    stored: list[int] = []
+    with transaction.atomic():
+        for event in events:
+            receipt_id = record_receipt(
+                channel_id=channel.pk,
+                topic=event.topic,
+                dedupe_key=event.dedupe_key,
+                headers=event.headers,
+                body=event.body,
+            )
+            if receipt_id is not None:
+                stored.append(receipt_id)
+        OrderPoll.objects.update_or_create(
+            channel=channel, defaults={"polled_until": started, "last_error": ""}
+        )
+    if stored:
+        logger.info("order poll of %s stored %d events", channel.slug, len(stored))
+    return stored
+
+
+def wake_order_polls() -> int:
+    """Queue an order poll for every unpaused channel whose platform lists its orders."""
+    channel_ids = [
+        channel.pk
+        for channel in Channel.objects.exclude(mode=Channel.Mode.PAUSED)
+        if Capability.ORDER_POLL in connector_class_for(channel.platform).capabilities
+    ]
+    for channel_id in channel_ids:
+        enqueue.enqueue_order_poll(channel_id=channel_id)
     return len(channel_ids)
 
 

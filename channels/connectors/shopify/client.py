@@ -18,10 +18,43 @@ PLATFORM_NAME = "Shopify"
 
 
 class ShopifyClient:
-    def __init__(self, *, graphql_url: str, access_token: str, read_timeout_s: float) -> None:
-        self.graphql_url = graphql_url
+    def __init__(self, *, admin_url: str, access_token: str, read_timeout_s: float) -> None:
+        # https://{shop}.myshopify.com/admin/api/{version}
+        self.admin_url = admin_url
+        self.graphql_url = f"{admin_url}/graphql.json"
         self.read_timeout_s = read_timeout_s
         self._headers = {"X-Shopify-Access-Token": access_token, "Accept": "application/json"}
+
+    def rest_pages(self, path: str, params: Mapping[str, str]) -> list[dict[str, Any]]:
+        """Every page of a REST list (``Link: <…>; rel="next"`` cursors), as JSON objects."""
+        pages = []
+        url: str | None = f"{self.admin_url}/{path}"
+        query: Mapping[str, str] | None = params
+        while url is not None:
+            response = http.send(
+                "GET",
+                url,
+                platform_name=PLATFORM_NAME,
+                read_timeout_s=self.read_timeout_s,
+                headers=self._headers,
+                params=query,
+            )
+            if response.status_code in (401, 403):
+                raise ChannelAuthError(
+                    f"Shopify refused the access token (HTTP {response.status_code})."
+                )
+            if response.status_code == 429:
+                raise ChannelThrottled(
+                    "Shopify throttled the call (HTTP 429).",
+                    retry_after_s=http.retry_after_s(response),
+                )
+            body = http.json_object(response)
+            if response.status_code != 200 or body is None:
+                raise ChannelError(f"Shopify answered HTTP {response.status_code}.")
+            pages.append(body)
+            url = response.links.get("next", {}).get("url")
+            query = None  # the next page's URL carries its cursor and limit
+        return pages
 
     def graphql(self, query: str, variables: Mapping[str, Any]) -> dict[str, Any]:
         """POST one GraphQL call; its ``data``, or the matching ``ChannelError``."""

@@ -6,6 +6,7 @@ Wire facts cite ``CHANNEL_APIS.md`` §1 (shared folder). The simulator in
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -19,6 +20,7 @@ from channels.connectors.types import (
     ItemStatus,
     ListingRef,
     MessageLine,
+    PulledNotification,
     QuantityUpdate,
     WebhookEnvelope,
     WebhookMessage,
@@ -99,7 +101,12 @@ class ShopifyConnector(Connector):
 
     platform = "shopify"
     capabilities = frozenset(
-        {Capability.COMPARE_AND_SET, Capability.HTTP_WEBHOOKS, Capability.LEVEL_MESSAGES}
+        {
+            Capability.COMPARE_AND_SET,
+            Capability.HTTP_WEBHOOKS,
+            Capability.LEVEL_MESSAGES,
+            Capability.ORDER_POLL,
+        }
     )
     max_batch_size = DEFAULT_MAX_BATCH_SIZE
     max_read_batch_size = MAX_NODE_IDS
@@ -117,7 +124,7 @@ class ShopifyConnector(Connector):
         self.default_location_id = settings.get("location_id")
         base_url = channel.api_base_url.rstrip("/")
         self.client = ShopifyClient(
-            graphql_url=f"{base_url}/admin/api/{self.api_version}/graphql.json",
+            admin_url=f"{base_url}/admin/api/{self.api_version}",
             access_token=str((channel.credentials or {}).get("access_token", "")),
             read_timeout_s=float(settings.get("timeout_s") or DEFAULT_READ_TIMEOUT_S),
         )
@@ -261,6 +268,19 @@ class ShopifyConnector(Connector):
 
     def parse_webhook(self, topic: str, body: bytes) -> WebhookMessage:
         return webhooks.parse_shopify_webhook(topic, body)
+
+    def poll_orders(self, *, since: dt.datetime) -> list[PulledNotification]:
+        """The REST orders list (its Order is the webhooks' payload shape, §1.1), as the
+        orders/create, orders/cancelled and refunds/create events it implies."""
+        pages = self.client.rest_pages(
+            "orders.json",
+            {"status": "any", "updated_at_min": since.isoformat(), "limit": "250"},
+        )
+        events = []
+        for page in pages:
+            for order in page.get("orders") or []:
+                events.extend(webhooks.events_of_polled_order(order))
+        return events
 
     def lookup_values(self, identifier: str, value: str) -> tuple[str, ...]:
         # Listings may hold the GraphQL global id where webhooks send the bare number.

@@ -17,6 +17,7 @@ from typing import Any
 from channels.connectors.types import (
     MessageKind,
     MessageLine,
+    PulledNotification,
     StockEffect,
     WebhookEnvelope,
     WebhookMessage,
@@ -325,3 +326,26 @@ def _type_name(value: object) -> str:
     if value is None:
         return "nothing"
     return type(value).__name__
+
+
+def events_of_polled_order(order: Mapping[str, Any]) -> list[PulledNotification]:
+    """The events an order read from the REST orders list stands for: its creation, its
+    cancellation if cancelled, each of its refunds. Their dedupe keys are stable, so the
+    same order polled twice is stored once; ingest's keys (order and line ids) make an
+    order that also came by webhook commit once."""
+    order_id = order.get("id")
+    if order_id is None:
+        return []
+    events = [_polled("orders/create", f"order:{order_id}", order)]
+    if order.get("cancelled_at"):
+        events.append(_polled("orders/cancelled", f"cancel:{order_id}", order))
+    for refund in order.get("refunds") or []:
+        if isinstance(refund, dict) and refund.get("id") is not None:
+            events.append(_polled("refunds/create", f"refund:{refund['id']}", refund))
+    return events
+
+
+def _polled(topic: str, key: str, payload: Mapping[str, Any]) -> PulledNotification:
+    return PulledNotification(
+        topic=topic, dedupe_key=f"poll:{key}", body=json.dumps(payload).encode(), receipt_handle=""
+    )

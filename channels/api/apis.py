@@ -1,7 +1,8 @@
 """REST API v1 of the sync pipeline: channels, listing explanations, dead letters, oversells.
 
-Same layout as ``inventory.api.apis``: one view per operation, nested serializers, one
-selector or service call each. Channel secrets never leave the server through here.
+Same layout as every app's API (bases in ``nventory.api``): one view per operation,
+nested serializers, one selector or service call each. Channel secrets never leave the
+server through here.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from rest_framework.response import Response
 
 from channels import selectors, services
 from channels.models import Channel, ChannelBreaker, DeadLetter, Listing, OversellIncident
-from inventory.api.apis import ApiView, ConflictSerializer, ErrorSerializer, ListApi
+from nventory.api import ApiView, ConflictSerializer, ErrorSerializer, ListApi
 
 
 class ChannelBreakerOutputSerializer(serializers.ModelSerializer):

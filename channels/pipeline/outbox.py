@@ -108,6 +108,8 @@ def wake_pushers(*, channel_ids: Iterable[int]) -> None:
     enqueue.wake_pushers(channel_ids=channel_ids)
 
 
-def on_stock_changed(sender: object, *, sku_ids: frozenset[int], **kwargs: object) -> None:
+def on_stock_changed(*, sku_ids: frozenset[int]) -> None:
+    """Wake the pushers these SKUs owe, once the stock change commits (registered with
+    ``inventory.services.register_stock_listener`` by ``ChannelsConfig.ready``)."""
     # Best effort, as above: a stock change that committed must not answer an error.
     transaction.on_commit(lambda: wake_pushers_for_skus(sku_ids=sku_ids), robust=True)

@@ -19,12 +19,10 @@ from rest_framework.test import APIClient
 
 from channels import services
 from channels.models import (
-    BufferRule,
     Channel,
     ChannelBreaker,
     DeadLetter,
     DriftRecord,
-    Listing,
     ListingSyncState,
     PendingPush,
     PushAttempt,
@@ -80,7 +78,7 @@ def listings(channel):
         sku = factories.make_sku()
         factories.stock(sku, channel.location, 10)
         made.append(
-            Listing.objects.create(
+            factories.make_listing(
                 channel=channel,
                 sku=sku,
                 external_id=str(item),
@@ -109,7 +107,7 @@ def shown(simulator, shop: str) -> dict[int, int]:
 def test_listed_quantities_reach_the_channel_with_buffers_applied(
     channel, listings, shopify_simulator, shop
 ):
-    BufferRule.objects.create(channel=channel, percent=Decimal(30), fixed_units=1)
+    factories.make_buffer_rule(channel=channel, percent=Decimal(30), fixed_units=1)
     drain(channel)
     assert shown(shopify_simulator, shop) == {1001: 6, 1002: 6}  # floor(10 x 0.7) - 1
     attempt = PushAttempt.objects.filter(listing=listings[0], outcome="applied").latest("sent_at")
@@ -266,7 +264,7 @@ def factories_operator():
 
 
 def test_one_bad_item_fails_only_itself(channel, listings, shopify_simulator, shop):
-    stray = Listing.objects.create(
+    stray = factories.make_listing(
         channel=channel,
         sku=listings[0].sku,
         external_id="424242",  # not on the shop
@@ -326,9 +324,9 @@ def test_pushed_quantities_follow_the_same_rule_precedence_as_the_explanation(
 ):
     from channels import selectors
 
-    BufferRule.objects.create(channel=channel, percent=Decimal(50))
-    BufferRule.objects.create(channel=channel, sku=listings[0].sku, fixed_units=3)
-    BufferRule.objects.create(channel=channel, listing=listings[1], max_cap=4)
+    factories.make_buffer_rule(channel=channel, percent=Decimal(50))
+    factories.make_buffer_rule(channel=channel, sku=listings[0].sku, fixed_units=3)
+    factories.make_buffer_rule(channel=channel, listing=listings[1], max_cap=4)
     drain(channel)
     for listing, item in zip(listings, ITEMS, strict=True):
         explained = selectors.explain_listing(listing=listing).listed

@@ -52,7 +52,11 @@ def _adopt(obj: Model, saved: Model) -> None:
 
 
 class ChannelAdminForm(forms.ModelForm):
-    """The channel's secrets are write-only: no page shows them, a blank field keeps them."""
+    """The channel's secrets are write-only: no page shows them, a blank field keeps them.
+
+    The form only validates; ``ChannelAdmin.save_model`` hands its values to the services
+    (a new webhook secret to ``services.rotate_webhook_secret``).
+    """
 
     # A bare host is taken as https (Django 6's default, asked for now).
     api_base_url = forms.URLField(max_length=500, assume_scheme="https")
@@ -177,11 +181,10 @@ class ChannelAdmin(admin.ModelAdmin):
         fields = services.ChannelFields.of(obj)
         secret: str = form.cleaned_data.get("webhook_secret") or ""
         if not change:
-            locations = form.cleaned_data.get("locations") or []
             created = services.create_channel(
                 fields=fields,
                 webhook_secret=secret,
-                location_ids=[location.pk for location in locations],
+                location_ids=[location.pk for location in form.cleaned_data.get("locations", [])],
             )
             _adopt(obj, created)
             return
@@ -197,10 +200,12 @@ class ChannelAdmin(admin.ModelAdmin):
     ) -> None:
         """The locations through ``services.set_channel_locations`` (a new set owes every
         listing a push), never the form's own m2m save."""
-        locations = form.cleaned_data.get("locations") or []
-        services.set_channel_locations(
-            channel_id=form.instance.pk, location_ids=[location.pk for location in locations]
-        )
+        # A page without the field (a read-only one) leaves the locations as they are.
+        if "locations" in form.cleaned_data:
+            services.set_channel_locations(
+                channel_id=form.instance.pk,
+                location_ids=[location.pk for location in form.cleaned_data["locations"]],
+            )
         for formset in formsets:
             self.save_formset(request, form, formset, change=change)
 

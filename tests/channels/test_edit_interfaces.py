@@ -93,6 +93,7 @@ def saved(response: Any) -> None:
 def test_a_channel_added_in_the_admin_is_created_by_the_service_with_its_locations(
     admin_client, location
 ):
+    """The add page creates the channel through create_channel, with its secret and locations."""
     with spy("create_channel") as create_channel:
         response = admin_client.post(
             reverse("admin:channels_channel_add"),
@@ -109,6 +110,7 @@ def test_a_channel_added_in_the_admin_is_created_by_the_service_with_its_locatio
 def test_a_mode_change_in_the_admin_owes_the_channels_listings_and_a_rename_owes_nothing(
     admin_client, channel, listings
 ):
+    """The change page saves through update_channel: a rename owes nothing, a new mode owes all."""
     url = reverse("admin:channels_channel_change", args=[channel.pk])
 
     saved(admin_client.post(url, channel_form(channel, name="Renamed")))
@@ -124,6 +126,7 @@ def test_a_mode_change_in_the_admin_owes_the_channels_listings_and_a_rename_owes
 def test_new_locations_in_the_admin_are_set_by_the_service_and_owe_the_listings(
     admin_client, channel, listings
 ):
+    """New locations on the change page go through set_channel_locations and owe the listings."""
     other = factories.make_location()
     url = reverse("admin:channels_channel_change", args=[channel.pk])
 
@@ -136,6 +139,7 @@ def test_new_locations_in_the_admin_are_set_by_the_service_and_owe_the_listings(
 
 
 def test_a_new_secret_in_the_admin_is_rotated_by_the_service(admin_client, channel):
+    """A new secret on the change page is a rotation: the old one stays accepted."""
     old_secret = channel.webhook_secret
     url = reverse("admin:channels_channel_change", args=[channel.pk])
 
@@ -165,6 +169,7 @@ def listing_form(channel: Channel, sku: Any, external_id: str) -> dict[str, Any]
 
 
 def test_a_listing_mapped_in_the_admin_is_owed_a_push(admin_client, channel):
+    """A gap added in the admin owes nothing; mapping or remapping it owes it a push."""
     sku, other_sku = factories.make_sku(), factories.make_sku()
 
     with spy("create_listing") as create_listing:
@@ -190,6 +195,7 @@ def test_a_listing_mapped_in_the_admin_is_owed_a_push(admin_client, channel):
 
 
 def test_a_listing_page_never_moves_it_to_another_channel(admin_client, channel, listings):
+    """The channel of a saved listing is read-only: a posted channel is ignored."""
     other = factories.make_channel()
     listing = listings[0]
     url = reverse("admin:channels_listing_change", args=[listing.pk])
@@ -200,6 +206,7 @@ def test_a_listing_page_never_moves_it_to_another_channel(admin_client, channel,
 
 
 def test_the_csv_import_owes_a_push_to_each_listing_it_maps_or_remaps(channel):
+    """Imported rows owe pushes to the listings they map; an unchanged file owes nothing."""
     mug, cup = factories.make_sku(code="MUG-9"), factories.make_sku(code="CUP-9")
     header = "channel,external_id,external_sku,sku,extra_identifiers,is_active\n"
 
@@ -224,6 +231,7 @@ def test_the_csv_import_owes_a_push_to_each_listing_it_maps_or_remaps(channel):
 
 
 def test_a_csv_import_dry_run_saves_nothing_and_owes_nothing(channel):
+    """The import's preview (a dry run) rolls back its listings and their pushes."""
     factories.make_sku(code="MUG-8")
     dataset = tablib.Dataset().load(
         "channel,external_id,external_sku,sku,extra_identifiers,is_active\nedited,1,,MUG-8,{},1\n",
@@ -260,6 +268,8 @@ def rule_form(channel: Channel, **values: str) -> dict[str, Any]:
 def test_a_buffer_rule_added_or_changed_in_the_admin_owes_its_listings_a_push(
     admin_client, channel, listings
 ):
+    """Adding or changing a rule in the admin owes the listings of its scopes, no other
+    channel's."""
     other_channel = factories.make_channel()
     factories.make_listing(channel=other_channel, sku=listings[0].sku)
     PendingPush.objects.all().delete()
@@ -283,6 +293,7 @@ def test_a_buffer_rule_added_or_changed_in_the_admin_owes_its_listings_a_push(
 def test_a_buffer_rule_deleted_in_the_admin_owes_its_listings_a_push(
     admin_client, channel, listings
 ):
+    """Deleting a rule from its page owes the listing it governed."""
     rule = factories.make_buffer_rule(channel=channel, listing=listings[0], max_cap=1)
     PendingPush.objects.all().delete()
 
@@ -298,6 +309,7 @@ def test_a_buffer_rule_deleted_in_the_admin_owes_its_listings_a_push(
 def test_the_bulk_delete_of_buffer_rules_owes_their_listings_a_push(
     admin_client, channel, listings
 ):
+    """The changelist's delete-selected action goes through delete_buffer_rules."""
     rules = [
         factories.make_buffer_rule(channel=channel, listing=listing, percent=Decimal(5))
         for listing in listings
@@ -320,6 +332,30 @@ def test_the_bulk_delete_of_buffer_rules_owes_their_listings_a_push(
     assert owed() == {listing.pk for listing in listings}
 
 
+def test_reverting_a_buffer_rule_from_its_history_owes_its_listings_a_push(
+    admin_client, channel, listings
+):
+    """Reverting a rule to an earlier version from its history owes its listings a push."""
+    rule = factories.make_buffer_rule(channel=channel, fixed_units=1)
+    services.update_buffer_rule(
+        rule_id=rule.pk,
+        fields=services.BufferRuleFields(
+            **{**vars(services.BufferRuleFields.of(rule)), "fixed_units": 4}
+        ),
+    )
+    first = rule.history.earliest("history_date")
+    PendingPush.objects.all().delete()
+
+    response = admin_client.post(
+        reverse("admin:channels_bufferrule_simple_history", args=[rule.pk, first.history_id]),
+        rule_form(channel, fixed_units="1"),
+    )
+
+    assert response.status_code == 302
+    assert BufferRule.objects.get(pk=rule.pk).fixed_units == 1
+    assert owed() == {listing.pk for listing in listings}
+
+
 # -----------------------------------------------------------------------------------------
 # BOM edits from the bundles API and admin reach the bundles' listings
 # -----------------------------------------------------------------------------------------
@@ -336,6 +372,7 @@ def bundle_listing(channel):
 
 
 def test_a_bom_replaced_through_the_api_owes_the_bundles_listings_a_push(bundle_listing):
+    """PUT of a bundle's BOM owes the bundle's listing a push, not its component's."""
     kit, other, listing = bundle_listing
     api = APIClient()
     api.force_authenticate(get_user_model().objects.create_user(username="catalogue-bot"))
@@ -351,6 +388,7 @@ def test_a_bom_replaced_through_the_api_owes_the_bundles_listings_a_push(bundle_
 
 
 def test_a_bom_edited_in_the_admin_owes_the_bundles_listings_a_push(admin_client, bundle_listing):
+    """Editing a bundle's lines in the admin owes the bundle's listing a push."""
     kit, other, listing = bundle_listing
     [line] = kit.bom_lines.all()
     data = {

@@ -108,6 +108,7 @@ def test_a_new_channel_owes_nothing_and_announces_its_push_queue_once_committed(
 
 
 def test_an_invalid_channel_is_refused_and_nothing_is_saved():
+    """An unknown platform or a malformed URL raises ValidationError and saves no channel."""
     with pytest.raises(ValidationError):
         services.create_channel(
             fields=services.ChannelFields(
@@ -150,6 +151,7 @@ def test_a_channel_edit_of_what_it_is_sent_owes_its_active_listings_only(shop, c
     ids=lambda changes: next(iter(changes), "nothing"),
 )
 def test_a_channel_change_that_alters_no_pushed_figure_owes_nothing(shop, changes):
+    """A new name, rate limit, settle window or attempt count is saved and owes no push."""
     channel = shop["one"]
     services.update_channel(channel_id=channel.pk, fields=fields_of(channel, **changes))
     assert owed() == set()
@@ -158,6 +160,7 @@ def test_a_channel_change_that_alters_no_pushed_figure_owes_nothing(shop, change
 
 
 def test_new_locations_owe_the_channels_active_listings_and_the_same_ones_owe_nothing(shop):
+    """Another set of locations owes the channel's active listings a push; the same set, none."""
     channel = shop["one"]
     other = factories.make_location()
 
@@ -175,6 +178,7 @@ def test_new_locations_owe_the_channels_active_listings_and_the_same_ones_owe_no
 
 
 def test_owing_a_full_sync_owes_every_active_listing_of_the_channel(shop):
+    """A full sync owes every active listing of that channel, and no other channel's."""
     services.owe_channel_full_sync(channel_id=shop["two"].pk)
     assert owed() == active_listings(shop, "two")
 
@@ -185,6 +189,8 @@ def test_owing_a_full_sync_owes_every_active_listing_of_the_channel(shop):
 
 
 def test_a_rotated_secret_leaves_the_old_one_accepted_for_the_grace_period(settings):
+    """After a rotation both secrets are accepted until the grace period ends, then only the
+    new."""
     settings.WEBHOOK_SECRET_ROTATION_GRACE_S = 3600
     channel = factories.make_channel(webhook_secret="whsec-old")
     before = timezone.now()
@@ -201,6 +207,8 @@ def test_a_rotated_secret_leaves_the_old_one_accepted_for_the_grace_period(setti
 
 
 def test_a_second_rotation_drops_the_first_secret_and_the_same_secret_changes_nothing():
+    """Only the secret just replaced stays accepted; setting the current secret again changes
+    nothing."""
     channel = factories.make_channel(webhook_secret="whsec-1")
     services.rotate_webhook_secret(channel_id=channel.pk, new_secret="whsec-2")
     rotated = services.rotate_webhook_secret(channel_id=channel.pk, new_secret="whsec-3")
@@ -215,6 +223,7 @@ def test_a_second_rotation_drops_the_first_secret_and_the_same_secret_changes_no
 
 
 def test_a_first_secret_is_not_a_rotation_and_a_blank_one_is_refused():
+    """A channel without a secret gets one with no previous secret; a blank one is refused."""
     channel = factories.make_channel(webhook_secret="")
     first = services.rotate_webhook_secret(channel_id=channel.pk, new_secret="whsec-1")
     assert (first.webhook_secret, first.previous_webhook_secret) == ("whsec-1", "")
@@ -226,6 +235,7 @@ def test_a_first_secret_is_not_a_rotation_and_a_blank_one_is_refused():
 
 
 def test_revoking_the_previous_secret_ends_the_rotation_at_once():
+    """Once revoked, the replaced secret is no longer accepted, whatever the grace period."""
     channel = factories.make_channel(webhook_secret="whsec-old")
     services.rotate_webhook_secret(channel_id=channel.pk, new_secret="whsec-new")
 
@@ -241,6 +251,7 @@ def test_revoking_the_previous_secret_ends_the_rotation_at_once():
 
 
 def test_a_new_listing_is_owed_a_push_only_when_active_and_mapped(shop):
+    """Of three new listings only the active, mapped one is owed a push."""
     channel, sku = shop["one"], factories.make_sku()
 
     mapped = factories.make_listing(channel=channel, sku=sku)
@@ -251,6 +262,7 @@ def test_a_new_listing_is_owed_a_push_only_when_active_and_mapped(shop):
 
 
 def test_a_listing_with_a_taken_external_id_is_refused(shop):
+    """A second listing of the same platform item on a channel raises ValidationError."""
     with pytest.raises(ValidationError):
         factories.make_listing(channel=shop["one"], external_id=shop["one-a"].external_id)
     assert Listing.objects.filter(external_id=shop["one-a"].external_id).count() == 1
@@ -268,6 +280,7 @@ def test_a_listing_with_a_taken_external_id_is_refused(shop):
     ids=["mapped", "remapped", "activated", "other-item", "unmapped"],
 )
 def test_a_listing_edit_of_what_is_pushed_where_owes_that_listing_alone(shop, listing, changes):
+    """A new SKU, no SKU, another item or an activation owes that listing a push, no other."""
     target = shop[listing]
     fields = vars(services.ListingFields.of(target)).copy()
     for name, value in changes.items():
@@ -292,6 +305,7 @@ def test_a_listing_edit_of_what_is_pushed_where_owes_that_listing_alone(shop, li
     ids=["seller-code", "identifiers", "deactivated", "nothing"],
 )
 def test_a_listing_edit_that_leaves_nothing_to_push_owes_nothing(shop, changes):
+    """A new seller code or identifiers, a deactivation or no change owes no push."""
     target = shop["one-a"]
     fields = services.ListingFields(**{**vars(services.ListingFields.of(target)), **changes})
 
@@ -303,6 +317,7 @@ def test_a_listing_edit_that_leaves_nothing_to_push_owes_nothing(shop, changes):
 
 
 def test_a_listing_never_moves_to_another_channel(shop):
+    """Naming another channel raises ListingMovesChannel and leaves the listing where it was."""
     target = shop["one-a"]
     fields = services.ListingFields(
         **{**vars(services.ListingFields.of(target)), "channel_id": shop["two"].pk}
@@ -343,16 +358,19 @@ def test_a_channel_rule_owes_every_mapped_listing_of_its_channel_alone(shop):
 
 
 def test_a_sku_rule_owes_that_skus_listings_on_its_channel_alone(shop):
+    """A SKU override owes that SKU's listing on its channel, not on the other channel."""
     factories.make_buffer_rule(channel=shop["two"], sku=shop["b"], fixed_units=2)
     assert owed() == {shop["two-b"].pk}
 
 
 def test_a_listing_rule_owes_that_listing_alone(shop):
+    """A listing override owes that listing alone."""
     factories.make_buffer_rule(channel=shop["one"], listing=shop["one-a"], max_cap=3)
     assert owed() == {shop["one-a"].pk}
 
 
 def test_a_rule_moved_to_another_sku_owes_the_listings_of_both(shop):
+    """Moving an override from SKU A to SKU B owes the listings of both."""
     rule = factories.make_buffer_rule(channel=shop["one"], sku=shop["a"], fixed_units=2)
     forget_owed()
     fields = services.BufferRuleFields.of(rule)
@@ -367,6 +385,7 @@ def test_a_rule_moved_to_another_sku_owes_the_listings_of_both(shop):
 
 
 def test_a_rule_edit_owes_its_scope_and_no_edit_owes_nothing(shop):
+    """A saved rule with the same values owes nothing; a new value owes its scope."""
     rule = factories.make_buffer_rule(channel=shop["two"], sku=shop["a"], fixed_units=2)
     forget_owed()
     fields = services.BufferRuleFields.of(rule)
@@ -382,6 +401,7 @@ def test_a_rule_edit_owes_its_scope_and_no_edit_owes_nothing(shop):
 
 
 def test_deleting_rules_owes_the_listings_they_governed(shop):
+    """Deleting rules owes the listings in their scopes; unknown ids are skipped."""
     channel_rule = factories.make_buffer_rule(channel=shop["one"], percent=Decimal(10))
     listing_rule = factories.make_buffer_rule(channel=shop["two"], listing=shop["two-b"])
     forget_owed()
@@ -395,6 +415,8 @@ def test_deleting_rules_owes_the_listings_they_governed(shop):
 
 
 def test_an_invalid_rule_is_refused_and_owes_nothing(shop):
+    """A listing of another channel, both scopes or a percent over 100 save nothing, owe
+    nothing."""
     with pytest.raises(ValidationError):
         factories.make_buffer_rule(channel=shop["two"], listing=shop["one-a"])
     with pytest.raises(ValidationError):
@@ -411,6 +433,7 @@ def test_an_invalid_rule_is_refused_and_owes_nothing(shop):
 
 
 def test_a_bom_edit_owes_the_active_listings_of_the_bundle_and_its_containers(shop, location):
+    """A BOM edit owes the active listings of the bundle and of bundles containing it, no other."""
     from bundles import services as bundle_services
 
     a, b = shop["a"], shop["b"]

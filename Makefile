@@ -22,13 +22,14 @@ $(STAMP): $(BIN)/python requirements.txt requirements-dev.txt
 run: $(STAMP)
 	$(EMBEDDED) --data-dir .data/run -- sh -c '$(BIN)/python manage.py migrate --noinput && $(BIN)/python manage.py prepare_local --simulator-seed-file .data/run/shopify-demo.json && exec $(BIN)/honcho start -f Procfile'
 
-## Lint, type-check and run the whole suite on real PostgreSQL.
+## Lint (ruff, the import contracts), type-check and run the whole suite on real PostgreSQL.
 test: $(STAMP) lint typecheck
 	$(EMBEDDED) --data-dir .data/test -- $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 typecheck: $(STAMP)
 	DATABASE_URL=postgresql://unused/nventory REDIS_URL=redis://unused:1/0 $(BIN)/mypy .

@@ -200,8 +200,8 @@ def main() -> None:
                     ]
                 },
             )
-            # In bulk (Listing.save's one-by-one outbox writes would take most of the
-            # setup); owed below in one statement, which is what save would have done.
+            # In bulk (services.create_listing's one-by-one outbox writes would take most of
+            # the setup); owed below in one statement, which is what it would have done.
             with transaction.atomic():
                 created = bulk_create_with_history(
                     [

@@ -70,10 +70,10 @@ def main() -> None:
 
     _harness.setup_django()
 
+    from channels import services as channel_services
     from channels.models import (
         Channel,
         DeadLetter,
-        Listing,
         PendingPush,
         PushAttempt,
         WebhookReceipt,
@@ -106,18 +106,20 @@ def main() -> None:
         channels = []
         session = _harness.http_session()
         for shop in shops:
-            channel = Channel.objects.create(
-                platform=Channel.Platform.SHOPIFY,
-                name=shop,
-                slug=shop,
-                mode=Channel.Mode.ACTIVE,
-                api_base_url=f"{simulator_url}/shops/{shop}",
-                credentials={"access_token": f"shpat_{shop}"},
+            channel = channel_services.create_channel(
+                fields=channel_services.ChannelFields(
+                    platform=Channel.Platform.SHOPIFY,
+                    name=shop,
+                    slug=shop,
+                    mode=Channel.Mode.ACTIVE,
+                    api_base_url=f"{simulator_url}/shops/{shop}",
+                    credentials={"access_token": f"shpat_{shop}"},
+                    rate_limit_per_s=1000,
+                    platform_settings={"location_id": 1, "api_version": "2026-01"},
+                ),
                 webhook_secret=f"secret-{shop}",
-                rate_limit_per_s=1000,
-                platform_settings={"location_id": 1, "api_version": "2026-01"},
+                location_ids=[location.pk],
             )
-            channel.locations.add(location)
             channels.append(channel)
             _harness.simulator_post(
                 session,
@@ -151,12 +153,15 @@ def main() -> None:
                 },
             )
             for index, sku in enumerate(skus):
-                Listing.objects.create(
-                    channel=channel,
-                    sku=sku,
-                    external_id=str(1000 + index),
-                    external_sku=sku.code,
-                    extra_identifiers={"variant_id": str(2000 + index)},
+                # Owed its first push, which the initial sync below waits for.
+                channel_services.create_listing(
+                    fields=channel_services.ListingFields(
+                        channel_id=channel.pk,
+                        sku_id=sku.pk,
+                        external_id=str(1000 + index),
+                        external_sku=sku.code,
+                        extra_identifiers={"variant_id": str(2000 + index)},
+                    )
                 )
 
         _harness.progress(f"starting gunicorn on {web_url}, Celery workers and beat")

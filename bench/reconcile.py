@@ -143,7 +143,8 @@ def main() -> None:
                     {"items": items[start : start + SIM_CHUNK]},
                     timeout_s=120,
                 )
-            # bulk_create: no save signal, so nothing is owed; the channel starts in sync.
+            # In bulk, not through channels.services: nothing is owed; the channel starts in
+            # sync.
             listings = Listing.objects.bulk_create(
                 Listing(
                     channel=channel,

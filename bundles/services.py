@@ -4,15 +4,21 @@
 and rebuilds the closure rows of every bundle the change reaches, in one transaction.
 The stock services expand a bundle to its leaf components and change all of their stock
 rows in one ``inventory.services`` statement, locked in primary-key order.
+
+A BOM edit changes what each bundle it reaches can list without any stock moving, so the
+outbox trigger (on stock rows) cannot see it. ``channels`` sits above this app and may not
+be imported here; it hears of the edit through one hook, ``register_bom_listener``, whose
+listeners run inside the edit's transaction and owe the bundles' listings their pushes in
+it, as the trigger does for stock.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Sequence
+from typing import Protocol
 
 from django.db import connection, transaction
-from django.dispatch import Signal
 
 from bundles import selectors
 from bundles.models import BomLine, BundleComponent
@@ -135,9 +141,24 @@ def _path_back_to(*, bundle_id: int, component_ids: list[int]) -> list[int]:
     return []
 
 
-# Sent inside the edit's transaction with every bundle whose components changed (the
-# edited one and those containing it): what each can list changed without stock moving.
-bom_changed = Signal()
+class BomListener(Protocol):
+    def __call__(self, *, bundle_ids: frozenset[int]) -> None: ...
+
+
+_bom_listeners: list[BomListener] = []
+
+
+def register_bom_listener(listener: BomListener) -> None:
+    """Call ``listener(bundle_ids=...)`` inside every BOM edit's transaction.
+
+    The one way BOM edits reach the apps above this one (channels owes the bundles'
+    listings a push), which ``bundles`` may not import: they register here from
+    ``AppConfig.ready``. ``bundle_ids`` holds every bundle whose leaf components changed:
+    the edited one and every bundle containing it. An exception in a listener rolls the
+    edit back. Registering the same listener twice registers it once.
+    """
+    if listener not in _bom_listeners:
+        _bom_listeners.append(listener)
 
 
 @transaction.atomic
@@ -165,7 +186,9 @@ def _rebuild_closure(*, changed_id: int) -> None:
         affected = [row[0] for row in cursor.fetchall()]
         BundleComponent.objects.filter(bundle_id__in=affected).delete()
         cursor.execute(_INSERT_CLOSURE_SQL, [affected])
-    bom_changed.send(sender=Sku, bundle_ids=frozenset(affected))
+    bundle_ids = frozenset(affected)
+    for listener in _bom_listeners:
+        listener(bundle_ids=bundle_ids)
 
 
 @transaction.atomic

@@ -1,18 +1,20 @@
 """Admin for channels, the SKU map (listings) and buffer rules.
 
 Channel secrets (credentials, webhook secret) never appear on a page: they are write-only.
+Every edit of a channel, its locations, a listing or a buffer rule is made by
+``channels.services`` (``save_model``, ``save_related``, ``delete_model``,
+``delete_queryset``), which owes the affected listings their pushes.
 """
 
 from __future__ import annotations
 
-import datetime as dt
+from collections.abc import Sequence
 from typing import Any
 
 from django import forms
-from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import F, Q, QuerySet
+from django.db.models import F, Model, Q, QuerySet
 from django.db.models.functions import Abs
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
@@ -38,12 +40,24 @@ from channels.models import (
     UnmappedLine,
     WebhookReceipt,
 )
-from channels.pipeline import breaker, outbox
+from channels.pipeline import dead_letters
 from channels.resources import ListingResource
 
 
+def _adopt(obj: Model, saved: Model) -> None:
+    """Make the admin's unsaved instance the row a service created, for the admin's log
+    message and redirect that follow."""
+    obj.pk = saved.pk
+    obj.refresh_from_db()
+    obj._state.adding = False
+
+
 class ChannelAdminForm(forms.ModelForm):
-    """The channel's secrets are write-only: no page shows them, a blank field keeps them."""
+    """The channel's secrets are write-only: no page shows them, a blank field keeps them.
+
+    The form only validates; ``ChannelAdmin.save_model`` hands its values to the services
+    (a new webhook secret to ``services.rotate_webhook_secret``).
+    """
 
     # A bare host is taken as https (Django 6's default, asked for now).
     api_base_url = forms.URLField(max_length=500, assume_scheme="https")
@@ -108,23 +122,6 @@ class ChannelAdminForm(forms.ModelForm):
         value: str = self.cleaned_data.get("webhook_secret") or ""
         return value or self.secret_set
 
-    def save(self, commit: bool = True) -> Channel:
-        """A new webhook secret is a rotation: the one it replaces stays accepted for
-        WEBHOOK_SECRET_ROTATION_GRACE_S, while webhooks signed with it are still coming."""
-        channel: Channel = super().save(commit=False)
-        if self.secret_set and self.secret_set != channel.webhook_secret:
-            channel.previous_webhook_secret = self.secret_set
-            channel.previous_webhook_secret_until = timezone.now() + dt.timedelta(
-                seconds=settings.WEBHOOK_SECRET_ROTATION_GRACE_S
-            )
-        elif self.cleaned_data.get("end_rotation"):
-            channel.previous_webhook_secret = ""
-            channel.previous_webhook_secret_until = None
-        if commit:
-            channel.save()
-            self.save_m2m()
-        return channel
-
     def clean_credentials(self) -> dict[str, Any]:
         value = self.cleaned_data.get("credentials")
         if value in (None, ""):
@@ -177,11 +174,45 @@ class ChannelAdmin(admin.ModelAdmin):
                 return f"Closed, {state.failures} failed calls in a row: {state.last_error[:120]}"
         return str(ChannelBreaker.State.CLOSED.label)
 
+    def save_model(
+        self, request: HttpRequest, obj: Channel, form: ChannelAdminForm, change: bool
+    ) -> None:
+        """Through the services: settings (a change that alters what is pushed owes every
+        listing a push), then a new webhook secret as a rotation, or the rotation's end."""
+        fields = services.ChannelFields.of(obj)
+        secret: str = form.cleaned_data.get("webhook_secret") or ""
+        if not change:
+            created = services.create_channel(
+                fields=fields,
+                webhook_secret=secret,
+                location_ids=[location.pk for location in form.cleaned_data.get("locations", [])],
+            )
+            _adopt(obj, created)
+            return
+        services.update_channel(channel_id=obj.pk, fields=fields)
+        if secret and secret != form.secret_set:
+            services.rotate_webhook_secret(channel_id=obj.pk, new_secret=secret)
+        elif form.cleaned_data.get("end_rotation"):
+            services.revoke_previous_webhook_secret(channel_id=obj.pk)
+        obj.refresh_from_db()
+
+    def save_related(
+        self, request: HttpRequest, form: forms.ModelForm, formsets: Sequence[Any], change: bool
+    ) -> None:
+        """The locations through ``services.set_channel_locations`` (a new set owes every
+        listing a push), never the form's own m2m save."""
+        # A page without the field (a read-only one) leaves the locations as they are.
+        if "locations" in form.cleaned_data:
+            services.set_channel_locations(
+                channel_id=form.instance.pk,
+                location_ids=[location.pk for location in form.cleaned_data["locations"]],
+            )
+        for formset in formsets:
+            self.save_formset(request, form, formset, change=change)
+
     @admin.action(description="Try the channel again now (an open circuit breaker probes it)")
     def try_again_now(self, request: HttpRequest, queryset: QuerySet[Channel]) -> None:
-        channel_ids = list(queryset.values_list("pk", flat=True))
-        opened = breaker.try_again_now(channel_ids=channel_ids)
-        outbox.wake_pushers(channel_ids=channel_ids)
+        opened = services.try_channels_again_now(channel_ids=queryset.values_list("pk", flat=True))
         self.message_user(
             request,
             f"{opened} open circuit breaker(s) will probe their channel at the next push run.",
@@ -233,6 +264,21 @@ class ListingAdmin(ImportExportModelAdmin, SimpleHistoryAdmin):
     autocomplete_fields = ("sku",)
     readonly_fields = ("created_at", "explanation")
 
+    def get_readonly_fields(
+        self, request: HttpRequest, obj: Listing | None = None
+    ) -> Sequence[str]:
+        fields = super().get_readonly_fields(request, obj)
+        # The platform ids belong to the channel: a listing never moves to another one.
+        return (*fields, "channel") if obj is not None else fields
+
+    def save_model(self, request: HttpRequest, obj: Listing, form: Any, change: bool) -> None:
+        """Through the services: a new SKU mapping owes the listing a push."""
+        fields = services.ListingFields.of(obj)
+        if change:
+            services.update_listing(listing_id=obj.pk, fields=fields)
+        else:
+            _adopt(obj, services.create_listing(fields=fields))
+
     @admin.display(description="How the listed quantity is worked out")
     def explanation(self, listing: Listing) -> str:
         if listing.pk is None:
@@ -275,6 +321,21 @@ class BufferRuleAdmin(SimpleHistoryAdmin):
             ),
             *super().get_urls(),
         ]
+
+    def save_model(self, request: HttpRequest, obj: BufferRule, form: Any, change: bool) -> None:
+        """Through the services: the listings the rule governs, before and after, owe a push."""
+        fields = services.BufferRuleFields.of(obj)
+        if change:
+            services.update_buffer_rule(rule_id=obj.pk, fields=fields)
+        else:
+            _adopt(obj, services.create_buffer_rule(fields=fields))
+
+    def delete_model(self, request: HttpRequest, obj: BufferRule) -> None:
+        services.delete_buffer_rules(rule_ids=[obj.pk])
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[BufferRule]) -> None:
+        """The bulk "delete selected" owes pushes as a single delete does."""
+        services.delete_buffer_rules(rule_ids=queryset.values_list("pk", flat=True))
 
     def preview_view(self, request: HttpRequest) -> HttpResponse:
         """The unsaved rule's effect on the listings it would govern (an htmx fragment)."""
@@ -352,7 +413,7 @@ class DeadLetterAdmin(_ReadOnlyAdmin):
     def replay(self, request: HttpRequest, queryset: QuerySet[DeadLetter]) -> None:
         replayed = 0
         for dead_letter in queryset.filter(status=DeadLetter.Status.OPEN):
-            services.replay_dead_letter(
+            dead_letters.replay_dead_letter(
                 dead_letter_id=dead_letter.pk, actor=f"admin:{request.user}"
             )
             replayed += 1

@@ -1,6 +1,5 @@
 from django.apps import AppConfig
 from django.core import checks
-from django.db.models.signals import m2m_changed, post_delete, post_save
 
 
 class ChannelsConfig(AppConfig):
@@ -9,21 +8,14 @@ class ChannelsConfig(AppConfig):
     verbose_name = "Sales channels"
 
     def ready(self) -> None:
+        from bundles import services as bundle_services
         from channels import checks as channel_checks
+        from channels import services
+        from channels.pipeline import outbox
+        from inventory import services as inventory_services
 
         checks.register(channel_checks.every_offered_platform_has_a_connector)
-        from bundles.services import bom_changed
-        from channels import receivers
-        from channels.models import BufferRule, Channel, Listing
-        from channels.pipeline import outbox
-        from inventory.services import stock_changed
-
-        stock_changed.connect(outbox.on_stock_changed, dispatch_uid="channels.pipeline.outbox")
-        post_save.connect(receivers.on_buffer_rule_changed, sender=BufferRule)
-        post_delete.connect(receivers.on_buffer_rule_changed, sender=BufferRule)
-        post_save.connect(receivers.on_listing_saved, sender=Listing)
-        post_save.connect(receivers.on_channel_saved, sender=Channel)
-        bom_changed.connect(receivers.on_bom_changed, dispatch_uid="channels.bom")
-        m2m_changed.connect(
-            receivers.on_channel_locations_changed, sender=Channel.locations.through
-        )
+        # The two apps below this one may not import it, so each offers one hook for the
+        # edits that owe pushes and that channels.services does not make itself.
+        inventory_services.register_stock_listener(outbox.on_stock_changed)
+        bundle_services.register_bom_listener(services.owe_bundle_listings)

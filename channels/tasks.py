@@ -8,13 +8,12 @@ from __future__ import annotations
 from celery import Task, shared_task
 from django.db import OperationalError
 
-from channels import services
-
 # Imported for its worker hooks (consuming every channel's push queue), which must be in
 # place in every worker process; tasks are what a worker loads.
 from channels.pipeline import (
     enqueue,
     ingest,
+    outbox,
     push,
     ratelimit,
     receive,
@@ -68,7 +67,7 @@ def process_webhook(self: Task, receipt_id: int) -> None:
 # Scheduled every 10 s by migration 0004; overlapping runs only wake pushers twice.
 @shared_task(name="channels.sweep_outbox")
 def sweep_outbox() -> int:
-    return services.sweep_outbox()
+    return outbox.sweep()
 
 
 @shared_task(name=enqueue.PULL_NOTIFICATIONS_TASK)

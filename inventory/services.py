@@ -11,6 +11,11 @@ A caller that changes several stock rows in one transaction passes them to one
 
 Each service is idempotent by key: a repeated key returns the events of the first call
 and changes nothing. A key reused for a different change is refused.
+
+The apps above this one, which it may not import, hear of a change through one hook:
+``register_stock_listener``. The outbox trigger (``channels``' migrations) owes the
+affected listings their pushes inside the change's own statement; the listener only lets
+``channels`` wake its pushers once the change commits.
 """
 
 from __future__ import annotations
@@ -18,12 +23,11 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import psycopg
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.dispatch import Signal
 from django.utils import timezone
 
 from inventory import locks
@@ -38,9 +42,24 @@ from inventory.models import (
 )
 from nventory.errors import ApplicationError, Conflict, NotFound
 
-# Sent after a change is written (inside the caller's transaction, if any) with the SKU
-# ids it touched; not sent for a replay. The channels app wakes its pushers on commit.
-stock_changed = Signal()
+
+class StockListener(Protocol):
+    def __call__(self, *, sku_ids: frozenset[int]) -> None: ...
+
+
+_stock_listeners: list[StockListener] = []
+
+
+def register_stock_listener(listener: StockListener) -> None:
+    """Call ``listener(sku_ids=...)`` after every stock change is written.
+
+    The one way stock changes reach the apps above this one (channels wakes its pushers),
+    which ``inventory`` may not import: they register here from ``AppConfig.ready``. A
+    listener runs inside the change's transaction, if any, with the SKU ids it touched;
+    it is not called for a replay. Registering the same listener twice registers it once.
+    """
+    if listener not in _stock_listeners:
+        _stock_listeners.append(listener)
 
 
 # What one unit of a SKU holds in stock: ``(stock-bearing SKU id, units)``. A SKU with no
@@ -224,9 +243,10 @@ def _apply_changes(
         if InventoryEvent.objects.filter(idempotency_key=changes[0].idempotency_key).exists():
             return _replayed_events(changes)
         _raise_refusal(changes, rows)
-    stock_changed.send(
-        sender=InventoryEvent, sku_ids=frozenset(change.sku_id for change in changes)
-    )
+    if _stock_listeners:
+        sku_ids = frozenset(change.sku_id for change in changes)
+        for listener in _stock_listeners:
+            listener(sku_ids=sku_ids)
     return [
         InventoryEvent(
             id=event_id,

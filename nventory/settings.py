@@ -271,7 +271,8 @@ PUSH_CLAIM_LEASE_S = float(os.environ.get("PUSH_CLAIM_LEASE_S", "60"))
 PUSH_BREAKER_FAILURES = int(os.environ.get("PUSH_BREAKER_FAILURES", "3"))
 PUSH_BREAKER_COOLDOWN_S = float(os.environ.get("PUSH_BREAKER_COOLDOWN_S", "5"))
 PUSH_BREAKER_MAX_COOLDOWN_S = float(os.environ.get("PUSH_BREAKER_MAX_COOLDOWN_S", "30"))
-# A channel's new webhook secret leaves the old one accepted this long (channels admin):
+# A channel's new webhook secret leaves the old one accepted this long
+# (channels.services.rotate_webhook_secret):
 # the platform may still deliver webhooks signed with it (Shopify: until it is revoked).
 WEBHOOK_SECRET_ROTATION_GRACE_S = int(os.environ.get("WEBHOOK_SECRET_ROTATION_GRACE_S", "86400"))
 # A webhook body above this is refused with 413 before it is read.

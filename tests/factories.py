@@ -35,7 +35,9 @@ def stock(sku: Sku, location: Location, on_hand: int) -> None:
     )
 
 
-def make_channel(*, locations=(), **fields):
+def make_channel(*, locations=(), webhook_secret=None, **fields):
+    """A channel created as the admin creates one (``channels.services``)."""
+    from channels import services
     from channels.models import Channel
 
     number = next(_sequence)
@@ -43,15 +45,37 @@ def make_channel(*, locations=(), **fields):
     fields.setdefault("name", f"Channel {number}")
     fields.setdefault("slug", f"channel-{number}")
     fields.setdefault("api_base_url", "http://127.0.0.1:9/")
-    fields.setdefault("webhook_secret", f"webhook-secret-{number}")
-    channel = Channel.objects.create(**fields)
-    channel.locations.set(locations)
-    return channel
+    return services.create_channel(
+        fields=services.ChannelFields(**fields),
+        webhook_secret=f"webhook-secret-{number}" if webhook_secret is None else webhook_secret,
+        location_ids=[location.pk for location in locations],
+    )
 
 
 def make_listing(*, channel, sku=None, **fields):
-    from channels.models import Listing
+    """A listing added to the SKU map as the admin adds one: an active, mapped one is owed
+    a push."""
+    from channels import services
 
     number = next(_sequence)
     fields.setdefault("external_id", f"{number}")
-    return Listing.objects.create(channel=channel, sku=sku, **fields)
+    return services.create_listing(
+        fields=services.ListingFields(
+            channel_id=channel.pk, sku_id=sku.pk if sku is not None else None, **fields
+        )
+    )
+
+
+def make_buffer_rule(*, channel, sku=None, listing=None, **values):
+    """A buffer rule created as the admin creates one: the listings it governs are owed a
+    push."""
+    from channels import services
+
+    return services.create_buffer_rule(
+        fields=services.BufferRuleFields(
+            channel_id=channel.pk,
+            sku_id=sku.pk if sku is not None else None,
+            listing_id=listing.pk if listing is not None else None,
+            **values,
+        )
+    )

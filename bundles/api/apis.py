@@ -1,8 +1,8 @@
 """REST API v1 of bundles: create, read and replace bills of materials.
 
-Same layout as ``inventory.api.apis``: one view per operation, nested serializers, one
-selector or service call each. A BOM the service refuses (a cycle, a component listed
-twice) is a 400 on ``lines``, like any other field error.
+Same layout as every app's API (bases in ``nventory.api``): one view per operation,
+nested serializers, one selector or service call each. A BOM the service refuses (a
+cycle, a component listed twice) is a 400 on ``lines``, like any other field error.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from rest_framework.response import Response
 from rest_framework.validators import UniqueValidator
 
 from bundles import selectors, services
-from inventory.api.apis import _BAD_REQUEST, _NOT_FOUND, ApiView, ListApi, _code_validator
 from inventory.models import Sku
+from nventory.api import BAD_REQUEST, NOT_FOUND, ApiView, ListApi, code_validator
 
 
 def _bom(lines: list[dict[str, Any]]) -> list[tuple[Sku, int]]:
@@ -56,7 +56,7 @@ class BundleDetailApi(ApiView):
             "min(floor(component available / units per bundle))."
         )
 
-    @extend_schema(responses={200: OutputSerializer, 404: _NOT_FOUND})
+    @extend_schema(responses={200: OutputSerializer, 404: NOT_FOUND})
     def get(self, request: Request, code: str) -> Response:
         bundle = selectors.bundle_by_code(code=code)
         return Response(self.OutputSerializer(bundle).data)
@@ -75,7 +75,7 @@ class BundleListApi(ListApi):
 
     @extend_schema(
         parameters=[FilterSerializer],
-        responses={200: OutputSerializer(many=True), 400: _BAD_REQUEST},
+        responses={200: OutputSerializer(many=True), 400: BAD_REQUEST},
     )
     def get(self, request: Request) -> Response:
         filters = self.FilterSerializer(data=request.query_params)
@@ -89,7 +89,7 @@ class BundleCreateApi(ApiView):
         code = serializers.CharField(
             max_length=64,
             validators=[
-                _code_validator,
+                code_validator,
                 UniqueValidator(Sku.objects.all(), "A SKU with this code already exists."),
             ],
         )
@@ -99,7 +99,7 @@ class BundleCreateApi(ApiView):
 
     OutputSerializer = BundleDetailApi.OutputSerializer
 
-    @extend_schema(request=InputSerializer, responses={201: OutputSerializer, 400: _BAD_REQUEST})
+    @extend_schema(request=InputSerializer, responses={201: OutputSerializer, 400: BAD_REQUEST})
     def post(self, request: Request) -> Response:
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -132,7 +132,7 @@ class BundleUpdateApi(ApiView):
 
     @extend_schema(
         request=InputSerializer,
-        responses={200: OutputSerializer, 400: _BAD_REQUEST, 404: _NOT_FOUND},
+        responses={200: OutputSerializer, 400: BAD_REQUEST, 404: NOT_FOUND},
         description="Replaces the bundle's BOM lines.",
     )
     def put(self, request: Request, code: str) -> Response:

@@ -1,7 +1,8 @@
 """REST API v1 of the sync pipeline: channels, listing explanations, dead letters, oversells.
 
-Same layout as ``inventory.api.apis``: one view per operation, nested serializers, one
-selector or service call each. Channel secrets never leave the server through here.
+Same layout as every app's API (bases in ``nventory.api``): one view per operation,
+nested serializers, one selector or service call each. Channel secrets never leave the
+server through here.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from channels import selectors, services
+from channels import selectors
 from channels.models import Channel, ChannelBreaker, DeadLetter, Listing, OversellIncident
-from inventory.api.apis import ApiView, ConflictSerializer, ErrorSerializer, ListApi
+from channels.pipeline import dead_letters
+from nventory.api import ApiView, ConflictSerializer, ErrorSerializer, ListApi
 
 
 class ChannelBreakerOutputSerializer(serializers.ModelSerializer):
@@ -156,7 +158,7 @@ class DeadLetterReplayApi(ApiView):
     )
     def post(self, request: Request, dead_letter_id: int) -> Response:
         get_object_or_404(DeadLetter, pk=dead_letter_id)
-        dead_letter = services.replay_dead_letter(
+        dead_letter = dead_letters.replay_dead_letter(
             dead_letter_id=dead_letter_id, actor=f"api:{request.user.get_username()}"
         )
         return Response(DeadLetterOutputSerializer(dead_letter).data)

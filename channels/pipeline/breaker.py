@@ -31,6 +31,7 @@ from django.utils import timezone
 from channels.connectors.base import ChannelError, ChannelThrottled, Connector
 from channels.connectors.types import ListingRef
 from channels.models import Channel, ChannelBreaker, Listing
+from channels.pipeline import dead_letters
 
 logger = logging.getLogger(__name__)
 
@@ -168,15 +169,13 @@ def record_answer(*, channel: Channel, pushed: bool) -> int:
     """The channel answered a call (a push, or the probe's read): close the breaker and
     replay the spell's dead letters (those made since its first failure, still open).
     How many were replayed."""
-    from channels import services
-
     with transaction.atomic():
         with connection.cursor() as cursor:
             cursor.execute(_RECORD_ANSWER_SQL, {"channel_id": channel.pk, "pushed": pushed})
             row = cursor.fetchone()
         if row is None or row[0] is None:
             return 0
-        replayed = services.replay_dead_letters(
+        replayed = dead_letters.replay_dead_letters(
             channel_id=channel.pk, made_since=row[0], actor=REPLAYED_BY
         )
     logger.warning(

@@ -12,9 +12,11 @@ import time
 from collections.abc import Iterable
 
 from django.db import connection, transaction
+from django.db.models import Q
+from django.db.models.functions import Now
 
 from channels import rules
-from channels.models import Channel
+from channels.models import Channel, PendingPush
 from channels.pipeline import enqueue
 
 _MARK_OWED_SQL = """
@@ -105,6 +107,24 @@ def wake_pushers(*, channel_ids: Iterable[int]) -> None:
     enqueue.wake_pushers(channel_ids=channel_ids)
 
 
-def on_stock_changed(sender: object, *, sku_ids: frozenset[int], **kwargs: object) -> None:
+def on_stock_changed(*, sku_ids: frozenset[int]) -> None:
+    """Wake the pushers these SKUs owe, once the stock change commits (registered with
+    ``inventory.services.register_stock_listener`` by ``ChannelsConfig.ready``)."""
     # Best effort, as above: a stock change that committed must not answer an error.
     transaction.on_commit(lambda: wake_pushers_for_skus(sku_ids=sku_ids), robust=True)
+
+
+def sweep() -> int:
+    """Wake the pusher of every channel with a due push nobody holds; how many woke.
+
+    The safety net under on-commit wake-ups: a lost broker message, a worker killed
+    mid-push (its claim lapses) or a backoff that has run out all end up here.
+    """
+    channel_ids = set(
+        PendingPush.objects.filter(not_before__lte=Now())
+        .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=Now()))
+        .values_list("channel_id", flat=True)
+        .distinct()
+    )
+    wake_pushers(channel_ids=channel_ids)
+    return len(channel_ids)

@@ -1,32 +1,32 @@
 """REST API v1 of the inventory: one APIView per operation (STYLE.md §4).
 
 Each view parses its input with its nested ``InputSerializer``, calls one selector or
-service, and shapes the answer with its ``OutputSerializer``. Domain refusals are
-``nventory.errors.ApplicationError`` subclasses, mapped to 400/404/409 by the exception
-handler in settings.
+service, and shapes the answer with its ``OutputSerializer``. The bases and the error
+shapes every app's API shares live in ``nventory.api``.
 """
 
 from __future__ import annotations
 
-import itertools
-import re
 from collections.abc import Callable
 from typing import Any
 
-from django.core.validators import RegexValidator
 from django.db import IntegrityError, transaction
-from django.db.models import QuerySet
-from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_serializer
 from rest_framework import serializers, status
-from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.validators import UniqueValidator
-from rest_framework.views import APIView
 
 from inventory import selectors, services
 from inventory.models import EventKind, EventSource, Location, Reservation, Sku
+from nventory.api import (
+    BAD_REQUEST,
+    NOT_FOUND,
+    ApiView,
+    ConflictSerializer,
+    ListApi,
+    code_validator,
+)
 
 # Every key a client sends is stored under this prefix, so an API client can never take
 # a key that a service derives (``reservation:<id>:expired``) or a channel uses for a
@@ -38,50 +38,6 @@ IDEMPOTENCY_KEY_MAX_LENGTH = 200
 # Stock figures are 32-bit integer columns; one change this size still leaves headroom.
 MAX_QUANTITY = 1_000_000_000
 MAX_RESERVATION_TTL_S = 7 * 24 * 3600
-
-# SKU and location codes are path segments in this API, so they may not contain "/".
-_code_validator = RegexValidator(r"^[^/]+\Z", "A code may not contain '/'.")
-
-
-class _NestedNameSchema(AutoSchema):
-    """Names a nested serializer after its view, so every view's InputSerializer is its own
-    schema component (``ReceiptCreateApi.InputSerializer`` -> ``ReceiptCreateRequest``)."""
-
-    def get_serializer_name(self, serializer: serializers.BaseSerializer, direction: str) -> str:
-        words = []
-        for part in type(serializer).__qualname__.split("."):
-            word = part.removesuffix("Serializer").removesuffix("Api")
-            if word not in {"Input", "Output"}:
-                words.append(word)
-        return "".join(words)
-
-    def get_tags(self) -> list[str]:
-        # Tagged by resource (skus, orders, ...) rather than by the shared "v1" segment.
-        segments = [segment for segment in self.path.split("/") if segment]
-        for version, resource in itertools.pairwise(segments):
-            if re.fullmatch(r"v\d+", version):
-                return [resource]
-        return super().get_tags()
-
-
-class ApiView(APIView):
-    """Base of every view here: names schema components after the view."""
-
-    schema = _NestedNameSchema()
-
-
-class ListApi(ApiView):
-    """Base of the list views: LimitOffsetPagination, which the schema documents too."""
-
-    pagination_class = LimitOffsetPagination
-
-    def paginated_response(
-        self, queryset: QuerySet[Any], serializer_class: type[serializers.Serializer]
-    ) -> Response:
-        """One page of ``queryset`` in the ``{count, next, previous, results}`` envelope."""
-        paginator = self.pagination_class()
-        page = paginator.paginate_queryset(queryset, self.request, view=self)
-        return paginator.get_paginated_response(serializer_class(page, many=True).data)
 
 
 # -----------------------------------------------------------------------------------------
@@ -107,28 +63,6 @@ def _context(
     )
 
 
-@extend_schema_serializer(component_name="Error")
-class ErrorSerializer(serializers.Serializer):
-    """The body of a 404 or 409 answer (schema only)."""
-
-    detail = serializers.CharField()
-    code = serializers.CharField()
-
-
-@extend_schema_serializer(component_name="Conflict")
-class ConflictSerializer(ErrorSerializer):
-    """The body of a 409: ``available``/``requested`` come with ``insufficient_stock``,
-    ``status`` with a reservation that already ended."""
-
-    sku_id = serializers.IntegerField(required=False)
-    location_id = serializers.IntegerField(required=False)
-    available = serializers.IntegerField(required=False)
-    requested = serializers.IntegerField(required=False)
-    status = serializers.CharField(required=False)
-
-
-_BAD_REQUEST = OpenApiResponse(description="Field errors: {field: [message, ...]}.")
-_NOT_FOUND = OpenApiResponse(ErrorSerializer, description="Unknown SKU, location or id.")
 _CONFLICT = OpenApiResponse(
     ConflictSerializer,
     description="Refused: insufficient stock, a figure below zero, a reused key, or a "
@@ -164,7 +98,7 @@ class SkuDetailApi(ApiView):
         created_at = serializers.DateTimeField()
         updated_at = serializers.DateTimeField()
 
-    @extend_schema(responses={200: OutputSerializer, 404: _NOT_FOUND})
+    @extend_schema(responses={200: OutputSerializer, 404: NOT_FOUND})
     def get(self, request: Request, code: str) -> Response:
         sku = selectors.sku_by_code(code=code)
         return Response(self.OutputSerializer(sku).data)
@@ -183,7 +117,7 @@ class SkuListApi(ListApi):
 
     @extend_schema(
         parameters=[FilterSerializer],
-        responses={200: OutputSerializer(many=True), 400: _BAD_REQUEST},
+        responses={200: OutputSerializer(many=True), 400: BAD_REQUEST},
     )
     def get(self, request: Request) -> Response:
         filters = _validated(self.FilterSerializer, request.query_params)
@@ -198,7 +132,7 @@ class SkuCreateApi(ApiView):
         code = serializers.CharField(
             max_length=64,
             validators=[
-                _code_validator,
+                code_validator,
                 UniqueValidator(Sku.objects.all(), "A SKU with this code already exists."),
             ],
         )
@@ -208,7 +142,7 @@ class SkuCreateApi(ApiView):
 
     OutputSerializer = SkuDetailApi.OutputSerializer
 
-    @extend_schema(request=InputSerializer, responses={201: OutputSerializer, 400: _BAD_REQUEST})
+    @extend_schema(request=InputSerializer, responses={201: OutputSerializer, 400: BAD_REQUEST})
     def post(self, request: Request) -> Response:
         data = _validated(self.InputSerializer, request.data)
         # A SKU is catalogue data, not stock: no service owns its creation yet.
@@ -248,7 +182,7 @@ class SkuStockApi(ApiView):
         locations = LocationSerializer(many=True)
         totals = TotalsSerializer()
 
-    @extend_schema(responses={200: OutputSerializer, 404: _NOT_FOUND})
+    @extend_schema(responses={200: OutputSerializer, 404: NOT_FOUND})
     def get(self, request: Request, code: str) -> Response:
         stock = selectors.sku_stock(sku=selectors.sku_by_code(code=code))
         return Response(self.OutputSerializer(stock).data)
@@ -263,7 +197,7 @@ class LocationDetailApi(ApiView):
         is_active = serializers.BooleanField()
         created_at = serializers.DateTimeField()
 
-    @extend_schema(responses={200: OutputSerializer, 404: _NOT_FOUND})
+    @extend_schema(responses={200: OutputSerializer, 404: NOT_FOUND})
     def get(self, request: Request, code: str) -> Response:
         location = selectors.location_by_code(code=code)
         return Response(self.OutputSerializer(location).data)
@@ -284,7 +218,7 @@ class LocationCreateApi(ApiView):
         code = serializers.CharField(
             max_length=64,
             validators=[
-                _code_validator,
+                code_validator,
                 UniqueValidator(
                     Location.objects.all(), "A location with this code already exists."
                 ),
@@ -298,7 +232,7 @@ class LocationCreateApi(ApiView):
 
     OutputSerializer = LocationDetailApi.OutputSerializer
 
-    @extend_schema(request=InputSerializer, responses={201: OutputSerializer, 400: _BAD_REQUEST})
+    @extend_schema(request=InputSerializer, responses={201: OutputSerializer, 400: BAD_REQUEST})
     def post(self, request: Request) -> Response:
         data = _validated(self.InputSerializer, request.data)
         try:
@@ -365,7 +299,7 @@ class EventListApi(ListApi):
 
     @extend_schema(
         parameters=[FilterSerializer],
-        responses={200: OutputSerializer(many=True), 400: _BAD_REQUEST, 404: _NOT_FOUND},
+        responses={200: OutputSerializer(many=True), 400: BAD_REQUEST, 404: NOT_FOUND},
     )
     def get(self, request: Request) -> Response:
         filters = _validated(self.FilterSerializer, request.query_params)
@@ -401,8 +335,8 @@ def _stock_event_created(
 
 _STOCK_CHANGE_RESPONSES: dict[int, Any] = {
     201: _EVENT,
-    400: _BAD_REQUEST,
-    404: _NOT_FOUND,
+    400: BAD_REQUEST,
+    404: NOT_FOUND,
     409: _CONFLICT,
 }
 
@@ -507,7 +441,7 @@ class ReservationDetailApi(ApiView):
         created_at = serializers.DateTimeField()
         updated_at = serializers.DateTimeField()
 
-    @extend_schema(responses={200: OutputSerializer, 404: _NOT_FOUND})
+    @extend_schema(responses={200: OutputSerializer, 404: NOT_FOUND})
     def get(self, request: Request, reservation_id: int) -> Response:
         reservation = selectors.reservation_by_id(reservation_id=reservation_id)
         return Response(self.OutputSerializer(reservation).data)
@@ -556,7 +490,7 @@ class ReservationConfirmApi(ApiView):
 
     @extend_schema(
         request=InputSerializer,
-        responses={200: OutputSerializer, 400: _BAD_REQUEST, 404: _NOT_FOUND, 409: _CONFLICT},
+        responses={200: OutputSerializer, 400: BAD_REQUEST, 404: NOT_FOUND, 409: _CONFLICT},
     )
     def post(self, request: Request, reservation_id: int) -> Response:
         data = _validated(self.InputSerializer, request.data)
@@ -579,7 +513,7 @@ class ReservationReleaseApi(ApiView):
 
     @extend_schema(
         request=InputSerializer,
-        responses={200: OutputSerializer, 400: _BAD_REQUEST, 404: _NOT_FOUND, 409: _CONFLICT},
+        responses={200: OutputSerializer, 400: BAD_REQUEST, 404: NOT_FOUND, 409: _CONFLICT},
     )
     def post(self, request: Request, reservation_id: int) -> Response:
         data = _validated(self.InputSerializer, request.data)

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from channels import selectors
-from channels.models import BufferRule, Channel, Listing, OversellIncident, PendingPush
+from channels.models import Channel, OversellIncident, PendingPush
 from channels.pipeline import ingest, ratelimit, receive
 from inventory import services
 from tests import factories
@@ -62,7 +62,7 @@ def wire(simulator, location, skus, **fields) -> Channel:
     )
     ratelimit.reset(channel_id=channel.pk)
     for n, sku in enumerate(skus):
-        Listing.objects.create(
+        factories.make_listing(
             channel=channel,
             sku=sku,
             external_id=str(7000 + n),
@@ -100,7 +100,7 @@ def test_bundles_are_pushed_as_their_scarcest_component_allows_with_buffers(
 ):
     _a, _b, gift, _mega = parts
     channel = wire(shopify_simulator, location, parts)
-    BufferRule.objects.create(channel=channel, sku=gift, fixed_units=1)
+    factories.make_buffer_rule(channel=channel, sku=gift, fixed_units=1)
     drain(channel)
     # GIFT: min(4 // 2, 9 // 1) = 2, less 1 held back; MEGA: min(4 // 2, 9 // 2) = 2.
     assert shown(shopify_simulator, channel.slug) == {7000: 4, 7001: 9, 7002: 1, 7003: 2}

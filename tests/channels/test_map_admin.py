@@ -118,9 +118,9 @@ def test_rule_preview_reports_form_errors(admin_client, channel):
 
 def test_a_buffer_rule_change_owes_its_listings_a_push(channel):
     sku = factories.make_sku()
-    listing = Listing.objects.create(channel=channel, sku=sku, external_id="30")
+    listing = factories.make_listing(channel=channel, sku=sku, external_id="30")
     PendingPush.objects.all().delete()
-    BufferRule.objects.create(channel=channel, fixed_units=2)
+    factories.make_buffer_rule(channel=channel, fixed_units=2)
     assert PendingPush.objects.filter(listing=listing).exists()
 
 

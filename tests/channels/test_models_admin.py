@@ -180,11 +180,9 @@ def test_drift_that_webhooks_explained_later_can_be_told_from_real_drift(admin_c
     assert listed() == {in_flight, partly, edit}
 
 
-def submit_channel_form(channel: Channel, **changes: str) -> Channel:
-    """Save the admin's channel form as an operator would, with these fields changed (the
-    secret fields blank: kept)."""
-    from channels.admin import ChannelAdminForm
-
+def submit_channel_form(admin_client, channel: Channel, **changes: str) -> Channel:
+    """Save the channel's admin page as an operator would, with these fields changed (the
+    secret fields blank: kept); the channel as saved."""
     data = {
         "platform": channel.platform,
         "name": channel.name,
@@ -198,11 +196,12 @@ def submit_channel_form(channel: Channel, **changes: str) -> Channel:
         "settle_window_s": "0",
         "max_push_attempts": "3",
         "platform_settings": "{}",
+        "_save": "Save",
         **changes,
     }
-    form = ChannelAdminForm(data=data, instance=Channel.objects.get(pk=channel.pk))
-    assert form.is_valid(), form.errors
-    return form.save()
+    response = admin_client.post(reverse("admin:channels_channel_change", args=[channel.pk]), data)
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    return Channel.objects.get(pk=channel.pk)
 
 
 def test_the_channel_page_never_shows_its_secrets_and_a_blank_field_keeps_them(
@@ -216,14 +215,17 @@ def test_the_channel_page_never_shows_its_secrets_and_a_blank_field_keeps_them(
     assert SECRET not in body and "shpat-secret" not in body
     assert "Set now: access_token (values hidden)" in body
 
-    kept = submit_channel_form(channel, name="Renamed")
+    kept = submit_channel_form(admin_client, channel, name="Renamed")
     assert (kept.name, kept.webhook_secret, kept.credentials) == (
         "Renamed",
         SECRET,
         {"access_token": "shpat-secret"},
     )
     replaced = submit_channel_form(
-        channel, webhook_secret="whsec-new", credentials='{"access_token": "shpat-new"}'
+        admin_client,
+        channel,
+        webhook_secret="whsec-new",
+        credentials='{"access_token": "shpat-new"}',
     )
     assert (replaced.webhook_secret, replaced.credentials) == (
         "whsec-new",
@@ -236,14 +238,16 @@ def test_the_channel_page_never_shows_its_secrets_and_a_blank_field_keeps_them(
     assert not form.is_valid() and "credentials" in form.errors
 
 
-def test_a_new_webhook_secret_leaves_the_old_one_accepted_for_a_while(channel, settings):
+def test_a_new_webhook_secret_leaves_the_old_one_accepted_for_a_while(
+    admin_client, channel, settings
+):
     import datetime as dt
 
     from django.utils import timezone
 
     settings.WEBHOOK_SECRET_ROTATION_GRACE_S = 3600
 
-    rotated = submit_channel_form(channel, webhook_secret="whsec-next")
+    rotated = submit_channel_form(admin_client, channel, webhook_secret="whsec-next")
     assert (rotated.webhook_secret, rotated.previous_webhook_secret) == ("whsec-next", SECRET)
     assert rotated.previous_webhook_secret_until is not None
     left = rotated.previous_webhook_secret_until - timezone.now()
@@ -251,9 +255,9 @@ def test_a_new_webhook_secret_leaves_the_old_one_accepted_for_a_while(channel, s
     assert rotated.webhook_secrets(timezone.now()) == ["whsec-next", SECRET]
 
     # A blank secret field keeps the rotation as it is.
-    unchanged = submit_channel_form(channel, name="Renamed")
+    unchanged = submit_channel_form(admin_client, channel, name="Renamed")
     assert unchanged.previous_webhook_secret == SECRET
 
-    ended = submit_channel_form(channel, end_rotation="on")
+    ended = submit_channel_form(admin_client, channel, end_rotation="on")
     assert (ended.previous_webhook_secret, ended.previous_webhook_secret_until) == ("", None)
     assert ended.webhook_secrets(timezone.now()) == ["whsec-next"]

@@ -17,19 +17,16 @@ from django.urls import reverse
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from channels import services
 from channels.models import (
-    BufferRule,
     Channel,
     ChannelBreaker,
     DeadLetter,
     DriftRecord,
-    Listing,
     ListingSyncState,
     PendingPush,
     PushAttempt,
 )
-from channels.pipeline import breaker, push, ratelimit
+from channels.pipeline import breaker, dead_letters, outbox, push, ratelimit
 from inventory import services as inventory_services
 from tests import factories
 
@@ -80,7 +77,7 @@ def listings(channel):
         sku = factories.make_sku()
         factories.stock(sku, channel.location, 10)
         made.append(
-            Listing.objects.create(
+            factories.make_listing(
                 channel=channel,
                 sku=sku,
                 external_id=str(item),
@@ -109,7 +106,7 @@ def shown(simulator, shop: str) -> dict[int, int]:
 def test_listed_quantities_reach_the_channel_with_buffers_applied(
     channel, listings, shopify_simulator, shop
 ):
-    BufferRule.objects.create(channel=channel, percent=Decimal(30), fixed_units=1)
+    factories.make_buffer_rule(channel=channel, percent=Decimal(30), fixed_units=1)
     drain(channel)
     assert shown(shopify_simulator, shop) == {1001: 6, 1002: 6}  # floor(10 x 0.7) - 1
     attempt = PushAttempt.objects.filter(listing=listings[0], outcome="applied").latest("sent_at")
@@ -240,20 +237,20 @@ def test_a_push_that_keeps_failing_becomes_a_dead_letter_and_converges_after_rep
     with_breaker(channel, failures=100, cooldown_s=60)
     shopify_simulator.faults(shop, fail_next=100, fail_status=500)
     drain(channel)
-    dead_letters = DeadLetter.objects.filter(channel=channel).order_by("listing_id")
-    assert dead_letters.count() == 2
-    assert all(len(dead.attempts) == channel.max_push_attempts for dead in dead_letters)
-    assert "500" in dead_letters[0].attempts[0]["error"]
+    dead = DeadLetter.objects.filter(channel=channel).order_by("listing_id")
+    assert dead.count() == 2
+    assert all(len(letter.attempts) == channel.max_push_attempts for letter in dead)
+    assert "500" in dead[0].attempts[0]["error"]
     assert shown(shopify_simulator, shop) == {1001: 0, 1002: 0}
 
     shopify_simulator.faults(shop, reset=True)
-    services.replay_dead_letter(dead_letter_id=dead_letters[0].pk, actor="test")
+    dead_letters.replay_dead_letter(dead_letter_id=dead[0].pk, actor="test")
     operator = factories_operator()
     api = APIClient()
     api.force_authenticate(operator)
-    answer = api.post(reverse("channels_api:dead-letter-replay", args=[dead_letters[1].pk]))
+    answer = api.post(reverse("channels_api:dead-letter-replay", args=[dead[1].pk]))
     assert answer.status_code == 200 and answer.json()["status"] == "replayed"
-    again = api.post(reverse("channels_api:dead-letter-replay", args=[dead_letters[1].pk]))
+    again = api.post(reverse("channels_api:dead-letter-replay", args=[dead[1].pk]))
     assert again.status_code == 409
     drain(channel)
     assert shown(shopify_simulator, shop) == {1001: 10, 1002: 10}
@@ -266,7 +263,7 @@ def factories_operator():
 
 
 def test_one_bad_item_fails_only_itself(channel, listings, shopify_simulator, shop):
-    stray = Listing.objects.create(
+    stray = factories.make_listing(
         channel=channel,
         sku=listings[0].sku,
         external_id="424242",  # not on the shop
@@ -316,9 +313,9 @@ def test_the_token_bucket_is_shared_and_refuses_beyond_the_rate(channel):
 
 
 def test_the_sweep_wakes_channels_with_due_pushes(channel, listings):
-    assert services.sweep_outbox() == 1
+    assert outbox.sweep() == 1
     PendingPush.objects.update(not_before="2999-01-01T00:00:00Z")
-    assert services.sweep_outbox() == 0
+    assert outbox.sweep() == 0
 
 
 def test_pushed_quantities_follow_the_same_rule_precedence_as_the_explanation(
@@ -326,9 +323,9 @@ def test_pushed_quantities_follow_the_same_rule_precedence_as_the_explanation(
 ):
     from channels import selectors
 
-    BufferRule.objects.create(channel=channel, percent=Decimal(50))
-    BufferRule.objects.create(channel=channel, sku=listings[0].sku, fixed_units=3)
-    BufferRule.objects.create(channel=channel, listing=listings[1], max_cap=4)
+    factories.make_buffer_rule(channel=channel, percent=Decimal(50))
+    factories.make_buffer_rule(channel=channel, sku=listings[0].sku, fixed_units=3)
+    factories.make_buffer_rule(channel=channel, listing=listings[1], max_cap=4)
     drain(channel)
     for listing, item in zip(listings, ITEMS, strict=True):
         explained = selectors.explain_listing(listing=listing).listed

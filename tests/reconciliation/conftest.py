@@ -104,7 +104,7 @@ def make_sim_channel(db, shopify_simulator: ShopifySimulatorClient) -> Callable[
                 sku = factories.make_sku(category=category)
                 factories.stock(sku, location, stock)
             listings.append(
-                Listing.objects.create(
+                factories.make_listing(
                     channel=channel,
                     sku=sku,
                     external_id=str(FIRST_ITEM + n),

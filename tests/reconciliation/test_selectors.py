@@ -9,7 +9,7 @@ import pytest
 from django.utils import timezone
 
 from channels import selectors as channel_selectors
-from channels.models import BufferRule, Listing
+from channels.models import Listing
 from reconciliation import selectors
 from tests import factories
 
@@ -26,10 +26,10 @@ def test_expected_quantities_match_listed_quantities_under_every_kind_of_rule():
     listings = [factories.make_listing(channel=channel, sku=sku) for sku in skus]
     listings.append(factories.make_listing(channel=channel, sku=None))  # a mapping gap
     now = timezone.now()
-    BufferRule.objects.create(channel=channel, percent=Decimal(25))
-    BufferRule.objects.create(channel=channel, sku=skus[1], fixed_units=4)
-    BufferRule.objects.create(channel=channel, listing=listings[2], max_cap=5)
-    BufferRule.objects.create(
+    factories.make_buffer_rule(channel=channel, percent=Decimal(25))
+    factories.make_buffer_rule(channel=channel, sku=skus[1], fixed_units=4)
+    factories.make_buffer_rule(channel=channel, listing=listings[2], max_cap=5)
+    factories.make_buffer_rule(
         channel=channel,
         sku=skus[3],
         max_cap=1,

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from channels.connectors.registry import CONNECTORS
+from channels.models import Channel
 from tests.channels.connectors.reference_platform import (
     PLATFORM,
     ReferencePlatform,
@@ -19,6 +20,11 @@ from tests.channels.connectors.reference_platform import (
 def reference_platform(monkeypatch) -> Iterator[ReferencePlatform]:
     """The platform serving on a free port, its connector registered for this test."""
     monkeypatch.setitem(CONNECTORS, PLATFORM, ReferencePlatformConnector)
+    # Offered for this test only, as a platform with a connector is.
+    platform_field = Channel._meta.get_field("platform")
+    monkeypatch.setattr(
+        platform_field, "choices", [*platform_field.choices, (PLATFORM, "Reference platform")]
+    )
     platform = ReferencePlatform(["A-1", "A-2"])
     thread = threading.Thread(target=platform.serve_forever, daemon=True)
     thread.start()

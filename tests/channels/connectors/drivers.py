@@ -132,7 +132,7 @@ class ShopifyDriver(PlatformDriver):
         )
         ratelimit.reset(channel_id=channel.pk)
         listings = [
-            Listing.objects.create(
+            factories.make_listing(
                 channel=channel,
                 sku=sku,
                 external_id=str(item),
@@ -172,7 +172,7 @@ class ShopifyDriver(PlatformDriver):
         self.simulator.faults(opened.tenant, timeout_next=1, timeout_s=1.5)
 
     def add_listing_the_platform_lacks(self, opened: OpenChannel, sku: Sku) -> Listing:
-        return Listing.objects.create(
+        return factories.make_listing(
             channel=opened.channel,
             sku=sku,
             external_id="999999",

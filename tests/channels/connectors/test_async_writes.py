@@ -9,7 +9,6 @@ import pytest
 from channels.models import (
     Channel,
     DeadLetter,
-    Listing,
     ListingSyncState,
     PendingPush,
     PushAttempt,
@@ -42,7 +41,7 @@ def test_a_feed_waits_as_submitted_is_no_drift_meanwhile_and_settles_once_applie
     for code in ("A-1", "A-2", "NOT-THERE"):
         sku = factories.make_sku()
         factories.stock(sku, location, 10)
-        listings.append(Listing.objects.create(channel=channel, sku=sku, external_id=code))
+        listings.append(factories.make_listing(channel=channel, sku=sku, external_id=code))
     known, _, unknown = listings
 
     deadline = time.monotonic() + 10

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from channels.models import Channel, Listing, WebhookReceipt
+from channels.models import Channel, WebhookReceipt
 from channels.pipeline import ingest, receive
 from inventory.models import EventKind, InventoryEvent
 from tests import factories
@@ -31,7 +31,7 @@ def test_queued_events_are_stored_once_acknowledged_and_their_orders_fetched(
     )
     sku = factories.make_sku(code="A-1")
     factories.stock(sku, location, 10)
-    Listing.objects.create(channel=channel, sku=sku, external_id="A-1", external_sku="A-1")
+    factories.make_listing(channel=channel, sku=sku, external_id="A-1", external_sku="A-1")
     reference_platform.place_order("o-1", [{"sku": "A-1", "quantity": 2}], copies=2)
     reference_platform.place_order("o-2", [{"sku": "A-1", "quantity": 1}])
     reference_platform.place_order("o-3", [{"sku": "A-1", "quantity": 3}])

@@ -172,7 +172,7 @@ def wire_simulated_shop(
 ) -> Any:
     """A shop on the simulator selling ``sku`` as one item, and its active channel in
     nventory with the listing, webhooks pointed at ``web_url``."""
-    from channels.models import Channel, Listing
+    from channels.models import Channel
     from channels.pipeline import ratelimit
     from tests import factories
 
@@ -210,7 +210,7 @@ def wire_simulated_shop(
             }
         ],
     )
-    Listing.objects.create(
+    factories.make_listing(
         channel=channel,
         sku=sku,
         external_id=str(item_id),

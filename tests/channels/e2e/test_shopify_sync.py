@@ -15,7 +15,6 @@ import pytest
 from django.db.models import Sum
 
 from channels.models import (
-    BufferRule,
     Channel,
     ChannelBreaker,
     DeadLetter,
@@ -79,7 +78,7 @@ def test_a_sale_on_one_store_reaches_every_store_with_buffers_applied(
     factories.stock(sku, location, 50)
     store_a = wire_shop(location=location, sku=sku)
     store_b = wire_shop(location=location, sku=sku)
-    BufferRule.objects.create(channel=store_b, percent=Decimal(10))
+    factories.make_buffer_rule(channel=store_b, percent=Decimal(10))
     outbox.mark_channel_owed(channel=store_a)
     wait_for_shops(shopify_simulator, {store_a: 50, store_b: 45})
 

@@ -108,8 +108,8 @@ class _Stack:
         subprocess.run(
             [
                 *(sys.executable, "manage.py", "shell", "-c"),
-                "from channels import services; from channels.pipeline import ingest; "
-                "services.sweep_outbox(); "
+                "from channels.pipeline import ingest, outbox; "
+                "outbox.sweep(); "
                 "ingest.sweep_unprocessed_receipts(older_than_s=1)",
             ],
             cwd=REPO_ROOT,

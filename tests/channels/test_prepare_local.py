@@ -6,7 +6,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 
-from inventory.management.commands import prepare_local
+from channels.management.commands import prepare_local
 from inventory.models import InventoryEvent, Location, Sku, StockLevel
 
 pytestmark = pytest.mark.django_db
@@ -83,7 +83,7 @@ def test_demo_stock_matches_the_catalog():
 def test_an_interrupted_first_load_is_completed(monkeypatch):
     """Receipts missing after a crash are recorded by the next run, the rest are kept."""
     calls = 0
-    real_receive = prepare_local.services.receive_stock
+    real_receive = prepare_local.inventory_services.receive_stock
 
     def crash_after_two(**kwargs):
         nonlocal calls
@@ -92,11 +92,11 @@ def test_an_interrupted_first_load_is_completed(monkeypatch):
             raise RuntimeError("killed")
         return real_receive(**kwargs)
 
-    monkeypatch.setattr(prepare_local.services, "receive_stock", crash_after_two)
+    monkeypatch.setattr(prepare_local.inventory_services, "receive_stock", crash_after_two)
     with pytest.raises(RuntimeError):
         _run()
     assert InventoryEvent.objects.count() == 2
-    monkeypatch.setattr(prepare_local.services, "receive_stock", real_receive)
+    monkeypatch.setattr(prepare_local.inventory_services, "receive_stock", real_receive)
 
     output = _run()
 

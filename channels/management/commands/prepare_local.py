@@ -2,7 +2,9 @@
 
 Run by ``make run`` after ``migrate``. Safe to run any number of times: the password is
 shown only when the account is created, and the demo stock is received with fixed
-idempotency keys, so a second run changes nothing.
+idempotency keys, so a second run changes nothing. With ``--simulator-seed-file`` it also
+wires a demo Shopify channel, which is why it lives in ``channels`` (the app that may
+import both the stock and the channels).
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandParser
 
-from inventory import services
+from channels import services
+from channels.models import Channel
+from inventory import services as inventory_services
 from inventory.models import EventSource, InventoryEvent, Location, Sku
 
 OPERATOR_USERNAME = "operator"
@@ -145,11 +149,11 @@ class Command(BaseCommand):
                 key = receipt_key(demo.code, location_code)
                 if InventoryEvent.objects.filter(idempotency_key=key).exists():
                     continue
-                services.receive_stock(
+                inventory_services.receive_stock(
                     sku_id=sku.pk,
                     location_id=locations[location_code].pk,
                     quantity=quantity,
-                    context=services.EventContext(
+                    context=inventory_services.EventContext(
                         idempotency_key=key,
                         source=EventSource.SYSTEM,
                         actor="prepare_local",
@@ -169,31 +173,32 @@ class Command(BaseCommand):
         The simulator keeps its state in memory, so the shop is written out on every start
         for the simulator to create again; the channel itself is created once.
         """
-        from channels.models import Channel, Listing
-
         warehouse = Location.objects.filter(code=WAREHOUSE_CODE).first()
         channel = Channel.objects.filter(slug=DEMO_CHANNEL_SLUG).first()
         if channel is None:
-            channel = Channel.objects.create(
-                platform=Channel.Platform.SHOPIFY,
-                name="Demo Shopify store (simulator)",
-                slug=DEMO_CHANNEL_SLUG,
-                mode=Channel.Mode.ACTIVE,
-                api_base_url=f"{simulator_url()}/shops/{DEMO_SHOP}",
-                credentials={"access_token": f"shpat_{secrets.token_hex(16)}"},
+            channel = services.create_channel(
+                fields=services.ChannelFields(
+                    platform=Channel.Platform.SHOPIFY,
+                    name="Demo Shopify store (simulator)",
+                    slug=DEMO_CHANNEL_SLUG,
+                    mode=Channel.Mode.ACTIVE,
+                    api_base_url=f"{simulator_url()}/shops/{DEMO_SHOP}",
+                    credentials={"access_token": f"shpat_{secrets.token_hex(16)}"},
+                    rate_limit_per_s=20,
+                    platform_settings={"api_version": "2026-01", "location_id": 1},
+                ),
                 webhook_secret=secrets.token_urlsafe(24),
-                rate_limit_per_s=20,
-                platform_settings={"api_version": "2026-01", "location_id": 1},
+                location_ids=[warehouse.pk] if warehouse is not None else [],
             )
-            if warehouse is not None:
-                channel.locations.add(warehouse)
             for number, sku in enumerate(Sku.objects.filter(code__in=DEMO_SKU_CODES), start=1):
-                Listing.objects.create(
-                    channel=channel,
-                    sku=sku,
-                    external_id=str(1000 + number),
-                    external_sku=sku.code,
-                    extra_identifiers={"variant_id": str(2000 + number)},
+                services.create_listing(
+                    fields=services.ListingFields(
+                        channel_id=channel.pk,
+                        sku_id=sku.pk,
+                        external_id=str(1000 + number),
+                        external_sku=sku.code,
+                        extra_identifiers={"variant_id": str(2000 + number)},
+                    )
                 )
             self.stdout.write(self.style.SUCCESS(f"Demo Shopify channel created: {channel.slug}"))
         items = [
@@ -222,9 +227,7 @@ class Command(BaseCommand):
         seed_file.write_text(json.dumps(seed, indent=2))
         seed_file.chmod(0o600)  # it holds the demo store's token and webhook secret
         # The simulator starts empty: every listing is owed its quantity again.
-        from channels.pipeline import outbox
-
-        outbox.mark_channel_owed(channel=channel)
+        services.owe_channel_full_sync(channel_id=channel.pk)
 
     def _print_urls(self, *, with_simulator: bool = False) -> None:
         base = base_url()

@@ -34,13 +34,15 @@ from channels.models import (
     DriftRecord,
     Listing,
     ListingSyncState,
+    OrderPoll,
     OversellIncident,
     PendingPush,
     PushAttempt,
+    SubmittedWrite,
     UnmappedLine,
     WebhookReceipt,
 )
-from channels.pipeline import dead_letters
+from channels.pipeline import dead_letters, enqueue
 from channels.resources import ListingResource
 
 
@@ -152,7 +154,7 @@ class ChannelAdmin(admin.ModelAdmin):
     search_fields = ("name", "slug")
     filter_horizontal = ("locations",)
     readonly_fields = ("circuit_breaker", "created_at")
-    actions = ["try_again_now"]
+    actions = ["try_again_now", "read_recent_orders"]
 
     @admin.display(description="Circuit breaker")
     def circuit_breaker(self, channel: Channel) -> str:
@@ -216,6 +218,19 @@ class ChannelAdmin(admin.ModelAdmin):
         self.message_user(
             request,
             f"{opened} open circuit breaker(s) will probe their channel at the next push run.",
+            messages.SUCCESS,
+        )
+
+    @admin.action(description="Read recent orders now (ingests any whose events never came)")
+    def read_recent_orders(self, request: HttpRequest, queryset: QuerySet[Channel]) -> None:
+        queued = 0
+        for channel_id in queryset.values_list("pk", flat=True):
+            enqueue.enqueue_order_poll(channel_id=channel_id)
+            queued += 1
+        self.message_user(
+            request,
+            f"The recent orders of {queued} channel(s) will be read in a moment; any found "
+            "unrecorded show up as webhook receipts with a 'poll:' delivery id.",
             messages.SUCCESS,
         )
 
@@ -420,6 +435,24 @@ class DeadLetterAdmin(_ReadOnlyAdmin):
         self.message_user(request, f"Replayed {replayed} dead letter(s).", messages.SUCCESS)
 
 
+@admin.register(SubmittedWrite)
+class SubmittedWriteAdmin(_ReadOnlyAdmin):
+    """Writes a platform accepted and has not applied yet (feeds, jobs)."""
+
+    list_display = ("submitted_at", "channel", "listing", "quantity", "submission_id")
+    list_select_related = ("listing", "channel")
+    list_filter = ("channel",)
+    search_fields = ("submission_id", "listing__external_id")
+
+
+@admin.register(OrderPoll)
+class OrderPollAdmin(_ReadOnlyAdmin):
+    """How far back each channel's orders were read, and the last poll's error."""
+
+    list_display = ("channel", "polled_until", "last_error")
+    list_select_related = ("channel",)
+
+
 @admin.register(ListingSyncState)
 class ListingSyncStateAdmin(_ReadOnlyAdmin):
     """What we last told each channel, and what we expect it to show now."""
@@ -487,7 +520,15 @@ class DriftRecordAdmin(_ReadOnlyAdmin):
 
 @admin.register(WebhookReceipt)
 class WebhookReceiptAdmin(_ReadOnlyAdmin):
-    list_display = ("received_at", "channel", "topic", "dedupe_key", "status", "attempts")
+    list_display = (
+        "received_at",
+        "channel",
+        "topic",
+        "dedupe_key",
+        "status",
+        "attempts",
+        "awaited_until",
+    )
     list_select_related = ("channel",)
     list_filter = ("status", "channel", "topic")
     search_fields = ("dedupe_key", "topic", "error")
@@ -517,7 +558,14 @@ class OversellIncidentAdmin(_ReadOnlyAdmin):
 
 @admin.register(UnmappedLine)
 class UnmappedLineAdmin(_ReadOnlyAdmin):
-    list_display = ("created_at", "channel", "line_reference", "identifiers", "quantity")
+    list_display = (
+        "created_at",
+        "channel",
+        "line_reference",
+        "identifiers",
+        "quantity",
+        "reason",
+    )
     list_select_related = ("channel",)
     list_filter = ("channel", ("resolved_at", admin.EmptyFieldListFilter))
     search_fields = ("line_reference",)

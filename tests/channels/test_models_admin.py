@@ -261,3 +261,12 @@ def test_a_new_webhook_secret_leaves_the_old_one_accepted_for_a_while(
     ended = submit_channel_form(admin_client, channel, end_rotation="on")
     assert (ended.previous_webhook_secret, ended.previous_webhook_secret_until) == ("", None)
     assert ended.webhook_secrets(timezone.now()) == ["whsec-next"]
+
+
+def test_the_pipeline_records_of_other_platforms_and_of_order_polls_are_listed_read_only(
+    admin_client,
+):
+    """Submitted writes and order polls have admin lists and no add page."""
+    for name in ("submittedwrite", "orderpoll"):
+        assert admin_client.get(reverse(f"admin:channels_{name}_changelist")).status_code == 200
+        assert admin_client.get(reverse(f"admin:channels_{name}_add")).status_code == 403

@@ -22,9 +22,8 @@ def reference_platform(monkeypatch) -> Iterator[ReferencePlatform]:
     monkeypatch.setitem(CONNECTORS, PLATFORM, ReferencePlatformConnector)
     # Offered for this test only, as a platform with a connector is.
     platform_field = Channel._meta.get_field("platform")
-    monkeypatch.setattr(
-        platform_field, "choices", [*platform_field.choices, (PLATFORM, "Reference platform")]
-    )
+    offered = list(platform_field.choices or [])
+    monkeypatch.setattr(platform_field, "choices", [*offered, (PLATFORM, "Reference platform")])
     platform = ReferencePlatform(["A-1", "A-2"])
     thread = threading.Thread(target=platform.serve_forever, daemon=True)
     thread.start()

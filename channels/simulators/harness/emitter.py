@@ -161,9 +161,11 @@ class Emitter:
             self.release(tenant, policy, release)
             return None
         if delay_s > 0 or not wait:
-            self.scheduler.call_later(
-                delay_s, lambda: self._send(tenant, delivery, policy, duplicates)
-            )
+
+            def send() -> None:
+                self._send(tenant, delivery, policy, duplicates)
+
+            self.scheduler.call_later(delay_s, send)
             return None
         return self._send(tenant, delivery, policy, duplicates)
 

@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar, cast
 from urllib.parse import parse_qs, urlsplit
 
 from channels.simulators.harness.clock import Clock, Scheduler
@@ -345,7 +345,7 @@ class _Handler(BaseHTTPRequestHandler):
             method=method,
             path=parts.path or "/",
             query=parse_qs(parts.query),
-            headers=self.headers,
+            headers=cast(Mapping[str, str], self.headers),
             body=body,
             host=self.headers.get("Host", ""),
         )

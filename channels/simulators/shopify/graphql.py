@@ -34,7 +34,7 @@ from graphql import (
     OperationDefinitionNode,
     OperationType,
     SelectionSetNode,
-    coerce_input_value,
+    StringValueNode,
     execute,
     get_named_type,
     is_composite_type,
@@ -145,9 +145,8 @@ def error(message: str, code: str, **extensions: Any) -> JSON:
 # -- Parsing, validation, variables ----------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=512)
 def parse_document(query: str) -> DocumentNode:
-    """The parsed document (cached by text; a syntax error raises ``RequestError``)."""
+    """The parsed document (a syntax error raises ``RequestError``)."""
     try:
         return parse(query)
     except GraphQLError as exc:
@@ -159,13 +158,11 @@ class Operation:
     document: DocumentNode
     node: OperationDefinitionNode
     fragments: Mapping[str, FragmentDefinitionNode]
+    root_fields: tuple[FieldNode, ...]
 
     @property
     def is_mutation(self) -> bool:
         return self.node.operation == OperationType.MUTATION
-
-    def root_fields(self) -> list[FieldNode]:
-        return list(_fields(self.node.selection_set, self.fragments))
 
 
 def operation_of(document: DocumentNode, operation_name: str | None) -> Operation:
@@ -187,7 +184,65 @@ def operation_of(document: DocumentNode, operation_name: str | None) -> Operatio
         chosen = operations
     if not chosen:
         raise RequestError([error("No operations in query document", "BAD_REQUEST")])
-    return Operation(document, chosen[0], fragments)
+    roots = tuple(_fields(chosen[0].selection_set, fragments))
+    return Operation(document, chosen[0], fragments, roots)
+
+
+@functools.lru_cache(maxsize=1024)
+def _cached_operation(query: str, operation_name: str | None) -> Operation:
+    return operation_of(parse_document(query), operation_name)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A parsed operation, the text its validation is cached under, and a literal
+    ``@idempotent`` key taken from the call's own text."""
+
+    operation: Operation
+    cache_text: str
+    literal_key: str | None
+
+
+# Each push names a new key in the document: parsing it again every call cost as much as
+# the rest of the call. The document is parsed once with this in place of the key.
+_KEY_PLACEHOLDER = "sim-idempotency-key"
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_.:-]{1,255}")
+
+
+def prepare(query: str, operation_name: str | None) -> Prepared:
+    """Parse (cached), sharing one parse among documents that differ only by their key.
+
+    The shared parse is used only when its ``@idempotent`` key is the placeholder string
+    literal, so the call's document is the shared one with that one token's content
+    replaced: anything else (a key in a variable, the placeholder elsewhere) is parsed as
+    it stands.
+    """
+    at = query.find("@idempotent")
+    if at >= 0 and _KEY_PLACEHOLDER not in query:
+        opening = query.find('"', at)
+        closing = query.find('"', opening + 1) if opening >= 0 else -1
+        key = query[opening + 1 : closing] if closing > opening >= 0 else ""
+        if _PLAIN_KEY.fullmatch(key):
+            template = query[: opening + 1] + _KEY_PLACEHOLDER + query[closing:]
+            try:
+                operation = _cached_operation(template, operation_name)
+            except RequestError:
+                operation = None
+            if operation is not None and _literal_key(operation) == _KEY_PLACEHOLDER:
+                return Prepared(operation, template, key)
+    return Prepared(_cached_operation(query, operation_name), query, None)
+
+
+def _literal_key(operation: Operation) -> str | None:
+    for root in operation.root_fields:
+        for directive in root.directives or ():
+            if directive.name.value == "idempotent":
+                for argument in directive.arguments or ():
+                    if argument.name.value == "key" and isinstance(
+                        argument.value, StringValueNode
+                    ):
+                        return argument.value.value
+    return None
 
 
 def _fields(
@@ -206,9 +261,11 @@ def _fields(
                 yield from _fields(fragment.selection_set, fragments)
 
 
-def idempotency_key(operation: Operation, variables: Mapping[str, Any]) -> str | None:
+def idempotency_key(prepared: Prepared, variables: Mapping[str, Any]) -> str | None:
     """The ``key`` of an ``@idempotent`` directive on a root field, if any."""
-    for root in operation.root_fields():
+    if prepared.literal_key is not None:
+        return prepared.literal_key
+    for root in prepared.operation.root_fields:
         for directive in root.directives or ():
             if directive.name.value != "idempotent":
                 continue
@@ -222,14 +279,13 @@ def idempotency_key(operation: Operation, variables: Mapping[str, Any]) -> str |
 _validation_cache: dict[tuple[Dialect, str], list[JSON]] = {}
 
 
-def validation_errors(
-    dialect: Dialect, query: str, operation: Operation, key: str | None
-) -> list[JSON]:
+def validation_errors(dialect: Dialect, prepared: Prepared) -> list[JSON]:
     """Shopify-worded validation errors; cached by the text less the idempotency key."""
-    cache_key = (dialect, query.replace(key, "") if key else query)
+    cache_key = (dialect, prepared.cache_text)
     cached = _validation_cache.get(cache_key)
     if cached is None:
-        found = validate(schema_for(dialect), operation.document, list(_VALIDATION_RULES))
+        document = prepared.operation.document
+        found = validate(schema_for(dialect), document, list(_VALIDATION_RULES))
         cached = [_shopify_validation_error(e) for e in found]
         if len(_validation_cache) >= _VALIDATION_CACHE_SIZE:
             _validation_cache.clear()
@@ -315,7 +371,8 @@ def _formatted(exc: GraphQLError, code: str) -> JSON:
 def coerce_variables(
     schema: GraphQLSchema, operation: Operation, raw: Mapping[str, Any]
 ) -> tuple[JSON, list[JSON]]:
-    """The variables coerced to their declared types, or graphql-ruby's INVALID_VARIABLE."""
+    """The variables, checked against their declared types: graphql-ruby's INVALID_VARIABLE
+    errors for those that do not fit."""
     values: JSON = {}
     errors: list[JSON] = []
     for definition in operation.node.variable_definitions or ():
@@ -344,7 +401,8 @@ def coerce_variables(
                 error(message, "INVALID_VARIABLE", value=raw.get(name), problems=problems)
             )
         elif name in raw:
-            values[name] = coerce_input_value(raw[name], cast(GraphQLInputType, var_type))
+            # Execution coerces again; the raw value serves the cost and the fingerprint.
+            values[name] = raw[name]
     return values, errors
 
 
@@ -372,7 +430,7 @@ def requested_cost(schema: GraphQLSchema, operation: Operation, variables: JSON)
     """Shopify's calculated cost, approximately: a mutation 10; objects 1, scalars 0, a
     connection 2 plus its page size times its nodes, ``nodes(ids:)`` once per id."""
     if operation.is_mutation:
-        return MUTATION_COST * max(1, len(operation.root_fields()))
+        return MUTATION_COST * max(1, len(operation.root_fields))
     root = schema.query_type
     assert root is not None
     return _cost(schema, root, operation.node.selection_set, operation.fragments, variables)
@@ -772,18 +830,28 @@ def _search(query: str | None) -> Callable[[Item], bool]:
     """Shopify's search syntax, the terms inventoryItems takes: ``sku:X``, ``id:N``."""
     if not query:
         return lambda item: True
-    tests: list[Callable[[Item], bool]] = []
+    skus: list[str] = []
+    ids: list[int] = []
+    words: list[str] = []
     for term in query.split():
         name, _, value = term.partition(":")
         value = value.strip("'\"")
         if name == "sku":
-            tests.append(lambda item, v=value: item.sku == v)
+            skus.append(value)
         elif name == "id" and value.isdigit():
-            tests.append(lambda item, v=int(value): item.inventory_item_id == v)
+            ids.append(int(value))
         else:
             # A free-text term: Shopify matches it against the SKU and other text fields.
-            tests.append(lambda item, v=term: v.lower() in item.sku.lower())
-    return lambda item: all(test(item) for test in tests)
+            words.append(term.lower())
+
+    def matches(item: Item) -> bool:
+        return (
+            all(item.sku == sku for sku in skus)
+            and all(item.inventory_item_id == number for number in ids)
+            and all(word in item.sku.lower() for word in words)
+        )
+
+    return matches
 
 
 def _resolve_type(value: Any, info: Any, abstract_type: Any) -> str | None:

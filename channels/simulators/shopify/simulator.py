@@ -51,8 +51,7 @@ from channels.simulators.shopify.graphql import (
     RequestError,
     coerce_variables,
     idempotency_key,
-    operation_of,
-    parse_document,
+    prepare,
     requested_cost,
     run,
     validation_errors,
@@ -208,10 +207,11 @@ class ShopifySimulator(Simulator[Shop]):
         except (ValueError, KeyError, TypeError):
             return Response(400, {"errors": [{"message": "Invalid JSON or missing query."}]})
         try:
-            operation = operation_of(parse_document(query), operation_name)
+            prepared = prepare(query, operation_name)
         except RequestError as error:
             return Response(200, {"errors": error.errors})
-        roots = [field.name.value for field in operation.root_fields()]
+        operation = prepared.operation
+        roots = [field.name.value for field in operation.root_fields]
         endpoints = [f"graphql:{name}" for name in roots] + ["graphql"]
         entry["endpoint"] = endpoints[0]
         with shop.lock:
@@ -226,8 +226,8 @@ class ShopifySimulator(Simulator[Shop]):
 
         dialect = dialect_of(api_version)
         schema = schema_for(dialect)
-        key = idempotency_key(operation, raw_variables)
-        errors = validation_errors(dialect, query, operation, key)
+        key = idempotency_key(prepared, raw_variables)
+        errors = validation_errors(dialect, prepared)
         if not errors:
             variables, errors = coerce_variables(schema, operation, raw_variables)
         if errors:

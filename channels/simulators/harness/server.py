@@ -418,6 +418,7 @@ class SimulatorServer(ThreadingHTTPServer):
         """Serve from a daemon thread (in-process use); stop with ``shutdown()``."""
         thread = threading.Thread(
             target=self.serve_forever,
+            kwargs={"poll_interval": 0.1},
             name=f"{self.simulator.tenant_kind}-simulator",
             daemon=True,
         )

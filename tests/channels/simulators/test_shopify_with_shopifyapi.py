@@ -40,7 +40,7 @@ def shopify_api(shopify_simulator: ShopifySimulatorClient) -> Iterator[None]:
     try:
         yield
     finally:
-        urllib.request.install_opener(None)  # type: ignore[arg-type]
+        urllib.request.install_opener(None)
         shopify.Session.setup(protocol="https", port=None)
         shopify.ShopifyResource.clear_session()
 

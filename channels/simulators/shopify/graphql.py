@@ -23,7 +23,6 @@ from typing import Any, cast
 
 from graphql import (
     DocumentNode,
-    ExecutionResult,
     FieldNode,
     FragmentDefinitionNode,
     FragmentSpreadNode,
@@ -35,7 +34,6 @@ from graphql import (
     OperationType,
     SelectionSetNode,
     StringValueNode,
-    execute,
     get_named_type,
     is_composite_type,
     is_input_type,
@@ -65,6 +63,7 @@ from graphql.validation import (
     VariablesAreInputTypesRule,
 )
 
+from channels.simulators.shopify.execution import execute_operation
 from channels.simulators.shopify.schema import Dialect, schema_for
 from channels.simulators.shopify.state import (
     QUANTITY_NAMES,
@@ -854,35 +853,23 @@ def _search(query: str | None) -> Callable[[Item], bool]:
     return matches
 
 
-def _resolve_type(value: Any, info: Any, abstract_type: Any) -> str | None:
+def _type_name(value: Any) -> str | None:
     if isinstance(value, dict):
         return value.get("__typename")
     return getattr(value, "typename", None)
 
 
-@functools.cache
-def _prepared_schema(dialect: Dialect) -> GraphQLSchema:
-    schema = schema_for(dialect)
-    node = schema.get_type("Node")
-    node.resolve_type = _resolve_type  # type: ignore[union-attr]
-    return schema
+def _resolve(source: Any, name: str, arguments: dict[str, Any]) -> Any:
+    """A view's attribute, or its method called with the field's arguments."""
+    value = source.get(name) if type(source) is dict else getattr(source, name, None)
+    return value(None, **arguments) if callable(value) else value
 
 
-def run(
-    ctx: Context, operation: Operation, variables: JSON, operation_name: str | None
-) -> ExecutionResult:
-    """Execute (the shop's lock held by the caller)."""
-    result = execute(
-        _prepared_schema(ctx.dialect),
-        operation.document,
-        root_value=Root(ctx),
-        context_value=ctx,
-        variable_values=variables,
-        operation_name=operation_name,
+def run(ctx: Context, operation: Operation, variables: JSON) -> JSON:
+    """Execute (the shop's lock held by the caller): ``{"data": ..., "errors": [...]}``."""
+    return execute_operation(
+        schema_for(ctx.dialect), operation, Root(ctx), variables, _resolve, _type_name
     )
-    if isinstance(result, ExecutionResult):
-        return result
-    raise TypeError("No field resolves asynchronously.")
 
 
 # -- inventorySetQuantities ------------------------------------------------------------------

@@ -273,7 +273,7 @@ class ShopifySimulator(Simulator[Shop]):
                 next_adjustment_id=lambda: next(self._adjustment_ids),
                 on_change=on_change,
             )
-            body = run(ctx, operation, variables, operation_name).formatted
+            body = run(ctx, operation, variables)
             body["extensions"] = self._cost(shop, cost)
         for delivery in pending:
             self.emitter.emit(shop, delivery, self.retry_policy(shop), wait=False)

@@ -28,7 +28,7 @@ from graphql import (
     InlineFragmentNode,
     SelectionSetNode,
 )
-from graphql.execution.values import VariableValues, get_argument_values, get_variable_values
+from graphql.execution.values import VariableValues, get_argument_values
 
 JSON = dict[str, Any]
 Resolve = Callable[[Any, str, dict[str, Any]], Any]
@@ -228,17 +228,12 @@ def execute_operation(
     schema: GraphQLSchema,
     operation: Any,
     root: Any,
-    raw_variables: Mapping[str, Any],
+    variables: VariableValues,
     resolve: Resolve,
     type_of: TypeOf,
 ) -> JSON:
-    """``{"data": ..., "errors": [...]}`` for a validated operation whose variables fit."""
-    coerced = get_variable_values(
-        schema, operation.node.variable_definitions or (), dict(raw_variables)
-    )
-    if not isinstance(coerced, VariableValues):
-        return {"errors": [{"message": error.message} for error in coerced]}
-    executor = Executor(schema, operation.fragments, coerced, type_of)
+    """``{"data": ..., "errors": [...]}`` for a validated operation and coerced variables."""
+    executor = Executor(schema, operation.fragments, variables, type_of)
     root_type = schema.mutation_type if operation.is_mutation else schema.query_type
     assert root_type is not None
     try:

@@ -45,6 +45,7 @@ from graphql import (
     validate,
     value_from_ast_untyped,
 )
+from graphql.execution.values import VariableValues, get_variable_values
 from graphql.pyutils import Undefined
 from graphql.utilities import validate_input_value
 from graphql.validation import (
@@ -369,40 +370,40 @@ def _formatted(exc: GraphQLError, code: str) -> JSON:
 
 def coerce_variables(
     schema: GraphQLSchema, operation: Operation, raw: Mapping[str, Any]
-) -> tuple[JSON, list[JSON]]:
-    """The variables, checked against their declared types: graphql-ruby's INVALID_VARIABLE
+) -> tuple[VariableValues | None, list[JSON]]:
+    """The variables coerced to their declared types, or graphql-ruby's INVALID_VARIABLE
     errors for those that do not fit."""
-    values: JSON = {}
+    definitions = operation.node.variable_definitions or ()
+    coerced = get_variable_values(schema, definitions, dict(raw))
+    if isinstance(coerced, VariableValues):
+        return coerced, []
     errors: list[JSON] = []
-    for definition in operation.node.variable_definitions or ():
+    for definition in definitions:
         name = definition.variable.name.value
         var_type = type_from_ast(schema, definition.type)
         if var_type is None or not is_input_type(var_type):
             continue  # reported by validation
-        type_text = print_ast(definition.type)
         if name not in raw and definition.default_value is not None:
-            values[name] = value_from_ast_untyped(definition.default_value)
             continue
         problems: list[JSON] = []
 
         def on_error(exc: GraphQLError, path: list[str | int]) -> None:
             problems.append(_problem(list(path), exc.message))  # noqa: B023
 
-        value = raw.get(name, Undefined)
-        validate_input_value(value, cast(GraphQLInputType, var_type), on_error)
+        validate_input_value(raw.get(name, Undefined), cast(GraphQLInputType, var_type), on_error)
         if problems:
             first = problems[0]
             where = ".".join(str(p) for p in first["path"])
-            message = f"Variable ${name} of type {type_text} was provided invalid value"
+            message = f"Variable ${name} of type {print_ast(definition.type)} was provided "
+            message += "invalid value"
             if where:
                 message += f" for {where} ({first['explanation']})"
             errors.append(
                 error(message, "INVALID_VARIABLE", value=raw.get(name), problems=problems)
             )
-        elif name in raw:
-            # Execution coerces again; the raw value serves the cost and the fingerprint.
-            values[name] = raw[name]
-    return values, errors
+    if not errors:
+        errors = [error(e.message, "INVALID_VARIABLE") for e in coerced]
+    return None, errors
 
 
 def _problem(path: list[Any], message: str) -> JSON:
@@ -425,7 +426,9 @@ def _problem(path: list[Any], message: str) -> JSON:
 # -- Cost ------------------------------------------------------------------------------------
 
 
-def requested_cost(schema: GraphQLSchema, operation: Operation, variables: JSON) -> int:
+def requested_cost(
+    schema: GraphQLSchema, operation: Operation, variables: Mapping[str, Any]
+) -> int:
     """Shopify's calculated cost, approximately: a mutation 10; objects 1, scalars 0, a
     connection 2 plus its page size times its nodes, ``nodes(ids:)`` once per id."""
     if operation.is_mutation:
@@ -440,7 +443,7 @@ def _cost(
     parent: Any,
     selection_set: SelectionSetNode | None,
     fragments: Mapping[str, FragmentDefinitionNode],
-    variables: JSON,
+    variables: Mapping[str, Any],
 ) -> int:
     if selection_set is None:
         return 0
@@ -464,7 +467,7 @@ def _cost(
                 continue
             inner = _cost(schema, named, selection.selection_set, fragments, variables)
             arguments = {
-                a.name.value: value_from_ast_untyped(a.value, variables)
+                a.name.value: value_from_ast_untyped(a.value, dict(variables))
                 for a in selection.arguments or ()
             }
             if named.name.endswith("Connection"):
@@ -865,7 +868,7 @@ def _resolve(source: Any, name: str, arguments: dict[str, Any]) -> Any:
     return value(None, **arguments) if callable(value) else value
 
 
-def run(ctx: Context, operation: Operation, variables: JSON) -> JSON:
+def run(ctx: Context, operation: Operation, variables: VariableValues) -> JSON:
     """Execute (the shop's lock held by the caller): ``{"data": ..., "errors": [...]}``."""
     return execute_operation(
         schema_for(ctx.dialect), operation, Root(ctx), variables, _resolve, _type_name

@@ -228,11 +228,12 @@ class ShopifySimulator(Simulator[Shop]):
         schema = schema_for(dialect)
         key = idempotency_key(prepared, raw_variables)
         errors = validation_errors(dialect, prepared)
+        variables = None
         if not errors:
             variables, errors = coerce_variables(schema, operation, raw_variables)
-        if errors:
+        if errors or variables is None:
             return Response(200, {"errors": errors})
-        cost = requested_cost(schema, operation, variables)
+        cost = requested_cost(schema, operation, variables.coerced)
         pending: list[Delivery] = []
         with shop.lock:
             now = self.clock.time()

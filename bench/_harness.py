@@ -199,7 +199,7 @@ def http_session() -> Any:
 def start_simulator(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
     """The Shopify simulator on a free port; its URL, read from its first line."""
     process = subprocess.Popen(
-        [sys.executable, "manage.py", "run_shopify_simulator", "--port", "0"],
+        [sys.executable, "-m", "channels.simulators", "--shopify", "0"],
         cwd=PROJECT_DIR,
         env=env,
         stdout=subprocess.PIPE,
@@ -208,10 +208,10 @@ def start_simulator(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
     )
     assert process.stdout is not None
     first_line = process.stdout.readline().decode().strip()
-    url = first_line.rsplit(" ", 1)[-1]
-    if not url.startswith("http"):
+    prefix = "Shopify simulator listening on "
+    if not first_line.startswith(prefix):
         raise RuntimeError(f"simulator did not start: {first_line!r}")
-    return process, url
+    return process, first_line.removeprefix(prefix)
 
 
 def stop_processes(processes: list[subprocess.Popen[bytes]]) -> None:

@@ -1,4 +1,5 @@
-"""The Shopify simulator as a real subprocess, and a small client for its /_sim/ control API."""
+"""The simulators as a real subprocess (``python -m channels.simulators``), and a small
+client for the Shopify simulator's /_sim/ control API."""
 
 from __future__ import annotations
 
@@ -39,6 +40,19 @@ class ShopifySimulatorClient:
 
     def reset(self) -> None:
         self._call("POST", "/reset")
+
+    def clock(self, **move: Any) -> dict[str, Any]:
+        """The simulator's clock; ``advance_s=``, ``freeze=True``, ``resume=True`` move it."""
+        if move:
+            return self._call("POST", "/clock", move)
+        return self._call("GET", "/clock")
+
+    def update_shop(self, shop: str, **settings: Any) -> dict[str, Any]:
+        return self._call("POST", f"/shops/{shop}/settings", settings)
+
+    def emitter(self, shop: str, **settings: Any) -> dict[str, Any]:
+        """Webhook disorder: duplicate_next, drop_next, delay_s, jitter_s, hold_next, release."""
+        return self._call("POST", f"/shops/{shop}/emitter", settings)
 
     def create_shop(self, shop: str, **settings: Any) -> dict[str, Any]:
         settings.setdefault("access_token", f"shpat_{shop}")
@@ -112,15 +126,7 @@ class ShopifySimulatorClient:
 def shopify_simulator() -> Iterator[ShopifySimulatorClient]:
     """One simulator process for the session; tests create their own uniquely named shops."""
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "manage.py",
-            "run_shopify_simulator",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-        ],
+        [sys.executable, "-m", "channels.simulators", "--host", "127.0.0.1", "--shopify", "0"],
         cwd=PROJECT_DIR,
         stdout=subprocess.PIPE,
         text=True,

@@ -275,7 +275,7 @@ def test_one_bad_item_fails_only_itself(channel, listings, shopify_simulator, sh
     # Refused for good: a dead letter at once, with the channel's reason, not tried again.
     assert PushAttempt.objects.filter(listing=stray, outcome="rejected").count() == 1
     [attempt] = dead.attempts
-    assert attempt["error"].startswith("ITEM_NOT_STOCKED_AT_LOCATION")
+    assert attempt["error"].startswith("INVALID_INVENTORY_ITEM")
 
 
 def test_an_increase_waits_out_the_settle_window_but_a_decrease_does_not(

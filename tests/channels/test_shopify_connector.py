@@ -121,6 +121,8 @@ def test_old_dialect_sends_compared_and_uncompared_updates_in_separate_calls(
     assert len(bodies) == 2
     assert '"compareQuantity": 10' in bodies[0] and '"ignoreCompareQuantity": false' in bodies[0]
     assert '"ignoreCompareQuantity": true' in bodies[1]
+    # No @idempotent before 2026-01: that version's schema has no such directive.
+    assert not any("@idempotent" in body for body in bodies)
 
 
 def test_one_bad_item_fails_only_itself(channel, shopify_simulator):
@@ -134,7 +136,7 @@ def test_one_bad_item_fails_only_itself(channel, shopify_simulator):
         ItemStatus.STALE,
         ItemStatus.APPLIED,
     ]
-    assert "ITEM_NOT_STOCKED_AT_LOCATION" in results[1].error
+    assert "INVALID_INVENTORY_ITEM" in results[1].error
     assert results[2].actual_quantity == 5
     items = shopify_simulator.items(shop_of(channel))
     assert [items[i]["available"] for i in (1001, 1002, 1003)] == [6, 5, 3]

@@ -183,7 +183,8 @@ def test_set_quantities_applies_and_nodes_reads_back_with_cost(shopify_simulator
         NODES_QUERY,
         {"ids": ids, "locationId": "gid://shopify/Location/77"},
     ).json()
-    assert read["extensions"]["cost"]["requestedQueryCost"] == 3
+    # Two ids, each an item (1) with a level (1) and its quantities (1).
+    assert read["extensions"]["cost"]["requestedQueryCost"] == 6
     first, unknown = read["data"]["nodes"]
     assert unknown is None
     assert first["inventoryLevel"]["quantities"] == [
@@ -214,12 +215,44 @@ def test_stale_change_from_quantity_fails_the_whole_call(shopify_simulator, shop
     assert (items[1001]["available"], items[1002]["available"]) == (10, 5)
 
 
-def test_change_from_quantity_is_mandatory_from_2026_01(shopify_simulator, shop):
+def test_change_from_quantity_is_mandatory_from_2026_04(shopify_simulator, shop):
     without = {k: v for k, v in quantity(1001, 3, None).items() if k != "changeFromQuantity"}
-    response = graphql(shopify_simulator, shop, set_mutation(), set_input(without))
+    response = graphql(
+        shopify_simulator, shop, set_mutation("k-0"), set_input(without), api_version="2026-04"
+    )
     assert response.status_code == 200
-    assert "changeFromQuantity" in response.json()["errors"][0]["message"]
-    assert "data" not in response.json()
+    [error] = response.json()["errors"]
+    assert error["extensions"]["code"] == "INVALID_FIELD_ARGUMENTS"
+    assert "changeFromQuantity" in error["message"]
+    assert response.json()["data"] == {"inventorySetQuantities": None}
+    assert shopify_simulator.available(shop, 1001) == 10
+
+
+def test_2026_01_falls_back_to_compare_quantity_when_change_from_is_absent(
+    shopify_simulator, shop
+):
+    """SH8: in 2026-01 the deprecated fields still decide when changeFromQuantity is absent."""
+    without = {k: v for k, v in quantity(1001, 3, None).items() if k != "changeFromQuantity"}
+    required = graphql(shopify_simulator, shop, set_mutation(), set_input(without)).json()
+    assert required["data"]["inventorySetQuantities"]["userErrors"][0]["code"] == (
+        "COMPARE_QUANTITY_REQUIRED"
+    )
+    stale = graphql(
+        shopify_simulator, shop, set_mutation(), set_input(without | {"compareQuantity": 9})
+    ).json()
+    assert stale["data"]["inventorySetQuantities"]["userErrors"][0]["code"] == (
+        "COMPARE_QUANTITY_STALE"
+    )
+    ignored = graphql(
+        shopify_simulator, shop, set_mutation(), set_input(without, ignoreCompareQuantity=True)
+    ).json()
+    assert ignored["data"]["inventorySetQuantities"]["userErrors"] == []
+    assert shopify_simulator.available(shop, 1001) == 3
+    # Any changeFromQuantity, null included, overrides compareQuantity.
+    both = quantity(1001, 4, None) | {"compareQuantity": 99}
+    overridden = graphql(shopify_simulator, shop, set_mutation(), set_input(both)).json()
+    assert overridden["data"]["inventorySetQuantities"]["userErrors"] == []
+    assert shopify_simulator.available(shop, 1001) == 4
 
 
 def test_compare_quantity_dialect_up_to_2025_10(shopify_simulator, shop):
@@ -254,7 +287,9 @@ def test_repeated_idempotency_key_returns_first_result_without_applying(shopify_
     assert [c["source"] for c in shopify_simulator.changes(shop)] == ["api", "manual"]
 
 
-def test_unknown_item_or_location_is_not_stocked_and_blocks_the_call(shopify_simulator, shop):
+def test_unknown_item_and_unknown_location_have_their_own_codes_and_block_the_call(
+    shopify_simulator, shop
+):
     other_location = quantity(1002, 1, None) | {"locationId": "gid://shopify/Location/5"}
     response = graphql(
         shopify_simulator,
@@ -263,9 +298,9 @@ def test_unknown_item_or_location_is_not_stocked_and_blocks_the_call(shopify_sim
         set_input(quantity(1001, 1, None), quantity(4242, 1, None), other_location),
     )
     errors = response.json()["data"]["inventorySetQuantities"]["userErrors"]
-    assert [(e["code"], e["field"][2]) for e in errors] == [
-        ("ITEM_NOT_STOCKED_AT_LOCATION", "1"),
-        ("ITEM_NOT_STOCKED_AT_LOCATION", "2"),
+    assert [(e["code"], e["field"][2:]) for e in errors] == [
+        ("INVALID_INVENTORY_ITEM", ["1", "inventoryItemId"]),
+        ("INVALID_LOCATION", ["2", "locationId"]),
     ]
     assert shopify_simulator.available(shop, 1001) == 10
 

@@ -40,9 +40,12 @@ STALE_CODES = frozenset({"CHANGE_FROM_QUANTITY_STALE", "COMPARE_QUANTITY_STALE"}
 # A fixed namespace makes the @idempotent key a pure function of the updates' keys.
 IDEMPOTENCY_NAMESPACE = uuid.UUID("5b0c7b4e-8f0e-4c36-9d1a-3e6f0a4f2b11")
 
+# §1.2: the @idempotent directive exists from 2026-01; an older version rejects the whole
+# document naming it ("Directive @idempotent is not defined").
+IDEMPOTENT_SINCE = "2026-01"
 SET_QUANTITIES_MUTATION = """
 mutation SetQuantities($input: InventorySetQuantitiesInput!) {
-  inventorySetQuantities(input: $input) @idempotent(key: "%s") {
+  inventorySetQuantities(input: $input)%s {
     inventoryAdjustmentGroup { id changes { name delta quantityAfterChange item { id } } }
     userErrors { code field message }
   }
@@ -133,6 +136,11 @@ class ShopifyConnector(Connector):
     def uses_change_from_quantity(self) -> bool:
         version = self.api_version
         return not version[:1].isdigit() or version >= CHANGE_FROM_QUANTITY_SINCE
+
+    @property
+    def takes_idempotency_key(self) -> bool:
+        version = self.api_version
+        return not version[:1].isdigit() or version >= IDEMPOTENT_SINCE
 
     # -- Writes ------------------------------------------------------------------------------
 
@@ -228,7 +236,8 @@ class ShopifyConnector(Connector):
         }
         if not self.uses_change_from_quantity:
             input_["ignoreCompareQuantity"] = batch[0].compare_quantity is None
-        data = self.client.graphql(SET_QUANTITIES_MUTATION % key, {"input": input_})
+        directive = f' @idempotent(key: "{key}")' if self.takes_idempotency_key else ""
+        data = self.client.graphql(SET_QUANTITIES_MUTATION % directive, {"input": input_})
         payload = data.get("inventorySetQuantities")
         if not isinstance(payload, dict):
             raise ChannelError("Shopify answered inventorySetQuantities without a payload.")

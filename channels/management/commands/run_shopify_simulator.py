@@ -1,62 +1,31 @@
-"""Serve the Shopify simulator (``channels.simulators.shopify``) until Ctrl-C or SIGTERM."""
+"""Kept for old scripts: ``python -m channels.simulators --shopify PORT`` does the same
+without starting Django."""
 
 from __future__ import annotations
 
-import json
-import signal
-import sys
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from channels.simulators.shopify.simulator import ShopifySimulatorServer
+from channels.simulators.__main__ import main
 
 
 class Command(BaseCommand):
-    help = "Run the Shopify simulator (Admin GraphQL inventory API, webhooks, /_sim/ control)."
+    help = "Run the Shopify simulator (same as python -m channels.simulators --shopify PORT)."
     # The simulator touches no database: checks would need one for nothing.
     requires_system_checks: list[str] = []
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--port", type=int, default=0, help="0 picks a free port.")
-        parser.add_argument(
-            "--seed-file",
-            type=Path,
-            help="JSON {shops: [{...shop settings, items: [...]}]} to create at start "
-            "(``prepare_local`` writes one for the demo store of ``make run``).",
-        )
+        parser.add_argument("--seed-file", type=Path)
 
     def handle(
         self, *args: Any, host: str, port: int, seed_file: Path | None, **options: Any
     ) -> None:
-        server = ShopifySimulatorServer(host, port)
+        argv = ["--host", host, "--shopify", str(port)]
         if seed_file is not None:
-            self._seed(server, seed_file)
-
-        def stop(signum: int, frame: FrameType | None) -> None:
-            raise KeyboardInterrupt
-
-        signal.signal(signal.SIGTERM, stop)
-        # Callers (the test fixture, scripts) read the URL from this exact first line.
-        sys.stdout.write(f"Shopify simulator listening on {server.url}\n")
-        sys.stdout.flush()
-        try:
-            server.serve_forever()
-        except KeyboardInterrupt:
-            pass
-        finally:
-            server.server_close()
-
-    def _seed(self, server: ShopifySimulatorServer, seed_file: Path) -> None:
-        try:
-            seed = json.loads(seed_file.read_text())
-        except (OSError, ValueError) as error:
-            raise CommandError(f"Cannot read the seed file {seed_file}: {error}") from error
-        for shop in seed.get("shops", []):
-            items = shop.pop("items", [])
-            server.simulator.create_shop(shop)
-            server.simulator.add_items(shop["shop"], {"items": items})
-            self.stderr.write(f"Seeded shop {shop['shop']} with {len(items)} items")
+            argv += ["--seed-file", str(seed_file)]
+        if main(argv) != 0:
+            raise CommandError("The simulator stopped with an error.")

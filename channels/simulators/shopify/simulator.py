@@ -24,6 +24,7 @@ Fault endpoints: ``graphql`` (every Admin GraphQL call) and ``graphql:<root fiel
 
 from __future__ import annotations
 
+import datetime as dt
 import hmac
 import itertools
 import math
@@ -78,8 +79,12 @@ RESTOCK_TYPES = frozenset({"no_restock", "cancel", "return", "legacy_restock"})
 RESTOCKING_TYPES = frozenset({"cancel", "return", "legacy_restock"})
 SHOPIFY_DOMAIN = ".myshopify.com"
 
-_ADMIN_PATH = re.compile(r"^/shops/(?P<shop>[\w.-]+)/admin/api/(?P<version>[\w-]+)/graphql\.json$")
-_HOST_ADMIN_PATH = re.compile(r"^/admin/api/(?P<version>[\w-]+)/graphql\.json$")
+_ADMIN_PATH = re.compile(
+    r"^/shops/(?P<shop>[\w.-]+)/admin/api/(?P<version>[\w-]+)/(?P<resource>graphql|orders)\.json$"
+)
+_HOST_ADMIN_PATH = re.compile(
+    r"^/admin/api/(?P<version>[\w-]+)/(?P<resource>graphql|orders)\.json$"
+)
 _SHOP = r"/_sim/shops/(?P<tenant>[\w.-]+)"
 
 
@@ -187,9 +192,42 @@ class ShopifySimulator(Simulator[Shop]):
         if shop is None:
             return Response(404, {"errors": "Not Found"})
         entry = self.log_request(shop, request, api_version=match["version"])
-        response = self._admin(shop, match["version"], request, entry)
+        if match["resource"] == "orders":
+            response = self._orders_list(shop, request, entry)
+        else:
+            response = self._admin(shop, match["version"], request, entry)
         entry["status"] = response.status if not response.reset else None
         return response
+
+    def _orders_list(self, shop: Shop, request: Request, entry: JSON) -> Response:
+        """REST ``GET orders.json`` (the Order resource, the webhooks' payload shape):
+        ``status=any``, ``updated_at_min``, ``limit`` (at most 250), oldest change first."""
+        entry["endpoint"] = "rest:orders"
+        if request.method != "GET":
+            return Response(405, {"errors": "Method Not Allowed"})
+        token = request.header("X-Shopify-Access-Token")
+        if not hmac.compare_digest(token.encode(), shop.settings.access_token.encode()):
+            return Response(401, INVALID_TOKEN_BODY)
+        with shop.lock:
+            fault = shop.faults.draw(["rest:orders", "rest"])
+        entry["fault"] = fault.name
+        answer = self.fault_response(shop, fault)
+        if answer is not None:
+            return answer
+        since = (request.query.get("updated_at_min") or [""])[0]
+        try:
+            limit = min(int((request.query.get("limit") or ["50"])[0]), 250)
+            since_at = dt.datetime.fromisoformat(since) if since else None
+        except ValueError:
+            return Response(400, {"errors": {"updated_at_min": ["is invalid"]}})
+        with shop.lock:
+            orders = [
+                order
+                for order in shop.orders.values()
+                if since_at is None or dt.datetime.fromisoformat(order.updated_at) >= since_at
+            ]
+            orders.sort(key=lambda order: (order.updated_at, order.id))
+            return Response(200, {"orders": [order.as_json() for order in orders[:limit]]})
 
     def _admin(self, shop: Shop, api_version: str, request: Request, entry: JSON) -> Response:
         if request.method != "POST":
@@ -581,6 +619,7 @@ class ShopifySimulator(Simulator[Shop]):
                 "restock": any(t in RESTOCKING_TYPES for _, _, t in wanted),
                 "refund_line_items": refund_lines,
             }
+            order.refunds.append(payload)
             delivery = webhooks.new_delivery(
                 shop, "refunds/create", payload, self.clock.time(), created_at
             )

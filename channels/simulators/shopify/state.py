@@ -165,6 +165,14 @@ class Order:
     created_at: str
     line_items: list[LineItem]
     cancelled_at: str | None = None
+    # Refunds as their refunds/create payloads, in the order made.
+    refunds: list[JSON] = field(default_factory=list)
+
+    @property
+    def updated_at(self) -> str:
+        moments = [self.created_at, self.cancelled_at or ""]
+        moments += [str(refund.get("created_at", "")) for refund in self.refunds]
+        return max(moments)
 
     def as_json(self) -> JSON:
         return {
@@ -173,7 +181,7 @@ class Order:
             "name": self.name,
             "order_number": int(self.name.lstrip("#")),
             "created_at": self.created_at,
-            "updated_at": self.cancelled_at or self.created_at,
+            "updated_at": self.updated_at,
             "cancelled_at": self.cancelled_at,
             "cancel_reason": "customer" if self.cancelled_at else None,
             "financial_status": "paid",
@@ -181,6 +189,7 @@ class Order:
             "location_id": None,
             "currency": "USD",
             "line_items": [line.as_json() for line in self.line_items],
+            "refunds": list(self.refunds),
         }
 
 

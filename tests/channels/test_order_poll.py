@@ -96,7 +96,7 @@ def test_the_next_order_poll_commits_an_order_whose_webhook_never_came(two_chann
         topic="orders/create",
         dedupe_key=str(delivery["webhook_id"]),
         headers={},
-        body=WebhookReceipt.objects.get(pk=stored[0]).body,
+        body=bytes(WebhookReceipt.objects.get(pk=stored[0]).body),
     )
     assert receipt_id is not None
     ingest.process_receipt(receipt_id=receipt_id)

@@ -92,7 +92,7 @@ class Command(BaseCommand):
             "--simulator-seed-file",
             type=Path,
             help="Also wire a demo Shopify channel to the simulator, and write here the "
-            "shop the simulator must create at start (run_shopify_simulator --seed-file).",
+            "shop the simulator must create at start (python -m channels.simulators --seed-file).",
         )
 
     def handle(self, *args: Any, simulator_seed_file: Path | None, **options: Any) -> None:

@@ -97,6 +97,9 @@ class Connector:
     # How long after an event the platform may still deliver the order it is about: a
     # cancellation or refund that comes first waits that long for it.
     order_redelivery_window_s: ClassVar[float] = 4 * 3600.0
+    # ORDER_POLL: the topic of the polled events that place an order (those already
+    # committed through webhooks are not stored again).
+    order_placed_topic: ClassVar[str] = "orders/create"
     # QUEUE_NOTIFICATIONS: most messages one pull takes.
     max_notifications_per_pull: ClassVar[int] = 10
 

@@ -75,8 +75,12 @@ def enqueue_notification_pull(*, channel_id: int) -> None:
 
 
 def enqueue_order_poll(*, channel_id: int) -> None:
-    """Read the channel's recent orders soon, beside the webhook intake."""
-    app.send_task(POLL_ORDERS_TASK, kwargs={"channel_id": channel_id}, queue=WEBHOOKS_QUEUE)
+    """Read the channel's recent orders soon.
+
+    On the default queue, not the webhook intake's: a busy channel's poll reads thousands
+    of orders, and the intake's latency must not wait behind it.
+    """
+    app.send_task(POLL_ORDERS_TASK, kwargs={"channel_id": channel_id})
 
 
 def enqueue_webhook_processing(receipt_id: int) -> None:

@@ -25,9 +25,10 @@ from django.views.decorators.http import require_POST
 
 from channels.connectors.base import ChannelError, Connector
 from channels.connectors.registry import connector_class_for, get_connector
-from channels.connectors.types import Capability, WebhookParseError
+from channels.connectors.types import Capability, PulledNotification, WebhookParseError
 from channels.models import Channel, OrderPoll, WebhookReceipt
 from channels.pipeline import enqueue
+from inventory.models import EventKind, InventoryEvent
 
 logger = logging.getLogger(__name__)
 
@@ -188,7 +189,7 @@ def wake_notification_pulls() -> int:
 
 # A poll reads back this far before the end of the previous one: an order written just
 # before that moment may show up in the platform's list a little late.
-ORDER_POLL_OVERLAP_S = 600
+ORDER_POLL_OVERLAP_S = 60
 # A channel polled for the first time reads back this far.
 FIRST_ORDER_POLL_S = 3600
 
@@ -223,6 +224,7 @@ def poll_orders(*, channel_id: int) -> list[int]:
         )
         raise
     stored: list[int] = []
+    events = _not_yet_ingested(channel, connector, events)
     with transaction.atomic():
         for event in events:
             receipt_id = record_receipt(
@@ -240,6 +242,35 @@ def poll_orders(*, channel_id: int) -> list[int]:
     if stored:
         logger.info("order poll of %s stored %d events", channel.slug, len(stored))
     return stored
+
+
+def _not_yet_ingested(
+    channel: Channel, connector: Connector, events: list[PulledNotification]
+) -> list[PulledNotification]:
+    """The polled events whose order the channel's webhooks have not committed already:
+    on a busy channel nearly every polled order came by webhook, and storing each again
+    would only cost its ingest."""
+    placed = {}
+    for event in events:
+        if event.topic != connector.order_placed_topic:
+            continue
+        try:
+            message = connector.parse_webhook(event.topic, event.body)
+        except WebhookParseError:
+            continue  # stored, and quarantined by ingest with the reason
+        placed[event.dedupe_key] = message.reference
+    committed = set(
+        InventoryEvent.objects.filter(
+            external_reference__in=set(placed.values()),
+            kind=EventKind.ORDER_COMMITTED,
+            idempotency_key__startswith=f"{channel.platform}:{channel.pk}:order:",
+        ).values_list("external_reference", flat=True)
+    )
+    return [
+        event
+        for event in events
+        if event.dedupe_key not in placed or placed[event.dedupe_key] not in committed
+    ]
 
 
 def wake_order_polls() -> int:

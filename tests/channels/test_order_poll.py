@@ -6,9 +6,11 @@ pipeline runs in this process, as its tasks would, over real HTTP to the simulat
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
+import requests
 
 from channels.models import OrderPoll, PendingPush, PushAttempt, WebhookReceipt
 from channels.pipeline import ingest, push, receive
@@ -119,3 +121,51 @@ def test_reconciliation_reads_the_missed_order_before_it_corrects_anything(two_c
     assert driver.quantity_on_channel(selling, selling.listings[0]) == 7
     assert driver.quantity_on_channel(other, other.listings[0]) == 7
     assert _targets_since(selling, before) == [7]
+
+
+def test_an_order_that_came_by_webhook_is_not_stored_again_by_the_poll(two_channels):
+    """On a busy channel nearly every polled order came by webhook: none is stored twice."""
+    driver, _, selling, _ = two_channels
+    variant_id = int(str(selling.listings[0].extra_identifiers["variant_id"]))
+    placed = driver.simulator.place_order(
+        selling.tenant, [{"variant_id": variant_id, "quantity": 2}], deliver=False
+    )
+    (delivery,) = driver.simulator.webhooks(selling.tenant)
+    receipt_id = receive.record_receipt(
+        channel_id=selling.channel.pk,
+        topic="orders/create",
+        dedupe_key=str(delivery["webhook_id"]),
+        headers={},
+        body=json.dumps(delivery["payload"]).encode(),
+    )
+    assert receipt_id is not None
+    ingest.process_receipt(receipt_id=receipt_id)
+    assert InventoryEvent.objects.filter(external_reference=str(placed["order_id"])).exists()
+
+    assert receive.poll_orders(channel_id=selling.channel.pk) == []
+
+
+def test_the_simulated_orders_list_pages_with_link_headers(two_channels):
+    """More orders than a page holds: each page's Link header leads to the next, and every
+    order is listed once, oldest change first."""
+    driver, _, selling, _ = two_channels
+    variant_id = int(str(selling.listings[0].extra_identifiers["variant_id"]))
+    placed = [
+        driver.simulator.place_order(
+            selling.tenant, [{"variant_id": variant_id, "quantity": 1}], deliver=False
+        )["order_id"]
+        for _ in range(3)
+    ]
+    url = f"{driver.simulator.shop_url(selling.tenant)}/admin/api/2026-01/orders.json"
+    headers = {"X-Shopify-Access-Token": f"shpat_{selling.tenant}"}
+    listed: list[int] = []
+    response = requests.get(
+        url, params={"limit": "2", "status": "any"}, headers=headers, timeout=5
+    )
+    while True:
+        assert response.status_code == 200
+        listed += [order["id"] for order in response.json()["orders"]]
+        if "next" not in response.links:
+            break
+        response = requests.get(response.links["next"]["url"], headers=headers, timeout=5)
+    assert listed == placed

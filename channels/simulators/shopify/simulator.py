@@ -30,6 +30,7 @@ import itertools
 import math
 import re
 import time
+import urllib.parse
 from typing import Any
 
 from channels.simulators.harness import (
@@ -214,9 +215,12 @@ class ShopifySimulator(Simulator[Shop]):
         answer = self.fault_response(shop, fault)
         if answer is not None:
             return answer
+        # Shopify pages with an opaque page_info cursor in the Link header; here the cursor
+        # is the position, and the next page's URL carries the filter again.
         since = (request.query.get("updated_at_min") or [""])[0]
         try:
             limit = min(int((request.query.get("limit") or ["50"])[0]), 250)
+            offset = int((request.query.get("page_info") or ["0"])[0])
             since_at = dt.datetime.fromisoformat(since) if since else None
         except ValueError:
             return Response(400, {"errors": {"updated_at_min": ["is invalid"]}})
@@ -227,7 +231,14 @@ class ShopifySimulator(Simulator[Shop]):
                 if since_at is None or dt.datetime.fromisoformat(order.updated_at) >= since_at
             ]
             orders.sort(key=lambda order: (order.updated_at, order.id))
-            return Response(200, {"orders": [order.as_json() for order in orders[:limit]]})
+            page = [order.as_json() for order in orders[offset : offset + limit]]
+        headers = {}
+        if offset + limit < len(orders):
+            query = urllib.parse.urlencode(
+                {"limit": limit, "updated_at_min": since, "page_info": offset + limit}
+            )
+            headers["Link"] = f'<http://{request.host}{request.path}?{query}>; rel="next"'
+        return Response(200, {"orders": page}, headers=headers)
 
     def _admin(self, shop: Shop, api_version: str, request: Request, entry: JSON) -> Response:
         if request.method != "POST":

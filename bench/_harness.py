@@ -143,6 +143,19 @@ def start_web(
     )
 
 
+def web_answers(port: int) -> bool:
+    """Whether the web process on ``port`` answers HTTP yet (any status)."""
+    import http.client
+
+    try:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+        connection.request("GET", "/admin/login/")
+        connection.getresponse().read()
+        return True
+    except OSError:
+        return False
+
+
 def start_worker(
     *,
     name: str,

@@ -203,7 +203,7 @@ def main() -> None:
                 env,
             )
         )
-        _wait_http(f"{web_url}/api/schema/")
+        _wait_http(f"{web_url}/admin/login/")
         for name, log in worker_logs.items():
             _harness.wait_for_worker(log, name)
 

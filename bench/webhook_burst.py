@@ -78,21 +78,11 @@ def _deliver(port: int, order_id: int, started: float) -> tuple[int, float]:
     return status, (time.perf_counter() - started) * 1000
 
 
-def _answers(port: int) -> bool:
-    try:
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-        connection.request("GET", "/api/schema/")
-        connection.getresponse().read()
-        return True
-    except OSError:
-        return False
-
-
 def _measure(server: str, *, concurrency: int, bursts: int, first_order: int) -> dict[str, Any]:
     port = _harness.free_port()
     process = _start_web(server, port)
     try:
-        _harness.wait_for(lambda: _answers(port), 60, f"{server} up")
+        _harness.wait_for(lambda: _harness.web_answers(port), 60, f"{server} up")
         latencies: list[float] = []
         statuses: dict[int, int] = {}
         order_id = first_order

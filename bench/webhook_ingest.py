@@ -165,7 +165,7 @@ def main() -> None:
             )
         )
         named = {"web": processes[0], "ingest": processes[1]}
-        _harness.wait_for(lambda: _answers(port), 60, "gunicorn up")
+        _harness.wait_for(lambda: _harness.web_answers(port), 60, "gunicorn up")
         _harness.wait_for_worker(worker_log, "ingest worker")
 
         total = int(args.rate * args.seconds)
@@ -253,16 +253,6 @@ def main() -> None:
         _harness.emit(figures)
     finally:
         _harness.stop_processes(processes)
-
-
-def _answers(port: int) -> bool:
-    try:
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-        connection.request("GET", "/api/schema/")
-        connection.getresponse().read()
-        return True
-    except OSError:
-        return False
 
 
 if __name__ == "__main__":

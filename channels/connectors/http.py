@@ -8,6 +8,7 @@ once.
 from __future__ import annotations
 
 import functools
+import math
 import os
 import threading
 from collections.abc import Mapping
@@ -77,6 +78,9 @@ def send(
             headers=dict(headers),
             timeout=(CONNECT_TIMEOUT_S, read_timeout_s),
             proxies=proxies_for(url),
+            # A redirect would carry the channel's credentials (custom token headers
+            # included) to whatever host it names: a platform's API does not redirect.
+            allow_redirects=False,
         )
     except requests.Timeout:
         raise ChannelError(
@@ -86,13 +90,26 @@ def send(
         raise ChannelError(f"Cannot reach {platform_name}: {type(error).__name__}.") from None
 
 
+# The longest wait a platform's answer may impose: a hint beyond it (or inf, nan, 1e10)
+# would freeze the channel's pushes on the word of one answer.
+MAX_RETRY_AFTER_S = 300.0
+
+
 def retry_after_s(response: requests.Response) -> float | None:
-    """The ``Retry-After`` header in seconds, when it is a number."""
-    header = response.headers.get("Retry-After")
+    """The ``Retry-After`` header in seconds, when it is a sane number (capped)."""
+    return bounded_wait_s(response.headers.get("Retry-After"))
+
+
+def bounded_wait_s(value: object) -> float | None:
+    """A wait a platform asked for, in seconds: None unless a finite number above 0,
+    never more than ``MAX_RETRY_AFTER_S``."""
     try:
-        return float(header) if header else None
-    except ValueError:
+        seconds = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
         return None
+    if not math.isfinite(seconds) or seconds <= 0:
+        return None
+    return min(seconds, MAX_RETRY_AFTER_S)
 
 
 def json_object(response: requests.Response) -> dict[str, Any] | None:

@@ -85,6 +85,11 @@ def order(*lines: tuple[int, int, dict], order_id: int = 5678901234) -> dict:
     }
 
 
+def cancelled(order_payload: dict) -> dict:
+    """The order as Shopify sends it once cancelled: with its cancelled_at."""
+    return {**order_payload, "cancelled_at": "2026-11-27T10:05:00-05:00"}
+
+
 def shirt_line(quantity: int = 2, line_id: int = 111) -> tuple[int, int, dict]:
     return (line_id, quantity, {"variant_id": 123456789, "sku": "TSHIRT-001"})
 
@@ -272,7 +277,7 @@ def test_listing_of_another_channel_does_not_map(channel, shirt, warehouse):
 def test_cancel_releases_what_the_order_committed(channel, shirt, shirt_listing, warehouse):
     expect_channel_quantity(shirt_listing, 10)
     deliver(channel, "orders/create", order(shirt_line(3)))
-    receipt = deliver(channel, "orders/cancelled", order(shirt_line(3)))
+    receipt = deliver(channel, "orders/cancelled", cancelled(order(shirt_line(3))))
 
     assert receipt.status == WebhookReceipt.Status.PROCESSED
     stock_level = level(shirt, warehouse)
@@ -286,8 +291,8 @@ def test_cancel_in_two_deliveries_releases_once(channel, shirt, shirt_listing, w
     factories.stock(shirt, warehouse, 5)
     deliver(channel, "orders/create", order(shirt_line(3)))
     deliver(channel, "orders/create", order(shirt_line(4), order_id=42))
-    deliver(channel, "orders/cancelled", order(shirt_line(3)), webhook_id="a")
-    deliver(channel, "orders/cancelled", order(shirt_line(3)), webhook_id="b")
+    deliver(channel, "orders/cancelled", cancelled(order(shirt_line(3))), webhook_id="a")
+    deliver(channel, "orders/cancelled", cancelled(order(shirt_line(3))), webhook_id="b")
 
     assert level(shirt, warehouse).committed == 4
 
@@ -297,7 +302,7 @@ def test_a_cancel_of_an_order_that_never_comes_waits_then_is_shown_and_changes_n
 ):
     """It waits for the platform's redelivery window (Shopify: 4 h), then is reported as
     an order that never came, nothing released."""
-    receipt_id = store(channel, "orders/cancelled", order(shirt_line(3)))
+    receipt_id = store(channel, "orders/cancelled", cancelled(order(shirt_line(3))))
     ingest.process_receipt(receipt_id=receipt_id)
     receipt = WebhookReceipt.objects.get(pk=receipt_id)
     assert receipt.status == WebhookReceipt.Status.AWAITING_ORDER
@@ -318,7 +323,7 @@ def test_a_cancel_of_an_order_that_never_comes_waits_then_is_shown_and_changes_n
 def test_a_cancel_processed_before_its_order_releases_it_once_the_order_arrives(
     channel, shirt, shirt_listing, warehouse
 ):
-    cancel_id = store(channel, "orders/cancelled", order(shirt_line(3)))
+    cancel_id = store(channel, "orders/cancelled", cancelled(order(shirt_line(3))))
     ingest.process_receipt(receipt_id=cancel_id)
     assert WebhookReceipt.objects.get(pk=cancel_id).status == "awaiting_order"
     deliver(channel, "orders/create", order(shirt_line(3)))
@@ -335,7 +340,7 @@ def test_cancel_reported_as_order_and_as_refund_releases_once(
     deliver(channel, "orders/create", order(shirt_line(3)))
     deliver(channel, "orders/create", order(shirt_line(4), order_id=42))
     deliver(channel, "refunds/create", refund((111, 3, "cancel")))
-    deliver(channel, "orders/cancelled", order(shirt_line(3)))
+    deliver(channel, "orders/cancelled", cancelled(order(shirt_line(3))))
 
     assert level(shirt, warehouse).committed == 4
 
@@ -738,7 +743,9 @@ def test_an_ingest_run_leaves_a_cancellation_ahead_of_its_order_waiting_not_retr
 ):
     """No retry and its backoff: the cancellation waits for its order, for as long as the
     platform may still deliver it."""
-    cancellation = store(channel, "orders/cancelled", order(shirt_line(1), order_id=2001))
+    cancellation = store(
+        channel, "orders/cancelled", cancelled(order(shirt_line(1), order_id=2001))
+    )
     retried: list[tuple[int, float]] = []
 
     ingest.process_new_receipts(retry=lambda *args: retried.append(args))
@@ -784,3 +791,16 @@ def test_a_claimed_receipt_locked_for_a_moment_elsewhere_is_applied_not_skipped(
     assert time.monotonic() - started >= 0.2  # it waited for the lock
     assert WebhookReceipt.objects.get(pk=receipt_id).status == "processed"
     assert StockLevel.objects.get(sku=sku, location=warehouse).committed == 1
+
+
+def test_an_order_body_resent_as_a_cancellation_releases_nothing(
+    channel, shirt, shirt_listing, warehouse
+):
+    """The topic header is not signed: a captured orders/create body sent again as
+    orders/cancelled contradicts its body (no cancelled_at) and is quarantined."""
+    placed = order(shirt_line(3))
+    deliver(channel, "orders/create", placed)
+    receipt = deliver(channel, "orders/cancelled", placed)
+    assert receipt.status == WebhookReceipt.Status.QUARANTINED
+    assert "contradicts" in receipt.error
+    assert level(shirt, warehouse).committed == 3

@@ -168,7 +168,9 @@ def test_order_line_identifiers_keep_only_those_present():
 
 
 def test_order_cancelled_becomes_order_cancelled():
-    message = parse_shopify_webhook("orders/cancelled", body_of(order_payload()))
+    message = parse_shopify_webhook(
+        "orders/cancelled", body_of(order_payload(cancelled_at="2026-11-27T10:05:00-05:00"))
+    )
     assert message.kind == MessageKind.ORDER_CANCELLED
     assert [line.reference for line in message.lines] == ["111"]
 

@@ -114,7 +114,7 @@ def throttle_wait_s(body: Mapping[str, Any] | None) -> float | None:
         restore_rate = float(status["restoreRate"])
     except (KeyError, TypeError, ValueError):
         return None
-    if restore_rate <= 0:
+    if not restore_rate > 0:
         return None
     # A throttle with the bucket apparently full still deserves a short pause.
-    return max(deficit / restore_rate, 1 / restore_rate)
+    return http.bounded_wait_s(max(deficit / restore_rate, 1 / restore_rate))

@@ -130,6 +130,12 @@ def _parse_order_created(payload: Mapping[str, Any]) -> WebhookMessage:
 
 
 def _parse_order_cancelled(payload: Mapping[str, Any]) -> WebhookMessage:
+    # The topic header is not signed, the body is: an order body resent as orders/cancelled
+    # must not release a real order's units. A cancelled order carries its cancelled_at.
+    if not payload.get("cancelled_at"):
+        raise WebhookParseError(
+            "orders/cancelled: the order has no cancelled_at; the topic contradicts the body."
+        )
     return _parse_order(payload, MessageKind.ORDER_CANCELLED)
 
 

@@ -1,0 +1,94 @@
+"""The HTTP layer every connector shares: what it refuses to trust from a platform."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+import requests
+
+from channels.connectors import http
+
+
+class _Recorder(ThreadingHTTPServer):
+    """Answers every request with one status and headers; keeps each request's headers."""
+
+    def __init__(self, status: int, headers: dict[str, str]) -> None:
+        self.status, self.answer_headers = status, headers
+        self.seen: list[dict[str, str]] = []
+        super().__init__(("127.0.0.1", 0), _RecordingHandler)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class _RecordingHandler(BaseHTTPRequestHandler):
+    server: _Recorder
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self.server.seen.append(dict(self.headers))
+        self.send_response(self.server.status)
+        for name, value in self.server.answer_headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+
+@pytest.fixture
+def serve() -> Iterator[list[_Recorder]]:
+    servers: list[_Recorder] = []
+    yield servers
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def _start(servers: list[_Recorder], status: int, headers: dict[str, str]) -> _Recorder:
+    server = _Recorder(status, headers)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    servers.append(server)
+    return server
+
+
+def test_a_redirect_is_not_followed_and_the_token_reaches_no_other_host(serve):
+    """A channel's API that answers 302 elsewhere: the other host never sees the token."""
+    elsewhere = _start(serve, 200, {})
+    channel_api = _start(serve, 302, {"Location": f"{elsewhere.url}/steal"})
+
+    response = http.send(
+        "GET",
+        f"{channel_api.url}/orders.json",
+        platform_name="Test",
+        read_timeout_s=2,
+        headers={"X-Shopify-Access-Token": "shpat_secret"},
+    )
+
+    assert response.status_code == 302
+    assert channel_api.seen[0]["X-Shopify-Access-Token"] == "shpat_secret"
+    assert elsewhere.seen == []
+
+
+@pytest.mark.parametrize(
+    ("header", "wait_s"),
+    [
+        ("2.5", 2.5),
+        ("1e10", http.MAX_RETRY_AFTER_S),
+        ("inf", None),
+        ("nan", None),
+        ("-3", None),
+        ("0", None),
+        ("soon", None),
+    ],
+)
+def test_a_platforms_retry_after_is_bounded(header, wait_s):
+    """A wait beyond the cap is capped; one that is not a finite positive number is no
+    wait at all: no answer can freeze a channel's pushes."""
+    response = requests.Response()
+    response.headers["Retry-After"] = header
+    assert http.retry_after_s(response) == wait_s

@@ -1,7 +1,8 @@
 from django.contrib import admin
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularSwaggerView
 
+from nventory.api import SchemaApi
 from nventory.api_root import ApiRootApi
 
 urlpatterns = [
@@ -12,6 +13,6 @@ urlpatterns = [
     path("api/v1/", include("bundles.api.urls")),
     path("webhooks/", include("channels.urls")),
     path("reconciliation/", include("reconciliation.urls")),
-    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/schema/", SchemaApi.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]

@@ -134,3 +134,59 @@ def test_api_root_links_every_resource(admin_user):
     assert links["dead_letters"].endswith("/api/v1/dead-letters/")
     for url in links.values():
         assert client.get(url).status_code in {200, 405}  # POST-only resources answer 405
+
+
+@pytest.mark.slow
+def test_simultaneous_first_requests_for_the_schema_all_succeed(django_db_setup):
+    """gunicorn's threads asking for the schema at once, before any was generated: none
+    gets a 500 (drf-spectacular's first generation is not thread-safe)."""
+    import concurrent.futures
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+    from urllib.parse import urlsplit, urlunsplit
+
+    import requests
+    from django.conf import settings
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    parts = urlsplit(str(settings.DATABASE_URL))
+    database_url = urlunsplit(parts._replace(path="/" + settings.DATABASES["default"]["NAME"]))
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "WEB_ADDR": f"127.0.0.1:{port}",
+        "WEB_WORKERS": "1",
+        "WEB_THREADS": "8",
+    }
+    project = Path(__file__).resolve().parents[1]
+    web = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-c", "nventory/gunicorn_conf.py"],
+        cwd=project,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                requests.get(f"http://127.0.0.1:{port}/admin/login/", timeout=1)
+                break
+            except requests.ConnectionError:
+                assert time.monotonic() < deadline, "gunicorn did not start"
+                time.sleep(0.2)
+        url = f"http://127.0.0.1:{port}/api/schema/"
+        with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+            statuses = list(
+                pool.map(lambda _: requests.get(url, timeout=30).status_code, range(8))
+            )
+        assert statuses == [200] * 8
+    finally:
+        web.terminate()
+        web.wait(timeout=10)

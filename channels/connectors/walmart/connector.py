@@ -85,6 +85,9 @@ class WalmartConnector(Connector):
     order_placed_topic = webhooks.PO_CREATED
     # §3.2: a feed takes 10 minutes to 2 hours; asking more often only spends the limit.
     submission_poll_interval_s = 300.0
+    # §6 Walmart: a PUT answered 200 can leave reads showing the old figure "for a while";
+    # how long is not documented [M].
+    read_after_write_lag_s = 600.0
 
     def __init__(self, channel: Channel) -> None:
         super().__init__(channel)

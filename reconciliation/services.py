@@ -260,7 +260,15 @@ def _compare(run: ReconciliationRun, channel: Channel, progress: Progress | None
                 )
         with transaction.atomic():
             found, corrected, skipped = _compare_chunk(
-                run, channel, chunk, shown, expected, read_at, streaks, correct=correct
+                run,
+                channel,
+                chunk,
+                shown,
+                expected,
+                # A push acknowledged within the platform's read lag may not show yet.
+                read_at - dt.timedelta(seconds=connector.read_after_write_lag_s),
+                streaks,
+                correct=correct,
             )
             ReconciliationRun.objects.filter(pk=run.pk).update(
                 listings_checked=F("listings_checked") + len(chunk),

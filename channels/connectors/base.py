@@ -102,6 +102,10 @@ class Connector:
     order_placed_topic: ClassVar[str] = "orders/create"
     # QUEUE_NOTIFICATIONS: most messages one pull takes.
     max_notifications_per_pull: ClassVar[int] = 10
+    # How long after an acknowledged write the platform's reads may still show the figure
+    # before it (eventually consistent reads): reconciliation does not judge a listing
+    # pushed that recently.
+    read_after_write_lag_s: ClassVar[float] = 0.0
 
     def __init__(self, channel: Channel) -> None:
         self.channel = channel

@@ -10,12 +10,14 @@ from typing import TYPE_CHECKING
 
 from channels.connectors.base import Connector
 from channels.connectors.shopify.connector import ShopifyConnector
+from channels.connectors.walmart.connector import WalmartConnector
 
 if TYPE_CHECKING:
     from channels.models import Channel
 
 CONNECTORS: dict[str, type[Connector]] = {
     ShopifyConnector.platform: ShopifyConnector,
+    WalmartConnector.platform: WalmartConnector,
 }
 
 

@@ -144,3 +144,7 @@ def shopify_simulator() -> Iterator[ShopifySimulatorClient]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+# The Walmart simulator's fixture lives with its client.
+from tests.channels.walmart_simulator import walmart_simulator  # noqa: E402, F401

@@ -137,7 +137,7 @@ def test_demo_shopify_channel_is_wired_to_the_simulator_seed(tmp_path, monkeypat
         call_command("prepare_local", simulator_seed_file=seed_file, stdout=StringIO())
 
     channel = Channel.objects.get(slug=prepare_local.DEMO_CHANNEL_SLUG)
-    assert Channel.objects.count() == 1
+    assert Channel.objects.filter(platform=Channel.Platform.SHOPIFY).count() == 1
     assert channel.api_base_url == "http://127.0.0.1:8799/shops/demo-store"
     assert channel.listings.count() == len(prepare_local.DEMO_SKUS)
     [shop] = json.loads(seed_file.read_text())["shops"]
@@ -148,3 +148,44 @@ def test_demo_shopify_channel_is_wired_to_the_simulator_seed(tmp_path, monkeypat
     # The simulator starts empty, so every listing is owed its quantity.
     assert PendingPush.objects.filter(channel=channel).count() == channel.listings.count()
     assert oct(seed_file.stat().st_mode & 0o777) == "0o600"
+
+
+def test_demo_walmart_channel_pushes_to_the_simulator_its_seed_creates(tmp_path):
+    """The seed's seller takes the channel's client credentials and holds every listed
+    SKU: the channel's connector writes and reads them back."""
+    import json
+
+    from channels.connectors.registry import get_connector
+    from channels.connectors.types import ListingRef, QuantityUpdate
+    from channels.models import Channel
+    from channels.simulators.harness import SimulatorServer
+    from channels.simulators.walmart import WalmartSimulator
+
+    seed_file = tmp_path / "demo.json"
+    for _ in range(2):
+        call_command("prepare_local", simulator_seed_file=seed_file, stdout=StringIO())
+    channel = Channel.objects.get(slug=prepare_local.DEMO_WALMART_CHANNEL_SLUG)
+    assert Channel.objects.filter(platform=Channel.Platform.WALMART).count() == 1
+    seed = json.loads(seed_file.read_text())
+    assert {"shops", "sellers"} <= set(seed)
+    [seller] = seed["sellers"]
+    assert seller["webhook_url"].endswith("/webhooks/walmart/demo-walmart/")
+
+    simulator = WalmartSimulator()
+    assert simulator.seed(seed) == 1
+    server = SimulatorServer(simulator)
+    server.start_in_thread()
+    try:
+        channel.api_base_url = f"{server.url}/sellers/{prepare_local.DEMO_WALMART_SELLER}"
+        listing = channel.listings.get(external_id="MUG-CER-350")
+        connector = get_connector(channel)
+        [result] = connector.push_quantities(
+            [QuantityUpdate(listing.pk, listing.external_id, 7, None, "demo-1")]
+        )
+        assert result.status == "applied"
+        assert connector.read_quantities([ListingRef(listing.pk, listing.external_id)]) == {
+            listing.pk: 7
+        }
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -29,6 +29,9 @@ DEFAULT_WEB_ADDR = "127.0.0.1:8000"
 DEFAULT_SIMULATOR_PORT = "8765"
 DEMO_CHANNEL_SLUG = "demo-shopify"
 DEMO_SHOP = "demo-store"
+DEMO_WALMART_CHANNEL_SLUG = "demo-walmart"
+DEMO_WALMART_SELLER = "demo-seller"
+DEFAULT_WALMART_SIMULATOR_PORT = "8767"
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,12 @@ def base_url() -> str:
     return f"http://{address}"
 
 
+def walmart_simulator_url() -> str:
+    """Where the Procfile's Walmart simulator listens (``WALMART_SIMULATOR_PORT``)."""
+    port = os.environ.get("WALMART_SIMULATOR_PORT") or DEFAULT_WALMART_SIMULATOR_PORT
+    return f"http://127.0.0.1:{port}"
+
+
 def simulator_url() -> str:
     """Where the Procfile's Shopify simulator listens (``SHOPIFY_SIMULATOR_PORT``)."""
     return f"http://127.0.0.1:{os.environ.get('SHOPIFY_SIMULATOR_PORT') or DEFAULT_SIMULATOR_PORT}"
@@ -100,6 +109,7 @@ class Command(BaseCommand):
         self._ensure_demo_catalog()
         if simulator_seed_file is not None:
             self._ensure_demo_shopify_channel(simulator_seed_file)
+            self._ensure_demo_walmart_channel(simulator_seed_file)
         self._print_urls(with_simulator=simulator_seed_file is not None)
 
     def _ensure_operator(self) -> None:
@@ -229,6 +239,64 @@ class Command(BaseCommand):
         # The simulator starts empty: every listing is owed its quantity again.
         services.owe_channel_full_sync(channel_id=channel.pk)
 
+    def _ensure_demo_walmart_channel(self, seed_file: Path) -> None:
+        """A Walmart channel on the local simulator, listing every demo SKU by its code.
+
+        Its seller is added to the seed file the Shopify shop was written to, for the same
+        reason: the simulator keeps its state in memory.
+        """
+        warehouse = Location.objects.filter(code=WAREHOUSE_CODE).first()
+        channel = Channel.objects.filter(slug=DEMO_WALMART_CHANNEL_SLUG).first()
+        if channel is None:
+            channel = services.create_channel(
+                fields=services.ChannelFields(
+                    platform=Channel.Platform.WALMART,
+                    name="Demo Walmart seller (simulator)",
+                    slug=DEMO_WALMART_CHANNEL_SLUG,
+                    mode=Channel.Mode.ACTIVE,
+                    api_base_url=f"{walmart_simulator_url()}/sellers/{DEMO_WALMART_SELLER}",
+                    credentials={
+                        "client_id": f"demo-{secrets.token_hex(8)}",
+                        "client_secret": secrets.token_urlsafe(24),
+                    },
+                    rate_limit_per_s=10,
+                    platform_settings={"feed_threshold": 10},
+                ),
+                webhook_secret=secrets.token_urlsafe(24),
+                location_ids=[warehouse.pk] if warehouse is not None else [],
+            )
+            for sku in Sku.objects.filter(code__in=DEMO_SKU_CODES):
+                services.create_listing(
+                    fields=services.ListingFields(
+                        channel_id=channel.pk,
+                        sku_id=sku.pk,
+                        external_id=sku.code,
+                        external_sku=sku.code,
+                    )
+                )
+            self.stdout.write(self.style.SUCCESS(f"Demo Walmart channel created: {channel.slug}"))
+        seed = json.loads(seed_file.read_text()) if seed_file.exists() else {}
+        seed["sellers"] = [
+            {
+                "seller": DEMO_WALMART_SELLER,
+                "client_id": channel.credentials.get("client_id", ""),
+                "client_secret": channel.credentials.get("client_secret", ""),
+                "webhook_url": f"{base_url()}/webhooks/walmart/{channel.slug}/",
+                "webhook_secret": channel.webhook_secret,
+                # A demo shows a feed settle in a minute, not the platform's half hour.
+                "feed_pickup_s": 10,
+                "feed_processing_s": 60,
+                "items": [
+                    {"sku": listing.external_id, "quantity": 0}
+                    for listing in channel.listings.all()
+                ],
+            }
+        ]
+        seed_file.parent.mkdir(parents=True, exist_ok=True)
+        seed_file.write_text(json.dumps(seed, indent=2))
+        seed_file.chmod(0o600)  # it holds the demo seller's client secret
+        services.owe_channel_full_sync(channel_id=channel.pk)
+
     def _print_urls(self, *, with_simulator: bool = False) -> None:
         base = base_url()
         self.stdout.write(
@@ -244,4 +312,10 @@ class Command(BaseCommand):
                 f"  Place a demo order (it arrives as a signed webhook):\n"
                 f"    curl -X POST {sim}/_sim/shops/{DEMO_SHOP}/orders "
                 f"""-d '{{"lines": [{{"variant_id": 2001, "quantity": 1}}]}}'\n"""
+            )
+            walmart = walmart_simulator_url()
+            self.stdout.write(
+                f"  Walmart simulator: {walmart}/_sim/sellers/{DEMO_WALMART_SELLER}/items\n"
+                f"    curl -X POST {walmart}/_sim/sellers/{DEMO_WALMART_SELLER}/orders "
+                f"""-d '{{"lines": [{{"sku": "MUG-CER-350", "quantity": 1}}]}}'\n"""
             )

@@ -19,10 +19,16 @@ from channels.models import DeadLetter, PendingPush, PushAttempt, WebhookReceipt
 from channels.pipeline import ingest, push
 from inventory.models import EventKind, InventoryEvent
 from tests import factories
-from tests.channels.connectors.drivers import OpenChannel, PlatformDriver, ShopifyDriver
+from tests.channels.connectors.drivers import (
+    OpenChannel,
+    PlatformDriver,
+    ShopifyDriver,
+    WalmartDriver,
+)
 
 DRIVER_FACTORIES: dict[str, Callable[[pytest.FixtureRequest], PlatformDriver]] = {
     "shopify": lambda request: ShopifyDriver(request.getfixturevalue("shopify_simulator")),
+    "walmart": lambda request: WalmartDriver(request.getfixturevalue("walmart_simulator")),
 }
 
 STOCK = (10, 20, 30)

@@ -1,0 +1,1 @@
+"""Walmart Marketplace (CHANNEL_APIS.md §3)."""

@@ -1,0 +1,964 @@
+"""A Walmart Marketplace stand-in: tokens, inventory, inventory feeds, orders, webhooks.
+
+Several sellers live side by side. A channel's ``api_base_url`` is
+``http://HOST:PORT/sellers/<seller>`` where the real platform would be
+``https://marketplace.walmartapis.com``; the API paths below it are Walmart's (``/v3/...``).
+
+Facts reproduced here come from ``CHANNEL_APIS.md`` §3 and §6 "Walmart" (shared folder).
+
+- ``POST /v3/token``: Basic client credentials, ``grant_type=client_credentials``; a
+  token that really expires after ``token_ttl_s`` (900) on the simulator's clock;
+- every other call needs ``WM_SEC.ACCESS_TOKEN`` (or Basic client credentials, as some
+  doc samples show), ``WM_QOS.CORRELATION_ID`` and ``WM_SVC.NAME`` (400
+  ``INVALID_REQUEST_HEADER`` without them, 401 for a bad or expired token);
+- ``PUT /v3/inventory?sku=`` (absolute), ``GET /v3/inventory?sku=``,
+  ``GET /v3/inventories/<sku>`` and ``GET /v3/inventories?limit=&nextCursor=`` (inputQty,
+  availToSellQty, reservedQty; 10 a page by default, 50 at most);
+- ``POST /v3/feeds?feedType=inventory`` (spec 1.4 JSON, as a multipart ``file`` or a raw
+  body; 413 over ``max_feed_bytes``, 429 past ``feeds_per_hour``), ``GET /v3/feeds/<id>
+  ?includeDetails=true&offset=&limit=`` (RECEIVED, INPROGRESS, PROCESSED or ERROR; each
+  line's ``ingestionStatus``);
+- ``GET /v3/orders?lastModifiedStartDate=|createdStartDate=&limit=&nextCursor=``;
+- every answer carries ``X-Current-Token-Count`` and ``X-Next-Replenishment-Time``; an
+  empty bucket answers 429 with ``Retry-After``.
+
+Besides the harness's control routes (``harness.server``), ``/_sim/sellers/<seller>/``
+has: ``POST items`` ``{"items": [{sku, quantity, reserved}]}``; ``GET items``;
+``POST items/<sku>/set`` ``{"quantity": n, "notify": bool}`` (an edit in Seller Center;
+``INVENTORY_OOS`` sent when it reaches 0 and ``notify``); ``POST orders``
+``{"lines": [{sku, quantity}], "duplicates": n, "deliver": bool}`` (``PO_CREATED``);
+``POST orders/<po>/cancel`` ``{"lines": [lineNumber...]}`` (``PO_LINE_AUTOCANCELLED``,
+every line by default); ``POST orders/<po>/ship``; ``GET feeds``; ``POST feeds/process``
+(process every waiting feed now); ``GET changes?since=<seq>``.
+
+Fault endpoints: ``token``; ``inventory:put`` and ``feeds:post`` (both also ``write``);
+``inventory:get``, ``inventories:get``, ``feeds:get`` and ``orders:get`` (also ``read``).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import email.parser
+import email.policy
+import hmac
+import itertools
+import json
+import math
+import re
+import time
+import urllib.parse
+import uuid
+from typing import Any
+
+from channels.simulators.harness import (
+    JSON,
+    ControlError,
+    Delivery,
+    Request,
+    Response,
+    RetryPolicy,
+    Route,
+    Simulator,
+    route,
+    since,
+)
+from channels.simulators.walmart import webhooks
+from channels.simulators.walmart.state import (
+    Feed,
+    FeedLine,
+    Item,
+    Order,
+    OrderLine,
+    Seller,
+    SellerSettings,
+)
+
+_API_PATH = re.compile(r"^/sellers/(?P<seller>[\w.-]+)(?P<path>/v3/.*)$")
+_SELLER = r"/_sim/sellers/(?P<tenant>[\w.-]+)"
+# §3.3 (WM7): 10 items with no parameters, up to 50 a page.
+DEFAULT_PAGE = 10
+MAX_PAGE = 50
+MAX_ORDERS_PAGE = 200
+MAX_FEED_DETAILS = 1000
+FEED_TYPES = frozenset({"inventory", "MP_INVENTORY"})
+
+
+def error_body(code: str, message: str, *, category: str = "DATA", field: str = "") -> JSON:
+    """§3.4 (WM9): ``{"errors": [{code, message, category, severity, field}]}``."""
+    error: JSON = {"code": code, "message": message, "category": category, "severity": "ERROR"}
+    if field:
+        error["field"] = field
+    return {"errors": [error]}
+
+
+class WalmartSimulator(Simulator[Seller]):
+    display_name = "Walmart"
+    tenant_collection = "sellers"
+    tenant_kind = "seller"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Seller-independent so ids never collide across sellers or resets.
+        self._order_ids = itertools.count(1_796_277_083_001)
+        self._feed_numbers = itertools.count(1)
+
+    # -- Tenants -----------------------------------------------------------------------------
+
+    def create_tenant(self, body: JSON) -> JSON:
+        settings = SellerSettings.from_json(body)
+        self.tenants.put(Seller(settings, self.clock.time()))
+        return {"seller": settings.public()}
+
+    def tenant_state(self, seller: Seller) -> JSON:
+        return {
+            "seller": seller.settings.public(),
+            "items": len(seller.items),
+            "orders": len(seller.orders),
+            "feeds": len(seller.feeds),
+            "tokens": len(seller.tokens),
+        }
+
+    def update_settings(self, seller: Seller, body: JSON) -> JSON:
+        with seller.lock:
+            seller.settings.update(body)
+            seller.read_lag.lag_s = seller.settings.read_lag_s
+            return {"seller": seller.settings.public()}
+
+    def retry_policy(self, seller: Seller) -> RetryPolicy:
+        return webhooks.retry_policy(seller)
+
+    def seed(self, seed: JSON) -> int:
+        """``{"sellers": [{...seller settings, "items": [...]}]}``, as ``prepare_local``
+        writes."""
+        sellers = seed.get("sellers", [])
+        for raw in sellers:
+            body = dict(raw)
+            items = body.pop("items", [])
+            self.create_tenant(body)
+            self.add_items(body["seller"], {"items": items})
+        return len(sellers)
+
+    # -- Fault answers -----------------------------------------------------------------------
+
+    def error_response(self, status: int, with_body: bool) -> Response:
+        # §3.4 (WM9): a gateway that is down answers 503 with no body at all.
+        if not with_body:
+            return Response(status, b"")
+        return Response(
+            status,
+            error_body(
+                "SYSTEM_ERROR.GMP_GATEWAY_API", "Internal error, try again.", category="SYSTEM"
+            ),
+        )
+
+    def throttled_response(self, seller: Seller) -> Response:
+        return self._throttled(seller, retry_after_s=1.0)
+
+    def _throttled(self, seller: Seller, *, retry_after_s: float) -> Response:
+        """§3.4: 429, ``REQUEST_THRESHOLD_VIOLATED`` [M], Retry-After and the usage headers."""
+        replenish_ms = int((self.clock.time() + retry_after_s) * 1000)
+        return Response(
+            429,
+            error_body(
+                "REQUEST_THRESHOLD_VIOLATED.GMP_GATEWAY_API",
+                "Too many requests.",
+                category="REQUEST",
+            ),
+            headers={
+                "Retry-After": str(max(1, math.ceil(retry_after_s))),
+                "X-Current-Token-Count": "0",
+                "X-Next-Replenishment-Time": str(replenish_ms),
+            },
+        )
+
+    def expired_token_response(self, seller: Seller) -> Response:
+        return Response(
+            401,
+            error_body(
+                "UNAUTHORIZED.GMP_GATEWAY_API",
+                "Unauthorized token or the token has expired.",
+                category="REQUEST",
+            ),
+        )
+
+    # -- API ---------------------------------------------------------------------------------
+
+    def handle_api(self, request: Request) -> Response:
+        match = _API_PATH.match(request.path)
+        seller = self.tenants.get(match["seller"]) if match else None
+        if match is None or seller is None:
+            return Response(404, error_body("CONTENT_NOT_FOUND.GMP_GATEWAY_API", "Not Found"))
+        path = match["path"].rstrip("/")
+        entry = self.log_request(seller, request, api_path=path)
+        response = self._dispatch(seller, request, path, entry)
+        entry["status"] = response.status if not response.reset else None
+        return response
+
+    def _dispatch(self, seller: Seller, request: Request, path: str, entry: JSON) -> Response:
+        method = request.method
+        if path == "/v3/token" and method == "POST":
+            return self._token(seller, request, entry)
+        if path == "/v3/inventory" and method in ("GET", "PUT"):
+            endpoint = f"inventory:{method.lower()}"
+        elif path.startswith("/v3/inventories") and method == "GET":
+            endpoint = "inventories:get"
+        elif path == "/v3/feeds" and method == "POST":
+            endpoint = "feeds:post"
+        elif path.startswith("/v3/feeds/") and method == "GET":
+            endpoint = "feeds:get"
+        elif path == "/v3/orders" and method == "GET":
+            endpoint = "orders:get"
+        else:
+            return Response(
+                404, error_body("CONTENT_NOT_FOUND.GMP_GATEWAY_API", f"No route {method} {path}.")
+            )
+        entry["endpoint"] = endpoint
+        refusal = self._refuse_headers(seller, request)
+        if refusal is not None:
+            return refusal
+        group = "write" if method in ("PUT", "POST") else "read"
+        with seller.lock:
+            fault = seller.faults.draw([endpoint, group])
+            dropped = group == "write" and seller.faults.take_drop([endpoint, group])
+            allowed = seller.take_token(self.clock.time())
+            wait_s = seller.seconds_to_next_token()
+        entry["fault"] = fault.name
+        if not allowed:
+            return self._throttled(seller, retry_after_s=wait_s)
+        answer = self.fault_response(seller, fault)
+        if answer is not None:
+            return answer
+        if fault.latency_s:
+            time.sleep(fault.latency_s)
+        if endpoint == "inventory:put":
+            response = self._put_inventory(seller, request, apply=not dropped)
+        elif endpoint == "inventory:get":
+            response = self._get_inventory(seller, request)
+        elif endpoint == "inventories:get":
+            response = self._get_inventories(seller, request, path)
+        elif endpoint == "feeds:post":
+            response = self._post_feed(seller, request, apply=not dropped)
+        elif endpoint == "feeds:get":
+            response = self._get_feed(seller, request, path)
+        else:
+            response = self._get_orders(seller, request)
+        if fault.timeout_s:
+            # The write went through; the answer comes after the client gave up.
+            response.delay_s = fault.timeout_s
+        with seller.lock:
+            response.headers.setdefault("X-Current-Token-Count", str(int(seller.bucket)))
+            response.headers.setdefault(
+                "X-Next-Replenishment-Time",
+                str(int((self.clock.time() + seller.seconds_to_next_token()) * 1000)),
+            )
+        return response
+
+    def _refuse_headers(self, seller: Seller, request: Request) -> Response | None:
+        """§3.5: the token (or Basic client credentials), correlation id and service name."""
+        for name in ("WM_QOS.CORRELATION_ID", "WM_SVC.NAME"):
+            if not request.header(name):
+                return Response(
+                    400,
+                    error_body(
+                        "INVALID_REQUEST_HEADER.GMP_GATEWAY_API",
+                        f"Missing required header {name}.",
+                        category="REQUEST",
+                        field=name,
+                    ),
+                )
+        token = request.header("WM_SEC.ACCESS_TOKEN")
+        now = self.clock.time()
+        with seller.lock:
+            expires_at = seller.tokens.get(token) if token else None
+            if expires_at is not None and expires_at <= now:
+                seller.tokens.pop(token, None)
+        if expires_at is not None and expires_at > now:
+            return None
+        if not token and self._basic_credentials_match(seller, request):
+            return None
+        return self.expired_token_response(seller)
+
+    def _basic_credentials_match(self, seller: Seller, request: Request) -> bool:
+        header = request.header("Authorization")
+        if not header.startswith("Basic "):
+            return False
+        try:
+            decoded = base64.b64decode(header.removeprefix("Basic ").strip(), validate=True)
+        except (binascii.Error, ValueError):
+            return False
+        expected = f"{seller.settings.client_id}:{seller.settings.client_secret}".encode()
+        return hmac.compare_digest(decoded, expected)
+
+    def _token(self, seller: Seller, request: Request, entry: JSON) -> Response:
+        """§3.5: client credentials in, a 15-minute token out."""
+        entry["endpoint"] = "token"
+        with seller.lock:
+            fault = seller.faults.draw(["token"])
+        entry["fault"] = fault.name
+        if fault.reset or fault.fail_status is not None or fault.throttle:
+            answer = self.fault_response(seller, fault)
+            if answer is not None:
+                return answer
+        if not request.header("WM_QOS.CORRELATION_ID"):
+            return Response(
+                400,
+                error_body(
+                    "INVALID_REQUEST_HEADER.GMP_GATEWAY_API",
+                    "Missing required header WM_QOS.CORRELATION_ID.",
+                    category="REQUEST",
+                    field="WM_QOS.CORRELATION_ID",
+                ),
+            )
+        if not self._basic_credentials_match(seller, request):
+            return Response(
+                401,
+                error_body(
+                    "UNAUTHORIZED.GMP_GATEWAY_API",
+                    "Invalid client credentials.",
+                    category="REQUEST",
+                ),
+            )
+        form = urllib.parse.parse_qs(request.body.decode("utf-8", errors="replace"))
+        if form.get("grant_type") != ["client_credentials"]:
+            return Response(
+                400,
+                error_body(
+                    "INVALID_REQUEST_PARAM.GMP_GATEWAY_API",
+                    "grant_type must be client_credentials.",
+                    field="grant_type",
+                ),
+            )
+        token = f"eyJ{uuid.uuid4().hex}{uuid.uuid4().hex}"
+        ttl_s = seller.settings.token_ttl_s
+        with seller.lock:
+            now = self.clock.time()
+            seller.tokens = {t: at for t, at in seller.tokens.items() if at > now}
+            seller.tokens[token] = now + ttl_s
+        return Response(
+            200, {"access_token": token, "token_type": "Bearer", "expires_in": int(ttl_s)}
+        )
+
+    # -- Inventory ---------------------------------------------------------------------------
+
+    def _put_inventory(self, seller: Seller, request: Request, *, apply: bool) -> Response:
+        """§3.2: an absolute figure for one SKU; no compare, no idempotency key."""
+        sku = (request.query.get("sku") or [""])[0]
+        try:
+            payload = json.loads(request.body)
+            amount = payload["quantity"]["amount"]
+            if isinstance(amount, bool) or not isinstance(amount, int) or amount < 0:
+                raise ValueError
+        except (ValueError, KeyError, TypeError):
+            return Response(
+                400,
+                error_body(
+                    "INVALID_REQUEST_PARAM.GMP_INVENTORY_API",
+                    "The value provided for 'quantity.amount' is invalid.",
+                    field="quantity.amount",
+                ),
+            )
+        with seller.lock:
+            item = seller.items.get(sku)
+            if item is None:
+                return _sku_not_found(sku)
+            if apply:
+                self._apply(seller, item, amount, "api", None)
+        return Response(200, {"sku": sku, "quantity": {"unit": "EACH", "amount": amount}})
+
+    def _apply(
+        self, seller: Seller, item: Item, available: int, source: str, reference: str | None
+    ) -> None:
+        """Set what can be bought (lock held); the reserved units stay on top of it."""
+        now = self.clock.time()
+        seller.read_lag.before_write(item.sku, item.snapshot(), now)
+        delta = available - item.available
+        item.available = available
+        if source in ("api", "feed"):
+            item.api_writes += 1
+        seller.changes.append(
+            {
+                "time": now,
+                "sku": item.sku,
+                "delta": delta,
+                "available": item.available,
+                "reserved": item.reserved,
+                "source": source,
+                "reference": reference,
+            }
+        )
+
+    def _visible(self, seller: Seller, item: Item) -> dict[str, int]:
+        """What a read shows (lock held): the figures as they were ``read_lag_s`` ago."""
+        shown: dict[str, int] = seller.read_lag.visible(
+            item.sku, item.snapshot(), self.clock.time()
+        )
+        return shown
+
+    def _get_inventory(self, seller: Seller, request: Request) -> Response:
+        """§3.3: the default node's figure (what can be bought [M])."""
+        sku = (request.query.get("sku") or [""])[0]
+        with seller.lock:
+            item = seller.items.get(sku)
+            if item is None:
+                return _sku_not_found(sku)
+            shown = self._visible(seller, item)
+        return Response(
+            200, {"sku": sku, "quantity": {"unit": "EACH", "amount": shown["availToSellQty"]}}
+        )
+
+    def _node_json(self, seller: Seller, item: Item) -> JSON:
+        shown = self._visible(seller, item)
+        return {
+            "sku": item.sku,
+            "nodes": [
+                {
+                    "shipNode": "DEFAULT",
+                    **{name: {"unit": "EACH", "amount": value} for name, value in shown.items()},
+                }
+            ],
+        }
+
+    def _get_inventories(self, seller: Seller, request: Request, path: str) -> Response:
+        """§3.3 (WM7): one SKU's nodes, or every SKU a page at a time (``nextCursor``)."""
+        if path != "/v3/inventories":
+            sku = urllib.parse.unquote(path.removeprefix("/v3/inventories/"))
+            with seller.lock:
+                item = seller.items.get(sku)
+                if item is None:
+                    return _sku_not_found(sku)
+                return Response(200, self._node_json(seller, item))
+        try:
+            limit = min(int((request.query.get("limit") or [str(DEFAULT_PAGE)])[0]), MAX_PAGE)
+            cursor = (request.query.get("nextCursor") or [""])[0]
+            offset = int(base64.urlsafe_b64decode(cursor.encode()).decode()) if cursor else 0
+            if limit <= 0 or offset < 0:
+                raise ValueError
+        except (ValueError, binascii.Error):
+            return Response(
+                400,
+                error_body(
+                    "INVALID_REQUEST_PARAM.GMP_INVENTORY_API",
+                    "The value provided for 'limit' or 'nextCursor' is invalid.",
+                ),
+            )
+        with seller.lock:
+            skus = sorted(seller.items)
+            page = [self._node_json(seller, seller.items[sku]) for sku in skus[offset:][:limit]]
+        meta: JSON = {"totalCount": len(skus)}
+        if offset + limit < len(skus):
+            meta["nextCursor"] = base64.urlsafe_b64encode(str(offset + limit).encode()).decode()
+        return Response(200, {"meta": meta, "elements": {"inventories": page}})
+
+    # -- Feeds -------------------------------------------------------------------------------
+
+    def _post_feed(self, seller: Seller, request: Request, *, apply: bool) -> Response:
+        """§3.2: accepted at once (``feedId``), processed later; 413 over the size limit."""
+        feed_type = (request.query.get("feedType") or [""])[0]
+        if feed_type not in FEED_TYPES:
+            return Response(
+                400,
+                error_body(
+                    "INVALID_REQUEST_PARAM.GMP_FEED_API",
+                    f"Unsupported feedType {feed_type!r}.",
+                    field="feedType",
+                ),
+            )
+        content = _feed_file(request)
+        if len(content) > seller.settings.max_feed_bytes:
+            return Response(
+                413,
+                error_body(
+                    "REQUEST_ENTITY_TOO_LARGE.GMP_FEED_API",
+                    f"The feed file is over {seller.settings.max_feed_bytes} bytes.",
+                    category="REQUEST",
+                ),
+            )
+        try:
+            document = json.loads(content)
+            entries = document["Inventory"]
+            if not isinstance(entries, list):
+                raise ValueError
+        except (ValueError, KeyError, TypeError):
+            return Response(
+                400,
+                error_body(
+                    "INVALID_REQUEST_CONTENT.GMP_FEED_API",
+                    "The feed file is not a spec 1.4 inventory document.",
+                ),
+            )
+        now = self.clock.time()
+        with seller.lock:
+            wait_s = seller.take_feed_slot(now)
+            if wait_s > 0:
+                return self._throttled(seller, retry_after_s=wait_s)
+            feed_id = f"{uuid.uuid4().hex[:8].upper()}{next(self._feed_numbers):06d}@AQMB"
+            lines = []
+            for index, entry in enumerate(entries):
+                sku, amount = "", -1
+                if isinstance(entry, dict):
+                    sku = str(entry.get("sku") or "")
+                    quantity = entry.get("quantity")
+                    value = quantity.get("amount") if isinstance(quantity, dict) else None
+                    if isinstance(value, int) and not isinstance(value, bool):
+                        amount = value
+                lines.append(FeedLine(index=index, sku=sku, amount=amount))
+            feed = Feed(feed_id=feed_id, feed_type=feed_type, submitted_at=now, lines=lines)
+            seller.feeds[feed_id] = feed
+            if not apply:
+                # Accepted but never applied: every line ends in a system error.
+                feed.outcome = "PROCESSED"
+                for line in lines:
+                    line.status = "SYSTEM_ERROR"
+                    line.errors = [_ingestion_error("SYSTEM_ERROR", "Internal error.")]
+            elif seller.settings.feed_processing_s <= 0:
+                self._process(seller, feed)
+        if apply and seller.settings.feed_processing_s > 0:
+            self.scheduler.call_at(
+                now + seller.settings.feed_processing_s,
+                lambda: self._process_locked(seller, feed_id),
+            )
+        return Response(200, {"feedId": feed_id})
+
+    def _process_locked(self, seller: Seller, feed_id: str) -> None:
+        if not seller.alive:
+            return
+        with seller.lock:
+            feed = seller.feeds.get(feed_id)
+            if feed is not None and not feed.outcome:
+                self._process(seller, feed)
+
+    def _process(self, seller: Seller, feed: Feed) -> None:
+        """Apply a feed's lines (lock held); a PROCESSED feed may still hold failed lines."""
+        settings = seller.settings
+        if settings.feed_error_next > 0:
+            settings.feed_error_next -= 1
+            feed.outcome = "ERROR"
+            for line in feed.lines:
+                line.status = "SYSTEM_ERROR"
+                line.errors = [_ingestion_error("SYSTEM_ERROR", "The feed could not be read.")]
+            return
+        for line in feed.lines:
+            item = seller.items.get(line.sku)
+            if line.amount < 0:
+                line.status = "DATA_ERROR"
+                line.errors = [_ingestion_error("DATA_ERROR", "quantity.amount is invalid.")]
+            elif item is None:
+                line.status = "DATA_ERROR"
+                line.errors = [_ingestion_error("DATA_ERROR", f"SKU {line.sku!r} was not found.")]
+            elif line.sku in settings.feed_data_error_skus:
+                line.status = "DATA_ERROR"
+                line.errors = [
+                    _ingestion_error(
+                        "DATA_ERROR", f"Item {line.sku!r} is retired and cannot take inventory."
+                    )
+                ]
+            elif settings.feed_system_error_next > 0:
+                settings.feed_system_error_next -= 1
+                line.status = "SYSTEM_ERROR"
+                line.errors = [_ingestion_error("SYSTEM_ERROR", "Internal error.")]
+            elif settings.feed_timeout_error_next > 0:
+                settings.feed_timeout_error_next -= 1
+                line.status = "TIMEOUT_ERROR"
+                line.errors = [_ingestion_error("TIMEOUT_ERROR", "Timed out, resubmit.")]
+            else:
+                self._apply(seller, item, line.amount, "feed", feed.feed_id)
+                line.status = "SUCCESS"
+        feed.outcome = "PROCESSED"
+
+    def _feed_json(
+        self, seller: Seller, feed: Feed, *, details: bool, offset: int, limit: int
+    ) -> JSON:
+        status = feed.status(self.clock.time(), seller.settings.feed_pickup_s)
+        counts = {"SUCCESS": 0, "INPROGRESS": 0, "FAILED": 0}
+        for line in feed.lines:
+            counts[line.status if line.status in counts else "FAILED"] += 1
+        answer: JSON = {
+            "feedId": feed.feed_id,
+            "feedStatus": status,
+            "feedType": feed.feed_type,
+            "itemsReceived": len(feed.lines),
+            "itemsSucceeded": counts["SUCCESS"],
+            "itemsFailed": counts["FAILED"],
+            "itemsProcessing": counts["INPROGRESS"],
+            "offset": offset,
+            "limit": limit,
+        }
+        if details:
+            answer["itemDetails"] = {
+                "itemIngestionStatus": [
+                    {
+                        "martId": 0,
+                        "sku": line.sku,
+                        "index": line.index,
+                        "ingestionStatus": line.status,
+                        "ingestionErrors": {"ingestionError": line.errors or None},
+                    }
+                    for line in feed.lines[offset : offset + limit]
+                ]
+            }
+        return answer
+
+    def _get_feed(self, seller: Seller, request: Request, path: str) -> Response:
+        feed_id = urllib.parse.unquote(path.removeprefix("/v3/feeds/"))
+        try:
+            offset = int((request.query.get("offset") or ["0"])[0])
+            limit = min(int((request.query.get("limit") or ["50"])[0]), MAX_FEED_DETAILS)
+            if offset < 0 or limit <= 0:
+                raise ValueError
+        except ValueError:
+            return Response(
+                400,
+                error_body("INVALID_REQUEST_PARAM.GMP_FEED_API", "offset or limit is invalid."),
+            )
+        details = (request.query.get("includeDetails") or ["false"])[0] == "true"
+        with seller.lock:
+            feed = seller.feeds.get(feed_id)
+            if feed is None:
+                return Response(
+                    404,
+                    error_body(
+                        "CONTENT_NOT_FOUND.GMP_FEED_API", f"Feed {feed_id!r} was not found."
+                    ),
+                )
+            return Response(
+                200, self._feed_json(seller, feed, details=details, offset=offset, limit=limit)
+            )
+
+    # -- Orders ------------------------------------------------------------------------------
+
+    def _get_orders(self, seller: Seller, request: Request) -> Response:
+        """Orders changed (or created) since a moment, oldest first, a page at a time [M:
+        the cursor is an opaque query string, as Walmart's ``nextCursor`` is]."""
+        cursor = (request.query.get("nextCursor") or [""])[0]
+        query = urllib.parse.parse_qs(cursor.lstrip("?")) if cursor else request.query
+        try:
+            since_text = (
+                query.get("lastModifiedStartDate") or query.get("createdStartDate") or [""]
+            )[0]
+            since_ms = _epoch_ms(since_text) if since_text else 0
+            limit = min(int((query.get("limit") or ["100"])[0]), MAX_ORDERS_PAGE)
+            offset = int((query.get("offset") or ["0"])[0])
+        except ValueError:
+            return Response(
+                400,
+                error_body(
+                    "INVALID_REQUEST_PARAM.GMP_ORDER_API",
+                    "lastModifiedStartDate, limit or the cursor is invalid.",
+                ),
+            )
+        modified = "lastModifiedStartDate" in query
+        with seller.lock:
+            orders = [
+                order
+                for order in seller.orders.values()
+                if (order.last_modified_ms if modified else order.order_date_ms) >= since_ms
+            ]
+            orders.sort(key=lambda order: (order.last_modified_ms, order.purchase_order_id))
+            page = [_order_json(order) for order in orders[offset : offset + limit]]
+        meta: JSON = {"totalCount": len(orders), "limit": limit}
+        if offset + limit < len(orders):
+            next_query: dict[str, object] = {"limit": limit, "offset": offset + limit}
+            next_query["lastModifiedStartDate" if modified else "createdStartDate"] = since_text
+            meta["nextCursor"] = "?" + urllib.parse.urlencode(next_query)
+        return Response(200, {"list": {"meta": meta, "elements": {"order": page}}})
+
+    # -- Control API -------------------------------------------------------------------------
+
+    def control_routes(self) -> list[Route]:
+        return [
+            route("POST", f"{_SELLER}/items", lambda m, b, q: self.add_items(m["tenant"], b)),
+            route("GET", f"{_SELLER}/items", lambda m, b, q: self.list_items(m["tenant"])),
+            route(
+                "POST",
+                rf"{_SELLER}/items/(?P<sku>[^/]+)/set",
+                lambda m, b, q: self.set_item(m["tenant"], urllib.parse.unquote(m["sku"]), b),
+            ),
+            route("POST", f"{_SELLER}/orders", lambda m, b, q: self.place_order(m["tenant"], b)),
+            route(
+                "POST",
+                rf"{_SELLER}/orders/(?P<po>\w+)/cancel",
+                lambda m, b, q: self.cancel_order(m["tenant"], m["po"], b),
+            ),
+            route(
+                "POST",
+                rf"{_SELLER}/orders/(?P<po>\w+)/ship",
+                lambda m, b, q: self.ship_order(m["tenant"], m["po"]),
+            ),
+            route("GET", f"{_SELLER}/feeds", lambda m, b, q: self.list_feeds(m["tenant"])),
+            route(
+                "POST", f"{_SELLER}/feeds/process", lambda m, b, q: self.process_feeds(m["tenant"])
+            ),
+            route(
+                "GET", f"{_SELLER}/changes", lambda m, b, q: self.changes(m["tenant"], since(q))
+            ),
+        ]
+
+    def add_items(self, seller_name: str, body: JSON) -> JSON:
+        raw_items = body.get("items")
+        if not isinstance(raw_items, list):
+            raise ControlError(400, "'items' must be a list.")
+        seller = self.tenants.require(seller_name)
+        with seller.lock:
+            added = []
+            for raw in raw_items:
+                try:
+                    item = Item(
+                        sku=str(raw["sku"]),
+                        available=int(raw.get("quantity", 0)),
+                        reserved=int(raw.get("reserved", 0)),
+                    )
+                except (KeyError, TypeError, ValueError, AttributeError) as error:
+                    raise ControlError(400, f"Bad item {raw!r}: {error!r}") from None
+                if not item.sku:
+                    raise ControlError(400, "An item needs a 'sku'.")
+                seller.items[item.sku] = item
+                added.append(item.as_json())
+        return {"items": added}
+
+    def list_items(self, seller_name: str) -> JSON:
+        seller = self.tenants.require(seller_name)
+        with seller.lock:
+            return {"items": [item.as_json() for item in seller.items.values()]}
+
+    def set_item(self, seller_name: str, sku: str, body: JSON) -> JSON:
+        quantity = body.get("quantity")
+        if not isinstance(quantity, int) or isinstance(quantity, bool) or quantity < 0:
+            raise ControlError(400, "'quantity' must be a whole number >= 0.")
+        seller = self.tenants.require(seller_name)
+        delivery = None
+        with seller.lock:
+            item = seller.items.get(sku)
+            if item is None:
+                raise ControlError(404, f"No item {sku!r}.")
+            self._apply(seller, item, quantity, "manual", None)
+            if body.get("notify", False) and quantity == 0:
+                delivery = webhooks.new_delivery(
+                    seller,
+                    "INVENTORY_OOS",
+                    {"sku": sku, "shipNode": "DEFAULT", "availToSellQty": 0},
+                    self.clock.time(),
+                    self.clock.iso(),
+                )
+            answer: JSON = {"item": item.as_json(), "webhook_id": None, "delivery_status": None}
+        if delivery is not None:
+            answer |= self._deliver(seller, delivery)
+        return answer
+
+    def place_order(self, seller_name: str, body: JSON) -> JSON:
+        raw_lines = body.get("lines")
+        if not isinstance(raw_lines, list) or not raw_lines:
+            raise ControlError(400, "'lines' must be a non-empty list.")
+        seller = self.tenants.require(seller_name)
+        with seller.lock:
+            wanted: list[tuple[Item, int]] = []
+            for raw in raw_lines:
+                try:
+                    sku, quantity = str(raw["sku"]), int(raw["quantity"])
+                except (KeyError, TypeError, ValueError):
+                    raise ControlError(400, f"Bad line {raw!r}.") from None
+                item = seller.items.get(sku)
+                if item is None:
+                    raise ControlError(400, f"No item {sku!r} for seller {seller_name!r}.")
+                if quantity <= 0:
+                    raise ControlError(400, "Line quantities are positive.")
+                wanted.append((item, quantity))
+            now_ms = int(self.clock.time() * 1000)
+            purchase_order_id = str(next(self._order_ids))
+            order = Order(
+                purchase_order_id=purchase_order_id,
+                customer_order_id=f"52{purchase_order_id[-11:]}",
+                order_date_ms=now_ms,
+                last_modified_ms=now_ms,
+                lines=[],
+            )
+            for number, (item, quantity) in enumerate(wanted, start=1):
+                # Sold: units move from what can be bought to reserved (§3.3).
+                self._apply(seller, item, item.available - quantity, "order", purchase_order_id)
+                item.reserved += quantity
+                order.lines.append(OrderLine(str(number), item.sku, quantity))
+            seller.orders[purchase_order_id] = order
+            event, payload = webhooks.order_event(
+                seller, "PO_CREATED", webhooks.order_payload(seller, order, order.lines)
+            )
+            delivery = webhooks.new_delivery(
+                seller, event, payload, self.clock.time(), self.clock.iso()
+            )
+        answer: JSON = {
+            "purchase_order_id": purchase_order_id,
+            "line_numbers": [line.line_number for line in order.lines],
+        }
+        return answer | self._deliver(
+            seller,
+            delivery,
+            duplicates=int(body.get("duplicates", 0)),
+            deliver=bool(body.get("deliver", True)),
+        )
+
+    def cancel_order(self, seller_name: str, purchase_order_id: str, body: JSON) -> JSON:
+        """Auto-cancel lines (§3.1: not shipped in time): their units can be bought again."""
+        seller = self.tenants.require(seller_name)
+        with seller.lock:
+            order = seller.orders.get(purchase_order_id)
+            if order is None:
+                raise ControlError(404, f"No order {purchase_order_id}.")
+            wanted = body.get("lines")
+            numbers = {str(n) for n in wanted} if isinstance(wanted, list) else None
+            lines = [
+                line
+                for line in order.lines
+                if line.status == "Created" and (numbers is None or line.line_number in numbers)
+            ]
+            if not lines:
+                raise ControlError(409, "No open line to cancel.")
+            for line in lines:
+                line.status = "Cancelled"
+                item = seller.items.get(line.sku)
+                if item is not None:
+                    item.reserved = max(0, item.reserved - line.quantity)
+                    self._apply(
+                        seller, item, item.available + line.quantity, "cancel", purchase_order_id
+                    )
+            order.last_modified_ms = int(self.clock.time() * 1000)
+            event, payload = webhooks.order_event(
+                seller,
+                str(body.get("sub_event_type") or "PO_LINE_AUTOCANCELLED"),
+                webhooks.order_payload(seller, order, lines),
+            )
+            delivery = webhooks.new_delivery(
+                seller, event, payload, self.clock.time(), self.clock.iso()
+            )
+        answer: JSON = {
+            "purchase_order_id": purchase_order_id,
+            "line_numbers": [line.line_number for line in lines],
+        }
+        return answer | self._deliver(
+            seller,
+            delivery,
+            duplicates=int(body.get("duplicates", 0)),
+            deliver=bool(body.get("deliver", True)),
+        )
+
+    def ship_order(self, seller_name: str, purchase_order_id: str) -> JSON:
+        """Ship the open lines: reserved units leave (inputQty drops with them)."""
+        seller = self.tenants.require(seller_name)
+        with seller.lock:
+            order = seller.orders.get(purchase_order_id)
+            if order is None:
+                raise ControlError(404, f"No order {purchase_order_id}.")
+            shipped = []
+            for line in order.lines:
+                if line.status != "Created":
+                    continue
+                line.status = "Shipped"
+                item = seller.items.get(line.sku)
+                if item is not None:
+                    seller.read_lag.before_write(item.sku, item.snapshot(), self.clock.time())
+                    item.reserved = max(0, item.reserved - line.quantity)
+                shipped.append(line.line_number)
+            order.last_modified_ms = int(self.clock.time() * 1000)
+        return {"purchase_order_id": purchase_order_id, "line_numbers": shipped}
+
+    def list_feeds(self, seller_name: str) -> JSON:
+        seller = self.tenants.require(seller_name)
+        with seller.lock:
+            return {
+                "feeds": [
+                    self._feed_json(seller, feed, details=True, offset=0, limit=len(feed.lines))
+                    for feed in seller.feeds.values()
+                ]
+            }
+
+    def process_feeds(self, seller_name: str) -> JSON:
+        seller = self.tenants.require(seller_name)
+        with seller.lock:
+            waiting = [feed for feed in seller.feeds.values() if not feed.outcome]
+            for feed in waiting:
+                self._process(seller, feed)
+        return {"processed": [feed.feed_id for feed in waiting]}
+
+    def changes(self, seller_name: str, seq: int) -> JSON:
+        seller = self.tenants.require(seller_name)
+        with seller.lock:
+            return {"changes": seller.changes.since(seq)}
+
+    def _deliver(
+        self, seller: Seller, delivery: Delivery, *, duplicates: int = 0, deliver: bool = True
+    ) -> JSON:
+        """Send now (lock free): the answer's ``webhook_id`` and ``delivery_status``."""
+        status = self.emitter.emit(
+            seller, delivery, self.retry_policy(seller), duplicates=duplicates, deliver=deliver
+        )
+        return {"webhook_id": delivery.webhook_id, "delivery_status": status}
+
+
+def _sku_not_found(sku: str) -> Response:
+    return Response(
+        404,
+        error_body(
+            "CONTENT_NOT_FOUND.GMP_INVENTORY_API",
+            f"The value provided for 'sku' is invalid: {sku!r} was not found.",
+            field="sku",
+        ),
+    )
+
+
+def _ingestion_error(kind: str, description: str) -> JSON:
+    return {"type": kind, "code": f"ERR_EXT_{kind}", "field": "sku", "description": description}
+
+
+def _feed_file(request: Request) -> bytes:
+    """The feed document: the ``file`` part of a multipart body (§3.2), or the raw body."""
+    content_type = request.header("Content-Type")
+    if not content_type.startswith("multipart/form-data"):
+        return request.body
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+        f"Content-Type: {content_type}\r\n\r\n".encode() + request.body
+    )
+    for part in message.iter_parts():
+        if part.get_param("name", header="content-disposition") == "file":
+            payload = part.get_payload(decode=True)
+            return payload if isinstance(payload, bytes) else b""
+    return b""
+
+
+def _epoch_ms(text: str) -> int:
+    """An ISO 8601 moment (or epoch milliseconds) as epoch milliseconds."""
+    if text.isdigit():
+        return int(text)
+    moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return int(moment.timestamp() * 1000)
+
+
+def _order_json(order: Order) -> JSON:
+    """The Orders API shape [M]: lines under ``orderLines.orderLine`` with their status."""
+    return {
+        "purchaseOrderId": order.purchase_order_id,
+        "customerOrderId": order.customer_order_id,
+        "orderDate": order.order_date_ms,
+        "lastModified": order.last_modified_ms,
+        "orderLines": {
+            "orderLine": [
+                {
+                    "lineNumber": line.line_number,
+                    "item": {"productName": f"Product {line.sku}", "sku": line.sku},
+                    "orderLineQuantity": {"unitOfMeasure": "EACH", "amount": str(line.quantity)},
+                    "orderLineStatuses": {
+                        "orderLineStatus": [
+                            {
+                                "status": line.status,
+                                "statusQuantity": {
+                                    "unitOfMeasure": "EACH",
+                                    "amount": str(line.quantity),
+                                },
+                            }
+                        ]
+                    },
+                }
+                for line in order.lines
+            ]
+        },
+    }

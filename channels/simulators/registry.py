@@ -25,5 +25,8 @@ class Platform:
 
 PLATFORMS: dict[str, Platform] = {
     platform.key: platform
-    for platform in (Platform("shopify", "channels.simulators.shopify:ShopifySimulator", 8765),)
+    for platform in (
+        Platform("shopify", "channels.simulators.shopify:ShopifySimulator", 8765),
+        Platform("amazon", "channels.simulators.amazon:AmazonSimulator", 8766),
+    )
 }

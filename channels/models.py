@@ -25,6 +25,7 @@ class Channel(models.Model):
         # Only platforms with a connector (channels.connectors.registry; system check
         # channels.E001): a channel saved with any other could never be pushed to.
         SHOPIFY = "shopify", "Shopify"
+        AMAZON = "amazon", "Amazon"
 
     class Mode(models.TextChoices):
         ACTIVE = "active", "Active (push quantities)"

@@ -731,6 +731,13 @@ class AmazonSimulator(Simulator[Seller]):
     ) -> None:
         delta = quantity - listing.quantity
         listing.quantity = quantity
+        if source in ("patch", "feed"):
+            # A quantity that went through clears the listing's issues about it.
+            listing.issues = [
+                issue
+                for issue in listing.issues
+                if "fulfillment_availability" not in (issue.get("attributeNames") or [])
+            ]
         listing.writes_applied += 1
         seller.changes.append(
             {

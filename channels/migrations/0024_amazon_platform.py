@@ -1,0 +1,19 @@
+"""Amazon is offered now that it has a connector (channels.connectors.amazon)."""
+
+from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+    dependencies = [
+        ("channels", "0023_order_polls"),
+    ]
+
+    operations = [
+        migrations.AlterField(
+            model_name="channel",
+            name="platform",
+            field=models.CharField(
+                choices=[("shopify", "Shopify"), ("amazon", "Amazon")], max_length=16
+            ),
+        ),
+    ]

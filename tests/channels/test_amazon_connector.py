@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 
 import pytest
+from django.core.management import call_command
 
 from channels.connectors.amazon.client import forget_tokens
 from channels.connectors.base import ChannelThrottled
@@ -212,3 +213,16 @@ def test_an_order_whose_notification_never_came_is_committed_by_the_backup_poll(
         [(heard, 2), (lost, 3)]
     )
     assert receive.poll_orders(channel_id=opened.channel.pk) == []
+
+
+@pytest.mark.django_db
+def test_the_consumer_command_stores_queued_orders_and_deletes_them(driver):
+    """``manage.py consume_notifications`` long-polls every queue channel: the order is
+    stored once and gone from the queue."""
+    opened = _open(driver, (9,))
+    order_id = driver.place_order(opened, opened.listings[0], 2, duplicates=1)
+    call_command("consume_notifications", once=True)
+    [receipt] = WebhookReceipt.objects.filter(channel=opened.channel)
+    assert receipt.topic == "ORDER_CHANGE"
+    assert order_id.encode() in bytes(receipt.body)
+    assert driver.sqs.waiting(driver.queues[opened.tenant]) == 0

@@ -137,7 +137,7 @@ def test_demo_shopify_channel_is_wired_to_the_simulator_seed(tmp_path, monkeypat
         call_command("prepare_local", simulator_seed_file=seed_file, stdout=StringIO())
 
     channel = Channel.objects.get(slug=prepare_local.DEMO_CHANNEL_SLUG)
-    assert Channel.objects.count() == 1
+    assert Channel.objects.filter(platform=Channel.Platform.SHOPIFY).count() == 1
     assert channel.api_base_url == "http://127.0.0.1:8799/shops/demo-store"
     assert channel.listings.count() == len(prepare_local.DEMO_SKUS)
     [shop] = json.loads(seed_file.read_text())["shops"]
@@ -148,3 +148,26 @@ def test_demo_shopify_channel_is_wired_to_the_simulator_seed(tmp_path, monkeypat
     # The simulator starts empty, so every listing is owed its quantity.
     assert PendingPush.objects.filter(channel=channel).count() == channel.listings.count()
     assert oct(seed_file.stat().st_mode & 0o777) == "0o600"
+
+
+def test_demo_amazon_channel_is_wired_to_the_simulator_seed_and_its_queue(tmp_path, monkeypatch):
+    """The Amazon channel is created once; the seller the simulator creates at start holds
+    the channel's LWA credentials, a listing per demo SKU and the channel's SQS queue."""
+    import json
+
+    from channels.models import Channel
+
+    monkeypatch.setenv("AMAZON_SIMULATOR_PORT", "8798")
+    seed_file = tmp_path / "shopify-demo.json"
+    for _ in range(2):
+        call_command("prepare_local", simulator_seed_file=seed_file, stdout=StringIO())
+
+    channel = Channel.objects.get(platform=Channel.Platform.AMAZON)
+    assert channel.api_base_url == "http://127.0.0.1:8798"
+    seed = json.loads(seed_file.read_text())
+    assert len(seed["shops"]) == 1
+    [seller] = seed["sellers"]
+    assert seller["refresh_token"] == channel.credentials["refresh_token"]
+    assert seller["client_secret"] == channel.credentials["client_secret"]
+    assert seller["sqs_queue_url"] == channel.platform_settings["sqs_queue_url"]
+    assert {listing["sku"] for listing in seller["listings"]} == set(prepare_local.DEMO_SKU_CODES)

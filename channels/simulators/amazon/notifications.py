@@ -115,4 +115,10 @@ def release(seller: Seller, scheduler: Scheduler) -> int:
 def _send(endpoint: str, region: str, queue_url: str, raw: bytes, copies: int) -> None:
     client = _sqs_client(endpoint, region)
     for _ in range(copies):
-        client.send_message(QueueUrl=queue_url, MessageBody=raw.decode())
+        try:
+            client.send_message(QueueUrl=queue_url, MessageBody=raw.decode())
+        except client.exceptions.QueueDoesNotExist:
+            # make run starts the queue server empty: the seller's queue is made on first use,
+            # as the seller's AWS account would have it.
+            client.create_queue(QueueName=queue_url.rstrip("/").rsplit("/", 1)[-1])
+            client.send_message(QueueUrl=queue_url, MessageBody=raw.decode())

@@ -103,7 +103,8 @@ def test_an_accepted_patch_that_never_applies_is_caught(driver):
     driver.settle_submissions_on_the_platform(opened)
     assert push.settle_submissions(channel_id=opened.channel.pk) == 2
     assert DeadLetter.objects.filter(channel=opened.channel).count() == 2
-    assert "could not be applied" in DeadLetter.objects.first().attempts[0]["error"]
+    dead = DeadLetter.objects.filter(channel=opened.channel).first()
+    assert dead is not None and "could not be applied" in dead.attempts[0]["error"]
 
     silent = _open(driver, (7,), patch_deadline_s=0.001)
     driver.simulator.update_seller(silent.tenant, issue_on_drop=False)

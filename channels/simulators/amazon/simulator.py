@@ -468,10 +468,11 @@ class AmazonSimulator(Simulator[Seller]):
 
     # -- Feeds --------------------------------------------------------------------------------
 
-    def _document_url(self, request: Request, document_id: str) -> str:
+    def _document_url(self, seller: Seller, request: Request, document_id: str) -> str:
         # The pre-signed S3 URL (§2.2), served by the simulator itself.
         signature = secrets.token_hex(8)
-        return f"http://{request.host}/_documents/{document_id}?X-Amz-Signature={signature}"
+        base = seller.settings.document_base_url.rstrip("/") or f"http://{request.host}"
+        return f"{base}/_documents/{document_id}?X-Amz-Signature={signature}"
 
     def _op_createFeedDocument(
         self, seller: Seller, match: re.Match[str], request: Request
@@ -486,7 +487,11 @@ class AmazonSimulator(Simulator[Seller]):
         with seller.lock:
             seller.documents[document_id] = Document(document_id, content_type)
         return Response(
-            201, {"feedDocumentId": document_id, "url": self._document_url(request, document_id)}
+            201,
+            {
+                "feedDocumentId": document_id,
+                "url": self._document_url(seller, request, document_id),
+            },
         )
 
     def _op_getFeedDocument(
@@ -500,7 +505,7 @@ class AmazonSimulator(Simulator[Seller]):
             200,
             {
                 "feedDocumentId": document.document_id,
-                "url": self._document_url(request, document.document_id),
+                "url": self._document_url(seller, request, document.document_id),
             },
         )
 

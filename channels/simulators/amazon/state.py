@@ -48,6 +48,8 @@ class SellerSettings:
     # Multiplies every documented rate (a demo at 50 orders/s); bursts stay as documented.
     rate_scale: float = 1.0
     summaries_page_size: int = 50
+    # Where the pre-signed document URLs point ("": the host the call was addressed to).
+    document_base_url: str = ""
     orders_page_size: int = 100
     # Notifications go to this SQS queue (moto's server mode in tests and make run).
     sqs_queue_url: str = ""

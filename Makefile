@@ -16,7 +16,8 @@ $(STAMP): $(BIN)/python requirements.txt requirements-dev.txt
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
 	touch $(STAMP)
 
-## Start web (gunicorn), workers, beat and the Shopify simulator on embedded PostgreSQL/Redis
+## Start web (gunicorn), workers, beat, the notification consumer, the Shopify and Amazon
+## simulators and an SQS server (moto) on embedded PostgreSQL/Redis
 ## (or DATABASE_URL/REDIS_URL). `make run WEB_SERVER=runserver`: Django's development server
 ## instead, which reloads on code changes but drops connections under a burst of webhooks.
 run: $(STAMP)

@@ -26,6 +26,7 @@ class Channel(models.Model):
         # channels.E001): a channel saved with any other could never be pushed to.
         SHOPIFY = "shopify", "Shopify"
         WALMART = "walmart", "Walmart Marketplace"
+        AMAZON = "amazon", "Amazon"
 
     class Mode(models.TextChoices):
         ACTIVE = "active", "Active (push quantities)"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from channels.connectors.amazon.connector import AmazonConnector
 from channels.connectors.base import Connector
 from channels.connectors.shopify.connector import ShopifyConnector
 from channels.connectors.walmart.connector import WalmartConnector
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
 CONNECTORS: dict[str, type[Connector]] = {
     ShopifyConnector.platform: ShopifyConnector,
     WalmartConnector.platform: WalmartConnector,
+    AmazonConnector.platform: AmazonConnector,
 }
 
 

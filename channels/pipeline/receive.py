@@ -294,7 +294,8 @@ def receive_webhook(request: HttpRequest, platform: str, channel_slug: str) -> H
     id is stored quarantined and still answered 200, so the platform stops retrying it.
     """
     connector = _connector_for(platform=platform, channel_slug=channel_slug)
-    if connector is None:
+    # A platform that delivers through a queue has no webhook URL to answer at.
+    if connector is None or not connector.has(Capability.HTTP_WEBHOOKS):
         return _json(404, _UNKNOWN_CHANNEL)
     body = _read_body(request)
     if body is None:

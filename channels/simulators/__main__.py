@@ -3,8 +3,8 @@
 One server per platform named, each on its port (0 picks a free one), all in this process,
 until Ctrl-C or SIGTERM. For each, in the order given, one line on stdout:
 ``<Platform> simulator listening on <url>`` (callers read the URL from it), then
-``Simulators ready`` once every one listens. The seed file is JSON; each platform creates
-the tenants it finds under its own key (Shopify: ``{"shops": [{...settings, "items": [...]}]}``).
+
+
 """
 
 from __future__ import annotations
@@ -68,7 +68,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         for key, port in wanted:
             simulator = PLATFORMS[key].create()
             server = SimulatorServer(simulator, args.host, port)
-            seeded = simulator.seed(seed)
+            # Each platform's tenants under its own key; the file's top level for a file
+            # written for one platform alone.
+            seeded = simulator.seed(seed.get(key, seed))
             if seeded:
                 print(f"Seeded {seeded} {simulator.tenant_collection} ({key})", file=sys.stderr)
             server.start_in_thread()

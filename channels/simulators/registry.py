@@ -27,6 +27,7 @@ PLATFORMS: dict[str, Platform] = {
     platform.key: platform
     for platform in (
         Platform("shopify", "channels.simulators.shopify:ShopifySimulator", 8765),
-        Platform("walmart", "channels.simulators.walmart:WalmartSimulator", 8767),
+        Platform("walmart", "channels.simulators.walmart:WalmartSimulator", 8768),
+        Platform("amazon", "channels.simulators.amazon:AmazonSimulator", 8766),
     )
 }

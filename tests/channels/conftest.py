@@ -12,6 +12,9 @@ from typing import Any
 import pytest
 import requests
 
+# The Amazon simulator and its SQS queue server, beside Shopify's.
+from tests.channels.amazon_simulator import amazon_simulator, sqs_server  # noqa: F401
+
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 READY_PREFIX = "Shopify simulator listening on "
 

@@ -167,12 +167,12 @@ def test_demo_walmart_channel_pushes_to_the_simulator_its_seed_creates(tmp_path)
     channel = Channel.objects.get(slug=prepare_local.DEMO_WALMART_CHANNEL_SLUG)
     assert Channel.objects.filter(platform=Channel.Platform.WALMART).count() == 1
     seed = json.loads(seed_file.read_text())
-    assert {"shops", "sellers"} <= set(seed)
-    [seller] = seed["sellers"]
+    assert {"shops", "walmart"} <= set(seed)
+    [seller] = seed["walmart"]["sellers"]
     assert seller["webhook_url"].endswith("/webhooks/walmart/demo-walmart/")
 
     simulator = WalmartSimulator()
-    assert simulator.seed(seed) == 1
+    assert simulator.seed(seed["walmart"]) == 1
     server = SimulatorServer(simulator)
     server.start_in_thread()
     try:
@@ -189,3 +189,26 @@ def test_demo_walmart_channel_pushes_to_the_simulator_its_seed_creates(tmp_path)
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_demo_amazon_channel_is_wired_to_the_simulator_seed_and_its_queue(tmp_path, monkeypatch):
+    """The Amazon channel is created once; the seller the simulator creates at start holds
+    the channel's LWA credentials, a listing per demo SKU and the channel's SQS queue."""
+    import json
+
+    from channels.models import Channel
+
+    monkeypatch.setenv("AMAZON_SIMULATOR_PORT", "8798")
+    seed_file = tmp_path / "shopify-demo.json"
+    for _ in range(2):
+        call_command("prepare_local", simulator_seed_file=seed_file, stdout=StringIO())
+
+    channel = Channel.objects.get(platform=Channel.Platform.AMAZON)
+    assert channel.api_base_url == "http://127.0.0.1:8798"
+    seed = json.loads(seed_file.read_text())
+    assert len(seed["shops"]) == 1
+    [seller] = seed["amazon"]["sellers"]
+    assert seller["refresh_token"] == channel.credentials["refresh_token"]
+    assert seller["client_secret"] == channel.credentials["client_secret"]
+    assert seller["sqs_queue_url"] == channel.platform_settings["sqs_queue_url"]
+    assert {listing["sku"] for listing in seller["listings"]} == set(prepare_local.DEMO_SKU_CODES)

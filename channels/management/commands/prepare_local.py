@@ -31,7 +31,13 @@ DEMO_CHANNEL_SLUG = "demo-shopify"
 DEMO_SHOP = "demo-store"
 DEMO_WALMART_CHANNEL_SLUG = "demo-walmart"
 DEMO_WALMART_SELLER = "demo-seller"
-DEFAULT_WALMART_SIMULATOR_PORT = "8767"
+DEFAULT_WALMART_SIMULATOR_PORT = "8768"
+DEFAULT_AMAZON_SIMULATOR_PORT = "8766"
+DEFAULT_SQS_PORT = "8767"
+DEMO_AMAZON_SLUG = "demo-amazon"
+DEMO_AMAZON_SELLER = "DEMOSELLER1"
+# moto's account id: its queue URLs are http://host:port/<account>/<name>.
+SQS_ACCOUNT = "123456789012"
 
 
 @dataclass(frozen=True)
@@ -82,6 +88,17 @@ def base_url() -> str:
     return f"http://{address}"
 
 
+def amazon_simulator_url() -> str:
+    """Where the Procfile's Amazon simulator listens (``AMAZON_SIMULATOR_PORT``)."""
+    port = os.environ.get("AMAZON_SIMULATOR_PORT") or DEFAULT_AMAZON_SIMULATOR_PORT
+    return f"http://127.0.0.1:{port}"
+
+
+def sqs_url() -> str:
+    """Where the Procfile's SQS server (moto) listens (``SQS_PORT``)."""
+    return f"http://127.0.0.1:{os.environ.get('SQS_PORT') or DEFAULT_SQS_PORT}"
+
+
 def walmart_simulator_url() -> str:
     """Where the Procfile's Walmart simulator listens (``WALMART_SIMULATOR_PORT``)."""
     port = os.environ.get("WALMART_SIMULATOR_PORT") or DEFAULT_WALMART_SIMULATOR_PORT
@@ -110,6 +127,7 @@ class Command(BaseCommand):
         if simulator_seed_file is not None:
             self._ensure_demo_shopify_channel(simulator_seed_file)
             self._ensure_demo_walmart_channel(simulator_seed_file)
+            self._ensure_demo_amazon_channel(simulator_seed_file)
         self._print_urls(with_simulator=simulator_seed_file is not None)
 
     def _ensure_operator(self) -> None:
@@ -276,25 +294,96 @@ class Command(BaseCommand):
                 )
             self.stdout.write(self.style.SUCCESS(f"Demo Walmart channel created: {channel.slug}"))
         seed = json.loads(seed_file.read_text()) if seed_file.exists() else {}
-        seed["sellers"] = [
-            {
-                "seller": DEMO_WALMART_SELLER,
-                "client_id": channel.credentials.get("client_id", ""),
-                "client_secret": channel.credentials.get("client_secret", ""),
-                "webhook_url": f"{base_url()}/webhooks/walmart/{channel.slug}/",
-                "webhook_secret": channel.webhook_secret,
-                # A demo shows a feed settle in a minute, not the platform's half hour.
-                "feed_pickup_s": 10,
-                "feed_processing_s": 60,
-                "items": [
-                    {"sku": listing.external_id, "quantity": 0}
-                    for listing in channel.listings.all()
-                ],
-            }
-        ]
+        seed["walmart"] = {
+            "sellers": [
+                {
+                    "seller": DEMO_WALMART_SELLER,
+                    "client_id": channel.credentials.get("client_id", ""),
+                    "client_secret": channel.credentials.get("client_secret", ""),
+                    "webhook_url": f"{base_url()}/webhooks/walmart/{channel.slug}/",
+                    "webhook_secret": channel.webhook_secret,
+                    # A demo shows a feed settle in a minute, not the platform's half hour.
+                    "feed_pickup_s": 10,
+                    "feed_processing_s": 60,
+                    "items": [
+                        {"sku": listing.external_id, "quantity": 0}
+                        for listing in channel.listings.all()
+                    ],
+                }
+            ]
+        }
         seed_file.parent.mkdir(parents=True, exist_ok=True)
         seed_file.write_text(json.dumps(seed, indent=2))
         seed_file.chmod(0o600)  # it holds the demo seller's client secret
+        services.owe_channel_full_sync(channel_id=channel.pk)
+
+    def _ensure_demo_amazon_channel(self, seed_file: Path) -> None:
+        """An Amazon channel on the local simulator selling the warehouse's stock (MFN),
+        its notifications on the local SQS queue; the seller is added to the seed file."""
+        warehouse = Location.objects.filter(code=WAREHOUSE_CODE).first()
+        channel = Channel.objects.filter(slug=DEMO_AMAZON_SLUG).first()
+        queue_url = f"{sqs_url()}/{SQS_ACCOUNT}/nventory-{DEMO_AMAZON_SELLER.lower()}"
+        if channel is None:
+            channel = services.create_channel(
+                fields=services.ChannelFields(
+                    platform=Channel.Platform.AMAZON,
+                    name="Demo Amazon seller (simulator)",
+                    slug=DEMO_AMAZON_SLUG,
+                    mode=Channel.Mode.ACTIVE,
+                    api_base_url=amazon_simulator_url(),
+                    credentials={
+                        "client_id": "amzn1.application-oa2-client.demo",
+                        "client_secret": secrets.token_urlsafe(24),
+                        "refresh_token": f"Atzr|{secrets.token_urlsafe(24)}",
+                        "aws_access_key_id": "demo",
+                        "aws_secret_access_key": secrets.token_urlsafe(12),
+                    },
+                    rate_limit_per_s=5,
+                    platform_settings={
+                        "seller_id": DEMO_AMAZON_SELLER,
+                        "marketplace_id": "ATVPDKIKX0DER",
+                        "token_url": f"{amazon_simulator_url()}/auth/o2/token",
+                        "sqs_queue_url": queue_url,
+                        "sqs_endpoint_url": sqs_url(),
+                        "sqs_wait_s": 5,
+                    },
+                ),
+                webhook_secret=secrets.token_urlsafe(24),
+                location_ids=[warehouse.pk] if warehouse is not None else [],
+            )
+            for sku in Sku.objects.filter(code__in=DEMO_SKU_CODES):
+                services.create_listing(
+                    fields=services.ListingFields(
+                        channel_id=channel.pk,
+                        sku_id=sku.pk,
+                        external_id=sku.code,
+                        external_sku=sku.code,
+                    )
+                )
+            self.stdout.write(self.style.SUCCESS(f"Demo Amazon channel created: {channel.slug}"))
+        seed = json.loads(seed_file.read_text()) if seed_file.exists() else {}
+        seed["amazon"] = {
+            "sellers": [
+                {
+                    "seller_id": DEMO_AMAZON_SELLER,
+                    "client_id": channel.credentials.get("client_id", ""),
+                    "client_secret": channel.credentials.get("client_secret", ""),
+                    "refresh_token": channel.credentials.get("refresh_token", ""),
+                    "patch_apply_delay_s": 5,
+                    "feed_queue_s": 30,
+                    "feed_processing_s": 60,
+                    "sqs_queue_url": queue_url,
+                    "sqs_endpoint_url": sqs_url(),
+                    "listings": [
+                        {"sku": listing.external_id, "quantity": 0}
+                        for listing in channel.listings.all()
+                    ],
+                }
+            ]
+        }
+        seed_file.parent.mkdir(parents=True, exist_ok=True)
+        seed_file.write_text(json.dumps(seed, indent=2))
+        seed_file.chmod(0o600)  # it holds the demo seller's secrets
         services.owe_channel_full_sync(channel_id=channel.pk)
 
     def _print_urls(self, *, with_simulator: bool = False) -> None:
@@ -318,4 +407,11 @@ class Command(BaseCommand):
                 f"  Walmart simulator: {walmart}/_sim/sellers/{DEMO_WALMART_SELLER}/items\n"
                 f"    curl -X POST {walmart}/_sim/sellers/{DEMO_WALMART_SELLER}/orders "
                 f"""-d '{{"lines": [{{"sku": "MUG-CER-350", "quantity": 1}}]}}'\n"""
+            )
+            amazon = amazon_simulator_url()
+            self.stdout.write(
+                f"  Amazon simulator: {amazon}/_sim/sellers/{DEMO_AMAZON_SELLER}/listings\n"
+                f"  Place a demo Amazon order (it arrives through SQS):\n"
+                f"    curl -X POST {amazon}/_sim/sellers/{DEMO_AMAZON_SELLER}/orders "
+                f"""-d '{{"lines": [{{"sku": "{DEMO_SKUS[0].code}", "quantity": 1}}]}}'\n"""
             )

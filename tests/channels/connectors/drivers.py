@@ -18,9 +18,10 @@ import requests
 from django.urls import reverse
 
 from channels.models import Channel, Listing
-from channels.pipeline import ratelimit
+from channels.pipeline import ratelimit, receive
 from inventory.models import Location, Sku
 from tests import factories
+from tests.channels.amazon_simulator import AmazonSimulatorClient, SqsServer
 from tests.channels.conftest import ShopifySimulatorClient
 from tests.channels.walmart_simulator import WalmartSimulatorClient
 
@@ -48,6 +49,8 @@ def webhook_url_for(receiver_url: str, *, platform: str, slug: str) -> str:
 
 class PlatformDriver(abc.ABC):
     platform: str
+    # What the webhook URL answers a forged delivery (404: the platform has no webhook URL).
+    forged_delivery_status = 401
 
     @abc.abstractmethod
     def open_channel(
@@ -84,6 +87,11 @@ class PlatformDriver(abc.ABC):
     ) -> str:
         """An order on the platform, delivered to the channel's webhook URL (with
         ``duplicates`` extra deliveries); the order's reference as the ledger keeps it."""
+
+    def bring_events_in(self, opened: OpenChannel) -> None:
+        """Store what the platform sent about the channel since the last call: nothing to do
+        for HTTP webhooks (they reach the receiver themselves); a queue is pulled."""
+        return None
 
     def settle_submissions_on_the_platform(self, opened: OpenChannel) -> None:
         """ASYNC_WRITES: let the platform apply what it accepted."""
@@ -315,6 +323,139 @@ class WalmartDriver(PlatformDriver):
                 "Content-Type": "application/json",
                 "X-Walmart-Signature": "0" * 64,
             },
+            timeout=10,
+        )
+        return response.status_code
+
+
+class AmazonDriver(PlatformDriver):
+    """A seller on the Amazon simulator, its notifications on a moto SQS queue.
+
+    Patches apply only when the driver lets them (``patch_apply_delay_s`` is far beyond any
+    test): what the simulator holds is read once what it accepted has been processed.
+    """
+
+    platform = Channel.Platform.AMAZON
+    forged_delivery_status = 404
+
+    def __init__(self, simulator: AmazonSimulatorClient, sqs: SqsServer) -> None:
+        self.simulator = simulator
+        self.sqs = sqs
+        self.queues: dict[str, str] = {}
+
+    def open_channel(
+        self, *, skus: Sequence[Sku], location: Location, receiver_url: str = ""
+    ) -> OpenChannel:
+        tenant = f"A{next(_tenants)}{time.monotonic_ns()}"
+        queue_url = self.sqs.create_queue(f"nventory-{tenant}")
+        self.queues[tenant] = queue_url
+        self.simulator.create_seller(
+            tenant,
+            patch_apply_delay_s=3600,
+            sqs_queue_url=queue_url,
+            sqs_endpoint_url=self.sqs.url,
+        )
+        self.simulator.add_listings(tenant, [{"sku": sku.code} for sku in skus])
+        channel = factories.make_channel(
+            locations=[location],
+            slug=tenant.lower(),
+            platform=self.platform,
+            mode=Channel.Mode.ACTIVE,
+            api_base_url=self.simulator.url,
+            credentials={
+                "client_id": f"amzn1.application-oa2-client.{tenant}",
+                "client_secret": f"secret-{tenant}",
+                "refresh_token": f"Atzr|{tenant}",
+                "aws_access_key_id": self.sqs.access_key,
+                "aws_secret_access_key": self.sqs.secret_key,
+            },
+            rate_limit_per_s=1000,
+            platform_settings={
+                "seller_id": tenant,
+                "token_url": self.simulator.token_url,
+                "timeout_s": 0.5,
+                "throttle_backoff_s": 0.01,
+                "retry_base_s": 0.01,
+                "sqs_queue_url": queue_url,
+                "sqs_endpoint_url": self.sqs.url,
+                "sqs_wait_s": 0,
+            },
+        )
+        ratelimit.reset(channel_id=channel.pk)
+        listings = [
+            factories.make_listing(
+                channel=channel, sku=sku, external_id=sku.code, external_sku=sku.code
+            )
+            for sku in skus
+        ]
+        return OpenChannel(
+            channel=channel,
+            location=location,
+            listings=listings,
+            tenant=tenant,
+            webhook_url=webhook_url_for(receiver_url, platform=self.platform, slug=channel.slug),
+        )
+
+    def quantity_on_channel(self, opened: OpenChannel, listing: Listing) -> int | None:
+        self.simulator.process(opened.tenant)
+        found = self.simulator.listings(opened.tenant).get(listing.external_id)
+        return None if found is None else int(found["quantity"])
+
+    def writes_applied(self, opened: OpenChannel, listing: Listing) -> int:
+        self.simulator.process(opened.tenant)
+        return sum(
+            1
+            for change in self.simulator.changes(opened.tenant)
+            if change["sku"] == listing.external_id and change["source"] in ("patch", "feed")
+        )
+
+    def fail_next_call(self, opened: OpenChannel, *, status: int = 503) -> None:
+        self.simulator.faults(
+            opened.tenant, endpoint="patchListingsItem", fail_next=1, fail_status=status
+        )
+
+    def throttle_next_call(self, opened: OpenChannel) -> None:
+        self.simulator.faults(opened.tenant, endpoint="patchListingsItem", throttle_next=1)
+
+    def time_out_next_call_after_applying(self, opened: OpenChannel) -> None:
+        # The channel's read timeout is 0.5 s.
+        self.simulator.faults(
+            opened.tenant, endpoint="patchListingsItem", timeout_next=1, timeout_s=1.5
+        )
+
+    def add_listing_the_platform_lacks(self, opened: OpenChannel, sku: Sku) -> Listing:
+        return factories.make_listing(
+            channel=opened.channel, sku=sku, external_id=f"NOT-ON-AMAZON-{sku.code}"
+        )
+
+    def place_order(
+        self, opened: OpenChannel, listing: Listing, quantity: int, *, duplicates: int = 0
+    ) -> str:
+        queue_url = self.queues[opened.tenant]
+        before = self.sqs.waiting(queue_url)
+        answer = self.simulator.place_order(
+            opened.tenant,
+            [{"sku": listing.external_id, "quantity": quantity}],
+            duplicates=duplicates,
+        )
+        # The simulator sends from its own threads: wait until every copy is on the queue.
+        deadline = time.monotonic() + 10
+        while self.sqs.waiting(queue_url) < before + 1 + duplicates:
+            assert time.monotonic() < deadline, "the ORDER_CHANGE never reached the queue"
+            time.sleep(0.02)
+        return str(answer["order_id"])
+
+    def bring_events_in(self, opened: OpenChannel) -> None:
+        receive.pull_notifications(channel_id=opened.channel.pk)
+
+    def settle_submissions_on_the_platform(self, opened: OpenChannel) -> None:
+        self.simulator.process(opened.tenant)
+
+    def deliver_forged(self, opened: OpenChannel) -> int:
+        response = requests.post(
+            opened.webhook_url,
+            data=b'{"NotificationType": "ORDER_CHANGE"}',
+            headers={"Content-Type": "application/json"},
             timeout=10,
         )
         return response.status_code

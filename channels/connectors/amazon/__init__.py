@@ -1,0 +1,1 @@
+"""Amazon Selling Partner API: listings and feeds out, SQS notifications in."""

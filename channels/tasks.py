@@ -70,11 +70,6 @@ def sweep_outbox() -> int:
     return outbox.sweep()
 
 
-@shared_task(name=enqueue.PULL_NOTIFICATIONS_TASK)
-def pull_notifications(channel_id: int) -> int:
-    return receive.pull_notifications(channel_id=channel_id)
-
-
 @shared_task(name=enqueue.POLL_ORDERS_TASK)
 def poll_orders(channel_id: int) -> int:
     return len(receive.poll_orders(channel_id=channel_id))
@@ -84,12 +79,6 @@ def poll_orders(channel_id: int) -> int:
 @shared_task(name="channels.wake_order_polls")
 def wake_order_polls() -> int:
     return receive.wake_order_polls()
-
-
-# Scheduled every 10 s by migration 0020: platforms whose events wait on a queue.
-@shared_task(name="channels.wake_notification_pulls")
-def wake_notification_pulls() -> int:
-    return receive.wake_notification_pulls()
 
 
 # Scheduled every 60 s by migration 0019: settlements a lost broker message left behind.

@@ -18,7 +18,6 @@ PUSH_CHANNEL_TASK = "channels.push_channel"
 PROCESS_NEW_WEBHOOKS_TASK = "channels.process_new_webhooks"
 PROCESS_WEBHOOK_TASK = "channels.process_webhook"
 SETTLE_SUBMISSIONS_TASK = "channels.settle_submissions"
-PULL_NOTIFICATIONS_TASK = "channels.pull_notifications"
 POLL_ORDERS_TASK = "channels.poll_orders"
 WEBHOOKS_QUEUE = "webhooks"
 
@@ -67,11 +66,6 @@ def enqueue_settlement(*, channel_id: int, countdown: float) -> None:
         queue=push_queue_name(channel_id),
         countdown=countdown,
     )
-
-
-def enqueue_notification_pull(*, channel_id: int) -> None:
-    """Pull the channel's notification queue soon, beside the webhook intake."""
-    app.send_task(PULL_NOTIFICATIONS_TASK, kwargs={"channel_id": channel_id}, queue=WEBHOOKS_QUEUE)
 
 
 def enqueue_order_poll(*, channel_id: int) -> None:

@@ -154,7 +154,14 @@ def pull_notifications(*, channel_id: int) -> int:
         return 0
     stored = 0
     while True:
-        pulled = connector.pull_notifications(max_messages=connector.max_notifications_per_pull)
+        try:
+            pulled = connector.pull_notifications(
+                max_messages=connector.max_notifications_per_pull
+            )
+        except ChannelError as error:
+            # The queue keeps what it holds: the next pull takes it.
+            logger.warning("cannot pull the notifications of %s: %s", channel.slug, error)
+            return stored
         if not pulled:
             return stored
         with transaction.atomic():
@@ -172,19 +179,6 @@ def pull_notifications(*, channel_id: int) -> int:
         connector.acknowledge_notifications([n.receipt_handle for n in pulled])
         if len(pulled) < connector.max_notifications_per_pull:
             return stored
-
-
-def wake_notification_pulls() -> int:
-    """Queue a pull for every unpaused channel whose platform sends its events through a
-    queue; how many."""
-    channel_ids = [
-        channel.pk
-        for channel in Channel.objects.exclude(mode=Channel.Mode.PAUSED)
-        if connector_class_for(channel.platform).capabilities & {Capability.QUEUE_NOTIFICATIONS}
-    ]
-    for channel_id in channel_ids:
-        enqueue.enqueue_notification_pull(channel_id=channel_id)
-    return len(channel_ids)
 
 
 # A poll reads back this far before the end of the previous one: an order written just

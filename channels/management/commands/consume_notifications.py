@@ -18,7 +18,6 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import close_old_connections
 
-from channels.connectors.base import ChannelError
 from channels.connectors.registry import connector_class_for
 from channels.connectors.types import Capability
 from channels.models import Channel
@@ -64,11 +63,8 @@ class Command(BaseCommand):
             for channel_id in channel_ids:
                 if stopping:
                     break
-                try:
-                    stored = receive.pull_notifications(channel_id=channel_id)
-                except ChannelError as error:
-                    logger.info("notification pull of channel %s failed: %s", channel_id, error)
-                    continue
+                # A queue that cannot be read is logged by the pull, and tried next round.
+                stored = receive.pull_notifications(channel_id=channel_id)
                 stored_in_round += stored
                 if stored:
                     logger.info("stored %d notifications of channel %s", stored, channel_id)

@@ -122,3 +122,23 @@ def _send(endpoint: str, region: str, queue_url: str, raw: bytes, copies: int) -
             # as the seller's AWS account would have it.
             client.create_queue(QueueName=queue_url.rstrip("/").rsplit("/", 1)[-1])
             client.send_message(QueueUrl=queue_url, MessageBody=raw.decode())
+
+
+def ensure_queue(seller: Seller, scheduler: Scheduler, *, tries: int = 60) -> None:
+    """Create the seller's queue on the SQS server, retrying each second while the server
+    is not up yet (make run starts both at once): a consumer reading the queue before the
+    first notification then finds it empty rather than missing."""
+    queue_url = seller.settings.sqs_queue_url
+    if not queue_url:
+        return
+    endpoint, region = seller.settings.sqs_endpoint_url, seller.settings.sqs_region
+
+    def attempt(left: int) -> None:
+        client = _sqs_client(endpoint, region)
+        try:
+            client.create_queue(QueueName=queue_url.rstrip("/").rsplit("/", 1)[-1])
+        except Exception:  # the server is not listening yet, or refused: try again
+            if left > 1:
+                scheduler.call_later(1.0, lambda: attempt(left - 1))
+
+    scheduler.submit(lambda: attempt(tries))

@@ -141,6 +141,7 @@ class AmazonSimulator(Simulator[Seller]):
         settings = SellerSettings.from_json(body)
         seller = Seller(settings, self.clock.time())
         self.tenants.put(seller)
+        notifications.ensure_queue(seller, self.scheduler)
         if body.get("listings"):
             self.add_listings(seller.name, {"listings": body["listings"]})
         return {"seller": settings.public()}

@@ -20,10 +20,11 @@ from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_serializer
 from drf_spectacular.views import SpectacularAPIView
 from rest_framework import serializers
-from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
+
+from nventory.pagination import BoundedLimitOffsetPagination
 
 # SKU and location codes are path segments in this API, so they may not contain "/".
 code_validator = RegexValidator(r"^[^/]+\Z", "A code may not contain '/'.")
@@ -57,9 +58,9 @@ class ApiView(APIView):
 
 
 class ListApi(ApiView):
-    """Base of the list views: LimitOffsetPagination, which the schema documents too."""
+    """Base of the list views: bounded limit/offset pages, which the schema documents too."""
 
-    pagination_class = LimitOffsetPagination
+    pagination_class = BoundedLimitOffsetPagination
 
     def paginated_response(
         self, queryset: QuerySet[Any], serializer_class: type[serializers.Serializer]

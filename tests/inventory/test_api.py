@@ -849,3 +849,14 @@ def test_issue_api_token_refuses_an_unknown_user_without_create():
         _issue("nobody")
     assert not User.objects.filter(username="nobody").exists()
     assert not Token.objects.exists()
+
+
+def test_a_page_holds_at_most_a_thousand_rows_whatever_the_limit_asks(api_client):
+    """?limit=1000000 on 1,001 SKUs answers 1,000 of them and a link to the rest."""
+    Sku.objects.bulk_create(
+        [Sku(code=f"BULK-{number:04d}", name=f"Bulk {number}") for number in range(1001)]
+    )
+    page = api_client.get(url("sku-list"), {"limit": 1_000_000}).json()
+    assert page["count"] == 1001
+    assert len(page["results"]) == 1000
+    assert page["next"] is not None

@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import re
 import threading
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from django.core.validators import RegexValidator
@@ -51,6 +52,25 @@ class NestedNameSchema(AutoSchema):
         return super().get_tags()
 
 
+def validated_input(
+    serializer_class: type[serializers.Serializer],
+    data: Any,
+    *,
+    also_allowed: Iterable[str] = (),
+) -> dict[str, Any]:
+    """The body (or query) validated by the serializer, as a dict; 400 (``ValidationError``)
+    naming any field the serializer does not declare and ``also_allowed`` does not add (the
+    paging parameters of a list), so that a misspelt option is never silently ignored."""
+    if isinstance(data, Mapping):
+        known = set(serializer_class().fields) | set(also_allowed)
+        unknown = sorted(str(name) for name in set(data) - known)
+        if unknown:
+            raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
+    serializer = serializer_class(data=data)
+    serializer.is_valid(raise_exception=True)
+    return dict(serializer.validated_data)
+
+
 class ApiView(APIView):
     """Base of every API view: names schema components after the view."""
 
@@ -61,6 +81,8 @@ class ListApi(ApiView):
     """Base of the list views: bounded limit/offset pages, which the schema documents too."""
 
     pagination_class = BoundedLimitOffsetPagination
+    # Query parameters every list takes besides its own filters.
+    paging_parameters = ("limit", "offset")
 
     def paginated_response(
         self, queryset: QuerySet[Any], serializer_class: type[serializers.Serializer]

@@ -18,7 +18,14 @@ from rest_framework.validators import UniqueValidator
 
 from bundles import selectors, services
 from inventory.models import Sku
-from nventory.api import BAD_REQUEST, NOT_FOUND, ApiView, ListApi, code_validator
+from nventory.api import (
+    BAD_REQUEST,
+    NOT_FOUND,
+    ApiView,
+    ListApi,
+    code_validator,
+    validated_input,
+)
 
 
 def _bom(lines: list[dict[str, Any]]) -> list[tuple[Sku, int]]:
@@ -101,9 +108,7 @@ class BundleCreateApi(ApiView):
 
     @extend_schema(request=InputSerializer, responses={201: OutputSerializer, 400: BAD_REQUEST})
     def post(self, request: Request) -> Response:
-        serializer = self.InputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
+        data = validated_input(self.InputSerializer, request.data)
         try:
             bundle = services.create_bundle(
                 code=data["code"],
@@ -137,10 +142,9 @@ class BundleUpdateApi(ApiView):
     )
     def put(self, request: Request, code: str) -> Response:
         bundle = selectors.bundle_by_code(code=code)
-        serializer = self.InputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
+        data = validated_input(self.InputSerializer, request.data)
         try:
-            services.set_bom(bundle=bundle, lines=_bom(serializer.validated_data["lines"]))
+            services.set_bom(bundle=bundle, lines=_bom(data["lines"]))
         except services.BomError as exc:
             raise serializers.ValidationError({"lines": [exc.message]}) from None
         return Response(self.OutputSerializer(selectors.bundle_by_code(code=code)).data)

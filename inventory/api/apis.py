@@ -26,6 +26,7 @@ from nventory.api import (
     ConflictSerializer,
     ListApi,
     code_validator,
+    validated_input,
 )
 
 # Every key a client sends is stored under this prefix, so an API client can never take
@@ -43,12 +44,6 @@ MAX_RESERVATION_TTL_S = 7 * 24 * 3600
 # -----------------------------------------------------------------------------------------
 # Helpers and shared shapes
 # -----------------------------------------------------------------------------------------
-
-
-def _validated(serializer_class: type[serializers.Serializer], data: Any) -> dict[str, Any]:
-    serializer = serializer_class(data=data)
-    serializer.is_valid(raise_exception=True)
-    return dict(serializer.validated_data)
 
 
 def _context(
@@ -120,7 +115,9 @@ class SkuListApi(ListApi):
         responses={200: OutputSerializer(many=True), 400: BAD_REQUEST},
     )
     def get(self, request: Request) -> Response:
-        filters = _validated(self.FilterSerializer, request.query_params)
+        filters = validated_input(
+            self.FilterSerializer, request.query_params, also_allowed=self.paging_parameters
+        )
         skus = selectors.sku_list(search=filters.get("search", ""))
         return self.paginated_response(skus, self.OutputSerializer)
 
@@ -144,7 +141,7 @@ class SkuCreateApi(ApiView):
 
     @extend_schema(request=InputSerializer, responses={201: OutputSerializer, 400: BAD_REQUEST})
     def post(self, request: Request) -> Response:
-        data = _validated(self.InputSerializer, request.data)
+        data = validated_input(self.InputSerializer, request.data)
         # A SKU is catalogue data, not stock: no service owns its creation yet.
         try:
             with transaction.atomic():
@@ -234,7 +231,7 @@ class LocationCreateApi(ApiView):
 
     @extend_schema(request=InputSerializer, responses={201: OutputSerializer, 400: BAD_REQUEST})
     def post(self, request: Request) -> Response:
-        data = _validated(self.InputSerializer, request.data)
+        data = validated_input(self.InputSerializer, request.data)
         try:
             with transaction.atomic():
                 location = Location.objects.create(**data)
@@ -302,7 +299,9 @@ class EventListApi(ListApi):
         responses={200: OutputSerializer(many=True), 400: BAD_REQUEST, 404: NOT_FOUND},
     )
     def get(self, request: Request) -> Response:
-        filters = _validated(self.FilterSerializer, request.query_params)
+        filters = validated_input(
+            self.FilterSerializer, request.query_params, also_allowed=self.paging_parameters
+        )
         sku_code, location_code = filters.get("sku"), filters.get("location")
         events = selectors.ledger_events(
             sku_id=selectors.sku_by_code(code=sku_code).pk if sku_code else None,
@@ -354,7 +353,7 @@ class ReceiptCreateApi(ApiView):
 
     @extend_schema(request=InputSerializer, responses=_STOCK_CHANGE_RESPONSES)
     def post(self, request: Request) -> Response:
-        data = _validated(self.InputSerializer, request.data)
+        data = validated_input(self.InputSerializer, request.data)
         return _stock_event_created(request, data, services.receive_stock, "quantity")
 
 
@@ -380,7 +379,7 @@ class AdjustmentCreateApi(ApiView):
 
     @extend_schema(request=InputSerializer, responses=_STOCK_CHANGE_RESPONSES)
     def post(self, request: Request) -> Response:
-        data = _validated(self.InputSerializer, request.data)
+        data = validated_input(self.InputSerializer, request.data)
         return _stock_event_created(request, data, services.adjust_stock, "delta")
 
 
@@ -410,7 +409,7 @@ class TransferCreateApi(ApiView):
         responses={**_STOCK_CHANGE_RESPONSES, 201: OutputSerializer},
     )
     def post(self, request: Request) -> Response:
-        data = _validated(self.InputSerializer, request.data)
+        data = validated_input(self.InputSerializer, request.data)
         out_event, in_event = services.transfer_stock(
             sku_id=selectors.sku_by_code(code=data["sku"]).pk,
             from_location_id=selectors.location_by_code(code=data["from_location"]).pk,
@@ -463,7 +462,7 @@ class ReservationCreateApi(ApiView):
         responses={**_STOCK_CHANGE_RESPONSES, 201: OutputSerializer},
     )
     def post(self, request: Request) -> Response:
-        data = _validated(self.InputSerializer, request.data)
+        data = validated_input(self.InputSerializer, request.data)
         reservation = services.reserve_stock(
             sku_id=selectors.sku_by_code(code=data["sku"]).pk,
             location_id=selectors.location_by_code(code=data["location"]).pk,
@@ -493,7 +492,7 @@ class ReservationConfirmApi(ApiView):
         responses={200: OutputSerializer, 400: BAD_REQUEST, 404: NOT_FOUND, 409: _CONFLICT},
     )
     def post(self, request: Request, reservation_id: int) -> Response:
-        data = _validated(self.InputSerializer, request.data)
+        data = validated_input(self.InputSerializer, request.data)
         reservation = services.confirm_reservation(
             reservation_id=reservation_id,
             context=_context(
@@ -516,7 +515,7 @@ class ReservationReleaseApi(ApiView):
         responses={200: OutputSerializer, 400: BAD_REQUEST, 404: NOT_FOUND, 409: _CONFLICT},
     )
     def post(self, request: Request, reservation_id: int) -> Response:
-        data = _validated(self.InputSerializer, request.data)
+        data = validated_input(self.InputSerializer, request.data)
         reservation = services.release_reservation(
             reservation_id=reservation_id,
             context=_context(
@@ -543,7 +542,7 @@ class OrderCommitApi(ApiView):
 
     @extend_schema(request=InputSerializer, responses=_STOCK_CHANGE_RESPONSES)
     def post(self, request: Request) -> Response:
-        data = _validated(self.InputSerializer, request.data)
+        data = validated_input(self.InputSerializer, request.data)
         return _stock_event_created(request, data, services.commit_order, "quantity")
 
 
@@ -555,7 +554,7 @@ class OrderCancelApi(ApiView):
 
     @extend_schema(request=InputSerializer, responses=_STOCK_CHANGE_RESPONSES)
     def post(self, request: Request) -> Response:
-        data = _validated(self.InputSerializer, request.data)
+        data = validated_input(self.InputSerializer, request.data)
         return _stock_event_created(request, data, services.cancel_order, "quantity")
 
 
@@ -567,7 +566,7 @@ class OrderShipApi(ApiView):
 
     @extend_schema(request=InputSerializer, responses=_STOCK_CHANGE_RESPONSES)
     def post(self, request: Request) -> Response:
-        data = _validated(self.InputSerializer, request.data)
+        data = validated_input(self.InputSerializer, request.data)
         return _stock_event_created(request, data, services.ship_order, "quantity")
 
 
@@ -581,5 +580,5 @@ class OrderReturnApi(ApiView):
 
     @extend_schema(request=InputSerializer, responses=_STOCK_CHANGE_RESPONSES)
     def post(self, request: Request) -> Response:
-        data = _validated(self.InputSerializer, request.data)
+        data = validated_input(self.InputSerializer, request.data)
         return _stock_event_created(request, data, services.return_order, "quantity", "restock")

@@ -860,3 +860,21 @@ def test_a_page_holds_at_most_a_thousand_rows_whatever_the_limit_asks(api_client
     assert page["count"] == 1001
     assert len(page["results"]) == 1000
     assert page["next"] is not None
+
+
+def test_a_field_the_api_does_not_know_is_refused_by_name_and_nothing_is_created(api_client):
+    """A misspelt option is a 400 naming it, never silently ignored."""
+    answer = api_client.post(
+        url("sku-list"), {"code": "NEW-1", "name": "New", "colour": "red"}, format="json"
+    )
+    assert answer.status_code == 400
+    assert answer.json()["colour"] == ["Unknown field."]
+    assert not Sku.objects.filter(code="NEW-1").exists()
+
+
+def test_a_list_takes_its_paging_parameters_and_refuses_unknown_ones(api_client):
+    """limit and offset page any list; a misspelt filter is a 400 naming it."""
+    assert api_client.get(url("sku-list"), {"limit": 5, "offset": 0}).status_code == 200
+    answer = api_client.get(url("sku-list"), {"serach": "tee"})
+    assert answer.status_code == 400
+    assert answer.json()["serach"] == ["Unknown field."]

@@ -6,6 +6,8 @@ from typing import Any
 
 from django.core.exceptions import ObjectDoesNotExist
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views import defaults
 from rest_framework import exceptions as drf_exceptions
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
@@ -43,3 +45,24 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
             exc.message_dict if hasattr(exc, "error_dict") else {"detail": exc.messages}
         )
     return exception_handler(exc, context)
+
+
+# Paths whose callers are programs: they get JSON errors, never Django's HTML pages.
+_JSON_PATHS = ("/api/", "/webhooks/")
+
+
+def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """404 for a URL no route matches: JSON under the API and webhooks, HTML elsewhere."""
+    if request.path.startswith(_JSON_PATHS):
+        return JsonResponse({"detail": "Not found.", "code": "not_found"}, status=404)
+    return defaults.page_not_found(request, exception)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """500: JSON under the API and webhooks (so the platform retries), HTML elsewhere."""
+    if request.path.startswith(_JSON_PATHS):
+        return JsonResponse(
+            {"detail": "The server failed to answer; try again.", "code": "server_error"},
+            status=500,
+        )
+    return defaults.server_error(request)

@@ -16,3 +16,6 @@ urlpatterns = [
     path("api/schema/", SchemaApi.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]
+
+handler404 = "nventory.errors.page_not_found"
+handler500 = "nventory.errors.server_error"

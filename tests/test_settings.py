@@ -7,6 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+from django.test import override_settings
+
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -45,3 +48,15 @@ def test_sqlite_is_refused():
     result = _manage("check", DATABASE_URL="sqlite:///tmp/nventory.sqlite3")
     assert result.returncode != 0
     assert "PostgreSQL only" in result.stderr
+
+
+@pytest.mark.django_db
+@override_settings(DEBUG=False)
+def test_an_unknown_api_or_webhook_url_answers_json_and_an_admin_one_html(client):
+    """Programs get a JSON 404 with its code; people still get the HTML page."""
+    for path in ("/api/v1/no-such-thing/", "/webhooks/shopify/"):
+        answer = client.get(path)
+        assert answer.status_code == 404
+        assert answer.json() == {"detail": "Not found.", "code": "not_found"}
+    page = client.get("/no-such-page/")
+    assert page.status_code == 404 and page["Content-Type"].startswith("text/html")

@@ -34,6 +34,7 @@ from channels.models import (
     DriftRecord,
     Listing,
     ListingSyncState,
+    MarketplaceLocation,
     OrderPoll,
     OversellIncident,
     PendingPush,
@@ -42,7 +43,7 @@ from channels.models import (
     UnmappedLine,
     WebhookReceipt,
 )
-from channels.pipeline import dead_letters, enqueue
+from channels.pipeline import dead_letters, enqueue, marketplace_stock
 from channels.resources import ListingResource
 
 
@@ -271,10 +272,16 @@ class ListingAdmin(ImportExportModelAdmin, SimpleHistoryAdmin):
         "channel",
         "sku",
         "is_active",
+        "fulfilled_by_channel",
         "created_at",
     )
     list_select_related = ("channel", "sku")
-    list_filter = ("channel", "is_active", ("sku", admin.EmptyFieldListFilter))
+    list_filter = (
+        "channel",
+        "is_active",
+        "fulfilled_by_channel",
+        ("sku", admin.EmptyFieldListFilter),
+    )
     search_fields = ("external_id", "external_sku", "sku__code")
     autocomplete_fields = ("sku",)
     readonly_fields = ("created_at", "explanation")
@@ -443,6 +450,32 @@ class SubmittedWriteAdmin(_ReadOnlyAdmin):
     list_select_related = ("listing", "channel")
     list_filter = ("channel",)
     search_fields = ("submission_id", "listing__external_id")
+
+
+@admin.register(MarketplaceLocation)
+class MarketplaceLocationAdmin(admin.ModelAdmin):
+    """Stock a channel holds itself (Amazon FBA), one location per region: read from the
+    channel, never pushed. Adding one creates its marketplace-fulfilled location."""
+
+    list_display = ("channel", "marketplace_id", "location", "counted_until", "last_error")
+    list_select_related = ("channel", "location")
+    fields = ("channel", "marketplace_id", "location", "counted_until", "last_error")
+
+    def get_readonly_fields(
+        self, request: HttpRequest, obj: MarketplaceLocation | None = None
+    ) -> tuple[str, ...]:
+        always = ("location", "counted_until", "last_error")
+        return (*always, "channel", "marketplace_id") if obj is not None else always
+
+    def save_model(
+        self, request: HttpRequest, obj: MarketplaceLocation, form: Any, change: bool
+    ) -> None:
+        if change:
+            return  # nothing of it is editable
+        opened = marketplace_stock.open_marketplace_location(
+            channel=obj.channel, marketplace_id=obj.marketplace_id
+        )
+        obj.pk, obj.location = opened.pk, opened.location
 
 
 @admin.register(OrderPoll)

@@ -28,6 +28,7 @@ from channels.connectors.types import (
     ItemResult,
     ItemStatus,
     ListingRef,
+    MarketplaceStockCount,
     MessageLine,
     PulledNotification,
     QuantityUpdate,
@@ -271,6 +272,11 @@ class Connector:
         """ORDER_POLL: every order changed since then, as the events that would have
         announced it (placed, cancelled, refunded), each with a stable dedupe key."""
         raise UnsupportedCapability(self, Capability.ORDER_POLL)
+
+    def read_marketplace_stock(self, *, since: dt.datetime | None) -> list[MarketplaceStockCount]:
+        """MARKETPLACE_STOCK: the channel's counts of the stock it holds, changed since then
+        (all of them for None)."""
+        raise UnsupportedCapability(self, Capability.MARKETPLACE_STOCK)
 
     def fetch_order(self, reference: str) -> WebhookMessage:
         """ORDER_LOOKUP: the order with its lines, for a notification that named it only."""

@@ -22,6 +22,7 @@ from channels.connectors.types import (
     ItemResult,
     ItemStatus,
     ListingRef,
+    MarketplaceStockCount,
     PulledNotification,
     QuantityUpdate,
     SubmissionRef,
@@ -67,7 +68,12 @@ class AmazonConnector(Connector):
 
     platform = "amazon"
     capabilities = frozenset(
-        {Capability.ASYNC_WRITES, Capability.ORDER_POLL, Capability.QUEUE_NOTIFICATIONS}
+        {
+            Capability.ASYNC_WRITES,
+            Capability.ORDER_POLL,
+            Capability.QUEUE_NOTIFICATIONS,
+            Capability.MARKETPLACE_STOCK,
+        }
     )
     max_batch_size = MAX_FEED_MESSAGES
     # getListingsItem reads one SKU per call.
@@ -334,6 +340,43 @@ class AmazonConnector(Connector):
             listing = self._get_listing(ref.external_id) if ref.external_id else None
             quantities[ref.listing_id] = None if listing is None else _mfn_quantity(listing)
         return quantities
+
+    def read_marketplace_stock(self, *, since: dt.datetime | None) -> list[MarketplaceStockCount]:
+        """§2.3: getInventorySummaries with details for the channel's marketplace, paged by
+        ``nextToken``; only ``fulfillableQuantity`` is sellable (§2.6)."""
+        params: dict[str, str] = {
+            "details": "true",
+            "granularityType": "Marketplace",
+            "granularityId": self.marketplace_id,
+            "marketplaceIds": self.marketplace_id,
+        }
+        if since is not None:
+            params["startDateTime"] = (
+                since.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+            )
+        read_at = dt.datetime.now(dt.UTC)
+        counts: list[MarketplaceStockCount] = []
+        while True:
+            page = (
+                self.client.call(
+                    "GET",
+                    "/fba/inventory/v1/summaries",
+                    operation="getInventorySummaries",
+                    params=params,
+                )
+                or {}
+            )
+            for summary in (page.get("payload") or {}).get("inventorySummaries") or []:
+                if isinstance(summary, dict) and summary.get("sellerSku"):
+                    counts.append(
+                        notifications.fba_count_of_summary(
+                            summary, marketplace_id=self.marketplace_id, read_at=read_at
+                        )
+                    )
+            next_token = (page.get("pagination") or {}).get("nextToken")
+            if not next_token:
+                return counts
+            params = {**params, "nextToken": str(next_token)}
 
     # -- Inbound (``channels.connectors.amazon.notifications``) ------------------------------
 

@@ -94,7 +94,7 @@ class Connector:
     # Never credentials: Authorization is kept only by a platform that signs in it.
     kept_headers: ClassVar[tuple[str, ...]] = ("content-type",)
     # ASYNC_WRITES: how long after a submission its outcome is first asked for.
-    submission_poll_interval_s: ClassVar[float] = 30.0
+    submission_poll_interval_s: float = 30.0
     # How long after an event the platform may still deliver the order it is about: a
     # cancellation or refund that comes first waits that long for it.
     order_redelivery_window_s: ClassVar[float] = 4 * 3600.0

@@ -637,7 +637,9 @@ def _settle_results(
     refused = {r.listing_id for r in results if r.status == ItemStatus.REJECTED}
     changed_in_flight = _remember_applied(channel, applied, sent_at, acked_at) if applied else 0
     if submitted:
-        changed_in_flight += _remember_submitted(channel, connector, submitted, sent_at)
+        changed_in_flight += _remember_submitted(
+            channel, connector, submitted, sent_at, accepted_at=acked_at
+        )
     _record_drift(channel, [claim for claim, _ in raced + failed])
     for claim, error in raced:
         _record_attempts(channel, [claim], sent_at, PushAttempt.Outcome.STALE, error)
@@ -670,6 +672,8 @@ def _remember_submitted(
     connector: Connector,
     submitted: Sequence[tuple[_Claim, ItemResult]],
     sent_at: dt.datetime,
+    *,
+    accepted_at: dt.datetime,
 ) -> int:
     """Items an asynchronous write accepted: owed no more, waiting to be settled.
 
@@ -691,7 +695,10 @@ def _remember_submitted(
                 },
             )
         claims = [claim for claim, _ in submitted]
-        _record_attempts(channel, claims, sent_at, PushAttempt.Outcome.SUBMITTED, "")
+        # Acknowledged (accepted) but not applied: no latency yet, it runs to "applied".
+        _record_attempts(
+            channel, claims, sent_at, PushAttempt.Outcome.SUBMITTED, "", acked_at=accepted_at
+        )
         changed_in_flight = _finish(claims)
     enqueue.enqueue_settlement(
         channel_id=channel.pk, countdown=connector.submission_poll_interval_s
@@ -860,6 +867,8 @@ def _record_attempts(
     sent_at: dt.datetime,
     outcome: str,
     error: str,
+    *,
+    acked_at: dt.datetime | None = None,
 ) -> None:
     PushAttempt.objects.bulk_create(
         [
@@ -873,6 +882,7 @@ def _record_attempts(
                 attempt_number=claim.attempts + 1,
                 change_at=claim.first_change_at,
                 sent_at=sent_at,
+                acked_at=acked_at,
             )
             for claim in claims
         ]

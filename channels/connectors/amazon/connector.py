@@ -60,7 +60,8 @@ class AmazonConnector(Connector):
 
     ``platform_settings``: ``seller_id``, ``marketplace_id`` (default ATVPDKIKX0DER),
     ``token_url`` (default Login with Amazon's), ``feed_threshold`` (batches this large go by
-    feed, default 20), ``patch_deadline_s`` (default 900), ``timeout_s`` (default 10),
+    feed, default 20), ``patch_deadline_s`` (default 900), ``submission_poll_interval_s``
+    (how soon accepted writes are asked about, default 30), ``timeout_s`` (default 10),
     ``throttle_backoff_s`` (the first wait after a 429, doubled each time, default 1),
     ``sqs_queue_url``, ``sqs_endpoint_url``, ``sqs_region``, ``sqs_wait_s`` (long poll,
     default 1). ``Channel.api_base_url`` is the regional endpoint (§2.5).
@@ -97,6 +98,11 @@ class AmazonConnector(Connector):
         self.marketplace_id = str(settings.get("marketplace_id") or DEFAULT_MARKETPLACE_ID)
         self.feed_threshold = int(settings.get("feed_threshold") or DEFAULT_FEED_THRESHOLD)
         self.patch_deadline_s = float(settings.get("patch_deadline_s") or DEFAULT_PATCH_DEADLINE_S)
+        # FEED_PROCESSING_FINISHED wakes the settlement of a feed; a patch is only seen
+        # applied by reading the listing back, this often.
+        self.submission_poll_interval_s = float(
+            settings.get("submission_poll_interval_s") or type(self).submission_poll_interval_s
+        )
         self.client = AmazonClient(
             api_url=channel.api_base_url or DEFAULT_API_URL,
             credentials=LwaCredentials(

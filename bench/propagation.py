@@ -10,7 +10,14 @@ after that order). At the end it waits for the pipeline to settle and checks tha
 shop shows exactly the master's quantity (``lost`` counts orders whose webhook was never
 committed plus listings left wrong) and that nothing was oversold.
 
+With ``--amazon-shops N`` the Amazon simulator joins with N sellers listing the same SKUs
+(MFN). Amazon's writes are asynchronous: each is measured twice, from the webhook's receipt
+to Amazon's acceptance of the patch, and to the settlement that saw it applied (the
+simulator applies an accepted patch after ``--amazon-apply-delay-s``). The headline
+figures stay the Shopify shops'.
+
     .venv/bin/python bench/propagation.py [--rate 50] [--seconds 60] [--shops 3] [--skus 10]
+        [--amazon-shops 1]
 """
 
 from __future__ import annotations
@@ -73,6 +80,18 @@ def main() -> None:
         help="read every shop's orders (the backup poll beat runs every 5 minutes) this many "
         "seconds into the stream, so the run pays for one; default: half-way; negative: never",
     )
+    parser.add_argument(
+        "--amazon-shops",
+        type=int,
+        default=0,
+        help="Amazon sellers (on the Amazon simulator) listing the same SKUs",
+    )
+    parser.add_argument(
+        "--amazon-apply-delay-s",
+        type=float,
+        default=2.0,
+        help="how long the Amazon simulator takes to apply a patch it accepted",
+    )
     args = parser.parse_args()
     if args.order_poll_at_s is None:
         args.order_poll_at_s = args.seconds / 2
@@ -85,6 +104,7 @@ def main() -> None:
         DeadLetter,
         PendingPush,
         PushAttempt,
+        SubmittedWrite,
         WebhookReceipt,
     )
     from inventory import services
@@ -173,6 +193,68 @@ def main() -> None:
                     )
                 )
 
+        sellers: list[str] = []
+        amazon_url = ""
+        if args.amazon_shops:
+            amazon_process, amazon_url = _start_amazon_simulator(env)
+            processes.append(amazon_process)
+            sellers = [f"BENCHAMZN{n}" for n in range(args.amazon_shops)]
+            for seller in sellers:
+                _harness.simulator_post(
+                    session,
+                    amazon_url,
+                    "/_sim/sellers",
+                    {
+                        "seller_id": seller,
+                        "client_id": f"amzn1.application-oa2-client.{seller}",
+                        "client_secret": f"secret-{seller}",
+                        "refresh_token": f"Atzr|{seller}",
+                        "patch_apply_delay_s": args.amazon_apply_delay_s,
+                        # Amazon's per-seller quotas (5 patches/s) would make this a
+                        # measure of the quota; scaled as the simulator's demo setting.
+                        "rate_scale": 100,
+                    },
+                )
+                _harness.simulator_post(
+                    session,
+                    amazon_url,
+                    f"/_sim/sellers/{seller}/listings",
+                    {"listings": [{"sku": sku.code, "quantity": 0} for sku in skus]},
+                )
+                channel = channel_services.create_channel(
+                    fields=channel_services.ChannelFields(
+                        platform=Channel.Platform.AMAZON,
+                        name=seller,
+                        slug=seller.lower(),
+                        mode=Channel.Mode.ACTIVE,
+                        api_base_url=amazon_url,
+                        credentials={
+                            "client_id": f"amzn1.application-oa2-client.{seller}",
+                            "client_secret": f"secret-{seller}",
+                            "refresh_token": f"Atzr|{seller}",
+                        },
+                        rate_limit_per_s=1000,
+                        platform_settings={
+                            "seller_id": seller,
+                            "token_url": f"{amazon_url}/auth/o2/token",
+                            "submission_poll_interval_s": 1,
+                            "throttle_backoff_s": 0.1,
+                        },
+                    ),
+                    webhook_secret=f"secret-{seller}",
+                    location_ids=[location.pk],
+                )
+                channels.append(channel)
+                for sku in skus:
+                    channel_services.create_listing(
+                        fields=channel_services.ListingFields(
+                            channel_id=channel.pk,
+                            sku_id=sku.pk,
+                            external_id=sku.code,
+                            external_sku=sku.code,
+                        )
+                    )
+
         _harness.progress(f"starting gunicorn on {web_url}, Celery workers and beat")
         processes.append(_harness.start_web(port=web_port, log_path=WEB_LOG, env=env))
         # As the Procfile has them: webhooks and pushes in workers of their own, so that
@@ -215,19 +297,24 @@ def main() -> None:
         _harness.wait_for(
             lambda: (
                 not PendingPush.objects.exists()
+                and not SubmittedWrite.objects.exists()
                 and all(
                     item["available"] == UNITS_PER_SKU
                     for shop in shops
                     for item in _items(session, simulator_url, shop)
+                )
+                and all(
+                    quantity == UNITS_PER_SKU
+                    for seller in sellers
+                    for quantity in _amazon_quantities(session, amazon_url, seller).values()
                 )
             ),
             120,
             "initial sync",
         )
         PushAttempt.objects.all().delete()
-        named_processes = dict(
-            zip(["simulator", "web", *worker_queues, "beat"], processes, strict=True)
-        )
+        names = ["simulator", *(["amazon-simulator"] if sellers else []), "web"]
+        named_processes = dict(zip([*names, *worker_queues, "beat"], processes, strict=True))
         cpu_before = _harness.cpu_seconds(named_processes)
 
         total_orders = int(args.rate * args.seconds)
@@ -251,15 +338,20 @@ def main() -> None:
         def settled() -> bool:
             if WebhookReceipt.objects.exclude(status="processed").exists():
                 return False
-            if PendingPush.objects.exists():
+            if PendingPush.objects.exists() or SubmittedWrite.objects.exists():
                 return False
             for sku in skus:
                 ats = services_ats(sku.pk, location.pk)
                 expected_per_sku[sku.pk] = ats
+            by_code = {sku.code: expected_per_sku[sku.pk] for sku in skus}
             return all(
-                item["available"] == expected_per_sku[Sku.objects.get(code=item["sku"]).pk]
+                item["available"] == by_code[item["sku"]]
                 for shop in shops
                 for item in _items(session, simulator_url, shop)
+            ) and all(
+                quantity == by_code[code]
+                for seller in sellers
+                for code, quantity in _amazon_quantities(session, amazon_url, seller).items()
             )
 
         def services_ats(sku_id: int, location_id: int) -> int:
@@ -287,6 +379,8 @@ def main() -> None:
             PushAttempt=PushAttempt,
             Channel=Channel,
             DeadLetter=DeadLetter,
+            sellers=sellers,
+            amazon_url=amazon_url,
         )
         figures.update(
             orders=total_orders,
@@ -301,6 +395,13 @@ def main() -> None:
             f"{figures['pushes_per_order']:.2f} pushes per order per shop; "
             f"lost {figures['lost']}, oversold {figures['oversold']}"
         )
+        if sellers:
+            _harness.progress(
+                f"Amazon: accepted p50 {figures['amazon_accepted_p50_ms']:.1f} ms, "
+                f"p99 {figures['amazon_accepted_p99_ms']:.1f} ms; applied p50 "
+                f"{figures['amazon_applied_p50_ms']:.1f} ms, "
+                f"p99 {figures['amazon_applied_p99_ms']:.1f} ms from webhook receipt"
+            )
         # From the first order to settled: start-up and the initial sync are not the stream's.
         cpu_after = _harness.cpu_seconds(named_processes)
         cpu_used = {name: round(cpu_after[name] - cpu_before[name], 1) for name in cpu_after}
@@ -313,6 +414,33 @@ def main() -> None:
         _harness.emit(figures)
     finally:
         _harness.stop_processes(processes)
+
+
+def _start_amazon_simulator(env: dict[str, str]) -> tuple[Any, str]:
+    """The Amazon simulator on a free port; its URL, read from its first line."""
+    import subprocess
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "channels.simulators", "--amazon", "0"],
+        cwd=_harness.PROJECT_DIR,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    assert process.stdout is not None
+    first_line = process.stdout.readline().decode().strip()
+    prefix = "Amazon simulator listening on "
+    if not first_line.startswith(prefix):
+        raise RuntimeError(f"Amazon simulator did not start: {first_line!r}")
+    return process, first_line.removeprefix(prefix)
+
+
+def _amazon_quantities(session: Any, base: str, seller: str) -> dict[str, int]:
+    """The seller's MFN quantities by SKU, once what is due has been applied."""
+    response = session.get(f"{base}/_sim/sellers/{seller}/listings", timeout=30)
+    response.raise_for_status()
+    return {item["sku"]: int(item["quantity"]) for item in response.json()["listings"]}
 
 
 def _items(session: Any, base: str, shop: str) -> list[dict[str, Any]]:
@@ -360,8 +488,6 @@ def _stream_orders(
 def _measure(**kw: Any) -> dict[str, Any]:
     from django.db.models import Count, Sum
 
-    from channels.buffers import listed_quantity
-
     WebhookReceipt = kw["WebhookReceipt"]
     InventoryEvent = kw["InventoryEvent"]
     PushAttempt = kw["PushAttempt"]
@@ -379,64 +505,69 @@ def _measure(**kw: Any) -> dict[str, Any]:
         receipts[order_id] = receipt.received_at
         if receipt.processed_at is not None:
             ingest_lags.append((receipt.processed_at - receipt.received_at).total_seconds() * 1000)
-    push_lags = [
-        attempt.latency_ms
-        for attempt in PushAttempt.objects.filter(outcome="applied")
-        if attempt.latency_ms is not None
-    ]
     events = {
         event.external_reference: event
         for event in InventoryEvent.objects.filter(
             kind="order_committed", external_reference__in=order_ids
         )
     }
-    channel_ids = list(Channel.objects.values_list("pk", flat=True))
-    # Applied pushes per (channel, SKU), in acknowledgement order.
-    applied: dict[tuple[int, int], list[tuple[Any, int]]] = defaultdict(list)
+    amazon_ids = set(Channel.objects.filter(platform="amazon").values_list("pk", flat=True))
+    channel_ids = [
+        pk for pk in Channel.objects.values_list("pk", flat=True) if pk not in amazon_ids
+    ]
+    push_lags = [
+        attempt.latency_ms
+        for attempt in PushAttempt.objects.filter(outcome="applied", channel_id__in=channel_ids)
+        if attempt.latency_ms is not None
+    ]
+    # Acknowledged pushes per (channel, SKU) and outcome, in acknowledgement order: for
+    # Amazon, "submitted" is its acceptance and "applied" the settlement that saw it applied.
+    acked: dict[str, dict[tuple[int, int], list[tuple[Any, int]]]] = defaultdict(
+        lambda: defaultdict(list)
+    )
     for attempt in (
-        PushAttempt.objects.filter(outcome="applied")
+        PushAttempt.objects.filter(outcome__in=["applied", "submitted"], acked_at__isnull=False)
         .select_related("listing")
         .order_by("acked_at")
     ):
-        applied[(attempt.channel_id, attempt.listing.sku_id)].append(
+        acked[attempt.outcome][(attempt.channel_id, attempt.listing.sku_id)].append(
             (attempt.acked_at, attempt.target_quantity)
         )
-    latencies = []
-    unreflected = 0
-    for order_id in order_ids:
-        event = events.get(order_id)
-        received = receipts.get(order_id)
-        if event is None or received is None:
-            continue
-        listed_after = listed_quantity(
-            ats=event.on_hand_after - event.committed_after - event.reserved_after,
-            rule=None,
-            out_of_stock_threshold=0,
-            now=event.created_at,
+    latencies, unreflected = _order_latencies(
+        order_ids, events, receipts, channel_ids, acked["applied"]
+    )
+    amazon: dict[str, Any] = {}
+    if amazon_ids:
+        accepted, not_accepted = _order_latencies(
+            order_ids, events, receipts, sorted(amazon_ids), acked["submitted"]
         )
-        last_ack = None
-        for channel_id in channel_ids:
-            ack = next(
-                (
-                    acked
-                    for acked, quantity in applied[(channel_id, event.sku_id)]
-                    if acked >= received and quantity <= listed_after
-                ),
-                None,
-            )
-            if ack is None:
-                last_ack = None
-                break
-            last_ack = ack if last_ack is None else max(last_ack, ack)
-        if last_ack is None:
-            unreflected += 1
-            continue
-        latencies.append((last_ack - received).total_seconds() * 1000)
+        applied, not_applied = _order_latencies(
+            order_ids, events, receipts, sorted(amazon_ids), acked["applied"]
+        )
+        amazon = {
+            "amazon_shops": len(amazon_ids),
+            "amazon_accepted_p50_ms": round(_harness.percentile(accepted, 0.50), 1),
+            "amazon_accepted_p99_ms": round(_harness.percentile(accepted, 0.99), 1),
+            "amazon_applied_p50_ms": round(_harness.percentile(applied, 0.50), 1),
+            "amazon_applied_p99_ms": round(_harness.percentile(applied, 0.99), 1),
+            "amazon_unreflected_orders": [not_accepted, not_applied],
+            "amazon_pushes_by_outcome": dict(
+                PushAttempt.objects.filter(channel_id__in=amazon_ids)
+                .values_list("outcome")
+                .annotate(count=Count("pk"))
+                .order_by()
+            ),
+        }
 
     missing_commits = sum(1 for order_id in order_ids if order_id not in events)
-    pushes = PushAttempt.objects.exclude(outcome="shadow").count()
+    pushes = (
+        PushAttempt.objects.exclude(outcome="shadow").filter(channel_id__in=channel_ids).count()
+    )
     pushes_by_outcome = dict(
-        PushAttempt.objects.values_list("outcome").annotate(count=Count("pk")).order_by()
+        PushAttempt.objects.filter(channel_id__in=channel_ids)
+        .values_list("outcome")
+        .annotate(count=Count("pk"))
+        .order_by()
     )
     oversold = InventoryEvent.objects.aggregate(total=Sum("shortfall"))["total"] or 0
     wrong_listings = 0 if kw["settled_ok"] else _count_wrong(kw)
@@ -468,7 +599,53 @@ def _measure(**kw: Any) -> dict[str, Any]:
         # Events the backup order poll stored: orders whose webhook had not been committed
         # when the poll read them (on this stream, only those still in flight).
         "order_poll_stored": WebhookReceipt.objects.filter(dedupe_key__startswith="poll:").count(),
+        **amazon,
     }
+
+
+def _order_latencies(
+    order_ids: list[str],
+    events: dict[str, Any],
+    receipts: dict[str, Any],
+    channel_ids: list[int],
+    acked: dict[tuple[int, int], list[tuple[Any, int]]],
+) -> tuple[list[float], int]:
+    """For each order, ms from its webhook's receipt to the last of these channels' first
+    acknowledgement at or below the listed quantity after it; and how many had none."""
+    from channels.buffers import listed_quantity
+
+    latencies = []
+    unreflected = 0
+    for order_id in order_ids:
+        event = events.get(order_id)
+        received = receipts.get(order_id)
+        if event is None or received is None:
+            continue
+        listed_after = listed_quantity(
+            ats=event.on_hand_after - event.committed_after - event.reserved_after,
+            rule=None,
+            out_of_stock_threshold=0,
+            now=event.created_at,
+        )
+        last_ack = None
+        for channel_id in channel_ids:
+            ack = next(
+                (
+                    at
+                    for at, quantity in acked[(channel_id, event.sku_id)]
+                    if at >= received and quantity <= listed_after
+                ),
+                None,
+            )
+            if ack is None:
+                last_ack = None
+                break
+            last_ack = ack if last_ack is None else max(last_ack, ack)
+        if last_ack is None:
+            unreflected += 1
+            continue
+        latencies.append((last_ack - received).total_seconds() * 1000)
+    return latencies, unreflected
 
 
 def _count_wrong(kw: dict[str, Any]) -> int:
@@ -483,6 +660,10 @@ def _count_wrong(kw: dict[str, Any]) -> int:
     for shop in kw["shops"]:
         for item in _items(session, base, shop):
             if item["available"] != ats.get(item["sku"]):
+                wrong += 1
+    for seller in kw["sellers"]:
+        for code, quantity in _amazon_quantities(session, kw["amazon_url"], seller).items():
+            if quantity != ats.get(code):
                 wrong += 1
     return wrong
 

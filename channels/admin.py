@@ -22,6 +22,7 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
+from django.utils.timesince import timesince
 from import_export.admin import ImportExportModelAdmin
 from simple_history.admin import SimpleHistoryAdmin
 
@@ -34,6 +35,7 @@ from channels.models import (
     DriftRecord,
     Listing,
     ListingSyncState,
+    MarketplaceLocation,
     OrderPoll,
     OversellIncident,
     PendingPush,
@@ -42,7 +44,7 @@ from channels.models import (
     UnmappedLine,
     WebhookReceipt,
 )
-from channels.pipeline import dead_letters, enqueue
+from channels.pipeline import dead_letters, enqueue, marketplace_stock
 from channels.resources import ListingResource
 
 
@@ -271,13 +273,24 @@ class ListingAdmin(ImportExportModelAdmin, SimpleHistoryAdmin):
         "channel",
         "sku",
         "is_active",
+        "fulfilled_by_channel",
+        "pending_write",
         "created_at",
     )
-    list_select_related = ("channel", "sku")
-    list_filter = ("channel", "is_active", ("sku", admin.EmptyFieldListFilter))
+    list_select_related = ("channel", "sku", "submitted_write")
+    list_filter = (
+        "channel",
+        "is_active",
+        "fulfilled_by_channel",
+        ("sku", admin.EmptyFieldListFilter),
+    )
     search_fields = ("external_id", "external_sku", "sku__code")
     autocomplete_fields = ("sku",)
-    readonly_fields = ("created_at", "explanation")
+    readonly_fields = ("created_at", "pending_write", "explanation")
+
+    @admin.display(description="Waiting on the channel")
+    def pending_write(self, listing: Listing) -> str:
+        return _pending_write_text(listing)
 
     def get_readonly_fields(
         self, request: HttpRequest, obj: Listing | None = None
@@ -302,6 +315,22 @@ class ListingAdmin(ImportExportModelAdmin, SimpleHistoryAdmin):
         return format_html_join(
             "", "<div>{}: <b>{}</b></div>", ((step.label, step.quantity) for step in steps)
         )
+
+
+def _pending_write_text(listing: Listing) -> str:
+    """ "pending on Amazon for 4 minutes (7 units)" while the channel has accepted a write
+    and not applied it (any platform with asynchronous writes); "-" otherwise."""
+    if listing.pk is None:
+        return "-"
+    try:
+        write = listing.submitted_write
+    except SubmittedWrite.DoesNotExist:
+        return "-"
+    age = timesince(write.submitted_at, timezone.now())
+    return (
+        f"pending on {listing.channel.get_platform_display()} for {age} "
+        f"({write.quantity} units, attempt {write.attempt_number})"
+    )
 
 
 @admin.register(BufferRule)
@@ -439,10 +468,41 @@ class DeadLetterAdmin(_ReadOnlyAdmin):
 class SubmittedWriteAdmin(_ReadOnlyAdmin):
     """Writes a platform accepted and has not applied yet (feeds, jobs)."""
 
-    list_display = ("submitted_at", "channel", "listing", "quantity", "submission_id")
+    list_display = ("submitted_at", "age", "channel", "listing", "quantity", "submission_id")
     list_select_related = ("listing", "channel")
+
+    @admin.display(description="Waiting for", ordering="submitted_at")
+    def age(self, write: SubmittedWrite) -> str:
+        return timesince(write.submitted_at, timezone.now())
+
     list_filter = ("channel",)
     search_fields = ("submission_id", "listing__external_id")
+
+
+@admin.register(MarketplaceLocation)
+class MarketplaceLocationAdmin(admin.ModelAdmin):
+    """Stock a channel holds itself (Amazon FBA), one location per region: read from the
+    channel, never pushed. Adding one creates its marketplace-fulfilled location."""
+
+    list_display = ("channel", "marketplace_id", "location", "counted_until", "last_error")
+    list_select_related = ("channel", "location")
+    fields = ("channel", "marketplace_id", "location", "counted_until", "last_error")
+
+    def get_readonly_fields(
+        self, request: HttpRequest, obj: MarketplaceLocation | None = None
+    ) -> tuple[str, ...]:
+        always = ("location", "counted_until", "last_error")
+        return (*always, "channel", "marketplace_id") if obj is not None else always
+
+    def save_model(
+        self, request: HttpRequest, obj: MarketplaceLocation, form: Any, change: bool
+    ) -> None:
+        if change:
+            return  # nothing of it is editable
+        opened = marketplace_stock.open_marketplace_location(
+            channel=obj.channel, marketplace_id=obj.marketplace_id
+        )
+        obj.pk, obj.location = opened.pk, opened.location
 
 
 @admin.register(OrderPoll)
@@ -463,16 +523,21 @@ class ListingSyncStateAdmin(_ReadOnlyAdmin):
         "last_pushed_quantity",
         "last_pushed_at",
         "expected_channel_quantity",
+        "pending_write",
         "unexplained_channel_moves",
         "unexplained_moves_until",
     )
-    list_select_related = ("listing__channel",)
+    list_select_related = ("listing__channel", "listing__submitted_write")
     list_filter = ("listing__channel",)
     search_fields = ("listing__external_id", "listing__external_sku", "listing__sku__code")
 
     @admin.display(ordering="listing__channel")
     def channel(self, state: ListingSyncState) -> Channel:
         return state.listing.channel
+
+    @admin.display(description="Waiting on the channel")
+    def pending_write(self, state: ListingSyncState) -> str:
+        return _pending_write_text(state.listing)
 
 
 class _ExplainedFilter(admin.SimpleListFilter):

@@ -103,6 +103,13 @@ class Listing(models.Model):
     # The platform's other identifiers: variant id, ASIN, FNSKU, item id, SKU id...
     extra_identifiers = models.JSONField(default=dict, blank=True)
     is_active = models.BooleanField(default=True)
+    # The channel holds and ships this listing's stock (Amazon FBA): its quantity is the
+    # channel's to set, so the listing is never pushed.
+    fulfilled_by_channel = models.BooleanField(
+        default=False,
+        help_text="The channel holds and ships this item's stock (e.g. Amazon FBA): "
+        "never pushed; its stock is read into the channel's marketplace location.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     history = HistoricalRecords()
 
@@ -388,6 +395,37 @@ class OrderPoll(models.Model):
 
     def __str__(self) -> str:
         return f"orders of channel {self.channel_id} read until {self.polled_until}"
+
+
+class MarketplaceLocation(models.Model):
+    """A location whose stock a channel holds (Amazon FBA, one per marketplace): its on hand
+    is read from the channel (``channels.pipeline.marketplace_stock``), never pushed to it.
+
+    Other channels may sell from the location like any other; the channel that holds it
+    lists its own stock there itself.
+    """
+
+    channel = models.ForeignKey(
+        Channel, on_delete=models.CASCADE, related_name="marketplace_locations"
+    )
+    # The channel's region the stock is held for (Amazon's marketplace id).
+    marketplace_id = models.CharField(max_length=64)
+    location = models.OneToOneField(
+        "inventory.Location", on_delete=models.PROTECT, related_name="marketplace_of"
+    )
+    # The scheduled read asks for counts changed since a little before this.
+    counted_until = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["channel", "marketplace_id"], name="marketplacelocation_one_per_region"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.marketplace_id} stock of channel {self.channel_id}"
 
 
 class SubmittedWrite(models.Model):

@@ -132,6 +132,12 @@ def set_channel_locations(*, channel_id: int, location_ids: Iterable[int]) -> Ch
     """
     channel = Channel.objects.select_for_update().get(pk=channel_id)
     wanted = set(location_ids)
+    held = wanted & set(channel.marketplace_locations.values_list("location_id", flat=True))
+    if held:
+        # Its stock there is the channel's own count: listing it again would add it twice.
+        raise ApplicationError(
+            f"Location {min(held)} is stock this channel holds itself: it cannot sell from it."
+        )
     if wanted != set(channel.locations.values_list("pk", flat=True)):
         channel.locations.set(sorted(wanted))
         outbox.mark_channel_owed(channel=channel)
@@ -223,6 +229,8 @@ class ListingFields:
     external_sku: str = ""
     extra_identifiers: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     is_active: bool = True
+    # The channel holds and ships the stock (Amazon FBA): never pushed.
+    fulfilled_by_channel: bool = False
 
     @classmethod
     def of(cls, listing: Listing) -> ListingFields:
@@ -234,7 +242,9 @@ _LISTING_FIELD_NAMES = tuple(field.name for field in dataclasses.fields(ListingF
 
 # What the channel is told and about which of its items: the platform ids and the seller's
 # SKU code only help find a listing from an order line, and owe nothing.
-LISTING_FIELDS_OWING_PUSHES = frozenset({"sku_id", "external_id", "is_active"})
+LISTING_FIELDS_OWING_PUSHES = frozenset(
+    {"sku_id", "external_id", "is_active", "fulfilled_by_channel"}
+)
 
 
 class ListingMovesChannel(Conflict):

@@ -13,6 +13,7 @@ from django.db import OperationalError
 from channels.pipeline import (
     enqueue,
     ingest,
+    marketplace_stock,
     outbox,
     push,
     ratelimit,
@@ -79,6 +80,18 @@ def poll_orders(channel_id: int) -> int:
 @shared_task(name="channels.wake_order_polls")
 def wake_order_polls() -> int:
     return receive.wake_order_polls()
+
+
+@shared_task(name=enqueue.READ_MARKETPLACE_STOCK_TASK)
+def read_marketplace_stock(channel_id: int) -> int:
+    return marketplace_stock.read_marketplace_stock(channel_id=channel_id)
+
+
+# Scheduled every 5 minutes by migration 0027: counts of stock a channel holds itself
+# whose notification never came.
+@shared_task(name="channels.wake_marketplace_stock_reads")
+def wake_marketplace_stock_reads() -> int:
+    return marketplace_stock.wake_marketplace_stock_reads()
 
 
 # Scheduled every 60 s by migration 0019: settlements a lost broker message left behind.

@@ -24,7 +24,15 @@ from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
 
 from inventory import services
-from inventory.models import EventSource, InventoryEvent, Location, Reservation, Sku, StockLevel
+from inventory.models import (
+    EventSource,
+    InventoryEvent,
+    Location,
+    MarketplaceStock,
+    Reservation,
+    Sku,
+    StockLevel,
+)
 from nventory.errors import ApplicationError, Conflict
 
 if TYPE_CHECKING:
@@ -64,6 +72,31 @@ class StockLevelInline(ReadOnlyAdminMixin, admin.TabularInline):
         return obj.available
 
 
+class MarketplaceStockInline(ReadOnlyAdminMixin, admin.TabularInline):
+    """What a marketplace holds of the SKU (Amazon FBA): only fulfillable is on hand; the
+    other states are shown for the operator and never counted as available."""
+
+    model = MarketplaceStock
+    fields = (
+        "location",
+        "fulfillable",
+        "inbound",
+        "reserved",
+        "researching",
+        "unfulfillable",
+        "future_supply",
+        "counted_at",
+    )
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    verbose_name = "stock held by a marketplace"
+    verbose_name_plural = "stock held by marketplaces (only fulfillable is sellable)"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[MarketplaceStock]:
+        return super().get_queryset(request).select_related("location")
+
+
 @admin.register(Sku)
 class SkuAdmin(admin.ModelAdmin):
     list_display = (
@@ -79,7 +112,7 @@ class SkuAdmin(admin.ModelAdmin):
     search_fields = ("code", "name", "category")
     fields = ("code", "name", "category", "is_active", "stock_link", "created_at", "updated_at")
     readonly_fields = ("stock_link", "created_at", "updated_at")
-    inlines = (StockLevelInline,)
+    inlines = (StockLevelInline, MarketplaceStockInline)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Sku]:
         levels = "stock_levels__"

@@ -98,6 +98,9 @@ class EventKind(models.TextChoices):
     RESERVATION_RELEASED = "reservation_released", "Reservation released"
     RESERVATION_EXPIRED = "reservation_expired", "Reservation expired"
     RECONCILIATION = "reconciliation", "Reconciliation correction"
+    # On hand at a marketplace-fulfilled location set to the marketplace's own count
+    # (Amazon FBA's fulfillable units): the marketplace holds the stock, its count is the fact.
+    MARKETPLACE_COUNT = "marketplace_count", "Marketplace count"
 
 
 class EventSource(models.TextChoices):
@@ -106,6 +109,7 @@ class EventSource(models.TextChoices):
     CHANNEL = "channel", "Sales channel"
     SYSTEM = "system", "System (scheduled)"
     RECONCILIATION = "reconciliation", "Reconciliation"
+    MARKETPLACE = "marketplace", "Marketplace report (e.g. Amazon FBA)"
 
 
 class InventoryEvent(models.Model):
@@ -214,3 +218,39 @@ class Reservation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.quantity} x {self.sku_id}@{self.location_id} ({self.status})"
+
+
+class MarketplaceStock(models.Model):
+    """What a marketplace reports it holds of one SKU at a marketplace-fulfilled location.
+
+    Only ``fulfillable`` is sellable, and it is the location's on hand (through the ledger,
+    ``services.record_marketplace_count``); the other states are shown, never counted as
+    available. Written only by ``inventory.services``.
+    """
+
+    sku = models.ForeignKey(Sku, on_delete=models.PROTECT, related_name="marketplace_stock")
+    location = models.ForeignKey(
+        Location, on_delete=models.PROTECT, related_name="marketplace_stock"
+    )
+    fulfillable = models.IntegerField(default=0)
+    inbound = models.IntegerField(default=0)
+    reserved = models.IntegerField(default=0)
+    researching = models.IntegerField(default=0)
+    unfulfillable = models.IntegerField(default=0)
+    future_supply = models.IntegerField(default=0)
+    # The marketplace's own breakdown of the states, as it reported it.
+    details = models.JSONField(default=dict, blank=True)
+    # When the marketplace counted, by its clock: an older report never overwrites a newer.
+    counted_at = models.DateTimeField()
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["sku", "location"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["sku", "location"], name="marketplacestock_one_per_sku_location"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.sku_id}@{self.location_id}: {self.fulfillable} fulfillable"

@@ -36,6 +36,7 @@ from inventory.models import (
     EventSource,
     InventoryEvent,
     Location,
+    MarketplaceStock,
     Reservation,
     Sku,
     StockLevel,
@@ -504,6 +505,83 @@ def adjust_stock(
         delta_on_hand=delta,
         context=context,
     )
+
+
+@dataclass(frozen=True)
+class MarketplaceCount:
+    """A marketplace's count of one SKU it holds: only ``fulfillable`` can be sold."""
+
+    fulfillable: int
+    counted_at: dt.datetime
+    inbound: int = 0
+    reserved: int = 0
+    researching: int = 0
+    unfulfillable: int = 0
+    future_supply: int = 0
+    details: dict[str, Any] | None = None
+
+
+def record_marketplace_count(
+    *, sku_id: int, location_id: int, count: MarketplaceCount, context: EventContext
+) -> InventoryEvent | None:
+    """Make on hand at a marketplace-fulfilled location the marketplace's fulfillable count.
+
+    The difference goes on the ledger as one MARKETPLACE_COUNT event (None when there is
+    none); the other states are stored on the SKU's ``MarketplaceStock`` and never counted
+    as available. A count older than the one stored (a late notification) changes nothing.
+    The count is a fact: a drop below what is committed there is recorded as a shortfall.
+    Two counts of one SKU at one location are serialised by the ``MarketplaceStock`` row
+    lock, so the difference is always taken from the on hand it applies to.
+    """
+    if count.fulfillable < 0:
+        raise ApplicationError("A fulfillable count cannot be negative.")
+    location = Location.objects.filter(pk=location_id).values_list("kind", flat=True).first()
+    if location != Location.Kind.MARKETPLACE_FULFILLED:
+        raise InvalidStockChange(
+            f"Location {location_id} is not marketplace-fulfilled: its stock is counted here."
+        )
+    states = {
+        "fulfillable": count.fulfillable,
+        "inbound": count.inbound,
+        "reserved": count.reserved,
+        "researching": count.researching,
+        "unfulfillable": count.unfulfillable,
+        "future_supply": count.future_supply,
+        "details": count.details or {},
+        "counted_at": count.counted_at,
+    }
+    with transaction.atomic():
+        stored, created = MarketplaceStock.objects.select_for_update().get_or_create(
+            sku_id=sku_id, location_id=location_id, defaults=states
+        )
+        if not created:
+            if stored.counted_at > count.counted_at:
+                return None
+            MarketplaceStock.objects.filter(pk=stored.pk).update(
+                **states, updated_at=timezone.now()
+            )
+        on_hand = (
+            StockLevel.objects.filter(sku_id=sku_id, location_id=location_id)
+            .values_list("on_hand", flat=True)
+            .first()
+        ) or 0
+        delta = count.fulfillable - on_hand
+        if delta == 0:
+            return None
+        [event] = _apply_changes(
+            [
+                _LevelChange(
+                    sku_id=sku_id,
+                    location_id=location_id,
+                    kind=EventKind.MARKETPLACE_COUNT,
+                    idempotency_key=f"{context.idempotency_key}:{on_hand}->{count.fulfillable}",
+                    delta_on_hand=delta,
+                )
+            ],
+            context=context,
+            allow_shortfall=True,
+        )
+        return event
 
 
 def transfer_stock(

@@ -28,6 +28,7 @@ from channels.connectors.types import (
     ItemResult,
     ItemStatus,
     ListingRef,
+    MarketplaceStockCount,
     MessageLine,
     PulledNotification,
     QuantityUpdate,
@@ -93,7 +94,7 @@ class Connector:
     # Never credentials: Authorization is kept only by a platform that signs in it.
     kept_headers: ClassVar[tuple[str, ...]] = ("content-type",)
     # ASYNC_WRITES: how long after a submission its outcome is first asked for.
-    submission_poll_interval_s: ClassVar[float] = 30.0
+    submission_poll_interval_s: float = 30.0
     # How long after an event the platform may still deliver the order it is about: a
     # cancellation or refund that comes first waits that long for it.
     order_redelivery_window_s: ClassVar[float] = 4 * 3600.0
@@ -271,6 +272,11 @@ class Connector:
         """ORDER_POLL: every order changed since then, as the events that would have
         announced it (placed, cancelled, refunded), each with a stable dedupe key."""
         raise UnsupportedCapability(self, Capability.ORDER_POLL)
+
+    def read_marketplace_stock(self, *, since: dt.datetime | None) -> list[MarketplaceStockCount]:
+        """MARKETPLACE_STOCK: the channel's counts of the stock it holds, changed since then
+        (all of them for None)."""
+        raise UnsupportedCapability(self, Capability.MARKETPLACE_STOCK)
 
     def fetch_order(self, reference: str) -> WebhookMessage:
         """ORDER_LOOKUP: the order with its lines, for a notification that named it only."""

@@ -35,6 +35,10 @@ class Capability(enum.StrEnum):
     # The channel lists the orders changed since a moment (``poll_orders``): the backup
     # for an order event that never arrived.
     ORDER_POLL = "order_poll"
+    # The channel holds and ships stock of its own (Amazon FBA): it reports its counts
+    # (``read_marketplace_stock``, and MARKETPLACE_STOCK messages), which are read into
+    # the channel's marketplace locations and never pushed.
+    MARKETPLACE_STOCK = "marketplace_stock"
 
 
 @dataclass(frozen=True)
@@ -103,6 +107,10 @@ class MessageKind(enum.StrEnum):
     REFUND = "refund"
     # A quantity changed directly on the channel: drift to correct with the master's figure.
     INVENTORY_CHANGED = "inventory_changed"
+    # The channel's count of stock it holds itself (``WebhookMessage.stock_counts``).
+    MARKETPLACE_STOCK = "marketplace_stock"
+    # The channel finished processing asynchronous writes (a feed): settle them now.
+    WRITES_FINISHED = "writes_finished"
     # A topic not acted on; stored and acknowledged.
     IGNORED = "ignored"
 
@@ -134,6 +142,27 @@ class MessageLine:
 
 
 @dataclass(frozen=True)
+class MarketplaceStockCount:
+    """The channel's count of one item it holds and ships itself (Amazon FBA).
+
+    Only ``fulfillable`` can be sold; the other states are for operators to see.
+    """
+
+    # The item as the channel's listings know it (the seller SKU).
+    external_sku: str
+    # The channel's region the stock is held for (Amazon's marketplace id).
+    marketplace_id: str
+    fulfillable: int
+    counted_at: dt.datetime
+    inbound: int = 0
+    reserved: int = 0
+    researching: int = 0
+    unfulfillable: int = 0
+    future_supply: int = 0
+    details: Mapping[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class WebhookMessage:
     kind: MessageKind
     # The order (or inventory item) this is about; the ledger's external reference.
@@ -142,6 +171,8 @@ class WebhookMessage:
     occurred_at: dt.datetime | None = None
     # Refunds: the refund id, so two refunds of one order are two events.
     sub_reference: str = ""
+    # MARKETPLACE_STOCK: the counts the message carries.
+    stock_counts: Sequence[MarketplaceStockCount] = ()
 
 
 class WebhookParseError(ValueError):

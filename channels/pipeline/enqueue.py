@@ -19,6 +19,7 @@ PROCESS_NEW_WEBHOOKS_TASK = "channels.process_new_webhooks"
 PROCESS_WEBHOOK_TASK = "channels.process_webhook"
 SETTLE_SUBMISSIONS_TASK = "channels.settle_submissions"
 POLL_ORDERS_TASK = "channels.poll_orders"
+READ_MARKETPLACE_STOCK_TASK = "channels.read_marketplace_stock"
 WEBHOOKS_QUEUE = "webhooks"
 
 
@@ -75,6 +76,11 @@ def enqueue_order_poll(*, channel_id: int) -> None:
     of orders, and the intake's latency must not wait behind it.
     """
     app.send_task(POLL_ORDERS_TASK, kwargs={"channel_id": channel_id})
+
+
+def enqueue_marketplace_stock_read(*, channel_id: int) -> None:
+    """Read the stock the channel holds itself soon (on the default queue, as order polls)."""
+    app.send_task(READ_MARKETPLACE_STOCK_TASK, kwargs={"channel_id": channel_id})
 
 
 def enqueue_webhook_processing(receipt_id: int) -> None:

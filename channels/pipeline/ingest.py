@@ -48,7 +48,7 @@ from channels.models import (
     UnmappedLine,
     WebhookReceipt,
 )
-from channels.pipeline import enqueue, outbox
+from channels.pipeline import enqueue, marketplace_stock, outbox
 from inventory import services
 from inventory.models import EventKind, EventSource, InventoryEvent
 
@@ -283,6 +283,17 @@ def _apply_receipt(receipt: WebhookReceipt) -> str:
     ingest = _Ingest(receipt=receipt, channel=channel, connector=connector, message=message)
     if message.kind == MessageKind.INVENTORY_CHANGED:
         _apply_inventory_change(ingest)
+        return WebhookReceipt.Status.PROCESSED
+    if message.kind == MessageKind.MARKETPLACE_STOCK:
+        marketplace_stock.apply_counts(
+            channel=channel, counts=message.stock_counts, origin=receipt.topic
+        )
+        return WebhookReceipt.Status.PROCESSED
+    if message.kind == MessageKind.WRITES_FINISHED:
+        # The channel says its writes are processed: settle them now, not at the next poll.
+        transaction.on_commit(
+            lambda: enqueue.enqueue_settlement(channel_id=channel.pk, countdown=0)
+        )
         return WebhookReceipt.Status.PROCESSED
     _lock_order(ingest.order_key)
     return _apply_order_message(ingest)

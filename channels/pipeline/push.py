@@ -117,6 +117,7 @@ WITH claimed AS (
 SELECT claimed.id, claimed.listing_id, claimed.generation, claimed.first_change_at,
        claimed.last_change_at, claimed.attempts, claimed.errors,
        listing.sku_id, listing.external_id, listing.extra_identifiers,
+       listing.fulfilled_by_channel,
        state.expected_channel_quantity, state.last_pushed_quantity,
        COALESCE(state.channel_moves_total, 0) AS channel_moves_total,
        {_LISTING_ATS_SQL} AS ats,
@@ -243,6 +244,9 @@ def push_owed(*, channel_id: int) -> None:
         claims = _claim(channel=channel, limit=batch_size)
         if not claims:
             return
+        claims = _drop_fulfilled_by_channel(claims)
+        if not claims:
+            continue
         _work_out_targets(channel, claims)
         if channel.mode == Channel.Mode.SHADOW:
             outcome = _record_shadow(channel, connector, claims)
@@ -314,6 +318,7 @@ def _claim_from_row(channel: Channel, row: Sequence[Any]) -> _Claim:
         sku_id,
         external_id,
         extra_identifiers,
+        fulfilled_by_channel,
         expected_channel_quantity,
         last_pushed_quantity,
         channel_moves_at_claim,
@@ -329,6 +334,7 @@ def _claim_from_row(channel: Channel, row: Sequence[Any]) -> _Claim:
             sku_id=sku_id,
             external_id=external_id,
             extra_identifiers=_json(extra_identifiers) or {},
+            fulfilled_by_channel=fulfilled_by_channel,
         ),
         generation=generation,
         first_change_at=first_change_at,
@@ -380,6 +386,15 @@ def _finish(claims: Sequence[_Claim]) -> int:
         # Changes came in while we pushed: this run's loop claims them again.
         logger.debug("%d listings changed during their push", len(still_owed))
     return len(still_owed)
+
+
+def _drop_fulfilled_by_channel(claims: Sequence[_Claim]) -> list[_Claim]:
+    """The claims to push: a listing whose stock the channel holds itself (Amazon FBA,
+    ``CHANNEL_APIS.md`` §2.6) owes nothing and is settled unsent, whatever changed."""
+    dropped = [claim for claim in claims if claim.listing.fulfilled_by_channel]
+    if dropped:
+        _finish(dropped)
+    return [claim for claim in claims if not claim.listing.fulfilled_by_channel]
 
 
 def _work_out_targets(channel: Channel, claims: Sequence[_Claim]) -> None:
@@ -622,7 +637,9 @@ def _settle_results(
     refused = {r.listing_id for r in results if r.status == ItemStatus.REJECTED}
     changed_in_flight = _remember_applied(channel, applied, sent_at, acked_at) if applied else 0
     if submitted:
-        changed_in_flight += _remember_submitted(channel, connector, submitted, sent_at)
+        changed_in_flight += _remember_submitted(
+            channel, connector, submitted, sent_at, accepted_at=acked_at
+        )
     _record_drift(channel, [claim for claim, _ in raced + failed])
     for claim, error in raced:
         _record_attempts(channel, [claim], sent_at, PushAttempt.Outcome.STALE, error)
@@ -655,6 +672,8 @@ def _remember_submitted(
     connector: Connector,
     submitted: Sequence[tuple[_Claim, ItemResult]],
     sent_at: dt.datetime,
+    *,
+    accepted_at: dt.datetime,
 ) -> int:
     """Items an asynchronous write accepted: owed no more, waiting to be settled.
 
@@ -676,7 +695,10 @@ def _remember_submitted(
                 },
             )
         claims = [claim for claim, _ in submitted]
-        _record_attempts(channel, claims, sent_at, PushAttempt.Outcome.SUBMITTED, "")
+        # Acknowledged (accepted) but not applied: no latency yet, it runs to "applied".
+        _record_attempts(
+            channel, claims, sent_at, PushAttempt.Outcome.SUBMITTED, "", acked_at=accepted_at
+        )
         changed_in_flight = _finish(claims)
     enqueue.enqueue_settlement(
         channel_id=channel.pk, countdown=connector.submission_poll_interval_s
@@ -845,6 +867,8 @@ def _record_attempts(
     sent_at: dt.datetime,
     outcome: str,
     error: str,
+    *,
+    acked_at: dt.datetime | None = None,
 ) -> None:
     PushAttempt.objects.bulk_create(
         [
@@ -858,6 +882,7 @@ def _record_attempts(
                 attempt_number=claim.attempts + 1,
                 change_at=claim.first_change_at,
                 sent_at=sent_at,
+                acked_at=acked_at,
             )
             for claim in claims
         ]

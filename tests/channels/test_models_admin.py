@@ -270,3 +270,37 @@ def test_the_pipeline_records_of_other_platforms_and_of_order_polls_are_listed_r
     for name in ("submittedwrite", "orderpoll"):
         assert admin_client.get(reverse(f"admin:channels_{name}_changelist")).status_code == 200
         assert admin_client.get(reverse(f"admin:channels_{name}_add")).status_code == 403
+
+
+@pytest.mark.django_db
+def test_a_listing_waiting_on_an_accepted_write_shows_pending_with_its_age(admin_client, sku):
+    """The listing and sync-state pages say "pending on Amazon" and for how long, while the
+    channel has accepted a write it has not applied; other listings show nothing."""
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from channels.models import ListingSyncState, SubmittedWrite
+
+    amazon = factories.make_channel(platform=Channel.Platform.AMAZON, slug="amazon-pending")
+    waiting = factories.make_listing(channel=amazon, sku=sku, external_id="SKU-WAITING")
+    factories.make_listing(channel=amazon, sku=factories.make_sku(), external_id="SKU-DONE")
+    SubmittedWrite.objects.create(
+        listing=waiting,
+        channel=amazon,
+        submission_id="feed:50001:1",
+        quantity=7,
+        change_at=timezone.now() - dt.timedelta(minutes=12),
+        submitted_at=timezone.now() - dt.timedelta(minutes=11),
+    )
+    ListingSyncState.objects.create(listing=waiting, last_pushed_quantity=7)
+
+    listings_page = admin_client.get(reverse("admin:channels_listing_changelist")).content
+    states_page = admin_client.get(reverse("admin:channels_listingsyncstate_changelist")).content
+    listing_page = admin_client.get(
+        reverse("admin:channels_listing_change", args=[waiting.pk])
+    ).content
+
+    for page in (listings_page, states_page, listing_page):
+        assert b"pending on Amazon for 11\xc2\xa0minutes (7 units, attempt 1)" in page
+    assert listings_page.count(b"pending on Amazon") == 1

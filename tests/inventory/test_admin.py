@@ -146,6 +146,10 @@ def test_saving_a_sku_leaves_its_read_only_stock_alone(admin_client: Client, sto
             "stock_levels-0-id": str(level.pk),
             "stock_levels-0-sku": str(stocked.sku.pk),
             "stock_levels-0-on_hand": "999",
+            "marketplace_stock-TOTAL_FORMS": "0",
+            "marketplace_stock-INITIAL_FORMS": "0",
+            "marketplace_stock-MIN_NUM_FORMS": "0",
+            "marketplace_stock-MAX_NUM_FORMS": "1000",
         },
     )
 

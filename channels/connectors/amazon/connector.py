@@ -22,6 +22,7 @@ from channels.connectors.types import (
     ItemResult,
     ItemStatus,
     ListingRef,
+    MarketplaceStockCount,
     PulledNotification,
     QuantityUpdate,
     SubmissionRef,
@@ -59,7 +60,8 @@ class AmazonConnector(Connector):
 
     ``platform_settings``: ``seller_id``, ``marketplace_id`` (default ATVPDKIKX0DER),
     ``token_url`` (default Login with Amazon's), ``feed_threshold`` (batches this large go by
-    feed, default 20), ``patch_deadline_s`` (default 900), ``timeout_s`` (default 10),
+    feed, default 20), ``patch_deadline_s`` (default 900), ``submission_poll_interval_s``
+    (how soon accepted writes are asked about, default 30), ``timeout_s`` (default 10),
     ``throttle_backoff_s`` (the first wait after a 429, doubled each time, default 1),
     ``sqs_queue_url``, ``sqs_endpoint_url``, ``sqs_region``, ``sqs_wait_s`` (long poll,
     default 1). ``Channel.api_base_url`` is the regional endpoint (§2.5).
@@ -67,7 +69,12 @@ class AmazonConnector(Connector):
 
     platform = "amazon"
     capabilities = frozenset(
-        {Capability.ASYNC_WRITES, Capability.ORDER_POLL, Capability.QUEUE_NOTIFICATIONS}
+        {
+            Capability.ASYNC_WRITES,
+            Capability.ORDER_POLL,
+            Capability.QUEUE_NOTIFICATIONS,
+            Capability.MARKETPLACE_STOCK,
+        }
     )
     max_batch_size = MAX_FEED_MESSAGES
     # getListingsItem reads one SKU per call.
@@ -91,6 +98,11 @@ class AmazonConnector(Connector):
         self.marketplace_id = str(settings.get("marketplace_id") or DEFAULT_MARKETPLACE_ID)
         self.feed_threshold = int(settings.get("feed_threshold") or DEFAULT_FEED_THRESHOLD)
         self.patch_deadline_s = float(settings.get("patch_deadline_s") or DEFAULT_PATCH_DEADLINE_S)
+        # FEED_PROCESSING_FINISHED wakes the settlement of a feed; a patch is only seen
+        # applied by reading the listing back, this often.
+        self.submission_poll_interval_s = float(
+            settings.get("submission_poll_interval_s") or type(self).submission_poll_interval_s
+        )
         self.client = AmazonClient(
             api_url=channel.api_base_url or DEFAULT_API_URL,
             credentials=LwaCredentials(
@@ -334,6 +346,43 @@ class AmazonConnector(Connector):
             listing = self._get_listing(ref.external_id) if ref.external_id else None
             quantities[ref.listing_id] = None if listing is None else _mfn_quantity(listing)
         return quantities
+
+    def read_marketplace_stock(self, *, since: dt.datetime | None) -> list[MarketplaceStockCount]:
+        """§2.3: getInventorySummaries with details for the channel's marketplace, paged by
+        ``nextToken``; only ``fulfillableQuantity`` is sellable (§2.6)."""
+        params: dict[str, str] = {
+            "details": "true",
+            "granularityType": "Marketplace",
+            "granularityId": self.marketplace_id,
+            "marketplaceIds": self.marketplace_id,
+        }
+        if since is not None:
+            params["startDateTime"] = (
+                since.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+            )
+        read_at = dt.datetime.now(dt.UTC)
+        counts: list[MarketplaceStockCount] = []
+        while True:
+            page = (
+                self.client.call(
+                    "GET",
+                    "/fba/inventory/v1/summaries",
+                    operation="getInventorySummaries",
+                    params=params,
+                )
+                or {}
+            )
+            for summary in (page.get("payload") or {}).get("inventorySummaries") or []:
+                if isinstance(summary, dict) and summary.get("sellerSku"):
+                    counts.append(
+                        notifications.fba_count_of_summary(
+                            summary, marketplace_id=self.marketplace_id, read_at=read_at
+                        )
+                    )
+            next_token = (page.get("pagination") or {}).get("nextToken")
+            if not next_token:
+                return counts
+            params = {**params, "nextToken": str(next_token)}
 
     # -- Inbound (``channels.connectors.amazon.notifications``) ------------------------------
 

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from channels.connectors.types import (
+    MarketplaceStockCount,
     MessageKind,
     MessageLine,
     PulledNotification,
@@ -22,6 +23,8 @@ from channels.connectors.types import (
 )
 
 ORDER_CHANGE = "ORDER_CHANGE"
+FBA_INVENTORY_CHANGES = "FBA_INVENTORY_AVAILABILITY_CHANGES"
+FEED_PROCESSING_FINISHED = "FEED_PROCESSING_FINISHED"
 # A polled order's cancellation: its own topic, so the order poll's "already committed"
 # filter (``Connector.order_placed_topic``) never drops it.
 ORDER_CANCELLED_POLLED = "ORDER_CHANGE/Canceled"
@@ -51,8 +54,10 @@ def pulled_of_sqs(message: Mapping[str, Any]) -> PulledNotification:
 
 
 def parse_notification(topic: str, body: bytes) -> WebhookMessage:
-    """ORDER_CHANGE: a live order commits its MFN lines, a cancelled one releases them;
-    every other type is stored and not acted on."""
+    """ORDER_CHANGE: a live order commits its MFN lines, a cancelled one releases them.
+    FBA_INVENTORY_AVAILABILITY_CHANGES: Amazon's counts of its stock of one SKU.
+    FEED_PROCESSING_FINISHED: the channel's submissions can be settled now. Every other
+    type is stored and not acted on."""
     try:
         envelope = json.loads(body)
     except ValueError as error:
@@ -60,6 +65,17 @@ def parse_notification(topic: str, body: bytes) -> WebhookMessage:
     if not isinstance(envelope, dict):
         raise WebhookParseError("The notification is not a JSON object.")
     kind = envelope.get("NotificationType") or topic
+    if kind == FBA_INVENTORY_CHANGES:
+        return _fba_changes(envelope)
+    if kind == FEED_PROCESSING_FINISHED:
+        # §2.2: the feed ended (DONE, FATAL or CANCELLED); its report says the rest.
+        feed_id = str(
+            ((envelope.get("Payload") or {}).get("feedProcessingFinishedNotification") or {}).get(
+                "feedId"
+            )
+            or ""
+        )
+        return WebhookMessage(kind=MessageKind.WRITES_FINISHED, reference=feed_id)
     if kind not in (ORDER_CHANGE, ORDER_CANCELLED_POLLED):
         return WebhookMessage(kind=MessageKind.IGNORED, reference="")
     try:
@@ -82,6 +98,71 @@ def parse_notification(topic: str, body: bytes) -> WebhookMessage:
         reference=order_id,
         lines=lines,
         occurred_at=_time(occurred or envelope.get("EventTime")),
+    )
+
+
+def _fba_changes(envelope: Mapping[str, Any]) -> WebhookMessage:
+    """§2.1 payload, §2.6 states: ``Fulfillable`` is the only sellable figure."""
+    try:
+        payload = envelope["Payload"]
+        sku = str(payload["SKU"])
+        by_marketplace = payload.get("FulfillmentInventoryByMarketplace") or []
+        counted_at = _time(envelope.get("EventTime"))
+        if counted_at is None:
+            raise KeyError("EventTime")
+        counts = tuple(
+            _fba_count(sku, str(entry["MarketplaceId"]), entry["FulfillmentInventory"], counted_at)
+            for entry in by_marketplace
+        )
+    except (KeyError, TypeError, ValueError) as error:
+        raise WebhookParseError(f"FBA_INVENTORY_AVAILABILITY_CHANGES without {error}") from None
+    return WebhookMessage(kind=MessageKind.MARKETPLACE_STOCK, reference=sku, stock_counts=counts)
+
+
+def _fba_count(
+    sku: str, marketplace_id: str, inventory: Mapping[str, Any], counted_at: dt.datetime
+) -> MarketplaceStockCount:
+    inbound = inventory.get("InboundQuantityBreakdown") or {}
+    reserved = inventory.get("ReservedQuantityBreakdown") or {}
+    return MarketplaceStockCount(
+        external_sku=sku,
+        marketplace_id=marketplace_id,
+        fulfillable=int(inventory["Fulfillable"]),
+        counted_at=counted_at,
+        inbound=sum(int(value or 0) for value in inbound.values()),
+        reserved=sum(int(value or 0) for value in reserved.values()),
+        researching=int(inventory.get("Researching") or 0),
+        unfulfillable=int(inventory.get("Unfulfillable") or 0),
+        # §2.1: the notification carries the buyable future supply only.
+        future_supply=int(inventory.get("FutureSupplyBuyable") or 0),
+        details=dict(inventory),
+    )
+
+
+def fba_count_of_summary(
+    summary: Mapping[str, Any], *, marketplace_id: str, read_at: dt.datetime
+) -> MarketplaceStockCount:
+    """One getInventorySummaries summary with details (§2.3, §2.6 field names)."""
+    details = summary.get("inventoryDetails") or {}
+    future = details.get("futureSupplyQuantity") or {}
+    return MarketplaceStockCount(
+        external_sku=str(summary["sellerSku"]),
+        marketplace_id=marketplace_id,
+        fulfillable=int(details.get("fulfillableQuantity") or 0),
+        counted_at=_time(summary.get("lastUpdatedTime")) or read_at,
+        inbound=int(details.get("inboundWorkingQuantity") or 0)
+        + int(details.get("inboundShippedQuantity") or 0)
+        + int(details.get("inboundReceivingQuantity") or 0),
+        reserved=int((details.get("reservedQuantity") or {}).get("totalReservedQuantity") or 0),
+        researching=int(
+            (details.get("researchingQuantity") or {}).get("totalResearchingQuantity") or 0
+        ),
+        unfulfillable=int(
+            (details.get("unfulfillableQuantity") or {}).get("totalUnfulfillableQuantity") or 0
+        ),
+        future_supply=int(future.get("reservedFutureSupplyQuantity") or 0)
+        + int(future.get("futureSupplyBuyableQuantity") or 0),
+        details=dict(details),
     )
 
 

@@ -35,6 +35,12 @@ class Capability(enum.StrEnum):
     # The channel lists the orders changed since a moment (``poll_orders``): the backup
     # for an order event that never arrived.
     ORDER_POLL = "order_poll"
+    # The channel holds a figure per master location (ship nodes, warehouses) rather than
+    # one per listing: a write carries each of the channel's locations' figures
+    # (``QuantityUpdate.location_quantities``) and the listing's figure is their sum. A
+    # connector may declare it per channel (only where several locations are mapped), so
+    # a channel with one figure per listing pays nothing for it.
+    LOCATION_QUANTITIES = "location_quantities"
 
 
 @dataclass(frozen=True)
@@ -52,6 +58,9 @@ class QuantityUpdate:
     idempotency_key: str
     # Per-listing platform identifiers (variant id, location id override...).
     extra_identifiers: Mapping[str, object] = field(default_factory=dict)
+    # LOCATION_QUANTITIES: the figure of each of the channel's locations, by location code
+    # (``quantity`` is their sum); empty for any other channel.
+    location_quantities: Mapping[str, int] = field(default_factory=dict)
 
 
 class ItemStatus(enum.StrEnum):

@@ -39,6 +39,7 @@ from channels.buffers import BufferRuleValues, listed_quantity
 from channels.connectors.base import ChannelError, ChannelThrottled, Connector
 from channels.connectors.registry import get_connector
 from channels.connectors.types import (
+    Capability,
     ItemResult,
     ItemStatus,
     ListingRef,
@@ -88,6 +89,9 @@ class _Claim:
     # A compare-and-set that found another figure: (what we compared with, what it found),
     # recorded as drift when the run settles the claim.
     drift: tuple[int | None, int | None] | None = None
+    # LOCATION_QUANTITIES: the figure of each of the channel's locations, by code (the
+    # target is their sum).
+    location_targets: dict[str, int] = dataclasses.field(default_factory=dict)
 
 
 # Claims a batch and reads, in the same statement, all a push needs: the listing's ids,
@@ -125,6 +129,17 @@ SELECT claimed.id, claimed.listing_id, claimed.generation, claimed.first_change_
   JOIN channels_listing AS listing ON listing.id = claimed.listing_id
   LEFT JOIN channels_listingsyncstate AS state ON state.listing_id = claimed.listing_id
   LEFT JOIN LATERAL ({_LISTING_RULE_SQL}) AS rule ON true
+"""
+
+# LOCATION_QUANTITIES only (a second statement, so the claim above stays as it is for every
+# other channel): each claimed listing's ATS at each of the channel's locations.
+_LOCATION_ATS_SQL = f"""
+SELECT listing.id, location.code,
+       {rules.ats_at_location_sql(sku_id="listing.sku_id", location_id="location.id")} AS ats
+  FROM channels_listing AS listing
+  JOIN channels_channel_locations AS sells_from ON sells_from.channel_id = listing.channel_id
+  JOIN inventory_location AS location ON location.id = sells_from.location_id
+ WHERE listing.id = ANY(%(listing_ids)s::bigint[])
 """
 
 # Done: gone unless a change came in meanwhile; then it stays owed, as a fresh row.
@@ -244,6 +259,8 @@ def push_owed(*, channel_id: int) -> None:
         if not claims:
             return
         _work_out_targets(channel, claims)
+        if connector.has(Capability.LOCATION_QUANTITIES):
+            _work_out_location_targets(channel, claims)
         if channel.mode == Channel.Mode.SHADOW:
             outcome = _record_shadow(channel, connector, claims)
         else:
@@ -397,6 +414,30 @@ def _work_out_targets(channel: Channel, claims: Sequence[_Claim]) -> None:
         )
 
 
+def _work_out_location_targets(channel: Channel, claims: Sequence[_Claim]) -> None:
+    """Each location's figure, the listing's buffer rule applied to that location's ATS;
+    the target becomes their sum, so what is remembered as pushed is what the channel got."""
+    with connection.cursor() as cursor:
+        cursor.execute(_LOCATION_ATS_SQL, {"listing_ids": [claim.listing.pk for claim in claims]})
+        rows = cursor.fetchall()
+    by_listing = {claim.listing.pk: claim for claim in claims}
+    now = timezone.now()
+    for listing_id, location_code, ats in rows:
+        claim = by_listing[listing_id]
+        claim.location_targets[location_code] = (
+            0
+            if claim.listing.sku_id is None
+            else listed_quantity(
+                ats=int(ats),
+                rule=claim.rule,
+                out_of_stock_threshold=channel.out_of_stock_threshold,
+                now=now,
+            )
+        )
+    for claim in claims:
+        claim.target = sum(claim.location_targets.values())
+
+
 def _record_shadow(
     channel: Channel, connector: Connector, claims: Sequence[_Claim]
 ) -> _BatchOutcome:
@@ -466,6 +507,7 @@ def _update_for(claim: _Claim, compare: int | None) -> QuantityUpdate:
         # channel applied it is not applied twice; another target or compare is another write.
         idempotency_key=f"push-{claim.pending_id}-{claim.generation}-{compare}-{claim.target}",
         extra_identifiers=claim.listing.extra_identifiers,
+        location_quantities=claim.location_targets,
     )
 
 

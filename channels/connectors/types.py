@@ -88,6 +88,16 @@ class ItemResult:
 
 
 @dataclass(frozen=True)
+class RateBudget:
+    """What a platform's latest answer said is left of its rate limit."""
+
+    # Calls it will still take before it refuses (429).
+    remaining_calls: int
+    # Seconds until it grants more.
+    refill_in_s: float
+
+
+@dataclass(frozen=True)
 class ListingRef:
     """Enough of a listing for a connector to read its quantity."""
 

@@ -309,6 +309,18 @@ def _wait_for_rate_limit(channel: Channel) -> float:
     return ratelimit.take(channel_id=channel.pk, rate_per_s=channel.rate_limit_per_s)
 
 
+def _observe_rate_budget(channel: Channel, connector: Connector) -> None:
+    """Hand what the platform said is left of its limit to the shared bucket, if it said."""
+    budget = connector.rate_budget()
+    if budget is not None:
+        ratelimit.observe(
+            channel_id=channel.pk,
+            rate_per_s=channel.rate_limit_per_s,
+            remaining_calls=budget.remaining_calls,
+            refill_in_s=budget.refill_in_s,
+        )
+
+
 def _claim(*, channel: Channel, limit: int) -> list[_Claim]:
     with connection.cursor() as cursor:
         cursor.execute(
@@ -519,6 +531,7 @@ def _send(
     try:
         results = connector.push_quantities([_update_for(c, c.compare) for c in claims])
     except ChannelThrottled as error:
+        _observe_rate_budget(channel, connector)
         retry_after = error.retry_after_s or 1.0
         ratelimit.hold_off(
             channel_id=channel.pk, rate_per_s=channel.rate_limit_per_s, seconds=retry_after
@@ -527,6 +540,7 @@ def _send(
         _release(claims)
         return _BatchOutcome(retry_in=retry_after)
     except ChannelError as error:
+        _observe_rate_budget(channel, connector)
         _record_attempts(channel, claims, sent_at, PushAttempt.Outcome.FAILED, str(error))
         open_for_s = breaker.record_failure(channel=channel, error=str(error), probe=False)
         if open_for_s is not None:
@@ -538,6 +552,7 @@ def _send(
             retry_in=_fail(channel, claims, str(error), at_least_s=error.retry_after_s),
             channel_error=str(error),
         )
+    _observe_rate_budget(channel, connector)
 
     by_listing = {claim.listing.pk: claim for claim in claims}
     stale = [r for r in results if r.status == ItemStatus.STALE]
@@ -756,6 +771,7 @@ def settle_submissions(*, channel_id: int) -> int:
     except ChannelError as error:
         logger.info("cannot read submissions of %s yet: %s", channel.slug, error)
         outcomes = []
+    _observe_rate_budget(channel, connector)
     by_listing = {outcome.listing_id: outcome for outcome in outcomes}
     settled = 0
     for write in waiting:

@@ -21,6 +21,7 @@ from channels.connectors.types import (
     ListingRef,
     PulledNotification,
     QuantityUpdate,
+    RateBudget,
     SubmissionRef,
     WebhookEnvelope,
     WebhookMessage,
@@ -126,6 +127,9 @@ class WalmartConnector(Connector):
     def nodes_of(self, extra_identifiers: Mapping[str, object]) -> dict[str, str]:
         """The listing's ship node per location code (its own mapping, else the channel's)."""
         return _node_map(extra_identifiers.get("ship_nodes")) or self.ship_nodes
+
+    def rate_budget(self) -> RateBudget | None:
+        return self.client.budget
 
     # -- Writes ------------------------------------------------------------------------------
 

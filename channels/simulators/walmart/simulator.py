@@ -21,6 +21,11 @@ Facts reproduced here come from ``CHANNEL_APIS.md`` §3 and §6 "Walmart" (share
   ?includeDetails=true&offset=&limit=`` (RECEIVED, INPROGRESS, PROCESSED or ERROR; each
   line's ``ingestionStatus``);
 - ``GET /v3/orders?lastModifiedStartDate=|createdStartDate=&limit=&nextCursor=``;
+- ``GET /v3/webhooks/eventTypes``; ``GET|POST /v3/webhooks/subscriptions`` and
+  ``PUT|DELETE /v3/webhooks/subscriptions/<id>`` (§3.1): an ACTIVE subscription with an
+  ``eventUrl`` and HMAC or BASIC_AUTH ``authDetails`` sets where and how the seller's
+  webhooks are delivered (its settings ``webhook_url``, ``webhook_auth_*``,
+  ``webhook_secret``); secrets are never answered back;
 - every answer carries ``X-Current-Token-Count`` and ``X-Next-Replenishment-Time``; an
   empty bucket answers 429 with ``Retry-After``.
 
@@ -90,6 +95,9 @@ MAX_ORDERS_PAGE = 200
 MAX_FEED_DETAILS = 1000
 # §3.2 (WM6): spec 1.4 for one node, 1.5 (``MP_INVENTORY`` [M]) for several.
 FEED_SPECS = {"inventory": "1.4", "MP_INVENTORY": "1.5"}
+_SUBSCRIPTIONS_ROUTES = frozenset(
+    {("/v3/webhooks/subscriptions", "GET"), ("/v3/webhooks/subscriptions", "POST")}
+)
 
 
 def error_body(code: str, message: str, *, category: str = "DATA", field: str = "") -> JSON:
@@ -219,6 +227,12 @@ class WalmartSimulator(Simulator[Seller]):
             endpoint = "feeds:get"
         elif path == "/v3/orders" and method == "GET":
             endpoint = "orders:get"
+        elif path == "/v3/webhooks/eventTypes" and method == "GET":
+            endpoint = "webhooks:get"
+        elif (path, method) in _SUBSCRIPTIONS_ROUTES or (
+            path.startswith("/v3/webhooks/subscriptions/") and method in ("PUT", "DELETE")
+        ):
+            endpoint = f"webhooks:{method.lower()}"
         else:
             return Response(
                 404, error_body("CONTENT_NOT_FOUND.GMP_GATEWAY_API", f"No route {method} {path}.")
@@ -227,7 +241,7 @@ class WalmartSimulator(Simulator[Seller]):
         refusal = self._refuse_headers(seller, request)
         if refusal is not None:
             return refusal
-        group = "write" if method in ("PUT", "POST") else "read"
+        group = "write" if method in ("PUT", "POST", "DELETE") else "read"
         with seller.lock:
             fault = seller.faults.draw([endpoint, group])
             dropped = group == "write" and seller.faults.take_drop([endpoint, group])
@@ -253,6 +267,8 @@ class WalmartSimulator(Simulator[Seller]):
             response = self._post_feed(seller, request, apply=not dropped)
         elif endpoint == "feeds:get":
             response = self._get_feed(seller, request, path)
+        elif endpoint.startswith("webhooks:"):
+            response = self._webhooks(seller, request, path)
         else:
             response = self._get_orders(seller, request)
         if fault.timeout_s:
@@ -728,6 +744,54 @@ class WalmartSimulator(Simulator[Seller]):
                 200, self._feed_json(seller, feed, details=details, offset=offset, limit=limit)
             )
 
+    # -- Webhook subscriptions ---------------------------------------------------------------
+
+    def _webhooks(self, seller: Seller, request: Request, path: str) -> Response:
+        """§3.1 (WM1): the event types, and subscriptions listed, created, replaced and
+        deleted [the answers' shapes are M]."""
+        if path == "/v3/webhooks/eventTypes":
+            return Response(200, {"events": [dict(event) for event in EVENT_TYPES]})
+        if path == "/v3/webhooks/subscriptions" and request.method == "GET":
+            with seller.lock:
+                return Response(
+                    200,
+                    {"events": [_public_subscription(s) for s in seller.subscriptions.values()]},
+                )
+        subscription_id = urllib.parse.unquote(
+            path.removeprefix("/v3/webhooks/subscriptions").strip("/")
+        )
+        if request.method == "DELETE":
+            with seller.lock:
+                if seller.subscriptions.pop(subscription_id, None) is None:
+                    return _subscription_not_found(subscription_id)
+            return Response(200, {"message": "Subscription deleted successfully."})
+        try:
+            body = json.loads(request.body)
+            if not isinstance(body, dict):
+                raise ValueError
+        except ValueError:
+            return Response(
+                400,
+                error_body(
+                    "INVALID_REQUEST_CONTENT.GMP_WEBHOOK_API", "The body is not a JSON object."
+                ),
+            )
+        with seller.lock:
+            if request.method == "PUT":
+                current = seller.subscriptions.get(subscription_id)
+                if current is None:
+                    return _subscription_not_found(subscription_id)
+                body = {**current, **body}
+            else:
+                subscription_id = str(uuid.uuid4())
+            subscription, settings, problem = _subscription(seller, subscription_id, body)
+            if problem is not None:
+                return problem
+            seller.subscriptions[subscription_id] = subscription
+            if subscription["status"] == "ACTIVE":
+                seller.settings.update(settings)
+        return Response(200, _public_subscription(subscription))
+
     # -- Orders ------------------------------------------------------------------------------
 
     def _get_orders(self, seller: Seller, request: Request) -> Response:
@@ -1028,6 +1092,100 @@ def _sku_not_found(sku: str) -> Response:
             "CONTENT_NOT_FOUND.GMP_INVENTORY_API",
             f"The value provided for 'sku' is invalid: {sku!r} was not found.",
             field="sku",
+        ),
+    )
+
+
+# §3.1 (WM1/WM4): the events a seller may subscribe to [descriptions M].
+EVENT_TYPES: tuple[dict[str, str], ...] = (
+    {"eventType": "PO_CREATED", "eventVersion": "V1", "resourceName": "ORDER",
+     "description": "A purchase order was created."},
+    {"eventType": "PO_LINE_AUTOCANCELLED", "eventVersion": "V1", "resourceName": "ORDER",
+     "description": "A purchase order line was cancelled, not shipped in time."},
+    {"eventType": "ORDER_UPDATES", "eventVersion": "V1", "resourceName": "ORDER",
+     "description": "An order changed; payload.subEventType says how."},
+    {"eventType": "OFFER_UNPUBLISHED", "eventVersion": "V1", "resourceName": "ITEM",
+     "description": "An offer was unpublished."},
+    {"eventType": "BUY_BOX_CHANGED", "eventVersion": "V1", "resourceName": "PRICE",
+     "description": "The buy box of an item changed hands."},
+    {"eventType": "INVENTORY_OOS", "eventVersion": "V1", "resourceName": "INVENTORY",
+     "description": "An item ran out of stock."},
+)  # fmt: skip
+_EVENT_RESOURCES = {event["eventType"]: event["resourceName"] for event in EVENT_TYPES}
+
+
+def _subscription(
+    seller: Seller, subscription_id: str, body: JSON
+) -> tuple[JSON, JSON, Response | None]:
+    """The subscription as kept (``_public_subscription`` answers it), the seller settings
+    it sets, or why it is refused (400). A replacement without credentials keeps the
+    subscription's."""
+    event_type = str(body.get("eventType") or "")
+    event_url = str(body.get("eventUrl") or "")
+    status = str(body.get("status") or "ACTIVE")
+    given = body.get("authDetails")
+    auth: JSON = given if isinstance(given, dict) else {}
+    method = str(auth.get("authMethod") or "HMAC")
+    header = str(auth.get("authHeaderName") or seller.settings.webhook_auth_header)
+    if method == "BASIC_AUTH":
+        secret = f"{auth.get('userName') or ''}:{auth.get('password') or ''}"
+    else:
+        secret = str(auth.get("clientSecret") or "")
+    if secret in ("", ":"):
+        secret = str(body.get("_secret") or "")
+    problem = ""
+    if event_type not in _EVENT_RESOURCES:
+        problem = f"Unknown eventType {event_type!r}."
+    elif not event_url.startswith(("http://", "https://")):
+        problem = "eventUrl must be an http(s) URL."
+    elif status not in ("ACTIVE", "INACTIVE"):
+        problem = "status is ACTIVE or INACTIVE."
+    elif method not in ("HMAC", "BASIC_AUTH"):
+        # §3.1: OAUTH exists; this simulator delivers with HMAC or Basic auth only.
+        problem = f"authMethod {method!r} is not supported here (HMAC, BASIC_AUTH)."
+    elif secret in ("", ":"):
+        problem = "authDetails needs clientSecret (HMAC) or userName and password (BASIC_AUTH)."
+    if problem:
+        return (
+            {},
+            {},
+            Response(
+                400, error_body("INVALID_REQUEST_PARAM.GMP_WEBHOOK_API", problem, field="body")
+            ),
+        )
+    headers = body.get("headers") if isinstance(body.get("headers"), dict) else {}
+    subscription: JSON = {
+        "subscriptionId": subscription_id,
+        "partnerId": seller.name,
+        "eventType": event_type,
+        "eventVersion": str(body.get("eventVersion") or "V1"),
+        "resourceName": _EVENT_RESOURCES[event_type],
+        "eventUrl": event_url,
+        "headers": headers,
+        "authDetails": {"authMethod": method, "authHeaderName": header},
+        "status": status,
+        # Kept to apply again on a PUT that leaves the auth alone; never answered.
+        "_secret": secret,
+    }
+    settings: JSON = {
+        "webhook_url": event_url,
+        "webhook_auth_method": method,
+        "webhook_auth_header": header,
+        "webhook_secret": secret,
+    }
+    return subscription, settings, None
+
+
+def _public_subscription(subscription: JSON) -> JSON:
+    return {name: value for name, value in subscription.items() if not name.startswith("_")}
+
+
+def _subscription_not_found(subscription_id: str) -> Response:
+    return Response(
+        404,
+        error_body(
+            "CONTENT_NOT_FOUND.GMP_WEBHOOK_API",
+            f"Subscription {subscription_id!r} was not found.",
         ),
     )
 

@@ -226,6 +226,8 @@ class Seller(Tenant):
         self.feeds: dict[str, Feed] = {}
         self.feed_times: list[float] = []
         self.orders: dict[str, Order] = {}
+        # §3.1: webhook subscriptions by subscriptionId, as Walmart answers them.
+        self.subscriptions: dict[str, JSON] = {}
         self.changes = SequencedLog()
         self.bucket = settings.bucket_size
         self.bucket_at = now

@@ -112,6 +112,15 @@ def ats_on_channel_sql(*, sku_id: str, channel_id: str) -> str:
     return sku_ats_sql(sku_id=sku_id, scope=sells_from(channel_id=channel_id))
 
 
+def ats_at_location_sql(*, sku_id: str, location_id: str) -> str:
+    """An SQL expression: the SKU's ATS (a bundle's by its components) at one location, the
+    figure a channel that holds one per location (``Capability.LOCATION_QUANTITIES``) is
+    given for it."""
+    return sku_ats_sql(
+        sku_id=sku_id, scope=StockScope(condition=f"AND level.location_id = {location_id}")
+    )
+
+
 # Listings a SKU change affects ---------------------------------------------------------------
 
 

@@ -57,12 +57,24 @@ def expected_listed_quantities(
     rules: ChannelRules,
     rows: Sequence[ListingRow],
     now: dt.datetime,
+    per_location: bool = False,
 ) -> dict[int, int]:
     """``channels.selectors.listed_quantities`` for many rows in a few queries.
 
     The arithmetic is ``channels.buffers.listed_quantity``'s, worked out once per distinct
-    (ATS, rule): a catalog has far fewer of those than listings.
+    (ATS, rule): a catalog has far fewer of those than listings. ``per_location`` (a
+    channel that holds a figure per location, as the push sends it): the sum of each
+    location's figure worked out on its own.
     """
+    if per_location:
+        totals = dict.fromkeys((row.pk for row in rows), 0)
+        for location_id in location_ids:
+            at_location = expected_listed_quantities(
+                channel=channel, location_ids=[location_id], rules=rules, rows=rows, now=now
+            )
+            for pk, figure in at_location.items():
+                totals[pk] += figure
+        return totals
     ats_by_sku = available_by_sku(
         sku_ids=[row.sku_id for row in rows if row.sku_id is not None],
         location_ids=location_ids,

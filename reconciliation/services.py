@@ -231,6 +231,7 @@ def _compare(run: ReconciliationRun, channel: Channel, progress: Progress | None
     location_ids = list(channel.locations.values_list("pk", flat=True))
     streaks = _previous_streaks(run)
     polled = not connector.has(Capability.ORDER_POLL)
+    per_location = connector.has(Capability.LOCATION_QUANTITIES)
     for start in range(0, len(rows), CHUNK_SIZE):
         chunk = rows[start : start + CHUNK_SIZE]
         read_at = timezone.now()
@@ -245,7 +246,12 @@ def _compare(run: ReconciliationRun, channel: Channel, progress: Progress | None
             ]
         )
         expected = selectors.expected_listed_quantities(
-            channel=channel, location_ids=location_ids, rules=rules, rows=chunk, now=read_at
+            channel=channel,
+            location_ids=location_ids,
+            rules=rules,
+            rows=chunk,
+            now=read_at,
+            per_location=per_location,
         )
         if correct and not polled and _shows_fewer(chunk, shown, expected):
             polled = True
@@ -257,6 +263,7 @@ def _compare(run: ReconciliationRun, channel: Channel, progress: Progress | None
                     rules=rules,
                     rows=chunk,
                     now=timezone.now(),
+                    per_location=per_location,
                 )
         with transaction.atomic():
             found, corrected, skipped = _compare_chunk(

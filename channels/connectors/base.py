@@ -32,6 +32,7 @@ from channels.connectors.types import (
     MessageLine,
     PulledNotification,
     QuantityUpdate,
+    RateBudget,
     SubmissionRef,
     WebhookEnvelope,
     WebhookMessage,
@@ -206,6 +207,12 @@ class Connector:
         Raises ``ChannelError`` (or a subclass) when the call as a whole failed.
         """
         raise NotImplementedError
+
+    def rate_budget(self) -> RateBudget | None:
+        """What the platform's latest answer said is left of its rate limit (None: it says
+        nothing, or nothing was called yet). The pipeline feeds it to the channel's shared
+        bucket, so every worker holds off before the platform starts refusing."""
+        return None
 
     # -- Reads ---------------------------------------------------------------------------
 

@@ -39,6 +39,12 @@ class Capability(enum.StrEnum):
     # (``read_marketplace_stock``, and MARKETPLACE_STOCK messages), which are read into
     # the channel's marketplace locations and never pushed.
     MARKETPLACE_STOCK = "marketplace_stock"
+    # The channel holds a figure per master location (ship nodes, warehouses) rather than
+    # one per listing: a write carries each of the channel's locations' figures
+    # (``QuantityUpdate.location_quantities``) and the listing's figure is their sum. A
+    # connector may declare it per channel (only where several locations are mapped), so
+    # a channel with one figure per listing pays nothing for it.
+    LOCATION_QUANTITIES = "location_quantities"
 
 
 @dataclass(frozen=True)
@@ -56,6 +62,9 @@ class QuantityUpdate:
     idempotency_key: str
     # Per-listing platform identifiers (variant id, location id override...).
     extra_identifiers: Mapping[str, object] = field(default_factory=dict)
+    # LOCATION_QUANTITIES: the figure of each of the channel's locations, by location code
+    # (``quantity`` is their sum); empty for any other channel.
+    location_quantities: Mapping[str, int] = field(default_factory=dict)
 
 
 class ItemStatus(enum.StrEnum):
@@ -80,6 +89,16 @@ class ItemResult:
     actual_quantity: int | None = None
     # For PENDING: the platform's handle on the submission (feed id, job id).
     submission_id: str = ""
+
+
+@dataclass(frozen=True)
+class RateBudget:
+    """What a platform's latest answer said is left of its rate limit."""
+
+    # Calls it will still take before it refuses (429).
+    remaining_calls: int
+    # Seconds until it grants more.
+    refill_in_s: float
 
 
 @dataclass(frozen=True)

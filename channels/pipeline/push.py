@@ -26,7 +26,8 @@ import datetime as dt
 import json
 import logging
 import random
-from collections.abc import Sequence
+import types
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import psycopg
@@ -39,6 +40,7 @@ from channels.buffers import BufferRuleValues, listed_quantity
 from channels.connectors.base import ChannelError, ChannelThrottled, Connector
 from channels.connectors.registry import get_connector
 from channels.connectors.types import (
+    Capability,
     ItemResult,
     ItemStatus,
     ListingRef,
@@ -65,6 +67,8 @@ logger = logging.getLogger(__name__)
 MAX_RACE_RETRIES = 3
 DEFAULT_RETRY_BASE_S = 1.0
 MAX_RETRY_DELAY_S = 300.0
+# Shared by every update of a channel with one figure per listing: nothing built per row.
+_NO_LOCATIONS: Mapping[str, int] = types.MappingProxyType({})
 
 
 @dataclasses.dataclass
@@ -88,6 +92,9 @@ class _Claim:
     # A compare-and-set that found another figure: (what we compared with, what it found),
     # recorded as drift when the run settles the claim.
     drift: tuple[int | None, int | None] | None = None
+    # LOCATION_QUANTITIES: the figure of each of the channel's locations, by code (the
+    # target is their sum).
+    location_targets: dict[str, int] | None = None
 
 
 # Claims a batch and reads, in the same statement, all a push needs: the listing's ids,
@@ -126,6 +133,17 @@ SELECT claimed.id, claimed.listing_id, claimed.generation, claimed.first_change_
   JOIN channels_listing AS listing ON listing.id = claimed.listing_id
   LEFT JOIN channels_listingsyncstate AS state ON state.listing_id = claimed.listing_id
   LEFT JOIN LATERAL ({_LISTING_RULE_SQL}) AS rule ON true
+"""
+
+# LOCATION_QUANTITIES only (a second statement, so the claim above stays as it is for every
+# other channel): each claimed listing's ATS at each of the channel's locations.
+_LOCATION_ATS_SQL = f"""
+SELECT listing.id, location.code,
+       {rules.ats_at_location_sql(sku_id="listing.sku_id", location_id="location.id")} AS ats
+  FROM channels_listing AS listing
+  JOIN channels_channel_locations AS sells_from ON sells_from.channel_id = listing.channel_id
+  JOIN inventory_location AS location ON location.id = sells_from.location_id
+ WHERE listing.id = ANY(%(listing_ids)s::bigint[])
 """
 
 # Done: gone unless a change came in meanwhile; then it stays owed, as a fresh row.
@@ -248,6 +266,8 @@ def push_owed(*, channel_id: int) -> None:
         if not claims:
             continue
         _work_out_targets(channel, claims)
+        if connector.has(Capability.LOCATION_QUANTITIES):
+            _work_out_location_targets(channel, claims)
         if channel.mode == Channel.Mode.SHADOW:
             outcome = _record_shadow(channel, connector, claims)
         else:
@@ -294,6 +314,18 @@ class _BatchOutcome:
 
 def _wait_for_rate_limit(channel: Channel) -> float:
     return ratelimit.take(channel_id=channel.pk, rate_per_s=channel.rate_limit_per_s)
+
+
+def _observe_rate_budget(channel: Channel, connector: Connector) -> None:
+    """Hand what the platform said is left of its limit to the shared bucket, if it said."""
+    budget = connector.rate_budget()
+    if budget is not None:
+        ratelimit.observe(
+            channel_id=channel.pk,
+            rate_per_s=channel.rate_limit_per_s,
+            remaining_calls=budget.remaining_calls,
+            refill_in_s=budget.refill_in_s,
+        )
 
 
 def _claim(*, channel: Channel, limit: int) -> list[_Claim]:
@@ -412,6 +444,32 @@ def _work_out_targets(channel: Channel, claims: Sequence[_Claim]) -> None:
         )
 
 
+def _work_out_location_targets(channel: Channel, claims: Sequence[_Claim]) -> None:
+    """Each location's figure, the listing's buffer rule applied to that location's ATS;
+    the target becomes their sum, so what is remembered as pushed is what the channel got."""
+    with connection.cursor() as cursor:
+        cursor.execute(_LOCATION_ATS_SQL, {"listing_ids": [claim.listing.pk for claim in claims]})
+        rows = cursor.fetchall()
+    targets: dict[int, dict[str, int]] = {claim.listing.pk: {} for claim in claims}
+    by_listing = {claim.listing.pk: claim for claim in claims}
+    now = timezone.now()
+    for listing_id, location_code, ats in rows:
+        claim = by_listing[listing_id]
+        targets[listing_id][location_code] = (
+            0
+            if claim.listing.sku_id is None
+            else listed_quantity(
+                ats=int(ats),
+                rule=claim.rule,
+                out_of_stock_threshold=channel.out_of_stock_threshold,
+                now=now,
+            )
+        )
+    for claim in claims:
+        claim.location_targets = targets[claim.listing.pk]
+        claim.target = sum(claim.location_targets.values())
+
+
 def _record_shadow(
     channel: Channel, connector: Connector, claims: Sequence[_Claim]
 ) -> _BatchOutcome:
@@ -481,6 +539,9 @@ def _update_for(claim: _Claim, compare: int | None) -> QuantityUpdate:
         # channel applied it is not applied twice; another target or compare is another write.
         idempotency_key=f"push-{claim.pending_id}-{claim.generation}-{compare}-{claim.target}",
         extra_identifiers=claim.listing.extra_identifiers,
+        location_quantities=_NO_LOCATIONS
+        if claim.location_targets is None
+        else claim.location_targets,
     )
 
 
@@ -492,6 +553,7 @@ def _send(
     try:
         results = connector.push_quantities([_update_for(c, c.compare) for c in claims])
     except ChannelThrottled as error:
+        _observe_rate_budget(channel, connector)
         retry_after = error.retry_after_s or 1.0
         ratelimit.hold_off(
             channel_id=channel.pk, rate_per_s=channel.rate_limit_per_s, seconds=retry_after
@@ -500,6 +562,7 @@ def _send(
         _release(claims)
         return _BatchOutcome(retry_in=retry_after)
     except ChannelError as error:
+        _observe_rate_budget(channel, connector)
         _record_attempts(channel, claims, sent_at, PushAttempt.Outcome.FAILED, str(error))
         open_for_s = breaker.record_failure(channel=channel, error=str(error), probe=False)
         if open_for_s is not None:
@@ -511,6 +574,7 @@ def _send(
             retry_in=_fail(channel, claims, str(error), at_least_s=error.retry_after_s),
             channel_error=str(error),
         )
+    _observe_rate_budget(channel, connector)
 
     by_listing = {claim.listing.pk: claim for claim in claims}
     stale = [r for r in results if r.status == ItemStatus.STALE]
@@ -736,6 +800,7 @@ def settle_submissions(*, channel_id: int) -> int:
     except ChannelError as error:
         logger.info("cannot read submissions of %s yet: %s", channel.slug, error)
         outcomes = []
+    _observe_rate_budget(channel, connector)
     by_listing = {outcome.listing_id: outcome for outcome in outcomes}
     settled = 0
     for write in waiting:

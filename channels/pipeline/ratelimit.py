@@ -4,7 +4,9 @@ A token bucket per channel, kept in Redis so every worker draws from the same on
 
 The bucket refills at the channel's ``rate_limit_per_s`` up to a burst of the same size
 (at least 1). When the platform itself says slow down (429 + Retry-After, Shopify's
-THROTTLED), ``hold_off`` empties the bucket for that long, for every worker at once.
+THROTTLED), ``hold_off`` empties the bucket for that long, for every worker at once; when
+it says how many calls it has left before it refuses (``Connector.rate_budget``),
+``observe`` keeps the bucket below that, and empty until its refill when none are left.
 Redis's own clock is used, so workers on different machines agree on time.
 """
 
@@ -35,6 +37,29 @@ end
 redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(now))
 redis.call('EXPIRE', KEYS[1], math.ceil((burst - tokens) / rate) + 60)
 return tostring(wait)
+"""
+
+# The platform's own count: the bucket never holds more than it says is left, and none left
+# empties it until the platform refills (a longer hold-off already there is kept).
+_OBSERVE_LUA = """
+local rate = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local remaining = tonumber(ARGV[3])
+local refill_in = tonumber(ARGV[4])
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
+local tokens = tonumber(state[1]) or burst
+local at = tonumber(state[2]) or now
+tokens = math.min(burst, tokens + math.max(0, now - at) * rate)
+if remaining <= 0 then
+    tokens = math.min(tokens, -refill_in * rate)
+elseif remaining < tokens then
+    tokens = remaining
+end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(now))
+redis.call('EXPIRE', KEYS[1], math.ceil((burst - tokens) / rate) + 60)
+return 1
 """
 
 _HOLD_OFF_LUA = """
@@ -69,6 +94,23 @@ def hold_off(*, channel_id: int, rate_per_s: float, seconds: float) -> None:
     """The platform asked us to wait: no worker calls this channel for ``seconds``."""
     rate = max(float(rate_per_s), 0.001)
     _client().eval(_HOLD_OFF_LUA, 1, _bucket_key(channel_id), rate, max(seconds, 0.0))
+
+
+def observe(
+    *, channel_id: int, rate_per_s: float, remaining_calls: int, refill_in_s: float
+) -> None:
+    """The platform said how many calls it will still take: the bucket holds no more than
+    that, and with none left no worker calls the channel until ``refill_in_s`` passes."""
+    rate = max(float(rate_per_s), 0.001)
+    _client().eval(
+        _OBSERVE_LUA,
+        1,
+        _bucket_key(channel_id),
+        rate,
+        max(rate, 1.0),
+        int(remaining_calls),
+        max(float(refill_in_s), 0.0),
+    )
 
 
 def reset(*, channel_id: int) -> None:

@@ -312,6 +312,18 @@ def test_the_token_bucket_is_shared_and_refuses_beyond_the_rate(channel):
     assert ratelimit.take(channel_id=channel.pk, rate_per_s=2) > 4
 
 
+def test_the_bucket_never_holds_more_than_the_platform_says_is_left(channel):
+    """A platform's count of calls left caps the shared bucket; none left holds every worker
+    off until its refill."""
+    ratelimit.reset(channel_id=channel.pk)
+    # A full bucket of 2 (the rate), of which the platform says 1 call is left.
+    ratelimit.observe(channel_id=channel.pk, rate_per_s=2, remaining_calls=1, refill_in_s=0)
+    assert ratelimit.take(channel_id=channel.pk, rate_per_s=2) == 0
+    assert ratelimit.take(channel_id=channel.pk, rate_per_s=2) > 0
+    ratelimit.observe(channel_id=channel.pk, rate_per_s=2, remaining_calls=0, refill_in_s=30)
+    assert ratelimit.take(channel_id=channel.pk, rate_per_s=2) > 29
+
+
 def test_the_sweep_wakes_channels_with_due_pushes(channel, listings):
     assert outbox.sweep() == 1
     PendingPush.objects.update(not_before="2999-01-01T00:00:00Z")

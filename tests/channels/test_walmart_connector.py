@@ -246,3 +246,32 @@ def test_the_order_poll_stores_only_orders_whose_webhook_never_came(walmart_simu
         kind=EventKind.ORDER_COMMITTED, sku__in=[first.sku_id, second.sku_id]
     )
     assert sorted(event.delta_committed for event in commits) == [2, 4]
+
+
+@pytest.mark.django_db
+def test_a_low_token_count_holds_the_pipeline_off_instead_of_drawing_429s(walmart_simulator):
+    """Walmart's bucket holds 3 calls, refilled 2 a second, and six listings go one PUT per
+    batch: ``X-Current-Token-Count`` reaching 0 holds the run off until
+    ``X-Next-Replenishment-Time``, so every item is applied and no call is refused."""
+    opened = _open(walmart_simulator, (1, 2, 3, 4, 5, 6), feed_threshold=10)
+    walmart_simulator.update_seller(opened.tenant, bucket_size=3, refill_per_s=2)
+    opened.channel.platform_settings = {**opened.channel.platform_settings, "max_batch_size": 1}
+    opened.channel.save(update_fields=["platform_settings"])
+
+    push.push_owed(channel_id=opened.channel.pk)
+    first_run = [
+        call["status"]
+        for call in walmart_simulator.requests(opened.tenant)
+        if call.get("endpoint") == "inventory:put"
+    ]
+    assert first_run == [200, 200, 200]
+    _drain(opened)
+
+    statuses = [
+        call["status"]
+        for call in walmart_simulator.requests(opened.tenant)
+        if call.get("endpoint") != "token"
+    ]
+    assert statuses == [200] * 6
+    assert _available(walmart_simulator, opened) == [1, 2, 3, 4, 5, 6]
+    assert not PushAttempt.objects.filter(channel=opened.channel).exclude(outcome="applied")

@@ -13,6 +13,7 @@ import requests
 
 from channels.connectors.types import MessageKind, WebhookParseError
 from channels.connectors.walmart import webhooks
+from channels.connectors.walmart.client import WalmartClient
 from channels.models import PendingPush, PushAttempt, WebhookReceipt
 from channels.pipeline import ingest, push
 from inventory.models import EventKind, InventoryEvent, StockLevel
@@ -222,3 +223,66 @@ def test_a_wrong_or_missing_signature_is_refused_and_an_unreadable_signed_body_q
     stored = WebhookReceipt.objects.get(channel=opened.channel, dedupe_key="e-2")
     assert stored.status == WebhookReceipt.Status.QUARANTINED
     assert not InventoryEvent.objects.filter(kind=EventKind.ORDER_COMMITTED).exists()
+
+
+def test_webhook_subscriptions_are_kept_listed_and_set_where_deliveries_go(walmart_simulator):
+    """§3.1: the event types are listed; a subscription is answered with its id and without
+    its secret, listed, and, ACTIVE, makes its URL and HMAC key the seller's delivery
+    settings; an unsupported auth method is refused with Walmart's error body; a deleted
+    subscription is gone."""
+    tenant = f"subscriptions-{time.monotonic_ns()}"
+    walmart_simulator.create_seller(tenant, client_id="cid", client_secret="csecret")
+    client = WalmartClient(
+        base_url=walmart_simulator.seller_url(tenant),
+        client_id="cid",
+        client_secret="csecret",
+        read_timeout_s=5,
+    )
+    event_types = client.call("GET", "/v3/webhooks/eventTypes").json()["events"]
+    assert {"PO_CREATED", "PO_LINE_AUTOCANCELLED", "ORDER_UPDATES", "INVENTORY_OOS"} <= {
+        event["eventType"] for event in event_types
+    }
+
+    created = client.call(
+        "POST",
+        "/v3/webhooks/subscriptions",
+        json={
+            "eventType": "PO_CREATED",
+            "eventVersion": "V1",
+            "resourceName": "ORDER",
+            "eventUrl": "https://nventory.example/webhooks/walmart/shop",
+            "authDetails": {
+                "authMethod": "HMAC",
+                "authHeaderName": "X-Sig",
+                "clientSecret": "hmac-key",
+            },
+            "status": "ACTIVE",
+        },
+    )
+    subscription = created.json()
+    assert created.status_code == 200 and subscription["subscriptionId"]
+    assert subscription["authDetails"] == {"authMethod": "HMAC", "authHeaderName": "X-Sig"}
+    assert "hmac-key" not in created.text
+    listed = client.call("GET", "/v3/webhooks/subscriptions").json()["events"]
+    assert listed == [subscription]
+    settings = walmart_simulator.update_seller(tenant)["seller"]
+    assert (settings["webhook_url"], settings["webhook_auth_header"]) == (
+        "https://nventory.example/webhooks/walmart/shop",
+        "X-Sig",
+    )
+
+    refused = client.call(
+        "POST",
+        "/v3/webhooks/subscriptions",
+        json={
+            "eventType": "PO_CREATED",
+            "eventUrl": "https://nventory.example/other",
+            "authDetails": {"authMethod": "OAUTH", "authHeaderName": "Authorization"},
+        },
+    )
+    assert refused.status_code == 400
+    assert refused.json()["errors"][0]["code"] == "INVALID_REQUEST_PARAM.GMP_WEBHOOK_API"
+
+    deleted = client.call("DELETE", f"/v3/webhooks/subscriptions/{subscription['subscriptionId']}")
+    assert deleted.status_code == 200
+    assert client.call("GET", "/v3/webhooks/subscriptions").json()["events"] == []

@@ -84,6 +84,10 @@ class WalmartSimulatorClient:
     def requests(self, seller: str, since: int = 0) -> list[dict[str, Any]]:
         return self._call("GET", f"/sellers/{seller}/requests?since={since}")["requests"]
 
+    def changes(self, seller: str, since: int = 0) -> list[dict[str, Any]]:
+        """Every change of a figure: sku, shipNode, delta, source..."""
+        return self._call("GET", f"/sellers/{seller}/changes?since={since}")["changes"]
+
     def webhooks(self, seller: str) -> list[dict[str, Any]]:
         return self._call("GET", f"/sellers/{seller}/webhooks")["webhooks"]
 

@@ -5,11 +5,17 @@ response when it is a 2xx or a 4xx about the request's content (the caller reads
 item); otherwise it raises the matching error of ``channels.connectors.base``: 401/403
 (after one fresh token) ``ChannelAuthError``; 429 ``ChannelThrottled`` with Walmart's wait;
 413 ``FeedTooLarge``; 5xx, the gateway's empty 503 included, ``ChannelError``.
+
+Every answer's ``X-Current-Token-Count`` / ``X-Next-Replenishment-Time`` (§3.4) is kept as
+the client's ``budget``: the pipeline hands it to the channel's shared bucket between
+batches, and within a batch a call the platform said it has no token for is not sent (it
+is throttled here, as the 429 it would draw).
 """
 
 from __future__ import annotations
 
 import base64
+import email.utils
 import threading
 import time
 import uuid
@@ -21,6 +27,7 @@ import requests
 
 from channels.connectors import http
 from channels.connectors.base import ChannelAuthError, ChannelError, ChannelThrottled
+from channels.connectors.types import RateBudget
 
 PLATFORM_NAME = "Walmart"
 # §3.5: sent as WM_SVC.NAME on every call.
@@ -62,6 +69,18 @@ class WalmartClient:
         self.read_timeout_s = read_timeout_s
         self._basic = "Basic " + base64.b64encode(f"{client_id}:{client_secret}".encode()).decode()
         self._key = (self.base_url, client_id)
+        # The latest answer's usage headers: (calls left, epoch seconds of the refill).
+        self._usage: tuple[int, float] | None = None
+
+    @property
+    def budget(self) -> RateBudget | None:
+        """§3.4: what the latest answer said is left of the limit (None: it did not say)."""
+        if self._usage is None:
+            return None
+        remaining, refill_at = self._usage
+        # A clock of Walmart's far from this one must not hold the channel off for long.
+        refill_in_s = http.bounded_wait_s(refill_at - time.time()) or 0.0
+        return RateBudget(remaining_calls=remaining, refill_in_s=refill_in_s)
 
     def call(
         self,
@@ -78,6 +97,12 @@ class WalmartClient:
         A 401 is answered once with a fresh token and the same call: a token that expired
         in the middle of a batch loses no item.
         """
+        budget = self.budget
+        if budget is not None and budget.remaining_calls <= 0 and budget.refill_in_s > 0:
+            raise ChannelThrottled(
+                "Walmart said it has no call left before its refill (X-Current-Token-Count 0).",
+                retry_after_s=budget.refill_in_s,
+            )
         response = None
         for fresh in (False, True):
             headers = self._headers(self._token(fresh=fresh))
@@ -93,11 +118,31 @@ class WalmartClient:
                 data=data,
                 params=params,
             )
+            self._note_usage(response)
             if response.status_code != 401:
                 break
         assert response is not None
         _raise_for_call(response)
         return response
+
+    def _note_usage(self, response: requests.Response) -> None:
+        """§3.4 (WM8): ``X-Current-Token-Count`` calls left, refilled at
+        ``X-Next-Replenishment-Time`` (epoch ms); an answer without them changes nothing.
+
+        The refill is a moment on Walmart's clock: it is taken relative to the answer's
+        ``Date`` (to the second, so never early), so a skew between the clocks does not
+        hold the channel off."""
+        try:
+            remaining = int(response.headers["X-Current-Token-Count"])
+            refill_at = float(response.headers["X-Next-Replenishment-Time"]) / 1000
+        except (KeyError, ValueError):
+            return
+        now = time.time()
+        try:
+            answered_at = email.utils.parsedate_to_datetime(response.headers["Date"]).timestamp()
+        except (KeyError, TypeError, ValueError):
+            answered_at = now
+        self._usage = (remaining, now + (refill_at - answered_at))
 
     def _headers(self, token: str) -> dict[str, str]:
         # §3.5: the token, a fresh correlation id and the service name on every call.

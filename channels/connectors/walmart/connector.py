@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import urllib.parse
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -20,6 +21,7 @@ from channels.connectors.types import (
     ListingRef,
     PulledNotification,
     QuantityUpdate,
+    RateBudget,
     SubmissionRef,
     WebhookEnvelope,
     WebhookMessage,
@@ -35,6 +37,8 @@ DEFAULT_READ_TIMEOUT_S = 10.0
 # (§3.2: feeds are limited to 10 an hour and take minutes to apply).
 DEFAULT_FEED_THRESHOLD = 10
 FEED_PREFIX = "feed:"
+# §3.2: the multi-node (spec 1.5) feed's type [M].
+MULTI_NODE_FEED_TYPE = "MP_INVENTORY"
 # §3.3 (WM7): at most 50 items a page.
 INVENTORIES_PAGE = 50
 # Up to this many listings are read one GET each; more, by paging the whole catalogue.
@@ -47,7 +51,7 @@ RETRIED = frozenset({"SYSTEM_ERROR", "TIMEOUT_ERROR"})
 
 
 class WalmartConnector(Connector):
-    """Walmart Marketplace (US), the default ship node.
+    """Walmart Marketplace (US), the default ship node or several.
 
     Listings: ``external_id`` is the seller SKU (Walmart's stock-bearing id). Order lines
     carry the SKU, matched against ``external_id`` (then ``external_sku``).
@@ -64,6 +68,14 @@ class WalmartConnector(Connector):
     ``webhook_auth_header`` (default ``X-Walmart-Signature``): as set in the Walmart
     webhook subscription; the channel's webhook secret is the HMAC key, or for Basic auth
     "user:password". ``credentials``: ``client_id``, ``client_secret``.
+
+    Multi-node: ``platform_settings["ship_nodes"]`` maps each of the channel's location codes
+    to a Walmart ship node (a listing may map its own in ``extra_identifiers["ship_nodes"]``).
+    The channel then holds a figure per location (``Capability.LOCATION_QUANTITIES``): small
+    batches go as one ``PUT /v3/inventories/{sku}`` per SKU with every node's figure, large
+    ones as a spec 1.5 ``MP_INVENTORY`` feed, and reads sum ``availToSellQty`` over the
+    listing's mapped nodes. A location without a node refuses the listing's writes: its
+    stock would be counted and never listed.
     """
 
     platform = "walmart"
@@ -94,6 +106,7 @@ class WalmartConnector(Connector):
         settings: Mapping[str, Any] = channel.platform_settings or {}
         credentials: Mapping[str, Any] = channel.credentials or {}
         self.feed_threshold = int(settings.get("feed_threshold") or DEFAULT_FEED_THRESHOLD)
+        self.ship_nodes = _node_map(settings.get("ship_nodes"))
         self.webhook_auth_method = str(settings.get("webhook_auth_method") or webhooks.HMAC)
         self.webhook_auth_header = str(
             settings.get("webhook_auth_header") or webhooks.DEFAULT_AUTH_HEADER
@@ -105,17 +118,81 @@ class WalmartConnector(Connector):
             read_timeout_s=float(settings.get("timeout_s") or DEFAULT_READ_TIMEOUT_S),
         )
 
+    def has(self, capability: Capability) -> bool:
+        """A channel that maps ship nodes also holds a figure per location."""
+        if capability == Capability.LOCATION_QUANTITIES:
+            return bool(self.ship_nodes)
+        return super().has(capability)
+
+    def nodes_of(self, extra_identifiers: Mapping[str, object]) -> dict[str, str]:
+        """The listing's ship node per location code (its own mapping, else the channel's)."""
+        return _node_map(extra_identifiers.get("ship_nodes")) or self.ship_nodes
+
+    def rate_budget(self) -> RateBudget | None:
+        return self.client.budget
+
     # -- Writes ------------------------------------------------------------------------------
 
     def _refusal(self, update: QuantityUpdate) -> str:
         if not update.external_id.strip():
             return "The listing has no Walmart SKU (external_id)."
+        if self.ship_nodes:
+            nodes = self.nodes_of(update.extra_identifiers)
+            unmapped = sorted(set(update.location_quantities) - set(nodes))
+            if unmapped:
+                return f"No Walmart ship node for location(s) {', '.join(unmapped)} (ship_nodes)."
+            if not update.location_quantities:
+                return "The channel sells from no location mapped to a Walmart ship node."
         return ""
 
     def _send_batch(self, updates: Sequence[QuantityUpdate]) -> list[ItemResult]:
+        if self.ship_nodes:
+            if len(updates) > self.feed_threshold:
+                return self._send_feed(updates, multi_node=True)
+            return self._put_nodes_each(updates)
         if len(updates) > self.feed_threshold:
             return self._send_feed(updates)
         return self._put_each(updates)
+
+    def _node_quantities(self, update: QuantityUpdate) -> list[dict[str, Any]]:
+        nodes = self.nodes_of(update.extra_identifiers)
+        return [
+            {"shipNode": nodes[code], "quantity": {"unit": "EACH", "amount": amount}}
+            for code, amount in sorted(update.location_quantities.items())
+        ]
+
+    def _put_nodes_each(self, updates: Sequence[QuantityUpdate]) -> list[ItemResult]:
+        """``PUT /v3/inventories/{sku}`` per item, every mapped node's figure in one call
+        (§3.2, WM5/WM7); applied when every node reports success."""
+        results: list[ItemResult] = []
+        for position, update in enumerate(updates):
+            nodes = [
+                {"shipNode": node["shipNode"], "inputQty": node["quantity"]}
+                for node in self._node_quantities(update)
+            ]
+            try:
+                response = self.client.call(
+                    "PUT",
+                    f"/v3/inventories/{urllib.parse.quote(update.external_id, safe='')}",
+                    json={"inventories": {"nodes": nodes}},
+                )
+            except ChannelError as error:
+                if position == 0:
+                    raise
+                results += [
+                    ItemResult(later.listing_id, ItemStatus.RETRY, str(error))
+                    for later in updates[position:]
+                ]
+                break
+            failed = _failed_nodes(_json(response)) if response.status_code == 200 else ""
+            if response.status_code == 200 and not failed:
+                results.append(ItemResult(update.listing_id, ItemStatus.APPLIED))
+            else:
+                # §3.4: a 4xx, or a node refused (not one of the seller's ship nodes): sent
+                # again it fails again.
+                reason = failed or f"HTTP {response.status_code}: {error_message(response)}"
+                results.append(ItemResult(update.listing_id, ItemStatus.REJECTED, reason))
+        return results
 
     def _put_each(self, updates: Sequence[QuantityUpdate]) -> list[ItemResult]:
         """``PUT /v3/inventory?sku=`` per item (§3.2), applied when answered 200.
@@ -160,18 +237,32 @@ class WalmartConnector(Connector):
                 )
         return results
 
-    def _send_feed(self, updates: Sequence[QuantityUpdate]) -> list[ItemResult]:
-        """One spec 1.4 inventory feed (§3.2): every item PENDING on ``feed:<id>``.
+    def _send_feed(
+        self, updates: Sequence[QuantityUpdate], *, multi_node: bool = False
+    ) -> list[ItemResult]:
+        """One spec 1.4 inventory feed, or 1.5 ``MP_INVENTORY`` with every item's nodes
+        (§3.2): every item PENDING on ``feed:<id>``.
 
         A 413 splits the feed in halves, each sent on its own; never the same file again.
         """
-        document = {
-            "InventoryHeader": {"version": "1.4"},
-            "Inventory": [
-                {"sku": u.external_id, "quantity": {"unit": "EACH", "amount": u.quantity}}
-                for u in updates
-            ],
-        }
+        document: dict[str, Any]
+        if multi_node:
+            # §3.2 (WM6): multi-node is spec 1.5, JSON only, ship nodes required; the
+            # feedType name and the per-item ``shipNodes`` list are [M].
+            document = {
+                "InventoryHeader": {"version": "1.5"},
+                "Inventory": [
+                    {"sku": u.external_id, "shipNodes": self._node_quantities(u)} for u in updates
+                ],
+            }
+        else:
+            document = {
+                "InventoryHeader": {"version": "1.4"},
+                "Inventory": [
+                    {"sku": u.external_id, "quantity": {"unit": "EACH", "amount": u.quantity}}
+                    for u in updates
+                ],
+            }
         boundary = uuid.uuid4().hex
         body = (
             (
@@ -186,15 +277,17 @@ class WalmartConnector(Connector):
             response = self.client.call(
                 "POST",
                 "/v3/feeds",
-                params={"feedType": "inventory"},
+                params={"feedType": MULTI_NODE_FEED_TYPE if multi_node else "inventory"},
                 data=body,
                 content_type=f"multipart/form-data; boundary={boundary}",
             )
         except FeedTooLarge:
             if len(updates) == 1:
-                return self._put_each(updates)
+                return self._put_nodes_each(updates) if multi_node else self._put_each(updates)
             middle = len(updates) // 2
-            return self._send_feed(updates[:middle]) + self._send_feed(updates[middle:])
+            return self._send_feed(updates[:middle], multi_node=multi_node) + self._send_feed(
+                updates[middle:], multi_node=multi_node
+            )
         feed_id = (_json(response) or {}).get("feedId")
         if response.status_code != 200 or not feed_id:
             message = f"HTTP {response.status_code}: {error_message(response)}"
@@ -266,6 +359,8 @@ class WalmartConnector(Connector):
     def _read_batch(self, listings: Sequence[ListingRef]) -> dict[int, int | None]:
         """What can be bought (``availToSellQty``, §3.3): units sold and not shipped
         (``reservedQty``) are counted in ``inputQty`` only, and are no drift."""
+        if self.ship_nodes:
+            return self._read_nodes(listings)
         if len(listings) <= MAX_SINGLE_READS:
             found = {}
             for listing in listings:
@@ -275,11 +370,37 @@ class WalmartConnector(Connector):
                 elif response.status_code != 404:
                     raise ChannelError(f"Walmart answered HTTP {response.status_code}.")
         else:
-            found = self._every_inventory()
+            found = {sku: _available(entry) for sku, entry in self._every_inventory().items()}
         return {listing.listing_id: found.get(listing.external_id) for listing in listings}
 
-    def _every_inventory(self) -> dict[str, int | None]:
-        found: dict[str, int | None] = {}
+    def _read_nodes(self, listings: Sequence[ListingRef]) -> dict[int, int | None]:
+        """Multi-node: ``availToSellQty`` summed over the listing's mapped nodes (a mapped
+        node Walmart does not report holds nothing there)."""
+        entries: dict[str, Mapping[str, Any] | None]
+        if len(listings) <= MAX_SINGLE_READS:
+            entries = {}
+            for listing in listings:
+                response = self.client.call(
+                    "GET", f"/v3/inventories/{urllib.parse.quote(listing.external_id, safe='')}"
+                )
+                if response.status_code == 200:
+                    entries[listing.external_id] = _json(response)
+                elif response.status_code != 404:
+                    raise ChannelError(f"Walmart answered HTTP {response.status_code}.")
+        else:
+            entries = dict(self._every_inventory())
+        found: dict[int, int | None] = {}
+        for listing in listings:
+            entry = entries.get(listing.external_id)
+            found[listing.listing_id] = (
+                None
+                if entry is None
+                else _available_at(entry, set(self.nodes_of(listing.extra_identifiers).values()))
+            )
+        return found
+
+    def _every_inventory(self) -> dict[str, Mapping[str, Any]]:
+        found: dict[str, Mapping[str, Any]] = {}
         cursor = ""
         while True:
             params = {"limit": str(INVENTORIES_PAGE)}
@@ -289,7 +410,7 @@ class WalmartConnector(Connector):
             elements = body.get("elements") or {}
             for entry in elements.get("inventories") or []:
                 if isinstance(entry, dict) and entry.get("sku") is not None:
-                    found[str(entry["sku"])] = _available(entry)
+                    found[str(entry["sku"])] = entry
             cursor = str((body.get("meta") or {}).get("nextCursor") or "")
             if not cursor:
                 return found
@@ -359,6 +480,46 @@ def _available(entry: Mapping[str, Any] | None) -> int | None:
         if isinstance(node, dict) and isinstance(node.get("availToSellQty"), dict):
             return int(node["availToSellQty"]["amount"])
     return None
+
+
+def _available_at(entry: Mapping[str, Any], ship_nodes: set[str]) -> int:
+    """``availToSellQty`` summed over these nodes of the item."""
+    total = 0
+    for node in entry.get("nodes") or []:
+        if (
+            isinstance(node, dict)
+            and node.get("shipNode") in ship_nodes
+            and isinstance(node.get("availToSellQty"), dict)
+        ):
+            total += int(node["availToSellQty"]["amount"])
+    return total
+
+
+def _failed_nodes(body: Mapping[str, Any] | None) -> str:
+    """§3.2 (WM7): the nodes a multi-node PUT did not report a success for, and why (the
+    answer's shape is [M]); "" when every node succeeded."""
+    nodes = ((body or {}).get("inventories") or {}).get("nodes")
+    if not isinstance(nodes, list):
+        return "Walmart's answer reported no status per node."
+    failed = []
+    for node in nodes:
+        if not isinstance(node, dict):
+            continue
+        if str(node.get("status", "")).upper() != "SUCCESS":
+            reasons = "; ".join(
+                f"{error.get('code', 'ERROR')}: {error.get('message', '')}"
+                for error in node.get("errors") or []
+                if isinstance(error, dict)
+            )
+            failed.append(f"node {node.get('shipNode')}: {reasons or node.get('status')}")
+    return "; ".join(failed)
+
+
+def _node_map(value: object) -> dict[str, str]:
+    """A ``{location code: ship node}`` setting, as strings ({} when unset or malformed)."""
+    if not isinstance(value, Mapping):
+        return {}
+    return {str(code): str(node) for code, node in value.items() if node}
 
 
 def _line_errors(line: Mapping[str, Any] | None) -> str:

@@ -321,6 +321,13 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         """Quiet: the request log under /_sim/ is the record."""
 
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        """The ``Date`` header on the platform's clock: a client that reads absolute times
+        in the answers (a rate limit's refill) relates them to it."""
+        return super().date_time_string(
+            self.server.simulator.clock.time() if timestamp is None else timestamp
+        )
+
     def do_GET(self) -> None:
         self._dispatch("GET")
 

@@ -11,27 +11,36 @@ Facts reproduced here come from ``CHANNEL_APIS.md`` §3 and §6 "Walmart" (share
 - every other call needs ``WM_SEC.ACCESS_TOKEN`` (or Basic client credentials, as some
   doc samples show), ``WM_QOS.CORRELATION_ID`` and ``WM_SVC.NAME`` (400
   ``INVALID_REQUEST_HEADER`` without them, 401 for a bad or expired token);
-- ``PUT /v3/inventory?sku=`` (absolute), ``GET /v3/inventory?sku=``,
-  ``GET /v3/inventories/<sku>`` and ``GET /v3/inventories?limit=&nextCursor=`` (inputQty,
-  availToSellQty, reservedQty; 10 a page by default, 50 at most);
-- ``POST /v3/feeds?feedType=inventory`` (spec 1.4 JSON, as a multipart ``file`` or a raw
-  body; 413 over ``max_feed_bytes``, 429 past ``feeds_per_hour``), ``GET /v3/feeds/<id>
+- ``PUT /v3/inventory?sku=[&shipNode=]`` (absolute), ``GET /v3/inventory?sku=[&shipNode=]``,
+  ``PUT /v3/inventories/<sku>`` (several nodes, a status per node),
+  ``GET /v3/inventories/<sku>[?shipNode=]`` and ``GET /v3/inventories?limit=&nextCursor=``
+  (each node's inputQty, availToSellQty, reservedQty; 10 a page by default, 50 at most);
+- ``POST /v3/feeds?feedType=inventory`` (spec 1.4 JSON) and ``feedType=MP_INVENTORY``
+  (spec 1.5, each item's ``shipNodes``), as a multipart ``file`` or a raw body; 413 over
+  ``max_feed_bytes``, 429 past ``feeds_per_hour``; ``GET /v3/feeds/<id>
   ?includeDetails=true&offset=&limit=`` (RECEIVED, INPROGRESS, PROCESSED or ERROR; each
   line's ``ingestionStatus``);
 - ``GET /v3/orders?lastModifiedStartDate=|createdStartDate=&limit=&nextCursor=``;
+- ``GET /v3/webhooks/eventTypes``; ``GET|POST /v3/webhooks/subscriptions`` and
+  ``PUT|DELETE /v3/webhooks/subscriptions/<id>`` (§3.1): an ACTIVE subscription with an
+  ``eventUrl`` and HMAC or BASIC_AUTH ``authDetails`` sets where and how the seller's
+  webhooks are delivered (its settings ``webhook_url``, ``webhook_auth_*``,
+  ``webhook_secret``); secrets are never answered back;
 - every answer carries ``X-Current-Token-Count`` and ``X-Next-Replenishment-Time``; an
   empty bucket answers 429 with ``Retry-After``.
 
 Besides the harness's control routes (``harness.server``), ``/_sim/sellers/<seller>/``
-has: ``POST items`` ``{"items": [{sku, quantity, reserved}]}``; ``GET items``;
-``POST items/<sku>/set`` ``{"quantity": n, "notify": bool}`` (an edit in Seller Center;
-``INVENTORY_OOS`` sent when it reaches 0 and ``notify``); ``POST orders``
-``{"lines": [{sku, quantity}], "duplicates": n, "deliver": bool}`` (``PO_CREATED``);
+has: ``POST items`` ``{"items": [{sku, quantity, reserved} or {sku, nodes: {node: n}}]}``;
+``GET items``; ``POST items/<sku>/set`` ``{"quantity": n, "notify": bool, "ship_node"}``
+(an edit in Seller Center; ``INVENTORY_OOS`` sent when it reaches 0 and ``notify``);
+``POST orders`` ``{"lines": [{sku, quantity, ship_node}], "duplicates": n, "deliver": bool}``
+(``PO_CREATED``);
 ``POST orders/<po>/cancel`` ``{"lines": [lineNumber...]}`` (``PO_LINE_AUTOCANCELLED``,
 every line by default); ``POST orders/<po>/ship``; ``GET feeds``; ``POST feeds/process``
 (process every waiting feed now); ``GET changes?since=<seq>``.
 
-Fault endpoints: ``token``; ``inventory:put`` and ``feeds:post`` (both also ``write``);
+Fault endpoints: ``token``; ``inventory:put``, ``inventories:put`` and ``feeds:post`` (also
+``write``);
 ``inventory:get``, ``inventories:get``, ``feeds:get`` and ``orders:get`` (also ``read``).
 """
 
@@ -66,9 +75,11 @@ from channels.simulators.harness import (
 )
 from channels.simulators.walmart import webhooks
 from channels.simulators.walmart.state import (
+    DEFAULT_NODE,
     Feed,
     FeedLine,
     Item,
+    NodeStock,
     Order,
     OrderLine,
     Seller,
@@ -82,7 +93,11 @@ DEFAULT_PAGE = 10
 MAX_PAGE = 50
 MAX_ORDERS_PAGE = 200
 MAX_FEED_DETAILS = 1000
-FEED_TYPES = frozenset({"inventory", "MP_INVENTORY"})
+# §3.2 (WM6): spec 1.4 for one node, 1.5 (``MP_INVENTORY`` [M]) for several.
+FEED_SPECS = {"inventory": "1.4", "MP_INVENTORY": "1.5"}
+_SUBSCRIPTIONS_ROUTES = frozenset(
+    {("/v3/webhooks/subscriptions", "GET"), ("/v3/webhooks/subscriptions", "POST")}
+)
 
 
 def error_body(code: str, message: str, *, category: str = "DATA", field: str = "") -> JSON:
@@ -204,12 +219,20 @@ class WalmartSimulator(Simulator[Seller]):
             endpoint = f"inventory:{method.lower()}"
         elif path.startswith("/v3/inventories") and method == "GET":
             endpoint = "inventories:get"
+        elif path.startswith("/v3/inventories/") and method == "PUT":
+            endpoint = "inventories:put"
         elif path == "/v3/feeds" and method == "POST":
             endpoint = "feeds:post"
         elif path.startswith("/v3/feeds/") and method == "GET":
             endpoint = "feeds:get"
         elif path == "/v3/orders" and method == "GET":
             endpoint = "orders:get"
+        elif path == "/v3/webhooks/eventTypes" and method == "GET":
+            endpoint = "webhooks:get"
+        elif (path, method) in _SUBSCRIPTIONS_ROUTES or (
+            path.startswith("/v3/webhooks/subscriptions/") and method in ("PUT", "DELETE")
+        ):
+            endpoint = f"webhooks:{method.lower()}"
         else:
             return Response(
                 404, error_body("CONTENT_NOT_FOUND.GMP_GATEWAY_API", f"No route {method} {path}.")
@@ -218,7 +241,7 @@ class WalmartSimulator(Simulator[Seller]):
         refusal = self._refuse_headers(seller, request)
         if refusal is not None:
             return refusal
-        group = "write" if method in ("PUT", "POST") else "read"
+        group = "write" if method in ("PUT", "POST", "DELETE") else "read"
         with seller.lock:
             fault = seller.faults.draw([endpoint, group])
             dropped = group == "write" and seller.faults.take_drop([endpoint, group])
@@ -238,10 +261,14 @@ class WalmartSimulator(Simulator[Seller]):
             response = self._get_inventory(seller, request)
         elif endpoint == "inventories:get":
             response = self._get_inventories(seller, request, path)
+        elif endpoint == "inventories:put":
+            response = self._put_inventories(seller, request, path, apply=not dropped)
         elif endpoint == "feeds:post":
             response = self._post_feed(seller, request, apply=not dropped)
         elif endpoint == "feeds:get":
             response = self._get_feed(seller, request, path)
+        elif endpoint.startswith("webhooks:"):
+            response = self._webhooks(seller, request, path)
         else:
             response = self._get_orders(seller, request)
         if fault.timeout_s:
@@ -343,8 +370,10 @@ class WalmartSimulator(Simulator[Seller]):
     # -- Inventory ---------------------------------------------------------------------------
 
     def _put_inventory(self, seller: Seller, request: Request, *, apply: bool) -> Response:
-        """§3.2: an absolute figure for one SKU; no compare, no idempotency key."""
+        """§3.2: an absolute figure for one SKU at one node (``shipNode``, else the item's
+        first); no compare, no idempotency key."""
         sku = (request.query.get("sku") or [""])[0]
+        ship_node = (request.query.get("shipNode") or [""])[0] or None
         try:
             payload = json.loads(request.body)
             amount = payload["quantity"]["amount"]
@@ -363,72 +392,146 @@ class WalmartSimulator(Simulator[Seller]):
             item = seller.items.get(sku)
             if item is None:
                 return _sku_not_found(sku)
+            if ship_node is not None and not _known_node(seller, ship_node):
+                return _node_not_found(ship_node)
             if apply:
-                self._apply(seller, item, amount, "api", None)
+                self._apply(seller, item, amount, "api", None, ship_node=ship_node)
         return Response(200, {"sku": sku, "quantity": {"unit": "EACH", "amount": amount}})
 
+    def _put_inventories(
+        self, seller: Seller, request: Request, path: str, *, apply: bool
+    ) -> Response:
+        """§3.2 (WM5/WM7): one SKU's figure at several nodes, a status per node [the
+        answer's shape is M]: a node not among the seller's fails alone."""
+        sku = urllib.parse.unquote(path.removeprefix("/v3/inventories/"))
+        try:
+            nodes = json.loads(request.body)["inventories"]["nodes"]
+            wanted: list[tuple[str, int]] = []
+            for node in nodes:
+                amount = node["inputQty"]["amount"]
+                if isinstance(amount, bool) or not isinstance(amount, int) or amount < 0:
+                    raise ValueError
+                wanted.append((str(node["shipNode"]), amount))
+            if not wanted:
+                raise ValueError
+        except (ValueError, KeyError, TypeError):
+            return Response(
+                400,
+                error_body(
+                    "INVALID_REQUEST_PARAM.GMP_INVENTORY_API",
+                    "'inventories.nodes' needs each node's shipNode and inputQty.amount.",
+                    field="inventories.nodes",
+                ),
+            )
+        statuses: list[JSON] = []
+        with seller.lock:
+            item = seller.items.get(sku)
+            if item is None:
+                return _sku_not_found(sku)
+            for ship_node, amount in wanted:
+                if not _known_node(seller, ship_node):
+                    statuses.append(
+                        {
+                            "shipNode": ship_node,
+                            "status": "ERROR",
+                            "errors": error_body(
+                                "INVALID_REQUEST_PARAM.GMP_INVENTORY_API",
+                                f"Ship node {ship_node!r} is not one of the seller's.",
+                                field="shipNode",
+                            )["errors"],
+                        }
+                    )
+                    continue
+                if apply:
+                    self._apply(seller, item, amount, "api", None, ship_node=ship_node)
+                statuses.append({"shipNode": ship_node, "status": "SUCCESS"})
+        return Response(200, {"sku": sku, "inventories": {"nodes": statuses}})
+
     def _apply(
-        self, seller: Seller, item: Item, available: int, source: str, reference: str | None
+        self,
+        seller: Seller,
+        item: Item,
+        available: int,
+        source: str,
+        reference: str | None,
+        *,
+        ship_node: str | None = None,
     ) -> None:
-        """Set what can be bought (lock held); the reserved units stay on top of it."""
+        """Set what can be bought at a node (lock held; the item's first node unless one
+        is named); the reserved units stay on top of it."""
         now = self.clock.time()
-        seller.read_lag.before_write(item.sku, item.snapshot(), now)
-        delta = available - item.available
-        item.available = available
+        name = item.node_name(ship_node)
+        node = item.node(name)
+        seller.read_lag.before_write((item.sku, name), node.snapshot(), now)
+        delta = available - node.available
+        node.available = available
         if source in ("api", "feed"):
             item.api_writes += 1
         seller.changes.append(
             {
                 "time": now,
                 "sku": item.sku,
+                "shipNode": name,
                 "delta": delta,
-                "available": item.available,
-                "reserved": item.reserved,
+                "available": node.available,
+                "reserved": node.reserved,
                 "source": source,
                 "reference": reference,
             }
         )
 
-    def _visible(self, seller: Seller, item: Item) -> dict[str, int]:
-        """What a read shows (lock held): the figures as they were ``read_lag_s`` ago."""
+    def _visible(self, seller: Seller, item: Item, ship_node: str) -> dict[str, int]:
+        """What a read shows of a node (lock held): its figures ``read_lag_s`` ago."""
         shown: dict[str, int] = seller.read_lag.visible(
-            item.sku, item.snapshot(), self.clock.time()
+            (item.sku, ship_node), item.node(ship_node).snapshot(), self.clock.time()
         )
         return shown
 
     def _get_inventory(self, seller: Seller, request: Request) -> Response:
-        """§3.3: the default node's figure (what can be bought [M])."""
+        """§3.3: one node's figure (``shipNode``, else the default: what can be bought
+        [M])."""
         sku = (request.query.get("sku") or [""])[0]
+        ship_node = (request.query.get("shipNode") or [""])[0]
         with seller.lock:
             item = seller.items.get(sku)
             if item is None:
                 return _sku_not_found(sku)
-            shown = self._visible(seller, item)
+            if ship_node and ship_node not in item.nodes:
+                return _node_not_found(ship_node)
+            shown = self._visible(seller, item, item.node_name(ship_node or None))
         return Response(
             200, {"sku": sku, "quantity": {"unit": "EACH", "amount": shown["availToSellQty"]}}
         )
 
-    def _node_json(self, seller: Seller, item: Item) -> JSON:
-        shown = self._visible(seller, item)
+    def _node_json(self, seller: Seller, item: Item, ship_node: str = "") -> JSON:
         return {
             "sku": item.sku,
             "nodes": [
                 {
-                    "shipNode": "DEFAULT",
-                    **{name: {"unit": "EACH", "amount": value} for name, value in shown.items()},
+                    "shipNode": name,
+                    **{
+                        field: {"unit": "EACH", "amount": value}
+                        for field, value in self._visible(seller, item, name).items()
+                    },
                 }
+                for name in list(item.nodes)
+                if not ship_node or name == ship_node
             ],
         }
 
     def _get_inventories(self, seller: Seller, request: Request, path: str) -> Response:
-        """§3.3 (WM7): one SKU's nodes, or every SKU a page at a time (``nextCursor``)."""
+        """§3.3 (WM7): one SKU's nodes (or the one ``shipNode``), or every SKU a page at a
+        time (``nextCursor``)."""
         if path != "/v3/inventories":
             sku = urllib.parse.unquote(path.removeprefix("/v3/inventories/"))
+            ship_node = (request.query.get("shipNode") or [""])[0]
             with seller.lock:
                 item = seller.items.get(sku)
                 if item is None:
                     return _sku_not_found(sku)
-                return Response(200, self._node_json(seller, item))
+                if ship_node and ship_node not in item.nodes:
+                    return _node_not_found(ship_node)
+                return Response(200, self._node_json(seller, item, ship_node))
         try:
             limit = min(int((request.query.get("limit") or [str(DEFAULT_PAGE)])[0]), MAX_PAGE)
             cursor = (request.query.get("nextCursor") or [""])[0]
@@ -456,7 +559,7 @@ class WalmartSimulator(Simulator[Seller]):
     def _post_feed(self, seller: Seller, request: Request, *, apply: bool) -> Response:
         """§3.2: accepted at once (``feedId``), processed later; 413 over the size limit."""
         feed_type = (request.query.get("feedType") or [""])[0]
-        if feed_type not in FEED_TYPES:
+        if feed_type not in FEED_SPECS:
             return Response(
                 400,
                 error_body(
@@ -475,17 +578,19 @@ class WalmartSimulator(Simulator[Seller]):
                     category="REQUEST",
                 ),
             )
+        spec = FEED_SPECS[feed_type]
         try:
             document = json.loads(content)
             entries = document["Inventory"]
-            if not isinstance(entries, list):
+            version = str((document.get("InventoryHeader") or {}).get("version") or "1.4")
+            if not isinstance(entries, list) or version != spec:
                 raise ValueError
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, AttributeError):
             return Response(
                 400,
                 error_body(
                     "INVALID_REQUEST_CONTENT.GMP_FEED_API",
-                    "The feed file is not a spec 1.4 inventory document.",
+                    f"The feed file is not a spec {spec} inventory document.",
                 ),
             )
         now = self.clock.time()
@@ -494,16 +599,10 @@ class WalmartSimulator(Simulator[Seller]):
             if wait_s > 0:
                 return self._throttled(seller, retry_after_s=wait_s)
             feed_id = f"{uuid.uuid4().hex[:8].upper()}{next(self._feed_numbers):06d}@AQMB"
-            lines = []
-            for index, entry in enumerate(entries):
-                sku, amount = "", -1
-                if isinstance(entry, dict):
-                    sku = str(entry.get("sku") or "")
-                    quantity = entry.get("quantity")
-                    value = quantity.get("amount") if isinstance(quantity, dict) else None
-                    if isinstance(value, int) and not isinstance(value, bool):
-                        amount = value
-                lines.append(FeedLine(index=index, sku=sku, amount=amount))
+            lines = [
+                _multi_node_line(index, entry) if spec == "1.5" else _feed_line(index, entry)
+                for index, entry in enumerate(entries)
+            ]
             feed = Feed(feed_id=feed_id, feed_type=feed_type, submitted_at=now, lines=lines)
             seller.feeds[feed_id] = feed
             if not apply:
@@ -541,9 +640,24 @@ class WalmartSimulator(Simulator[Seller]):
             return
         for line in feed.lines:
             item = seller.items.get(line.sku)
+            unknown_nodes = [
+                node for node in line.node_amounts or {} if not _known_node(seller, node)
+            ]
             if line.amount < 0:
                 line.status = "DATA_ERROR"
-                line.errors = [_ingestion_error("DATA_ERROR", "quantity.amount is invalid.")]
+                line.errors = [
+                    _ingestion_error(
+                        "DATA_ERROR",
+                        "shipNodes[].shipNode and quantity.amount are required."
+                        if line.node_amounts is not None
+                        else "quantity.amount is invalid.",
+                    )
+                ]
+            elif unknown_nodes:
+                line.status = "DATA_ERROR"
+                line.errors = [
+                    _ingestion_error("DATA_ERROR", f"Unknown ship node(s) {unknown_nodes}.")
+                ]
             elif item is None:
                 line.status = "DATA_ERROR"
                 line.errors = [_ingestion_error("DATA_ERROR", f"SKU {line.sku!r} was not found.")]
@@ -562,6 +676,10 @@ class WalmartSimulator(Simulator[Seller]):
                 settings.feed_timeout_error_next -= 1
                 line.status = "TIMEOUT_ERROR"
                 line.errors = [_ingestion_error("TIMEOUT_ERROR", "Timed out, resubmit.")]
+            elif line.node_amounts is not None:
+                for ship_node, amount in line.node_amounts.items():
+                    self._apply(seller, item, amount, "feed", feed.feed_id, ship_node=ship_node)
+                line.status = "SUCCESS"
             else:
                 self._apply(seller, item, line.amount, "feed", feed.feed_id)
                 line.status = "SUCCESS"
@@ -625,6 +743,54 @@ class WalmartSimulator(Simulator[Seller]):
             return Response(
                 200, self._feed_json(seller, feed, details=details, offset=offset, limit=limit)
             )
+
+    # -- Webhook subscriptions ---------------------------------------------------------------
+
+    def _webhooks(self, seller: Seller, request: Request, path: str) -> Response:
+        """§3.1 (WM1): the event types, and subscriptions listed, created, replaced and
+        deleted [the answers' shapes are M]."""
+        if path == "/v3/webhooks/eventTypes":
+            return Response(200, {"events": [dict(event) for event in EVENT_TYPES]})
+        if path == "/v3/webhooks/subscriptions" and request.method == "GET":
+            with seller.lock:
+                return Response(
+                    200,
+                    {"events": [_public_subscription(s) for s in seller.subscriptions.values()]},
+                )
+        subscription_id = urllib.parse.unquote(
+            path.removeprefix("/v3/webhooks/subscriptions").strip("/")
+        )
+        if request.method == "DELETE":
+            with seller.lock:
+                if seller.subscriptions.pop(subscription_id, None) is None:
+                    return _subscription_not_found(subscription_id)
+            return Response(200, {"message": "Subscription deleted successfully."})
+        try:
+            body = json.loads(request.body)
+            if not isinstance(body, dict):
+                raise ValueError
+        except ValueError:
+            return Response(
+                400,
+                error_body(
+                    "INVALID_REQUEST_CONTENT.GMP_WEBHOOK_API", "The body is not a JSON object."
+                ),
+            )
+        with seller.lock:
+            if request.method == "PUT":
+                current = seller.subscriptions.get(subscription_id)
+                if current is None:
+                    return _subscription_not_found(subscription_id)
+                body = {**current, **body}
+            else:
+                subscription_id = str(uuid.uuid4())
+            subscription, settings, problem = _subscription(seller, subscription_id, body)
+            if problem is not None:
+                return problem
+            seller.subscriptions[subscription_id] = subscription
+            if subscription["status"] == "ACTIVE":
+                seller.settings.update(settings)
+        return Response(200, _public_subscription(subscription))
 
     # -- Orders ------------------------------------------------------------------------------
 
@@ -704,11 +870,16 @@ class WalmartSimulator(Simulator[Seller]):
             added = []
             for raw in raw_items:
                 try:
-                    item = Item(
-                        sku=str(raw["sku"]),
-                        available=int(raw.get("quantity", 0)),
-                        reserved=int(raw.get("reserved", 0)),
-                    )
+                    item = Item(sku=str(raw["sku"]))
+                    nodes = raw.get("nodes")
+                    if nodes:
+                        item.nodes = {str(n): NodeStock(int(q)) for n, q in nodes.items()}
+                    else:
+                        item.nodes = {
+                            DEFAULT_NODE: NodeStock(
+                                int(raw.get("quantity", 0)), int(raw.get("reserved", 0))
+                            )
+                        }
                 except (KeyError, TypeError, ValueError, AttributeError) as error:
                     raise ControlError(400, f"Bad item {raw!r}: {error!r}") from None
                 if not item.sku:
@@ -732,12 +903,13 @@ class WalmartSimulator(Simulator[Seller]):
             item = seller.items.get(sku)
             if item is None:
                 raise ControlError(404, f"No item {sku!r}.")
-            self._apply(seller, item, quantity, "manual", None)
+            ship_node = item.node_name(str(body.get("ship_node") or "") or None)
+            self._apply(seller, item, quantity, "manual", None, ship_node=ship_node)
             if body.get("notify", False) and quantity == 0:
                 delivery = webhooks.new_delivery(
                     seller,
                     "INVENTORY_OOS",
-                    {"sku": sku, "shipNode": "DEFAULT", "availToSellQty": 0},
+                    {"sku": sku, "shipNode": ship_node, "availToSellQty": 0},
                     self.clock.time(),
                     self.clock.iso(),
                 )
@@ -752,18 +924,21 @@ class WalmartSimulator(Simulator[Seller]):
             raise ControlError(400, "'lines' must be a non-empty list.")
         seller = self.tenants.require(seller_name)
         with seller.lock:
-            wanted: list[tuple[Item, int]] = []
+            wanted: list[tuple[Item, int, str]] = []
             for raw in raw_lines:
                 try:
                     sku, quantity = str(raw["sku"]), int(raw["quantity"])
-                except (KeyError, TypeError, ValueError):
+                    ship_node = str(raw.get("ship_node") or "")
+                except (KeyError, TypeError, ValueError, AttributeError):
                     raise ControlError(400, f"Bad line {raw!r}.") from None
                 item = seller.items.get(sku)
                 if item is None:
                     raise ControlError(400, f"No item {sku!r} for seller {seller_name!r}.")
                 if quantity <= 0:
                     raise ControlError(400, "Line quantities are positive.")
-                wanted.append((item, quantity))
+                if ship_node and ship_node not in item.nodes:
+                    raise ControlError(400, f"Item {sku!r} has no node {ship_node!r}.")
+                wanted.append((item, quantity, item.node_name(ship_node or None)))
             now_ms = int(self.clock.time() * 1000)
             purchase_order_id = str(next(self._order_ids))
             order = Order(
@@ -773,11 +948,19 @@ class WalmartSimulator(Simulator[Seller]):
                 last_modified_ms=now_ms,
                 lines=[],
             )
-            for number, (item, quantity) in enumerate(wanted, start=1):
+            for number, (item, quantity, node_name) in enumerate(wanted, start=1):
                 # Sold: units move from what can be bought to reserved (§3.3).
-                self._apply(seller, item, item.available - quantity, "order", purchase_order_id)
-                item.reserved += quantity
-                order.lines.append(OrderLine(str(number), item.sku, quantity))
+                node = item.node(node_name)
+                self._apply(
+                    seller,
+                    item,
+                    node.available - quantity,
+                    "order",
+                    purchase_order_id,
+                    ship_node=node_name,
+                )
+                node.reserved += quantity
+                order.lines.append(OrderLine(str(number), item.sku, quantity, ship_node=node_name))
             seller.orders[purchase_order_id] = order
             event, payload = webhooks.order_event(
                 seller, "PO_CREATED", webhooks.order_payload(seller, order, order.lines)
@@ -816,9 +999,15 @@ class WalmartSimulator(Simulator[Seller]):
                 line.status = "Cancelled"
                 item = seller.items.get(line.sku)
                 if item is not None:
-                    item.reserved = max(0, item.reserved - line.quantity)
+                    node = item.node(line.ship_node)
+                    node.reserved = max(0, node.reserved - line.quantity)
                     self._apply(
-                        seller, item, item.available + line.quantity, "cancel", purchase_order_id
+                        seller,
+                        item,
+                        node.available + line.quantity,
+                        "cancel",
+                        purchase_order_id,
+                        ship_node=line.ship_node,
                     )
             order.last_modified_ms = int(self.clock.time() * 1000)
             event, payload = webhooks.order_event(
@@ -854,8 +1043,11 @@ class WalmartSimulator(Simulator[Seller]):
                 line.status = "Shipped"
                 item = seller.items.get(line.sku)
                 if item is not None:
-                    seller.read_lag.before_write(item.sku, item.snapshot(), self.clock.time())
-                    item.reserved = max(0, item.reserved - line.quantity)
+                    node = item.node(line.ship_node)
+                    seller.read_lag.before_write(
+                        (item.sku, line.ship_node), node.snapshot(), self.clock.time()
+                    )
+                    node.reserved = max(0, node.reserved - line.quantity)
                 shipped.append(line.line_number)
             order.last_modified_ms = int(self.clock.time() * 1000)
         return {"purchase_order_id": purchase_order_id, "line_numbers": shipped}
@@ -901,6 +1093,157 @@ def _sku_not_found(sku: str) -> Response:
             f"The value provided for 'sku' is invalid: {sku!r} was not found.",
             field="sku",
         ),
+    )
+
+
+# §3.1 (WM1/WM4): the events a seller may subscribe to [descriptions M].
+EVENT_TYPES: tuple[dict[str, str], ...] = (
+    {"eventType": "PO_CREATED", "eventVersion": "V1", "resourceName": "ORDER",
+     "description": "A purchase order was created."},
+    {"eventType": "PO_LINE_AUTOCANCELLED", "eventVersion": "V1", "resourceName": "ORDER",
+     "description": "A purchase order line was cancelled, not shipped in time."},
+    {"eventType": "ORDER_UPDATES", "eventVersion": "V1", "resourceName": "ORDER",
+     "description": "An order changed; payload.subEventType says how."},
+    {"eventType": "OFFER_UNPUBLISHED", "eventVersion": "V1", "resourceName": "ITEM",
+     "description": "An offer was unpublished."},
+    {"eventType": "BUY_BOX_CHANGED", "eventVersion": "V1", "resourceName": "PRICE",
+     "description": "The buy box of an item changed hands."},
+    {"eventType": "INVENTORY_OOS", "eventVersion": "V1", "resourceName": "INVENTORY",
+     "description": "An item ran out of stock."},
+)  # fmt: skip
+_EVENT_RESOURCES = {event["eventType"]: event["resourceName"] for event in EVENT_TYPES}
+
+
+def _subscription(
+    seller: Seller, subscription_id: str, body: JSON
+) -> tuple[JSON, JSON, Response | None]:
+    """The subscription as kept (``_public_subscription`` answers it), the seller settings
+    it sets, or why it is refused (400). A replacement without credentials keeps the
+    subscription's."""
+    event_type = str(body.get("eventType") or "")
+    event_url = str(body.get("eventUrl") or "")
+    status = str(body.get("status") or "ACTIVE")
+    given = body.get("authDetails")
+    auth: JSON = given if isinstance(given, dict) else {}
+    method = str(auth.get("authMethod") or "HMAC")
+    header = str(auth.get("authHeaderName") or seller.settings.webhook_auth_header)
+    if method == "BASIC_AUTH":
+        secret = f"{auth.get('userName') or ''}:{auth.get('password') or ''}"
+    else:
+        secret = str(auth.get("clientSecret") or "")
+    if secret in ("", ":"):
+        secret = str(body.get("_secret") or "")
+    problem = ""
+    if event_type not in _EVENT_RESOURCES:
+        problem = f"Unknown eventType {event_type!r}."
+    elif not event_url.startswith(("http://", "https://")):
+        problem = "eventUrl must be an http(s) URL."
+    elif status not in ("ACTIVE", "INACTIVE"):
+        problem = "status is ACTIVE or INACTIVE."
+    elif method not in ("HMAC", "BASIC_AUTH"):
+        # §3.1: OAUTH exists; this simulator delivers with HMAC or Basic auth only.
+        problem = f"authMethod {method!r} is not supported here (HMAC, BASIC_AUTH)."
+    elif secret in ("", ":"):
+        problem = "authDetails needs clientSecret (HMAC) or userName and password (BASIC_AUTH)."
+    if problem:
+        return (
+            {},
+            {},
+            Response(
+                400, error_body("INVALID_REQUEST_PARAM.GMP_WEBHOOK_API", problem, field="body")
+            ),
+        )
+    headers = body.get("headers") if isinstance(body.get("headers"), dict) else {}
+    subscription: JSON = {
+        "subscriptionId": subscription_id,
+        "partnerId": seller.name,
+        "eventType": event_type,
+        "eventVersion": str(body.get("eventVersion") or "V1"),
+        "resourceName": _EVENT_RESOURCES[event_type],
+        "eventUrl": event_url,
+        "headers": headers,
+        "authDetails": {"authMethod": method, "authHeaderName": header},
+        "status": status,
+        # Kept to apply again on a PUT that leaves the auth alone; never answered.
+        "_secret": secret,
+    }
+    settings: JSON = {
+        "webhook_url": event_url,
+        "webhook_auth_method": method,
+        "webhook_auth_header": header,
+        "webhook_secret": secret,
+    }
+    return subscription, settings, None
+
+
+def _public_subscription(subscription: JSON) -> JSON:
+    return {name: value for name, value in subscription.items() if not name.startswith("_")}
+
+
+def _subscription_not_found(subscription_id: str) -> Response:
+    return Response(
+        404,
+        error_body(
+            "CONTENT_NOT_FOUND.GMP_WEBHOOK_API",
+            f"Subscription {subscription_id!r} was not found.",
+        ),
+    )
+
+
+def _node_not_found(ship_node: str) -> Response:
+    return Response(
+        404,
+        error_body(
+            "CONTENT_NOT_FOUND.GMP_INVENTORY_API",
+            f"The value provided for 'shipNode' is invalid: {ship_node!r} was not found.",
+            field="shipNode",
+        ),
+    )
+
+
+def _known_node(seller: Seller, ship_node: str) -> bool:
+    """Whether the seller has the node (any node, when no list of them is set)."""
+    return not seller.settings.ship_nodes or ship_node in seller.settings.ship_nodes
+
+
+def _amount(quantity: object) -> int:
+    """A ``{"unit": "EACH", "amount": n}`` figure's whole, non-negative amount; -1 if not."""
+    value = quantity.get("amount") if isinstance(quantity, dict) else None
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    return -1
+
+
+def _feed_line(index: int, entry: object) -> FeedLine:
+    """A spec 1.4 entry: ``{"sku", "quantity": {"unit", "amount"}}``."""
+    if not isinstance(entry, dict):
+        return FeedLine(index=index, sku="", amount=-1)
+    return FeedLine(
+        index=index, sku=str(entry.get("sku") or ""), amount=_amount(entry.get("quantity"))
+    )
+
+
+def _multi_node_line(index: int, entry: object) -> FeedLine:
+    """A spec 1.5 entry (§3.2: ship nodes required): ``{"sku", "shipNodes": [{"shipNode",
+    "quantity": {"unit", "amount"}}]}`` [M: the per-item list's names]; a line without a
+    node, or with a bad figure, is a DATA_ERROR once processed."""
+    if not isinstance(entry, dict):
+        return FeedLine(index=index, sku="", amount=-1, node_amounts={})
+    nodes = entry.get("shipNodes")
+    amounts: dict[str, int] = {}
+    valid = isinstance(nodes, list) and bool(nodes)
+    for node in nodes if isinstance(nodes, list) else []:
+        name = node.get("shipNode") if isinstance(node, dict) else None
+        amount = _amount(node.get("quantity")) if isinstance(node, dict) else -1
+        if not isinstance(name, str) or not name or amount < 0:
+            valid = False
+            continue
+        amounts[name] = amount
+    return FeedLine(
+        index=index,
+        sku=str(entry.get("sku") or ""),
+        amount=sum(amounts.values()) if valid else -1,
+        node_amounts=amounts,
     )
 
 

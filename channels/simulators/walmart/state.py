@@ -6,6 +6,10 @@ shipped. Here ``inputQty = availToSellQty + reservedQty``: a PUT sets what can b
 (the units already sold stay reserved on top of it), an order moves units from available
 to reserved, a shipment takes them out of both reserved and input, a cancellation puts
 them back to available [M: the docs give the three fields, not the arithmetic].
+
+An item holds these figures per ship node (§3.2/§3.3, WM7): ``DEFAULT`` unless it was
+created with, or written at, named nodes. What is not about a given node (a single-node
+PUT or read, an order line without a node) is about the item's first node.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from channels.simulators.harness import ControlError, SequencedLog, Tenant
 JSON = dict[str, Any]
 
 WEBHOOK_AUTH_METHODS = ("HMAC", "BASIC_AUTH")
+DEFAULT_NODE = "DEFAULT"
 ORDER_EVENT_STYLES = ("legacy", "ORDER_UPDATES")
 
 
@@ -61,6 +66,8 @@ class SellerSettings:
     refill_per_s: float = 50.0
     # §6: a PUT answered 200 whose GET shows the old figure for this long.
     read_lag_s: float = 0.0
+    # The seller's ship nodes: a write to another is refused for that node. Empty: any.
+    ship_nodes: list[str] = field(default_factory=list)
 
     @classmethod
     def from_json(cls, body: Mapping[str, object]) -> SellerSettings:
@@ -89,7 +96,7 @@ class SellerSettings:
             if name == "webhook_signature_encoding" and value not in ("hex", "base64"):
                 raise ControlError(400, "'webhook_signature_encoding' is hex or base64.")
             try:
-                if name == "feed_data_error_skus":
+                if name in ("feed_data_error_skus", "ship_nodes"):
                     if not isinstance(value, list):
                         raise ValueError
                     converted: Any = [str(sku) for sku in value]
@@ -109,26 +116,57 @@ class SellerSettings:
 
 
 @dataclass
-class Item:
-    sku: str
+class NodeStock:
     available: int = 0
     reserved: int = 0
-    # Writes through the API (PUT or feed line) applied to this item.
-    api_writes: int = 0
-
-    @property
-    def input_qty(self) -> int:
-        return self.available + self.reserved
 
     def snapshot(self) -> dict[str, int]:
         return {
-            "inputQty": self.input_qty,
+            "inputQty": self.available + self.reserved,
             "availToSellQty": self.available,
             "reservedQty": self.reserved,
         }
 
+
+@dataclass
+class Item:
+    sku: str
+    nodes: dict[str, NodeStock] = field(default_factory=lambda: {DEFAULT_NODE: NodeStock()})
+    # Writes through the API (PUT or feed line) applied to this item.
+    api_writes: int = 0
+
+    def node_name(self, ship_node: str | None = None) -> str:
+        """The node named, else the item's first."""
+        return ship_node or next(iter(self.nodes), DEFAULT_NODE)
+
+    def node(self, ship_node: str | None = None) -> NodeStock:
+        """The node named (made on first use), else the item's first."""
+        return self.nodes.setdefault(self.node_name(ship_node), NodeStock())
+
+    @property
+    def available(self) -> int:
+        return self.node().available
+
+    @available.setter
+    def available(self, value: int) -> None:
+        self.node().available = value
+
+    @property
+    def reserved(self) -> int:
+        return self.node().reserved
+
+    @reserved.setter
+    def reserved(self, value: int) -> None:
+        self.node().reserved = value
+
     def as_json(self) -> JSON:
-        return {"sku": self.sku, **self.snapshot(), "api_writes": self.api_writes}
+        """Every node's figures, and their sums at the top (one node's, for most items)."""
+        snapshots = {name: node.snapshot() for name, node in self.nodes.items()}
+        totals = {
+            name: sum(snapshot[name] for snapshot in snapshots.values())
+            for name in ("inputQty", "availToSellQty", "reservedQty")
+        }
+        return {"sku": self.sku, **totals, "api_writes": self.api_writes, "nodes": snapshots}
 
 
 @dataclass
@@ -138,6 +176,8 @@ class OrderLine:
     quantity: int
     # Created, Shipped or Cancelled.
     status: str = "Created"
+    # The node the units were sold from.
+    ship_node: str = DEFAULT_NODE
 
 
 @dataclass
@@ -154,6 +194,8 @@ class FeedLine:
     index: int
     sku: str
     amount: int
+    # Spec 1.5 (multi-node): each node's figure; None for a spec 1.4 line (the first node).
+    node_amounts: dict[str, int] | None = None
     # INPROGRESS until processed, then SUCCESS, DATA_ERROR, SYSTEM_ERROR or TIMEOUT_ERROR.
     status: str = "INPROGRESS"
     errors: list[JSON] = field(default_factory=list)
@@ -184,6 +226,8 @@ class Seller(Tenant):
         self.feeds: dict[str, Feed] = {}
         self.feed_times: list[float] = []
         self.orders: dict[str, Order] = {}
+        # §3.1: webhook subscriptions by subscriptionId, as Walmart answers them.
+        self.subscriptions: dict[str, JSON] = {}
         self.changes = SequencedLog()
         self.bucket = settings.bucket_size
         self.bucket_at = now

@@ -26,10 +26,15 @@ class ListingRow(NamedTuple):
 
 
 def listing_rows(*, channel: Channel) -> list[ListingRow]:
-    """The channel's active listings, in primary-key order."""
+    """The channel's active listings it is pushed, in primary-key order.
+
+    A listing whose stock the channel holds itself (``fulfilled_by_channel``: Amazon FBA) is
+    never pushed, so there is no figure of nventory's to compare it with: its count is read
+    into the marketplace location instead.
+    """
     return [
         ListingRow(*row)
-        for row in channel.listings.filter(is_active=True)
+        for row in channel.listings.filter(is_active=True, fulfilled_by_channel=False)
         .order_by("pk")
         .values_list("pk", "sku_id", "external_id", "extra_identifiers")
     ]

@@ -218,3 +218,21 @@ def test_feed_processing_finished_wakes_the_settlement_of_its_channel(
         ingest.process_receipt(receipt_id=receipt_id)
 
     assert woken == [(opened.channel.pk, 0)]
+
+
+@pytest.mark.django_db
+def test_reconciliation_leaves_a_listing_the_channel_fulfils_itself_alone(amazon, shopify):
+    """An FBA listing has no figure of nventory's on Amazon: reconciliation neither judges
+    nor corrects it, whatever Amazon shows for it."""
+    from reconciliation import services as reconciliation
+    from reconciliation.models import Discrepancy
+
+    shops = _open(amazon, shopify, warehouse_units=10)
+    _notify(amazon, shops, fulfillable=7)
+
+    run = reconciliation.reconcile_channel(channel_id=shops.amazon.channel.pk)
+
+    assert run is not None and run.status == "done", run and run.error
+    assert run.listings_checked == 0
+    assert not Discrepancy.objects.filter(listing=shops.fba_listing).exists()
+    assert not PushAttempt.objects.filter(listing=shops.fba_listing).exists()

@@ -11,7 +11,9 @@ import functools
 import math
 import os
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Hashable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import requests
@@ -119,3 +121,48 @@ def json_object(response: requests.Response) -> dict[str, Any] | None:
     except ValueError:
         return None
     return body if isinstance(body, dict) else None
+
+
+@dataclass(frozen=True)
+class AccessToken:
+    """A bearer token and the moment (``time.monotonic``) after which it is not used."""
+
+    value: str
+    expires_at: float
+
+    @classmethod
+    def lasting(
+        cls, value: str, *, lifetime_s: float, fetched_at: float, margin_s: float
+    ) -> AccessToken:
+        """A token the platform said lives ``lifetime_s`` from ``fetched_at``, retired
+        ``margin_s`` early so that a batch never starts on one about to die."""
+        return cls(value=value, expires_at=fetched_at + max(0.0, lifetime_s - margin_s))
+
+
+class TokenCache:
+    """Access tokens per account, shared by every connector of the process: each push run
+    builds a new connector, and a token fetched per run would double the platform's calls.
+
+    ``get`` answers the cached token while it is valid; with ``renew`` (the platform just
+    refused it) or past its end it fetches a new one. Two threads may fetch at once; the
+    later one's token is kept, both are valid.
+    """
+
+    def __init__(self) -> None:
+        self._tokens: dict[Hashable, AccessToken] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable, fetch: Callable[[], AccessToken], *, renew: bool = False) -> str:
+        with self._lock:
+            cached = self._tokens.get(key)
+        if cached is not None and not renew and cached.expires_at > time.monotonic():
+            return cached.value
+        token = fetch()
+        with self._lock:
+            self._tokens[key] = token
+        return token.value
+
+    def forget(self) -> None:
+        """Drop every cached token (tests; a rotated secret)."""
+        with self._lock:
+            self._tokens.clear()

@@ -92,3 +92,29 @@ def test_a_platforms_retry_after_is_bounded(header, wait_s):
     response = requests.Response()
     response.headers["Retry-After"] = header
     assert http.retry_after_s(response) == wait_s
+
+
+def test_a_cached_token_is_reused_until_its_margin_and_renewed_on_demand():
+    """One fetch per account while the token lives; ``renew`` (the platform refused it) and
+    its end (less the margin) each fetch a new one; accounts do not share tokens."""
+    import time
+
+    fetched: list[str] = []
+
+    def fetch(lifetime_s: float):
+        def fetch_one() -> http.AccessToken:
+            fetched.append(f"t{len(fetched)}")
+            return http.AccessToken.lasting(
+                fetched[-1], lifetime_s=lifetime_s, fetched_at=time.monotonic(), margin_s=60
+            )
+
+        return fetch_one
+
+    cache = http.TokenCache()
+    assert cache.get("a", fetch(900)) == "t0"
+    assert cache.get("a", fetch(900)) == "t0"
+    assert cache.get("b", fetch(900)) == "t1"
+    assert cache.get("a", fetch(900), renew=True) == "t2"
+    # A token that lives less than its margin is never reused.
+    assert cache.get("c", fetch(30)) == "t3"
+    assert cache.get("c", fetch(30)) == "t4"

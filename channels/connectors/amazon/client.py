@@ -34,24 +34,17 @@ class LwaCredentials:
     refresh_token: str
 
 
-@dataclass(frozen=True)
-class _Token:
-    value: str
-    expires_at: float
-
-
-# Tokens per credentials, shared by every connector of the process: one LWA call per hour per
-# seller, not one per push.
-_tokens: dict[LwaCredentials, _Token] = {}
-_tokens_lock = threading.Lock()
+# One LWA call per hour per seller, not one per push.
+_tokens = http.TokenCache()
 # Throttles in a row, per (credentials, operation): the exponent of the backoff.
 _throttles: dict[tuple[LwaCredentials, str], int] = {}
+_throttles_lock = threading.Lock()
 
 
 def forget_tokens() -> None:
-    """Drop every cached access token (tests; a rotated refresh token)."""
-    with _tokens_lock:
-        _tokens.clear()
+    """Drop every cached access token and backoff (tests; a rotated refresh token)."""
+    _tokens.forget()
+    with _throttles_lock:
         _throttles.clear()
 
 
@@ -74,16 +67,9 @@ class AmazonClient:
 
     def access_token(self, *, renew: bool = False) -> str:
         """A valid access token: the cached one unless ``renew`` or near its end."""
-        with _tokens_lock:
-            cached = _tokens.get(self.credentials)
-            if cached is not None and not renew and cached.expires_at > time.monotonic():
-                return cached.value
-        token = self._fetch_token()
-        with _tokens_lock:
-            _tokens[self.credentials] = token
-        return token.value
+        return _tokens.get(self.credentials, self._fetch_token, renew=renew)
 
-    def _fetch_token(self) -> _Token:
+    def _fetch_token(self) -> http.AccessToken:
         """§2.5: ``POST /auth/o2/token`` with the refresh-token grant."""
         started = time.monotonic()
         response = http.send(
@@ -107,10 +93,11 @@ class AmazonClient:
             raise ChannelThrottled("Login with Amazon throttled the call (HTTP 429).")
         if response.status_code != 200 or body is None or "access_token" not in body:
             raise ChannelError(f"Login with Amazon answered HTTP {response.status_code}.")
-        lifetime_s = float(body.get("expires_in") or 3600)
-        return _Token(
-            value=str(body["access_token"]),
-            expires_at=started + max(0.0, lifetime_s - TOKEN_MARGIN_S),
+        return http.AccessToken.lasting(
+            str(body["access_token"]),
+            lifetime_s=float(body.get("expires_in") or 3600),
+            fetched_at=started,
+            margin_s=TOKEN_MARGIN_S,
         )
 
     # -- Calls -------------------------------------------------------------------------------
@@ -141,14 +128,14 @@ class AmazonClient:
         if response.status_code == 429:
             # §2.4: QuotaExceeded carries no Retry-After: back off exponentially, per
             # operation, until a call goes through.
-            with _tokens_lock:
+            with _throttles_lock:
                 count = _throttles.get(key, 0)
                 _throttles[key] = count + 1
             wait_s = min(MAX_BACKOFF_S, self.backoff_base_s * 2**count)
             raise ChannelThrottled(
                 f"Amazon throttled {operation} (429 QuotaExceeded).", retry_after_s=wait_s
             )
-        with _tokens_lock:
+        with _throttles_lock:
             _throttles.pop(key, None)
         if response.status_code == 404 and not_found_ok:
             return None

@@ -16,11 +16,9 @@ from __future__ import annotations
 
 import base64
 import email.utils
-import threading
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import requests
@@ -37,22 +35,12 @@ SERVICE_NAME = "Walmart Marketplace"
 REFRESH_MARGIN_S = 60.0
 
 
-@dataclass(frozen=True)
-class _Token:
-    value: str
-    expires_at: float
-
-
-# Per process, keyed by account: every push run builds a new connector, and a token per
-# run would double the calls.
-_tokens: dict[tuple[str, str], _Token] = {}
-_tokens_lock = threading.Lock()
+_tokens = http.TokenCache()
 
 
 def forget_tokens() -> None:
     """Drop every cached token (tests; a process that must log in again)."""
-    with _tokens_lock:
-        _tokens.clear()
+    _tokens.forget()
 
 
 class FeedTooLarge(ChannelError):
@@ -154,20 +142,9 @@ class WalmartClient:
         }
 
     def _token(self, *, fresh: bool) -> str:
-        now = time.monotonic()
-        with _tokens_lock:
-            cached = _tokens.get(self._key)
-            if fresh and cached is not None:
-                _tokens.pop(self._key, None)
-                cached = None
-        if cached is not None and cached.expires_at - REFRESH_MARGIN_S > now:
-            return cached.value
-        token = self._new_token()
-        with _tokens_lock:
-            _tokens[self._key] = token
-        return token.value
+        return _tokens.get(self._key, self._new_token, renew=fresh)
 
-    def _new_token(self) -> _Token:
+    def _new_token(self) -> http.AccessToken:
         """§3.5: ``POST /v3/token`` with Basic client credentials."""
         started = time.monotonic()
         response = http.send(
@@ -197,7 +174,9 @@ class WalmartClient:
             expires_in_s = float(body.get("expires_in") or 900)
         except (AssertionError, KeyError, TypeError, ValueError):
             raise ChannelError("Walmart answered the token call without a token.") from None
-        return _Token(value=value, expires_at=started + expires_in_s)
+        return http.AccessToken.lasting(
+            value, lifetime_s=expires_in_s, fetched_at=started, margin_s=REFRESH_MARGIN_S
+        )
 
 
 def _raise_for_call(response: requests.Response) -> None:

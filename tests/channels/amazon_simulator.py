@@ -8,15 +8,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 import requests
 
-PROJECT_DIR = Path(__file__).resolve().parents[2]
-READY_PREFIX = "Amazon simulator listening on "
+from tests.channels.simulator_process import PROJECT_DIR, simulator_process, stop
 
 
 class AmazonSimulatorClient:
@@ -149,15 +147,6 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _stop(process: subprocess.Popen[Any]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
 @pytest.fixture(scope="session")
 def sqs_server() -> Iterator[SqsServer]:
     """One moto server process for the session; tests create their own queues."""
@@ -181,23 +170,11 @@ def sqs_server() -> Iterator[SqsServer]:
                 time.sleep(0.1)
         yield SqsServer(url)
     finally:
-        _stop(process)
+        stop(process)
 
 
 @pytest.fixture(scope="session")
 def amazon_simulator() -> Iterator[AmazonSimulatorClient]:
     """One simulator process for the session; tests create their own sellers."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "channels.simulators", "--host", "127.0.0.1", "--amazon", "0"],
-        cwd=PROJECT_DIR,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        first_line = process.stdout.readline().strip()
-        if not first_line.startswith(READY_PREFIX):
-            raise RuntimeError(f"The Amazon simulator did not start: {first_line!r}")
-        yield AmazonSimulatorClient(first_line.removeprefix(READY_PREFIX))
-    finally:
-        _stop(process)
+    with simulator_process("amazon") as url:
+        yield AmazonSimulatorClient(url)

@@ -3,8 +3,6 @@ client for the Shopify simulator's /_sim/ control API."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -14,9 +12,9 @@ import requests
 
 # The Amazon simulator and its SQS queue server, beside Shopify's.
 from tests.channels.amazon_simulator import amazon_simulator, sqs_server  # noqa: F401
+from tests.channels.simulator_process import simulator_process
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
-READY_PREFIX = "Shopify simulator listening on "
 
 
 class ShopifySimulatorClient:
@@ -128,25 +126,8 @@ class ShopifySimulatorClient:
 @pytest.fixture(scope="session")
 def shopify_simulator() -> Iterator[ShopifySimulatorClient]:
     """One simulator process for the session; tests create their own uniquely named shops."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "channels.simulators", "--host", "127.0.0.1", "--shopify", "0"],
-        cwd=PROJECT_DIR,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        first_line = process.stdout.readline().strip()
-        if not first_line.startswith(READY_PREFIX):
-            raise RuntimeError(f"The Shopify simulator did not start: {first_line!r}")
-        yield ShopifySimulatorClient(first_line.removeprefix(READY_PREFIX))
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    with simulator_process("shopify") as url:
+        yield ShopifySimulatorClient(url)
 
 
 # The Walmart simulator's fixture lives with its client.

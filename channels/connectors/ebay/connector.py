@@ -7,7 +7,6 @@ Wire facts cite ``CHANNEL_APIS.md`` §5 (shared folder). The simulator in
 from __future__ import annotations
 
 import datetime as dt
-import urllib.parse
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -325,7 +324,3 @@ def _item_quantity(item: object) -> int | None:
     availability = (item.get("availability") or {}).get("shipToLocationAvailability") or {}
     quantity = availability.get("quantity")
     return quantity if isinstance(quantity, int) and not isinstance(quantity, bool) else None
-
-
-def quote_sku(sku: str) -> str:
-    return urllib.parse.quote(sku, safe="")

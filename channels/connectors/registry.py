@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from channels.connectors.amazon.connector import AmazonConnector
 from channels.connectors.base import Connector
+from channels.connectors.ebay.connector import EbayConnector
 from channels.connectors.shopify.connector import ShopifyConnector
 from channels.connectors.walmart.connector import WalmartConnector
 
@@ -20,6 +21,7 @@ CONNECTORS: dict[str, type[Connector]] = {
     ShopifyConnector.platform: ShopifyConnector,
     WalmartConnector.platform: WalmartConnector,
     AmazonConnector.platform: AmazonConnector,
+    EbayConnector.platform: EbayConnector,
 }
 
 

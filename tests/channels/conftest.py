@@ -131,4 +131,5 @@ def shopify_simulator() -> Iterator[ShopifySimulatorClient]:
 
 
 # The Walmart simulator's fixture lives with its client.
+from tests.channels.ebay_simulator import ebay_simulator  # noqa: E402, F401
 from tests.channels.walmart_simulator import walmart_simulator  # noqa: E402, F401

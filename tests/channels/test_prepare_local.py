@@ -212,3 +212,43 @@ def test_demo_amazon_channel_is_wired_to_the_simulator_seed_and_its_queue(tmp_pa
     assert seller["client_secret"] == channel.credentials["client_secret"]
     assert seller["sqs_queue_url"] == channel.platform_settings["sqs_queue_url"]
     assert {listing["sku"] for listing in seller["listings"]} == set(prepare_local.DEMO_SKU_CODES)
+
+
+def test_demo_ebay_channel_pushes_to_the_simulator_its_seed_creates(tmp_path):
+    """The seed's eBay seller takes the channel's OAuth credentials and holds every listed
+    SKU with a published offer: the channel's connector writes and reads them back."""
+    import json
+
+    from channels.connectors.registry import get_connector
+    from channels.connectors.types import ListingRef, QuantityUpdate
+    from channels.models import Channel
+    from channels.simulators.ebay import EbaySimulator
+    from channels.simulators.harness import SimulatorServer
+
+    seed_file = tmp_path / "demo.json"
+    for _ in range(2):
+        call_command("prepare_local", simulator_seed_file=seed_file, stdout=StringIO())
+    channel = Channel.objects.get(slug=prepare_local.DEMO_EBAY_CHANNEL_SLUG)
+    assert Channel.objects.filter(platform=Channel.Platform.EBAY).count() == 1
+    seed = json.loads(seed_file.read_text())
+    [seller] = seed["ebay"]["sellers"]
+    assert seller["webhook_url"].endswith("/webhooks/ebay/demo-ebay/")
+
+    simulator = EbaySimulator()
+    assert simulator.seed(seed["ebay"]) == 1
+    server = SimulatorServer(simulator)
+    server.start_in_thread()
+    try:
+        channel.api_base_url = f"{server.url}/sellers/{prepare_local.DEMO_EBAY_SELLER}"
+        listing = channel.listings.get(external_id="MUG-CER-350")
+        connector = get_connector(channel)
+        [result] = connector.push_quantities(
+            [QuantityUpdate(listing.pk, listing.external_id, 7, None, "demo-1")]
+        )
+        assert result.status == "applied"
+        assert connector.read_quantities([ListingRef(listing.pk, listing.external_id)]) == {
+            listing.pk: 7
+        }
+    finally:
+        server.shutdown()
+        server.server_close()

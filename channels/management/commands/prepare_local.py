@@ -33,6 +33,9 @@ DEMO_WALMART_CHANNEL_SLUG = "demo-walmart"
 DEMO_WALMART_SELLER = "demo-seller"
 DEFAULT_WALMART_SIMULATOR_PORT = "8768"
 DEFAULT_AMAZON_SIMULATOR_PORT = "8766"
+DEMO_EBAY_CHANNEL_SLUG = "demo-ebay"
+DEMO_EBAY_SELLER = "demo-ebay-seller"
+DEFAULT_EBAY_SIMULATOR_PORT = "8769"
 DEFAULT_SQS_PORT = "8767"
 DEMO_AMAZON_SLUG = "demo-amazon"
 DEMO_AMAZON_SELLER = "DEMOSELLER1"
@@ -105,6 +108,12 @@ def walmart_simulator_url() -> str:
     return f"http://127.0.0.1:{port}"
 
 
+def ebay_simulator_url() -> str:
+    """Where the Procfile's eBay simulator listens (``EBAY_SIMULATOR_PORT``)."""
+    port = os.environ.get("EBAY_SIMULATOR_PORT") or DEFAULT_EBAY_SIMULATOR_PORT
+    return f"http://127.0.0.1:{port}"
+
+
 def simulator_url() -> str:
     """Where the Procfile's Shopify simulator listens (``SHOPIFY_SIMULATOR_PORT``)."""
     return f"http://127.0.0.1:{os.environ.get('SHOPIFY_SIMULATOR_PORT') or DEFAULT_SIMULATOR_PORT}"
@@ -128,6 +137,7 @@ class Command(BaseCommand):
             self._ensure_demo_shopify_channel(simulator_seed_file)
             self._ensure_demo_walmart_channel(simulator_seed_file)
             self._ensure_demo_amazon_channel(simulator_seed_file)
+            self._ensure_demo_ebay_channel(simulator_seed_file)
         self._print_urls(with_simulator=simulator_seed_file is not None)
 
     def _ensure_operator(self) -> None:
@@ -317,6 +327,65 @@ class Command(BaseCommand):
         seed_file.chmod(0o600)  # it holds the demo seller's client secret
         services.owe_channel_full_sync(channel_id=channel.pk)
 
+    def _ensure_demo_ebay_channel(self, seed_file: Path) -> None:
+        """An eBay channel on the local simulator, listing every demo SKU by its code (each
+        with one published offer there), its seller added to the seed file."""
+        warehouse = Location.objects.filter(code=WAREHOUSE_CODE).first()
+        channel = Channel.objects.filter(slug=DEMO_EBAY_CHANNEL_SLUG).first()
+        if channel is None:
+            cert_id = secrets.token_urlsafe(24)
+            channel = services.create_channel(
+                fields=services.ChannelFields(
+                    platform=Channel.Platform.EBAY,
+                    name="Demo eBay seller (simulator)",
+                    slug=DEMO_EBAY_CHANNEL_SLUG,
+                    mode=Channel.Mode.ACTIVE,
+                    api_base_url=f"{ebay_simulator_url()}/sellers/{DEMO_EBAY_SELLER}",
+                    credentials={
+                        "client_id": f"demo-{secrets.token_hex(8)}",
+                        "client_secret": cert_id,
+                        "refresh_token": f"v^1.1#r^{secrets.token_urlsafe(24)}",
+                        "dev_id": f"dev-{secrets.token_hex(8)}",
+                    },
+                    rate_limit_per_s=10,
+                ),
+                # Platform Notifications are signed with the CertID (the client secret).
+                webhook_secret=cert_id,
+                location_ids=[warehouse.pk] if warehouse is not None else [],
+            )
+            for sku in Sku.objects.filter(code__in=DEMO_SKU_CODES):
+                services.create_listing(
+                    fields=services.ListingFields(
+                        channel_id=channel.pk,
+                        sku_id=sku.pk,
+                        external_id=sku.code,
+                        external_sku=sku.code,
+                    )
+                )
+            self.stdout.write(self.style.SUCCESS(f"Demo eBay channel created: {channel.slug}"))
+        credentials = channel.credentials
+        seed = json.loads(seed_file.read_text()) if seed_file.exists() else {}
+        seed["ebay"] = {
+            "sellers": [
+                {
+                    "seller": DEMO_EBAY_SELLER,
+                    "client_id": credentials.get("client_id", ""),
+                    "client_secret": credentials.get("client_secret", ""),
+                    "refresh_token": credentials.get("refresh_token", ""),
+                    "dev_id": credentials.get("dev_id", ""),
+                    "webhook_url": f"{base_url()}/webhooks/ebay/{channel.slug}/",
+                    "items": [
+                        {"sku": listing.external_id, "quantity": 0}
+                        for listing in channel.listings.all()
+                    ],
+                }
+            ]
+        }
+        seed_file.parent.mkdir(parents=True, exist_ok=True)
+        seed_file.write_text(json.dumps(seed, indent=2))
+        seed_file.chmod(0o600)  # it holds the demo seller's client secret
+        services.owe_channel_full_sync(channel_id=channel.pk)
+
     def _ensure_demo_amazon_channel(self, seed_file: Path) -> None:
         """An Amazon channel on the local simulator selling the warehouse's stock (MFN),
         its notifications on the local SQS queue; the seller is added to the seed file."""
@@ -406,6 +475,12 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"  Walmart simulator: {walmart}/_sim/sellers/{DEMO_WALMART_SELLER}/items\n"
                 f"    curl -X POST {walmart}/_sim/sellers/{DEMO_WALMART_SELLER}/orders "
+                f"""-d '{{"lines": [{{"sku": "MUG-CER-350", "quantity": 1}}]}}'\n"""
+            )
+            ebay = ebay_simulator_url()
+            self.stdout.write(
+                f"  eBay simulator: {ebay}/_sim/sellers/{DEMO_EBAY_SELLER}/items\n"
+                f"    curl -X POST {ebay}/_sim/sellers/{DEMO_EBAY_SELLER}/orders "
                 f"""-d '{{"lines": [{{"sku": "MUG-CER-350", "quantity": 1}}]}}'\n"""
             )
             amazon = amazon_simulator_url()

@@ -23,6 +23,7 @@ from inventory.models import Location, Sku
 from tests import factories
 from tests.channels.amazon_simulator import AmazonSimulatorClient, SqsServer
 from tests.channels.conftest import ShopifySimulatorClient
+from tests.channels.ebay_simulator import EbaySimulatorClient
 from tests.channels.walmart_simulator import WalmartSimulatorClient
 
 _tenants = itertools.count(1)
@@ -456,6 +457,126 @@ class AmazonDriver(PlatformDriver):
             opened.webhook_url,
             data=b'{"NotificationType": "ORDER_CHANGE"}',
             headers={"Content-Type": "application/json"},
+            timeout=10,
+        )
+        return response.status_code
+
+
+class EbayDriver(PlatformDriver):
+    """A seller on the eBay simulator: one published offer per item, orders announced as
+    signed ``FixedPriceTransaction`` Platform Notifications."""
+
+    platform = Channel.Platform.EBAY
+
+    def __init__(self, simulator: EbaySimulatorClient) -> None:
+        self.simulator = simulator
+
+    def open_channel(
+        self, *, skus: Sequence[Sku], location: Location, receiver_url: str = ""
+    ) -> OpenChannel:
+        tenant = f"contract-{next(_tenants)}-{time.monotonic_ns()}"
+        webhook_url = webhook_url_for(receiver_url, platform=self.platform, slug=tenant)
+        cert_id = f"cert-{tenant}"
+        self.simulator.create_seller(
+            tenant,
+            client_id=f"app-{tenant}",
+            client_secret=cert_id,
+            refresh_token=f"refresh-{tenant}",
+            dev_id=f"dev-{tenant}",
+            webhook_url=webhook_url or "http://127.0.0.1:9/",
+            webhook_retry_base_s=0.05,
+        )
+        items = self.simulator.add_items(
+            tenant, [{"sku": sku.code, "quantity": 0} for sku in skus]
+        )
+        channel = factories.make_channel(
+            locations=[location],
+            slug=tenant,
+            platform=self.platform,
+            mode=Channel.Mode.ACTIVE,
+            api_base_url=self.simulator.seller_url(tenant),
+            credentials={
+                "client_id": f"app-{tenant}",
+                "client_secret": cert_id,
+                "refresh_token": f"refresh-{tenant}",
+                "dev_id": f"dev-{tenant}",
+            },
+            webhook_secret=cert_id,
+            rate_limit_per_s=1000,
+            platform_settings={"retry_base_s": 0.01, "timeout_s": 0.5},
+        )
+        ratelimit.reset(channel_id=channel.pk)
+        listings = [
+            factories.make_listing(
+                channel=channel,
+                sku=sku,
+                external_id=sku.code,
+                external_sku=sku.code,
+                extra_identifiers={"offer_ids": [item["offer_id"]]},
+            )
+            for sku, item in zip(skus, items, strict=True)
+        ]
+        return OpenChannel(
+            channel=channel,
+            location=location,
+            listings=listings,
+            tenant=tenant,
+            webhook_url=webhook_url,
+        )
+
+    def quantity_on_channel(self, opened: OpenChannel, listing: Listing) -> int | None:
+        item = self.simulator.items(opened.tenant).get(listing.external_id)
+        return None if item is None else item["listed"]
+
+    def writes_applied(self, opened: OpenChannel, listing: Listing) -> int:
+        return int(self.simulator.items(opened.tenant)[listing.external_id]["api_writes"])
+
+    def fail_next_call(self, opened: OpenChannel, *, status: int = 503) -> None:
+        self.simulator.faults(opened.tenant, endpoint="write", fail_next=1, fail_status=status)
+
+    def throttle_next_call(self, opened: OpenChannel) -> None:
+        self.simulator.faults(opened.tenant, endpoint="write", throttle_next=1)
+
+    def time_out_next_call_after_applying(self, opened: OpenChannel) -> None:
+        # The channel's read timeout is 0.5 s.
+        self.simulator.faults(opened.tenant, endpoint="write", timeout_next=1, timeout_s=1.5)
+
+    def add_listing_the_platform_lacks(self, opened: OpenChannel, sku: Sku) -> Listing:
+        return factories.make_listing(
+            channel=opened.channel,
+            sku=sku,
+            external_id=f"NOT-ON-EBAY-{sku.code}",
+            extra_identifiers={"offer_ids": ["1"]},
+        )
+
+    def place_order(
+        self, opened: OpenChannel, listing: Listing, quantity: int, *, duplicates: int = 0
+    ) -> str:
+        answer = self.simulator.place_order(
+            opened.tenant,
+            [{"sku": listing.external_id, "quantity": quantity}],
+            duplicates=duplicates,
+        )
+        return str(answer["line_item_ids"][0])
+
+    def deliver_forged(self, opened: OpenChannel) -> int:
+        body = (
+            b'<?xml version="1.0" encoding="UTF-8"?>'
+            b'<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/">'
+            b"<soapenv:Header><RequesterCredentials><NotificationSignature>"
+            b"bm90IHRoZSBzaWduYXR1cmU=</NotificationSignature></RequesterCredentials>"
+            b"</soapenv:Header><soapenv:Body><GetItemTransactionsResponse>"
+            b"<Timestamp>2026-01-01T00:00:00.000Z</Timestamp>"
+            b"<NotificationEventName>FixedPriceTransaction</NotificationEventName>"
+            b"<Item><ItemID>1</ItemID><SKU>X</SKU></Item><TransactionArray><Transaction>"
+            b"<QuantityPurchased>1</QuantityPurchased><TransactionID>1</TransactionID>"
+            b"</Transaction></TransactionArray></GetItemTransactionsResponse></soapenv:Body>"
+            b"</soapenv:Envelope>"
+        )
+        response = requests.post(
+            opened.webhook_url,
+            data=body,
+            headers={"Content-Type": "text/xml; charset=utf-8"},
             timeout=10,
         )
         return response.status_code

@@ -21,6 +21,7 @@ from inventory.models import EventKind, InventoryEvent
 from tests import factories
 from tests.channels.connectors.drivers import (
     AmazonDriver,
+    EbayDriver,
     OpenChannel,
     PlatformDriver,
     ShopifyDriver,
@@ -33,6 +34,7 @@ DRIVER_FACTORIES: dict[str, Callable[[pytest.FixtureRequest], PlatformDriver]] =
     "amazon": lambda request: AmazonDriver(
         request.getfixturevalue("amazon_simulator"), request.getfixturevalue("sqs_server")
     ),
+    "ebay": lambda request: EbayDriver(request.getfixturevalue("ebay_simulator")),
 }
 
 STOCK = (10, 20, 30)

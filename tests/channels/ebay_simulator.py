@@ -3,17 +3,13 @@ client for its /_sim/ control API."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 
-PROJECT_DIR = Path(__file__).resolve().parents[2]
-READY_PREFIX = "eBay simulator listening on "
+from tests.channels.simulator_process import simulator_process
 
 
 class EbaySimulatorClient:
@@ -72,22 +68,5 @@ class EbaySimulatorClient:
 @pytest.fixture(scope="session")
 def ebay_simulator() -> Iterator[EbaySimulatorClient]:
     """One simulator process for the session; tests create their own uniquely named sellers."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "channels.simulators", "--host", "127.0.0.1", "--ebay", "0"],
-        cwd=PROJECT_DIR,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        first_line = process.stdout.readline().strip()
-        if not first_line.startswith(READY_PREFIX):
-            raise RuntimeError(f"The eBay simulator did not start: {first_line!r}")
-        yield EbaySimulatorClient(first_line.removeprefix(READY_PREFIX))
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    with simulator_process("ebay") as url:
+        yield EbaySimulatorClient(url)

@@ -27,6 +27,7 @@ class Channel(models.Model):
         SHOPIFY = "shopify", "Shopify"
         WALMART = "walmart", "Walmart Marketplace"
         AMAZON = "amazon", "Amazon"
+        TIKTOK = "tiktok", "TikTok Shop"
 
     class Mode(models.TextChoices):
         ACTIVE = "active", "Active (push quantities)"

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from channels.connectors.amazon.connector import AmazonConnector
 from channels.connectors.base import Connector
 from channels.connectors.shopify.connector import ShopifyConnector
+from channels.connectors.tiktok.connector import TikTokConnector
 from channels.connectors.walmart.connector import WalmartConnector
 
 if TYPE_CHECKING:
@@ -20,6 +21,7 @@ CONNECTORS: dict[str, type[Connector]] = {
     ShopifyConnector.platform: ShopifyConnector,
     WalmartConnector.platform: WalmartConnector,
     AmazonConnector.platform: AmazonConnector,
+    TikTokConnector.platform: TikTokConnector,
 }
 
 

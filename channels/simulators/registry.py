@@ -29,5 +29,6 @@ PLATFORMS: dict[str, Platform] = {
         Platform("shopify", "channels.simulators.shopify:ShopifySimulator", 8765),
         Platform("walmart", "channels.simulators.walmart:WalmartSimulator", 8768),
         Platform("amazon", "channels.simulators.amazon:AmazonSimulator", 8766),
+        Platform("tiktok", "channels.simulators.tiktok:TikTokSimulator", 8770),
     )
 }

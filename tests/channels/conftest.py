@@ -151,3 +151,5 @@ def shopify_simulator() -> Iterator[ShopifySimulatorClient]:
 
 # The Walmart simulator's fixture lives with its client.
 from tests.channels.walmart_simulator import walmart_simulator  # noqa: E402, F401
+# The TikTok Shop simulator's fixture lives with its client.
+from tests.channels.tiktok_simulator import tiktok_simulator  # noqa: E402, F401

@@ -24,6 +24,7 @@ from tests.channels.connectors.drivers import (
     OpenChannel,
     PlatformDriver,
     ShopifyDriver,
+    TikTokDriver,
     WalmartDriver,
 )
 
@@ -33,6 +34,7 @@ DRIVER_FACTORIES: dict[str, Callable[[pytest.FixtureRequest], PlatformDriver]] =
     "amazon": lambda request: AmazonDriver(
         request.getfixturevalue("amazon_simulator"), request.getfixturevalue("sqs_server")
     ),
+    "tiktok": lambda request: TikTokDriver(request.getfixturevalue("tiktok_simulator")),
 }
 
 STOCK = (10, 20, 30)

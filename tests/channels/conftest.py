@@ -149,7 +149,8 @@ def shopify_simulator() -> Iterator[ShopifySimulatorClient]:
             process.wait()
 
 
-# The Walmart simulator's fixture lives with its client.
-from tests.channels.walmart_simulator import walmart_simulator  # noqa: E402, F401
 # The TikTok Shop simulator's fixture lives with its client.
 from tests.channels.tiktok_simulator import tiktok_simulator  # noqa: E402, F401
+
+# The Walmart simulator's fixture lives with its client.
+from tests.channels.walmart_simulator import walmart_simulator  # noqa: E402, F401

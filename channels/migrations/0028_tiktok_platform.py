@@ -4,15 +4,22 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('channels', '0027_marketplace_locations'),
+        ("channels", "0027_marketplace_locations"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='channel',
-            name='platform',
-            field=models.CharField(choices=[('shopify', 'Shopify'), ('walmart', 'Walmart Marketplace'), ('amazon', 'Amazon'), ('tiktok', 'TikTok Shop')], max_length=16),
+            model_name="channel",
+            name="platform",
+            field=models.CharField(
+                choices=[
+                    ("shopify", "Shopify"),
+                    ("walmart", "Walmart Marketplace"),
+                    ("amazon", "Amazon"),
+                    ("tiktok", "TikTok Shop"),
+                ],
+                max_length=16,
+            ),
         ),
     ]

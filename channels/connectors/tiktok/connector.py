@@ -148,11 +148,11 @@ class TikTokConnector(Connector):
         failed = _sku_errors(data)
         results = {}
         for update in updates:
-            error = failed.get(update.external_id)
-            if error is None:
+            refused = failed.get(update.external_id)
+            if refused is None:
                 results[update.listing_id] = ItemResult(update.listing_id, ItemStatus.APPLIED)
             else:
-                code, message = error
+                code, message = refused
                 status = ItemStatus.REJECTED if code in REFUSED_SKU_CODES else ItemStatus.RETRY
                 results[update.listing_id] = ItemResult(
                     update.listing_id, status, f"TikTok Shop code {code}: {message}"

@@ -18,7 +18,7 @@ from channels.connectors.registry import get_connector
 from channels.connectors.tiktok import client as tiktok_client
 from channels.connectors.tiktok import webhooks
 from channels.connectors.types import ListingRef, MessageKind
-from channels.models import DeadLetter, PendingPush, PushAttempt, WebhookReceipt
+from channels.models import Channel, DeadLetter, PendingPush, PushAttempt, WebhookReceipt
 from channels.pipeline import ingest, push, receive
 from inventory.models import EventKind, InventoryEvent
 from tests import factories
@@ -315,3 +315,29 @@ def test_the_order_poll_stores_the_order_whose_webhook_never_came(tiktok_simulat
         for call in tiktok_simulator.requests(opened.tenant)
         if call["endpoint"] == "orders:get"
     ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_seller_deauthorization_pauses_the_channel_and_an_expiry_notice_does_not(
+    tiktok_simulator, live_server, caplog
+):
+    """Type 6 pauses the channel's pushes with an error logged for an operator; type 7 is
+    logged and the channel keeps pushing."""
+    location = factories.make_location()
+    sku = factories.make_sku()
+    factories.stock(sku, location, 3)
+    opened = TikTokDriver(tiktok_simulator).open_channel(
+        skus=[sku], location=location, receiver_url=live_server.url
+    )
+    with caplog.at_level("ERROR", logger="channels.pipeline.ingest"):
+        assert tiktok_simulator.notify(opened.tenant, 7)["delivery_status"] == 200
+        ingest.process_new_receipts(retry=_leave_for_later)
+        opened.channel.refresh_from_db()
+        assert opened.channel.mode == Channel.Mode.ACTIVE
+        assert tiktok_simulator.notify(opened.tenant, 6)["delivery_status"] == 200
+        ingest.process_new_receipts(retry=_leave_for_later)
+    opened.channel.refresh_from_db()
+    assert opened.channel.mode == Channel.Mode.PAUSED
+    messages = [record.getMessage() for record in caplog.records]
+    assert any("ends soon" in m for m in messages)
+    assert any("withdrew its authorization" in m and "paused" in m for m in messages)

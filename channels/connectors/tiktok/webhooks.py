@@ -92,10 +92,22 @@ def _topic(envelope: Mapping[str, Any]) -> str:
 
 def parse_tiktok_webhook(topic: str, body: bytes) -> WebhookMessage:
     """Type 1: the order placed (any status that holds stock) or cancelled, its lines when
-    the body carries them (a polled order), else none (ingest fetches them). Any other
-    type is stored and not acted on."""
+    the body carries them (a polled order), else none (ingest fetches them). Types 6 and 7:
+    the authorization withdrawn or ending soon (an operator is told, and pushes are paused
+    on 6). Any other type is stored and not acted on."""
     envelope = _json_object(body)
-    if envelope.get("type") != ORDER_STATUS_CHANGE:
+    kind = envelope.get("type")
+    if kind in (SELLER_DEAUTHORIZATION, UPCOMING_AUTHORIZATION_EXPIRATION):
+        return WebhookMessage(
+            kind=(
+                MessageKind.AUTHORIZATION_REVOKED
+                if kind == SELLER_DEAUTHORIZATION
+                else MessageKind.AUTHORIZATION_EXPIRING
+            ),
+            reference=str(envelope.get("shop_id") or ""),
+            occurred_at=_timestamp(envelope.get("timestamp")),
+        )
+    if kind != ORDER_STATUS_CHANGE:
         return WebhookMessage(kind=MessageKind.IGNORED, reference="")
     data = envelope.get("data")
     if not isinstance(data, Mapping):

@@ -28,6 +28,7 @@ class Channel(models.Model):
         WALMART = "walmart", "Walmart Marketplace"
         AMAZON = "amazon", "Amazon"
         EBAY = "ebay", "eBay"
+        TIKTOK = "tiktok", "TikTok Shop"
 
     class Mode(models.TextChoices):
         ACTIVE = "active", "Active (push quantities)"

@@ -12,6 +12,7 @@ from channels.connectors.amazon.connector import AmazonConnector
 from channels.connectors.base import Connector
 from channels.connectors.ebay.connector import EbayConnector
 from channels.connectors.shopify.connector import ShopifyConnector
+from channels.connectors.tiktok.connector import TikTokConnector
 from channels.connectors.walmart.connector import WalmartConnector
 
 if TYPE_CHECKING:
@@ -22,6 +23,7 @@ CONNECTORS: dict[str, type[Connector]] = {
     WalmartConnector.platform: WalmartConnector,
     AmazonConnector.platform: AmazonConnector,
     EbayConnector.platform: EbayConnector,
+    TikTokConnector.platform: TikTokConnector,
 }
 
 

@@ -130,6 +130,11 @@ class MessageKind(enum.StrEnum):
     MARKETPLACE_STOCK = "marketplace_stock"
     # The channel finished processing asynchronous writes (a feed): settle them now.
     WRITES_FINISHED = "writes_finished"
+    # The seller withdrew the channel's authorization: pushes would only be refused, so the
+    # channel is paused and an operator told, until it is authorized again.
+    AUTHORIZATION_REVOKED = "authorization_revoked"
+    # The channel's authorization ends soon: an operator is told; pushes go on meanwhile.
+    AUTHORIZATION_EXPIRING = "authorization_expiring"
     # A topic not acted on; stored and acknowledged.
     IGNORED = "ignored"
 

@@ -280,6 +280,9 @@ def _apply_receipt(receipt: WebhookReceipt) -> str:
     message = _parse(connector, receipt)
     if message.kind == MessageKind.IGNORED:
         return WebhookReceipt.Status.IGNORED
+    if message.kind in (MessageKind.AUTHORIZATION_REVOKED, MessageKind.AUTHORIZATION_EXPIRING):
+        _alert_authorization(channel, message, topic=receipt.topic)
+        return WebhookReceipt.Status.PROCESSED
     ingest = _Ingest(receipt=receipt, channel=channel, connector=connector, message=message)
     if message.kind == MessageKind.INVENTORY_CHANGED:
         _apply_inventory_change(ingest)
@@ -297,6 +300,32 @@ def _apply_receipt(receipt: WebhookReceipt) -> str:
         return WebhookReceipt.Status.PROCESSED
     _lock_order(ingest.order_key)
     return _apply_order_message(ingest)
+
+
+def _alert_authorization(channel: Channel, message: WebhookMessage, *, topic: str) -> None:
+    """Tell an operator the channel's authorization is gone or ending (an error in the log);
+    a revoked one also pauses the channel, so its pushes wait for a new authorization
+    instead of failing into dead letters. Setting it active again owes every listing."""
+    if message.kind == MessageKind.AUTHORIZATION_EXPIRING:
+        logger.error(
+            "channel %s: its authorization ends soon (%s %s): authorize it again",
+            channel.slug,
+            topic,
+            message.reference,
+        )
+        return
+    paused = (
+        Channel.objects.filter(pk=channel.pk)
+        .exclude(mode=Channel.Mode.PAUSED)
+        .update(mode=Channel.Mode.PAUSED)
+    )
+    logger.error(
+        "channel %s: the seller withdrew its authorization (%s %s); %s",
+        channel.slug,
+        topic,
+        message.reference,
+        "pushes paused until it is authorized again" if paused else "it was already paused",
+    )
 
 
 def _parse(connector: Connector, receipt: WebhookReceipt) -> WebhookMessage:

@@ -30,5 +30,6 @@ PLATFORMS: dict[str, Platform] = {
         Platform("walmart", "channels.simulators.walmart:WalmartSimulator", 8768),
         Platform("amazon", "channels.simulators.amazon:AmazonSimulator", 8766),
         Platform("ebay", "channels.simulators.ebay:EbaySimulator", 8769),
+        Platform("tiktok", "channels.simulators.tiktok:TikTokSimulator", 8770),
     )
 }

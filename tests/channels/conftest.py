@@ -130,6 +130,8 @@ def shopify_simulator() -> Iterator[ShopifySimulatorClient]:
         yield ShopifySimulatorClient(url)
 
 
+# The TikTok Shop simulator's fixture lives with its client.
 # The Walmart simulator's fixture lives with its client.
 from tests.channels.ebay_simulator import ebay_simulator  # noqa: E402, F401
+from tests.channels.tiktok_simulator import tiktok_simulator  # noqa: E402, F401
 from tests.channels.walmart_simulator import walmart_simulator  # noqa: E402, F401

@@ -191,6 +191,53 @@ def test_demo_walmart_channel_pushes_to_the_simulator_its_seed_creates(tmp_path)
         server.server_close()
 
 
+def test_demo_tiktok_channel_pushes_to_the_simulator_its_seed_creates(tmp_path):
+    """The seed's shop takes the channel's app key, secret, shop cipher and refresh token
+    and holds every listed SKU: the channel's connector signs its calls, writes and reads
+    them back."""
+    import json
+
+    from channels.connectors.registry import get_connector
+    from channels.connectors.tiktok import client as tiktok_client
+    from channels.connectors.types import ListingRef, QuantityUpdate
+    from channels.models import Channel
+    from channels.simulators.harness import SimulatorServer
+    from channels.simulators.tiktok import TikTokSimulator
+
+    seed_file = tmp_path / "demo.json"
+    for _ in range(2):
+        call_command("prepare_local", simulator_seed_file=seed_file, stdout=StringIO())
+    channel = Channel.objects.get(slug=prepare_local.DEMO_TIKTOK_CHANNEL_SLUG)
+    assert Channel.objects.filter(platform=Channel.Platform.TIKTOK).count() == 1
+    seed = json.loads(seed_file.read_text())
+    [shop] = seed["tiktok"]["shops"]
+    assert shop["webhook_url"].endswith("/webhooks/tiktok/demo-tiktok/")
+    assert shop["app_secret"] == channel.webhook_secret
+
+    simulator = TikTokSimulator()
+    assert simulator.seed(seed["tiktok"]) == 1
+    server = SimulatorServer(simulator)
+    server.start_in_thread()
+    tiktok_client.forget_tokens()
+    try:
+        channel.api_base_url = server.url
+        listing = channel.listings.get(external_id="MUG-CER-350")
+        ref = ListingRef(listing.pk, listing.external_id, listing.extra_identifiers)
+        connector = get_connector(channel)
+        [result] = connector.push_quantities(
+            [
+                QuantityUpdate(
+                    listing.pk, listing.external_id, 7, None, "demo-1", listing.extra_identifiers
+                )
+            ]
+        )
+        assert result.status == "applied"
+        assert connector.read_quantities([ref]) == {listing.pk: 7}
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_demo_amazon_channel_is_wired_to_the_simulator_seed_and_its_queue(tmp_path, monkeypatch):
     """The Amazon channel is created once; the seller the simulator creates at start holds
     the channel's LWA credentials, a listing per demo SKU and the channel's SQS queue."""

@@ -37,6 +37,9 @@ DEMO_EBAY_CHANNEL_SLUG = "demo-ebay"
 DEMO_EBAY_SELLER = "demo-ebay-seller"
 DEFAULT_EBAY_SIMULATOR_PORT = "8769"
 DEFAULT_SQS_PORT = "8767"
+DEFAULT_TIKTOK_SIMULATOR_PORT = "8770"
+DEMO_TIKTOK_CHANNEL_SLUG = "demo-tiktok"
+DEMO_TIKTOK_SHOP = "demo-tiktok-shop"
 DEMO_AMAZON_SLUG = "demo-amazon"
 DEMO_AMAZON_SELLER = "DEMOSELLER1"
 # moto's account id: its queue URLs are http://host:port/<account>/<name>.
@@ -114,6 +117,12 @@ def ebay_simulator_url() -> str:
     return f"http://127.0.0.1:{port}"
 
 
+def tiktok_simulator_url() -> str:
+    """Where the Procfile's TikTok Shop simulator listens (``TIKTOK_SIMULATOR_PORT``)."""
+    port = os.environ.get("TIKTOK_SIMULATOR_PORT") or DEFAULT_TIKTOK_SIMULATOR_PORT
+    return f"http://127.0.0.1:{port}"
+
+
 def simulator_url() -> str:
     """Where the Procfile's Shopify simulator listens (``SHOPIFY_SIMULATOR_PORT``)."""
     return f"http://127.0.0.1:{os.environ.get('SHOPIFY_SIMULATOR_PORT') or DEFAULT_SIMULATOR_PORT}"
@@ -138,6 +147,7 @@ class Command(BaseCommand):
             self._ensure_demo_walmart_channel(simulator_seed_file)
             self._ensure_demo_amazon_channel(simulator_seed_file)
             self._ensure_demo_ebay_channel(simulator_seed_file)
+            self._ensure_demo_tiktok_channel(simulator_seed_file)
         self._print_urls(with_simulator=simulator_seed_file is not None)
 
     def _ensure_operator(self) -> None:
@@ -386,6 +396,73 @@ class Command(BaseCommand):
         seed_file.chmod(0o600)  # it holds the demo seller's client secret
         services.owe_channel_full_sync(channel_id=channel.pk)
 
+    def _ensure_demo_tiktok_channel(self, seed_file: Path) -> None:
+        """A TikTok Shop channel on the local simulator, one product per demo SKU, its SKU
+        id the SKU's code; the shop is added to the seed file (the simulator keeps its state
+        in memory)."""
+        warehouse = Location.objects.filter(code=WAREHOUSE_CODE).first()
+        channel = Channel.objects.filter(slug=DEMO_TIKTOK_CHANNEL_SLUG).first()
+        if channel is None:
+            app_secret = secrets.token_urlsafe(24)
+            channel = services.create_channel(
+                fields=services.ChannelFields(
+                    platform=Channel.Platform.TIKTOK,
+                    name="Demo TikTok Shop (simulator)",
+                    slug=DEMO_TIKTOK_CHANNEL_SLUG,
+                    mode=Channel.Mode.ACTIVE,
+                    api_base_url=tiktok_simulator_url(),
+                    credentials={
+                        "app_key": f"demo{secrets.token_hex(6)}",
+                        "app_secret": app_secret,
+                        "shop_cipher": f"ROW_{secrets.token_hex(8)}",
+                        "refresh_token": f"TTP_{secrets.token_urlsafe(24)}",
+                    },
+                    rate_limit_per_s=10,
+                ),
+                # §4.1: TikTok Shop signs webhooks with the app secret.
+                webhook_secret=app_secret,
+                location_ids=[warehouse.pk] if warehouse is not None else [],
+            )
+            for sku in Sku.objects.filter(code__in=DEMO_SKU_CODES):
+                services.create_listing(
+                    fields=services.ListingFields(
+                        channel_id=channel.pk,
+                        sku_id=sku.pk,
+                        external_id=sku.code,
+                        external_sku=sku.code,
+                        extra_identifiers={"product_id": f"P-{sku.code}"},
+                    )
+                )
+            self.stdout.write(
+                self.style.SUCCESS(f"Demo TikTok Shop channel created: {channel.slug}")
+            )
+        credentials = channel.credentials
+        seed = json.loads(seed_file.read_text()) if seed_file.exists() else {}
+        seed["tiktok"] = {
+            "shops": [
+                {
+                    "shop": DEMO_TIKTOK_SHOP,
+                    "app_key": credentials.get("app_key", ""),
+                    "app_secret": credentials.get("app_secret", ""),
+                    "shop_cipher": credentials.get("shop_cipher", ""),
+                    "refresh_token": credentials.get("refresh_token", ""),
+                    "webhook_url": f"{base_url()}/webhooks/tiktok/{channel.slug}/",
+                    "skus": [
+                        {
+                            "sku_id": listing.external_id,
+                            "product_id": listing.extra_identifiers.get("product_id", ""),
+                            "quantity": 0,
+                        }
+                        for listing in channel.listings.all()
+                    ],
+                }
+            ]
+        }
+        seed_file.parent.mkdir(parents=True, exist_ok=True)
+        seed_file.write_text(json.dumps(seed, indent=2))
+        seed_file.chmod(0o600)  # it holds the demo app's secret
+        services.owe_channel_full_sync(channel_id=channel.pk)
+
     def _ensure_demo_amazon_channel(self, seed_file: Path) -> None:
         """An Amazon channel on the local simulator selling the warehouse's stock (MFN),
         its notifications on the local SQS queue; the seller is added to the seed file."""
@@ -482,6 +559,12 @@ class Command(BaseCommand):
                 f"  eBay simulator: {ebay}/_sim/sellers/{DEMO_EBAY_SELLER}/items\n"
                 f"    curl -X POST {ebay}/_sim/sellers/{DEMO_EBAY_SELLER}/orders "
                 f"""-d '{{"lines": [{{"sku": "MUG-CER-350", "quantity": 1}}]}}'\n"""
+            )
+            tiktok = tiktok_simulator_url()
+            self.stdout.write(
+                f"  TikTok Shop simulator: {tiktok}/_sim/shops/{DEMO_TIKTOK_SHOP}/skus\n"
+                f"    curl -X POST {tiktok}/_sim/shops/{DEMO_TIKTOK_SHOP}/orders "
+                f"""-d '{{"lines": [{{"sku_id": "MUG-CER-350", "quantity": 1}}]}}'\n"""
             )
             amazon = amazon_simulator_url()
             self.stdout.write(

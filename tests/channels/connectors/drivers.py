@@ -24,6 +24,7 @@ from tests import factories
 from tests.channels.amazon_simulator import AmazonSimulatorClient, SqsServer
 from tests.channels.conftest import ShopifySimulatorClient
 from tests.channels.ebay_simulator import EbaySimulatorClient
+from tests.channels.tiktok_simulator import TikTokSimulatorClient
 from tests.channels.walmart_simulator import WalmartSimulatorClient
 
 _tenants = itertools.count(1)
@@ -577,6 +578,112 @@ class EbayDriver(PlatformDriver):
             opened.webhook_url,
             data=body,
             headers={"Content-Type": "text/xml; charset=utf-8"},
+            timeout=10,
+        )
+        return response.status_code
+
+
+class TikTokDriver(PlatformDriver):
+    """TikTok Shop: one SKU per product; order webhooks name the order only, so ingest
+    fetches its lines (ORDER_LOOKUP)."""
+
+    platform = Channel.Platform.TIKTOK
+
+    def __init__(self, simulator: TikTokSimulatorClient) -> None:
+        self.simulator = simulator
+
+    def open_channel(
+        self, *, skus: Sequence[Sku], location: Location, receiver_url: str = ""
+    ) -> OpenChannel:
+        tenant = f"contract-{next(_tenants)}-{time.monotonic_ns()}"
+        webhook_url = webhook_url_for(receiver_url, platform=self.platform, slug=tenant)
+        shop = self.simulator.create_shop(
+            tenant,
+            webhook_url=webhook_url or "http://127.0.0.1:9/",
+            webhook_retry_base_s=0.05,
+        )
+        self.simulator.add_skus(
+            tenant,
+            [{"sku_id": sku.code, "product_id": f"p-{sku.code}", "quantity": 0} for sku in skus],
+        )
+        channel = factories.make_channel(
+            locations=[location],
+            slug=tenant,
+            platform=self.platform,
+            mode=Channel.Mode.ACTIVE,
+            api_base_url=self.simulator.url,
+            credentials={
+                "app_key": f"key-{tenant}",
+                "app_secret": f"secret-{tenant}",
+                "shop_cipher": shop["shop_cipher"],
+                "refresh_token": shop["refresh_token"],
+            },
+            webhook_secret=f"secret-{tenant}",
+            rate_limit_per_s=1000,
+            platform_settings={"retry_base_s": 0.01, "timeout_s": 0.5},
+        )
+        ratelimit.reset(channel_id=channel.pk)
+        listings = [
+            factories.make_listing(
+                channel=channel,
+                sku=sku,
+                external_id=sku.code,
+                external_sku=sku.code,
+                extra_identifiers={"product_id": f"p-{sku.code}"},
+            )
+            for sku in skus
+        ]
+        return OpenChannel(
+            channel=channel,
+            location=location,
+            listings=listings,
+            tenant=tenant,
+            webhook_url=webhook_url,
+        )
+
+    def quantity_on_channel(self, opened: OpenChannel, listing: Listing) -> int | None:
+        sku = self.simulator.skus(opened.tenant).get(listing.external_id)
+        return None if sku is None else int(sku["available_quantity"])
+
+    def writes_applied(self, opened: OpenChannel, listing: Listing) -> int:
+        return int(self.simulator.skus(opened.tenant)[listing.external_id]["api_writes"])
+
+    def fail_next_call(self, opened: OpenChannel, *, status: int = 503) -> None:
+        self.simulator.faults(opened.tenant, endpoint="write", fail_next=1, fail_status=status)
+
+    def throttle_next_call(self, opened: OpenChannel) -> None:
+        self.simulator.faults(opened.tenant, endpoint="write", throttle_next=1)
+
+    def time_out_next_call_after_applying(self, opened: OpenChannel) -> None:
+        # The channel's read timeout is 0.5 s.
+        self.simulator.faults(opened.tenant, endpoint="write", timeout_next=1, timeout_s=1.5)
+
+    def add_listing_the_platform_lacks(self, opened: OpenChannel, sku: Sku) -> Listing:
+        # A SKU id the product does not have: refused inside a ``code: 0`` answer (§4.3).
+        first = opened.listings[0]
+        return factories.make_listing(
+            channel=opened.channel,
+            sku=sku,
+            external_id="NOT-ON-TIKTOK",
+            extra_identifiers={"product_id": first.extra_identifiers["product_id"]},
+        )
+
+    def place_order(
+        self, opened: OpenChannel, listing: Listing, quantity: int, *, duplicates: int = 0
+    ) -> str:
+        answer = self.simulator.place_order(
+            opened.tenant,
+            [{"sku_id": listing.external_id, "quantity": quantity}],
+            duplicates=duplicates,
+        )
+        return str(answer["order_id"])
+
+    def deliver_forged(self, opened: OpenChannel) -> int:
+        response = requests.post(
+            opened.webhook_url,
+            data=b'{"type": 1, "tts_notification_id": "forged-1", "shop_id": "1", '
+            b'"timestamp": 1, "data": {"order_id": "1", "order_status": "AWAITING_SHIPMENT"}}',
+            headers={"Content-Type": "application/json", "Authorization": "0" * 64},
             timeout=10,
         )
         return response.status_code

@@ -25,6 +25,7 @@ from tests.channels.connectors.drivers import (
     OpenChannel,
     PlatformDriver,
     ShopifyDriver,
+    TikTokDriver,
     WalmartDriver,
 )
 
@@ -35,6 +36,7 @@ DRIVER_FACTORIES: dict[str, Callable[[pytest.FixtureRequest], PlatformDriver]] =
         request.getfixturevalue("amazon_simulator"), request.getfixturevalue("sqs_server")
     ),
     "ebay": lambda request: EbayDriver(request.getfixturevalue("ebay_simulator")),
+    "tiktok": lambda request: TikTokDriver(request.getfixturevalue("tiktok_simulator")),
 }
 
 STOCK = (10, 20, 30)

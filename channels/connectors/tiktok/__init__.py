@@ -1,0 +1,1 @@
+"""TikTok Shop (``CHANNEL_APIS.md`` §4)."""

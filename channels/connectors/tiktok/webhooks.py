@@ -1,0 +1,207 @@
+"""TikTok Shop's webhooks (``CHANNEL_APIS.md`` §4.1): pure functions over bytes and headers.
+
+The envelope is ``{type, tts_notification_id, shop_id, timestamp, data}``; the signature
+is the whole ``Authorization`` header, hex HMAC-SHA256(app_secret, app_key + body). An
+order event (type 1) names the order and its status only: its lines come from Get Order
+Detail (``Capability.ORDER_LOOKUP``), or from the order itself when it was polled.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import json
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from channels.connectors.types import (
+    MessageKind,
+    MessageLine,
+    PulledNotification,
+    WebhookEnvelope,
+    WebhookMessage,
+    WebhookParseError,
+)
+
+# §4.1 type codes [V TT6].
+ORDER_STATUS_CHANGE = 1
+SELLER_DEAUTHORIZATION = 6
+UPCOMING_AUTHORIZATION_EXPIRATION = 7
+TYPE_NAMES = {
+    1: "ORDER_STATUS_CHANGE",
+    2: "REVERSE_ORDER_STATUS_CHANGE",
+    3: "RECIPIENT_ADDRESS_UPDATE",
+    4: "PACKAGE_UPDATE",
+    5: "PRODUCT_STATUS_CHANGE",
+    6: "SELLER_DEAUTHORIZATION",
+    7: "UPCOMING_AUTHORIZATION_EXPIRATION",
+    11: "CANCELLATION_STATUS_CHANGE",
+    12: "RETURN_STATUS_CHANGE",
+}
+ORDER_PLACED_TOPIC = "ORDER_STATUS_CHANGE"
+# An order event about a cancelled order has a topic of its own: a polled cancellation is
+# then never taken for the order placed again (``Connector.order_placed_topic``).
+ORDER_CANCELLED_TOPIC = "ORDER_STATUS_CHANGE/CANCELLED"
+AUTHORIZATION_TOPICS = frozenset(
+    {TYPE_NAMES[SELLER_DEAUTHORIZATION], TYPE_NAMES[UPCOMING_AUTHORIZATION_EXPIRATION]}
+)
+CANCELLED = "CANCELLED"
+
+
+def verify_tiktok_webhook(
+    *, app_key: str, secret: str, headers: Mapping[str, str], body: bytes
+) -> bool:
+    """§4.1: ``Authorization`` is the lowercase hex HMAC-SHA256 of ``app_key + body`` keyed
+    with the app secret (no ``Bearer``, no timestamp), compared in constant time. An empty
+    secret or app key verifies nothing."""
+    if not secret or not app_key:
+        return False
+    received = next((v for k, v in headers.items() if k.lower() == "authorization"), "")
+    try:
+        received_bytes = received.strip().lower().encode("ascii")
+    except UnicodeEncodeError:
+        return False
+    expected = hmac.new(secret.encode(), app_key.encode() + body, hashlib.sha256).hexdigest()
+    return bool(received_bytes) and hmac.compare_digest(expected.encode(), received_bytes)
+
+
+def tiktok_webhook_envelope(body: bytes) -> WebhookEnvelope:
+    """The topic (the type's name; a cancelled order's its own) and ``tts_notification_id``,
+    the dedupe key: no timestamp is signed, so a replay is caught only by it (§4.1)."""
+    envelope = _json_object(body)
+    notification_id = str(envelope.get("tts_notification_id") or "")
+    if not notification_id:
+        raise WebhookParseError("The notification has no tts_notification_id.")
+    return WebhookEnvelope(topic=_topic(envelope), dedupe_key=notification_id)
+
+
+def _topic(envelope: Mapping[str, Any]) -> str:
+    kind = envelope.get("type")
+    name = TYPE_NAMES.get(kind, f"TYPE_{kind}") if isinstance(kind, int) else f"TYPE_{kind}"
+    data = envelope.get("data")
+    if (
+        kind == ORDER_STATUS_CHANGE
+        and isinstance(data, Mapping)
+        and data.get("order_status") == CANCELLED
+    ):
+        return ORDER_CANCELLED_TOPIC
+    return name
+
+
+def parse_tiktok_webhook(topic: str, body: bytes) -> WebhookMessage:
+    """Type 1: the order placed (any status that holds stock) or cancelled, its lines when
+    the body carries them (a polled order), else none (ingest fetches them). Types 6 and 7:
+    the authorization withdrawn or ending soon (an operator is told, and pushes are paused
+    on 6). Any other type is stored and not acted on."""
+    envelope = _json_object(body)
+    kind = envelope.get("type")
+    if kind in (SELLER_DEAUTHORIZATION, UPCOMING_AUTHORIZATION_EXPIRATION):
+        return WebhookMessage(
+            kind=(
+                MessageKind.AUTHORIZATION_REVOKED
+                if kind == SELLER_DEAUTHORIZATION
+                else MessageKind.AUTHORIZATION_EXPIRING
+            ),
+            reference=str(envelope.get("shop_id") or ""),
+            occurred_at=_timestamp(envelope.get("timestamp")),
+        )
+    if kind != ORDER_STATUS_CHANGE:
+        return WebhookMessage(kind=MessageKind.IGNORED, reference="")
+    data = envelope.get("data")
+    if not isinstance(data, Mapping):
+        raise WebhookParseError("The order event has no data object.")
+    order_id = str(data.get("order_id") or "")
+    if not order_id:
+        raise WebhookParseError("The order event names no order_id.")
+    status = str(data.get("order_status") or "")
+    line_items = data.get("line_items")
+    return WebhookMessage(
+        kind=MessageKind.ORDER_CANCELLED if status == CANCELLED else MessageKind.ORDER_PLACED,
+        reference=order_id,
+        lines=order_lines(line_items) if isinstance(line_items, list) else (),
+        occurred_at=_timestamp(data.get("update_time")),
+    )
+
+
+def parse_order(order: Mapping[str, Any]) -> WebhookMessage:
+    """A Get Order Detail order (§4.1) as its message: placed or cancelled, with its lines."""
+    order_id = str(order.get("id") or "")
+    if not order_id:
+        raise WebhookParseError("The order has no id.")
+    status = str(order.get("status") or "")
+    line_items = order.get("line_items")
+    return WebhookMessage(
+        kind=MessageKind.ORDER_CANCELLED if status == CANCELLED else MessageKind.ORDER_PLACED,
+        reference=order_id,
+        lines=order_lines(line_items if isinstance(line_items, list) else []),
+        occurred_at=_timestamp(order.get("update_time")),
+    )
+
+
+def order_lines(line_items: Sequence[object]) -> tuple[MessageLine, ...]:
+    """One line per SKU: in 202309 each line item stands for one unit (§4.1 [M]), so the
+    units of a SKU are counted. The SKU id is the line's reference: stable across fetches
+    of the order, so a commit and its release find each other."""
+    counts: Counter[str] = Counter()
+    seller_skus: dict[str, str] = {}
+    for item in line_items:
+        if not isinstance(item, Mapping):
+            raise WebhookParseError("A line item is not an object.")
+        sku_id = str(item.get("sku_id") or "")
+        if not sku_id:
+            raise WebhookParseError("A line item has no sku_id.")
+        counts[sku_id] += 1
+        seller_skus.setdefault(sku_id, str(item.get("seller_sku") or ""))
+    return tuple(
+        MessageLine(
+            reference=sku_id,
+            quantity=units,
+            identifiers={"sku_id": sku_id, "seller_sku": seller_skus[sku_id]},
+        )
+        for sku_id, units in counts.items()
+    )
+
+
+def polled_order(order: Mapping[str, Any]) -> PulledNotification:
+    """A searched order as the type 1 event that would have announced it, its lines in
+    ``data.line_items`` so that ingest fetches nothing; one event per order and status."""
+    order_id = str(order.get("id") or "")
+    status = str(order.get("status") or "")
+    envelope = {
+        "type": ORDER_STATUS_CHANGE,
+        "tts_notification_id": f"poll:{order_id}:{status}",
+        "timestamp": order.get("update_time"),
+        "data": {
+            "order_id": order_id,
+            "order_status": status,
+            "update_time": order.get("update_time"),
+            "line_items": order.get("line_items") or [],
+        },
+    }
+    return PulledNotification(
+        topic=_topic(envelope),
+        dedupe_key=f"poll:{order_id}:{status}",
+        body=json.dumps(envelope).encode(),
+        receipt_handle="",
+    )
+
+
+def _json_object(body: bytes) -> Mapping[str, Any]:
+    try:
+        value = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise WebhookParseError("The body is not JSON.") from None
+    if not isinstance(value, dict):
+        raise WebhookParseError("The body is not a JSON object.")
+    return value
+
+
+def _timestamp(value: object) -> dt.datetime | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        return dt.datetime.fromtimestamp(value, tz=dt.UTC)
+    except (OverflowError, OSError, ValueError):
+        return None

@@ -1,0 +1,726 @@
+"""A TikTok Shop stand-in: signed calls, token refresh, inventory, orders, webhooks.
+
+Facts reproduced here come from ``CHANNEL_APIS.md`` §4 and §6 "TikTok Shop" (shared
+folder); what is marked [M] there is a shop setting (``state.ShopSettings``).
+
+A channel's ``api_base_url`` is ``http://HOST:PORT`` where the real platform would be
+``https://open-api.tiktokglobalshop.com``: the shop is found by its ``shop_cipher`` (§4.2),
+as on the platform. Every API call is checked, in this order, each failure answered with
+the envelope ``{"code": <non-zero>, "message", "request_id", "data": {}}``:
+
+- ``shop_cipher`` names a shop (``invalid_shop_cipher``), ``app_key`` is its app's;
+- ``timestamp`` is within ``timestamp_skew_s`` of the clock;
+- ``sign`` recomputed over path + sorted parameters + the raw body (``signing``);
+- ``x-tts-access-token`` is a live token (HTTP 401, ``expired_token``).
+
+API:
+
+- ``GET /api/v2/token/refresh?app_key=&app_secret=&refresh_token=&grant_type=refresh_token``
+  (§4.2, served on the same host): a new access token lasting ``token_ttl_s``;
+- ``POST /product/202309/products/{product_id}/inventory/update``: absolute quantities,
+  0 <= q < 99999, ``warehouse_id`` required where the SKU has several; a SKU that fails
+  (not live, unknown, out of range) is reported in ``data.errors`` of a ``code: 0`` answer
+  while the others are applied (§4.3);
+- ``POST /product/202309/inventory/search``: ``{"sku_ids": [≤600]}`` or
+  ``{"product_ids": [≤100]}``, each warehouse's ``available_quantity`` and the
+  in-shop / campaign / creator split (§4.4);
+- ``GET /order/202309/orders?ids=a,b``: order detail, one line item per unit (§4.1 [M]);
+- ``POST /order/202309/orders/search?page_size=&page_token=`` ``{"update_time_ge",
+  "update_time_lt"}``: orders changed in the window, oldest first.
+
+Besides the harness's control routes, ``/_sim/shops/<shop>/`` has: ``POST skus``
+``{"skus": [{sku_id, product_id, seller_sku, quantity | warehouses, status,
+campaign_quantity, creator_quantity}]}``; ``GET skus``; ``POST orders``
+``{"lines": [{sku_id, quantity}], "status", "duplicates", "deliver"}`` (a type 1 webhook
+without lines); ``POST orders/<id>/status`` ``{"status"}`` (CANCELLED gives the units
+back); ``POST notify`` ``{"type": 6 | 7}`` (deauthorization, upcoming expiry);
+``GET changes?since=``.
+
+Fault endpoints: ``token``; ``inventory:update`` (also ``write``); ``inventory:search``,
+``orders:get`` and ``orders:search`` (also ``read``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import time
+import uuid
+from typing import Any
+
+from channels.simulators.harness import (
+    JSON,
+    ControlError,
+    Delivery,
+    Request,
+    Response,
+    RetryPolicy,
+    Route,
+    Simulator,
+    route,
+    since,
+)
+from channels.simulators.tiktok import signing
+from channels.simulators.tiktok.state import (
+    DEFAULT_WAREHOUSE,
+    MAX_SEARCH_PRODUCT_IDS,
+    MAX_SEARCH_SKU_IDS,
+    ORDER_STATUSES,
+    QUANTITY_LIMIT,
+    Order,
+    Shop,
+    ShopSettings,
+    Sku,
+    WarehouseStock,
+)
+
+_SHOP = r"/_sim/shops/(?P<tenant>[\w.-]+)"
+_UPDATE_PATH = re.compile(r"^/product/202309/products/(?P<product>[\w-]+)/inventory/update$")
+# §4.1 type codes.
+ORDER_STATUS_CHANGE = 1
+SELLER_DEAUTHORIZATION = 6
+UPCOMING_AUTHORIZATION_EXPIRATION = 7
+ORDERS_PAGE = 50
+CONNECT_TIMEOUT_S = 1.0
+RESPONSE_TIMEOUT_S = 5.0
+
+
+def envelope(code: int, message: str, data: JSON | None = None) -> JSON:
+    """§4.5: every answer, success or not."""
+    return {
+        "code": code,
+        "message": message,
+        "request_id": uuid.uuid4().hex[:20],
+        "data": data if data is not None else {},
+    }
+
+
+class TikTokSimulator(Simulator[Shop]):
+    display_name = "TikTok Shop"
+    tenant_collection = "shops"
+    tenant_kind = "shop"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Shop-independent so ids never collide across shops or resets.
+        self._order_ids = itertools.count(576460000000000001)
+        self._line_ids = itertools.count(577000000000000001)
+        self._notification_ids = itertools.count(7327112393057371910)
+
+    # -- Tenants -----------------------------------------------------------------------------
+
+    def create_tenant(self, body: JSON) -> JSON:
+        values = dict(body)
+        skus = values.pop("skus", [])
+        settings = ShopSettings.from_json(values)
+        self.tenants.put(Shop(settings, self.clock.time()))
+        if skus:
+            self.add_skus(settings.shop, {"skus": skus})
+        return {"shop": settings.public()}
+
+    def tenant_state(self, shop: Shop) -> JSON:
+        return {"shop": shop.settings.public(), "skus": len(shop.skus), "orders": len(shop.orders)}
+
+    def update_settings(self, shop: Shop, body: JSON) -> JSON:
+        with shop.lock:
+            try:
+                shop.settings.update(body)
+            except (TypeError, ValueError) as error:
+                raise ControlError(400, f"Bad setting: {error}") from None
+            shop.read_lag.lag_s = shop.settings.read_lag_s
+            return {"shop": shop.settings.public()}
+
+    def retry_policy(self, shop: Shop) -> RetryPolicy:
+        return RetryPolicy(
+            retries=shop.settings.webhook_retries,
+            base_s=shop.settings.webhook_retry_base_s,
+            connect_timeout_s=CONNECT_TIMEOUT_S,
+            response_timeout_s=RESPONSE_TIMEOUT_S,
+        )
+
+    # -- Fault answers -----------------------------------------------------------------------
+
+    def error_response(self, status: int, with_body: bool) -> Response:
+        if not with_body:
+            return Response(status, b"")
+        return Response(status, envelope(status * 100, "Internal error, try again."))
+
+    def throttled_response(self, shop: Shop) -> Response:
+        # §4.5 [M]: 429 and the envelope with a rate-limit code.
+        return Response(
+            429,
+            envelope(shop.settings.codes.rate_limited, "Too many requests."),
+            headers={"Retry-After": "1"},
+        )
+
+    def expired_token_response(self, shop: Shop) -> Response:
+        return Response(
+            401,
+            envelope(shop.settings.codes.expired_token, "Access token is expired or invalid."),
+        )
+
+    # -- API ---------------------------------------------------------------------------------
+
+    def handle_api(self, request: Request) -> Response:
+        params = {key: values[0] for key, values in request.query.items() if values}
+        if request.path == "/api/v2/token/refresh" and request.method == "GET":
+            return self._refresh(params)
+        endpoint = self._endpoint(request)
+        if endpoint is None:
+            return Response(404, envelope(40400, f"No route {request.method} {request.path}."))
+        shop = self.tenants.find(
+            lambda candidate: candidate.settings.shop_cipher == params.get("shop_cipher")
+        )
+        if shop is None:
+            return Response(200, envelope(106011, "shop_cipher is missing or invalid."))
+        entry = self.log_request(shop, request, endpoint=endpoint, params=params)
+        response = self._checked(shop, request, endpoint, params, entry)
+        entry["status"] = None if response.reset else response.status
+        if isinstance(response.body, dict):
+            entry["code"] = response.body.get("code")
+        return response
+
+    def _endpoint(self, request: Request) -> str | None:
+        method, path = request.method, request.path
+        if method == "POST" and _UPDATE_PATH.match(path):
+            return "inventory:update"
+        if method == "POST" and path == "/product/202309/inventory/search":
+            return "inventory:search"
+        if method == "GET" and path == "/order/202309/orders":
+            return "orders:get"
+        if method == "POST" and path == "/order/202309/orders/search":
+            return "orders:search"
+        return None
+
+    def _checked(
+        self, shop: Shop, request: Request, endpoint: str, params: dict[str, str], entry: JSON
+    ) -> Response:
+        refusal = self._refuse(shop, request, params)
+        if refusal is not None:
+            return refusal
+        group = "write" if endpoint == "inventory:update" else "read"
+        with shop.lock:
+            fault = shop.faults.draw([endpoint, group])
+            dropped = group == "write" and shop.faults.take_drop([endpoint, group])
+            allowed = self._take_call(shop)
+        entry["fault"] = fault.name
+        if not allowed:
+            return self.throttled_response(shop)
+        answer = self.fault_response(shop, fault)
+        if answer is not None:
+            return answer
+        if fault.latency_s:
+            time.sleep(fault.latency_s)
+        try:
+            body = json.loads(request.body) if request.body else {}
+            if not isinstance(body, dict):
+                raise ValueError
+        except ValueError:
+            return Response(200, envelope(shop.settings.codes.invalid_body, "Invalid JSON body."))
+        if endpoint == "inventory:update":
+            match = _UPDATE_PATH.match(request.path)
+            assert match is not None
+            response = self._update(shop, match["product"], body, apply=not dropped)
+        elif endpoint == "inventory:search":
+            response = self._search_inventory(shop, body)
+        elif endpoint == "orders:get":
+            response = self._get_orders(shop, params)
+        else:
+            response = self._search_orders(shop, params, body)
+        if fault.timeout_s:
+            # Applied; the answer comes after the client gave up.
+            response.delay_s = fault.timeout_s
+        return response
+
+    def _refuse(self, shop: Shop, request: Request, params: dict[str, str]) -> Response | None:
+        """§4.2 and §6: app key, timestamp, sign, then the access token."""
+        settings, codes = shop.settings, shop.settings.codes
+        if params.get("app_key") != settings.app_key:
+            return Response(200, envelope(codes.invalid_app_key, "app_key is invalid."))
+        try:
+            timestamp = float(params["timestamp"])
+        except (KeyError, ValueError):
+            return Response(200, envelope(codes.invalid_timestamp, "timestamp is missing."))
+        if abs(timestamp - self.clock.time()) > settings.timestamp_skew_s:
+            return Response(200, envelope(codes.invalid_timestamp, "timestamp is expired."))
+        expected = signing.request_sign(
+            secret=settings.app_secret, path=request.path, params=params, body=request.body
+        )
+        if params.get("sign", "") != expected:
+            return Response(200, envelope(codes.invalid_sign, "Invalid sign."))
+        token = request.header("x-tts-access-token")
+        now = self.clock.time()
+        with shop.lock:
+            expires_at = shop.tokens.get(token)
+        if expires_at is None or expires_at <= now:
+            return self.expired_token_response(shop)
+        return None
+
+    def _take_call(self, shop: Shop) -> bool:
+        """The ``qps`` limit per shop (lock held), counted per second of the clock."""
+        if shop.settings.qps <= 0:
+            return True
+        second = int(self.clock.time())
+        if second != shop.second:
+            shop.second, shop.calls_this_second = second, 0
+        shop.calls_this_second += 1
+        return shop.calls_this_second <= shop.settings.qps
+
+    def _refresh(self, params: dict[str, str]) -> Response:
+        """§4.2: a refresh token (with the app's key and secret) for a new access token."""
+        shop = self.tenants.find(
+            lambda candidate: params.get("refresh_token", "") in candidate.refresh_tokens
+        )
+        if shop is None:
+            return Response(200, envelope(105003, "refresh_token is invalid."))
+        with shop.lock:
+            fault = shop.faults.draw(["token"])
+        if fault.reset or fault.fail_status is not None or fault.throttle:
+            answer = self.fault_response(shop, fault)
+            if answer is not None:
+                return answer
+        settings = shop.settings
+        if (
+            params.get("app_key") != settings.app_key
+            or params.get("app_secret") != settings.app_secret
+            or params.get("grant_type") != "refresh_token"
+        ):
+            return Response(200, envelope(settings.codes.invalid_app_key, "Invalid app."))
+        token = f"TTP_{uuid.uuid4().hex}"
+        with shop.lock:
+            now = self.clock.time()
+            shop.tokens = {t: at for t, at in shop.tokens.items() if at > now}
+            shop.tokens[token] = now + settings.token_ttl_s
+        return Response(
+            200,
+            envelope(
+                0,
+                "success",
+                {
+                    "access_token": token,
+                    "access_token_expire_in": int(now + settings.token_ttl_s),
+                    "refresh_token": params["refresh_token"],
+                    "refresh_token_expire_in": int(now + 365 * 86400),
+                    "open_id": settings.shop_id,
+                    "seller_name": settings.shop,
+                },
+            ),
+        )
+
+    # -- Inventory ---------------------------------------------------------------------------
+
+    def _update(self, shop: Shop, product_id: str, body: JSON, *, apply: bool) -> Response:
+        """§4.3: absolute figures per SKU and warehouse; a failing SKU is reported inside a
+        ``code: 0`` answer, the others applied."""
+        codes = shop.settings.codes
+        entries = body.get("skus")
+        if not isinstance(entries, list) or not entries:
+            return Response(200, envelope(codes.invalid_body, "skus is required."))
+        errors: list[JSON] = []
+        with shop.lock:
+            if not any(sku.product_id == product_id for sku in shop.skus.values()):
+                return Response(
+                    200, envelope(codes.product_not_found, f"Product {product_id} not found.")
+                )
+            for entry in entries:
+                error = self._update_sku(shop, product_id, entry, apply=apply)
+                if error is not None:
+                    errors.append(error)
+        return Response(200, envelope(0, "Success", {"errors": errors} if errors else {}))
+
+    def _update_sku(
+        self, shop: Shop, product_id: str, entry: object, *, apply: bool
+    ) -> JSON | None:
+        codes = shop.settings.codes
+        if not isinstance(entry, dict):
+            return _sku_error(codes.invalid_body, "A SKU entry is an object.", "")
+        sku_id = str(entry.get("id", ""))
+        sku = shop.skus.get(sku_id)
+        if sku is None or sku.product_id != product_id:
+            return _sku_error(codes.sku_not_found, f"SKU {sku_id} not found.", sku_id)
+        if sku.status != "LIVE":
+            return _sku_error(
+                codes.sku_not_live, f"SKU {sku_id} is {sku.status}: only live SKUs.", sku_id
+            )
+        inventory = entry.get("inventory")
+        if not isinstance(inventory, list) or not inventory:
+            return _sku_error(codes.invalid_body, "inventory is required.", sku_id)
+        planned: list[tuple[str, int]] = []
+        extra: list[JSON] = []
+        for part in inventory:
+            warehouse_id = str((part or {}).get("warehouse_id") or "")
+            quantity = (part or {}).get("quantity")
+            if not warehouse_id and len(sku.warehouses) > 1:
+                extra.append(_extra(codes.warehouse_required, "warehouse_id is required.", ""))
+                continue
+            warehouse_id = warehouse_id or next(iter(sku.warehouses))
+            if warehouse_id not in sku.warehouses:
+                extra.append(_extra(codes.warehouse_not_found, "Unknown warehouse.", warehouse_id))
+                continue
+            if (
+                isinstance(quantity, bool)
+                or not isinstance(quantity, int)
+                or not 0 <= quantity < QUANTITY_LIMIT
+            ):
+                extra.append(
+                    _extra(
+                        codes.quantity_out_of_range,
+                        f"quantity must be from 0 to {QUANTITY_LIMIT - 1}.",
+                        warehouse_id,
+                    )
+                )
+                continue
+            planned.append((warehouse_id, quantity))
+        if extra:
+            return _sku_error(
+                extra[0]["code"], "The SKU's inventory was not updated.", sku_id, extra
+            )
+        if apply:
+            for warehouse_id, quantity in planned:
+                self._set(shop, sku, warehouse_id, quantity, "api", None)
+            sku.api_writes += 1
+        return None
+
+    def _set(
+        self, shop: Shop, sku: Sku, warehouse_id: str, quantity: int, source: str, ref: str | None
+    ) -> None:
+        """Change a warehouse's available figure (lock held), recording the change."""
+        stock = sku.warehouses[warehouse_id]
+        now = self.clock.time()
+        shop.read_lag.before_write((sku.sku_id, warehouse_id), stock.available, now)
+        delta = quantity - stock.available
+        stock.available = quantity
+        shop.changes.append(
+            {
+                "time": now,
+                "sku_id": sku.sku_id,
+                "warehouse_id": warehouse_id,
+                "delta": delta,
+                "quantity": quantity,
+                "source": source,
+                "order_id": ref,
+            }
+        )
+
+    def _search_inventory(self, shop: Shop, body: JSON) -> Response:
+        """§4.4: sku_ids (≤600) win over product_ids (≤100)."""
+        codes = shop.settings.codes
+        sku_ids = body.get("sku_ids")
+        product_ids = body.get("product_ids")
+        if isinstance(sku_ids, list) and sku_ids:
+            if len(sku_ids) > MAX_SEARCH_SKU_IDS:
+                return Response(
+                    200, envelope(codes.too_many_ids, f"At most {MAX_SEARCH_SKU_IDS} sku_ids.")
+                )
+            wanted = {str(s) for s in sku_ids}
+            keep = lambda sku: sku.sku_id in wanted  # noqa: E731
+        elif isinstance(product_ids, list) and product_ids:
+            if len(product_ids) > MAX_SEARCH_PRODUCT_IDS:
+                return Response(
+                    200,
+                    envelope(codes.too_many_ids, f"At most {MAX_SEARCH_PRODUCT_IDS} product_ids."),
+                )
+            products = {str(p) for p in product_ids}
+            keep = lambda sku: sku.product_id in products  # noqa: E731
+        else:
+            return Response(200, envelope(codes.invalid_body, "sku_ids or product_ids."))
+        by_product: dict[str, list[JSON]] = {}
+        now = self.clock.time()
+        with shop.lock:
+            for sku in shop.skus.values():
+                if keep(sku):
+                    by_product.setdefault(sku.product_id, []).append(
+                        self._sku_json(shop, sku, now)
+                    )
+        inventory = [{"product_id": p, "skus": skus} for p, skus in by_product.items()]
+        return Response(200, envelope(0, "Success", {"inventory": inventory}))
+
+    def _sku_json(self, shop: Shop, sku: Sku, now: float) -> JSON:
+        warehouses = [
+            {
+                "warehouse_id": warehouse_id,
+                "available_quantity": shop.read_lag.visible(
+                    (sku.sku_id, warehouse_id), stock.available, now
+                ),
+                "committed_quantity": stock.committed,
+            }
+            for warehouse_id, stock in sku.warehouses.items()
+        ]
+        available = sum(w["available_quantity"] for w in warehouses)
+        campaign = min(sku.campaign_quantity, available)
+        creator = min(sku.creator_quantity, available - campaign)
+        return {
+            "id": sku.sku_id,
+            "seller_sku": sku.seller_sku,
+            "total_available_quantity": available,
+            "total_committed_quantity": sum(w["committed_quantity"] for w in warehouses),
+            "warehouse_inventory": warehouses,
+            "total_available_inventory_distribution": {
+                "in_shop_inventory": {"quantity": available - campaign - creator},
+                "campaign_inventory": (
+                    [{"campaign_name": "Flash sale", "quantity": campaign}] if campaign else []
+                ),
+                "creator_inventory": (
+                    [{"creator_name": "creator", "quantity": creator}] if creator else []
+                ),
+            },
+        }
+
+    # -- Orders ------------------------------------------------------------------------------
+
+    def _get_orders(self, shop: Shop, params: dict[str, str]) -> Response:
+        """§4.1: ``ids`` comma separated; unknown ids are left out."""
+        ids = [i for i in params.get("ids", "").split(",") if i]
+        if not ids:
+            return Response(200, envelope(shop.settings.codes.invalid_body, "ids is required."))
+        with shop.lock:
+            orders = [_order_json(shop, shop.orders[i]) for i in ids if i in shop.orders]
+        return Response(200, envelope(0, "Success", {"orders": orders}))
+
+    def _search_orders(self, shop: Shop, params: dict[str, str], body: JSON) -> Response:
+        try:
+            since_s = int(body.get("update_time_ge", 0))
+            until_s = int(body.get("update_time_lt", 2**62))
+            page_size = min(int(params.get("page_size", ORDERS_PAGE)), 100)
+            start = int(params.get("page_token") or 0)
+        except (TypeError, ValueError):
+            return Response(200, envelope(shop.settings.codes.invalid_body, "Bad search."))
+        with shop.lock:
+            matching = sorted(
+                (o for o in shop.orders.values() if since_s <= o.update_time < until_s),
+                key=lambda o: (o.update_time, o.order_id),
+            )
+            page = [_order_json(shop, o) for o in matching[start : start + page_size]]
+        more = start + page_size < len(matching)
+        return Response(
+            200,
+            envelope(
+                0,
+                "Success",
+                {
+                    "orders": page,
+                    "total_count": len(matching),
+                    "next_page_token": str(start + page_size) if more else "",
+                },
+            ),
+        )
+
+    # -- Control -----------------------------------------------------------------------------
+
+    def control_routes(self) -> list[Route]:
+        return [
+            route("POST", f"{_SHOP}/skus", lambda m, b, q: self.add_skus(m["tenant"], b)),
+            route("GET", f"{_SHOP}/skus", lambda m, b, q: self.list_skus(m["tenant"])),
+            route("POST", f"{_SHOP}/orders", lambda m, b, q: self.place_order(m["tenant"], b)),
+            route(
+                "POST",
+                rf"{_SHOP}/orders/(?P<order>\w+)/status",
+                lambda m, b, q: self.set_order_status(m["tenant"], m["order"], b),
+            ),
+            route("POST", f"{_SHOP}/notify", lambda m, b, q: self.notify(m["tenant"], b)),
+            route("GET", f"{_SHOP}/changes", lambda m, b, q: self.changes(m["tenant"], since(q))),
+        ]
+
+    def add_skus(self, shop_name: str, body: JSON) -> JSON:
+        raw_skus = body.get("skus")
+        if not isinstance(raw_skus, list):
+            raise ControlError(400, "'skus' must be a list.")
+        shop = self.tenants.require(shop_name)
+        added = []
+        with shop.lock:
+            for raw in raw_skus:
+                try:
+                    sku_id = str(raw["sku_id"])
+                    warehouses = raw.get("warehouses") or {
+                        DEFAULT_WAREHOUSE: int(raw.get("quantity", 0))
+                    }
+                    sku = Sku(
+                        sku_id=sku_id,
+                        product_id=str(raw.get("product_id") or f"17{sku_id}"),
+                        seller_sku=str(raw.get("seller_sku") or sku_id),
+                        status=str(raw.get("status") or "LIVE"),
+                        warehouses={str(w): WarehouseStock(int(q)) for w, q in warehouses.items()},
+                        campaign_quantity=int(raw.get("campaign_quantity", 0)),
+                        creator_quantity=int(raw.get("creator_quantity", 0)),
+                    )
+                except (KeyError, TypeError, ValueError, AttributeError) as error:
+                    raise ControlError(400, f"Bad SKU {raw!r}: {error!r}") from None
+                shop.skus[sku.sku_id] = sku
+                added.append(sku.as_json())
+        return {"skus": added}
+
+    def list_skus(self, shop_name: str) -> JSON:
+        shop = self.tenants.require(shop_name)
+        with shop.lock:
+            return {"skus": [sku.as_json() for sku in shop.skus.values()]}
+
+    def place_order(self, shop_name: str, body: JSON) -> JSON:
+        """A buyer's order: units move from available to committed; a type 1 webhook that
+        names the order only (§4.1)."""
+        raw_lines = body.get("lines")
+        if not isinstance(raw_lines, list) or not raw_lines:
+            raise ControlError(400, "'lines' must be a non-empty list.")
+        status = str(body.get("status") or "AWAITING_SHIPMENT")
+        if status not in ORDER_STATUSES or status == "CANCELLED":
+            raise ControlError(400, f"An order is placed in an open status, not {status!r}.")
+        shop = self.tenants.require(shop_name)
+        with shop.lock:
+            wanted: list[tuple[Sku, int]] = []
+            for raw in raw_lines:
+                try:
+                    sku_id, quantity = str(raw["sku_id"]), int(raw["quantity"])
+                except (KeyError, TypeError, ValueError, AttributeError):
+                    raise ControlError(400, f"Bad line {raw!r}.") from None
+                sku = shop.skus.get(sku_id)
+                if sku is None:
+                    raise ControlError(400, f"No SKU {sku_id!r} in shop {shop_name!r}.")
+                if quantity <= 0:
+                    raise ControlError(400, "Line quantities are positive.")
+                wanted.append((sku, quantity))
+            now = int(self.clock.time())
+            order = Order(str(next(self._order_ids)), status, [], now, now)
+            for sku, quantity in wanted:
+                warehouse_id = next(iter(sku.warehouses))
+                stock = sku.warehouses[warehouse_id]
+                self._set(shop, sku, warehouse_id, stock.available - quantity, "order", None)
+                stock.committed += quantity
+                order.lines += [
+                    (str(next(self._line_ids)), sku.sku_id, warehouse_id) for _ in range(quantity)
+                ]
+            shop.orders[order.order_id] = order
+            delivery = self._order_delivery(shop, order)
+        return {"order_id": order.order_id} | self._deliver(
+            shop,
+            delivery,
+            duplicates=int(body.get("duplicates", 0)),
+            deliver=bool(body.get("deliver", True)),
+        )
+
+    def set_order_status(self, shop_name: str, order_id: str, body: JSON) -> JSON:
+        status = str(body.get("status") or "")
+        if status not in ORDER_STATUSES:
+            raise ControlError(400, f"Unknown status {status!r}.")
+        shop = self.tenants.require(shop_name)
+        with shop.lock:
+            order = shop.orders.get(order_id)
+            if order is None:
+                raise ControlError(404, f"No order {order_id}.")
+            if order.status == "CANCELLED":
+                raise ControlError(409, "The order is cancelled.")
+            if status == "CANCELLED":
+                for _, sku_id, warehouse_id in order.lines:
+                    sku = shop.skus[sku_id]
+                    stock = sku.warehouses[warehouse_id]
+                    stock.committed = max(0, stock.committed - 1)
+                    self._set(shop, sku, warehouse_id, stock.available + 1, "cancel", order_id)
+            order.status = status
+            order.update_time = int(self.clock.time())
+            delivery = self._order_delivery(shop, order)
+        return {"order_id": order_id, "status": status} | self._deliver(
+            shop, delivery, duplicates=int(body.get("duplicates", 0))
+        )
+
+    def notify(self, shop_name: str, body: JSON) -> JSON:
+        """Types 6 and 7 (§4.1): the seller took the app's access away, or it ends soon."""
+        kind = body.get("type")
+        if kind not in (SELLER_DEAUTHORIZATION, UPCOMING_AUTHORIZATION_EXPIRATION):
+            raise ControlError(400, "'type' is 6 (deauthorization) or 7 (upcoming expiry).")
+        shop = self.tenants.require(shop_name)
+        data: JSON = {"message": "The seller deauthorized the app."}
+        if kind == UPCOMING_AUTHORIZATION_EXPIRATION:
+            data = {
+                "message": "Authorization expires soon.",
+                "expire_time": int(self.clock.time() + 7 * 86400),
+            }
+        with shop.lock:
+            delivery = self._new_delivery(shop, int(kind), data)
+        return self._deliver(shop, delivery)
+
+    def changes(self, shop_name: str, seq: int) -> JSON:
+        shop = self.tenants.require(shop_name)
+        with shop.lock:
+            return {"changes": shop.changes.since(seq)}
+
+    # -- Webhooks ----------------------------------------------------------------------------
+
+    def _order_delivery(self, shop: Shop, order: Order) -> Delivery:
+        """§4.1: type 1 names the order and its status, never its lines."""
+        return self._new_delivery(
+            shop,
+            ORDER_STATUS_CHANGE,
+            {
+                "order_id": order.order_id,
+                "order_status": order.status,
+                "is_on_hold_order": order.status == "ON_HOLD",
+                "update_time": order.update_time,
+            },
+        )
+
+    def _new_delivery(self, shop: Shop, kind: int, data: JSON) -> Delivery:
+        """A delivery signed in ``Authorization`` (§4.1), lock held; nothing sent yet.
+
+        Every attempt carries the same ``tts_notification_id``, the key to deduplicate on.
+        """
+        notification_id = str(next(self._notification_ids))
+        body = json.dumps(
+            {
+                "type": kind,
+                "tts_notification_id": notification_id,
+                "shop_id": shop.settings.shop_id,
+                "timestamp": int(self.clock.time()),
+                "data": data,
+            }
+        ).encode()
+        signature = signing.webhook_signature(
+            app_key=shop.settings.app_key, secret=shop.settings.app_secret, body=body
+        )
+        return Delivery(
+            webhook_id=notification_id,
+            topic=str(kind),
+            url=shop.settings.webhook_url,
+            headers={"Content-Type": "application/json", "Authorization": signature},
+            body=body,
+            created_at=self.clock.time(),
+        )
+
+    def _deliver(
+        self, shop: Shop, delivery: Delivery, *, duplicates: int = 0, deliver: bool = True
+    ) -> JSON:
+        status = self.emitter.emit(
+            shop, delivery, self.retry_policy(shop), duplicates=duplicates, deliver=deliver
+        )
+        return {"webhook_id": delivery.webhook_id, "delivery_status": status}
+
+
+def _sku_error(code: int, message: str, sku_id: str, extra: list[JSON] | None = None) -> JSON:
+    """§4.3: one entry of ``data.errors``, the warehouses' own errors in ``extra_errors``."""
+    return {
+        "code": code,
+        "message": message,
+        "detail": {"sku_id": sku_id, "extra_errors": extra or []},
+    }
+
+
+def _extra(code: int, message: str, warehouse_id: str) -> JSON:
+    return {"warehouse_id": warehouse_id, "code": code, "message": message}
+
+
+def _order_json(shop: Shop, order: Order) -> JSON:
+    """§4.1: Get Order Detail's order, one line item per unit."""
+    return {
+        "id": order.order_id,
+        "status": order.status,
+        "create_time": order.create_time,
+        "update_time": order.update_time,
+        "line_items": [
+            {
+                "id": line_id,
+                "sku_id": sku_id,
+                "seller_sku": shop.skus[sku_id].seller_sku if sku_id in shop.skus else "",
+                "product_id": shop.skus[sku_id].product_id if sku_id in shop.skus else "",
+                "display_status": order.status,
+            }
+            for line_id, sku_id, _ in order.lines
+        ],
+    }

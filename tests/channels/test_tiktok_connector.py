@@ -1,0 +1,356 @@
+"""TikTok Shop through the pipeline, against its simulator over HTTP: what the contract
+suite cannot express (signed requests, per-SKU errors inside ``code: 0``, business codes on
+HTTP 200, the campaign split, order lookups and the order poll)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import Sequence
+
+import pytest
+import requests
+
+from channels.connectors.base import ChannelAuthError, ChannelError, ChannelThrottled
+from channels.connectors.registry import get_connector
+from channels.connectors.tiktok import client as tiktok_client
+from channels.connectors.tiktok import webhooks
+from channels.connectors.types import ListingRef, MessageKind
+from channels.models import Channel, DeadLetter, PendingPush, PushAttempt, WebhookReceipt
+from channels.pipeline import ingest, push, receive
+from inventory.models import EventKind, InventoryEvent
+from tests import factories
+from tests.channels.connectors.drivers import OpenChannel, TikTokDriver
+from tests.channels.tiktok_simulator import TikTokSimulatorClient
+
+
+def _open(simulator: TikTokSimulatorClient, stock: Sequence[int]) -> OpenChannel:
+    location = factories.make_location()
+    skus = [factories.make_sku() for _ in stock]
+    for sku, on_hand in zip(skus, stock, strict=True):
+        factories.stock(sku, location, on_hand)
+    return TikTokDriver(simulator).open_channel(skus=skus, location=location)
+
+
+def _drain(opened: OpenChannel, timeout_s: float = 15) -> None:
+    deadline = time.monotonic() + timeout_s
+    while PendingPush.objects.filter(channel=opened.channel).exists():
+        assert time.monotonic() < deadline, list(PushAttempt.objects.values("outcome", "error"))
+        push.push_owed(channel_id=opened.channel.pk)
+        time.sleep(0.02)
+
+
+def _leave_for_later(receipt_id: int, countdown: float = 0.0) -> None:
+    """A receipt to retry stays stored: the assertions then see it not applied."""
+
+
+def _refs(opened: OpenChannel) -> list[ListingRef]:
+    return [
+        ListingRef(listing.pk, listing.external_id, listing.extra_identifiers)
+        for listing in opened.listings
+    ]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_tokens():
+    tiktok_client.forget_tokens()
+
+
+@pytest.mark.django_db
+def test_a_code_zero_answer_with_two_failed_skus_dead_letters_those_two_only(tiktok_simulator):
+    """One product, three SKUs: one not live, one the product lacks. The answer is
+    ``code: 0`` with two per-SKU errors; those two are dead letters with TikTok's reason,
+    the third is applied."""
+    opened = _open(tiktok_simulator, (5,))
+    product_id = opened.listings[0].extra_identifiers["product_id"]
+    frozen_sku, missing_sku = factories.make_sku(), factories.make_sku()
+    for sku in (frozen_sku, missing_sku):
+        factories.stock(sku, opened.location, 3)
+    tiktok_simulator.add_skus(
+        opened.tenant, [{"sku_id": frozen_sku.code, "product_id": product_id, "status": "FROZEN"}]
+    )
+    frozen = factories.make_listing(
+        channel=opened.channel,
+        sku=frozen_sku,
+        external_id=frozen_sku.code,
+        extra_identifiers={"product_id": product_id},
+    )
+    missing = factories.make_listing(
+        channel=opened.channel,
+        sku=missing_sku,
+        external_id="NOT-ON-TIKTOK",
+        extra_identifiers={"product_id": product_id},
+    )
+
+    _drain(opened)
+
+    updates = [
+        call
+        for call in tiktok_simulator.requests(opened.tenant)
+        if call["endpoint"] == "inventory:update"
+    ]
+    assert [call["code"] for call in updates] == [0]
+    assert (
+        tiktok_simulator.skus(opened.tenant)[opened.listings[0].external_id]["available_quantity"]
+        == 5
+    )
+    errors = {dead.listing_id: dead.attempts[0]["error"] for dead in DeadLetter.objects.all()}
+    assert set(errors) == {frozen.pk, missing.pk}
+    assert "FROZEN" in errors[frozen.pk] and "not found" in errors[missing.pk]
+
+
+@pytest.mark.django_db
+def test_the_body_sent_is_byte_for_byte_the_body_signed(tiktok_simulator):
+    """The recorded request's raw body and parameters give the very sign it carried, and
+    the simulator accepted it."""
+    opened = _open(tiktok_simulator, (7, 8))
+    _drain(opened)
+    calls = [c for c in tiktok_simulator.requests(opened.tenant) if c["endpoint"]]
+    assert calls and all(call["code"] == 0 for call in calls)
+    secret = opened.channel.credentials["app_secret"]
+    for call in calls:
+        params = dict(call["params"])
+        expected = tiktok_client.request_sign(
+            secret=secret, path=call["path"], params=params, body=call["body"].encode()
+        )
+        assert params["sign"] == expected
+        assert {"app_key", "timestamp", "shop_cipher"} <= set(params)
+        assert call["headers"].get("x-tts-access-token")
+
+
+@pytest.mark.django_db
+def test_a_request_with_a_wrong_sign_is_refused_with_the_envelope(tiktok_simulator):
+    """A body changed after signing: the simulator answers HTTP 200 and code 106001."""
+    opened = _open(tiktok_simulator, (1,))
+    credentials = opened.channel.credentials
+    listing = opened.listings[0]
+    signed = tiktok_client.sign_request(
+        method="POST",
+        path="/product/202309/inventory/search",
+        params={},
+        payload={"sku_ids": [listing.external_id]},
+        app_key=credentials["app_key"],
+        secret=credentials["app_secret"],
+        shop_cipher=credentials["shop_cipher"],
+        timestamp_s=int(time.time()),
+    )
+    response = requests.post(
+        f"{tiktok_simulator.url}{signed.path}",
+        params=dict(signed.params),
+        data=signed.body.replace(b":[", b": ["),
+        headers={"x-tts-access-token": "TTP_anything", "Content-Type": "application/json"},
+        timeout=10,
+    )
+    assert response.status_code == 200
+    assert response.json()["code"] == 106001
+
+
+@pytest.mark.django_db
+def test_non_zero_business_codes_become_the_pipelines_errors(tiktok_simulator):
+    """Every call refused on HTTP 200 with a non-zero code (a timestamp the simulator
+    finds stale): as the rate-limit code, ChannelThrottled; as an auth code,
+    ChannelAuthError; as any other, ChannelError."""
+    opened = _open(tiktok_simulator, (1,))
+    connector = get_connector(opened.channel)
+    tiktok_simulator.update_shop(opened.tenant, timestamp_skew_s=-1)
+    for code, error in (
+        (36009003, ChannelThrottled),
+        (106002, ChannelAuthError),
+        (12345, tiktok_client.TikTokBusinessError),
+    ):
+        tiktok_simulator.update_shop(opened.tenant, codes={"invalid_timestamp": code})
+        with pytest.raises(error) as raised:
+            connector.read_quantities(_refs(opened))
+        assert type(raised.value) is error and f"code {code}" in str(raised.value)
+    assert issubclass(tiktok_client.TikTokBusinessError, ChannelError)
+
+
+@pytest.mark.django_db
+def test_an_expired_token_is_refreshed_once_and_the_write_applied(tiktok_simulator):
+    """The platform refuses the token (401, 105002): one refresh, the same call again."""
+    opened = _open(tiktok_simulator, (4,))
+    tiktok_simulator.faults(opened.tenant, endpoint="write", expired_token_next=1)
+    _drain(opened)
+    assert (
+        tiktok_simulator.skus(opened.tenant)[opened.listings[0].external_id]["available_quantity"]
+        == 4
+    )
+    statuses = [
+        call["status"]
+        for call in tiktok_simulator.requests(opened.tenant)
+        if call["endpoint"] == "inventory:update"
+    ]
+    assert statuses == [401, 200]
+
+
+@pytest.mark.django_db
+def test_reads_compare_the_warehouse_figure_not_the_campaign_split(tiktok_simulator):
+    """Of 12 units pushed, 2 are set aside for a campaign and 3 for creators: the channel
+    still holds 12 (§4.4), which is what the connector reads."""
+    opened = _open(tiktok_simulator, (12,))
+    _drain(opened)
+    listing = opened.listings[0]
+    tiktok_simulator.add_skus(
+        opened.tenant,
+        [
+            {
+                "sku_id": listing.external_id,
+                "product_id": listing.extra_identifiers["product_id"],
+                "quantity": 12,
+                "campaign_quantity": 2,
+                "creator_quantity": 3,
+            }
+        ],
+    )
+    assert get_connector(opened.channel).read_quantities(_refs(opened)) == {listing.pk: 12}
+
+
+@pytest.mark.django_db
+def test_a_sku_with_several_warehouses_is_written_and_read_at_the_channels_warehouse(
+    tiktok_simulator,
+):
+    """``warehouse_id`` goes with every write of a SKU held in two warehouses (§4.3), and
+    the read takes that warehouse's figure only."""
+    opened = _open(tiktok_simulator, (6,))
+    listing = opened.listings[0]
+    tiktok_simulator.add_skus(
+        opened.tenant,
+        [
+            {
+                "sku_id": listing.external_id,
+                "product_id": listing.extra_identifiers["product_id"],
+                "warehouses": {"WH-A": 0, "WH-B": 40},
+            }
+        ],
+    )
+    opened.channel.platform_settings = {**opened.channel.platform_settings, "warehouse_id": "WH-A"}
+    opened.channel.save(update_fields=["platform_settings"])
+    _drain(opened)
+    warehouses = tiktok_simulator.skus(opened.tenant)[listing.external_id]["warehouses"]
+    assert (warehouses["WH-A"]["available"], warehouses["WH-B"]["available"]) == (6, 40)
+    assert get_connector(opened.channel).read_quantities(_refs(opened)) == {listing.pk: 6}
+
+
+@pytest.mark.django_db
+def test_a_webhook_signed_with_another_secret_or_app_key_does_not_verify():
+    """§4.1: the Authorization header is hex HMAC(app_secret, app_key + body)."""
+    body = b'{"type": 1}'
+    good = hmac.new(b"secret", b"key" + body, hashlib.sha256).hexdigest()
+    assert webhooks.verify_tiktok_webhook(
+        app_key="key", secret="secret", headers={"Authorization": good}, body=body
+    )
+    for app_key, secret, header in (
+        ("other", "secret", good),
+        ("key", "other", good),
+        ("key", "secret", f"Bearer {good}"),
+        ("key", "secret", ""),
+    ):
+        assert not webhooks.verify_tiktok_webhook(
+            app_key=app_key, secret=secret, headers={"Authorization": header}, body=body
+        )
+
+
+@pytest.mark.django_db
+def test_a_cancelled_order_fetches_its_lines_and_releases_the_units(tiktok_simulator):
+    """Type 1 with CANCELLED names the order only: ingest fetches it and releases what the
+    placed order committed."""
+    opened = _open(tiktok_simulator, (10,))
+    _drain(opened)
+    listing = opened.listings[0]
+    placed = tiktok_simulator.place_order(
+        opened.tenant, [{"sku_id": listing.external_id, "quantity": 2}], deliver=False
+    )
+    connector = get_connector(opened.channel)
+    for status in ("AWAITING_SHIPMENT", "CANCELLED"):
+        if status == "CANCELLED":
+            tiktok_simulator.set_order_status(opened.tenant, placed["order_id"], status)
+        envelope = {
+            "type": 1,
+            "tts_notification_id": f"ntf-{status}",
+            "data": {"order_id": placed["order_id"], "order_status": status},
+        }
+        body = json.dumps(envelope).encode()
+        receive.record_receipt(
+            channel_id=opened.channel.pk,
+            topic=connector.webhook_envelope({}, body).topic,
+            dedupe_key=f"ntf-{status}",
+            headers={},
+            body=body,
+        )
+        ingest.process_new_receipts(retry=_leave_for_later)
+    moves = InventoryEvent.objects.filter(
+        sku=listing.sku_id, kind__in=[EventKind.ORDER_COMMITTED, EventKind.ORDER_CANCELLED]
+    ).order_by("pk")
+    assert [(event.kind, event.delta_committed) for event in moves] == [
+        (EventKind.ORDER_COMMITTED, 2),
+        (EventKind.ORDER_CANCELLED, -2),
+    ]
+    assert WebhookReceipt.objects.filter(channel=opened.channel, status="processed").count() == 2
+    assert connector.fetch_order(placed["order_id"]).kind == MessageKind.ORDER_CANCELLED
+
+
+@pytest.mark.django_db
+def test_the_order_poll_stores_the_order_whose_webhook_never_came(tiktok_simulator):
+    """An order whose webhook was lost comes in through the order search, lines and all:
+    committed once, and a second poll stores nothing."""
+    opened = _open(tiktok_simulator, (10,))
+    _drain(opened)
+    listing = opened.listings[0]
+    lost = tiktok_simulator.place_order(
+        opened.tenant, [{"sku_id": listing.external_id, "quantity": 3}], deliver=False
+    )
+    stored = receive.poll_orders(channel_id=opened.channel.pk)
+    assert [WebhookReceipt.objects.get(pk=pk).dedupe_key for pk in stored] == [
+        f"poll:{lost['order_id']}:AWAITING_SHIPMENT"
+    ]
+    for receipt_id in stored:
+        ingest.process_receipt(receipt_id=receipt_id)
+    assert receive.poll_orders(channel_id=opened.channel.pk) == []
+    commits = InventoryEvent.objects.filter(kind=EventKind.ORDER_COMMITTED, sku=listing.sku_id)
+    assert [event.delta_committed for event in commits] == [3]
+    assert not [
+        call
+        for call in tiktok_simulator.requests(opened.tenant)
+        if call["endpoint"] == "orders:get"
+    ]
+
+
+@pytest.mark.django_db
+def test_a_seller_deauthorization_pauses_the_channel_and_an_expiry_notice_does_not(
+    tiktok_simulator, caplog
+):
+    """Type 6 pauses the channel's pushes with an error logged for an operator; type 7 is
+    logged and the channel keeps pushing. (The deliveries are stored as the receiver
+    stores them, and ingested here: no worker of another test takes them.)"""
+    opened = _open(tiktok_simulator, (3,))
+    connector = get_connector(opened.channel)
+
+    def receive_and_ingest(kind: int) -> None:
+        webhook_id = tiktok_simulator.notify(opened.tenant, kind)["webhook_id"]
+        [delivery] = [
+            d for d in tiktok_simulator.webhooks(opened.tenant) if d["webhook_id"] == webhook_id
+        ]
+        body = json.dumps(delivery["payload"]).encode()
+        assert connector.verify_webhook(delivery["headers"], body)
+        envelope = connector.webhook_envelope(delivery["headers"], body)
+        receive.record_receipt(
+            channel_id=opened.channel.pk,
+            topic=envelope.topic,
+            dedupe_key=envelope.dedupe_key,
+            headers=connector.kept_webhook_headers(delivery["headers"]),
+            body=body,
+        )
+        ingest.process_new_receipts(retry=_leave_for_later)
+
+    with caplog.at_level("ERROR", logger="channels.pipeline.ingest"):
+        receive_and_ingest(7)
+        opened.channel.refresh_from_db()
+        assert opened.channel.mode == Channel.Mode.ACTIVE
+        receive_and_ingest(6)
+    opened.channel.refresh_from_db()
+    assert opened.channel.mode == Channel.Mode.PAUSED
+    messages = [record.getMessage() for record in caplog.records]
+    assert any("ends soon" in m for m in messages)
+    assert any("withdrew its authorization" in m and "paused" in m for m in messages)

@@ -176,6 +176,9 @@ EMAIL_PORT = int(os.environ.get("EMAIL_PORT", "25"))
 EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
 EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+# A mail server that accepts the connection and never answers must not hold a
+# reconciliation (and its channel's lock) for good.
+EMAIL_TIMEOUT = float(os.environ.get("EMAIL_TIMEOUT_S", "10"))
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "nventory@localhost")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 OPERATOR_EMAILS = env_list("OPERATOR_EMAILS", "")
@@ -237,6 +240,10 @@ CELERY_TASK_TIME_LIMIT = 30
 # Web requests and Celery tasks (not manage.py commands): PostgreSQL ends a statement
 # after this many seconds (nventory/db.py); 0 for no limit.
 STATEMENT_TIMEOUT_S = float(os.environ.get("STATEMENT_TIMEOUT_S", "30"))
+# Rate-limit buckets and wake-up flags: a Redis that accepts connections but does not answer
+# must fail the call (the pipeline then falls back on its sweeps), not hold a webhook's
+# acknowledgement or a push for good.
+REDIS_SOCKET_TIMEOUT_S = float(os.environ.get("REDIS_SOCKET_TIMEOUT_S", "2"))
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # Celery's Django fixup closes the database connection before and after every task unless

@@ -344,3 +344,44 @@ def test_while_its_secret_is_rotated_the_previous_one_is_accepted_until_its_time
     too_late = post(client, ORDER, **{"X-Shopify-Webhook-Id": "delivery-3"})
     assert too_late.status_code == 401
     assert WebhookReceipt.objects.count() == 2
+
+
+@pytest.fixture
+def redis_hung(monkeypatch, settings):
+    """A Redis that accepts connections and never answers (paused, or a dead peer behind a
+    live socket): the pipeline's client gives up after its socket timeout."""
+    import socket
+    import threading
+
+    import redis
+
+    from channels.pipeline import ratelimit
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    accepted: list[socket.socket] = []
+    threading.Thread(target=lambda: accepted.append(listener.accept()[0]), daemon=True).start()
+    settings.REDIS_URL = f"redis://127.0.0.1:{listener.getsockname()[1]}/0"
+    settings.REDIS_SOCKET_TIMEOUT_S = 0.3
+    ratelimit._client.cache_clear()
+    yield redis.TimeoutError
+    ratelimit._client.cache_clear()
+    for connection in accepted:
+        connection.close()
+    listener.close()
+
+
+def test_with_redis_hung_a_webhook_is_still_stored_and_acknowledged(
+    client, channel, shirt, warehouse, redis_hung, django_capture_on_commit_callbacks
+):
+    """The wake-up times out instead of holding the acknowledgement: the receipt is stored,
+    answered 200, and left for the sweep."""
+    from channels.pipeline import ratelimit
+
+    with pytest.raises(redis_hung):
+        ratelimit.claim_ingest_wake()
+    with django_capture_on_commit_callbacks(execute=True):
+        response = post(client, ORDER, **{"X-Shopify-Webhook-Id": "hung-1"})
+    assert response.status_code == 200
+    assert WebhookReceipt.objects.filter(dedupe_key="hung-1").exists()

@@ -48,7 +48,10 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture(scope="session")
+# Package scope: the processes end with the end-to-end tests. A worker left running would
+# take the tasks later tests enqueue and write to the test database while pytest-django
+# flushes it (a deadlock at teardown).
+@pytest.fixture(scope="package")
 def nventory_web(django_db_setup: Any) -> Iterator[str]:
     """gunicorn serving nventory on the test database; yields its base URL."""
     port = _free_port()
@@ -91,7 +94,7 @@ def nventory_web(django_db_setup: Any) -> Iterator[str]:
             web.wait()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def nventory_worker(django_db_setup: Any) -> Iterator[None]:
     env = _process_env()
     log_path = REPO_ROOT / ".data" / "e2e-worker.log"

@@ -128,6 +128,33 @@ def simulator_url() -> str:
     return f"http://127.0.0.1:{os.environ.get('SHOPIFY_SIMULATOR_PORT') or DEFAULT_SIMULATOR_PORT}"
 
 
+def _list_demo_skus_by_code(channel: Channel, *, product_ids: bool = False) -> None:
+    """One listing per demo SKU on the channel, its external id and SKU the SKU's code
+    (with ``product_ids``, a product id ``P-<code>`` too, for platforms that key writes by
+    product)."""
+    for sku in Sku.objects.filter(code__in=DEMO_SKU_CODES):
+        services.create_listing(
+            fields=services.ListingFields(
+                channel_id=channel.pk,
+                sku_id=sku.pk,
+                external_id=sku.code,
+                external_sku=sku.code,
+                extra_identifiers={"product_id": f"P-{sku.code}"} if product_ids else {},
+            )
+        )
+
+
+def _write_seed_section(seed_file: Path, platform: str, section: dict[str, Any]) -> None:
+    """Add (or replace) one platform's tenants in the simulators' seed file, which the
+    Shopify channel writes first. It holds the demo tenants' secrets: readable by its owner
+    only."""
+    seed = json.loads(seed_file.read_text()) if seed_file.exists() else {}
+    seed[platform] = section
+    seed_file.parent.mkdir(parents=True, exist_ok=True)
+    seed_file.write_text(json.dumps(seed, indent=2))
+    seed_file.chmod(0o600)
+
+
 class Command(BaseCommand):
     help = "Create the operator account and the demo catalog on first start; print the URLs."
 
@@ -303,38 +330,30 @@ class Command(BaseCommand):
                 webhook_secret=secrets.token_urlsafe(24),
                 location_ids=[warehouse.pk] if warehouse is not None else [],
             )
-            for sku in Sku.objects.filter(code__in=DEMO_SKU_CODES):
-                services.create_listing(
-                    fields=services.ListingFields(
-                        channel_id=channel.pk,
-                        sku_id=sku.pk,
-                        external_id=sku.code,
-                        external_sku=sku.code,
-                    )
-                )
+            _list_demo_skus_by_code(channel)
             self.stdout.write(self.style.SUCCESS(f"Demo Walmart channel created: {channel.slug}"))
-        seed = json.loads(seed_file.read_text()) if seed_file.exists() else {}
-        seed["walmart"] = {
-            "sellers": [
-                {
-                    "seller": DEMO_WALMART_SELLER,
-                    "client_id": channel.credentials.get("client_id", ""),
-                    "client_secret": channel.credentials.get("client_secret", ""),
-                    "webhook_url": f"{base_url()}/webhooks/walmart/{channel.slug}/",
-                    "webhook_secret": channel.webhook_secret,
-                    # A demo shows a feed settle in a minute, not the platform's half hour.
-                    "feed_pickup_s": 10,
-                    "feed_processing_s": 60,
-                    "items": [
-                        {"sku": listing.external_id, "quantity": 0}
-                        for listing in channel.listings.all()
-                    ],
-                }
-            ]
-        }
-        seed_file.parent.mkdir(parents=True, exist_ok=True)
-        seed_file.write_text(json.dumps(seed, indent=2))
-        seed_file.chmod(0o600)  # it holds the demo seller's client secret
+        _write_seed_section(
+            seed_file,
+            "walmart",
+            {
+                "sellers": [
+                    {
+                        "seller": DEMO_WALMART_SELLER,
+                        "client_id": channel.credentials.get("client_id", ""),
+                        "client_secret": channel.credentials.get("client_secret", ""),
+                        "webhook_url": f"{base_url()}/webhooks/walmart/{channel.slug}/",
+                        "webhook_secret": channel.webhook_secret,
+                        # A demo shows a feed settle in a minute, not the platform's half hour.
+                        "feed_pickup_s": 10,
+                        "feed_processing_s": 60,
+                        "items": [
+                            {"sku": listing.external_id, "quantity": 0}
+                            for listing in channel.listings.all()
+                        ],
+                    }
+                ]
+            },
+        )
         services.owe_channel_full_sync(channel_id=channel.pk)
 
     def _ensure_demo_ebay_channel(self, seed_file: Path) -> None:
@@ -363,37 +382,29 @@ class Command(BaseCommand):
                 webhook_secret=cert_id,
                 location_ids=[warehouse.pk] if warehouse is not None else [],
             )
-            for sku in Sku.objects.filter(code__in=DEMO_SKU_CODES):
-                services.create_listing(
-                    fields=services.ListingFields(
-                        channel_id=channel.pk,
-                        sku_id=sku.pk,
-                        external_id=sku.code,
-                        external_sku=sku.code,
-                    )
-                )
+            _list_demo_skus_by_code(channel)
             self.stdout.write(self.style.SUCCESS(f"Demo eBay channel created: {channel.slug}"))
         credentials = channel.credentials
-        seed = json.loads(seed_file.read_text()) if seed_file.exists() else {}
-        seed["ebay"] = {
-            "sellers": [
-                {
-                    "seller": DEMO_EBAY_SELLER,
-                    "client_id": credentials.get("client_id", ""),
-                    "client_secret": credentials.get("client_secret", ""),
-                    "refresh_token": credentials.get("refresh_token", ""),
-                    "dev_id": credentials.get("dev_id", ""),
-                    "webhook_url": f"{base_url()}/webhooks/ebay/{channel.slug}/",
-                    "items": [
-                        {"sku": listing.external_id, "quantity": 0}
-                        for listing in channel.listings.all()
-                    ],
-                }
-            ]
-        }
-        seed_file.parent.mkdir(parents=True, exist_ok=True)
-        seed_file.write_text(json.dumps(seed, indent=2))
-        seed_file.chmod(0o600)  # it holds the demo seller's client secret
+        _write_seed_section(
+            seed_file,
+            "ebay",
+            {
+                "sellers": [
+                    {
+                        "seller": DEMO_EBAY_SELLER,
+                        "client_id": credentials.get("client_id", ""),
+                        "client_secret": credentials.get("client_secret", ""),
+                        "refresh_token": credentials.get("refresh_token", ""),
+                        "dev_id": credentials.get("dev_id", ""),
+                        "webhook_url": f"{base_url()}/webhooks/ebay/{channel.slug}/",
+                        "items": [
+                            {"sku": listing.external_id, "quantity": 0}
+                            for listing in channel.listings.all()
+                        ],
+                    }
+                ]
+            },
+        )
         services.owe_channel_full_sync(channel_id=channel.pk)
 
     def _ensure_demo_tiktok_channel(self, seed_file: Path) -> None:
@@ -423,44 +434,35 @@ class Command(BaseCommand):
                 webhook_secret=app_secret,
                 location_ids=[warehouse.pk] if warehouse is not None else [],
             )
-            for sku in Sku.objects.filter(code__in=DEMO_SKU_CODES):
-                services.create_listing(
-                    fields=services.ListingFields(
-                        channel_id=channel.pk,
-                        sku_id=sku.pk,
-                        external_id=sku.code,
-                        external_sku=sku.code,
-                        extra_identifiers={"product_id": f"P-{sku.code}"},
-                    )
-                )
+            _list_demo_skus_by_code(channel, product_ids=True)
             self.stdout.write(
                 self.style.SUCCESS(f"Demo TikTok Shop channel created: {channel.slug}")
             )
         credentials = channel.credentials
-        seed = json.loads(seed_file.read_text()) if seed_file.exists() else {}
-        seed["tiktok"] = {
-            "shops": [
-                {
-                    "shop": DEMO_TIKTOK_SHOP,
-                    "app_key": credentials.get("app_key", ""),
-                    "app_secret": credentials.get("app_secret", ""),
-                    "shop_cipher": credentials.get("shop_cipher", ""),
-                    "refresh_token": credentials.get("refresh_token", ""),
-                    "webhook_url": f"{base_url()}/webhooks/tiktok/{channel.slug}/",
-                    "skus": [
-                        {
-                            "sku_id": listing.external_id,
-                            "product_id": listing.extra_identifiers.get("product_id", ""),
-                            "quantity": 0,
-                        }
-                        for listing in channel.listings.all()
-                    ],
-                }
-            ]
-        }
-        seed_file.parent.mkdir(parents=True, exist_ok=True)
-        seed_file.write_text(json.dumps(seed, indent=2))
-        seed_file.chmod(0o600)  # it holds the demo app's secret
+        _write_seed_section(
+            seed_file,
+            "tiktok",
+            {
+                "shops": [
+                    {
+                        "shop": DEMO_TIKTOK_SHOP,
+                        "app_key": credentials.get("app_key", ""),
+                        "app_secret": credentials.get("app_secret", ""),
+                        "shop_cipher": credentials.get("shop_cipher", ""),
+                        "refresh_token": credentials.get("refresh_token", ""),
+                        "webhook_url": f"{base_url()}/webhooks/tiktok/{channel.slug}/",
+                        "skus": [
+                            {
+                                "sku_id": listing.external_id,
+                                "product_id": listing.extra_identifiers.get("product_id", ""),
+                                "quantity": 0,
+                            }
+                            for listing in channel.listings.all()
+                        ],
+                    }
+                ]
+            },
+        )
         services.owe_channel_full_sync(channel_id=channel.pk)
 
     def _ensure_demo_amazon_channel(self, seed_file: Path) -> None:
@@ -497,39 +499,31 @@ class Command(BaseCommand):
                 webhook_secret=secrets.token_urlsafe(24),
                 location_ids=[warehouse.pk] if warehouse is not None else [],
             )
-            for sku in Sku.objects.filter(code__in=DEMO_SKU_CODES):
-                services.create_listing(
-                    fields=services.ListingFields(
-                        channel_id=channel.pk,
-                        sku_id=sku.pk,
-                        external_id=sku.code,
-                        external_sku=sku.code,
-                    )
-                )
+            _list_demo_skus_by_code(channel)
             self.stdout.write(self.style.SUCCESS(f"Demo Amazon channel created: {channel.slug}"))
-        seed = json.loads(seed_file.read_text()) if seed_file.exists() else {}
-        seed["amazon"] = {
-            "sellers": [
-                {
-                    "seller_id": DEMO_AMAZON_SELLER,
-                    "client_id": channel.credentials.get("client_id", ""),
-                    "client_secret": channel.credentials.get("client_secret", ""),
-                    "refresh_token": channel.credentials.get("refresh_token", ""),
-                    "patch_apply_delay_s": 5,
-                    "feed_queue_s": 30,
-                    "feed_processing_s": 60,
-                    "sqs_queue_url": queue_url,
-                    "sqs_endpoint_url": sqs_url(),
-                    "listings": [
-                        {"sku": listing.external_id, "quantity": 0}
-                        for listing in channel.listings.all()
-                    ],
-                }
-            ]
-        }
-        seed_file.parent.mkdir(parents=True, exist_ok=True)
-        seed_file.write_text(json.dumps(seed, indent=2))
-        seed_file.chmod(0o600)  # it holds the demo seller's secrets
+        _write_seed_section(
+            seed_file,
+            "amazon",
+            {
+                "sellers": [
+                    {
+                        "seller_id": DEMO_AMAZON_SELLER,
+                        "client_id": channel.credentials.get("client_id", ""),
+                        "client_secret": channel.credentials.get("client_secret", ""),
+                        "refresh_token": channel.credentials.get("refresh_token", ""),
+                        "patch_apply_delay_s": 5,
+                        "feed_queue_s": 30,
+                        "feed_processing_s": 60,
+                        "sqs_queue_url": queue_url,
+                        "sqs_endpoint_url": sqs_url(),
+                        "listings": [
+                            {"sku": listing.external_id, "quantity": 0}
+                            for listing in channel.listings.all()
+                        ],
+                    }
+                ]
+            },
+        )
         services.owe_channel_full_sync(channel_id=channel.pk)
 
     def _print_urls(self, *, with_simulator: bool = False) -> None:

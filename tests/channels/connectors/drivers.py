@@ -13,6 +13,7 @@ import itertools
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import requests
 from django.urls import reverse
@@ -51,6 +52,10 @@ def webhook_url_for(receiver_url: str, *, platform: str, slug: str) -> str:
 
 class PlatformDriver(abc.ABC):
     platform: str
+    # The simulator's control client (every one offers the harness's ``faults`` call).
+    simulator: Any
+    # The fault endpoint of the platform's quantity writes (None: every endpoint).
+    write_endpoint: str | None = "write"
     # What the webhook URL answers a forged delivery (404: the platform has no webhook URL).
     forged_delivery_status = 401
 
@@ -70,15 +75,21 @@ class PlatformDriver(abc.ABC):
     def writes_applied(self, opened: OpenChannel, listing: Listing) -> int:
         """How many writes the simulator applied to the listing's item."""
 
-    @abc.abstractmethod
-    def fail_next_call(self, opened: OpenChannel, *, status: int = 503) -> None: ...
+    def fail_next_call(self, opened: OpenChannel, *, status: int = 503) -> None:
+        self._write_faults(opened, fail_next=1, fail_status=status)
 
-    @abc.abstractmethod
-    def throttle_next_call(self, opened: OpenChannel) -> None: ...
+    def throttle_next_call(self, opened: OpenChannel) -> None:
+        self._write_faults(opened, throttle_next=1)
 
-    @abc.abstractmethod
     def time_out_next_call_after_applying(self, opened: OpenChannel) -> None:
-        """The next write is applied, and answered only after the client gave up."""
+        """The next write is applied, and answered only after the client gave up (every
+        driver's channel reads with a 0.5 s timeout)."""
+        self._write_faults(opened, timeout_next=1, timeout_s=1.5)
+
+    def _write_faults(self, opened: OpenChannel, **faults: Any) -> None:
+        """Faults of the simulator's write endpoint (the harness's ``/_sim/`` faults call)."""
+        endpoint = {"endpoint": self.write_endpoint} if self.write_endpoint else {}
+        self.simulator.faults(opened.tenant, **endpoint, **faults)
 
     @abc.abstractmethod
     def add_listing_the_platform_lacks(self, opened: OpenChannel, sku: Sku) -> Listing: ...
@@ -106,6 +117,8 @@ class PlatformDriver(abc.ABC):
 
 class ShopifyDriver(PlatformDriver):
     platform = Channel.Platform.SHOPIFY
+    # Shopify's faults apply to every call: its writes and reads share the GraphQL endpoint.
+    write_endpoint = None
 
     def __init__(self, simulator: ShopifySimulatorClient) -> None:
         self.simulator = simulator
@@ -171,16 +184,6 @@ class ShopifyDriver(PlatformDriver):
             for change in self.simulator.changes(opened.tenant)
             if change["inventory_item_id"] == item_id and change["source"] == "api"
         )
-
-    def fail_next_call(self, opened: OpenChannel, *, status: int = 503) -> None:
-        self.simulator.faults(opened.tenant, fail_next=1, fail_status=status)
-
-    def throttle_next_call(self, opened: OpenChannel) -> None:
-        self.simulator.faults(opened.tenant, throttle_next=1)
-
-    def time_out_next_call_after_applying(self, opened: OpenChannel) -> None:
-        # The channel's read timeout is 0.5 s.
-        self.simulator.faults(opened.tenant, timeout_next=1, timeout_s=1.5)
 
     def add_listing_the_platform_lacks(self, opened: OpenChannel, sku: Sku) -> Listing:
         return factories.make_listing(
@@ -280,16 +283,6 @@ class WalmartDriver(PlatformDriver):
     def writes_applied(self, opened: OpenChannel, listing: Listing) -> int:
         return int(self.simulator.items(opened.tenant)[listing.external_id]["api_writes"])
 
-    def fail_next_call(self, opened: OpenChannel, *, status: int = 503) -> None:
-        self.simulator.faults(opened.tenant, endpoint="write", fail_next=1, fail_status=status)
-
-    def throttle_next_call(self, opened: OpenChannel) -> None:
-        self.simulator.faults(opened.tenant, endpoint="write", throttle_next=1)
-
-    def time_out_next_call_after_applying(self, opened: OpenChannel) -> None:
-        # The channel's read timeout is 0.5 s.
-        self.simulator.faults(opened.tenant, endpoint="write", timeout_next=1, timeout_s=1.5)
-
     def add_listing_the_platform_lacks(self, opened: OpenChannel, sku: Sku) -> Listing:
         # A feed refuses an unknown SKU only once processed (settle_submissions; see
         # test_walmart_connector); the contract wants the refusal at once, which the PUT
@@ -338,6 +331,7 @@ class AmazonDriver(PlatformDriver):
     """
 
     platform = Channel.Platform.AMAZON
+    write_endpoint = "patchListingsItem"
     forged_delivery_status = 404
 
     def __init__(self, simulator: AmazonSimulatorClient, sqs: SqsServer) -> None:
@@ -409,20 +403,6 @@ class AmazonDriver(PlatformDriver):
             1
             for change in self.simulator.changes(opened.tenant)
             if change["sku"] == listing.external_id and change["source"] in ("patch", "feed")
-        )
-
-    def fail_next_call(self, opened: OpenChannel, *, status: int = 503) -> None:
-        self.simulator.faults(
-            opened.tenant, endpoint="patchListingsItem", fail_next=1, fail_status=status
-        )
-
-    def throttle_next_call(self, opened: OpenChannel) -> None:
-        self.simulator.faults(opened.tenant, endpoint="patchListingsItem", throttle_next=1)
-
-    def time_out_next_call_after_applying(self, opened: OpenChannel) -> None:
-        # The channel's read timeout is 0.5 s.
-        self.simulator.faults(
-            opened.tenant, endpoint="patchListingsItem", timeout_next=1, timeout_s=1.5
         )
 
     def add_listing_the_platform_lacks(self, opened: OpenChannel, sku: Sku) -> Listing:
@@ -532,16 +512,6 @@ class EbayDriver(PlatformDriver):
     def writes_applied(self, opened: OpenChannel, listing: Listing) -> int:
         return int(self.simulator.items(opened.tenant)[listing.external_id]["api_writes"])
 
-    def fail_next_call(self, opened: OpenChannel, *, status: int = 503) -> None:
-        self.simulator.faults(opened.tenant, endpoint="write", fail_next=1, fail_status=status)
-
-    def throttle_next_call(self, opened: OpenChannel) -> None:
-        self.simulator.faults(opened.tenant, endpoint="write", throttle_next=1)
-
-    def time_out_next_call_after_applying(self, opened: OpenChannel) -> None:
-        # The channel's read timeout is 0.5 s.
-        self.simulator.faults(opened.tenant, endpoint="write", timeout_next=1, timeout_s=1.5)
-
     def add_listing_the_platform_lacks(self, opened: OpenChannel, sku: Sku) -> Listing:
         return factories.make_listing(
             channel=opened.channel,
@@ -647,16 +617,6 @@ class TikTokDriver(PlatformDriver):
 
     def writes_applied(self, opened: OpenChannel, listing: Listing) -> int:
         return int(self.simulator.skus(opened.tenant)[listing.external_id]["api_writes"])
-
-    def fail_next_call(self, opened: OpenChannel, *, status: int = 503) -> None:
-        self.simulator.faults(opened.tenant, endpoint="write", fail_next=1, fail_status=status)
-
-    def throttle_next_call(self, opened: OpenChannel) -> None:
-        self.simulator.faults(opened.tenant, endpoint="write", throttle_next=1)
-
-    def time_out_next_call_after_applying(self, opened: OpenChannel) -> None:
-        # The channel's read timeout is 0.5 s.
-        self.simulator.faults(opened.tenant, endpoint="write", timeout_next=1, timeout_s=1.5)
 
     def add_listing_the_platform_lacks(self, opened: OpenChannel, sku: Sku) -> Listing:
         # A SKU id the product does not have: refused inside a ``code: 0`` answer (§4.3).

@@ -36,7 +36,7 @@ from typing import Any, ClassVar, Generic, TypeVar, cast
 from urllib.parse import parse_qs, urlsplit
 
 from channels.simulators.harness.clock import Clock, Scheduler
-from channels.simulators.harness.emitter import Emitter, RetryPolicy
+from channels.simulators.harness.emitter import Delivery, Emitter, RetryPolicy
 from channels.simulators.harness.errors import ControlError
 from channels.simulators.harness.faults import Fault
 from channels.simulators.harness.tenants import Tenant, TenantRegistry
@@ -128,6 +128,22 @@ class Simulator(Generic[T]):
 
     def retry_policy(self, tenant: T) -> RetryPolicy:
         return RetryPolicy(retries=0, base_s=1.0)
+
+    def deliver(
+        self, tenant: T, delivery: Delivery, options: Mapping[str, Any] | None = None
+    ) -> JSON:
+        """Send an event now (lock free), as the control call's ``options`` ask: extra
+        ``duplicates``, or ``deliver: false`` to keep it undelivered (a webhook lost on
+        purpose, redeliverable). The answer's ``webhook_id`` and ``delivery_status``."""
+        options = options or {}
+        status = self.emitter.emit(
+            tenant,
+            delivery,
+            self.retry_policy(tenant),
+            duplicates=int(options.get("duplicates", 0)),
+            deliver=bool(options.get("deliver", True)),
+        )
+        return {"webhook_id": delivery.webhook_id, "delivery_status": status}
 
     def control_routes(self) -> list[Route]:
         """The platform's own ``/_sim/`` routes, after the common ones."""

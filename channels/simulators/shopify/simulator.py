@@ -370,15 +370,6 @@ class ShopifySimulator(Simulator[Shop]):
             self.clock.iso(),
         )
 
-    def _deliver(
-        self, shop: Shop, delivery: Delivery, *, duplicates: int = 0, deliver: bool = True
-    ) -> JSON:
-        """Send now (lock free): the answer's ``webhook_id`` and ``delivery_status``."""
-        status = self.emitter.emit(
-            shop, delivery, self.retry_policy(shop), duplicates=duplicates, deliver=deliver
-        )
-        return {"webhook_id": delivery.webhook_id, "delivery_status": status}
-
     def _send_later(self, shop: Shop, deliveries: list[Delivery]) -> None:
         for delivery in deliveries:
             self.emitter.emit(shop, delivery, self.retry_policy(shop), wait=False)
@@ -476,7 +467,7 @@ class ShopifySimulator(Simulator[Shop]):
         if subscribed is not None:
             self._send_later(shop, [subscribed])
         if notify is not None:
-            answer |= self._deliver(shop, notify)
+            answer |= self.deliver(shop, notify)
         return answer
 
     def place_order(self, shop_name: str, body: JSON) -> JSON:
@@ -539,12 +530,7 @@ class ShopifySimulator(Simulator[Shop]):
             "order_name": order.name,
             "line_item_ids": [line.id for line in order.line_items],
         }
-        return answer | self._deliver(
-            shop,
-            delivery,
-            duplicates=int(body.get("duplicates", 0)),
-            deliver=bool(body.get("deliver", True)),
-        )
+        return answer | self.deliver(shop, delivery, body)
 
     def cancel_order(self, shop_name: str, order_id: int, body: JSON) -> JSON:
         shop = self.tenants.require(shop_name)
@@ -568,12 +554,7 @@ class ShopifySimulator(Simulator[Shop]):
             "order_id": order.id,
             "line_item_ids": [line.id for line in order.line_items],
         }
-        return answer | self._deliver(
-            shop,
-            delivery,
-            duplicates=int(body.get("duplicates", 0)),
-            deliver=bool(body.get("deliver", True)),
-        )
+        return answer | self.deliver(shop, delivery, body)
 
     def refund(self, shop_name: str, order_id: int, body: JSON) -> JSON:
         raw_lines = body.get("lines")
@@ -640,12 +621,7 @@ class ShopifySimulator(Simulator[Shop]):
             "refund_id": refund_id,
             "line_item_ids": [line.id for line, _, _ in wanted],
         }
-        return answer | self._deliver(
-            shop,
-            delivery,
-            duplicates=int(body.get("duplicates", 0)),
-            deliver=bool(body.get("deliver", True)),
-        )
+        return answer | self.deliver(shop, delivery, body)
 
     def _restock(
         self, shop: Shop, line: LineItem, quantity: int, source: str, reference: int

@@ -590,12 +590,7 @@ class TikTokSimulator(Simulator[Shop]):
                 ]
             shop.orders[order.order_id] = order
             delivery = self._order_delivery(shop, order)
-        return {"order_id": order.order_id} | self._deliver(
-            shop,
-            delivery,
-            duplicates=int(body.get("duplicates", 0)),
-            deliver=bool(body.get("deliver", True)),
-        )
+        return {"order_id": order.order_id} | self.deliver(shop, delivery, body)
 
     def set_order_status(self, shop_name: str, order_id: str, body: JSON) -> JSON:
         status = str(body.get("status") or "")
@@ -617,9 +612,7 @@ class TikTokSimulator(Simulator[Shop]):
             order.status = status
             order.update_time = int(self.clock.time())
             delivery = self._order_delivery(shop, order)
-        return {"order_id": order_id, "status": status} | self._deliver(
-            shop, delivery, duplicates=int(body.get("duplicates", 0))
-        )
+        return {"order_id": order_id, "status": status} | self.deliver(shop, delivery, body)
 
     def notify(self, shop_name: str, body: JSON) -> JSON:
         """Types 6 and 7 (§4.1): the seller took the app's access away, or it ends soon."""
@@ -635,7 +628,7 @@ class TikTokSimulator(Simulator[Shop]):
             }
         with shop.lock:
             delivery = self._new_delivery(shop, int(kind), data)
-        return self._deliver(shop, delivery)
+        return self.deliver(shop, delivery)
 
     def changes(self, shop_name: str, seq: int) -> JSON:
         shop = self.tenants.require(shop_name)
@@ -683,14 +676,6 @@ class TikTokSimulator(Simulator[Shop]):
             body=body,
             created_at=self.clock.time(),
         )
-
-    def _deliver(
-        self, shop: Shop, delivery: Delivery, *, duplicates: int = 0, deliver: bool = True
-    ) -> JSON:
-        status = self.emitter.emit(
-            shop, delivery, self.retry_policy(shop), duplicates=duplicates, deliver=deliver
-        )
-        return {"webhook_id": delivery.webhook_id, "delivery_status": status}
 
 
 def _sku_error(code: int, message: str, sku_id: str, extra: list[JSON] | None = None) -> JSON:

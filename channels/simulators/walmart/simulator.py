@@ -64,7 +64,6 @@ from typing import Any
 from channels.simulators.harness import (
     JSON,
     ControlError,
-    Delivery,
     Request,
     Response,
     RetryPolicy,
@@ -915,7 +914,7 @@ class WalmartSimulator(Simulator[Seller]):
                 )
             answer: JSON = {"item": item.as_json(), "webhook_id": None, "delivery_status": None}
         if delivery is not None:
-            answer |= self._deliver(seller, delivery)
+            answer |= self.deliver(seller, delivery)
         return answer
 
     def place_order(self, seller_name: str, body: JSON) -> JSON:
@@ -972,12 +971,7 @@ class WalmartSimulator(Simulator[Seller]):
             "purchase_order_id": purchase_order_id,
             "line_numbers": [line.line_number for line in order.lines],
         }
-        return answer | self._deliver(
-            seller,
-            delivery,
-            duplicates=int(body.get("duplicates", 0)),
-            deliver=bool(body.get("deliver", True)),
-        )
+        return answer | self.deliver(seller, delivery, body)
 
     def cancel_order(self, seller_name: str, purchase_order_id: str, body: JSON) -> JSON:
         """Auto-cancel lines (§3.1: not shipped in time): their units can be bought again."""
@@ -1022,12 +1016,7 @@ class WalmartSimulator(Simulator[Seller]):
             "purchase_order_id": purchase_order_id,
             "line_numbers": [line.line_number for line in lines],
         }
-        return answer | self._deliver(
-            seller,
-            delivery,
-            duplicates=int(body.get("duplicates", 0)),
-            deliver=bool(body.get("deliver", True)),
-        )
+        return answer | self.deliver(seller, delivery, body)
 
     def ship_order(self, seller_name: str, purchase_order_id: str) -> JSON:
         """Ship the open lines: reserved units leave (inputQty drops with them)."""
@@ -1074,15 +1063,6 @@ class WalmartSimulator(Simulator[Seller]):
         seller = self.tenants.require(seller_name)
         with seller.lock:
             return {"changes": seller.changes.since(seq)}
-
-    def _deliver(
-        self, seller: Seller, delivery: Delivery, *, duplicates: int = 0, deliver: bool = True
-    ) -> JSON:
-        """Send now (lock free): the answer's ``webhook_id`` and ``delivery_status``."""
-        status = self.emitter.emit(
-            seller, delivery, self.retry_policy(seller), duplicates=duplicates, deliver=deliver
-        )
-        return {"webhook_id": delivery.webhook_id, "delivery_status": status}
 
 
 def _sku_not_found(sku: str) -> Response:

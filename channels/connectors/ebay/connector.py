@@ -18,6 +18,7 @@ from channels.connectors.ebay import webhooks
 from channels.connectors.ebay.client import EbayClient, error_message, errors_text
 from channels.connectors.types import (
     Capability,
+    Hold,
     ItemResult,
     ItemStatus,
     ListingRef,
@@ -40,6 +41,10 @@ REVISION_CAP_ERROR_ID = 25099
 ORDERS_PAGE = 200
 # How long a day's revision count is kept: past the day, with room for clock skew.
 REVISION_COUNT_TTL_S = 2 * 86_400
+# The share of a listing's daily revisions, at the end, over which its writes are spaced.
+NEAR_CAP_SHARE = 0.2
+# A spaced listing is looked at again this often (a sell-out must not wait the spacing).
+NEAR_CAP_RECHECK_S = 60
 
 
 class EbayConnector(Connector):
@@ -54,8 +59,9 @@ class EbayConnector(Connector):
     item's quantity and every published offer's: a buyer sees ``min(item, offer)``. Each
     request has its own status: a 207 answer is a partial success, its failed entries
     retried (5xx) or refused (4xx). A listing may be revised ``revision_cap`` times a UTC
-    day: the connector counts its own revisions per listing and day and, at the cap, refuses
-    the write with a message saying so, as it does when eBay reports the cap.
+    day: the connector counts its own revisions per listing and day, spaces a listing's
+    writes near the cap, and at the cap holds the listing until the next UTC day
+    (``ItemStatus.HELD``, shown to the operator), as it does when eBay reports the cap.
 
     ``platform_settings``: ``token_url`` (default ``<api_base_url>/identity/v1/oauth2/
     token``), ``timeout_s`` (read timeout, default 10), ``revision_cap`` (default 250),
@@ -93,9 +99,10 @@ class EbayConnector(Connector):
 
     # -- Writes ------------------------------------------------------------------------------
 
-    def _revision_key(self, listing_id: int) -> str:
-        day = dt.datetime.now(dt.UTC).date().isoformat()
-        return f"ebay:revisions:{self.channel.pk}:{listing_id}:{day}"
+    def _revision_key(self, listing_id: int, *, last: bool = False) -> str:
+        day = utc_now().date().isoformat()
+        kind = "last-revision" if last else "revisions"
+        return f"ebay:{kind}:{self.channel.pk}:{listing_id}:{day}"
 
     def revisions_today(self, listing_id: int) -> int:
         """How many writes this listing took today (UTC), as counted here."""
@@ -108,11 +115,43 @@ class EbayConnector(Connector):
             cache.incr(key)
         except ValueError:  # expired between the two calls
             cache.set(key, 1, timeout=REVISION_COUNT_TTL_S)
+        cache.set(
+            self._revision_key(listing_id, last=True),
+            utc_now().timestamp(),
+            timeout=REVISION_COUNT_TTL_S,
+        )
 
-    def _refusal(self, update: QuantityUpdate) -> str:
-        if self.revisions_today(update.listing_id) >= self.revision_cap:
-            return _cap_message(self.revision_cap)
-        return ""
+    def _hold(self, update: QuantityUpdate) -> Hold | None:
+        """§5.2: a listing revised ``revision_cap`` times today waits for the next UTC day.
+
+        Near the cap (its last ``NEAR_CAP_SHARE`` of revisions) the listing's writes are
+        spaced so that what is left lasts the day: a change coalesces with the ones after
+        it into one write. A listing selling out (quantity 0) is never spaced, and the last
+        revision of the day is kept for one: buyers must not buy what is gone.
+        """
+        now = utc_now()
+        midnight = dt.datetime.combine(now.date() + dt.timedelta(days=1), dt.time(), dt.UTC)
+        left = self.revision_cap - self.revisions_today(update.listing_id)
+        if left <= 0 or (left == 1 and update.quantity > 0):
+            return Hold(until=midnight, reason=_cap_message(self.revision_cap, left))
+        if update.quantity == 0 or left > max(1, int(self.revision_cap * NEAR_CAP_SHARE)):
+            return None
+        last = cache.get(self._revision_key(update.listing_id, last=True))
+        if last is None:
+            return None
+        spacing_s = (midnight - now).total_seconds() / left
+        due = dt.datetime.fromtimestamp(float(last), dt.UTC) + dt.timedelta(seconds=spacing_s)
+        if due <= now:
+            return None
+        # Looked at again within a minute: a sell-out that came meanwhile goes out then.
+        return Hold(
+            until=min(due, now + dt.timedelta(seconds=NEAR_CAP_RECHECK_S)),
+            reason=(
+                f"Spaced: {left} of eBay's {self.revision_cap} daily revisions left for "
+                f"this listing (§5.2), so its changes go out together every "
+                f"{spacing_s / 60:.0f} min until midnight UTC; a sell-out goes at once."
+            ),
+        )
 
     def _send_batch(self, updates: Sequence[QuantityUpdate]) -> list[ItemResult]:
         """One ``bulk_update_price_quantity`` call (§5.2); a result per update."""
@@ -187,8 +226,15 @@ class EbayConnector(Connector):
         ]
         message = f"HTTP {_status(failed[0])}: {errors_text(errors) or 'no reason given'}"
         if any(_is_revision_cap(error) for error in errors):
+            # eBay counted more revisions than this channel did (another tool revised it).
+            now = utc_now()
             return ItemResult(
-                update.listing_id, ItemStatus.REJECTED, _cap_message(self.revision_cap)
+                update.listing_id,
+                ItemStatus.HELD,
+                _cap_message(self.revision_cap, 0),
+                hold_until=dt.datetime.combine(
+                    now.date() + dt.timedelta(days=1), dt.time(), dt.UTC
+                ),
             )
         if any(_status(e) >= 500 or _status(e) == 429 for e in failed):
             return ItemResult(update.listing_id, ItemStatus.RETRY, message)
@@ -310,11 +356,21 @@ def _is_revision_cap(error: Mapping[str, Any]) -> bool:
     )
 
 
-def _cap_message(cap: int) -> str:
+def _cap_message(cap: int, left: int) -> str:
+    if left > 0:
+        return (
+            f"Held: the last of eBay's {cap} revisions today (§5.2) is kept for a sell-out; "
+            "the listing's figure goes out after midnight UTC, or at once if it sells out."
+        )
     return (
         f"Held: the listing reached eBay's limit of {cap} revisions today (§5.2); its "
-        "figure can go out again after midnight UTC."
+        "figure goes out after midnight UTC."
     )
+
+
+def utc_now() -> dt.datetime:
+    """The time the revision counts go by (their day is eBay's: UTC [M])."""
+    return dt.datetime.now(dt.UTC)
 
 
 def _item_quantity(item: object) -> int | None:

@@ -564,7 +564,6 @@ class EbayDriver(PlatformDriver):
         )
         return response.status_code
 
-
     def use_up_the_days_writes(self, opened: OpenChannel) -> bool:
         """One revision a day, already spent by the first push (§5.2's cap, made small)."""
         self.simulator.update_seller(opened.tenant, revision_cap=1)

@@ -257,6 +257,13 @@ class Connector:
         """The platform's signature over the raw bytes, compared in constant time."""
         raise UnsupportedCapability(self, Capability.HTTP_WEBHOOKS)
 
+    def answer_challenge(
+        self, *, query: Mapping[str, str], endpoint_url: str
+    ) -> dict[str, str] | None:
+        """The JSON a platform's endpoint validation (a GET of the webhook URL) expects, or
+        None where the platform validates no endpoint or the query is not its challenge."""
+        return None
+
     def webhook_envelope(self, headers: Mapping[str, str], body: bytes) -> WebhookEnvelope:
         """Topic and dedupe key, from headers alone where the platform allows."""
         raise UnsupportedCapability(self, Capability.HTTP_WEBHOOKS)

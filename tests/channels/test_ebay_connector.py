@@ -144,6 +144,7 @@ def test_near_the_cap_a_listings_writes_are_spaced_to_last_the_day(ebay_simulato
     opened.channel.platform_settings = {**opened.channel.platform_settings, "revision_cap": 10}
     opened.channel.save(update_fields=["platform_settings"])
     connector = get_connector(opened.channel)
+    assert isinstance(connector, EbayConnector)
     for quantity in range(8, 0, -1):
         [result] = connector.push_quantities(_updates(opened, quantity + 10))
         assert result.status == ItemStatus.APPLIED

@@ -180,6 +180,7 @@ def test_a_listing_over_the_platforms_daily_limit_is_held_shown_and_sent_the_nex
     if not driver.use_up_the_days_writes(opened):
         pytest.skip(f"{driver.platform} has no daily limit of writes")
     listing = opened.listings[0]
+    assert listing.sku is not None
     factories.stock(listing.sku, opened.location, 7)
     push.push_owed(channel_id=opened.channel.pk)
     held = PendingPush.objects.get(listing=listing)

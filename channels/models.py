@@ -631,3 +631,29 @@ class UnmappedLine(models.Model):
 
     def __str__(self) -> str:
         return f"unmapped line {self.line_reference} on {self.channel_id}"
+
+
+class ChannelOperation(models.Model):
+    """An operator's action on a whole channel from the console (a mode switch, a poll or a
+    full sync run now): who did it, when, and what it was."""
+
+    class Action(models.TextChoices):
+        SWITCH_MODE = "switch_mode", "Switched mode"
+        POLL_NOW = "poll_now", "Ran a reconciliation poll"
+        FULL_SYNC_NOW = "full_sync_now", "Ran a full sync"
+
+    channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="operations")
+    action = models.CharField(max_length=32, choices=Action.choices)
+    # The username of who did it (kept if the account is deleted later).
+    actor = models.CharField(max_length=150)
+    detail = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        indexes = [
+            models.Index(fields=["channel", "-created_at"], name="channeloperation_recent"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_action_display()} on {self.channel_id} by {self.actor}"

@@ -27,8 +27,9 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from channels.models import BufferRule, Channel, Listing
+from channels.models import BufferRule, Channel, ChannelOperation, Listing
 from channels.pipeline import breaker, outbox, workers
+from nventory import permissions
 from nventory.errors import ApplicationError, Conflict
 
 # -----------------------------------------------------------------------------------------
@@ -186,6 +187,31 @@ def revoke_previous_webhook_secret(*, channel_id: int) -> Channel:
         channel.previous_webhook_secret = ""
         channel.previous_webhook_secret_until = None
         channel.save(update_fields=["previous_webhook_secret", "previous_webhook_secret_until"])
+    return channel
+
+
+@transaction.atomic
+def switch_channel_mode(*, actor: Any, channel_id: int, mode: str) -> Channel:
+    """An operator switches a channel between active, shadow and paused.
+
+    Needs ``permissions.MANAGE_CHANNELS`` (``PermissionDenied`` otherwise); ValidationError
+    for an unknown mode. Goes through ``update_channel`` (the channel row locked, its
+    listings owed a push when the mode changes) and records the switch with the actor's
+    username; switching to the mode it has changes and records nothing.
+    """
+    permissions.require(actor, permissions.MANAGE_CHANNELS)
+    channel = Channel.objects.get(pk=channel_id)
+    before = channel.mode
+    if mode == before:
+        return channel
+    fields = dataclasses.replace(ChannelFields.of(channel), mode=mode)
+    channel = update_channel(channel_id=channel_id, fields=fields)
+    ChannelOperation.objects.create(
+        channel=channel,
+        action=ChannelOperation.Action.SWITCH_MODE,
+        actor=actor.get_username(),
+        detail=f"{before} → {mode}",
+    )
     return channel
 
 

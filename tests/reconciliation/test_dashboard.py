@@ -92,9 +92,7 @@ def test_manager_switches_a_channel_to_shadow_and_it_is_recorded(
     )
 
 
-def test_viewer_sees_the_channels_page_but_cannot_switch_a_mode(
-    client, viewer, channels
-) -> None:
+def test_viewer_sees_the_channels_page_but_cannot_switch_a_mode(client, viewer, channels) -> None:
     channel = channels[0]
     page = client.get(reverse("dashboard:channels"))
     assert page.status_code == 200
@@ -145,7 +143,9 @@ def test_manager_starts_a_poll_recorded_and_queued(
     client, manager, channels, django_capture_on_commit_callbacks
 ) -> None:
     with django_capture_on_commit_callbacks() as callbacks:
-        response = client.post(reverse("dashboard:channel-poll", args=[channels[0].pk]), follow=True)
+        response = client.post(
+            reverse("dashboard:channel-poll", args=[channels[0].pk]), follow=True
+        )
     assert b"A poll of Store 0 was started." in response.content
     assert len(callbacks) == 1  # the task is sent once the request commits
     operation = ChannelOperation.objects.get(channel=channels[0])

@@ -152,6 +152,10 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "dashboard:scorecard"
 LOGOUT_REDIRECT_URL = "login"
+# The bearer token Prometheus sends to /metrics (`Authorization: Bearer ...`); empty: only
+# signed-in users who may read the channels see the metrics.
+# https://prometheus.io/docs/prometheus/latest/configuration/configuration/#scrape_config
+METRICS_BEARER_TOKEN = os.environ.get("METRICS_BEARER_TOKEN", "")
 
 # ---------------------------------------------------------------------------------------
 # Security: strict when DEBUG is off, so `manage.py check --deploy` is clean.

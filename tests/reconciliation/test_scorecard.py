@@ -56,7 +56,7 @@ def test_accuracy_is_read_from_each_channels_last_finished_poll() -> None:
     assert (accuracy[None].listings_judged, accuracy[None].discrepancies) == (1190, 16)
 
     card = scorecard.scorecard()
-    by_name = {row.channel.name: row for row in card.rows}
+    by_name = {row.channel.name: row for row in card.rows if row.channel is not None}
     assert by_name["Never polled"].accuracy.share is None
     assert by_name["Never polled"].accuracy.status == kpis.Status.GREY
     assert by_name["Second"].worst_status == kpis.Status.RED

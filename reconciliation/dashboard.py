@@ -62,7 +62,7 @@ def channel_mode_view(request: HttpRequest, channel_id: int) -> HttpResponse:
     mode = request.POST.get("mode", "")
     with _reported(request):
         channel_services.switch_channel_mode(actor=request.user, channel_id=channel.pk, mode=mode)
-        messages.success(request, f"{channel.name} is now {Channel.Mode(mode).label.lower()}.")
+        messages.success(request, f"{channel.name} is now {mode}.")
     return redirect("dashboard:channels")
 
 

@@ -31,6 +31,7 @@ from channels.models import (
     BufferRule,
     Channel,
     ChannelBreaker,
+    ChannelOperation,
     DeadLetter,
     DriftRecord,
     Listing,
@@ -652,3 +653,13 @@ class UnmappedLineAdmin(_ReadOnlyAdmin):
     list_select_related = ("channel",)
     list_filter = ("channel", ("resolved_at", admin.EmptyFieldListFilter))
     search_fields = ("line_reference",)
+
+
+@admin.register(ChannelOperation)
+class ChannelOperationAdmin(_ReadOnlyAdmin):
+    """Who switched a channel's mode or ran a poll or full sync from the console."""
+
+    list_display = ("created_at", "channel", "action", "actor", "detail")
+    list_select_related = ("channel",)
+    list_filter = ("action", "channel")
+    search_fields = ("actor",)

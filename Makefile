@@ -42,9 +42,10 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	DATABASE_URL=postgresql://unused/nventory REDIS_URL=redis://unused:1/0 $(BIN)/mypy .
 
-## Run a benchmark: make bench NAME=hot_sku
+## Every benchmark (results in docs/benchmarks.json, tables and plots in docs/), or one:
+## make bench NAME=hot_sku
 bench: $(STAMP)
-	$(EMBEDDED) --data-dir .data/bench -- $(BIN)/python bench/$(NAME).py
+	$(EMBEDDED) --data-dir .data/bench -- $(BIN)/python bench/$(if $(NAME),$(NAME),run_all).py
 
 ## Any manage.py command against the embedded servers: make manage ARGS="createsuperuser"
 manage: $(STAMP)

@@ -125,6 +125,20 @@ BENCHES = (
         lambda f: f"slowest main page {f.get('main_page_ms')} ms",
     ),
     Bench(
+        "load",
+        "whole system stepped up until p99 > 1 s: no request failed below that",
+        lambda f: (
+            f.get("failures_under_limit") == 0 and f.get("last_step_under_limit") is not None
+        ),
+        lambda f: (
+            f"under 1 s up to {_get(f, 'last_step_under_limit', 'users')} users "
+            f"({_get(f, 'last_step_under_limit', 'requests_per_s')} requests/s, p99 "
+            f"{_get(f, 'last_step_under_limit', 'p99_ms')} ms); passed at "
+            f"{_get(f, 'first_step_over_limit', 'users')} users; "
+            f"{f.get('failures_under_limit')} failed below"
+        ),
+    ),
+    Bench(
         "viral_burst",
         "0 oversold; every other channel brought down in step",
         lambda f: f.get("oversold") == 0 if "oversold" in f else None,

@@ -21,11 +21,11 @@ $(STAMP): $(BIN)/python requirements.txt requirements-dev.txt
 ## (or DATABASE_URL/REDIS_URL). `make run WEB_SERVER=runserver`: Django's development server
 ## instead, which reloads on code changes but drops connections under a burst of webhooks.
 run: $(STAMP)
-	$(EMBEDDED) --data-dir .data/run -- sh -c '$(BIN)/python manage.py migrate --noinput && $(BIN)/python manage.py prepare_local --simulator-seed-file .data/run/shopify-demo.json && exec $(BIN)/honcho start -f Procfile'
+	CHANNELS_ALLOW_LOCAL_HOSTS=1 $(EMBEDDED) --data-dir .data/run -- sh -c '$(BIN)/python manage.py migrate --noinput && $(BIN)/python manage.py prepare_local --simulator-seed-file .data/run/shopify-demo.json && exec $(BIN)/honcho start -f Procfile'
 
 ## Lint (ruff, the import contracts), type-check and run the whole suite on real PostgreSQL.
 test: $(STAMP) lint typecheck
-	$(EMBEDDED) --data-dir .data/test -- $(BIN)/python -m pytest $(PYTEST_ARGS)
+	CHANNELS_ALLOW_LOCAL_HOSTS=1 $(EMBEDDED) --data-dir .data/test -- $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -37,11 +37,11 @@ typecheck: $(STAMP)
 
 ## Run a benchmark: make bench NAME=hot_sku
 bench: $(STAMP)
-	$(EMBEDDED) --data-dir .data/bench -- $(BIN)/python bench/$(NAME).py
+	CHANNELS_ALLOW_LOCAL_HOSTS=1 $(EMBEDDED) --data-dir .data/bench -- $(BIN)/python bench/$(NAME).py
 
 ## Any manage.py command against the embedded servers: make manage ARGS="createsuperuser"
 manage: $(STAMP)
-	$(EMBEDDED) --data-dir .data/run -- $(BIN)/python manage.py $(ARGS)
+	CHANNELS_ALLOW_LOCAL_HOSTS=1 $(EMBEDDED) --data-dir .data/run -- $(BIN)/python manage.py $(ARGS)
 
 clean:
 	rm -rf .data

@@ -17,6 +17,8 @@ from django.db.models import Q
 from django.db.models.functions import Now
 from simple_history.models import HistoricalRecords
 
+from nventory.encryption import EncryptedJSONField, EncryptedTextField
+
 
 class Channel(models.Model):
     """One storefront or marketplace account the stock is listed on."""
@@ -42,12 +44,13 @@ class Channel(models.Model):
     mode = models.CharField(max_length=16, choices=Mode.choices, default=Mode.SHADOW)
     # The connector talks to whatever this points at: the real platform or its simulator.
     api_base_url = models.URLField(max_length=500)
-    # Secrets: never shown in admin list views.
-    credentials = models.JSONField(default=dict, blank=True)
-    webhook_secret = models.CharField(max_length=255, blank=True)
+    # Secrets: never shown in admin list views; encrypted in the database
+    # (nventory.encryption: a key from the environment, rotatable).
+    credentials = EncryptedJSONField(default=dict, blank=True)
+    webhook_secret = EncryptedTextField(blank=True)
     # While a secret is rotated, webhooks may still come signed with the one it replaced
     # (Shopify: until the old client secret is revoked); that one is accepted until then.
-    previous_webhook_secret = models.CharField(max_length=255, blank=True)
+    previous_webhook_secret = EncryptedTextField(blank=True)
     previous_webhook_secret_until = models.DateTimeField(null=True, blank=True)
     locations = models.ManyToManyField(
         "inventory.Location",
@@ -76,6 +79,32 @@ class Channel(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        """The API base URL, and any URL among the platform settings, must be one of the
+        platform's API hosts over https (``channels.connectors.outbound``)."""
+        super().clean()
+        # Imported here: the connectors import this module's names for their types.
+        from channels.connectors import outbound
+        from channels.connectors.registry import UnknownPlatform, connector_class_for
+
+        try:
+            api_domains = connector_class_for(self.platform).api_domains
+        except UnknownPlatform:
+            return  # the platform field reports it
+        errors: dict[str, str] = {}
+        if self.api_base_url:
+            refusal = outbound.url_refusal(self.api_base_url, api_domains=api_domains)
+            if refusal:
+                errors["api_base_url"] = refusal
+        for name, value in sorted((self.platform_settings or {}).items()):
+            if name.endswith("_url") and value:
+                refusal = outbound.url_refusal(str(value), api_domains=api_domains)
+                if refusal:
+                    errors["platform_settings"] = f"{name}: {refusal}"
+                    break
+        if errors:
+            raise ValidationError(errors)
 
     def webhook_secrets(self, now: dt.datetime) -> list[str]:
         """The secrets a webhook may be signed with now: the current one, and the one it

@@ -79,6 +79,9 @@ class Connector:
 
     platform: ClassVar[str]
     capabilities: ClassVar[frozenset[Capability]] = frozenset()
+    # The platform's own API domains: a channel's calls go to these (or hosts below them)
+    # over https and nowhere else (``channels.connectors.outbound``).
+    api_domains: ClassVar[tuple[str, ...]] = ()
     # Most items one write call may carry; a channel may lower it (``max_batch_size`` in
     # its platform settings), never raise it.
     max_batch_size: ClassVar[int] = 100

@@ -15,7 +15,7 @@ from django.core.cache import cache
 from channels.connectors import http
 from channels.connectors.base import ChannelError, Connector
 from channels.connectors.ebay import webhooks
-from channels.connectors.ebay.client import EbayClient, error_message, errors_text
+from channels.connectors.ebay.client import API_DOMAINS, EbayClient, error_message, errors_text
 from channels.connectors.types import (
     Capability,
     ItemResult,
@@ -65,6 +65,7 @@ class EbayConnector(Connector):
     """
 
     platform = "ebay"
+    api_domains = API_DOMAINS
     capabilities = frozenset({Capability.HTTP_WEBHOOKS, Capability.ORDER_POLL})
     max_batch_size = 25
     max_read_batch_size = 25

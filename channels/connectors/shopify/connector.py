@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from channels.connectors.base import ChannelError, Connector
 from channels.connectors.shopify import webhooks
-from channels.connectors.shopify.client import ShopifyClient
+from channels.connectors.shopify.client import API_DOMAINS, ShopifyClient
 from channels.connectors.types import (
     Capability,
     ItemResult,
@@ -103,6 +103,7 @@ class ShopifyConnector(Connector):
     """
 
     platform = "shopify"
+    api_domains = API_DOMAINS
     capabilities = frozenset(
         {
             Capability.COMPARE_AND_SET,

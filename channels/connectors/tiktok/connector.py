@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from channels.connectors.base import ChannelError, Connector
 from channels.connectors.tiktok import webhooks
-from channels.connectors.tiktok.client import TikTokBusinessError, TikTokClient
+from channels.connectors.tiktok.client import API_DOMAINS, TikTokBusinessError, TikTokClient
 from channels.connectors.types import (
     Capability,
     ItemResult,
@@ -62,6 +62,7 @@ class TikTokConnector(Connector):
     """
 
     platform = "tiktok"
+    api_domains = API_DOMAINS
     capabilities = frozenset(
         {Capability.HTTP_WEBHOOKS, Capability.ORDER_LOOKUP, Capability.ORDER_POLL}
     )

@@ -572,6 +572,10 @@ class WebhookReceipt(models.Model):
     topic = models.CharField(max_length=128)
     # The platform's delivery id (Shopify: X-Shopify-Webhook-Id), kept for good.
     dedupe_key = models.CharField(max_length=255)
+    # Deliveries through the webhook receiver: the SHA-256 of the topic and body
+    # (Connector.webhook_content_key). The delivery id is not signed, so one body resent
+    # under fresh ids is stored once, like one delivery id sent twice.
+    content_hash = models.CharField(max_length=64, null=True, blank=True)
     headers = models.JSONField(default=dict)
     body = models.BinaryField()
     received_at = models.DateTimeField(db_default=Now())
@@ -589,6 +593,11 @@ class WebhookReceipt(models.Model):
             models.UniqueConstraint(
                 fields=["channel", "dedupe_key"], name="webhook_one_per_delivery"
             ),
+            models.UniqueConstraint(
+                fields=["channel", "content_hash"],
+                condition=models.Q(content_hash__isnull=False),
+                name="webhook_one_per_content",
+            ),
         ]
         indexes = [
             models.Index(fields=["status", "received_at"], name="webhook_status_time"),
@@ -598,10 +607,49 @@ class WebhookReceipt(models.Model):
                 name="webhook_awaiting_order",
                 condition=models.Q(status="awaiting_order"),
             ),
+            # The quarantine cap counts a channel's quarantined receipts.
+            models.Index(
+                fields=["channel"],
+                name="webhook_quarantined",
+                condition=models.Q(status="quarantined"),
+            ),
         ]
 
     def __str__(self) -> str:
         return f"{self.topic} {self.dedupe_key}"
+
+
+class ChannelAlert(models.Model):
+    """Something about a channel an operator must look at; one open row per channel and
+    kind, its count and last time brought up to date while the cause lasts."""
+
+    class Kind(models.TextChoices):
+        # The channel holds WEBHOOK_QUARANTINE_CAP quarantined receipts: more signed
+        # deliveries that cannot be used are not stored (someone may be replaying captured
+        # ones, or the platform changed its format).
+        QUARANTINE_FULL = "quarantine_full", "Quarantined webhooks at their cap"
+
+    channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="alerts")
+    kind = models.CharField(max_length=32, choices=Kind.choices)
+    message = models.TextField()
+    # How many times the cause came up since the alert was raised.
+    occurrences = models.PositiveIntegerField(default=1)
+    raised_at = models.DateTimeField(db_default=Now())
+    last_seen_at = models.DateTimeField(db_default=Now())
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-last_seen_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["channel", "kind"],
+                condition=Q(resolved_at__isnull=True),
+                name="channelalert_one_open_per_kind",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} on channel {self.channel_id}"
 
 
 class OversellIncident(models.Model):

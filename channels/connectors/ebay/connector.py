@@ -72,6 +72,8 @@ class EbayConnector(Connector):
     identifier_order = ("external_id", "external_sku", "item_id")
     listing_field_of_identifier = {"sku": "external_id"}
     kept_headers = ("content-type", "soapaction")
+    # §5.1: the NotificationSignature is computed over the SOAP body's Timestamp.
+    signs_timestamp = True
     order_placed_topic = webhooks.FIXED_PRICE_TRANSACTION
     # §5.1: eBay retries an unacknowledged notification; for how long is not documented [M].
     order_redelivery_window_s = 24 * 3600.0
@@ -264,6 +266,12 @@ class EbayConnector(Connector):
 
     def webhook_envelope(self, headers: Mapping[str, str], body: bytes) -> WebhookEnvelope:
         return webhooks.platform_notification_envelope(body)
+
+    def signed_timestamp(self, headers: Mapping[str, str], body: bytes) -> float | None:
+        return webhooks.signed_timestamp(body)
+
+    def webhook_contradiction(self, topic: str, body: bytes) -> str:
+        return webhooks.topic_contradiction(topic, body)
 
     def parse_webhook(self, topic: str, body: bytes) -> WebhookMessage:
         return webhooks.parse_platform_notification(topic, body)

@@ -276,6 +276,12 @@ class ShopifyConnector(Connector):
     def webhook_envelope(self, headers: Mapping[str, str], body: bytes) -> WebhookEnvelope:
         return webhooks.shopify_webhook_envelope(headers)
 
+    def webhook_contradiction(self, topic: str, body: bytes) -> str:
+        return webhooks.topic_contradiction(topic, body)
+
+    def acts_on_topic(self, topic: str) -> bool:
+        return webhooks.acts_on_topic(topic)
+
     def parse_webhook(self, topic: str, body: bytes) -> WebhookMessage:
         return webhooks.parse_shopify_webhook(topic, body)
 

@@ -448,6 +448,9 @@ class WalmartConnector(Connector):
     def webhook_envelope(self, headers: Mapping[str, str], body: bytes) -> WebhookEnvelope:
         return webhooks.walmart_webhook_envelope(body)
 
+    def webhook_contradiction(self, topic: str, body: bytes) -> str:
+        return webhooks.topic_contradiction(topic, body)
+
     def parse_webhook(self, topic: str, body: bytes) -> WebhookMessage:
         return webhooks.parse_walmart_webhook(topic, body)
 

@@ -41,27 +41,34 @@ class _RefusedAddress(NewConnectionError):
     """The connection reached an address calls may not go to; closed before a byte went."""
 
 
+def _checked_socket(
+    connection: HTTPConnection, connect: Callable[[], socket.socket]
+) -> socket.socket:
+    """A new connection's socket once its addresses are allowed: every address the host
+    resolves to before connecting (no packet goes to a private one), and the address
+    reached after (a name rebound in between). Through a proxy the peer is the proxy: the
+    target was resolved and checked before the request."""
+    if connection.proxy is not None:
+        return connect()
+    refusal = outbound.resolved_refusal(str(connection._dns_host), cache=False)
+    if refusal:
+        raise _RefusedAddress(connection, refusal)
+    sock = connect()
+    refusal = outbound.address_refusal(str(sock.getpeername()[0]))
+    if refusal:
+        sock.close()
+        raise _RefusedAddress(connection, refusal)
+    return sock
+
+
 class _CheckedConnection(HTTPConnection):
     def _new_conn(self) -> socket.socket:
-        sock = super()._new_conn()
-        # Through a proxy the peer is the proxy: the target was resolved and checked first.
-        if self.proxy is None:
-            refusal = outbound.address_refusal(str(sock.getpeername()[0]))
-            if refusal:
-                sock.close()
-                raise _RefusedAddress(self, refusal)
-        return sock
+        return _checked_socket(self, super()._new_conn)
 
 
 class _CheckedHTTPSConnection(HTTPSConnection):
     def _new_conn(self) -> socket.socket:
-        sock = super()._new_conn()
-        if self.proxy is None:
-            refusal = outbound.address_refusal(str(sock.getpeername()[0]))
-            if refusal:
-                sock.close()
-                raise _RefusedAddress(self, refusal)
-        return sock
+        return _checked_socket(self, super()._new_conn)
 
 
 class _CheckedHTTPPool(HTTPConnectionPool):

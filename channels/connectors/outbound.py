@@ -96,11 +96,14 @@ _RESOLVED_FOR_S = 60.0
 _resolved: dict[str, tuple[float, str]] = {}
 
 
-def resolved_refusal(hostname: str) -> str:
+def resolved_refusal(hostname: str, *, cache: bool = True) -> str:
     """Why a call may not go to what ``hostname`` resolves to ("" when every address is
-    allowed); a name that does not resolve is left to the connection to fail."""
+    allowed); a name that does not resolve is left to the connection to fail. An address
+    literal is checked without a look-up."""
+    if _is_address(hostname.strip("[]")):
+        return address_refusal(hostname.strip("[]"))
     now = time.monotonic()
-    cached = _resolved.get(hostname)
+    cached = _resolved.get(hostname) if cache else None
     if cached is not None and cached[0] > now:
         return cached[1]
     try:

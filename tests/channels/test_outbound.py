@@ -293,3 +293,27 @@ def test_a_redirecting_host_is_refused_at_save_without_the_local_setting(servers
 def test_addresses_calls_may_reach(address, allowed, settings):
     settings.CHANNELS_ALLOW_LOCAL_HOSTS = True
     assert (outbound.address_refusal(address) == "") is allowed
+
+
+@pytest.mark.parametrize(
+    ("platform", "url"),
+    [
+        ("shopify", "https://my-shop.myshopify.com/admin/api/2025-01"),
+        ("amazon", "https://sellingpartnerapi-eu.amazon.com"),
+        ("amazon", "https://sqs.us-east-1.amazonaws.com/123456789012/notifications"),
+        ("walmart", "https://marketplace.walmartapis.com"),
+        ("ebay", "https://api.sandbox.ebay.com"),
+        ("tiktok", "https://open-api.tiktokglobalshop.com"),
+        ("tiktok", "https://auth.tiktok-shops.com"),
+    ],
+)
+def test_each_platforms_own_hosts_are_allowed_and_no_other_platforms(platform, url, settings):
+    """A platform's hosts are its own: Shopify's channel may not point at eBay's API."""
+    from channels.connectors.registry import CONNECTORS
+
+    settings.CHANNELS_ALLOW_LOCAL_HOSTS = False
+    own = CONNECTORS[platform].api_domains
+    assert outbound.url_refusal(url, api_domains=own) == ""
+    for other, connector in CONNECTORS.items():
+        if other != platform and not set(connector.api_domains) & set(own):
+            assert outbound.url_refusal(url, api_domains=connector.api_domains)

@@ -303,10 +303,10 @@ def test_walmart_event_types_that_contradict_their_payload():
 
 def test_an_ebay_order_event_without_its_transaction_contradicts_itself():
     without = (
-        "<Envelope><Body><Timestamp>2026-12-01T10:00:00.000Z</Timestamp>"
-        "<NotificationEventName>FixedPriceTransaction</NotificationEventName>"
-        "</Body></Envelope>"
-    ).encode()
+        b"<Envelope><Body><Timestamp>2026-12-01T10:00:00.000Z</Timestamp>"
+        b"<NotificationEventName>FixedPriceTransaction</NotificationEventName>"
+        b"</Body></Envelope>"
+    )
     assert ebay_webhooks.topic_contradiction("FixedPriceTransaction", without)
     assert not ebay_webhooks.topic_contradiction("ItemListed", without)
 

@@ -113,7 +113,7 @@ def reencrypt(token: str) -> str:
         ) from None
 
 
-class EncryptedTextField(models.TextField):  # type: ignore[type-arg]
+class EncryptedTextField(models.TextField):
     """Text stored as a Fernet token; Python code sees the text. Never looked up by value
     (each encryption differs)."""
 
@@ -138,6 +138,10 @@ class EncryptedTextField(models.TextField):  # type: ignore[type-arg]
 
 class EncryptedJSONField(EncryptedTextField):
     """A JSON object stored as a Fernet token of its text; Python code sees the object."""
+
+    # What django-stubs types the attribute as (a TextField's would be str).
+    _pyi_private_set_type: dict[str, Any]  # type: ignore[assignment]
+    _pyi_private_get_type: dict[str, Any]  # type: ignore[assignment]
 
     def _from_text(self, text: str) -> Any:
         return json.loads(text)
@@ -164,7 +168,7 @@ def encrypted_columns() -> list[tuple[type[models.Model], list[str]]]:
     found = []
     for model in apps.get_models():
         columns = [
-            field.column
+            str(field.column)
             for field in model._meta.concrete_fields
             if isinstance(field, EncryptedTextField)
         ]
@@ -187,7 +191,7 @@ def reencrypt_every_secret() -> int:
     written = 0
     for model, columns in encrypted_columns():
         table = connection.ops.quote_name(model._meta.db_table)
-        pk = connection.ops.quote_name(model._meta.pk.column)
+        pk = connection.ops.quote_name(str(model._meta.pk.column))
         quoted = [connection.ops.quote_name(column) for column in columns]
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute(f"SELECT {pk}, {', '.join(quoted)} FROM {table} FOR UPDATE")

@@ -427,3 +427,33 @@ def test_an_ebay_notification_signed_outside_the_window_is_refused(client, wareh
     assert send(_ebay_notification(stamp(3600))).status_code == 401
     assert not WebhookReceipt.objects.exists()
     assert send(_ebay_notification(stamp(5))).json() == {"status": "accepted"}
+
+
+def test_an_operator_sees_the_alert_and_only_a_channel_manager_resolves_it(
+    client, admin_client, channel
+):
+    """The admin lists open alerts; its action needs the channel-management permission."""
+    from django.contrib.auth.models import Permission, User
+
+    alerts.raise_alert(
+        channel_id=channel.pk, kind=ChannelAlert.Kind.QUARANTINE_FULL, message="full"
+    )
+    alert = ChannelAlert.objects.get()
+    listing = admin_client.get("/admin/channels/channelalert/")
+    assert listing.status_code == 200 and "full" in listing.content.decode()
+
+    viewer = User.objects.create_user("viewer", password="pw-0123456789", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_channelalert"))
+    client.force_login(viewer)
+    refused = client.post(
+        "/admin/channels/channelalert/",
+        {"action": "mark_resolved", "_selected_action": [alert.pk]},
+    )
+    assert refused.status_code == 403
+    assert ChannelAlert.objects.get().resolved_at is None
+
+    admin_client.post(
+        "/admin/channels/channelalert/",
+        {"action": "mark_resolved", "_selected_action": [alert.pk]},
+    )
+    assert ChannelAlert.objects.get().resolved_at is not None

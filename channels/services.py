@@ -83,6 +83,15 @@ class InvalidWebhookSecret(ApplicationError):
     code = "invalid_webhook_secret"
 
 
+def webhook_secret_problem(secret: str) -> str:
+    """Why a new webhook secret may not be used ("" when it may): shorter than
+    ``WEBHOOK_SECRET_MIN_LENGTH``, anyone could guess it."""
+    minimum: int = settings.WEBHOOK_SECRET_MIN_LENGTH
+    if len(secret) < minimum:
+        return f"A webhook secret must be at least {minimum} characters long."
+    return ""
+
+
 @transaction.atomic
 def create_channel(
     *, fields: ChannelFields, webhook_secret: str = "", location_ids: Iterable[int] = ()
@@ -91,7 +100,11 @@ def create_channel(
 
     It has no listings yet, so nothing is owed. Once it commits, running workers are told
     to consume its push queue (best effort: a worker started later finds it anyway).
+    A webhook secret shorter than ``WEBHOOK_SECRET_MIN_LENGTH`` is refused
+    (InvalidWebhookSecret); none at all leaves the channel accepting no webhook.
     """
+    if webhook_secret and (problem := webhook_secret_problem(webhook_secret)):
+        raise InvalidWebhookSecret(problem)
     channel = Channel(**_channel_values(fields), webhook_secret=webhook_secret)
     channel.full_clean()
     channel.save()
@@ -152,14 +165,17 @@ def rotate_webhook_secret(*, channel_id: int, new_secret: str) -> Channel:
     The secret it replaces stays accepted for ``WEBHOOK_SECRET_ROTATION_GRACE_S`` (a day by
     default), while webhooks signed with it are still coming, or until
     ``revoke_previous_webhook_secret``; a secret replaced earlier is dropped. Locks the
-    channel row. The secret in use again changes nothing; a blank one is refused
-    (InvalidWebhookSecret). Owes no push: only what comes in is signed.
+    channel row. The secret in use again changes nothing; a blank one, or one shorter than
+    ``WEBHOOK_SECRET_MIN_LENGTH``, is refused (InvalidWebhookSecret). Owes no push: only
+    what comes in is signed.
     """
     if not new_secret:
         raise InvalidWebhookSecret("A webhook secret may not be blank.")
     channel = Channel.objects.select_for_update().get(pk=channel_id)
     if new_secret == channel.webhook_secret:
         return channel
+    if problem := webhook_secret_problem(new_secret):
+        raise InvalidWebhookSecret(problem)
     if channel.webhook_secret:
         channel.previous_webhook_secret = channel.webhook_secret
         channel.previous_webhook_secret_until = timezone.now() + dt.timedelta(

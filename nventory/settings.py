@@ -59,6 +59,8 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    # Swagger UI's files served from here, so the API docs page needs no outside network.
+    "drf_spectacular_sidecar",
     "django_celery_beat",
     "django_htmx",
     "template_partials",
@@ -71,6 +73,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: an oversized API body is refused before any other middleware reads it.
+    "nventory.middleware.ApiBodyLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -210,6 +214,11 @@ REST_FRAMEWORK = {
         "user": os.environ.get("API_THROTTLE_USER", "6000/minute"),
         "anon": os.environ.get("API_THROTTLE_ANON", "60/minute"),
     },
+    # JSON only, bounded in size (API_MAX_BODY_BYTES) and nesting: the schema documents
+    # one request format, and a form or multipart body has no shape for a BOM's lines.
+    "DEFAULT_PARSER_CLASSES": ["nventory.parsers.BoundedJSONParser"],
+    # DRF's test client sends what the API takes.
+    "TEST_REQUEST_DEFAULT_FORMAT": "json",
     "DEFAULT_PAGINATION_CLASS": "nventory.pagination.BoundedLimitOffsetPagination",
     "PAGE_SIZE": 100,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -221,7 +230,20 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    # The docs page loads Swagger UI from drf-spectacular-sidecar, not from a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    # Every operation documents the error answers any request may get (nventory.api).
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "nventory.api.document_error_answers",
+    ],
+    # Path converters of the project's own (nventory.api.CodeConverter) read as strings.
+    "PATH_CONVERTER_OVERRIDES": {"code": str},
 }
+# The largest API request body read; above it the answer is 413 (webhooks have their own
+# cap below). Far above any request of this API, far below Django's in-memory limit.
+API_MAX_BODY_BYTES = int(os.environ.get("API_MAX_BODY_BYTES", str(1024 * 1024)))
 
 # ---------------------------------------------------------------------------------------
 # Redis, cache and Celery  https://docs.celeryq.dev/en/stable/userguide/configuration.html

@@ -25,5 +25,7 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]
 
+handler400 = "nventory.errors.bad_request"
+handler403 = "nventory.errors.permission_denied"
 handler404 = "nventory.errors.page_not_found"
 handler500 = "nventory.errors.server_error"

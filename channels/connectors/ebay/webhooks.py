@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from typing import Any
 from xml.parsers import expat
 
+from channels.connectors.payloads import load_json
 from channels.connectors.types import (
     MessageKind,
     MessageLine,
@@ -27,11 +28,12 @@ from channels.connectors.types import (
     WebhookMessage,
     WebhookParseError,
 )
+from inventory.models import MAX_QUANTITY
 
 # §5.1 (EB6): the order events; each carries the transaction it is about.
 ORDER_TOPICS = frozenset({"FixedPriceTransaction", "AuctionCheckoutComplete", "ItemSold"})
 FIXED_PRICE_TRANSACTION = "FixedPriceTransaction"
-MAX_QUANTITY = 2**31 - 1
+
 MAX_IDENTIFIER_LENGTH = 255
 # A document type can declare entities that expand a small body into gigabytes (the
 # "billion laughs"); eBay's notifications carry none, so any is refused before parsing.
@@ -291,10 +293,7 @@ def _timestamp(text: str) -> dt.datetime | None:
 
 
 def _json_object(body: bytes) -> Mapping[str, Any]:
-    try:
-        payload = json.loads(body)
-    except (UnicodeDecodeError, ValueError) as error:
-        raise WebhookParseError(f"Body is not valid JSON: {error}.") from None
+    payload = load_json(body)
     if not isinstance(payload, dict):
         raise WebhookParseError("Body is not a JSON object.")
     return payload

@@ -14,6 +14,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from channels.connectors.payloads import load_json
 from channels.connectors.types import (
     MessageKind,
     MessageLine,
@@ -23,13 +24,12 @@ from channels.connectors.types import (
     WebhookMessage,
     WebhookParseError,
 )
+from inventory.models import MAX_QUANTITY
 
 HMAC_HEADER = "X-Shopify-Hmac-Sha256"
 TOPIC_HEADER = "X-Shopify-Topic"
 # The delivery id: the key for spotting duplicates [CHANNEL_APIS.md §1.1, SH1/SH5].
 WEBHOOK_ID_HEADER = "X-Shopify-Webhook-Id"
-# PostgreSQL's integer, which the ledger's quantities are.
-MAX_QUANTITY = 2**31 - 1
 MAX_IDENTIFIER_LENGTH = 255
 
 # RefundLineItemRestockType [SH17]. "cancel" releases units never fulfilled, "return" puts
@@ -243,6 +243,8 @@ def _parse_inventory_level(payload: Mapping[str, Any]) -> WebhookMessage:
         return WebhookMessage(kind=MessageKind.IGNORED, reference=item_id)
     if isinstance(available, bool) or not isinstance(available, int):
         raise WebhookParseError(f"{where}: available must be a whole number.")
+    if abs(available) > MAX_QUANTITY:
+        raise WebhookParseError(f"{where}: available {available} is beyond {MAX_QUANTITY}.")
     identifiers = {"inventory_item_id": item_id}
     if payload.get("location_id") is not None:
         identifiers["location_id"] = _id(payload, "location_id", where=where)
@@ -264,11 +266,7 @@ _PARSERS = {
 
 
 def _json_object(body: bytes) -> Mapping[str, Any]:
-    try:
-        payload = json.loads(body)
-    except (UnicodeDecodeError, ValueError) as error:
-        raise WebhookParseError(f"Body is not valid JSON: {error}.") from None
-    return _object(payload, where="body")
+    return _object(load_json(body), where="body")
 
 
 def _object(value: object, *, where: str) -> Mapping[str, Any]:

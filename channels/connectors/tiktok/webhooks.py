@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from channels.connectors.payloads import load_json
 from channels.connectors.types import (
     MessageKind,
     MessageLine,
@@ -218,10 +219,7 @@ def polled_order(order: Mapping[str, Any]) -> PulledNotification:
 
 
 def _json_object(body: bytes) -> Mapping[str, Any]:
-    try:
-        value = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise WebhookParseError("The body is not JSON.") from None
+    value = load_json(body)
     if not isinstance(value, dict):
         raise WebhookParseError("The body is not a JSON object.")
     return value

@@ -14,6 +14,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from channels.connectors.payloads import load_json
 from channels.connectors.types import (
     MessageKind,
     MessageLine,
@@ -22,13 +23,12 @@ from channels.connectors.types import (
     WebhookMessage,
     WebhookParseError,
 )
+from inventory.models import MAX_QUANTITY
 
 HMAC = "HMAC"
 BASIC_AUTH = "BASIC_AUTH"
 # §3.1: the header is the subscription's ``authHeaderName``, chosen by the seller.
 DEFAULT_AUTH_HEADER = "X-Walmart-Signature"
-# PostgreSQL's integer, which the ledger's quantities are.
-MAX_QUANTITY = 2**31 - 1
 MAX_IDENTIFIER_LENGTH = 255
 
 PO_CREATED = "PO_CREATED"
@@ -229,11 +229,7 @@ def _line_quantity(item: Mapping[str, Any], *, where: str) -> int:
 
 
 def _json_object(body: bytes) -> Mapping[str, Any]:
-    try:
-        payload = json.loads(body)
-    except (UnicodeDecodeError, ValueError) as error:
-        raise WebhookParseError(f"Body is not valid JSON: {error}.") from None
-    return _object(payload, where="body")
+    return _object(load_json(body), where="body")
 
 
 def _object(value: object, *, where: str) -> Mapping[str, Any]:

@@ -95,6 +95,12 @@ def sku_rule(channel, sku) -> BufferRule | None:
     return BufferRule.objects.filter(channel=channel, sku=sku, listing__isnull=True).first()
 
 
+def raised_rule(channel, sku) -> BufferRule:
+    rule = sku_rule(channel, sku)
+    assert rule is not None
+    return rule
+
+
 # --- the arithmetic ------------------------------------------------------------------------
 
 
@@ -162,7 +168,8 @@ def test_a_rule_that_holds_only_the_rise_leaves_the_channels_rule_in_force(
 
     velocity.observe_sales(channel_id=tiktok.pk, sku_ids=[lipstick.pk])
 
-    assert selectors.effective_buffer_rule(listing=tiktok_listing).sku_id is None
+    governing = selectors.effective_buffer_rule(listing=tiktok_listing)
+    assert governing is not None and governing.sku_id is None
     explanation = selectors.explain_listing(listing=tiktok_listing)
     # floor(89 x 0.9) = 80, minus the rise of 6.
     assert explanation.listed == 74
@@ -201,7 +208,7 @@ def test_faster_sales_raise_it_in_steps_and_each_step_is_in_the_history(
         sell(tiktok, lipstick, warehouse, 1)
         velocity.observe_sales(channel_id=tiktok.pk, sku_ids=[lipstick.pk])
 
-    rule = sku_rule(tiktok, lipstick)
+    rule = raised_rule(tiktok, lipstick)
     # 11 sold: 6; 13 sold needs 7, raised to 9 (half again); 15 sold needs 8: held at 9.
     assert rule.velocity_units == 9
     assert [h.velocity_units for h in rule.history.order_by("history_date")] == [6, 9]
@@ -252,10 +259,11 @@ def test_the_rise_falls_back_once_the_spike_is_over_and_the_holder_goes(
 ):
     sell(tiktok, lipstick, warehouse, 11)
     velocity.observe_sales(channel_id=tiktok.pk, sku_ids=[lipstick.pk])
-    rule = sku_rule(tiktok, lipstick)
+    rule = raised_rule(tiktok, lipstick)
     PendingPush.objects.all().delete()
 
     assert velocity.lower_spent_rises(now=timezone.now()) == 0  # held 300 s
+    assert rule.velocity_until is not None
     later = rule.velocity_until + dt.timedelta(seconds=1)
     assert velocity.lower_spent_rises(now=later) == 1
 
@@ -288,7 +296,7 @@ def test_a_rise_still_needed_is_held_longer_without_a_history_row(
     settings.VELOCITY_GUARD_HOLD_S = 0
     sell(tiktok, lipstick, warehouse, 11)
     velocity.observe_sales(channel_id=tiktok.pk, sku_ids=[lipstick.pk])
-    rule = sku_rule(tiktok, lipstick)
+    rule = raised_rule(tiktok, lipstick)
 
     # The sales are still inside the window: the spike is not over.
     assert velocity.lower_spent_rises(now=timezone.now() + dt.timedelta(seconds=1)) == 0
@@ -306,7 +314,7 @@ def test_an_operator_adding_a_sku_rule_takes_over_the_guards_holder_and_its_rise
 ):
     sell(tiktok, lipstick, warehouse, 11)
     velocity.observe_sales(channel_id=tiktok.pk, sku_ids=[lipstick.pk])
-    holder = sku_rule(tiktok, lipstick)
+    holder = raised_rule(tiktok, lipstick)
 
     rule = factories.make_buffer_rule(channel=tiktok, sku=lipstick, percent=Decimal(50))
 

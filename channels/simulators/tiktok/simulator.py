@@ -36,6 +36,14 @@ without lines); ``POST orders/<id>/status`` ``{"status"}`` (CANCELLED gives the 
 back); ``POST notify`` ``{"type": 6 | 7}`` (deauthorization, upcoming expiry);
 ``GET changes?since=``.
 
+Viral mode (a creator's video selling one SKU at a rate): ``POST viral`` ``{"sku_id",
+"orders", "per_s", "quantity"}`` starts a burst in the background, ``orders`` orders of
+``quantity`` units paced at ``per_s`` a second on the real clock, each announced by its
+type 1 webhook; a buyer buys only what the shop shows, so an order the SKU's available
+quantity cannot cover is not placed (counted ``sold_out``). It answers at once with the
+burst's ``burst_id``; ``GET viral`` reports every burst of the shop (``placed``,
+``sold_out``, ``done``, ``order_ids`` with the unix time each was placed at).
+
 Fault endpoints: ``token``; ``inventory:update`` (also ``write``); ``inventory:search``,
 ``orders:get`` and ``orders:search`` (also ``read``).
 """
@@ -45,6 +53,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
+import threading
 import time
 import uuid
 from typing import Any
@@ -519,6 +528,8 @@ class TikTokSimulator(Simulator[Shop]):
                 lambda m, b, q: self.set_order_status(m["tenant"], m["order"], b),
             ),
             route("POST", f"{_SHOP}/notify", lambda m, b, q: self.notify(m["tenant"], b)),
+            route("POST", f"{_SHOP}/viral", lambda m, b, q: self.start_viral(m["tenant"], b)),
+            route("GET", f"{_SHOP}/viral", lambda m, b, q: self.viral_bursts(m["tenant"])),
             route("GET", f"{_SHOP}/changes", lambda m, b, q: self.changes(m["tenant"], since(q))),
         ]
 
@@ -578,19 +589,85 @@ class TikTokSimulator(Simulator[Shop]):
                 if quantity <= 0:
                     raise ControlError(400, "Line quantities are positive.")
                 wanted.append((sku, quantity))
-            now = int(self.clock.time())
-            order = Order(str(next(self._order_ids)), status, [], now, now)
-            for sku, quantity in wanted:
-                warehouse_id = next(iter(sku.warehouses))
-                stock = sku.warehouses[warehouse_id]
-                self._set(shop, sku, warehouse_id, stock.available - quantity, "order", None)
-                stock.committed += quantity
-                order.lines += [
-                    (str(next(self._line_ids)), sku.sku_id, warehouse_id) for _ in range(quantity)
-                ]
-            shop.orders[order.order_id] = order
+            order = self._place(shop, wanted, status)
             delivery = self._order_delivery(shop, order)
         return {"order_id": order.order_id} | self.deliver(shop, delivery, body)
+
+    def _place(self, shop: Shop, wanted: list[tuple[Sku, int]], status: str) -> Order:
+        """An order of these units (lock held): available to committed, one line a unit."""
+        now = int(self.clock.time())
+        order = Order(str(next(self._order_ids)), status, [], now, now)
+        for sku, quantity in wanted:
+            warehouse_id = next(iter(sku.warehouses))
+            stock = sku.warehouses[warehouse_id]
+            self._set(shop, sku, warehouse_id, stock.available - quantity, "order", None)
+            stock.committed += quantity
+            order.lines += [
+                (str(next(self._line_ids)), sku.sku_id, warehouse_id) for _ in range(quantity)
+            ]
+        shop.orders[order.order_id] = order
+        return order
+
+    # -- Viral mode --------------------------------------------------------------------------
+
+    def start_viral(self, shop_name: str, body: JSON) -> JSON:
+        """Start a burst of orders on one SKU in the background (see the module's doc)."""
+        shop = self.tenants.require(shop_name)
+        try:
+            sku_id = str(body["sku_id"])
+            orders = int(body.get("orders", 300))
+            per_s = float(body.get("per_s", 15))
+            quantity = int(body.get("quantity", 1))
+        except (KeyError, TypeError, ValueError):
+            raise ControlError(400, "'sku_id', and numbers for orders, per_s, quantity.") from None
+        if orders <= 0 or per_s <= 0 or quantity <= 0:
+            raise ControlError(400, "orders, per_s and quantity are positive.")
+        with shop.lock:
+            sku = shop.skus.get(sku_id)
+            if sku is None:
+                raise ControlError(400, f"No SKU {sku_id!r} in shop {shop_name!r}.")
+            burst: JSON = {
+                "burst_id": len(shop.viral_bursts) + 1,
+                "sku_id": sku_id,
+                "orders": orders,
+                "per_s": per_s,
+                "placed": 0,
+                "sold_out": 0,
+                "done": False,
+                "order_ids": [],
+            }
+            shop.viral_bursts.append(burst)
+        threading.Thread(
+            target=self._run_viral,
+            args=(shop, sku, burst, quantity),
+            name=f"viral-{shop_name}-{burst['burst_id']}",
+            daemon=True,
+        ).start()
+        return {key: value for key, value in burst.items() if key != "order_ids"}
+
+    def _run_viral(self, shop: Shop, sku: Sku, burst: JSON, quantity: int) -> None:
+        started = time.monotonic()
+        for number in range(int(burst["orders"])):
+            # Paced on the real clock from the start, so a slow delivery is caught up.
+            delay = started + number / float(burst["per_s"]) - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            with shop.lock:
+                if sku.warehouse(None).available < quantity:
+                    burst["sold_out"] += 1
+                    continue
+                order = self._place(shop, [(sku, quantity)], "AWAITING_SHIPMENT")
+                delivery = self._order_delivery(shop, order)
+                burst["placed"] += 1
+                burst["order_ids"].append([order.order_id, time.time()])
+            self.deliver(shop, delivery)
+        with shop.lock:
+            burst["done"] = True
+
+    def viral_bursts(self, shop_name: str) -> JSON:
+        shop = self.tenants.require(shop_name)
+        with shop.lock:
+            return {"bursts": json.loads(json.dumps(shop.viral_bursts))}
 
     def set_order_status(self, shop_name: str, order_id: str, body: JSON) -> JSON:
         status = str(body.get("status") or "")

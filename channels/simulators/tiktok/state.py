@@ -176,3 +176,5 @@ class Shop(Tenant):
         # Calls answered in the current second (the ``qps`` limit).
         self.second = 0
         self.calls_this_second = 0
+        # Viral mode: each burst's progress (``TikTokSimulator.start_viral``).
+        self.viral_bursts: list[dict[str, Any]] = []

@@ -28,7 +28,7 @@ from collections.abc import Iterable
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Sum
+from django.db.models import Min, Sum
 from django.utils import timezone
 
 from channels.buffers import velocity_rise
@@ -71,17 +71,33 @@ def guard_settings(*, channel: Channel) -> GuardSettings:
     )
 
 
-def units_sold(*, channel: Channel, sku_id: int, since: dt.datetime) -> int:
+@dataclasses.dataclass(frozen=True)
+class Sales:
+    """A SKU's sales on a channel in a window: units, and when the first of them was."""
+
+    units: int
+    first_at: dt.datetime | None
+
+    def span_s(self, *, now: dt.datetime, window_s: float) -> float:
+        """The seconds the units sold over, for their rate: a spike that began inside the
+        window is measured from its first sale, not diluted over the whole window (a tenth
+        of the window at least, so a handful of sales at once is not an infinite rate)."""
+        if self.first_at is None:
+            return window_s
+        return min(window_s, max((now - self.first_at).total_seconds(), window_s / 10))
+
+
+def units_sold(*, channel: Channel, sku_id: int, since: dt.datetime) -> Sales:
     """Units of the SKU the channel's orders committed since then (cancellations are not
     taken off: a spike of orders is a spike, however many are cancelled later)."""
-    total = InventoryEvent.objects.filter(
+    found = InventoryEvent.objects.filter(
         sku_id=sku_id,
         created_at__gte=since,
         kind=EventKind.ORDER_COMMITTED,
         source=EventSource.CHANNEL,
         actor=channel.slug,
-    ).aggregate(units=Sum("delta_committed"))["units"]
-    return int(total or 0)
+    ).aggregate(units=Sum("delta_committed"), first_at=Min("created_at"))
+    return Sales(units=int(found["units"] or 0), first_at=found["first_at"])
 
 
 def observe_sales(*, channel_id: int, sku_ids: Iterable[int]) -> list[int]:
@@ -102,7 +118,7 @@ def observe_sales(*, channel_id: int, sku_ids: Iterable[int]) -> list[int]:
     raised = []
     for sku_id in sorted(set(sku_ids)):
         sold = units_sold(channel=channel, sku_id=sku_id, since=since)
-        if sold > guard.units_allowed:
+        if sold.units > guard.units_allowed:
             rule_id = _raise(channel=channel, sku_id=sku_id, sold=sold, guard=guard, now=now)
             if rule_id is not None:
                 raised.append(rule_id)
@@ -111,7 +127,7 @@ def observe_sales(*, channel_id: int, sku_ids: Iterable[int]) -> list[int]:
 
 @transaction.atomic
 def _raise(
-    *, channel: Channel, sku_id: int, sold: int, guard: GuardSettings, now: dt.datetime
+    *, channel: Channel, sku_id: int, sold: Sales, guard: GuardSettings, now: dt.datetime
 ) -> int | None:
     """Hold back what ``sold`` calls for, under the rule's lock; the rule's id if it rose."""
     rule = _lock_sku_rule(channel_id=channel.pk, sku_id=sku_id)
@@ -119,16 +135,17 @@ def _raise(
     if rule is None:
         rule = BufferRule(channel_id=channel.pk, sku_id=sku_id, velocity_only=True)
     current = rule.velocity_units
+    span_s = sold.span_s(now=now, window_s=guard.window_s)
     rise = velocity_rise(
-        units_sold=sold, window_s=guard.window_s, cover_s=guard.cover_s, current=current
+        units_sold=sold.units, window_s=span_s, cover_s=guard.cover_s, current=current
     )
     if rise == current:
         return None
     rule.velocity_units = rise
     rule.velocity_until = now + dt.timedelta(seconds=guard.hold_s)
-    reason = (
-        f"Velocity guard: {sold} units sold on {channel.slug} in {guard.window_s:g} s "
-        f"(limit {guard.units_allowed:g}): holds back {rise} units (was {current})"
+    reason = _reason(
+        f"{sold.units} units sold in {span_s:.0f} s, limit {guard.units_allowed:g} in "
+        f"{guard.window_s:g} s: holds back {rise} (was {current})"
     )
     rule._change_reason = reason  # type: ignore[attr-defined]
     if new:
@@ -140,9 +157,18 @@ def _raise(
             return _raise(channel=channel, sku_id=sku_id, sold=sold, guard=guard, now=now)
     else:
         rule.save(update_fields=["velocity_units", "velocity_until", "updated_at"])
-    logger.warning("%s (SKU %s)", reason, sku_id)
+    logger.warning("%s (SKU %s on %s)", reason, sku_id, channel.slug)
     outbox.mark_listings_owed(listing_ids=_sku_listings(channel_id=channel.pk, sku_id=sku_id))
     return rule.pk
+
+
+# simple-history's change reason is a varchar(100).
+_MAX_REASON = 100
+
+
+def _reason(text: str) -> str:
+    """A history row's reason: what the guard measured and did (the row names the rule)."""
+    return f"Velocity guard: {text}"[:_MAX_REASON]
 
 
 def _lock_sku_rule(*, channel_id: int, sku_id: int) -> BufferRule | None:
@@ -189,16 +215,15 @@ def _lower(*, rule_id: int, now: dt.datetime) -> bool:
     sold = units_sold(
         channel=rule.channel, sku_id=rule.sku_id, since=now - dt.timedelta(seconds=guard.window_s)
     )
-    if guard.enabled and sold > guard.units_allowed:
+    if guard.enabled and sold.units > guard.units_allowed:
         # Still spiking: held longer. No history row: the rule does not change.
         BufferRule.objects.filter(pk=rule.pk).update(
             velocity_until=now + dt.timedelta(seconds=guard.hold_s)
         )
         return False
-    rule._change_reason = (  # type: ignore[attr-defined]
-        f"Velocity guard: {sold} units sold on {rule.channel.slug} in the last "
-        f"{guard.window_s:g} s (limit {guard.units_allowed:g}): the rise of "
-        f"{rule.velocity_units} units falls back"
+    rule._change_reason = _reason(  # type: ignore[attr-defined]
+        f"{sold.units} units sold in {guard.window_s:g} s, limit {guard.units_allowed:g}: "
+        f"the rise of {rule.velocity_units} falls back"
     )
     listing_ids = _sku_listings(channel_id=rule.channel_id, sku_id=rule.sku_id)
     if rule.velocity_only:

@@ -1,8 +1,10 @@
 """The velocity guard: a SKU selling faster than a channel's limit is held back more there.
 
-Known data: a limit of 10 units a minute measured over 60 s, a rise covering 30 s of the
-measured rate, held 300 s. Sales are committed as the channel's ingest commits them (the
-ledger is what the guard reads).
+Known data: a limit of 1 unit a minute measured over 600 s (10 units in the window), a
+rise covering 30 s of the measured rate, held 300 s. The sales of a test take well under a
+minute, so their rate is measured over a tenth of the window (60 s): 11 units sold is 6
+held back. Sales are committed as the channel's ingest commits them (the ledger is what the
+guard reads).
 """
 
 from __future__ import annotations
@@ -31,8 +33,8 @@ _orders = itertools.count(1)
 
 @pytest.fixture(autouse=True)
 def guard_settings(settings):
-    settings.VELOCITY_GUARD_UNITS_PER_MIN = 10
-    settings.VELOCITY_GUARD_WINDOW_S = 60
+    settings.VELOCITY_GUARD_UNITS_PER_MIN = 1
+    settings.VELOCITY_GUARD_WINDOW_S = 600
     settings.VELOCITY_GUARD_COVER_S = 30
     settings.VELOCITY_GUARD_HOLD_S = 300
 
@@ -150,7 +152,7 @@ def test_sales_over_the_limit_raise_the_channels_buffer_for_the_sku_with_its_rea
     assert rule.velocity_until is not None and rule.velocity_until > timezone.now()
     (created,) = rule.history.all()
     assert created.history_change_reason.startswith(
-        "Velocity guard: 11 units sold on tiktok in 60 s (limit 10): holds back 6 units"
+        "Velocity guard: 11 units sold in 60 s, limit 10 in 600 s: holds back 6 (was 0)"
     )
     # The SKU's listings on the spiking channel owe a push; the other channel's do not.
     assert set(PendingPush.objects.values_list("listing_id", flat=True)) == {tiktok_listing.pk}
@@ -238,7 +240,7 @@ def test_only_the_channels_own_orders_count(tiktok, shopify, lipstick, warehouse
 def test_ingest_observes_the_sale_once_it_is_committed(
     shopify, lipstick, shopify_listing, django_capture_on_commit_callbacks, settings
 ):
-    settings.VELOCITY_GUARD_UNITS_PER_MIN = 2
+    settings.VELOCITY_GUARD_UNITS_PER_MIN = 0.2
     with django_capture_on_commit_callbacks(execute=True):
         deliver(
             shopify,
@@ -247,7 +249,7 @@ def test_ingest_observes_the_sale_once_it_is_committed(
         )
 
     rule = sku_rule(shopify, lipstick)
-    # 3 sold in 60 s over a limit of 2: 30 s of that rate is 2 units (1.5 rounded up).
+    # 3 sold over a limit of 2 in the window: 30 s of 3 in 60 s is 2 units (1.5 rounded up).
     assert rule is not None and rule.velocity_units == 2
 
 
@@ -264,14 +266,16 @@ def test_the_rise_falls_back_once_the_spike_is_over_and_the_holder_goes(
 
     assert velocity.lower_spent_rises(now=timezone.now()) == 0  # held 300 s
     assert rule.velocity_until is not None
-    later = rule.velocity_until + dt.timedelta(seconds=1)
+    # Past the hold, and the sales out of the window.
+    later = rule.velocity_until + dt.timedelta(seconds=600)
     assert velocity.lower_spent_rises(now=later) == 1
 
     assert sku_rule(tiktok, lipstick) is None
     gone = BufferRule.history.filter(id=rule.pk).order_by("-history_date").first()
     assert gone.history_type == "-"
-    assert gone.history_change_reason.startswith("Velocity guard: 0 units sold on tiktok")
-    assert gone.history_change_reason.endswith("the rise of 6 units falls back")
+    assert gone.history_change_reason == (
+        "Velocity guard: 0 units sold in 600 s, limit 10: the rise of 6 falls back"
+    )
     assert list(PendingPush.objects.values_list("listing_id", flat=True)) == [tiktok_listing.pk]
     assert selectors.explain_listing(listing=tiktok_listing).listed == 89
 
@@ -284,7 +288,7 @@ def test_an_operators_rule_keeps_its_numbers_when_the_rise_falls(
     velocity.observe_sales(channel_id=tiktok.pk, sku_ids=[lipstick.pk])
     own.refresh_from_db()
 
-    velocity.lower_spent_rises(now=own.velocity_until + dt.timedelta(seconds=1))
+    velocity.lower_spent_rises(now=own.velocity_until + dt.timedelta(seconds=600))
 
     own.refresh_from_db()
     assert (own.fixed_units, own.velocity_units, own.velocity_until) == (2, 0, None)
@@ -339,3 +343,13 @@ def test_moving_a_raised_rule_to_another_scope_leaves_the_rise_behind(
     )
 
     assert (moved.velocity_units, moved.velocity_until) == (0, None)
+
+
+def test_a_long_channel_slug_still_fits_the_history_reason(lipstick, warehouse):
+    channel = factories.make_channel(locations=[warehouse], slug="s" * 64)
+    factories.make_listing(channel=channel, sku=lipstick)
+    sell(channel, lipstick, warehouse, 11)
+
+    velocity.observe_sales(channel_id=channel.pk, sku_ids=[lipstick.pk])
+
+    assert raised_rule(channel, lipstick).velocity_units == 6

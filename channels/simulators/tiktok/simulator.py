@@ -36,6 +36,12 @@ without lines); ``POST orders/<id>/status`` ``{"status"}`` (CANCELLED gives the 
 back); ``POST notify`` ``{"type": 6 | 7}`` (deauthorization, upcoming expiry);
 ``GET changes?since=``.
 
+Auto-cancel: with the shop setting ``auto_cancel_after_s`` (0, the default, never), an order
+still ``UNPAID``, ``ON_HOLD`` or ``AWAITING_SHIPMENT`` that long after it was placed (on the
+simulator's clock) is cancelled by the platform: its units are given back and a type 1
+webhook with ``CANCELLED`` announces it; the order detail says
+``cancellation_initiator: "SYSTEM"``. An order moved on to shipping is left alone.
+
 Viral mode (a creator's video selling one SKU at a rate): ``POST viral`` ``{"sku_id",
 "orders", "per_s", "quantity"}`` starts a burst in the background, ``orders`` orders of
 ``quantity`` units paced at ``per_s`` a second on the real clock, each announced by its
@@ -91,6 +97,8 @@ ORDER_STATUS_CHANGE = 1
 SELLER_DEAUTHORIZATION = 6
 UPCOMING_AUTHORIZATION_EXPIRATION = 7
 ORDERS_PAGE = 50
+# Statuses in which an order has not shipped: the platform's auto-cancel applies to them.
+_CANCELLABLE_UNSHIPPED = frozenset({"UNPAID", "ON_HOLD", "AWAITING_SHIPMENT"})
 CONNECT_TIMEOUT_S = 1.0
 RESPONSE_TIMEOUT_S = 5.0
 
@@ -606,7 +614,33 @@ class TikTokSimulator(Simulator[Shop]):
                 (str(next(self._line_ids)), sku.sku_id, warehouse_id) for _ in range(quantity)
             ]
         shop.orders[order.order_id] = order
+        if shop.settings.auto_cancel_after_s > 0:
+            order_id = order.order_id
+            self.scheduler.call_later(
+                shop.settings.auto_cancel_after_s, lambda: self._auto_cancel(shop, order_id)
+            )
         return order
+
+    def _auto_cancel(self, shop: Shop, order_id: str) -> None:
+        """The platform cancels an order not shipped in time, and says so by webhook."""
+        with shop.lock:
+            order = shop.orders.get(order_id)
+            if order is None or order.status not in _CANCELLABLE_UNSHIPPED:
+                return
+            self._cancel(shop, order, initiator="SYSTEM")
+            delivery = self._order_delivery(shop, order)
+        self.deliver(shop, delivery)
+
+    def _cancel(self, shop: Shop, order: Order, *, initiator: str) -> None:
+        """Give the order's units back and mark it cancelled (lock held)."""
+        for _, sku_id, warehouse_id in order.lines:
+            sku = shop.skus[sku_id]
+            stock = sku.warehouses[warehouse_id]
+            stock.committed = max(0, stock.committed - 1)
+            self._set(shop, sku, warehouse_id, stock.available + 1, "cancel", order.order_id)
+        order.status = "CANCELLED"
+        order.cancellation_initiator = initiator
+        order.update_time = int(self.clock.time())
 
     # -- Viral mode --------------------------------------------------------------------------
 
@@ -681,13 +715,10 @@ class TikTokSimulator(Simulator[Shop]):
             if order.status == "CANCELLED":
                 raise ControlError(409, "The order is cancelled.")
             if status == "CANCELLED":
-                for _, sku_id, warehouse_id in order.lines:
-                    sku = shop.skus[sku_id]
-                    stock = sku.warehouses[warehouse_id]
-                    stock.committed = max(0, stock.committed - 1)
-                    self._set(shop, sku, warehouse_id, stock.available + 1, "cancel", order_id)
-            order.status = status
-            order.update_time = int(self.clock.time())
+                self._cancel(shop, order, initiator="SELLER")
+            else:
+                order.status = status
+                order.update_time = int(self.clock.time())
             delivery = self._order_delivery(shop, order)
         return {"order_id": order_id, "status": status} | self.deliver(shop, delivery, body)
 
@@ -773,6 +804,7 @@ def _order_json(shop: Shop, order: Order) -> JSON:
     return {
         "id": order.order_id,
         "status": order.status,
+        "cancellation_initiator": order.cancellation_initiator,
         "create_time": order.create_time,
         "update_time": order.update_time,
         "line_items": [

@@ -17,6 +17,7 @@ from channels.connectors.base import ChannelAuthError, ChannelError, ChannelThro
 from channels.connectors.registry import get_connector
 from channels.connectors.tiktok import client as tiktok_client
 from channels.connectors.tiktok import webhooks
+from channels.connectors.tiktok.connector import TikTokConnector
 from channels.connectors.types import ListingRef, MessageKind
 from channels.models import Channel, DeadLetter, PendingPush, PushAttempt, WebhookReceipt
 from channels.pipeline import ingest, push, receive
@@ -361,6 +362,7 @@ def test_an_order_the_platform_auto_cancels_gives_its_committed_units_back(tikto
 
 def _call_order_detail(opened: OpenChannel, order_id: str) -> dict:
     connector = get_connector(opened.channel)
+    assert isinstance(connector, TikTokConnector)
     [order] = connector.client.call("GET", "/order/202309/orders", params={"ids": order_id})[
         "orders"
     ]

@@ -342,6 +342,19 @@ def _pending_write_text(listing: Listing) -> str:
     )
 
 
+class VelocityRiseFilter(admin.SimpleListFilter):
+    title = "velocity guard"
+    parameter_name = "velocity"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("rising", "holding a rise")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        if self.value() == "rising":
+            return queryset.filter(velocity_units__gt=0)
+        return queryset
+
+
 @admin.register(BufferRule)
 class BufferRuleAdmin(SimpleHistoryAdmin):
     list_display = (
@@ -354,14 +367,31 @@ class BufferRuleAdmin(SimpleHistoryAdmin):
         "max_cap",
         "cap_starts_at",
         "cap_ends_at",
+        "velocity_rise",
         "updated_at",
     )
     list_select_related = ("channel", "sku", "listing")
-    list_filter = ("channel",)
+    list_filter = ("channel", VelocityRiseFilter)
     search_fields = ("channel__name", "sku__code", "listing__external_id", "listing__external_sku")
     raw_id_fields = ("listing",)
     autocomplete_fields = ("sku",)
-    readonly_fields = ("created_at", "updated_at")
+    # The velocity guard's: shown, set and cleared by it alone (its history says why).
+    readonly_fields = (
+        "velocity_units",
+        "velocity_until",
+        "velocity_only",
+        "created_at",
+        "updated_at",
+    )
+
+    @admin.display(description="velocity guard", ordering="velocity_units")
+    def velocity_rise(self, rule: BufferRule) -> str:
+        if not rule.velocity_units:
+            return "-"
+        until = timezone.localtime(rule.velocity_until) if rule.velocity_until else None
+        held = f" (looked at again {until:%H:%M:%S})" if until else ""
+        return f"+{rule.velocity_units} held back{held}"
+
     # Adds a "Preview effect" button that shows, before saving, what the rule would list.
     change_form_template = "admin/channels/bufferrule/change_form.html"
 

@@ -199,6 +199,26 @@ class BufferRule(models.Model):
     # A time-boxed cap lifts itself outside its window; no window means always.
     cap_starts_at = models.DateTimeField(null=True, blank=True)
     cap_ends_at = models.DateTimeField(null=True, blank=True)
+    # The velocity guard's (channels.pipeline.velocity): set and cleared by it, never by a
+    # form.
+    velocity_units = models.PositiveIntegerField(
+        default=0,
+        help_text="Units the velocity guard holds back for this SKU on this channel, on top "
+        "of whichever rule governs each listing, while the SKU sells faster than "
+        "VELOCITY_GUARD_UNITS_PER_MIN. Set and cleared automatically.",
+    )
+    velocity_until = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When the velocity guard looks again at the SKU's rate and lowers its "
+        "rise if the spike is over.",
+    )
+    velocity_only = models.BooleanField(
+        default=False,
+        help_text="Created by the velocity guard only to hold its rise: its percent, fixed "
+        "units and cap are not used (the channel's rule governs), and it goes when the rise "
+        "falls back. Saving it as an operator makes it an ordinary SKU override.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     history = HistoricalRecords()
@@ -219,6 +239,17 @@ class BufferRule(models.Model):
                 | Q(cap_ends_at__isnull=True)
                 | Q(cap_ends_at__gt=models.F("cap_starts_at")),
                 name="bufferrule_cap_window_ordered",
+            ),
+            # The rise is a SKU's: only a SKU override holds it, or exists for it alone.
+            models.CheckConstraint(
+                condition=(Q(velocity_units=0) & Q(velocity_only=False))
+                | (Q(sku__isnull=False) & Q(listing__isnull=True)),
+                name="bufferrule_velocity_on_sku_rules_only",
+            ),
+            models.CheckConstraint(
+                condition=Q(velocity_only=False)
+                | (Q(percent=0) & Q(fixed_units=0) & Q(max_cap__isnull=True)),
+                name="bufferrule_velocity_only_has_no_buffer",
             ),
             models.UniqueConstraint(
                 fields=["channel"],
@@ -241,7 +272,7 @@ class BufferRule(models.Model):
         if self.listing_id is not None:
             scope = f"listing {self.listing_id}"
         elif self.sku_id is not None:
-            scope = f"SKU {self.sku_id}"
+            scope = f"SKU {self.sku_id}" + (" (velocity guard)" if self.velocity_only else "")
         else:
             scope = "channel default"
         return f"{self.channel_id}: {scope}"

@@ -389,9 +389,18 @@ def create_buffer_rule(*, fields: BufferRuleFields) -> BufferRule:
     listing of another channel, a second rule for the same scope).
 
     Owes a push to every active, mapped listing in the rule's scope (see
-    ``_listings_in_scope``).
+    ``_listings_in_scope``). A SKU rule the velocity guard made only to hold its rise
+    becomes this rule, the rise kept.
     """
     rule = BufferRule(**dataclasses.asdict(fields))
+    if fields.sku_id is not None and fields.listing_id is None:
+        rise_holder = (
+            BufferRule.objects.select_for_update()
+            .filter(channel_id=fields.channel_id, sku_id=fields.sku_id, velocity_only=True)
+            .first()
+        )
+        if rise_holder is not None:
+            return update_buffer_rule(rule_id=rise_holder.pk, fields=fields)
     rule.full_clean()
     rule.save()
     outbox.mark_listings_owed(listing_ids=_listings_in_scope([fields]))
@@ -408,10 +417,19 @@ def update_buffer_rule(*, rule_id: int, fields: BufferRuleFields) -> BufferRule:
     """
     rule = BufferRule.objects.select_for_update().get(pk=rule_id)
     before = BufferRuleFields.of(rule)
-    if before == fields:
+    if before == fields and not rule.velocity_only:
         return rule
     for name, value in dataclasses.asdict(fields).items():
         setattr(rule, name, value)
+    # Edited by an operator, a rule the velocity guard made is an ordinary override; the
+    # guard's rise belongs to the SKU it was measured on, so it stays behind on a move.
+    rule.velocity_only = False
+    if (fields.channel_id, fields.sku_id, fields.listing_id) != (
+        before.channel_id,
+        before.sku_id,
+        before.listing_id,
+    ):
+        rule.velocity_units, rule.velocity_until = 0, None
     rule.full_clean()
     rule.save()
     outbox.mark_listings_owed(listing_ids=_listings_in_scope([before, fields]))

@@ -343,6 +343,16 @@ SECRETS_KEY_FILE = Path(
     os.environ.get("SECRETS_KEY_FILE", str(BASE_DIR / ".data" / "secrets.keys"))
 )
 
+# The velocity guard (channels.pipeline.velocity): a SKU selling more than this many units a
+# minute on one channel, measured over the window, has that channel's buffer for it raised
+# by the units its rate would sell in the cover time; the rise falls back once the rate is
+# back under the limit, at least the hold time later. 0 turns the guard off. Per channel:
+# platform_settings "velocity_units_per_min".
+VELOCITY_GUARD_UNITS_PER_MIN = float(os.environ.get("VELOCITY_GUARD_UNITS_PER_MIN", "60"))
+VELOCITY_GUARD_WINDOW_S = float(os.environ.get("VELOCITY_GUARD_WINDOW_S", "60"))
+VELOCITY_GUARD_COVER_S = float(os.environ.get("VELOCITY_GUARD_COVER_S", "30"))
+VELOCITY_GUARD_HOLD_S = float(os.environ.get("VELOCITY_GUARD_HOLD_S", "300"))
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -48,7 +48,7 @@ from channels.models import (
     UnmappedLine,
     WebhookReceipt,
 )
-from channels.pipeline import alerts, enqueue, marketplace_stock, outbox
+from channels.pipeline import alerts, enqueue, marketplace_stock, outbox, velocity
 from inventory import services
 from inventory.models import MAX_QUANTITY, EventKind, EventSource, InventoryEvent
 
@@ -537,6 +537,7 @@ def _apply_order_placed(ingest: _Ingest) -> None:
             (listing.sku_id or 0, f"{ingest.line_key(line)}:commit") for listing, line in mapped
         ],
     )
+    sold_sku_ids: set[int] = set()
     for (listing, line), (is_bundle, committed, location_id) in zip(mapped, facts, strict=True):
         assert listing.sku_id is not None
         if committed:
@@ -566,6 +567,7 @@ def _apply_order_placed(ingest: _Ingest) -> None:
                 )
             ]
         for event in events:
+            sold_sku_ids.add(event.sku_id)
             if event.shortfall > 0:
                 # An operator's log shows it as it happens; the row is what they act on.
                 logger.warning(
@@ -592,6 +594,14 @@ def _apply_order_placed(ingest: _Ingest) -> None:
             delta=-line.quantity,
             explained_by=ingest.explanation,
             occurred_at=ingest.message.occurred_at,
+        )
+    if sold_sku_ids:
+        # Once the sale is committed, and in a transaction of its own (the guard's lock
+        # order is a buffer edit's: rule, then outbox rows).
+        channel_id = ingest.channel.pk
+        transaction.on_commit(
+            lambda: velocity.observe_sales(channel_id=channel_id, sku_ids=sold_sku_ids),
+            robust=True,
         )
 
 

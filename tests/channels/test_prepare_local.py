@@ -77,7 +77,7 @@ def test_demo_stock_matches_the_catalog():
                 location_code,
                 quantity,
             )
-    assert Sku.objects.exclude(category="").count() == 8
+    assert Sku.objects.exclude(category="").count() == len(prepare_local.DEMO_SKU_CODES)
 
 
 def test_an_interrupted_first_load_is_completed(monkeypatch):
@@ -139,7 +139,7 @@ def test_demo_shopify_channel_is_wired_to_the_simulator_seed(tmp_path, monkeypat
     channel = Channel.objects.get(slug=prepare_local.DEMO_CHANNEL_SLUG)
     assert Channel.objects.filter(platform=Channel.Platform.SHOPIFY).count() == 1
     assert channel.api_base_url == "http://127.0.0.1:8799/shops/demo-store"
-    assert channel.listings.count() == len(prepare_local.DEMO_SKUS)
+    assert channel.listings.count() == len(prepare_local.DEMO_SKU_CODES)
     [shop] = json.loads(seed_file.read_text())["shops"]
     assert shop["webhook_secret"] == channel.webhook_secret
     assert shop["access_token"] == channel.credentials["access_token"]

@@ -242,11 +242,12 @@ CACHES = {
 # and wake-up flags. https://docs.celeryq.dev/en/stable/getting-started/backends-and-brokers/
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL") or REDIS_URL
 # Redis broker: a message taken by a worker that dies unacknowledged is delivered again
-# after this. Longer than any task runs (CELERY_TASK_TIME_LIMIT) and than any countdown
-# the pipeline sets (backoffs and Retry-After are capped at 300 s), or a task would run
-# twice; short enough that a task lost with its worker comes back without an operator.
+# after this. Longer than any task may run (the reconciliation poll: 3900 s) and than any
+# countdown the pipeline sets (backoffs and Retry-After are capped at 300 s), or a task
+# would run twice at once. Nothing waits on it: what is owed lives in PostgreSQL, and the
+# sweeps find it again within a minute.
 # https://docs.celeryq.dev/en/stable/getting-started/backends-and-brokers/redis.html
-CELERY_VISIBILITY_TIMEOUT_S = float(os.environ.get("CELERY_VISIBILITY_TIMEOUT_S", "600"))
+CELERY_VISIBILITY_TIMEOUT_S = float(os.environ.get("CELERY_VISIBILITY_TIMEOUT_S", "7200"))
 CELERY_BROKER_TRANSPORT_OPTIONS = (
     {
         "visibility_timeout": CELERY_VISIBILITY_TIMEOUT_S,

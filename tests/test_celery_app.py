@@ -77,9 +77,14 @@ def test_the_visibility_timeout_outlasts_every_task_and_every_countdown(settings
     """Below either, a task would be delivered again while it runs or waits."""
     from channels.connectors.http import MAX_RETRY_AFTER_S
     from channels.pipeline.push import MAX_RETRY_DELAY_S
+    from nventory.celery import app
 
+    app.loader.import_default_modules()  # every app's tasks, as a worker loads them
     visibility = settings.CELERY_VISIBILITY_TIMEOUT_S
     assert visibility > settings.CELERY_TASK_TIME_LIMIT
+    longest = max(task.time_limit or 0 for task in app.tasks.values())
+    assert longest >= 3600  # the reconciliation poll's, so the tasks were all loaded
+    assert visibility > longest
     assert visibility > MAX_RETRY_DELAY_S
     assert visibility > MAX_RETRY_AFTER_S
     assert visibility > settings.PUSH_BREAKER_MAX_COOLDOWN_S

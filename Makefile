@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 EMBEDDED := $(BIN)/python -m nventory.embedded
 
-.PHONY: run test lint typecheck check bench manage clean
+.PHONY: run test chaos lint typecheck check bench manage clean
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "$(PYTHON) not found: set PYTHON=/path/to/python3.11"; exit 1; }
@@ -26,6 +26,12 @@ run: $(STAMP)
 ## Lint (ruff, the import contracts), type-check and run the whole suite on real PostgreSQL.
 test: $(STAMP) lint typecheck
 	$(EMBEDDED) --data-dir .data/test -- $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## The slow fault suite (docs/reliability.md): each scenario with real processes, one
+## PASS/FAIL line with its figures (kept in .data/chaos/results.txt). CHAOS_ORDERS,
+## CHAOS_RATE and CHAOS_SKUS size the bursts.
+chaos: $(STAMP)
+	$(EMBEDDED) --data-dir .data/chaos-servers -- $(BIN)/python -m pytest -m chaos -s -q tests/reliability $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -284,7 +284,7 @@ STATEMENT_TIMEOUT_S = float(os.environ.get("STATEMENT_TIMEOUT_S", "30"))
 # The most a request or task waits for a wake-up (Redis flag, broker publish) after its
 # commit; after one that took longer, none is waited for during the backoff
 # (channels.pipeline.enqueue). The work itself is committed either way.
-WAKE_UP_WAIT_S = float(os.environ.get("WAKE_UP_WAIT_S", "0.5"))
+WAKE_UP_WAIT_S = float(os.environ.get("WAKE_UP_WAIT_S", "0.25"))
 WAKE_UP_BACKOFF_S = float(os.environ.get("WAKE_UP_BACKOFF_S", "5"))
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"

@@ -1,5 +1,7 @@
 """Which workers push, and the limit serving processes put on every statement."""
 
+from typing import Any
+
 import pytest
 
 from channels.pipeline.workers import takes_pushes
@@ -57,7 +59,8 @@ def test_every_wait_on_redis_the_broker_and_mail_is_bounded(settings):
 
     timeout = settings.REDIS_SOCKET_TIMEOUT_S
     assert 0 < timeout <= 5
-    cache_pool = caches["default"]._cache.get_client().connection_pool
+    cache: Any = caches["default"]
+    cache_pool = cache._cache.get_client().connection_pool
     assert cache_pool.connection_kwargs["socket_timeout"] == timeout
     assert cache_pool.connection_kwargs["socket_connect_timeout"] == timeout
     pipeline_pool = ratelimit._client().connection_pool
@@ -98,6 +101,7 @@ def test_the_redis_broker_channel_takes_the_configured_visibility_timeout(settin
     if not app.conf.broker_url.startswith("redis"):
         pytest.skip("the visibility timeout is the Redis transport's")
     with app.connection_for_write() as connection:
-        channel = connection.default_channel
+        channel: Any = connection.default_channel
         assert channel.visibility_timeout == settings.CELERY_VISIBILITY_TIMEOUT_S
-        assert connection.transport_options["socket_timeout"] == settings.REDIS_SOCKET_TIMEOUT_S
+        options: Any = connection.transport_options
+        assert options["socket_timeout"] == settings.REDIS_SOCKET_TIMEOUT_S

@@ -168,6 +168,7 @@ def test_the_report_is_stored_and_emailed_once_as_html_and_text(day_of_data, set
 
     report = reports.generate_and_send_daily_report(now=day_of_data["now"])
 
+    assert report is not None
     assert (
         report.emailed_at is not None
         and report.recipients == settings.RECONCILIATION_OPERATOR_EMAILS
@@ -185,7 +186,7 @@ def test_the_report_is_stored_and_emailed_once_as_html_and_text(day_of_data, set
     assert day_of_data["shoe"].code in html  # the repeated offender
 
     again = reports.generate_and_send_daily_report(now=day_of_data["now"])
-    assert again.pk == report.pk and len(mail.outbox) == 1
+    assert again is not None and again.pk == report.pk and len(mail.outbox) == 1
     assert DailyReport.objects.count() == 1
 
 

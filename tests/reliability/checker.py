@@ -258,7 +258,7 @@ def _listings_off_master(burst: Burst) -> list[tuple[str, str, int | None, int]]
             for item_id, item in burst.simulator.items(channel.slug).items()
         }
         for listing in Listing.objects.filter(channel=channel).exclude(pk__in=dead):
-            expected = max(0, available.get(listing.sku_id, 0))
+            expected = max(0, available.get(listing.sku_id or 0, 0))
             if shown.get(listing.external_id) != expected:
                 wrong.append(
                     (channel.slug, listing.external_id, shown.get(listing.external_id), expected)

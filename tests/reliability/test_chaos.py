@@ -213,7 +213,7 @@ def test_the_broker_loses_messages(stack, shopify_simulator):
     import redis
 
     catalog = start_system(stack, shopify_simulator)
-    client = redis.Redis.from_url(stack.redis.url)
+    client: Any = redis.Redis.from_url(stack.redis.url)
 
     def lose_queued(fault: Fault) -> None:
         lost = 0

@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -101,8 +102,14 @@ class Stack:
             **env,
         }
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self._kinds: dict[str, tuple[str, int, int]] = {}
         self.web_url = ""
+        # Workers started again by the supervisor after they exited on their own.
         self.restarts = 0
+        self._lock = threading.RLock()
+        self._killed: set[str] = set()
+        self._stopping = threading.Event()
+        threading.Thread(target=self._supervise, daemon=True).start()
 
     def _start(self, key: str, command: list[str]) -> subprocess.Popen[bytes]:
         with (self.log_dir / f"{key}.log").open("ab") as log:
@@ -132,7 +139,13 @@ class Stack:
 
     def start_worker(self, kind: str, *, index: int = 1, concurrency: int = 4) -> str:
         """A worker of ``kind`` (ingest or push); its key in ``processes``."""
+        with self._lock:
+            return self._start_worker(kind, index=index, concurrency=concurrency)
+
+    def _start_worker(self, kind: str, *, index: int, concurrency: int) -> str:
         key = f"{kind}-{index}"
+        self._killed.discard(key)
+        self._kinds[key] = (kind, index, concurrency)
         log = self.log_dir / f"{key}.log"
         marker = log.stat().st_size if log.exists() else 0
         self._start(
@@ -162,11 +175,25 @@ class Stack:
 
     def kill(self, key: str) -> None:
         """SIGKILL: no warm shutdown, claims and unacknowledged tasks left as they are."""
-        process = self.processes[key]
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+        with self._lock:
+            self._killed.add(key)
+            process = self.processes[key]
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+    def _supervise(self) -> None:
+        """What a process manager does in production (systemd's Restart=always, a
+        Kubernetes pod): a worker that exits on its own is started again."""
+        while not self._stopping.wait(1.0):
+            with self._lock:
+                for key, (kind, index, concurrency) in list(self._kinds.items()):
+                    if key in self._killed or self.processes[key].poll() is None:
+                        continue
+                    self.restarts += 1
+                    self._start_worker(kind, index=index, concurrency=concurrency)
 
     def stop(self) -> None:
+        self._stopping.set()
         for process in self.processes.values():
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGTERM)

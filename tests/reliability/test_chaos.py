@@ -61,12 +61,12 @@ def start_system(stack: Stack, simulator: Any, *, beat: bool = True) -> Any:
 
 
 def finish(
-    scenario: str, burst: checker.Burst, *, cleared_at: float, **figures: Any
+    scenario: str, burst: checker.Burst, *, cleared_at: float, stack: Stack, **figures: Any
 ) -> checker.Verdict:
     converge_s = converge(burst, since=cleared_at, timeout_s=CONVERGE_WITHIN_S)
     verdict = checker.check(burst, converge_s=converge_s)
     checker.keep_deliveries(burst, LOG_DIR / scenario.split()[0] / "deliveries.json")
-    verdict.figures.update(figures)
+    verdict.figures.update(figures, worker_restarts=stack.restarts)
     if converge_s != converge_s:  # nan: never settled
         verdict.failures.append(f"not converged within {CONVERGE_WITHIN_S:.0f} s")
     report(scenario, verdict)
@@ -88,7 +88,7 @@ def test_redis_paused_mid_burst(stack, shopify_simulator):
     burst = place_orders(
         shopify_simulator, catalog, orders=ORDERS, rate_per_s=RATE_PER_S, faults=[fault]
     )
-    verdict = finish("F2p redis-paused-20s", burst, cleared_at=fault.cleared_at)
+    verdict = finish("F2p redis-paused-20s", burst, cleared_at=fault.cleared_at, stack=stack)
     assert verdict.passed, verdict.failures
     assert verdict.figures["ack_p99_ms"] < 1000
 
@@ -108,6 +108,7 @@ def test_poison_listing_answered_with_garbage(stack, shopify_simulator):
         "F10 poison-item",
         burst,
         cleared_at=time.monotonic(),
+        stack=stack,
         burst_s=round(time.monotonic() - started, 1),
     )
     assert verdict.passed, verdict.failures
@@ -134,7 +135,9 @@ def test_workers_killed_repeatedly_mid_burst(stack, shopify_simulator):
     burst = place_orders(
         shopify_simulator, catalog, orders=ORDERS, rate_per_s=RATE_PER_S, faults=[fault]
     )
-    verdict = finish("F1 kill-9-workers", burst, cleared_at=fault.cleared_at, **fault.figures)
+    verdict = finish(
+        "F1 kill-9-workers", burst, cleared_at=fault.cleared_at, stack=stack, **fault.figures
+    )
     assert verdict.passed, verdict.failures
 
 
@@ -154,7 +157,7 @@ def test_redis_stopped_and_restarted_empty_mid_burst(stack, shopify_simulator):
     burst = place_orders(
         shopify_simulator, catalog, orders=ORDERS, rate_per_s=RATE_PER_S, faults=[fault]
     )
-    verdict = finish("F2b redis-restarted-empty", burst, cleared_at=fault.cleared_at)
+    verdict = finish("F2b redis-restarted-empty", burst, cleared_at=fault.cleared_at, stack=stack)
     assert verdict.passed, verdict.failures
 
 
@@ -174,7 +177,7 @@ def test_a_channel_down_for_a_minute_then_back(stack, shopify_simulator):
     burst = place_orders(
         shopify_simulator, catalog, orders=ORDERS, rate_per_s=RATE_PER_S, faults=[fault]
     )
-    verdict = finish("F5 channel-down-60s", burst, cleared_at=fault.cleared_at)
+    verdict = finish("F5 channel-down-60s", burst, cleared_at=fault.cleared_at, stack=stack)
     assert verdict.passed, verdict.failures
 
 
@@ -191,6 +194,7 @@ def test_duplicates_and_disorder_at_thirty_percent(stack, shopify_simulator):
         "F7 duplicates-reordered-30pct",
         burst,
         cleared_at=time.monotonic(),
+        stack=stack,
         burst_s=round(time.monotonic() - started, 1),
     )
     assert verdict.passed, verdict.failures
@@ -203,7 +207,7 @@ def test_beat_started_twice(stack, shopify_simulator):
     catalog = start_system(stack, shopify_simulator)
     stack.start_beat(index=2)
     burst = place_orders(shopify_simulator, catalog, orders=ORDERS, rate_per_s=RATE_PER_S)
-    verdict = finish("F8 beat-twice", burst, cleared_at=time.monotonic(), beats=2)
+    verdict = finish("F8 beat-twice", burst, cleared_at=time.monotonic(), stack=stack, beats=2)
     assert verdict.passed, verdict.failures
 
 
@@ -231,7 +235,11 @@ def test_the_broker_loses_messages(stack, shopify_simulator):
         shopify_simulator, catalog, orders=ORDERS, rate_per_s=RATE_PER_S, faults=[fault]
     )
     verdict = finish(
-        "F12 broker-loses-messages", burst, cleared_at=fault.cleared_at, **fault.figures
+        "F12 broker-loses-messages",
+        burst,
+        cleared_at=fault.cleared_at,
+        stack=stack,
+        **fault.figures,
     )
     assert verdict.passed, verdict.failures
 

@@ -294,6 +294,13 @@ def push_owed(*, channel_id: int) -> None:
                 # from now on, until they go through or run out of tries.
                 logger.exception("push of %d listings to %s failed", len(group), channel.slug)
                 _let_go_after_error(group, error)
+                # Tried again alone, after the backoff of their tries so far.
+                enqueue.enqueue_push(
+                    channel_id=channel.pk,
+                    countdown=retry_delay_s(
+                        channel=channel, attempts=max(claim.attempts + 1 for claim in group)
+                    ),
+                )
                 continue
             raced_rounds += bool(outcome.raced)
             changed_in_flight += outcome.changed_in_flight
@@ -370,7 +377,10 @@ def _let_go_after_error(claims: Sequence[_Claim], error: Exception) -> None:
     for claim in claims:
         PendingPush.objects.filter(pk=claim.pending_id).update(
             claimed_until=None,
-            not_before=now,
+            not_before=now
+            + dt.timedelta(
+                seconds=retry_delay_s(channel=claim.listing.channel, attempts=claim.attempts + 1)
+            ),
             errors=[*claim.errors, {"at": now.isoformat(), "error": message, "ended_run": True}],
         )
 

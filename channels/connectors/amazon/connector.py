@@ -50,6 +50,10 @@ PATCH_PREFIX = "patch:"
 FEED_PREFIX = "feed:"
 
 
+# How much longer than its long-poll wait an SQS answer may take (a busy queue server).
+SQS_READ_MARGIN_S = 30.0
+
+
 class AmazonConnector(Connector):
     """Amazon SP-API for one seller in one marketplace; MFN (``DEFAULT``) quantities only.
 
@@ -393,11 +397,11 @@ class AmazonConnector(Connector):
 
         return boto3.client(
             "sqs",
-            # botocore waits 60 s to connect and 60 s to read by default; a long poll is
-            # answered within its wait, so more than that is a queue that hangs.
+            # botocore waits 60 s to connect and 60 s to read by default, then retries; a
+            # long poll is answered within its wait, so well past it is a queue that hangs.
             config=Config(
                 connect_timeout=http.CONNECT_TIMEOUT_S,
-                read_timeout=float(self.settings.get("sqs_wait_s", 1)) + 5,
+                read_timeout=float(self.settings.get("sqs_wait_s", 1)) + SQS_READ_MARGIN_S,
                 retries={"max_attempts": 2},
             ),
             endpoint_url=str(self.settings.get("sqs_endpoint_url") or "") or None,

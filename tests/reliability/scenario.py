@@ -138,6 +138,7 @@ def place_orders(
     rate_per_s: float,
     faults: list[Fault] = (),  # type: ignore[assignment]
     seed: int = 19,
+    after_warmup: Callable[[], object] | None = None,
 ) -> checker.Burst:
     """One-unit orders on random shops and SKUs at a steady rate; the faults run meanwhile.
     Returns once every order is placed and every fault is over."""
@@ -151,10 +152,18 @@ def place_orders(
     # connections (seconds); the acknowledgements are measured after it.
     warmup = [(chooser.choice(catalog.channels), chooser.choice(catalog.skus)) for _ in range(20)]
     ordered.update(sku.pk for _, sku in warmup)
-    for channel, sku in warmup:
-        simulator.place_order(
-            channel.slug, [{"variant_id": catalog.variants[(channel.slug, sku.pk)], "quantity": 1}]
-        )
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        for future in [
+            pool.submit(
+                simulator.place_order,
+                channel.slug,
+                [{"variant_id": catalog.variants[(channel.slug, sku.pk)], "quantity": 1}],
+            )
+            for channel, sku in warmup
+        ]:
+            future.result()
+    if after_warmup is not None:
+        after_warmup()
     measure_from = time.time()
     started = time.monotonic()
     fault_threads = []

@@ -185,10 +185,15 @@ def test_duplicates_and_disorder_at_thirty_percent(stack, shopify_simulator):
     """F7: 30 % of deliveries sent twice, and every delivery held back by up to 2 s (so
     they arrive out of order): each order's effect exactly once."""
     catalog = start_system(stack, shopify_simulator)
-    for channel in catalog.channels:
-        shopify_simulator.emitter(channel.slug, duplicate_rate=0.3, jitter_s=2.0)
+
+    def disorder() -> None:
+        for channel in catalog.channels:
+            shopify_simulator.emitter(channel.slug, duplicate_rate=0.3, jitter_s=2.0)
+
     started = time.monotonic()
-    burst = place_orders(shopify_simulator, catalog, orders=ORDERS, rate_per_s=RATE_PER_S)
+    burst = place_orders(
+        shopify_simulator, catalog, orders=ORDERS, rate_per_s=RATE_PER_S, after_warmup=disorder
+    )
     time.sleep(3)  # the last held-back deliveries
     verdict = finish(
         "F7 duplicates-reordered-30pct",

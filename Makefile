@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 EMBEDDED := $(BIN)/python -m nventory.embedded
 
-.PHONY: run demo test lint typecheck check bench manage clean browser
+.PHONY: run demo test chaos lint typecheck check bench manage clean browser
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "$(PYTHON) not found: set PYTHON=/path/to/python3.11"; exit 1; }
@@ -33,6 +33,12 @@ demo: $(STAMP)
 ## Lint (ruff, the import contracts), type-check and run the whole suite on real PostgreSQL.
 test: $(STAMP) lint typecheck browser
 	CHANNELS_ALLOW_LOCAL_HOSTS=1 $(EMBEDDED) --data-dir .data/test -- $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## The slow fault suite (docs/reliability.md): each scenario with real processes, one
+## PASS/FAIL line with its figures (kept in .data/chaos/results.txt). CHAOS_ORDERS,
+## CHAOS_RATE and CHAOS_SKUS size the bursts.
+chaos: $(STAMP)
+	CHAOS=1 $(EMBEDDED) --data-dir .data/chaos-servers -- $(BIN)/python -m pytest -s -q tests/reliability/test_chaos.py $(PYTEST_ARGS)
 
 ## The browser tests (tests/browser/) drive Debian's chromium package; Playwright never
 ## downloads a browser. Installed here when missing.

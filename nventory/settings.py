@@ -254,11 +254,52 @@ if not REDIS_URL:
         "REDIS_URL is not set. Start the system with `make run` (it starts an embedded "
         "Redis), or set REDIS_URL=redis://host:port/0."
     )
+# Rate-limit buckets, wake-up flags, the cache and the broker's sockets: a Redis that
+# accepts connections but does not answer must fail the call (the pipeline then falls back
+# on its sweeps), not hold a webhook's acknowledgement or a push for good.
+REDIS_SOCKET_TIMEOUT_S = float(os.environ.get("REDIS_SOCKET_TIMEOUT_S", "2"))
 # The throttle counters live in Redis so that every web process shares them.
 CACHES = {
-    "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "OPTIONS": {
+            "socket_timeout": REDIS_SOCKET_TIMEOUT_S,
+            "socket_connect_timeout": REDIS_SOCKET_TIMEOUT_S,
+        },
+    }
 }
-CELERY_BROKER_URL = REDIS_URL
+# Redis by default; any broker Celery supports, such as RabbitMQ
+# (amqp://user:password@host:5672/vhost). Redis stays needed for the cache, rate limits
+# and wake-up flags. https://docs.celeryq.dev/en/stable/getting-started/backends-and-brokers/
+CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL") or REDIS_URL
+# Redis broker: a message taken by a worker that dies unacknowledged is delivered again
+# after this. Longer than any task may run (the reconciliation poll: 3900 s) and than any
+# countdown the pipeline sets (backoffs and Retry-After are capped at 300 s), or a task
+# would run twice at once. Nothing waits on it: what is owed lives in PostgreSQL, and the
+# sweeps find it again within a minute.
+# https://docs.celeryq.dev/en/stable/getting-started/backends-and-brokers/redis.html
+CELERY_VISIBILITY_TIMEOUT_S = float(os.environ.get("CELERY_VISIBILITY_TIMEOUT_S", "7200"))
+CELERY_BROKER_TRANSPORT_OPTIONS = (
+    {
+        "visibility_timeout": CELERY_VISIBILITY_TIMEOUT_S,
+        "socket_timeout": REDIS_SOCKET_TIMEOUT_S,
+        "socket_connect_timeout": REDIS_SOCKET_TIMEOUT_S,
+    }
+    if CELERY_BROKER_URL.startswith(("redis://", "rediss://"))
+    else {}
+)
+# Seconds to connect to the broker, whichever it is; a publish that cannot get through is
+# tried twice more, briefly, then fails (wake-ups are signals: the sweeps are the net).
+CELERY_BROKER_CONNECTION_TIMEOUT = REDIS_SOCKET_TIMEOUT_S
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": 2,
+    "interval_start": 0,
+    "interval_step": 0.2,
+    "interval_max": 0.5,
+}
+CELERY_REDIS_SOCKET_TIMEOUT = REDIS_SOCKET_TIMEOUT_S
+CELERY_REDIS_SOCKET_CONNECT_TIMEOUT = REDIS_SOCKET_TIMEOUT_S
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_ACCEPT_CONTENT = ["json"]
@@ -272,10 +313,11 @@ CELERY_TASK_TIME_LIMIT = 30
 # Web requests and Celery tasks (not manage.py commands): PostgreSQL ends a statement
 # after this many seconds (nventory/db.py); 0 for no limit.
 STATEMENT_TIMEOUT_S = float(os.environ.get("STATEMENT_TIMEOUT_S", "30"))
-# Rate-limit buckets and wake-up flags: a Redis that accepts connections but does not answer
-# must fail the call (the pipeline then falls back on its sweeps), not hold a webhook's
-# acknowledgement or a push for good.
-REDIS_SOCKET_TIMEOUT_S = float(os.environ.get("REDIS_SOCKET_TIMEOUT_S", "2"))
+# The most a request or task waits for a wake-up (Redis flag, broker publish) after its
+# commit; after one that took longer, none is waited for during the backoff
+# (channels.pipeline.enqueue). The work itself is committed either way.
+WAKE_UP_WAIT_S = float(os.environ.get("WAKE_UP_WAIT_S", "0.25"))
+WAKE_UP_BACKOFF_S = float(os.environ.get("WAKE_UP_BACKOFF_S", "5"))
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # Celery's Django fixup closes the database connection before and after every task unless

@@ -24,7 +24,7 @@ from collections import Counter
 from typing import Any
 
 from django.core.mail import EmailMultiAlternatives
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import Count, Q, Sum
 from django.template.loader import render_to_string
 from django.utils import timezone
@@ -85,12 +85,32 @@ def send_daily_report(*, report: DailyReport) -> bool:
     return True
 
 
-def generate_and_send_daily_report(*, now: dt.datetime | None = None) -> DailyReport:
-    """The scheduled job: build today's report and email it once."""
-    report = generate_daily_report(now=now)
-    if report.emailed_at is None:
-        send_daily_report(report=report)
-    return report
+# pg_advisory_xact_lock's first key: the daily report's (the second is the date's ordinal).
+_REPORT_LOCK_KEY = 0x6E76_7270  # "nvrp"
+
+
+def generate_and_send_daily_report(*, now: dt.datetime | None = None) -> DailyReport | None:
+    """The scheduled job: build today's report and email it once; None if another run of
+    it holds the day.
+
+    Under a transaction-level advisory lock per date, taken without waiting: two beat ticks
+    (or two beats) together send one email, the second returning at once. The email goes
+    out before the commit that records it: a commit lost after a send can repeat the email
+    on a later run, never skip it.
+    """
+    date = timezone.localdate(now or timezone.now())
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_try_advisory_xact_lock(%s, %s)", [_REPORT_LOCK_KEY, date.toordinal()]
+            )
+            (locked,) = cursor.fetchone()
+        if not locked:
+            return None
+        report = generate_daily_report(now=now)
+        if report.emailed_at is None:
+            send_daily_report(report=report)
+        return report
 
 
 def report_context(*, figures: dict[str, Any], date: dt.date) -> dict[str, Any]:

@@ -13,6 +13,10 @@ Errors are translated at the boundary into one set of classes for every platform
 whole: retried with backoff), ``ChannelAuthError``, and per item ``ItemStatus.REJECTED``
 (refused for good: a dead letter at once) or ``RETRY``. An update the platform would refuse
 only for now (a daily cap) is ``HELD`` until a time, without being sent (``_hold``).
+
+An answer the connector cannot make sense of (a non-numeric or impossible quantity, a
+missing field) is not the channel being down: ``UnreadableAnswer``, which the pipeline
+counts against the items of that call alone (``channels.pipeline.push``).
 """
 
 from __future__ import annotations
@@ -65,6 +69,30 @@ class ChannelThrottled(ChannelError):
 
 class ChannelAuthError(ChannelError):
     """The channel refused the credentials (401/403): retrying will not help soon."""
+
+
+class UnreadableAnswer(Exception):
+    """The channel answered, but with something that cannot be read: garbage, a figure out
+    of any possible range, a field missing. Not a ``ChannelError``: the channel is up, and
+    what failed is the call's items, not the channel (no breaker, no backoff for others).
+    """
+
+
+# The most units a channel's figure may hold: what the quantity columns can store. A figure
+# beyond it, either way, is garbage, never a quantity.
+MAX_CHANNEL_QUANTITY = 2_147_483_647
+
+
+def checked_quantity(value: object, *, what: str) -> int | None:
+    """A figure from a channel, as an int; None stays None (unknown). Raises
+    ``UnreadableAnswer`` for anything else: text, a bool, a float, out of range."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise UnreadableAnswer(f"{what}: {value!r:.80} is not a whole number of units.")
+    if abs(value) > MAX_CHANNEL_QUANTITY:
+        raise UnreadableAnswer(f"{what}: {value} units is beyond any possible quantity.")
+    return value
 
 
 class UnsupportedCapability(NotImplementedError):
@@ -167,9 +195,15 @@ class Connector:
                     raise
                 self._retry_the_rest(updates, sendable, results, str(error))
                 break
+            except Exception as error:
+                # Garbage in the answer (a parser's ValueError, KeyError, TypeError...).
+                raise UnreadableAnswer(
+                    f"{self.platform} answered a write with something unreadable: "
+                    f"{type(error).__name__}: {error}"
+                ) from error
             sent_any = True
             for position, update, result in _aligned(batch_positions, batch, answered):
-                results[position] = result or ItemResult(
+                results[position] = _checked_result(result) or ItemResult(
                     update.listing_id, ItemStatus.RETRY, "The platform gave no result for it."
                 )
         self._read_back_stale(updates, results)
@@ -207,10 +241,38 @@ class Connector:
             found = self.read_quantities(refs)
         except ChannelError:
             return  # the pipeline then treats the item as failed, and tries it again
+        except Exception:
+            # Garbage about one listing must not cost the others their figures: each is
+            # read alone, and one whose figure cannot be read fails by itself.
+            found = self._read_one_by_one(updates, unknown, refs, results)
         for position in unknown:
+            if results[position].status != ItemStatus.STALE:
+                continue
             results[position] = dataclasses.replace(
                 results[position], actual_quantity=found.get(updates[position].listing_id)
             )
+
+    def _read_one_by_one(
+        self,
+        updates: Sequence[QuantityUpdate],
+        positions: Sequence[int],
+        refs: Sequence[ListingRef],
+        results: dict[int, ItemResult],
+    ) -> dict[int, int | None]:
+        found: dict[int, int | None] = {}
+        for position, ref in zip(positions, refs, strict=True):
+            try:
+                found.update(self.read_quantities([ref]))
+            except ChannelError:
+                continue
+            except Exception as error:
+                results[position] = ItemResult(
+                    updates[position].listing_id,
+                    ItemStatus.RETRY,
+                    f"{self.platform} answered its figure with something unreadable: "
+                    f"{type(error).__name__}: {error}"[:2000],
+                )
+        return found
 
     def _refusal(self, update: QuantityUpdate) -> str:
         """Why the platform could never take this update ("" when it could)."""
@@ -239,7 +301,10 @@ class Connector:
         """The channel's sellable quantity per listing id (None: not found), in batches."""
         quantities: dict[int, int | None] = {}
         for batch in _chunks(list(listings), self.max_read_batch_size):
-            quantities.update(self._read_batch(batch))
+            for listing_id, quantity in self._read_batch(batch).items():
+                quantities[listing_id] = checked_quantity(
+                    quantity, what=f"{self.platform}'s figure for listing {listing_id}"
+                )
         return quantities
 
     def _read_batch(self, listings: Sequence[ListingRef]) -> dict[int, int | None]:
@@ -364,6 +429,17 @@ class Connector:
         """Whether a stock-level line is about the stock this listing is pushed to (the
         same location, where the platform has several)."""
         return True
+
+
+def _checked_result(result: ItemResult | None) -> ItemResult | None:
+    """An item's result whose figure is impossible becomes a retry of that item alone."""
+    if result is None:
+        return None
+    try:
+        checked_quantity(result.actual_quantity, what="the figure it answered")
+    except UnreadableAnswer as error:
+        return ItemResult(result.listing_id, ItemStatus.RETRY, str(error))
+    return result
 
 
 def _chunks(items: Sequence[_Item], size: int) -> Iterator[Sequence[_Item]]:

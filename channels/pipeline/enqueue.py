@@ -7,7 +7,12 @@ would close an import cycle. Celery's ``send_task`` needs only the name and the 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent import futures
 
 from django.conf import settings
 
@@ -21,6 +26,8 @@ SETTLE_SUBMISSIONS_TASK = "channels.settle_submissions"
 POLL_ORDERS_TASK = "channels.poll_orders"
 READ_MARKETPLACE_STOCK_TASK = "channels.read_marketplace_stock"
 WEBHOOKS_QUEUE = "webhooks"
+
+logger = logging.getLogger(__name__)
 
 
 def push_queue_name(channel_id: int) -> str:
@@ -41,10 +48,17 @@ def enqueue_push(*, channel_id: int, countdown: float | None = None) -> None:
 
 
 def wake_pushers(*, channel_ids: Iterable[int]) -> None:
-    """Queue a run for each channel that has none queued (one Redis round trip for all)."""
+    """Queue a run for each channel that has none queued (one Redis round trip for all).
+
+    Waits at most ``WAKE_UP_WAIT_S`` for Redis and the broker (``_without_hanging``).
+    """
     if ids := sorted(set(channel_ids)):
-        for channel_id in ratelimit.claim_wakes(channel_ids=ids):
-            _queue_push_run(channel_id, settings.PUSH_COALESCE_WINDOW_S)
+        _without_hanging(lambda: _wake_pushers(ids))
+
+
+def _wake_pushers(channel_ids: list[int]) -> None:
+    for channel_id in ratelimit.claim_wakes(channel_ids=channel_ids):
+        _queue_push_run(channel_id, settings.PUSH_COALESCE_WINDOW_S)
 
 
 def _queue_push_run(channel_id: int, countdown: float) -> None:
@@ -88,7 +102,12 @@ def enqueue_webhook_processing(receipt_id: int) -> None:
 
     The run takes every receipt not tried yet, this one included; a receipt that has been
     tried (failed, or left behind) goes through ``retry_webhook_processing`` instead.
+    Waits at most ``WAKE_UP_WAIT_S`` for Redis and the broker (``_without_hanging``).
     """
+    _without_hanging(_wake_ingest)
+
+
+def _wake_ingest() -> None:
     if ratelimit.claim_ingest_wake():
         app.send_task(PROCESS_NEW_WEBHOOKS_TASK, queue=WEBHOOKS_QUEUE)
 
@@ -101,3 +120,53 @@ def retry_webhook_processing(receipt_id: int, countdown: float = 0.0) -> None:
         queue=WEBHOOKS_QUEUE,
         countdown=countdown,
     )
+
+
+# --- wake-ups that never hold their caller ----------------------------------------------
+# A wake-up is a signal, never the record: the receipt or the owed row is committed, and
+# the sweeps find it if the signal is lost. So a Redis (or broker) that accepts connections
+# and does not answer must not hold the webhook's acknowledgement or the API write that
+# owes it: the wake-up runs on a thread of its own, its caller waits for it at most
+# WAKE_UP_WAIT_S, and after a wake-up that outlasted that, callers do not wait at all for
+# WAKE_UP_BACKOFF_S (the calls still go out, and complete when Redis answers again).
+_waker_lock = threading.Lock()
+_waker: tuple[int, futures.ThreadPoolExecutor] | None = None
+_impatient_until = 0.0
+
+
+def _executor() -> futures.ThreadPoolExecutor:
+    global _waker
+    with _waker_lock:
+        if _waker is None or _waker[0] != os.getpid():  # a forked process starts its own
+            _waker = (
+                os.getpid(),
+                futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="nventory-wake"),
+            )
+        return _waker[1]
+
+
+def _without_hanging(wake: Callable[[], None]) -> None:
+    """Run a wake-up, waiting ``WAKE_UP_WAIT_S`` at most; a failure is logged, never
+    raised (the sweeps are the net)."""
+    global _impatient_until
+    future = _executor().submit(wake)
+    future.add_done_callback(_log_failure)
+    if time.monotonic() < _impatient_until:
+        return
+    try:
+        future.result(timeout=settings.WAKE_UP_WAIT_S)
+    except futures.TimeoutError:
+        _impatient_until = time.monotonic() + settings.WAKE_UP_BACKOFF_S
+        logger.warning(
+            "a wake-up took over %.2f s (Redis or the broker hangs): not waiting for "
+            "wake-ups for %.0f s",
+            settings.WAKE_UP_WAIT_S,
+            settings.WAKE_UP_BACKOFF_S,
+        )
+    except Exception:  # noqa: S110  logged by _log_failure
+        pass
+
+
+def _log_failure(future: futures.Future[None]) -> None:
+    if (error := future.exception()) is not None:
+        logger.warning("wake-up failed (the sweeps will find the work): %r", error)

@@ -17,6 +17,14 @@ What can happen to an item, and what follows:
 
 A failed attempt is retried with exponential backoff and jitter; the last one
 (``Channel.max_push_attempts``) turns the item into a ``DeadLetter`` with every error.
+
+Poison is contained: an attempt is counted when the row is claimed (and given back when
+the run lets it go untried), so a push that kills its worker still spends a try. Anything
+unexpected while a batch is pushed (an exception, an answer the connector cannot read)
+ends that batch only: its rows are let go with the try counted and marked, and a marked
+row, or one whose earlier claim never settled, is pushed alone from then on, so one bad
+listing cannot take the others' tries. A row claimed ``max_push_attempts`` times without
+settling is a dead letter at its next claim, unsent.
 """
 
 from __future__ import annotations
@@ -33,6 +41,8 @@ from typing import Any
 import psycopg
 from django.conf import settings
 from django.db import OperationalError, connection, transaction
+from django.db.models import F
+from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from channels import rules
@@ -110,7 +120,10 @@ _LISTING_VELOCITY_SQL = rules.velocity_units_sql(channel_id="%(channel_id)s", li
 _CLAIM_SQL = f"""
 WITH claimed AS (
     UPDATE channels_pendingpush AS pending
-       SET claimed_until = statement_timestamp() + make_interval(secs => %(lease_s)s)
+       SET claimed_until = statement_timestamp() + make_interval(secs => %(lease_s)s),
+           -- Counted at the claim: a push that ends its run (a crash, a killed worker)
+           -- still spends a try. _claim_from_row reads the count before this claim.
+           attempts = pending.attempts + 1
      WHERE pending.id IN (
             SELECT id FROM channels_pendingpush
              WHERE channel_id = %(channel_id)s
@@ -120,7 +133,7 @@ WITH claimed AS (
              LIMIT %(limit)s
                FOR UPDATE SKIP LOCKED)
     RETURNING pending.id, pending.listing_id, pending.generation, pending.first_change_at,
-              pending.last_change_at, pending.attempts, pending.errors
+              pending.last_change_at, pending.attempts - 1 AS attempts, pending.errors
 )
 SELECT claimed.id, claimed.listing_id, claimed.generation, claimed.first_change_at,
        claimed.last_change_at, claimed.attempts, claimed.errors,
@@ -270,26 +283,108 @@ def push_owed(*, channel_id: int) -> None:
         _work_out_targets(channel, claims)
         if connector.has(Capability.LOCATION_QUANTITIES):
             _work_out_location_targets(channel, claims)
-        if channel.mode == Channel.Mode.SHADOW:
-            outcome = _record_shadow(channel, connector, claims)
-        else:
-            due = _hold_increases_to_settle(channel, claims)
-            outcome = (
-                _send(channel, connector, due, count_races=raced_rounds >= MAX_RACE_RETRIES)
-                if due
-                else _BatchOutcome()
-            )
+        changed_in_flight = 0
+        groups = _groups(_dead_letter_worn_out(channel, claims))
+        for position, group in enumerate(groups):
+            try:
+                outcome = _push_group(
+                    channel, connector, group, count_races=raced_rounds >= MAX_RACE_RETRIES
+                )
+            except Exception as error:
+                # Whatever it was (a bug, an answer nobody foresaw), it ends this group
+                # only; its rows keep the try their claim counted and are pushed alone
+                # from now on, until they go through or run out of tries.
+                logger.exception("push of %d listings to %s failed", len(group), channel.slug)
+                _let_go_after_error(group, error)
+                # Tried again alone, after the backoff of their tries so far.
+                enqueue.enqueue_push(
+                    channel_id=channel.pk,
+                    countdown=retry_delay_s(
+                        channel=channel, attempts=max(claim.attempts + 1 for claim in group)
+                    ),
+                )
+                continue
             raced_rounds += bool(outcome.raced)
+            changed_in_flight += outcome.changed_in_flight
             if outcome.channel_error is not None:
                 in_a_spell = True
-            elif in_a_spell and due:
+            elif in_a_spell and outcome.pushed:
                 breaker.record_answer(channel=channel, pushed=True)
                 in_a_spell = False
             if outcome.retry_in is not None:
+                for untried in groups[position + 1 :]:
+                    _release(untried)
                 enqueue.enqueue_push(channel_id=channel.pk, countdown=outcome.retry_in)
                 return
-        if len(claims) < batch_size and not outcome.changed_in_flight:
+        if len(claims) < batch_size and not changed_in_flight:
             return
+
+
+def _push_group(
+    channel: Channel, connector: Connector, claims: list[_Claim], *, count_races: bool
+) -> _BatchOutcome:
+    """Send one group of claims (or, in shadow mode, record them); its outcome."""
+    if channel.mode == Channel.Mode.SHADOW:
+        return _record_shadow(channel, connector, claims)
+    due = _hold_increases_to_settle(channel, claims)
+    if not due:
+        return _BatchOutcome()
+    return dataclasses.replace(
+        _send(channel, connector, due, count_races=count_races), pushed=True
+    )
+
+
+def _is_suspect(claim: _Claim) -> bool:
+    """Whether the row has ended a run before: a try that never settled (its worker died)
+    or one that ended in something unexpected."""
+    return claim.attempts > len(claim.errors) or any(
+        error.get("ended_run") for error in claim.errors if isinstance(error, dict)
+    )
+
+
+def _groups(claims: list[_Claim]) -> list[list[_Claim]]:
+    """The batch as it is sent: every suspect alone, the rest together."""
+    suspects = [claim for claim in claims if _is_suspect(claim)]
+    others = [claim for claim in claims if not _is_suspect(claim)]
+    return ([others] if others else []) + [[suspect] for suspect in suspects]
+
+
+def _dead_letter_worn_out(channel: Channel, claims: list[_Claim]) -> list[_Claim]:
+    """Dead-letter, unsent, the rows claimed ``max_push_attempts`` times already without
+    settling (their pushes keep ending the run); the others, to push."""
+    worn_out = [claim for claim in claims if claim.attempts >= channel.max_push_attempts]
+    if worn_out:
+        now = timezone.now().isoformat()
+        with transaction.atomic():
+            for claim in worn_out:
+                _dead_letter(
+                    channel,
+                    claim,
+                    [
+                        *claim.errors,
+                        {
+                            "at": now,
+                            "error": f"Tried {claim.attempts} times and no try settled: "
+                            "its push ended the run each time (a crash or a killed worker).",
+                        },
+                    ],
+                )
+    return [claim for claim in claims if claim.attempts < channel.max_push_attempts]
+
+
+def _let_go_after_error(claims: Sequence[_Claim], error: Exception) -> None:
+    """Free the rows of a group that ended unexpectedly, the try counted and marked."""
+    now = timezone.now()
+    message = f"Unexpected {type(error).__name__}: {error}"[:2000]
+    for claim in claims:
+        PendingPush.objects.filter(pk=claim.pending_id).update(
+            claimed_until=None,
+            not_before=now
+            + dt.timedelta(
+                seconds=retry_delay_s(channel=claim.listing.channel, attempts=claim.attempts + 1)
+            ),
+            errors=[*claim.errors, {"at": now.isoformat(), "error": message, "ended_run": True}],
+        )
 
 
 # The channel and its circuit breaker, as they are at the start of a run.
@@ -312,6 +407,8 @@ class _BatchOutcome:
     changed_in_flight: int = 0
     # Rows the channel moved again between our read-back and our overwrite.
     raced: int = 0
+    # Something was sent to the channel (the breaker hears when it answered).
+    pushed: bool = False
 
 
 def _wait_for_rate_limit(channel: Channel) -> float:
@@ -400,8 +497,9 @@ def _json(value: Any) -> Any:
 
 
 def _release(claims: Sequence[_Claim]) -> None:
+    """Let the claims go untried: the try their claim counted is given back."""
     PendingPush.objects.filter(pk__in=[claim.pending_id for claim in claims]).update(
-        claimed_until=None
+        claimed_until=None, attempts=Greatest(F("attempts") - 1, 0)
     )
 
 
@@ -518,7 +616,9 @@ def _hold_increases_to_settle(channel: Channel, claims: Sequence[_Claim]) -> lis
             due.append(claim)
     for claim in held:
         PendingPush.objects.filter(pk=claim.pending_id).update(
-            claimed_until=None, not_before=claim.last_change_at + window
+            claimed_until=None,
+            not_before=claim.last_change_at + window,
+            attempts=Greatest(F("attempts") - 1, 0),
         )
     if held:
         earliest = min(claim.last_change_at + window for claim in held)
@@ -893,13 +993,17 @@ def _hold_until_the_channel_takes_them(held: Sequence[tuple[_Claim, ItemResult]]
             claimed_until=None,
             not_before=max(result.hold_until or now, now),
             held_reason=result.error[:500],
+            # The try its claim counted is given back: nothing was sent.
+            attempts=Greatest(F("attempts") - 1, 0),
         )
 
 
 def _hold(claims: Sequence[_Claim], *, seconds: float) -> None:
     """Let the claims go, owed again in ``seconds`` (0: at once), no attempt counted."""
     PendingPush.objects.filter(pk__in=[claim.pending_id for claim in claims]).update(
-        claimed_until=None, not_before=timezone.now() + dt.timedelta(seconds=seconds)
+        claimed_until=None,
+        not_before=timezone.now() + dt.timedelta(seconds=seconds),
+        attempts=Greatest(F("attempts") - 1, 0),
     )
 
 

@@ -408,3 +408,23 @@ def test_with_redis_hung_a_webhook_is_still_stored_and_acknowledged(
         response = post(client, ORDER, **{"X-Shopify-Webhook-Id": "hung-1"})
     assert response.status_code == 200
     assert WebhookReceipt.objects.filter(dedupe_key="hung-1").exists()
+
+
+def test_with_redis_hung_the_acknowledgement_does_not_wait_for_the_wake_up(
+    client, channel, shirt, warehouse, redis_hung, settings, django_capture_on_commit_callbacks
+):
+    """The wake-up runs on a thread of its own: the request gives up waiting for it after
+    WAKE_UP_WAIT_S, answers 200, and for the backoff does not wait on the next ones."""
+    from channels.pipeline import enqueue
+
+    settings.REDIS_SOCKET_TIMEOUT_S = 30  # hangs well past any acknowledgement
+    settings.WAKE_UP_WAIT_S = 0.05
+    enqueue._impatient_until = 0.0
+    try:
+        with django_capture_on_commit_callbacks(execute=True) as callbacks:
+            response = post(client, ORDER, **{"X-Shopify-Webhook-Id": "hung-2"})
+        assert response.status_code == 200 and callbacks
+        assert WebhookReceipt.objects.filter(dedupe_key="hung-2").exists()
+        assert enqueue._impatient_until > 0  # the wait gave up: Redis is known to hang
+    finally:
+        enqueue._impatient_until = 0.0

@@ -234,6 +234,23 @@ def test_full_sync_owes_every_listing_a_push_and_tracks_progress(make_sim_channe
     assert sim.shown()[sim.listings[1].pk] == 10
 
 
+def test_a_full_sync_started_by_beat_finishes_by_itself(make_sim_channel):
+    """The scheduled tasks alone, no command: started, drained, marked done."""
+    from reconciliation import tasks
+
+    sim = make_sim_channel(items=2)
+    tasks.full_sync_task()
+    (run,) = ReconciliationRun.objects.filter(channel=sim.channel, kind="full_sync")
+    assert tasks.refresh_full_syncs_task() == 1
+    run.refresh_from_db()
+    assert run.status == "running"
+    drain(sim.channel)
+    tasks.refresh_full_syncs_task()
+    run.refresh_from_db()
+    assert run.status == "done" and run.finished_at is not None
+    assert tasks.refresh_full_syncs_task() == 0
+
+
 def test_the_command_polls_with_a_progress_line(make_sim_channel, capsys):
     from django.core.management import call_command
 

@@ -168,6 +168,7 @@ def test_the_report_is_stored_and_emailed_once_as_html_and_text(day_of_data, set
 
     report = reports.generate_and_send_daily_report(now=day_of_data["now"])
 
+    assert report is not None
     assert (
         report.emailed_at is not None
         and report.recipients == settings.RECONCILIATION_OPERATOR_EMAILS
@@ -185,7 +186,7 @@ def test_the_report_is_stored_and_emailed_once_as_html_and_text(day_of_data, set
     assert day_of_data["shoe"].code in html  # the repeated offender
 
     again = reports.generate_and_send_daily_report(now=day_of_data["now"])
-    assert again.pk == report.pk and len(mail.outbox) == 1
+    assert again is not None and again.pk == report.pk and len(mail.outbox) == 1
     assert DailyReport.objects.count() == 1
 
 
@@ -227,3 +228,44 @@ def test_the_schedules_are_in_the_beat_database(db):
     assert tasks["Reconciliation full sync"].crontab.hour == "4"
     assert tasks["Daily reconciliation report"].crontab.hour == "6"
     assert tasks["Shadow-mode comparison"].task == "reconciliation.shadow_compare_task"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_beat_ticks_together_send_one_email(settings):
+    """Two runs of the scheduled job at the same moment, on two threads with their own
+    connections: the day's lock lets one build and send; the other sends nothing."""
+    import threading
+
+    from django.db import connection
+
+    settings.RECONCILIATION_OPERATOR_EMAILS = ["ops@example.com"]
+    start = threading.Barrier(2)
+    outcomes: list[DailyReport | None] = []
+    failures: list[BaseException] = []
+
+    def tick() -> None:
+        try:
+            start.wait()
+            outcomes.append(reports.generate_and_send_daily_report())
+        except BaseException as error:
+            failures.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=tick) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert not failures
+    assert len(mail.outbox) == 1
+    assert DailyReport.objects.count() == 1
+    sent = [report for report in outcomes if report is not None]
+    assert sent and all(report.emailed_at is not None for report in sent)
+
+
+def test_running_full_syncs_are_refreshed_on_a_schedule(db):
+    task = PeriodicTask.objects.get(name="Full sync progress")
+    assert task.task == "reconciliation.refresh_full_syncs_task"
+    assert task.interval.every == 30 and task.enabled

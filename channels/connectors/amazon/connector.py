@@ -14,6 +14,7 @@ import urllib.parse
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from channels.connectors import http
 from channels.connectors.amazon import notifications
 from channels.connectors.amazon.client import API_DOMAINS, AmazonClient, LwaCredentials
 from channels.connectors.base import ChannelError, Connector
@@ -47,6 +48,10 @@ LISTINGS_FEED = "JSON_LISTINGS_FEED"
 FEED_CONTENT_TYPE = "application/json; charset=UTF-8"
 PATCH_PREFIX = "patch:"
 FEED_PREFIX = "feed:"
+
+
+# How much longer than its long-poll wait an SQS answer may take (a busy queue server).
+SQS_READ_MARGIN_S = 30.0
 
 
 class AmazonConnector(Connector):
@@ -389,9 +394,17 @@ class AmazonConnector(Connector):
 
     def _sqs(self) -> Any:
         import boto3  # only a process that pulls Amazon's queue needs it
+        from botocore.config import Config
 
         return boto3.client(
             "sqs",
+            # botocore waits 60 s to connect and 60 s to read by default, then retries; a
+            # long poll is answered within its wait, so well past it is a queue that hangs.
+            config=Config(
+                connect_timeout=http.CONNECT_TIMEOUT_S,
+                read_timeout=float(self.settings.get("sqs_wait_s", 1)) + SQS_READ_MARGIN_S,
+                retries={"max_attempts": 2},
+            ),
             endpoint_url=str(self.settings.get("sqs_endpoint_url") or "") or None,
             region_name=str(self.settings.get("sqs_region") or "us-east-1"),
             aws_access_key_id=str(self.credentials.get("aws_access_key_id") or "") or None,

@@ -619,6 +619,8 @@ class LevelView:
                 extensions={"code": "BAD_REQUEST"},
             )
         item_id = self.model.inventory_item_id
+        if item_id in self.ctx.shop.settings.garbage_item_ids:
+            return [{"name": name, "quantity": "lots"} for name in names]
         return [
             {
                 "id": f"gid://shopify/InventoryQuantity/{self.location_id}"
@@ -1018,6 +1020,15 @@ def _check_set_quantities(
             )
             continue
         seen.add((item.inventory_item_id, location_id))
+        if item.inventory_item_id in shop.settings.garbage_item_ids:
+            errors.append(
+                _user_error(
+                    "CHANGE_FROM_QUANTITY_STALE",
+                    [*path, "changeFromQuantity"],
+                    "The changeFromQuantity argument no longer matches the persisted quantity.",
+                )
+            )
+            continue
         value = quantity["quantity"]
         if value > MAX_QUANTITY:
             errors.append(

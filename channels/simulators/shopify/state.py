@@ -216,6 +216,10 @@ class ShopSettings:
     level_webhooks: bool = False
     # Reads (GraphQL queries) show quantities as they were this long ago (§6).
     read_lag_s: float = 0.0
+    # Inventory items the shop answers garbage about (a poison item): a write of one is
+    # answered as stale, as if the shop held another figure, and a read shows a quantity
+    # that is not a number.
+    garbage_item_ids: list[int] = field(default_factory=list)
 
     @classmethod
     def from_json(cls, body: Mapping[str, object]) -> ShopSettings:
@@ -247,6 +251,12 @@ class ShopSettings:
                     if not isinstance(value, list):
                         raise ValueError
                     converted = [parse_id(v, "Location") for v in value]
+                    if None in converted:
+                        raise ValueError
+                elif name == "garbage_item_ids":
+                    if not isinstance(value, list):
+                        raise ValueError
+                    converted = [parse_id(v, "InventoryItem") for v in value]
                     if None in converted:
                         raise ValueError
                 else:

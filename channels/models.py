@@ -476,6 +476,10 @@ class DeadLetter(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     replayed_at = models.DateTimeField(null=True, blank=True)
     replayed_by = models.CharField(max_length=255, blank=True)
+    # An operator decided the push is not wanted (the listing is gone from the channel...).
+    discarded_at = models.DateTimeField(null=True, blank=True)
+    discarded_by = models.CharField(max_length=255, blank=True)
+    discard_reason = models.TextField(blank=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -553,6 +557,9 @@ class WebhookReceipt(models.Model):
     # AWAITING_ORDER: the order it is about, and until when that order may still come.
     awaited_order = models.CharField(max_length=255, blank=True, db_default="")
     awaited_until = models.DateTimeField(null=True, blank=True)
+    # The last time an operator sent it through ingest again (failed, quarantined...).
+    reprocessed_at = models.DateTimeField(null=True, blank=True)
+    reprocessed_by = models.CharField(max_length=255, blank=True, db_default="")
 
     class Meta:
         ordering = ["-received_at"]
@@ -575,6 +582,16 @@ class WebhookReceipt(models.Model):
         return f"{self.topic} {self.dedupe_key}"
 
 
+# Receipts an operator may send through ingest again: nothing of any of them was applied
+# (a failed or quarantined receipt's transaction rolled back whole; a cancellation whose
+# order never came applied nothing), so applying one now applies it once.
+REPROCESSABLE_RECEIPT_STATUSES = (
+    WebhookReceipt.Status.FAILED,
+    WebhookReceipt.Status.QUARANTINED,
+    WebhookReceipt.Status.ORDER_NEVER_CAME,
+)
+
+
 class OversellIncident(models.Model):
     """An order the channel took for stock we no longer had."""
 
@@ -592,7 +609,14 @@ class OversellIncident(models.Model):
         WebhookReceipt, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     created_at = models.DateTimeField(auto_now_add=True)
+    # An operator's handling: seen, why it happened, closed.
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    acknowledged_by = models.CharField(max_length=255, blank=True)
+    root_cause = models.TextField(blank=True)
+    root_cause_noted_at = models.DateTimeField(null=True, blank=True)
+    root_cause_noted_by = models.CharField(max_length=255, blank=True)
     resolved_at = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.CharField(max_length=255, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -617,6 +641,11 @@ class UnmappedLine(models.Model):
     reason = models.CharField(max_length=500, blank=True, default=NO_LISTING)
     created_at = models.DateTimeField(auto_now_add=True)
     resolved_at = models.DateTimeField(null=True, blank=True)
+    # Who mapped it, and the listing it was applied through once mapped.
+    resolved_by = models.CharField(max_length=255, blank=True)
+    listing = models.ForeignKey(
+        Listing, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
 
     class Meta:
         ordering = ["-created_at"]

@@ -115,6 +115,9 @@ class ConflictSerializer(ErrorSerializer):
 
 BAD_REQUEST = OpenApiResponse(description="Field errors: {field: [message, ...]}.")
 NOT_FOUND = OpenApiResponse(ErrorSerializer, description="Unknown SKU, location or id.")
+FORBIDDEN = OpenApiResponse(
+    ErrorSerializer, description="The user lacks the permission this operation needs."
+)
 
 
 class SchemaApi(SpectacularAPIView):

@@ -211,6 +211,10 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    # Several models have a "status": each choice set gets a name of its own.
+    "ENUM_NAME_OVERRIDES": {
+        "WebhookReceiptStatusEnum": "channels.models.WebhookReceipt.Status",
+    },
 }
 
 # ---------------------------------------------------------------------------------------

@@ -14,10 +14,9 @@ from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from channels import selectors
+from channels import selectors, workflows
 from channels.models import Channel, ChannelBreaker, DeadLetter, Listing, OversellIncident
-from channels.pipeline import dead_letters
-from nventory.api import ApiView, ConflictSerializer, ErrorSerializer, ListApi
+from nventory.api import FORBIDDEN, ApiView, ConflictSerializer, ErrorSerializer, ListApi
 
 
 class ChannelBreakerOutputSerializer(serializers.ModelSerializer):
@@ -124,6 +123,9 @@ class DeadLetterOutputSerializer(serializers.ModelSerializer):
             "created_at",
             "replayed_at",
             "replayed_by",
+            "discarded_at",
+            "discarded_by",
+            "discard_reason",
         ]
 
 
@@ -151,6 +153,7 @@ class DeadLetterReplayApi(ApiView):
         request=None,
         responses={
             200: DeadLetterOutputSerializer,
+            403: FORBIDDEN,
             404: OpenApiResponse(ErrorSerializer),
             409: OpenApiResponse(ConflictSerializer, description="Not open (already replayed)."),
         },
@@ -158,38 +161,48 @@ class DeadLetterReplayApi(ApiView):
     )
     def post(self, request: Request, dead_letter_id: int) -> Response:
         get_object_or_404(DeadLetter, pk=dead_letter_id)
-        dead_letter = dead_letters.replay_dead_letter(
-            dead_letter_id=dead_letter_id, actor=f"api:{request.user.get_username()}"
+        dead_letter = workflows.replay_dead_letter(
+            dead_letter_id=dead_letter_id, actor=request.user
         )
         return Response(DeadLetterOutputSerializer(dead_letter).data)
 
 
+class OversellIncidentOutputSerializer(serializers.ModelSerializer):
+    channel: serializers.SlugRelatedField = serializers.SlugRelatedField(
+        slug_field="slug", read_only=True
+    )
+    sku: serializers.SlugRelatedField = serializers.SlugRelatedField(
+        slug_field="code", read_only=True
+    )
+
+    class Meta:
+        model = OversellIncident
+        fields = [
+            "id",
+            "channel",
+            "sku",
+            "listing",
+            "order_reference",
+            "shortfall",
+            "event",
+            "created_at",
+            "acknowledged_at",
+            "acknowledged_by",
+            "root_cause",
+            "root_cause_noted_at",
+            "root_cause_noted_by",
+            "resolved_at",
+            "resolved_by",
+        ]
+
+
 class OversellIncidentListApi(ListApi):
-    class OutputSerializer(serializers.ModelSerializer):
-        channel: serializers.SlugRelatedField = serializers.SlugRelatedField(
-            slug_field="slug", read_only=True
-        )
-        sku: serializers.SlugRelatedField = serializers.SlugRelatedField(
-            slug_field="code", read_only=True
-        )
-
-        class Meta:
-            model = OversellIncident
-            fields = [
-                "id",
-                "channel",
-                "sku",
-                "listing",
-                "order_reference",
-                "shortfall",
-                "event",
-                "created_at",
-                "resolved_at",
-            ]
-
-    @extend_schema(responses=OutputSerializer(many=True))
+    @extend_schema(
+        parameters=[OpenApiParameter("state", str, enum=["open", "resolved", "all"])],
+        responses=OversellIncidentOutputSerializer(many=True),
+    )
     def get(self, request: Request) -> Response:
-        incidents = OversellIncident.objects.select_related("channel", "sku").order_by(
-            "-created_at"
+        incidents = selectors.oversell_incidents_to_handle(
+            state=request.query_params.get("state", "all")
         )
-        return self.paginated_response(incidents, self.OutputSerializer)
+        return self.paginated_response(incidents, OversellIncidentOutputSerializer)

@@ -14,6 +14,8 @@ urlpatterns = [
     path("api/v1/", include("reconciliation.api.urls")),
     path("webhooks/", include("channels.urls")),
     path("reconciliation/", include("reconciliation.urls")),
+    path("dashboard/", include("channels.views.urls")),
+    path("dashboard/", include("reconciliation.console_urls")),
     path("api/schema/", SchemaApi.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]

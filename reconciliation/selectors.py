@@ -13,6 +13,7 @@ from channels.buffers import BufferRuleValues, listed_quantity
 from channels.models import BufferRule, Channel
 from channels.rules import Scoped, ScopedRules
 from channels.selectors import buffer_rule_values
+from inventory.models import Location
 from reconciliation.models import DailyReport, Discrepancy, ReconciliationRun
 
 
@@ -186,3 +187,16 @@ def discrepancies_to_settle(*, channel_id: int | None = None) -> QuerySet[Discre
     if channel_id is not None:
         discrepancies = discrepancies.filter(channel_id=channel_id)
     return discrepancies
+
+
+def channel_locations(*, channel_ids: set[int]) -> dict[int, list[Location]]:
+    """The locations each channel sells from, in primary-key order (one query)."""
+    through = Channel.locations.through
+    by_channel: dict[int, list[Location]] = {channel_id: [] for channel_id in channel_ids}
+    for link in (
+        through.objects.filter(channel_id__in=channel_ids)
+        .select_related("location")
+        .order_by("location_id")
+    ):
+        by_channel[link.channel_id].append(link.location)
+    return by_channel

@@ -313,3 +313,21 @@ def test_a_reader_sees_every_page_but_each_action_answers_403(
     assert Listing.objects.get(pk=gap.pk).sku is None
     assert WebhookReceipt.objects.get(pk=receipt_id).status == WebhookReceipt.Status.QUARANTINED
     assert Discrepancy.objects.get(pk=discrepancy.pk).settlement == ""
+
+
+def test_the_admin_reprocesses_receipts_and_replays_dead_letters_through_the_workflows(
+    channel, shirt_listing, admin_client, admin_user
+):
+    receipt_id = store(channel, "orders/create", b"{", quarantine_reason="Unreadable")
+    letter = dead_letter(channel, shirt_listing)
+    admin_client.post(
+        reverse("admin:channels_webhookreceipt_changelist"),
+        {"action": "reprocess", "_selected_action": [receipt_id]},
+    )
+    admin_client.post(
+        reverse("admin:channels_deadletter_changelist"),
+        {"action": "replay", "_selected_action": [letter.pk]},
+    )
+    receipt = WebhookReceipt.objects.get(pk=receipt_id)
+    assert (receipt.status, receipt.reprocessed_by) == ("received", admin_user.get_username())
+    assert DeadLetter.objects.get(pk=letter.pk).replayed_by == admin_user.get_username()

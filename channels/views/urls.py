@@ -1,9 +1,12 @@
-"""The console's channel pages, included under /dashboard/ by nventory/urls.py."""
+"""Console routes about channels, included at /dashboard/ (namespace ``dashboard``)."""
 
-from channels.views import workflows
+from django.urls import path
+
+from channels.views import scorecard, workflows
 
 app_name = "dashboard"
 
 urlpatterns = [
+    path("", scorecard.scorecard_view, name="scorecard"),
     *workflows.urlpatterns,
 ]

@@ -8,13 +8,14 @@ from collections.abc import Callable
 
 from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
-from django.contrib.auth.decorators import login_required, permission_required
+from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from channels.models import Channel
+from channels.views.access import console_page
 from channels.views.workflows import HtmxHttpRequest
 from nventory.errors import ApplicationError
 from reconciliation import reports, selectors, services
@@ -46,8 +47,7 @@ def report_view(request: HttpRequest, date: str | None = None) -> HttpResponse:
 
 
 @require_GET
-@login_required
-@permission_required("reconciliation.view_discrepancy", raise_exception=True)
+@console_page(read_permission="reconciliation.view_discrepancy")
 def discrepancies_view(request: HtmxHttpRequest) -> HttpResponse:
     """Discrepancies nobody has settled (the newest of each listing), with what each side
     says; settle one by taking the channel's figure or pushing the master's."""

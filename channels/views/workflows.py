@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required, permission_required
+from django.contrib.auth.decorators import login_required
 from django.core.paginator import Page, Paginator
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
@@ -32,6 +32,7 @@ from channels.models import (
     UnmappedLine,
     WebhookReceipt,
 )
+from channels.views.access import console_page
 from inventory.models import Sku
 from nventory.errors import ApplicationError
 
@@ -124,16 +125,14 @@ def _dead_letter_page(
 
 
 @require_GET
-@login_required
-@permission_required("channels.view_deadletter", raise_exception=True)
+@console_page(read_permission="channels.view_deadletter")
 def dead_letters_view(request: HtmxHttpRequest) -> HttpResponse:
     """Dead letters (open by default), newest first, each with its last error."""
     return _dead_letter_page(request, partial="dead-letter-rows" if request.htmx else "")
 
 
 @require_GET
-@login_required
-@permission_required("channels.view_deadletter", raise_exception=True)
+@console_page(read_permission="channels.view_deadletter")
 def dead_letter_view(request: HtmxHttpRequest, dead_letter_id: int) -> HttpResponse:
     """One dead letter's whole story: every attempt's error, the listing's recent pushes,
     what the master would list now, and whether a push is owed already."""
@@ -199,8 +198,7 @@ def _after_dead_letter_action(
 
 
 @require_GET
-@login_required
-@permission_required("channels.view_oversellincident", raise_exception=True)
+@console_page(read_permission="channels.view_oversellincident")
 def oversells_view(request: HtmxHttpRequest) -> HttpResponse:
     """Oversell incidents (open by default), each with its handling so far."""
     state = request.GET.get("state", "open")
@@ -291,8 +289,7 @@ def _mapping_page(
 
 
 @require_GET
-@login_required
-@permission_required("channels.view_unmappedline", raise_exception=True)
+@console_page(read_permission="channels.view_unmappedline")
 def mapping_view(request: HtmxHttpRequest) -> HttpResponse:
     """Order lines waiting for a listing, listings with no SKU, and lines the platform sent
     unusable; mapping a line or a listing applies the lines that waited for it."""
@@ -382,16 +379,14 @@ def _receipts_page(
 
 
 @require_GET
-@login_required
-@permission_required("channels.view_webhookreceipt", raise_exception=True)
+@console_page(read_permission="channels.view_webhookreceipt")
 def receipts_view(request: HtmxHttpRequest) -> HttpResponse:
     """Receipts that failed, were quarantined or whose order never came."""
     return _receipts_page(request, partial="receipt-rows" if request.htmx else "")
 
 
 @require_GET
-@login_required
-@permission_required("channels.view_webhookreceipt", raise_exception=True)
+@console_page(read_permission="channels.view_webhookreceipt")
 def receipt_view(request: HtmxHttpRequest, receipt_id: int) -> HttpResponse:
     """One receipt: its error, headers and raw body (escaped, the first 64 KiB of it)."""
     receipt = get_object_or_404(

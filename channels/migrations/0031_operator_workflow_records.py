@@ -10,7 +10,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("channels", "0029_tiktok_platform"),
+        ("channels", "0030_pendingpush_held_reason"),
     ]
 
     operations = [

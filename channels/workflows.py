@@ -281,6 +281,10 @@ class LineUnusable(Conflict):
     code = "line_unusable"
 
 
+class ListingMappedElsewhere(Conflict):
+    code = "listing_mapped_elsewhere"
+
+
 @transaction.atomic
 def map_unmapped_line(
     *, unmapped_line_id: int, sku_id: int, actor: Actor, external_id: str = ""
@@ -289,11 +293,12 @@ def map_unmapped_line(
     channel that maps now (this one included), once.
 
     The listing is the channel's listing the line's identifiers find (a gap with no SKU is
-    given this one; a mapped one is kept), else a new one built from the identifiers
+    given this one), else a new one built from the identifiers
     (``proposed_listing``), with ``external_id`` where the line carries none. Needs both
     the mapping and the unmapped-line permissions. LineNotWaiting (409) if the line is
     resolved; LineUnusable (409) if the platform sent something no listing can fix (its
-    ``reason``); ValidationError if the listing's fields are invalid.
+    ``reason``); ListingMappedElsewhere (409) if the listing found has another SKU;
+    ValidationError if the listing's fields are invalid.
     """
     permissions.require(actor, permissions.MAP_LISTINGS)
     permissions.require(actor, permissions.HANDLE_UNMAPPED_LINES)
@@ -318,6 +323,11 @@ def map_unmapped_line(
                 external_sku=proposed.external_sku,
                 extra_identifiers=proposed.extra_identifiers,
             )
+        )
+    elif listing.sku_id not in (None, sku_id):
+        raise ListingMappedElsewhere(
+            f"The line's item is listing {listing.external_id}, mapped to another SKU: "
+            "change that listing in the SKU map instead."
         )
     elif listing.sku_id is None:
         listing = services.update_listing(

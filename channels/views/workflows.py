@@ -15,6 +15,7 @@ from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
 from django.core.paginator import Page, Paginator
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
@@ -80,6 +81,8 @@ def _act(request: HtmxHttpRequest, action: Callable[[], str]) -> Outcome:
         outcome = Outcome("success", action())
     except ApplicationError as error:
         outcome = Outcome("error", error.message)
+    except ValidationError as error:  # a field of a listing the mapping would create
+        outcome = Outcome("error", " ".join(error.messages))
     if not request.htmx:
         messages.add_message(
             request,

@@ -121,9 +121,7 @@ def test_a_dead_letter_shows_every_attempt_and_the_figure_now(
     assert "The master lists now</dt><dd>10" in text
 
 
-def test_dead_letters_replayed_and_discarded_from_the_page(
-    channel, shirt_listing, manager_client
-):
+def test_dead_letters_replayed_and_discarded_from_the_page(channel, shirt_listing, manager_client):
     letters = [dead_letter(channel, shirt_listing) for _ in range(3)]
     answer = manager_client.post(
         reverse("dashboard:dead-letters-replay"),
@@ -151,7 +149,7 @@ def test_oversells_page_and_its_actions(
 ):
     for number in range(MANY // 20):
         deliver(channel, "orders/create", order(shirt_line(11), order_id=1000 + number))
-    incident = OversellIncident.objects.order_by("pk").first()
+    incident = OversellIncident.objects.order_by("pk")[0]
     with django_assert_max_num_queries(10):
         page = manager_client.get(reverse("dashboard:oversells"))
     assert page.content.decode().count("data-incident=") == MANY // 20
@@ -186,7 +184,11 @@ def test_mapping_page_maps_a_line_and_applies_it(
         page = manager_client.get(reverse("dashboard:mapping"))
     text = page.content.decode()
     assert text.count("data-line=") == MANY // 10 and text.count("data-listing=") == 10
-    line = UnmappedLine.objects.order_by("pk").first()
+    line = UnmappedLine.objects.order_by("pk")[0]
+    no_id = manager_client.post(
+        reverse("dashboard:map-line", args=[line.pk]), {"sku": "MUG-RED"}, **HTMX
+    ).content.decode()
+    assert "This field cannot be blank." in no_id  # the listing needs the platform's id
 
     answer = manager_client.post(
         reverse("dashboard:map-line", args=[line.pk]),
@@ -199,7 +201,7 @@ def test_mapping_page_maps_a_line_and_applies_it(
         MANY // 10
     )
     unknown = manager_client.post(
-        reverse("dashboard:map-listing", args=[Listing.objects.filter(sku=None).first().pk]),
+        reverse("dashboard:map-listing", args=[Listing.objects.filter(sku=None)[0].pk]),
         {"sku": "NOPE"},
         **HTMX,
     )
@@ -262,9 +264,10 @@ def test_discrepancies_page_settles_both_ways(
     ).content.decode()
     assert "on hand adjusted by -1" in taken
     manager_client.post(reverse("reconciliation_console:push-master-figure", args=[found[1].pk]))
-    assert dict(
-        Discrepancy.objects.exclude(settlement="").values_list("pk", "settlement")
-    ) == {found[0].pk: "accepted_channel", found[1].pk: "pushed_master"}
+    assert dict(Discrepancy.objects.exclude(settlement="").values_list("pk", "settlement")) == {
+        found[0].pk: "accepted_channel",
+        found[1].pk: "pushed_master",
+    }
 
 
 def test_a_reader_sees_every_page_but_each_action_answers_403(

@@ -478,3 +478,16 @@ def test_a_person_without_the_permission_changes_nothing(channel, shirt_listing,
         None,
     )
     assert WebhookReceipt.objects.get(pk=receipt.pk).status == WebhookReceipt.Status.QUARANTINED
+
+
+def test_a_line_whose_listing_has_another_sku_is_not_mapped_over_it(
+    channel, shirt, shirt_listing, mug, manager
+):
+    deliver(channel, "orders/create", order(mug_line(3)))
+    line = UnmappedLine.objects.get()
+    factories.make_listing(
+        channel=channel, sku=shirt, external_id="777", extra_identifiers={"variant_id": "555"}
+    )
+    with pytest.raises(workflows.ListingMappedElsewhere):
+        workflows.map_unmapped_line(unmapped_line_id=line.pk, sku_id=mug.pk, actor=manager)
+    assert Listing.objects.get(external_id="777").sku == shirt

@@ -120,3 +120,18 @@ def test_map_a_gap_and_apply_its_waiting_line(
     assert InventoryEvent.objects.filter(sku=mug, kind=EventKind.ORDER_COMMITTED).count() == 1
     assert StockLevel.objects.get(sku=mug, location=warehouse).committed == 3
     assert UnmappedLine.objects.get().resolved_by == "manager"
+
+
+def test_a_viewer_sees_the_page_but_is_told_the_action_is_not_allowed(
+    sign_in, viewer, live_server, channel, shirt_listing
+):
+    page = sign_in(viewer)
+    letter = DeadLetter.objects.create(
+        channel=channel, listing=shirt_listing, target_quantity=10, attempts=[]
+    )
+
+    page.goto(f"{live_server.url}/dashboard/dead-letters/{letter.pk}/")
+    page.get_by_role("button", name="Replay").click()
+
+    expect(page.get_by_role("alert")).to_contain_text("Not allowed")
+    assert DeadLetter.objects.get(pk=letter.pk).status == DeadLetter.Status.OPEN

@@ -486,7 +486,11 @@ class DeadLetter(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["status", "channel"], name="deadletter_status_channel")]
+        indexes = [
+            models.Index(fields=["status", "channel"], name="deadletter_status_channel"),
+            # The console's list: a status, newest first, one page at a time.
+            models.Index(fields=["status", "-created_at", "-id"], name="deadletter_status_time"),
+        ]
 
     def __str__(self) -> str:
         return f"dead letter: {self.target_quantity} to listing {self.listing_id}"
@@ -579,6 +583,13 @@ class WebhookReceipt(models.Model):
                 name="webhook_awaiting_order",
                 condition=models.Q(status="awaiting_order"),
             ),
+            # The console's receipts to reprocess (REPROCESSABLE_RECEIPT_STATUSES, below),
+            # newest first: few rows among millions.
+            models.Index(
+                fields=["-received_at", "-id"],
+                name="webhook_to_reprocess",
+                condition=models.Q(status__in=["failed", "quarantined", "order_missing"]),
+            ),
         ]
 
     def __str__(self) -> str:
@@ -655,6 +666,14 @@ class UnmappedLine(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["receipt", "line_reference"], name="unmapped_line_once_per_receipt"
+            ),
+        ]
+        indexes = [
+            # The console's waiting lines, newest first.
+            models.Index(
+                fields=["-created_at", "-id"],
+                name="unmapped_line_waiting",
+                condition=models.Q(resolved_at__isnull=True),
             ),
         ]
 

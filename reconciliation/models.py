@@ -140,6 +140,12 @@ class Discrepancy(models.Model):
             models.Index(fields=["channel", "detected_at"], name="discrepancy_channel_time"),
             models.Index(fields=["listing", "-detected_at"], name="discrepancy_listing_time"),
             models.Index(fields=["detected_at"], name="discrepancy_time"),
+            # The console's discrepancies to settle, newest first.
+            models.Index(
+                fields=["-detected_at", "-id"],
+                name="discrepancy_unsettled",
+                condition=Q(settlement=""),
+            ),
         ]
 
     def __str__(self) -> str:

@@ -21,6 +21,7 @@ _RESOURCES = {
     "oversell_incidents": "channels_api:oversell-incident-list",
     "unmapped_lines": "channels_api:unmapped-line-list",
     "webhook_receipts": "channels_api:webhook-receipt-list",
+    "kpis": "kpi-list",
 }
 
 

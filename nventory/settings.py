@@ -152,6 +152,10 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "dashboard:scorecard"
 LOGOUT_REDIRECT_URL = "login"
+# The bearer token Prometheus sends to /metrics (`Authorization: Bearer ...`); empty: only
+# signed-in users who may read the channels see the metrics.
+# https://prometheus.io/docs/prometheus/latest/configuration/configuration/#scrape_config
+METRICS_BEARER_TOKEN = os.environ.get("METRICS_BEARER_TOKEN", "")
 
 # ---------------------------------------------------------------------------------------
 # Security: strict when DEBUG is off, so `manage.py check --deploy` is clean.
@@ -294,6 +298,32 @@ PUSH_BREAKER_MAX_COOLDOWN_S = float(os.environ.get("PUSH_BREAKER_MAX_COOLDOWN_S"
 WEBHOOK_SECRET_ROTATION_GRACE_S = int(os.environ.get("WEBHOOK_SECRET_ROTATION_GRACE_S", "86400"))
 # A webhook body above this is refused with 413 before it is read.
 WEBHOOK_MAX_BODY_BYTES = int(os.environ.get("WEBHOOK_MAX_BODY_BYTES", str(1024 * 1024)))
+# A new webhook secret shorter than this is refused (Standard Webhooks: 24 random bytes).
+WEBHOOK_SECRET_MIN_LENGTH = int(os.environ.get("WEBHOOK_SECRET_MIN_LENGTH", "24"))
+# A platform that signs a timestamp (eBay's SOAP Timestamp, TikTok Shop's envelope): a
+# delivery signed further than this from now is refused (401), so a captured one cannot
+# be replayed later (https://docs.stripe.com/webhooks#replay-attacks: 300 s).
+WEBHOOK_TIMESTAMP_TOLERANCE_S = float(os.environ.get("WEBHOOK_TIMESTAMP_TOLERANCE_S", "300"))
+# Signed deliveries kept quarantined per channel (the topic contradicts the body, no
+# delivery id...); past this many, more are not stored and an alert is raised.
+WEBHOOK_QUARANTINE_CAP = int(os.environ.get("WEBHOOK_QUARANTINE_CAP", "1000"))
+
+# ---------------------------------------------------------------------------------------
+# Outbound calls and secrets at rest
+# ---------------------------------------------------------------------------------------
+# Channels may point at loopback over http (the local simulators): on in `make run` and
+# the tests, never in production. Otherwise only https to the platform's own API hosts.
+CHANNELS_ALLOW_LOCAL_HOSTS = env_bool("CHANNELS_ALLOW_LOCAL_HOSTS", False)
+# Fernet keys (comma-separated, newest first) that encrypt channel credentials and webhook
+# secrets in the database; the first encrypts, all decrypt, so a new key is put first and
+# `manage.py rotate_secrets_key` re-encrypts every row with it.
+# https://cryptography.io/en/latest/fernet/#cryptography.fernet.MultiFernet
+SECRETS_ENCRYPTION_KEYS = env_list("SECRETS_ENCRYPTION_KEYS", "")
+# Without SECRETS_ENCRYPTION_KEYS (local runs): the keys are kept in this file, one per
+# line, a first one generated when it is missing.
+SECRETS_KEY_FILE = Path(
+    os.environ.get("SECRETS_KEY_FILE", str(BASE_DIR / ".data" / "secrets.keys"))
+)
 
 LOGGING = {
     "version": 1,

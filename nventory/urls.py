@@ -13,6 +13,7 @@ urlpatterns = [
     path("api/v1/", include("channels.api.urls")),
     path("api/v1/", include("bundles.api.urls")),
     path("api/v1/", include("reconciliation.api.urls")),
+    path("api/v1/", include("reconciliation.kpi_api")),
     path("webhooks/", include("channels.urls")),
     path("reconciliation/", include("reconciliation.urls")),
     # The operator's console: sign-in with Django's auth views, pages under /dashboard/.
@@ -20,6 +21,8 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("dashboard/", include("channels.views.urls")),
     path("dashboard/", include("reconciliation.console_urls")),
+    # Prometheus scrapes /metrics (a bearer token, or a signed-in reader).
+    path("", include("reconciliation.metrics")),
     path("api/schema/", SchemaApi.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]

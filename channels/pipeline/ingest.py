@@ -48,7 +48,7 @@ from channels.models import (
     UnmappedLine,
     WebhookReceipt,
 )
-from channels.pipeline import enqueue, marketplace_stock, outbox
+from channels.pipeline import alerts, enqueue, marketplace_stock, outbox
 from inventory import services
 from inventory.models import EventKind, EventSource, InventoryEvent
 
@@ -177,6 +177,14 @@ def _process_claimed(receipt_id: int) -> None:
         # Nothing of it was applied (the transaction rolled back); kept for operators.
         logger.warning("Webhook receipt %s quarantined: %s", receipt_id, error)
         _set_status(receipt_id, WebhookReceipt.Status.QUARANTINED, error=str(error))
+        # One more held: an operator is told when the channel's quarantine is full.
+        channel_id = (
+            WebhookReceipt.objects.filter(pk=receipt_id)
+            .values_list("channel_id", flat=True)
+            .first()
+        )
+        if channel_id is not None:
+            alerts.alert_quarantine_full(channel_id=channel_id)
     except Exception as error:
         _set_status(
             receipt_id, WebhookReceipt.Status.FAILED, error=f"{type(error).__name__}: {error}"

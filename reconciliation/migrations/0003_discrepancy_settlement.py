@@ -10,7 +10,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("channels", "0031_operator_workflow_records"),
+        ("channels", "0034_operator_workflow_records"),
         ("inventory", "0005_marketplace_stock"),
         ("reconciliation", "0002_schedules"),
     ]

@@ -114,6 +114,36 @@ def verify_platform_notification(*, body: bytes, dev_id: str, app_id: str, cert_
     return hmac.compare_digest(expected.encode(), received.encode("utf-8", errors="replace"))
 
 
+def signed_timestamp(body: bytes) -> float | None:
+    """The SOAP body's ``Timestamp``, which is all the signature covers (§5.1), in unix
+    seconds; None when it is missing or not a time."""
+    try:
+        text = _text(parse_xml(body), "Timestamp")
+    except WebhookParseError:
+        return None
+    stamp = _timestamp(text)
+    if stamp is None:
+        return None
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=dt.UTC)
+    return stamp.timestamp()
+
+
+def topic_contradiction(topic: str, body: bytes) -> str:
+    """Why the body is not what its ``NotificationEventName`` says ("" when it is, or when
+    it cannot be read): the signature covers the Timestamp only, not the event name, so an
+    order event must carry the transaction it announces."""
+    if topic not in ORDER_TOPICS or body.lstrip().startswith(b"{"):
+        return ""
+    try:
+        root = parse_xml(body)
+    except WebhookParseError:
+        return ""
+    if not any(_local(element.tag) == "Transaction" for element in root.iter()):
+        return f"{topic} without a Transaction: the event name contradicts the body."
+    return ""
+
+
 def platform_notification_envelope(body: bytes) -> WebhookEnvelope:
     """``NotificationEventName`` and, to deduplicate on, the transaction ids (§5.1:
     ``ItemID`` and ``TransactionID``; the event name and timestamp for other events)."""

@@ -99,6 +99,60 @@ def parse_shopify_webhook(topic: str, body: bytes) -> WebhookMessage:
     return parse(_json_object(body))
 
 
+def acts_on_topic(topic: str) -> bool:
+    """Whether the topic is one whose body changes stock or what is expected on the shop."""
+    return topic in _PARSERS
+
+
+def topic_contradiction(topic: str, body: bytes) -> str:
+    """Why the body is not what ``X-Shopify-Topic`` says ("" when it is, or when the body
+    cannot be read: ingest quarantines that with its reason).
+
+    The HMAC covers the body only (§1.1): the topic header can be changed by whoever holds a
+    captured delivery. Each topic acted on has fields its body always carries: an order has
+    ``id`` and ``line_items``, a cancelled one its ``cancelled_at``, a freshly created one
+    none; a refund its own ``id``, ``order_id`` and ``refund_line_items``; an inventory level
+    its ``inventory_item_id`` and ``available``.
+    """
+    required = _REQUIRED_FIELDS.get(topic)
+    if required is None:
+        return ""
+    try:
+        payload = json.loads(body)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return ""
+    if not isinstance(payload, dict):
+        return ""
+    missing = [name for name in required if payload.get(name) in (None, "")]
+    if topic == "inventory_levels/update" and "available" not in payload:
+        missing.append("available")  # null for an untracked item, but never absent
+    if missing:
+        return f"{topic} without {', '.join(missing)}: the topic contradicts the body."
+    if topic == "orders/create" and payload.get("cancelled_at"):
+        return "orders/create of an order already cancelled: the topic contradicts the body."
+    present = [name for name in _FIELDS_OF_OTHER_TOPICS.get(topic, ()) if name in payload]
+    if present:
+        return f"{topic} carrying {', '.join(present)}: the topic contradicts the body."
+    return ""
+
+
+# The fields a body of each topic always has (REST Order, Refund and InventoryLevel).
+_REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {
+    "orders/create": ("id", "line_items"),
+    "orders/cancelled": ("id", "line_items", "cancelled_at"),
+    "refunds/create": ("id", "order_id", "refund_line_items"),
+    "inventory_levels/update": ("inventory_item_id",),
+}
+# Fields that belong to another topic's body: an order carries no order_id, a refund no
+# line_items of its own, an inventory level neither.
+_FIELDS_OF_OTHER_TOPICS: dict[str, tuple[str, ...]] = {
+    "orders/create": ("order_id", "refund_line_items", "inventory_item_id"),
+    "orders/cancelled": ("order_id", "refund_line_items", "inventory_item_id"),
+    "refunds/create": ("line_items", "inventory_item_id"),
+    "inventory_levels/update": ("line_items", "refund_line_items", "order_id"),
+}
+
+
 def _parse_order(payload: Mapping[str, Any], kind: MessageKind) -> WebhookMessage:
     order_id = _id(payload, "id", where="order")
     items = _list(payload, "line_items", where=f"order {order_id}")

@@ -77,6 +77,35 @@ def tiktok_webhook_envelope(body: bytes) -> WebhookEnvelope:
     return WebhookEnvelope(topic=_topic(envelope), dedupe_key=notification_id)
 
 
+def signed_timestamp(body: bytes) -> float | None:
+    """The envelope's ``timestamp`` (unix seconds): inside the body, so under the signature
+    (§4.1); None when the body has none that is a number."""
+    try:
+        envelope = json.loads(body)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return None
+    value = envelope.get("timestamp") if isinstance(envelope, dict) else None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def shop_contradiction(body: bytes, *, shop_id: str) -> str:
+    """Why the event is not about this channel's shop ("" when it is, or when the channel
+    does not name its shop): the app secret signs every shop's events alike, so an event of
+    another shop (a withdrawn authorization, an order) verifies on any channel of the app."""
+    if not shop_id:
+        return ""
+    try:
+        envelope = json.loads(body)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return ""
+    named = envelope.get("shop_id") if isinstance(envelope, dict) else None
+    if named is not None and str(named) != shop_id:
+        return f"The event is about shop {named}, not this channel's shop {shop_id}."
+    return ""
+
+
 def _topic(envelope: Mapping[str, Any]) -> str:
     kind = envelope.get("type")
     name = TYPE_NAMES.get(kind, f"TYPE_{kind}") if isinstance(kind, int) else f"TYPE_{kind}"

@@ -93,6 +93,34 @@ def walmart_webhook_envelope(body: bytes) -> WebhookEnvelope:
     return WebhookEnvelope(topic=topic.strip(), dedupe_key=str(event_id).strip())
 
 
+def topic_contradiction(topic: str, body: bytes) -> str:
+    """Why the payload is not what ``source.eventType`` says ("" when it is, or when it
+    cannot be read): signed with the body under HMAC, but not at all under BASIC_AUTH,
+    where only a password guards it. An order event names its purchase order and lines,
+    ORDER_UPDATES its subEventType, INVENTORY_OOS an item and no order."""
+    if topic not in (PO_CREATED, PO_LINE_AUTOCANCELLED, ORDER_UPDATES, INVENTORY_OOS):
+        return ""
+    try:
+        envelope = json.loads(body)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return ""
+    payload = envelope.get("payload") if isinstance(envelope, dict) else None
+    if not isinstance(payload, dict):
+        return ""
+    if topic == INVENTORY_OOS:
+        if "purchaseOrderId" in payload or "orderLines" in payload:
+            return "INVENTORY_OOS carrying an order: the event type contradicts the payload."
+        return ""
+    if topic == ORDER_UPDATES and not payload.get("subEventType"):
+        return "ORDER_UPDATES without subEventType: the event type contradicts the payload."
+    if not payload.get("purchaseOrderId") or "orderLines" not in payload:
+        return (
+            f"{topic} without purchaseOrderId or orderLines: "
+            "the event type contradicts the payload."
+        )
+    return ""
+
+
 def parse_walmart_webhook(topic: str, body: bytes) -> WebhookMessage:
     """Turn a verified body into a message; ``WebhookParseError`` says what is wrong.
 

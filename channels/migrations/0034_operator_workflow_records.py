@@ -10,7 +10,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("channels", "0030_pendingpush_held_reason"),
+        ("channels", "0033_webhook_content_dedupe_and_channel_alerts"),
     ]
 
     operations = [

@@ -26,7 +26,7 @@ from django.utils.timesince import timesince
 from import_export.admin import ImportExportModelAdmin
 from simple_history.admin import SimpleHistoryAdmin
 
-from channels import selectors, services
+from channels import selectors, services, workflows
 from channels.models import (
     BufferRule,
     Channel,
@@ -46,7 +46,7 @@ from channels.models import (
     UnmappedLine,
     WebhookReceipt,
 )
-from channels.pipeline import alerts, dead_letters, enqueue, marketplace_stock
+from channels.pipeline import alerts, enqueue, marketplace_stock
 from channels.resources import ListingResource
 from nventory import permissions
 
@@ -504,7 +504,17 @@ class PushAttemptAdmin(_ReadOnlyAdmin):
 
 @admin.register(DeadLetter)
 class DeadLetterAdmin(_ReadOnlyAdmin):
-    list_display = ("created_at", "channel", "listing", "target_quantity", "status", "replayed_at")
+    list_display = (
+        "created_at",
+        "channel",
+        "listing",
+        "target_quantity",
+        "status",
+        "replayed_at",
+        "replayed_by",
+        "discarded_by",
+        "discard_reason",
+    )
     list_select_related = ("listing", "channel")
     list_filter = ("status", "channel")
     search_fields = ("listing__external_id", "listing__sku__code")
@@ -512,13 +522,11 @@ class DeadLetterAdmin(_ReadOnlyAdmin):
 
     @admin.action(description="Replay: push the master's quantity again, with fresh tries")
     def replay(self, request: HttpRequest, queryset: QuerySet[DeadLetter]) -> None:
-        replayed = 0
-        for dead_letter in queryset.filter(status=DeadLetter.Status.OPEN):
-            dead_letters.replay_dead_letter(
-                dead_letter_id=dead_letter.pk, actor=f"admin:{request.user}"
-            )
-            replayed += 1
-        self.message_user(request, f"Replayed {replayed} dead letter(s).", messages.SUCCESS)
+        """Through ``channels.workflows`` (the permission is checked, who replayed kept)."""
+        replayed = workflows.replay_dead_letters(
+            dead_letter_ids=queryset.values_list("pk", flat=True), actor=request.user
+        )
+        self.message_user(request, f"Replayed {len(replayed)} dead letter(s).", messages.SUCCESS)
 
 
 @admin.register(SubmittedWrite)
@@ -650,6 +658,7 @@ class WebhookReceiptAdmin(_ReadOnlyAdmin):
         "status",
         "attempts",
         "awaited_until",
+        "reprocessed_by",
     )
     list_select_related = ("channel",)
     list_filter = ("status", "channel", "topic")
@@ -657,6 +666,17 @@ class WebhookReceiptAdmin(_ReadOnlyAdmin):
     exclude = ("body",)
     readonly_fields = ("body_text",)
     date_hierarchy = "received_at"
+    actions = ["reprocess"]
+
+    @admin.action(description="Reprocess (failed, quarantined, order never came): apply once")
+    def reprocess(self, request: HttpRequest, queryset: QuerySet[WebhookReceipt]) -> None:
+        """Through ``channels.workflows``: only receipts nothing was applied of are sent."""
+        sent = workflows.reprocess_receipts(
+            receipt_ids=queryset.values_list("pk", flat=True), actor=request.user
+        )
+        self.message_user(
+            request, f"{len(sent)} receipt(s) will be processed again.", messages.SUCCESS
+        )
 
     @admin.display(description="Body")
     def body_text(self, receipt: WebhookReceipt) -> str:
@@ -671,7 +691,10 @@ class OversellIncidentAdmin(_ReadOnlyAdmin):
         "sku",
         "order_reference",
         "shortfall",
+        "acknowledged_by",
+        "root_cause",
         "resolved_at",
+        "resolved_by",
     )
     list_select_related = ("channel", "sku")
     list_filter = ("channel", ("resolved_at", admin.EmptyFieldListFilter))
@@ -687,6 +710,8 @@ class UnmappedLineAdmin(_ReadOnlyAdmin):
         "identifiers",
         "quantity",
         "reason",
+        "resolved_at",
+        "resolved_by",
     )
     list_select_related = ("channel",)
     list_filter = ("channel", ("resolved_at", admin.EmptyFieldListFilter))

@@ -539,10 +539,18 @@ class DeadLetter(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     replayed_at = models.DateTimeField(null=True, blank=True)
     replayed_by = models.CharField(max_length=255, blank=True)
+    # An operator decided the push is not wanted (the listing is gone from the channel...).
+    discarded_at = models.DateTimeField(null=True, blank=True)
+    discarded_by = models.CharField(max_length=255, blank=True)
+    discard_reason = models.TextField(blank=True)
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["status", "channel"], name="deadletter_status_channel")]
+        indexes = [
+            models.Index(fields=["status", "channel"], name="deadletter_status_channel"),
+            # The console's list: a status, newest first, one page at a time.
+            models.Index(fields=["status", "-created_at", "-id"], name="deadletter_status_time"),
+        ]
 
     def __str__(self) -> str:
         return f"dead letter: {self.target_quantity} to listing {self.listing_id}"
@@ -620,6 +628,9 @@ class WebhookReceipt(models.Model):
     # AWAITING_ORDER: the order it is about, and until when that order may still come.
     awaited_order = models.CharField(max_length=255, blank=True, db_default="")
     awaited_until = models.DateTimeField(null=True, blank=True)
+    # The last time an operator sent it through ingest again (failed, quarantined...).
+    reprocessed_at = models.DateTimeField(null=True, blank=True)
+    reprocessed_by = models.CharField(max_length=255, blank=True, db_default="")
 
     class Meta:
         ordering = ["-received_at"]
@@ -641,6 +652,13 @@ class WebhookReceipt(models.Model):
                 name="webhook_awaiting_order",
                 condition=models.Q(status="awaiting_order"),
             ),
+            # The console's receipts to reprocess (REPROCESSABLE_RECEIPT_STATUSES, below),
+            # newest first: few rows among millions.
+            models.Index(
+                fields=["-received_at", "-id"],
+                name="webhook_to_reprocess",
+                condition=models.Q(status__in=["failed", "quarantined", "order_missing"]),
+            ),
             # The quarantine cap counts a channel's quarantined receipts.
             models.Index(
                 fields=["channel"],
@@ -651,6 +669,16 @@ class WebhookReceipt(models.Model):
 
     def __str__(self) -> str:
         return f"{self.topic} {self.dedupe_key}"
+
+
+# Receipts an operator may send through ingest again: nothing of any of them was applied
+# (a failed or quarantined receipt's transaction rolled back whole; a cancellation whose
+# order never came applied nothing), so applying one now applies it once.
+REPROCESSABLE_RECEIPT_STATUSES = (
+    WebhookReceipt.Status.FAILED,
+    WebhookReceipt.Status.QUARANTINED,
+    WebhookReceipt.Status.ORDER_NEVER_CAME,
+)
 
 
 class ChannelAlert(models.Model):
@@ -703,7 +731,14 @@ class OversellIncident(models.Model):
         WebhookReceipt, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     created_at = models.DateTimeField(auto_now_add=True)
+    # An operator's handling: seen, why it happened, closed.
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    acknowledged_by = models.CharField(max_length=255, blank=True)
+    root_cause = models.TextField(blank=True)
+    root_cause_noted_at = models.DateTimeField(null=True, blank=True)
+    root_cause_noted_by = models.CharField(max_length=255, blank=True)
     resolved_at = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.CharField(max_length=255, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -728,12 +763,25 @@ class UnmappedLine(models.Model):
     reason = models.CharField(max_length=500, blank=True, default=NO_LISTING)
     created_at = models.DateTimeField(auto_now_add=True)
     resolved_at = models.DateTimeField(null=True, blank=True)
+    # Who mapped it, and the listing it was applied through once mapped.
+    resolved_by = models.CharField(max_length=255, blank=True)
+    listing = models.ForeignKey(
+        Listing, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
 
     class Meta:
         ordering = ["-created_at"]
         constraints = [
             models.UniqueConstraint(
                 fields=["receipt", "line_reference"], name="unmapped_line_once_per_receipt"
+            ),
+        ]
+        indexes = [
+            # The console's waiting lines, newest first.
+            models.Index(
+                fields=["-created_at", "-id"],
+                name="unmapped_line_waiting",
+                condition=models.Q(resolved_at__isnull=True),
             ),
         ]
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from django.db import connection
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from bundles import selectors as bundle_selectors
@@ -19,7 +20,19 @@ from channels.buffers import (
     explain_listed_quantity,
     listed_quantity,
 )
-from channels.models import BufferRule, Channel, Listing
+from channels.models import (
+    NO_LISTING,
+    REPROCESSABLE_RECEIPT_STATUSES,
+    BufferRule,
+    Channel,
+    DeadLetter,
+    Listing,
+    OversellIncident,
+    PendingPush,
+    PushAttempt,
+    UnmappedLine,
+    WebhookReceipt,
+)
 from inventory.models import Sku, StockLevel
 
 
@@ -239,3 +252,148 @@ def preview_buffer_rule(*, rule: BufferRule, limit: int = 25) -> list[RulePrevie
             )
         )
     return rows
+
+
+# -----------------------------------------------------------------------------------------
+# What an operator has to handle (the console's workflow pages and the API)
+# -----------------------------------------------------------------------------------------
+
+
+def dead_letters_to_handle(
+    *, status: str = DeadLetter.Status.OPEN, channel_id: int | None = None
+) -> QuerySet[DeadLetter]:
+    """Dead letters of a status (all: ``""``), newest first, with their channel, listing and
+    SKU in the same query."""
+    letters = DeadLetter.objects.select_related("channel", "listing__sku").order_by(
+        "-created_at", "-pk"
+    )
+    if status:
+        letters = letters.filter(status=status)
+    if channel_id is not None:
+        letters = letters.filter(channel_id=channel_id)
+    return letters
+
+
+@dataclass(frozen=True)
+class DeadLetterContext:
+    """Everything that explains a dead letter: its attempts (on the row), the listing's
+    latest pushes, what the master would list now, and whether a push is owed already."""
+
+    dead_letter: DeadLetter
+    recent_pushes: list[PushAttempt]
+    listed_now: Explanation
+    push_owed: bool
+
+
+def dead_letter_context(*, dead_letter_id: int, pushes: int = 10) -> DeadLetterContext:
+    letter = DeadLetter.objects.select_related("channel", "listing__sku").get(pk=dead_letter_id)
+    return DeadLetterContext(
+        dead_letter=letter,
+        recent_pushes=list(
+            PushAttempt.objects.filter(listing_id=letter.listing_id).order_by("-sent_at")[:pushes]
+        ),
+        listed_now=explain_listing(listing=letter.listing),
+        push_owed=PendingPush.objects.filter(listing_id=letter.listing_id).exists(),
+    )
+
+
+def oversell_incidents_to_handle(*, state: str = "open") -> QuerySet[OversellIncident]:
+    """Incidents newest first: ``open`` (not resolved), ``resolved`` or ``all``."""
+    incidents = OversellIncident.objects.select_related("channel", "sku", "listing").order_by(
+        "-created_at", "-pk"
+    )
+    if state == "open":
+        incidents = incidents.filter(resolved_at__isnull=True)
+    elif state == "resolved":
+        incidents = incidents.filter(resolved_at__isnull=False)
+    return incidents
+
+
+def waiting_lines(*, channel_id: int | None = None) -> QuerySet[UnmappedLine]:
+    """Order lines waiting for a listing (a gap: mapping it applies them), newest first;
+    lines the platform sent unusable are not among them."""
+    lines = (
+        UnmappedLine.objects.filter(resolved_at__isnull=True, reason=NO_LISTING)
+        .select_related("channel", "receipt")
+        .defer("receipt__body", "receipt__headers")
+        .order_by("-created_at", "-pk")
+    )
+    if channel_id is not None:
+        lines = lines.filter(channel_id=channel_id)
+    return lines
+
+
+def unusable_lines(*, channel_id: int | None = None) -> QuerySet[UnmappedLine]:
+    """Order lines the platform sent something unusable in (their ``reason``), newest first."""
+    lines = (
+        UnmappedLine.objects.filter(resolved_at__isnull=True)
+        .exclude(reason=NO_LISTING)
+        .select_related("channel")
+        .order_by("-created_at", "-pk")
+    )
+    if channel_id is not None:
+        lines = lines.filter(channel_id=channel_id)
+    return lines
+
+
+def unmapped_listings(*, channel_id: int | None = None) -> QuerySet[Listing]:
+    """Listings a channel has that point at no SKU (mapping gaps), by channel."""
+    listings = (
+        Listing.objects.filter(sku__isnull=True)
+        .select_related("channel")
+        .order_by("channel__slug", "external_id")
+    )
+    if channel_id is not None:
+        listings = listings.filter(channel_id=channel_id)
+    return listings
+
+
+def receipts_to_handle(
+    *, status: str = "", channel_id: int | None = None
+) -> QuerySet[WebhookReceipt]:
+    """Receipts an operator may reprocess (failed, quarantined, order never came), or of one
+    of those statuses, newest first, without their bodies."""
+    receipts = (
+        WebhookReceipt.objects.filter(
+            status__in=[status] if status else REPROCESSABLE_RECEIPT_STATUSES
+        )
+        .select_related("channel")
+        .defer("body", "headers")
+        .order_by("-received_at", "-pk")
+    )
+    if channel_id is not None:
+        receipts = receipts.filter(channel_id=channel_id)
+    return receipts
+
+
+# A body is shown up to this size: a megabyte of JSON is no use on a page, and the cap keeps
+# a hostile body from weighing on the page that shows it.
+RECEIPT_BODY_SHOWN_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class ReceiptBody:
+    """The start of a receipt's raw body, as text (undecodable bytes replaced)."""
+
+    text: str
+    size_bytes: int
+    truncated: bool
+
+
+def receipt_body(*, receipt_id: int, limit: int = RECEIPT_BODY_SHOWN_BYTES) -> ReceiptBody:
+    """The first ``limit`` bytes of the receipt's body and its whole size, read without
+    loading the rest (DoesNotExist if there is no such receipt)."""
+    # Raw SQL: the ORM would read the whole body to cut it.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT substring(body FROM 1 FOR %s), octet_length(body) "
+            "FROM channels_webhookreceipt WHERE id = %s",
+            [limit, receipt_id],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        raise WebhookReceipt.DoesNotExist(f"No webhook receipt {receipt_id}.")
+    start, size = bytes(row[0]), int(row[1])
+    return ReceiptBody(
+        text=start.decode("utf-8", errors="replace"), size_bytes=size, truncated=size > limit
+    )

@@ -234,6 +234,9 @@ BAD_REQUEST = OpenApiResponse(
     description="Field errors: {field: [message, ...]}; a body that is not JSON: {detail, code}.",
 )
 NOT_FOUND = OpenApiResponse(ErrorSerializer, description="Unknown SKU, location or id.")
+FORBIDDEN = OpenApiResponse(
+    ErrorSerializer, description="The user lacks the permission this operation needs."
+)
 
 
 class SchemaApi(SpectacularAPIView):

@@ -19,6 +19,8 @@ _RESOURCES = {
     "channels": "channels_api:channel-list",
     "dead_letters": "channels_api:dead-letter-list",
     "oversell_incidents": "channels_api:oversell-incident-list",
+    "unmapped_lines": "channels_api:unmapped-line-list",
+    "webhook_receipts": "channels_api:webhook-receipt-list",
     "kpis": "kpi-list",
 }
 

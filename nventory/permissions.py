@@ -10,7 +10,7 @@ admin's own pages and the operations agree on what "may change a dead letter" me
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final, Protocol
 
 from django.core.exceptions import PermissionDenied
 
@@ -70,3 +70,11 @@ def require(user: object, permission: str) -> None:
     has_perm = getattr(user, "has_perm", None)
     if has_perm is None or not has_perm(permission):
         raise PermissionDenied(f"This needs the permission {permission!r}.")
+
+
+class Actor(Protocol):
+    """The person (or API client) a service acts for: a user, as ``request.user`` is."""
+
+    def get_username(self) -> str: ...
+
+    def has_perm(self, perm: str, obj: Any = None) -> bool: ...

@@ -240,6 +240,10 @@ SPECTACULAR_SETTINGS = {
     ],
     # Path converters of the project's own (nventory.api.CodeConverter) read as strings.
     "PATH_CONVERTER_OVERRIDES": {"code": str},
+    # Several models have a "status": each choice set gets a name of its own.
+    "ENUM_NAME_OVERRIDES": {
+        "WebhookReceiptStatusEnum": "channels.models.WebhookReceipt.Status",
+    },
 }
 # The largest API request body read; above it the answer is 413 (webhooks have their own
 # cap below). Far above any request of this API, far below Django's in-memory limit.

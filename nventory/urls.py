@@ -12,6 +12,7 @@ urlpatterns = [
     path("api/v1/", include("inventory.api.urls")),
     path("api/v1/", include("channels.api.urls")),
     path("api/v1/", include("bundles.api.urls")),
+    path("api/v1/", include("reconciliation.api.urls")),
     path("api/v1/", include("reconciliation.kpi_api")),
     path("webhooks/", include("channels.urls")),
     path("reconciliation/", include("reconciliation.urls")),
@@ -19,6 +20,7 @@ urlpatterns = [
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("dashboard/", include("channels.views.urls")),
+    path("dashboard/", include("reconciliation.console_urls")),
     # Prometheus scrapes /metrics (a bearer token, or a signed-in reader).
     path("", include("reconciliation.metrics")),
     path("api/schema/", SchemaApi.as_view(), name="api-schema"),

@@ -51,8 +51,11 @@ class DiscrepancyAdmin(ReadOnlyAdmin):
         "repeated",
         "corrected",
         "last_pushed_at",
+        "settlement",
+        "settled_by",
+        "settled_at",
     )
-    list_filter = ("cause", "repeated", "corrected", "channel", "category")
+    list_filter = ("cause", "repeated", "corrected", "settlement", "channel", "category")
     search_fields = ("sku__code", "listing__external_id", "listing__external_sku", "evidence")
     list_select_related = ("channel", "sku", "listing")
     date_hierarchy = "detected_at"

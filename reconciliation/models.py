@@ -83,6 +83,10 @@ class Discrepancy(models.Model):
         NOT_ON_CHANNEL = "not_on_channel", "Listing not found on the channel"
         UNKNOWN = "unknown", "Unknown"
 
+    class Settlement(models.TextChoices):
+        ACCEPTED_CHANNEL = "accepted_channel", "Channel's figure accepted (stock adjusted)"
+        PUSHED_MASTER = "pushed_master", "Master's figure pushed"
+
     run = models.ForeignKey(
         ReconciliationRun, on_delete=models.CASCADE, related_name="discrepancies"
     )
@@ -116,6 +120,18 @@ class Discrepancy(models.Model):
     repeated = models.BooleanField(default=False)
     corrected = models.BooleanField(default=False)
     detected_at = models.DateTimeField(db_default=Now())
+    # An operator's decision on it (reconciliation.services.accept_channel_figure,
+    # push_master_figure): who, when, and the ledger event of an accepted figure.
+    settlement = models.CharField(max_length=32, choices=Settlement.choices, blank=True)
+    settled_at = models.DateTimeField(null=True, blank=True)
+    settled_by = models.CharField(max_length=255, blank=True)
+    adjustment_event = models.ForeignKey(
+        "inventory.InventoryEvent",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+    )
 
     class Meta:
         ordering = ["-detected_at", "-pk"]
@@ -124,6 +140,12 @@ class Discrepancy(models.Model):
             models.Index(fields=["channel", "detected_at"], name="discrepancy_channel_time"),
             models.Index(fields=["listing", "-detected_at"], name="discrepancy_listing_time"),
             models.Index(fields=["detected_at"], name="discrepancy_time"),
+            # The console's discrepancies to settle, newest first.
+            models.Index(
+                fields=["-detected_at", "-id"],
+                name="discrepancy_unsettled",
+                condition=Q(settlement=""),
+            ),
         ]
 
     def __str__(self) -> str:

@@ -7,13 +7,14 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import NamedTuple, TypeAlias
 
-from django.db.models import QuerySet
+from django.db.models import Exists, OuterRef, QuerySet
 
 from bundles.selectors import available_by_sku
 from channels.buffers import BufferRuleValues, listed_quantity
 from channels.models import BufferRule, Channel
 from channels.rules import ScopedRules
 from channels.selectors import buffer_rule_values, scoped_rule
+from inventory.models import Location
 from reconciliation.models import DailyReport, Discrepancy, ReconciliationRun
 
 
@@ -170,3 +171,34 @@ def report_for(*, date: dt.date | None = None) -> DailyReport | None:
 
 def recent_reports(*, limit: int = 14) -> QuerySet[DailyReport]:
     return DailyReport.objects.order_by("-date").only("date")[:limit]
+
+
+def discrepancies_to_settle(*, channel_id: int | None = None) -> QuerySet[Discrepancy]:
+    """Discrepancies nobody has settled and no later run found again for their listing
+    (the newest one of a listing is the one to settle), newest first, with their channel,
+    listing, SKU and run."""
+    found_again = Discrepancy.objects.filter(
+        listing_id=OuterRef("listing_id"), detected_at__gt=OuterRef("detected_at")
+    )
+    discrepancies = (
+        Discrepancy.objects.filter(settlement="")
+        .exclude(Exists(found_again))
+        .select_related("channel", "listing", "sku", "run")
+        .order_by("-detected_at", "-pk")
+    )
+    if channel_id is not None:
+        discrepancies = discrepancies.filter(channel_id=channel_id)
+    return discrepancies
+
+
+def channel_locations(*, channel_ids: set[int]) -> dict[int, list[Location]]:
+    """The locations each channel sells from, in primary-key order (one query)."""
+    through = Channel.locations.through
+    by_channel: dict[int, list[Location]] = {channel_id: [] for channel_id in channel_ids}
+    for link in (
+        through.objects.filter(channel_id__in=channel_ids)
+        .select_related("location")
+        .order_by("location_id")
+    ):
+        by_channel[link.channel_id].append(link.location)
+    return by_channel

@@ -55,6 +55,7 @@ from django.db.models import Count, F, Max
 from django.template.loader import render_to_string
 from django.utils import timezone
 
+from bundles import selectors as bundle_selectors
 from channels.connectors.base import ChannelError
 from channels.connectors.registry import get_connector
 from channels.connectors.types import Capability, ListingRef
@@ -69,9 +70,12 @@ from channels.models import (
     WebhookReceipt,
 )
 from channels.pipeline import ingest, outbox, receive
+from inventory import services as inventory_services
+from inventory.models import EventSource
 from nventory import permissions
 from nventory.celery import app
-from nventory.errors import ApplicationError
+from nventory.errors import ApplicationError, Conflict
+from nventory.permissions import Actor
 from reconciliation import selectors
 from reconciliation.models import Discrepancy, ReconciliationRun
 from reconciliation.selectors import ListingRow
@@ -701,6 +705,114 @@ def refresh_full_syncs() -> list[ReconciliationRun]:
             run.finished_at = timezone.now()
         run.save(update_fields=["listings_checked", "figures", "status", "finished_at"])
     return runs
+
+
+# --- settling a discrepancy (an operator's decision) -------------------------------------
+
+
+class DiscrepancySettled(Conflict):
+    code = "discrepancy_settled"
+
+
+class DiscrepancySuperseded(Conflict):
+    code = "discrepancy_superseded"
+
+
+class ChannelFigureUnusable(Conflict):
+    code = "channel_figure_unusable"
+
+
+def _lock_unsettled(discrepancy_id: int) -> Discrepancy:
+    discrepancy = (
+        Discrepancy.objects.select_for_update(of=("self",))
+        .select_related("channel", "listing")
+        .get(pk=discrepancy_id)
+    )
+    if discrepancy.settlement:
+        raise DiscrepancySettled(
+            f"Discrepancy {discrepancy_id} was settled by {discrepancy.settled_by}: "
+            f"{discrepancy.get_settlement_display()}.",
+            extra={"status": discrepancy.settlement},
+        )
+    return discrepancy
+
+
+def _settle(discrepancy: Discrepancy, settlement: str, actor: Actor) -> None:
+    discrepancy.settlement = settlement
+    discrepancy.settled_at = timezone.now()
+    discrepancy.settled_by = actor.get_username()
+    discrepancy.save(update_fields=["settlement", "settled_at", "settled_by", "adjustment_event"])
+
+
+@transaction.atomic
+def accept_channel_figure(
+    *, discrepancy_id: int, actor: Actor, location_id: int | None = None
+) -> Discrepancy:
+    """Take the channel's figure as the truth: adjust the SKU's on hand by what the channel
+    showed less what the master listed, at ``location_id`` (one the channel sells from; by
+    default the first of them), through ``inventory.services`` like every stock change.
+
+    Once only: the adjustment's idempotency key is the discrepancy's, and the discrepancy
+    is locked and settled in the same transaction. With no buffer the channel's listing
+    then matches; a percentage buffer lists a share of the difference. Refused (409):
+    settled already (DiscrepancySettled), a newer discrepancy of the listing exists
+    (DiscrepancySuperseded), or there is no figure to take (the item was not on the
+    channel, the listing has no SKU, or the SKU is a bundle, which holds no stock of its
+    own: ChannelFigureUnusable); a decrease beyond what is available is refused by the
+    inventory service (InsufficientStock).
+    """
+    permissions.require(actor, permissions.SETTLE_DISCREPANCIES)
+    discrepancy = _lock_unsettled(discrepancy_id)
+    if (
+        Discrepancy.objects.filter(listing_id=discrepancy.listing_id)
+        .filter(detected_at__gt=discrepancy.detected_at)
+        .exists()
+    ):
+        raise DiscrepancySuperseded(
+            "A later reconciliation found this listing differ again: settle that one."
+        )
+    sku_id = discrepancy.listing.sku_id
+    if discrepancy.actual is None or sku_id is None:
+        raise ChannelFigureUnusable("The channel showed no figure for a SKU to take.")
+    if bundle_selectors.bundle_ids_among(sku_ids=[sku_id]):
+        raise ChannelFigureUnusable(
+            "The SKU is a bundle: adjust its components, then push the master's figure."
+        )
+    channel_location_ids = list(
+        discrepancy.channel.locations.order_by("pk").values_list("pk", flat=True)
+    )
+    if location_id is None and channel_location_ids:
+        location_id = channel_location_ids[0]
+    if location_id is None or location_id not in channel_location_ids:
+        raise ChannelFigureUnusable("Pick a location the channel sells from.")
+    event = inventory_services.adjust_stock(
+        sku_id=sku_id,
+        location_id=location_id,
+        delta=discrepancy.actual - discrepancy.expected,
+        context=inventory_services.EventContext(
+            idempotency_key=f"reconciliation:discrepancy:{discrepancy.pk}:accept",
+            source=EventSource.RECONCILIATION,
+            actor=actor.get_username(),
+            external_reference=f"discrepancy {discrepancy.pk}",
+            reason=f"{discrepancy.channel.name} showed {discrepancy.actual} where the master "
+            f"listed {discrepancy.expected}: the channel's figure accepted.",
+        ),
+    )
+    discrepancy.adjustment_event = event
+    _settle(discrepancy, Discrepancy.Settlement.ACCEPTED_CHANNEL, actor)
+    return discrepancy
+
+
+@transaction.atomic
+def push_master_figure(*, discrepancy_id: int, actor: Actor) -> Discrepancy:
+    """Owe the listing a push of the master's figure as it is when sent (reconciliation
+    already does this on an active channel; a shadow or paused channel pushes once it is
+    active). Locks the discrepancy; DiscrepancySettled (409) if it was settled already."""
+    permissions.require(actor, permissions.SETTLE_DISCREPANCIES)
+    discrepancy = _lock_unsettled(discrepancy_id)
+    outbox.mark_listings_owed(listing_ids=[discrepancy.listing_id])
+    _settle(discrepancy, Discrepancy.Settlement.PUSHED_MASTER, actor)
+    return discrepancy
 
 
 POLL_CHANNEL_TASK = "reconciliation.poll_channel_task"

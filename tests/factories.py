@@ -81,3 +81,20 @@ def make_buffer_rule(*, channel, sku=None, listing=None, **values):
             **values,
         )
     )
+
+
+def make_user(*permission_names: str, username: str | None = None):
+    """A user holding exactly these permissions ("app_label.codename", as
+    ``nventory.permissions`` names them); none: one who may only look."""
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Permission
+
+    user = get_user_model().objects.create_user(
+        username=username or f"user-{next(_sequence)}", password="a-password-for-tests"
+    )
+    for name in permission_names:
+        app_label, codename = name.split(".")
+        user.user_permissions.add(
+            Permission.objects.get(content_type__app_label=app_label, codename=codename)
+        )
+    return get_user_model().objects.get(pk=user.pk)  # a fresh instance: no stale perm cache

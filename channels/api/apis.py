@@ -14,11 +14,11 @@ from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from channels import selectors
+from channels import selectors, workflows
 from channels.models import Channel, ChannelBreaker, DeadLetter, Listing, OversellIncident
-from channels.pipeline import dead_letters
 from nventory.api import (
     BAD_REQUEST,
+    FORBIDDEN,
     ApiView,
     ConflictSerializer,
     ErrorSerializer,
@@ -131,6 +131,9 @@ class DeadLetterOutputSerializer(serializers.ModelSerializer):
             "created_at",
             "replayed_at",
             "replayed_by",
+            "discarded_at",
+            "discarded_by",
+            "discard_reason",
         ]
 
 
@@ -164,6 +167,7 @@ class DeadLetterReplayApi(ApiView):
         request=None,
         responses={
             200: DeadLetterOutputSerializer,
+            403: FORBIDDEN,
             404: OpenApiResponse(ErrorSerializer),
             409: OpenApiResponse(ConflictSerializer, description="Not open (already replayed)."),
         },
@@ -171,38 +175,54 @@ class DeadLetterReplayApi(ApiView):
     )
     def post(self, request: Request, dead_letter_id: int) -> Response:
         get_object_or_404(DeadLetter, pk=dead_letter_id)
-        dead_letter = dead_letters.replay_dead_letter(
-            dead_letter_id=dead_letter_id, actor=f"api:{request.user.get_username()}"
+        dead_letter = workflows.replay_dead_letter(
+            dead_letter_id=dead_letter_id, actor=request.user
         )
         return Response(DeadLetterOutputSerializer(dead_letter).data)
 
 
+class OversellIncidentOutputSerializer(serializers.ModelSerializer):
+    channel: serializers.SlugRelatedField = serializers.SlugRelatedField(
+        slug_field="slug", read_only=True
+    )
+    sku: serializers.SlugRelatedField = serializers.SlugRelatedField(
+        slug_field="code", read_only=True
+    )
+
+    class Meta:
+        model = OversellIncident
+        fields = [
+            "id",
+            "channel",
+            "sku",
+            "listing",
+            "order_reference",
+            "shortfall",
+            "event",
+            "created_at",
+            "acknowledged_at",
+            "acknowledged_by",
+            "root_cause",
+            "root_cause_noted_at",
+            "root_cause_noted_by",
+            "resolved_at",
+            "resolved_by",
+        ]
+
+
 class OversellIncidentListApi(ListApi):
-    class OutputSerializer(serializers.ModelSerializer):
-        channel: serializers.SlugRelatedField = serializers.SlugRelatedField(
-            slug_field="slug", read_only=True
-        )
-        sku: serializers.SlugRelatedField = serializers.SlugRelatedField(
-            slug_field="code", read_only=True
+    class FilterSerializer(serializers.Serializer):
+        state = serializers.ChoiceField(
+            choices=["open", "resolved", "all"], required=False, default="all"
         )
 
-        class Meta:
-            model = OversellIncident
-            fields = [
-                "id",
-                "channel",
-                "sku",
-                "listing",
-                "order_reference",
-                "shortfall",
-                "event",
-                "created_at",
-                "resolved_at",
-            ]
-
-    @extend_schema(responses=OutputSerializer(many=True))
+    @extend_schema(
+        parameters=[FilterSerializer],
+        responses={200: OversellIncidentOutputSerializer(many=True), 400: BAD_REQUEST},
+    )
     def get(self, request: Request) -> Response:
-        incidents = OversellIncident.objects.select_related("channel", "sku").order_by(
-            "-created_at"
+        filters = validated_input(
+            self.FilterSerializer, request.query_params, also_allowed=self.paging_parameters
         )
-        return self.paginated_response(incidents, self.OutputSerializer)
+        incidents = selectors.oversell_incidents_to_handle(state=filters["state"])
+        return self.paginated_response(incidents, OversellIncidentOutputSerializer)

@@ -1069,3 +1069,35 @@ def _explain_drift(*, listing_id: int, absorbed: int, explained_by: str) -> None
         left -= take
         if left == 0:
             return
+
+
+# --- lines mapped later --------------------------------------------------------------------
+
+
+def reapply_receipt(*, receipt_id: int) -> str:
+    """Apply a processed order message again, inside the caller's transaction, for its
+    lines that waited for a listing and map now; the status it ends in.
+
+    Exactly once: every line's change is keyed by its order and line, and those keys are
+    checked under the order's lock, so a line applied before (now or the first time) is
+    skipped. A line that still maps nowhere is recorded as it was. Only order messages
+    (orders, cancellations, refunds) are applied again: a level report is old news by now,
+    and the listing it named is owed a push once it is mapped.
+    """
+    receipt = (
+        WebhookReceipt.objects.select_for_update().select_related("channel").get(pk=receipt_id)
+    )
+    if receipt.status != WebhookReceipt.Status.PROCESSED:
+        return receipt.status
+    connector = get_connector(receipt.channel)
+    message = _parse(connector, receipt)
+    if message.kind not in _ORDER_KINDS:
+        return receipt.status
+    ingest = _Ingest(
+        receipt=receipt, channel=receipt.channel, connector=connector, message=message
+    )
+    _lock_order(ingest.order_key)
+    status = _apply_order_message(ingest)
+    if status != receipt.status:
+        _set_status(receipt.pk, status)
+    return status

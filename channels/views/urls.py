@@ -2,6 +2,8 @@
 
 from django.urls import include, path
 
+from channels.views import workflows
+
 app_name = "dashboard"
 
 urlpatterns = [
@@ -9,4 +11,5 @@ urlpatterns = [
     # the channels' (reconciliation may import channels, not the reverse): they live in
     # the reconciliation app, in this namespace.
     path("", include("reconciliation.dashboard_urls")),
+    *workflows.urlpatterns,
 ]

@@ -28,6 +28,7 @@ from channels.models import (
 )
 from channels.pipeline import breaker, dead_letters, outbox, push, ratelimit
 from inventory import services as inventory_services
+from nventory import permissions
 from tests import factories
 
 _shop_numbers = itertools.count(1)
@@ -245,7 +246,8 @@ def test_a_push_that_keeps_failing_becomes_a_dead_letter_and_converges_after_rep
 
     shopify_simulator.faults(shop, reset=True)
     dead_letters.replay_dead_letter(dead_letter_id=dead[0].pk, actor="test")
-    operator = factories_operator()
+    # The replay needs its permission (nventory.permissions).
+    operator = factories.make_user(permissions.HANDLE_DEAD_LETTERS)
     api = APIClient()
     api.force_authenticate(operator)
     answer = api.post(reverse("channels_api:dead-letter-replay", args=[dead[1].pk]))

@@ -1,0 +1,405 @@
+"""REST API v1 of the operator's workflows: dead letters replayed or discarded, oversell
+incidents handled, waiting lines mapped, failed and quarantined receipts reprocessed.
+
+One view per operation over ``channels.workflows`` (each checks the caller's permission and
+records who acted) and ``channels.selectors``; the shapes are nested serializers.
+"""
+
+from __future__ import annotations
+
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from channels import selectors, workflows
+from channels.api.apis import DeadLetterOutputSerializer, OversellIncidentOutputSerializer
+from channels.models import (
+    REPROCESSABLE_RECEIPT_STATUSES,
+    Channel,
+    DeadLetter,
+    Listing,
+    OversellIncident,
+    UnmappedLine,
+    WebhookReceipt,
+)
+from inventory.models import Sku
+from nventory.api import (
+    BAD_REQUEST,
+    FORBIDDEN,
+    NOT_FOUND,
+    ApiView,
+    ConflictSerializer,
+    ListApi,
+    validated_input,
+)
+
+CONFLICT = OpenApiResponse(ConflictSerializer, description="Not in a state that allows it.")
+
+
+def _channel_id(request: Request) -> int | None:
+    """The ``channel`` query parameter (a slug) as an id; 404 for an unknown slug."""
+    slug = request.query_params.get("channel")
+    if not slug:
+        return None
+    return get_object_or_404(Channel, slug=slug).pk
+
+
+CHANNEL_PARAMETER = OpenApiParameter("channel", str, description="Channel slug.")
+
+# --- dead letters --------------------------------------------------------------------------
+
+
+class DeadLetterIdsSerializer(serializers.Serializer):
+    ids = serializers.ListField(
+        child=serializers.IntegerField(min_value=1), min_length=1, max_length=1000
+    )
+
+
+class DeadLettersOutputSerializer(serializers.Serializer):
+    dead_letters = DeadLetterOutputSerializer(many=True)
+
+
+class DeadLetterBulkReplayApi(ApiView):
+    class InputSerializer(DeadLetterIdsSerializer):
+        pass
+
+    @extend_schema(
+        operation_id="dead_letters_replay_many",
+        request=InputSerializer,
+        responses={200: DeadLettersOutputSerializer, 400: BAD_REQUEST, 403: FORBIDDEN},
+        description="Replay every open dead letter among ``ids``; those replayed or "
+        "discarded already are left as they are. Answers the ones replayed.",
+    )
+    def post(self, request: Request) -> Response:
+        data = validated_input(self.InputSerializer, request.data)
+        replayed = workflows.replay_dead_letters(dead_letter_ids=data["ids"], actor=request.user)
+        return Response(DeadLettersOutputSerializer({"dead_letters": replayed}).data)
+
+
+class DeadLetterDiscardApi(ApiView):
+    class InputSerializer(serializers.Serializer):
+        reason = serializers.CharField(max_length=2000)
+
+    @extend_schema(
+        request=InputSerializer,
+        responses={
+            200: DeadLetterOutputSerializer,
+            400: BAD_REQUEST,
+            403: FORBIDDEN,
+            404: NOT_FOUND,
+            409: CONFLICT,
+        },
+        description="Close an open dead letter without pushing it again, with the reason.",
+    )
+    def post(self, request: Request, dead_letter_id: int) -> Response:
+        data = validated_input(self.InputSerializer, request.data)
+        get_object_or_404(DeadLetter, pk=dead_letter_id)
+        letter = workflows.discard_dead_letter(
+            dead_letter_id=dead_letter_id, reason=data["reason"], actor=request.user
+        )
+        return Response(DeadLetterOutputSerializer(letter).data)
+
+
+class DeadLetterBulkDiscardApi(ApiView):
+    class InputSerializer(DeadLetterIdsSerializer):
+        reason = serializers.CharField(max_length=2000)
+
+    @extend_schema(
+        operation_id="dead_letters_discard_many",
+        request=InputSerializer,
+        responses={200: DeadLettersOutputSerializer, 400: BAD_REQUEST, 403: FORBIDDEN},
+        description="Discard every open dead letter among ``ids`` with one reason; answers "
+        "the ones discarded.",
+    )
+    def post(self, request: Request) -> Response:
+        data = validated_input(self.InputSerializer, request.data)
+        discarded = workflows.discard_dead_letters(
+            dead_letter_ids=data["ids"], reason=data["reason"], actor=request.user
+        )
+        return Response(DeadLettersOutputSerializer({"dead_letters": discarded}).data)
+
+
+# --- oversell incidents --------------------------------------------------------------------
+
+_INCIDENT_RESPONSES = {
+    200: OversellIncidentOutputSerializer,
+    400: BAD_REQUEST,
+    403: FORBIDDEN,
+    404: NOT_FOUND,
+    409: CONFLICT,
+}
+
+
+class OversellIncidentAcknowledgeApi(ApiView):
+    @extend_schema(
+        request=None,
+        responses=_INCIDENT_RESPONSES,
+        description="Mark the incident seen; the first acknowledgement is kept.",
+    )
+    def post(self, request: Request, incident_id: int) -> Response:
+        get_object_or_404(OversellIncident, pk=incident_id)
+        incident = workflows.acknowledge_oversell(incident_id=incident_id, actor=request.user)
+        return Response(OversellIncidentOutputSerializer(incident).data)
+
+
+class OversellIncidentRootCauseApi(ApiView):
+    class InputSerializer(serializers.Serializer):
+        root_cause = serializers.CharField(max_length=5000)
+
+    @extend_schema(
+        request=InputSerializer,
+        responses=_INCIDENT_RESPONSES,
+        description="Record why the oversell happened (replaces an earlier note).",
+    )
+    def post(self, request: Request, incident_id: int) -> Response:
+        data = validated_input(self.InputSerializer, request.data)
+        get_object_or_404(OversellIncident, pk=incident_id)
+        incident = workflows.note_oversell_root_cause(
+            incident_id=incident_id, root_cause=data["root_cause"], actor=request.user
+        )
+        return Response(OversellIncidentOutputSerializer(incident).data)
+
+
+class OversellIncidentResolveApi(ApiView):
+    class InputSerializer(serializers.Serializer):
+        root_cause = serializers.CharField(max_length=5000, required=False, allow_blank=True)
+
+    @extend_schema(
+        request=InputSerializer,
+        responses=_INCIDENT_RESPONSES,
+        description="Close the incident; it needs a root cause, noted before or given here.",
+    )
+    def post(self, request: Request, incident_id: int) -> Response:
+        data = validated_input(self.InputSerializer, request.data)
+        get_object_or_404(OversellIncident, pk=incident_id)
+        incident = workflows.resolve_oversell(
+            incident_id=incident_id, root_cause=data.get("root_cause", ""), actor=request.user
+        )
+        return Response(OversellIncidentOutputSerializer(incident).data)
+
+
+# --- waiting lines and mapping gaps --------------------------------------------------------
+
+
+class UnmappedLineOutputSerializer(serializers.ModelSerializer):
+    channel: serializers.SlugRelatedField = serializers.SlugRelatedField(
+        slug_field="slug", read_only=True
+    )
+
+    class ReceiptSerializer(serializers.ModelSerializer):
+        class Meta:
+            model = WebhookReceipt
+            fields = ["id", "topic", "dedupe_key", "received_at"]
+
+    receipt = ReceiptSerializer(read_only=True)
+
+    class Meta:
+        model = UnmappedLine
+        fields = [
+            "id",
+            "channel",
+            "receipt",
+            "line_reference",
+            "identifiers",
+            "quantity",
+            "reason",
+            "created_at",
+            "resolved_at",
+            "resolved_by",
+            "listing",
+        ]
+
+
+class UnmappedLineListApi(ListApi):
+    @extend_schema(
+        parameters=[CHANNEL_PARAMETER],
+        responses=UnmappedLineOutputSerializer(many=True),
+        description="Order lines waiting for a listing: mapping it applies them.",
+    )
+    def get(self, request: Request) -> Response:
+        lines = selectors.waiting_lines(channel_id=_channel_id(request))
+        return self.paginated_response(lines, UnmappedLineOutputSerializer)
+
+
+class MappedOutputSerializer(serializers.Serializer):
+    """What mapping did: the listing, the waiting lines applied, those still waiting."""
+
+    listing = serializers.IntegerField(allow_null=True, source="listing.pk")
+    lines_applied = serializers.IntegerField()
+    lines_waiting = serializers.IntegerField()
+
+
+class UnmappedLineMapApi(ApiView):
+    class InputSerializer(serializers.Serializer):
+        sku = serializers.CharField(help_text="The code of the SKU the line's item is.")
+        external_id = serializers.CharField(
+            required=False,
+            allow_blank=True,
+            max_length=255,
+            help_text="The platform's stock-bearing id, where the line does not carry it "
+            "(a Shopify order line names the variant, not its inventory item).",
+        )
+
+    @extend_schema(
+        request=InputSerializer,
+        responses={
+            200: MappedOutputSerializer,
+            400: BAD_REQUEST,
+            403: FORBIDDEN,
+            404: NOT_FOUND,
+            409: CONFLICT,
+        },
+        description="Map the line's item to a SKU (a new listing from the line's "
+        "identifiers, or the gap listing they find), then apply every waiting line of the "
+        "channel that maps now, once each.",
+    )
+    def post(self, request: Request, unmapped_line_id: int) -> Response:
+        data = validated_input(self.InputSerializer, request.data)
+        get_object_or_404(UnmappedLine, pk=unmapped_line_id)
+        sku = get_object_or_404(Sku, code=data["sku"])
+        result = workflows.map_unmapped_line(
+            unmapped_line_id=unmapped_line_id,
+            sku_id=sku.pk,
+            external_id=data.get("external_id", ""),
+            actor=request.user,
+        )
+        return Response(MappedOutputSerializer(result).data)
+
+
+class ListingMapApi(ApiView):
+    class InputSerializer(serializers.Serializer):
+        sku = serializers.CharField(help_text="The code of the SKU the listing is.")
+
+    @extend_schema(
+        request=InputSerializer,
+        responses={200: MappedOutputSerializer, 400: BAD_REQUEST, 403: FORBIDDEN, 404: NOT_FOUND},
+        description="Give a listing with no SKU (a mapping gap) its SKU, then apply every "
+        "waiting line of its channel that maps now, once each.",
+    )
+    def post(self, request: Request, listing_id: int) -> Response:
+        data = validated_input(self.InputSerializer, request.data)
+        get_object_or_404(Listing, pk=listing_id)
+        sku = get_object_or_404(Sku, code=data["sku"])
+        result = workflows.map_listing(listing_id=listing_id, sku_id=sku.pk, actor=request.user)
+        return Response(MappedOutputSerializer(result).data)
+
+
+# --- webhook receipts ----------------------------------------------------------------------
+
+
+class WebhookReceiptOutputSerializer(serializers.ModelSerializer):
+    channel: serializers.SlugRelatedField = serializers.SlugRelatedField(
+        slug_field="slug", read_only=True
+    )
+
+    class Meta:
+        model = WebhookReceipt
+        fields = [
+            "id",
+            "channel",
+            "topic",
+            "dedupe_key",
+            "received_at",
+            "status",
+            "error",
+            "attempts",
+            "processed_at",
+            "awaited_order",
+            "awaited_until",
+            "reprocessed_at",
+            "reprocessed_by",
+        ]
+
+
+class WebhookReceiptListApi(ListApi):
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "status",
+                str,
+                enum=[str(status) for status in REPROCESSABLE_RECEIPT_STATUSES],
+                description="One of the statuses an operator may reprocess; all of them "
+                "when left out.",
+            ),
+            CHANNEL_PARAMETER,
+        ],
+        responses=WebhookReceiptOutputSerializer(many=True),
+        description="Receipts that failed, were quarantined or whose order never came.",
+    )
+    def get(self, request: Request) -> Response:
+        status = request.query_params.get("status", "")
+        if status and status not in REPROCESSABLE_RECEIPT_STATUSES:
+            raise serializers.ValidationError(
+                {"status": [f"One of {', '.join(REPROCESSABLE_RECEIPT_STATUSES)}."]}
+            )
+        receipts = selectors.receipts_to_handle(status=status, channel_id=_channel_id(request))
+        return self.paginated_response(receipts, WebhookReceiptOutputSerializer)
+
+
+class WebhookReceiptDetailApi(ApiView):
+    class OutputSerializer(WebhookReceiptOutputSerializer):
+        class BodySerializer(serializers.Serializer):
+            text = serializers.CharField(
+                help_text="The body's first bytes as text (undecodable bytes replaced)."
+            )
+            size_bytes = serializers.IntegerField()
+            truncated = serializers.BooleanField()
+
+        body = BodySerializer(read_only=True)
+
+        class Meta(WebhookReceiptOutputSerializer.Meta):
+            fields = [*WebhookReceiptOutputSerializer.Meta.fields, "headers", "body"]
+
+    @extend_schema(
+        responses={200: OutputSerializer, 404: NOT_FOUND},
+        description="One receipt with its headers and the start of its raw body "
+        "(at most 64 KiB of it).",
+    )
+    def get(self, request: Request, receipt_id: int) -> Response:
+        receipt = get_object_or_404(
+            WebhookReceipt.objects.select_related("channel").defer("body"), pk=receipt_id
+        )
+        receipt.body = selectors.receipt_body(receipt_id=receipt_id)
+        return Response(self.OutputSerializer(receipt).data)
+
+
+class WebhookReceiptReprocessApi(ApiView):
+    @extend_schema(
+        request=None,
+        responses={
+            200: WebhookReceiptOutputSerializer,
+            403: FORBIDDEN,
+            404: NOT_FOUND,
+            409: CONFLICT,
+        },
+        description="Send a failed, quarantined or order-never-came receipt through ingest "
+        "again (after a fix); it is applied once.",
+    )
+    def post(self, request: Request, receipt_id: int) -> Response:
+        get_object_or_404(WebhookReceipt.objects.only("pk"), pk=receipt_id)
+        receipt = workflows.reprocess_receipt(receipt_id=receipt_id, actor=request.user)
+        return Response(WebhookReceiptOutputSerializer(receipt).data)
+
+
+class WebhookReceiptBulkReprocessApi(ApiView):
+    class InputSerializer(serializers.Serializer):
+        ids = serializers.ListField(
+            child=serializers.IntegerField(min_value=1), min_length=1, max_length=1000
+        )
+
+    class OutputSerializer(serializers.Serializer):
+        reprocessed = serializers.ListField(child=serializers.IntegerField())
+
+    @extend_schema(
+        operation_id="webhook_receipts_reprocess_many",
+        request=InputSerializer,
+        responses={200: OutputSerializer, 400: BAD_REQUEST, 403: FORBIDDEN},
+        description="Reprocess every failed, quarantined or order-never-came receipt among "
+        "``ids``; the others are left alone. Answers the ids sent through ingest again.",
+    )
+    def post(self, request: Request) -> Response:
+        data = validated_input(self.InputSerializer, request.data)
+        ids = workflows.reprocess_receipts(receipt_ids=data["ids"], actor=request.user)
+        return Response(self.OutputSerializer({"reprocessed": ids}).data)

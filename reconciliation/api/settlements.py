@@ -1,0 +1,105 @@
+"""REST API v1 of settling a reconciliation discrepancy: take the channel's figure (a stock
+adjustment) or push the master's. Each view calls one ``reconciliation.services`` function,
+which checks the caller's permission and records who settled it."""
+
+from __future__ import annotations
+
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from inventory.models import Location
+from nventory.api import (
+    BAD_REQUEST,
+    FORBIDDEN,
+    NOT_FOUND,
+    ApiView,
+    ConflictSerializer,
+    validated_input,
+)
+from reconciliation import services
+from reconciliation.models import Discrepancy
+
+CONFLICT = OpenApiResponse(
+    ConflictSerializer,
+    description="Settled already, found again by a later run, no figure to take, or a "
+    "decrease beyond what is available.",
+)
+
+
+class DiscrepancySettlementOutputSerializer(serializers.ModelSerializer):
+    channel: serializers.SlugRelatedField = serializers.SlugRelatedField(
+        slug_field="slug", read_only=True
+    )
+    sku: serializers.SlugRelatedField = serializers.SlugRelatedField(
+        slug_field="code", read_only=True
+    )
+
+    class Meta:
+        model = Discrepancy
+        fields = [
+            "id",
+            "run",
+            "channel",
+            "listing",
+            "sku",
+            "expected",
+            "actual",
+            "cause",
+            "detected_at",
+            "settlement",
+            "settled_at",
+            "settled_by",
+            "adjustment_event",
+        ]
+
+
+_RESPONSES = {
+    200: DiscrepancySettlementOutputSerializer,
+    400: BAD_REQUEST,
+    403: FORBIDDEN,
+    404: NOT_FOUND,
+    409: CONFLICT,
+}
+
+
+class DiscrepancyAcceptChannelFigureApi(ApiView):
+    class InputSerializer(serializers.Serializer):
+        location = serializers.CharField(
+            required=False,
+            help_text="Code of the location to adjust, one the channel sells from; the "
+            "first of them when left out.",
+        )
+
+    @extend_schema(
+        request=InputSerializer,
+        responses=_RESPONSES,
+        description="Take the channel's figure as the truth: on hand is adjusted by what "
+        "the channel showed less what the master listed (one ledger event, once).",
+    )
+    def post(self, request: Request, discrepancy_id: int) -> Response:
+        data = validated_input(self.InputSerializer, request.data)
+        get_object_or_404(Discrepancy, pk=discrepancy_id)
+        location_id = None
+        if code := data.get("location"):
+            location_id = get_object_or_404(Location, code=code).pk
+        discrepancy = services.accept_channel_figure(
+            discrepancy_id=discrepancy_id, location_id=location_id, actor=request.user
+        )
+        return Response(DiscrepancySettlementOutputSerializer(discrepancy).data)
+
+
+class DiscrepancyPushMasterFigureApi(ApiView):
+    @extend_schema(
+        request=None,
+        responses=_RESPONSES,
+        description="Owe the listing a push of the master's figure as it is when sent.",
+    )
+    def post(self, request: Request, discrepancy_id: int) -> Response:
+        get_object_or_404(Discrepancy, pk=discrepancy_id)
+        discrepancy = services.push_master_figure(
+            discrepancy_id=discrepancy_id, actor=request.user
+        )
+        return Response(DiscrepancySettlementOutputSerializer(discrepancy).data)

@@ -284,6 +284,12 @@ PUSH_BREAKER_MAX_COOLDOWN_S = float(os.environ.get("PUSH_BREAKER_MAX_COOLDOWN_S"
 WEBHOOK_SECRET_ROTATION_GRACE_S = int(os.environ.get("WEBHOOK_SECRET_ROTATION_GRACE_S", "86400"))
 # A webhook body above this is refused with 413 before it is read.
 WEBHOOK_MAX_BODY_BYTES = int(os.environ.get("WEBHOOK_MAX_BODY_BYTES", str(1024 * 1024)))
+# Alerts (channels.alerts): who is emailed when one opens and when it clears, and the
+# thresholds of the conditions watched. The latency threshold is the scorecard's alert
+# line (sync latency p95 over 60 s).
+ALERT_EMAILS = env_list("ALERT_EMAILS", "") or OPERATOR_EMAILS
+ALERT_LATENCY_P95_MS = float(os.environ.get("ALERT_LATENCY_P95_MS", "60000"))
+ALERT_DEAD_LETTERS_THRESHOLD = int(os.environ.get("ALERT_DEAD_LETTERS_THRESHOLD", "10"))
 
 LOGGING = {
     "version": 1,

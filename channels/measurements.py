@@ -1,0 +1,111 @@
+"""Measured figures the safety-stock calculator and the alerts are built on.
+
+Propagation latency per channel comes from the pushes the channels acknowledged
+(``PushAttempt.latency_ms``: from the originating change to the acknowledgement); sales
+velocity from the ledger. Nothing here writes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from django.db import connection
+from django.utils import timezone
+
+from inventory.models import EventKind
+
+# The pushes a latency figure is taken over: recent enough to describe the channel now,
+# long enough to hold a p95 worth the name on a quiet channel.
+LATENCY_WINDOW = dt.timedelta(hours=24)
+
+# Raw: percentile_cont has no ORM form. One statement for every channel; the
+# (channel, -sent_at) index bounds the rows read to the window.
+_LATENCY_P95_SQL = """
+SELECT channel_id,
+       percentile_cont(0.95) WITHIN GROUP (ORDER BY latency_ms) AS p95,
+       count(*) AS pushes
+  FROM channels_pushattempt
+ WHERE outcome = 'applied' AND latency_ms IS NOT NULL AND sent_at >= %(since)s
+   AND (%(channel_ids)s::bigint[] IS NULL OR channel_id = ANY(%(channel_ids)s::bigint[]))
+ GROUP BY channel_id
+"""
+
+
+@dataclass(frozen=True)
+class ChannelLatency:
+    """A channel's measured propagation latency over ``LATENCY_WINDOW``."""
+
+    channel_id: int
+    p95_ms: float
+    pushes: int
+
+
+def latency_p95_by_channel(
+    *, channel_ids: list[int] | None = None, now: dt.datetime | None = None
+) -> dict[int, ChannelLatency]:
+    """Each channel's p95 propagation latency over its applied pushes of the last
+    ``LATENCY_WINDOW``, in one query; a channel with no such push is left out."""
+    since = (now or timezone.now()) - LATENCY_WINDOW
+    with connection.cursor() as cursor:
+        cursor.execute(_LATENCY_P95_SQL, {"since": since, "channel_ids": channel_ids})
+        return {
+            channel_id: ChannelLatency(channel_id=channel_id, p95_ms=float(p95), pushes=pushes)
+            for channel_id, p95, pushes in cursor.fetchall()
+        }
+
+
+# Sales: the units an order or a confirmed reservation committed.
+SALE_KINDS = (EventKind.ORDER_COMMITTED, EventKind.RESERVATION_CONFIRMED)
+VELOCITY_WINDOW = dt.timedelta(minutes=15)
+VELOCITY_LOOKBACK = dt.timedelta(days=28)
+
+# Raw: windows of a fixed length aligned on the epoch (date_bin). The (sku, created_at)
+# index bounds the rows read to one SKU's look-back.
+_PEAK_WINDOW_SQL = """
+SELECT date_bin(%(window)s, created_at, TIMESTAMPTZ '2000-01-01') AS window_start,
+       sum(delta_committed) AS units
+  FROM inventory_inventoryevent
+ WHERE sku_id = %(sku_id)s AND created_at >= %(since)s AND kind = ANY(%(kinds)s)
+ GROUP BY window_start
+ ORDER BY units DESC, window_start DESC
+ LIMIT 1
+"""
+
+
+@dataclass(frozen=True)
+class PeakVelocity:
+    """The most units of one SKU sold in any window of ``window`` in the look-back."""
+
+    units: int
+    window: dt.timedelta
+    window_start: dt.datetime | None
+    lookback: dt.timedelta
+
+    @property
+    def units_per_s(self) -> float:
+        return self.units / self.window.total_seconds()
+
+
+def peak_sales_velocity(
+    *,
+    sku_id: int,
+    now: dt.datetime | None = None,
+    window: dt.timedelta = VELOCITY_WINDOW,
+    lookback: dt.timedelta = VELOCITY_LOOKBACK,
+) -> PeakVelocity:
+    """The SKU's busiest window of sales in the ledger over ``lookback``, in one query
+    (every channel's sales together: any of them empties the stock another still lists)."""
+    since = (now or timezone.now()) - lookback
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _PEAK_WINDOW_SQL,
+            {"window": window, "sku_id": sku_id, "since": since, "kinds": list(SALE_KINDS)},
+        )
+        row = cursor.fetchone()
+    if row is None or row[1] is None or row[1] <= 0:
+        return PeakVelocity(units=0, window=window, window_start=None, lookback=lookback)
+    window_start, units = row
+    return PeakVelocity(
+        units=int(units), window=window, window_start=window_start, lookback=lookback
+    )

@@ -19,6 +19,11 @@ _RESOURCES = {
     "channels": "channels_api:channel-list",
     "dead_letters": "channels_api:dead-letter-list",
     "oversell_incidents": "channels_api:oversell-incident-list",
+    "listings": "channels_api:listing-list",
+    "buffer_rules": "channels_api:buffer-rule-list",
+    "alerts": "channels_api:alert-list",
+    "reconciliation_runs": "reconciliation_api:run-list",
+    "discrepancies": "reconciliation_api:discrepancy-list",
 }
 
 

@@ -211,6 +211,12 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    # Choice sets whose field names ("kind", "status") other sets use too.
+    "ENUM_NAME_OVERRIDES": {
+        "AlertKindEnum": "channels.models.Alert.Kind",
+        "ReconciliationRunKindEnum": "reconciliation.models.ReconciliationRun.Kind",
+        "ReconciliationRunStatusEnum": "reconciliation.models.ReconciliationRun.Status",
+    },
 }
 
 # ---------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ urlpatterns = [
     path("api/v1/", include("inventory.api.urls")),
     path("api/v1/", include("channels.api.urls")),
     path("api/v1/", include("bundles.api.urls")),
+    path("api/v1/", include("reconciliation.api.urls")),
     path("webhooks/", include("channels.urls")),
     path("reconciliation/", include("reconciliation.urls")),
     path("api/schema/", SchemaApi.as_view(), name="api-schema"),

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from channels.api import apis
+from channels.api import apis, reads
 
 app_name = "channels_api"
 
@@ -24,4 +24,7 @@ urlpatterns = [
         apis.OversellIncidentListApi.as_view(),
         name="oversell-incident-list",
     ),
+    path("listings/", reads.ListingListApi.as_view(), name="listing-list"),
+    path("buffer-rules/", reads.BufferRuleListApi.as_view(), name="buffer-rule-list"),
+    path("alerts/", reads.AlertListApi.as_view(), name="alert-list"),
 ]

@@ -97,6 +97,8 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                # The open alerts as the console's banners.
+                "channels.views.alerts.alert_banners",
             ],
         },
     },

@@ -14,6 +14,10 @@ urlpatterns = [
     path("api/v1/", include("reconciliation.api.urls")),
     path("webhooks/", include("channels.urls")),
     path("reconciliation/", include("reconciliation.urls")),
+    path("dashboard/skus/", include("inventory.console_urls")),
+    path("dashboard/skus/", include("channels.views.sku_urls")),
+    path("dashboard/", include("channels.views.buffer_urls")),
+    path("dashboard/", include("channels.views.alert_urls")),
     path("api/schema/", SchemaApi.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]

@@ -95,7 +95,7 @@ def preview_bulk_buffer_rules(
         (rule.channel_id, rule.sku_id): rule
         for rule in BufferRule.objects.filter(channel_id__in=channel_ids, sku_id__in=sku_ids)
     }
-    pairs = []
+    pairs: list[PairPreview] = []
     for sku in skus:
         for channel in channels:
             if len(pairs) >= PREVIEW_PAIRS:
@@ -222,7 +222,7 @@ def save_sku_rule(
 
 
 def _newest_history_id(rule: BufferRule) -> int:
-    newest = rule.history.order_by("-history_id").values_list("history_id", flat=True).first()  # type: ignore[attr-defined]
+    newest = rule.history.order_by("-history_id").values_list("history_id", flat=True).first()
     return newest or 0
 
 
@@ -231,7 +231,7 @@ def _sign_history(*, rule: BufferRule, after_history_id: int, actor: object, rea
     nothing); how many were signed."""
     user = actor if getattr(actor, "pk", None) is not None else None
     return int(
-        rule.history.filter(history_id__gt=after_history_id).update(  # type: ignore[attr-defined]
+        rule.history.filter(history_id__gt=after_history_id).update(
             history_user=user, history_change_reason=reason[:100]
         )
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Any
 
 from django.db import connection
 from django.utils import timezone
@@ -98,10 +99,13 @@ def peak_sales_velocity(
     (every channel's sales together: any of them empties the stock another still lists)."""
     since = (now or timezone.now()) - lookback
     with connection.cursor() as cursor:
-        cursor.execute(
-            _PEAK_WINDOW_SQL,
-            {"window": window, "sku_id": sku_id, "since": since, "kinds": list(SALE_KINDS)},
-        )
+        params: dict[str, Any] = {
+            "window": window,
+            "sku_id": sku_id,
+            "since": since,
+            "kinds": list(SALE_KINDS),
+        }
+        cursor.execute(_PEAK_WINDOW_SQL, params)
         row = cursor.fetchone()
     if row is None or row[1] is None or row[1] <= 0:
         return PeakVelocity(units=0, window=window, window_start=None, lookback=lookback)

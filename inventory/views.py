@@ -7,15 +7,22 @@ from django.contrib.auth.decorators import login_required, permission_required
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django_htmx.middleware import HtmxDetails
 
 from inventory import selectors
 
 SKUS_PER_PAGE = 50
 
 
+class HtmxHttpRequest(HttpRequest):
+    """A request as ``django_htmx.middleware.HtmxMiddleware`` leaves it (for the types)."""
+
+    htmx: HtmxDetails
+
+
 @login_required
 @permission_required("inventory.view_sku", raise_exception=True)
-def sku_list_view(request: HttpRequest) -> HttpResponse:
+def sku_list_view(request: HtmxHttpRequest) -> HttpResponse:
     """SKUs by code, searched by part of the code or name, with their stock totals; the
     rows alone when htmx asks (search as you type)."""
     search = request.GET.get("q", "").strip()

@@ -13,6 +13,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
+from django_htmx.middleware import HtmxDetails
 
 from channels import bulk_edits
 from channels.models import BufferRule, Channel
@@ -20,6 +21,12 @@ from nventory import permissions
 from nventory.errors import ApplicationError
 
 RECENT_CHANGES = 20
+
+
+class HtmxHttpRequest(HttpRequest):
+    """A request as ``django_htmx.middleware.HtmxMiddleware`` leaves it (for the types)."""
+
+    htmx: HtmxDetails
 
 
 class BulkBufferForm(forms.Form):
@@ -75,7 +82,7 @@ class BulkBufferForm(forms.Form):
 @login_required
 @permission_required("channels.view_bufferrule", raise_exception=True)
 @require_http_methods(["GET", "POST"])
-def bulk_buffers_view(request: HttpRequest) -> HttpResponse:
+def bulk_buffers_view(request: HtmxHttpRequest) -> HttpResponse:
     """GET: the form and the latest rule changes; with ``preview``, what the edit would
     list (the preview alone when htmx asks). POST: save the rules."""
     data = request.POST if request.method == "POST" else (request.GET or None)
@@ -109,7 +116,7 @@ def bulk_buffers_view(request: HttpRequest) -> HttpResponse:
         "form": form,
         "preview": preview,
         "may_edit": request.user.has_perm(permissions.EDIT_BUFFERS),
-        "recent_changes": BufferRule.history.select_related(  # type: ignore[attr-defined]
+        "recent_changes": BufferRule.history.select_related(
             "channel", "sku", "history_user"
         ).order_by("-history_date")[:RECENT_CHANGES],
     }

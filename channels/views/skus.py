@@ -13,11 +13,18 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods
+from django_htmx.middleware import HtmxDetails
 
 from channels import safety_stock, sku_overview
 from channels.models import Channel
 from inventory.models import Sku
 from nventory import permissions
+
+
+class HtmxHttpRequest(HttpRequest):
+    """A request as ``django_htmx.middleware.HtmxMiddleware`` leaves it (for the types)."""
+
+    htmx: HtmxDetails
 
 
 @login_required
@@ -34,7 +41,7 @@ def sku_detail_view(request: HttpRequest, code: str) -> HttpResponse:
 @login_required
 @permission_required("channels.view_bufferrule", raise_exception=True)
 @require_http_methods(["GET", "POST"])
-def safety_stock_view(request: HttpRequest, code: str) -> HttpResponse:
+def safety_stock_view(request: HtmxHttpRequest, code: str) -> HttpResponse:
     """GET: the recommended buffer for the SKU on the chosen channel at the chosen risk
     tolerance, with its arithmetic (the recommendation alone when htmx asks). POST: save
     it as the SKU's buffer rule on that channel."""

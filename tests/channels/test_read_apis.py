@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from decimal import Decimal
 
 import pytest
@@ -99,7 +100,7 @@ def test_alerts_newest_first_and_the_open_ones(reader, mapped) -> None:
         key=f"breaker_open:{channel.pk}",
         channel=channel,
         message="old",
-        opened_at=now - timezone.timedelta(hours=1),
+        opened_at=now - dt.timedelta(hours=1),
         cleared_at=now,
     )
     Alert.objects.create(kind=Alert.Kind.OVERSELL, key="oversell:1", message="new", opened_at=now)

@@ -21,6 +21,8 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -154,7 +156,7 @@ _SEED_SQL: list[tuple[str, str]] = [
         SELECT listing.channel_id, listing.id, 7,
                jsonb_build_array(jsonb_build_object('at', now(), 'error', '503')),
                CASE WHEN n %% 3 = 0 THEN 'replayed' ELSE 'open' END,
-               now() - make_interval(mins => n), NULL, ''
+               now() - make_interval(mins => n::integer), NULL, ''
           FROM generate_series(1::bigint, %(dead_letters)s) AS n
           JOIN channels_listing AS listing
             ON listing.id = %(first_listing)s + (n * 7919) %% %(listings)s
@@ -182,7 +184,9 @@ _SEED_SQL: list[tuple[str, str]] = [
         INSERT INTO channels_bufferrule
                (channel_id, sku_id, listing_id, percent, fixed_units, max_cap,
                 cap_starts_at, cap_ends_at, created_at, updated_at)
-        SELECT id, NULL, NULL, 10, 0, NULL, NULL, NULL, now(), now() FROM channels_channel
+        SELECT id, NULL::bigint, NULL::bigint, 10, 0, NULL::integer, NULL::timestamptz,
+               NULL::timestamptz, now(), now()
+          FROM channels_channel
         UNION ALL
         SELECT %(first_channel)s + sku.id %% 5, sku.id, NULL, 15, 2, NULL, NULL, NULL,
                now(), now()
@@ -246,13 +250,36 @@ _SEED_SQL: list[tuple[str, str]] = [
 ]
 
 
+# The table each seed step fills: a step whose table has rows was done by an earlier run
+# (--reuse resumes a seed that was stopped).
+_SEEDED_TABLE = {
+    "SKUs": "inventory_sku",
+    "stock levels": "inventory_stocklevel",
+    "ledger events": "inventory_inventoryevent",
+    "listings": "channels_listing",
+    "sync states": "channels_listingsyncstate",
+    "pushes": "channels_pushattempt",
+    "webhook receipts": "channels_webhookreceipt",
+    "unmapped lines": "channels_unmappedline",
+    "dead letters": "channels_deadletter",
+    "oversell incidents": "channels_oversellincident",
+    "buffer rules": "channels_bufferrule",
+    "buffer rule history": "channels_historicalbufferrule",
+    "reconciliation runs": "reconciliation_reconciliationrun",
+    "discrepancies": "reconciliation_discrepancy",
+    "alerts": "channels_alert",
+}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skus", type=int, default=20_000, help="SKUs, each on every channel")
     parser.add_argument("--events", type=int, default=1_000_000, help="ledger events")
     parser.add_argument("--pushes", type=int, default=200_000)
     parser.add_argument("--samples", type=int, default=15, help="timed requests per page")
-    parser.add_argument("--reuse", action="store_true", help="keep the data of the last run")
+    parser.add_argument(
+        "--reuse", action="store_true", help="keep the data of the last run, finish its seed"
+    )
     args = parser.parse_args()
 
     os.environ["SECRET_KEY"] = BENCH_SECRET_KEY
@@ -262,10 +289,10 @@ def main() -> None:
     from channels.models import Channel, Listing
     from inventory.models import Location, Sku
 
-    if not (args.reuse and Listing.objects.exists()):
+    started = time.perf_counter()
+    if not (args.reuse and Channel.objects.exists()):
         _harness.progress("resetting the bench database's catalog, channels and runs")
         _harness.reset_data()
-        started = time.perf_counter()
         Location.objects.create(code="CB-WH", name="Bench warehouse")
         Location.objects.create(code="CB-STORE", name="Bench store", kind="store")
         for platform in PLATFORMS:
@@ -277,10 +304,10 @@ def main() -> None:
                 api_base_url="http://127.0.0.1:9/",
             )
             channel.locations.set(Location.objects.all())
-        _seed(connection, args)
-        _harness.progress(f"seeded in {time.perf_counter() - started:.0f} s; analysing")
-        with connection.cursor() as cursor:
-            cursor.execute("ANALYZE")
+    _seed(connection, args)
+    _harness.progress(f"seeded in {time.perf_counter() - started:.0f} s; analysing")
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")
     figures: dict[str, Any] = {
         "skus": Sku.objects.count(),
         "listings": Listing.objects.count(),
@@ -324,12 +351,15 @@ def _seed(connection: Any, args: argparse.Namespace) -> None:
     with connection.cursor() as cursor:
         for what, sql in _SEED_SQL:
             started = time.perf_counter()
-            if what == "ledger events":
-                cursor.execute("SELECT min(id) FROM inventory_sku")
-                values["first_sku"] = cursor.fetchone()[0]
-            if what == "pushes":
-                cursor.execute("SELECT min(id), count(*) FROM channels_listing")
-                values["first_listing"], values["listings"] = cursor.fetchone()
+            cursor.execute(f"SELECT EXISTS (SELECT 1 FROM {_SEEDED_TABLE[what]})")
+            if cursor.fetchone()[0]:
+                _harness.progress(f"  {what}: kept from the last run")
+                continue
+            # Ids the later steps spread their rows over (none before the rows exist).
+            cursor.execute("SELECT min(id) FROM inventory_sku")
+            values["first_sku"] = cursor.fetchone()[0]
+            cursor.execute("SELECT min(id), count(*) FROM channels_listing")
+            values["first_listing"], values["listings"] = cursor.fetchone()
             cursor.execute(sql, values)
             _harness.progress(
                 f"  {what}: {cursor.rowcount:,} rows in {time.perf_counter() - started:.1f} s"
@@ -417,6 +447,14 @@ def _session_cookie() -> str:
 
 def _time_pages(pages: dict[str, str], samples: int) -> dict[str, dict[str, Any]]:
     env = {**_harness.production_env(), "SECRET_KEY": BENCH_SECRET_KEY}
+    # DEBUG off serves static files from their manifest (whitenoise), which
+    # collectstatic writes.
+    subprocess.run(
+        [sys.executable, "manage.py", "collectstatic", "--noinput", "--verbosity=0"],
+        cwd=_harness.PROJECT_DIR,
+        env=env,
+        check=True,
+    )
     port = _harness.free_port()
     web = _harness.start_web(port=port, log_path=WEB_LOG, env=env, workers=1, threads=2)
     results: dict[str, dict[str, Any]] = {}

@@ -1,8 +1,8 @@
 """Everything the SKU page shows about one SKU, in a number of queries that does not grow
 with its ledger, its pushes or its incidents (only with the channels it is listed on).
 
-Each listed quantity is explained by ``selectors.explain_listing``, the selector of the
-listing-explanation API: the BOM arithmetic of a bundle, then each buffer step.
+Each listed quantity is explained by ``selectors.explain_listings``, the batch form of the
+listing-explanation API's selector: the BOM arithmetic of a bundle, then each buffer step.
 """
 
 from __future__ import annotations
@@ -80,10 +80,11 @@ def sku_overview(*, sku: Sku, now: dt.datetime | None = None) -> SkuOverview:
         .annotate(count=Count("pk"))
         .values_list("listing_id", "count")
     )
+    explanations = selectors.explain_listings(listings=listings, now=now)
     rows = [
         ListingRow(
             listing=listing,
-            explanation=selectors.explain_listing(listing=listing, now=now),
+            explanation=explanations[listing.pk],
             open_dead_letters=dead_letters.get(listing.pk, 0),
         )
         for listing in listings

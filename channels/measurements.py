@@ -1,8 +1,8 @@
 """Measured figures the safety-stock calculator and the alerts are built on.
 
-Propagation latency per channel comes from the pushes the channels acknowledged
-(``PushAttempt.latency_ms``: from the originating change to the acknowledgement); sales
-velocity from the ledger. Nothing here writes.
+Propagation latency per channel is the scorecard's (``channels.kpis``: from the originating
+change to the write applied on the channel); sales velocity comes from the ledger. Nothing
+here writes.
 """
 
 from __future__ import annotations
@@ -14,28 +14,17 @@ from typing import Any
 from django.db import connection
 from django.utils import timezone
 
+from channels import kpis
 from inventory.models import EventKind
 
-# The pushes a latency figure is taken over: recent enough to describe the channel now,
-# long enough to hold a p95 worth the name on a quiet channel.
-LATENCY_WINDOW = dt.timedelta(hours=24)
-
-# Raw: percentile_cont has no ORM form. One statement for every channel; the
-# (channel, -sent_at) index bounds the rows read to the window.
-_LATENCY_P95_SQL = """
-SELECT channel_id,
-       percentile_cont(0.95) WITHIN GROUP (ORDER BY latency_ms) AS p95,
-       count(*) AS pushes
-  FROM channels_pushattempt
- WHERE outcome = 'applied' AND latency_ms IS NOT NULL AND sent_at >= %(since)s
-   AND (%(channel_ids)s::bigint[] IS NULL OR channel_id = ANY(%(channel_ids)s::bigint[]))
- GROUP BY channel_id
-"""
+# The pushes a latency figure is taken over: the scorecard's window (``channels.kpis``).
+LATENCY_WINDOW = kpis.LATENCY_WINDOW
 
 
 @dataclass(frozen=True)
 class ChannelLatency:
-    """A channel's measured propagation latency over ``LATENCY_WINDOW``."""
+    """A channel's measured propagation latency over ``LATENCY_WINDOW``: the p95 from the
+    originating change to the write applied on the channel, as the scorecard shows it."""
 
     channel_id: int
     p95_ms: float
@@ -46,14 +35,19 @@ def latency_p95_by_channel(
     *, channel_ids: list[int] | None = None, now: dt.datetime | None = None
 ) -> dict[int, ChannelLatency]:
     """Each channel's p95 propagation latency over its applied pushes of the last
-    ``LATENCY_WINDOW``, in one query; a channel with no such push is left out."""
-    since = (now or timezone.now()) - LATENCY_WINDOW
-    with connection.cursor() as cursor:
-        cursor.execute(_LATENCY_P95_SQL, {"since": since, "channel_ids": channel_ids})
-        return {
-            channel_id: ChannelLatency(channel_id=channel_id, p95_ms=float(p95), pushes=pushes)
-            for channel_id, p95, pushes in cursor.fetchall()
-        }
+    ``LATENCY_WINDOW`` (``kpis.sync_latency``, one query); a channel with no such push is
+    left out."""
+    end = now or timezone.now()
+    figures = kpis.sync_latency(start=end - LATENCY_WINDOW, end=end, channel_ids=channel_ids)
+    return {
+        channel_id: ChannelLatency(
+            channel_id=channel_id,
+            p95_ms=latency.to_applied.p95_ms,
+            pushes=latency.to_applied.samples,
+        )
+        for channel_id, latency in figures.items()
+        if channel_id is not None and latency.to_applied.p95_ms is not None
+    }
 
 
 # Sales: the units an order or a confirmed reservation committed.

@@ -147,7 +147,13 @@ STORAGES = {
     },
 }
 
-LOGIN_URL = "admin:login"
+# Project-wide static files (the console's stylesheet, vendored JavaScript libraries).
+STATICFILES_DIRS = [BASE_DIR / "static"]
+
+# The console's sign-in page (Django's auth views); the admin keeps its own.
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "dashboard:scorecard"
+LOGOUT_REDIRECT_URL = "login"
 
 # ---------------------------------------------------------------------------------------
 # Security: strict when DEBUG is off, so `manage.py check --deploy` is clean.

@@ -119,6 +119,7 @@ def test_latency_alerts_over_the_scorecard_line(listing) -> None:
             outcome=PushAttempt.Outcome.APPLIED,
             change_at=now,
             sent_at=now,
+            acked_at=now,
             latency_ms=latency,
         )
         for latency in [1_000.0] * 90 + [90_000.0] * 10

@@ -321,7 +321,7 @@ def main() -> None:
         f"{figures['channels']} channels"
     )
     sku_code = Sku.objects.order_by("pk").values_list("code", flat=True)[7]
-    pages = _console_pages(sku_code)
+    pages = console_pages(sku_code)
     queries = _query_counts(pages)
     timings = _time_pages(pages, args.samples)
     figures["pages"] = {name: {**timings[name], "queries": queries.get(name)} for name in timings}
@@ -378,7 +378,7 @@ def _seed(connection: Any, args: argparse.Namespace) -> None:
         )
 
 
-def _console_pages(sku_code: str) -> dict[str, str]:
+def console_pages(sku_code: str) -> dict[str, str]:
     """Every console page under /dashboard/ that takes no parameter, and the pages of one
     SKU, by route name."""
     from django.urls import URLPattern, URLResolver, get_resolver
@@ -405,7 +405,7 @@ def _console_pages(sku_code: str) -> dict[str, str]:
     return dict(sorted(pages.items()))
 
 
-def _operator() -> Any:
+def bench_operator() -> Any:
     from django.contrib.auth.models import User
 
     user, _ = User.objects.get_or_create(
@@ -421,7 +421,7 @@ def _query_counts(pages: dict[str, str]) -> dict[str, int]:
     from django.test.utils import CaptureQueriesContext, override_settings
 
     client = Client()
-    client.force_login(_operator())
+    client.force_login(bench_operator())
     counts = {}
     with override_settings(DEBUG=False, ALLOWED_HOSTS=["testserver"]):
         for name, path in pages.items():
@@ -432,11 +432,11 @@ def _query_counts(pages: dict[str, str]) -> dict[str, int]:
     return counts
 
 
-def _session_cookie() -> str:
+def session_cookie() -> str:
     from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
     from django.contrib.sessions.backends.db import SessionStore
 
-    user = _operator()
+    user = bench_operator()
     session = SessionStore()
     session[SESSION_KEY] = str(user.pk)
     session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
@@ -461,7 +461,7 @@ def _time_pages(pages: dict[str, str], samples: int) -> dict[str, dict[str, Any]
     try:
         _harness.wait_for(lambda: _harness.web_answers(port), 60, "gunicorn answering")
         session = _harness.http_session()
-        session.cookies.set("sessionid", _session_cookie())
+        session.cookies.set("sessionid", session_cookie())
         for name, path in pages.items():
             url = f"http://127.0.0.1:{port}{path}"
             for _ in range(2):

@@ -20,7 +20,7 @@ SCHEDULES = [
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("channels", "0029_tiktok_platform"),
+        ("channels", "0030_pendingpush_held_reason"),
     ]
 
     operations = [

@@ -159,3 +159,43 @@ def test_alerts_page_and_banner(shop, settings) -> None:
     history = client.get("/dashboard/alerts/").content.decode()
     assert "Circuit breaker open" in history and "status-green" in history
     assert "No alert." in client.get("/dashboard/alerts/", {"open": "1"}).content.decode()
+
+
+def test_alerts_and_buffer_pages_take_a_fixed_number_of_queries(shop) -> None:
+    """Ten times the alerts and rule changes: the same queries."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from channels.models import Alert
+
+    channel, _sku = shop
+    client = _client()
+
+    def grow(count: int) -> None:
+        now = timezone.now()
+        Alert.objects.bulk_create(
+            Alert(
+                kind=Alert.Kind.OVERSELL,
+                key=f"oversell:{n}:{count}",
+                channel=channel,
+                message="m",
+                opened_at=now,
+                cleared_at=now,
+            )
+            for n in range(count)
+        )
+        for n in range(count):
+            factories.make_buffer_rule(
+                channel=channel, sku=factories.make_sku(), percent=Decimal(n % 50)
+            )
+
+    counts = []
+    for count in (3, 30):
+        grow(count)
+        client.get("/dashboard/alerts/")
+        with CaptureQueriesContext(connection) as alerts_page:
+            client.get("/dashboard/alerts/")
+        with CaptureQueriesContext(connection) as buffers_page:
+            client.get("/dashboard/buffers/")
+        counts.append((len(alerts_page), len(buffers_page)))
+    assert counts[0] == counts[1]

@@ -445,10 +445,19 @@ def session_cookie() -> str:
     return str(session.session_key)
 
 
+def web_env() -> dict[str, str]:
+    """The web process's environment: production's, on ``console_settings``."""
+    return {
+        **_harness.production_env(),
+        "SECRET_KEY": BENCH_SECRET_KEY,
+        "DJANGO_SETTINGS_MODULE": "console_settings",
+        "PYTHONPATH": str(_harness.PROJECT_DIR / "bench"),
+    }
+
+
 def _time_pages(pages: dict[str, str], samples: int) -> dict[str, dict[str, Any]]:
-    env = {**_harness.production_env(), "SECRET_KEY": BENCH_SECRET_KEY}
-    # DEBUG off serves static files from their manifest (whitenoise), which
-    # collectstatic writes.
+    env = web_env()
+    # With DEBUG off whitenoise serves the static files collectstatic gathers.
     subprocess.run(
         [sys.executable, "manage.py", "collectstatic", "--noinput", "--verbosity=0"],
         cwd=_harness.PROJECT_DIR,

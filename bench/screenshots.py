@@ -232,7 +232,7 @@ def main() -> None:
     _harness.progress("seeding a small catalog through the services")
     sku_code = seed()
     pages = console.console_pages(sku_code)
-    env = {**_harness.production_env(), "SECRET_KEY": console.BENCH_SECRET_KEY}
+    env = console.web_env()
     subprocess.run(
         [sys.executable, "manage.py", "collectstatic", "--noinput", "--verbosity=0"],
         cwd=_harness.PROJECT_DIR,

@@ -137,7 +137,7 @@ def recommend_buffer(
         CalculationStep(
             f"propagation latency p95 on {channel.name}"
             + (
-                f" ({latency.pushes} pushes, last 24 h)"
+                f" (its newest {latency.pushes} pushes of the last 24 h)"
                 if latency is not None
                 else " (no push measured: the 60 s alert threshold)"
             ),

@@ -10,14 +10,15 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 
-from django.db.models import Count
+from django.db import connection
+from django.db.models import Count, Q
 from django.utils import timezone
 
 from bundles import selectors as bundle_selectors
 from channels import selectors
 from channels.buffers import Explanation
 from channels.models import Channel, DeadLetter, Listing, OversellIncident, PushAttempt
-from inventory.models import InventoryEvent, MarketplaceStock, Sku, StockLevel
+from inventory.models import InventoryEvent, Location, MarketplaceStock, Sku, StockLevel
 
 RECENT_EVENTS = 25
 RECENT_PUSHES = 25
@@ -66,26 +67,40 @@ def sku_overview(*, sku: Sku, now: dt.datetime | None = None) -> SkuOverview:
     levels = list(
         StockLevel.objects.filter(sku=sku).select_related("location").order_by("location__code")
     )
-    marketplace = {row.location_id: row for row in MarketplaceStock.objects.filter(sku=sku)}
+    # Only a marketplace-fulfilled location has the marketplace's own states to show.
+    held_by_marketplace = [
+        level.location_id
+        for level in levels
+        if level.location.kind == Location.Kind.MARKETPLACE_FULFILLED
+    ]
+    marketplace = (
+        {
+            row.location_id: row
+            for row in MarketplaceStock.objects.filter(
+                sku=sku, location_id__in=held_by_marketplace
+            )
+        }
+        if held_by_marketplace
+        else {}
+    )
     locations = [LocationRow(level, marketplace.get(level.location_id)) for level in levels]
     listings = list(
         Listing.objects.filter(sku=sku)
         .select_related("channel", "sync_state", "sku")
+        .annotate(
+            open_dead_letters=Count(
+                "dead_letters", filter=Q(dead_letters__status=DeadLetter.Status.OPEN)
+            )
+        )
         .order_by("channel__slug", "external_id")
     )
     listing_ids = [listing.pk for listing in listings]
-    dead_letters = dict(
-        DeadLetter.objects.filter(listing_id__in=listing_ids, status=DeadLetter.Status.OPEN)
-        .values("listing_id")
-        .annotate(count=Count("pk"))
-        .values_list("listing_id", "count")
-    )
     explanations = selectors.explain_listings(listings=listings, now=now)
     rows = [
         ListingRow(
             listing=listing,
             explanation=explanations[listing.pk],
-            open_dead_letters=dead_letters.get(listing.pk, 0),
+            open_dead_letters=listing.open_dead_letters,  # type: ignore[attr-defined]
         )
         for listing in listings
     ]
@@ -114,11 +129,30 @@ def sku_overview(*, sku: Sku, now: dt.datetime | None = None) -> SkuOverview:
     )
 
 
+# Raw: the newest pushes of each listing from its (listing, -sent_at) index, then the
+# newest of those; a plain ORDER BY over the listings would sort every push they ever had.
+_RECENT_PUSH_IDS_SQL = """
+SELECT newest.id
+  FROM unnest(%(listing_ids)s::bigint[]) AS listing(id)
+ CROSS JOIN LATERAL (
+       SELECT attempt.id, attempt.sent_at
+         FROM channels_pushattempt AS attempt
+        WHERE attempt.listing_id = listing.id
+        ORDER BY attempt.sent_at DESC
+        LIMIT %(limit)s) AS newest
+ ORDER BY newest.sent_at DESC, newest.id DESC
+ LIMIT %(limit)s
+"""
+
+
 def _recent_pushes(listing_ids: list[int]) -> list[PushAttempt]:
     if not listing_ids:
         return []
+    with connection.cursor() as cursor:
+        cursor.execute(_RECENT_PUSH_IDS_SQL, {"listing_ids": listing_ids, "limit": RECENT_PUSHES})
+        ids = [push_id for (push_id,) in cursor.fetchall()]
     return list(
-        PushAttempt.objects.filter(listing_id__in=listing_ids)
+        PushAttempt.objects.filter(pk__in=ids)
         .select_related("channel")
-        .order_by("-sent_at", "-pk")[:RECENT_PUSHES]
+        .order_by("-sent_at", "-pk")
     )

@@ -232,6 +232,17 @@ def main() -> None:
     _harness.progress("seeding a small catalog through the services")
     sku_code = seed()
     pages = console.console_pages(sku_code)
+    # The bulk edit is shown with a preview worked out, as an operator sees it before saving.
+    from channels.models import Channel
+
+    if "buffers:bulk" in pages:
+        chosen = "&".join(
+            f"channels={pk}"
+            for pk in Channel.objects.exclude(platform="shopify").values_list("pk", flat=True)
+        )
+        pages["buffers:bulk"] += (
+            f"?{chosen}&category=Tees&percent=15&fixed_units=1&reason=Tees%3A+launch&preview=1"
+        )
     env = console.web_env()
     subprocess.run(
         [sys.executable, "manage.py", "collectstatic", "--noinput", "--verbosity=0"],

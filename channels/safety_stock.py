@@ -148,7 +148,8 @@ def recommend_buffer(
             f"{exposure:.3f} units",
         ),
         CalculationStep(
-            f"held as fixed units: {multiplier} x exposure, rounded up", f"{fixed_units} units"
+            f"held as fixed units: {multiplier} x exposure, rounded up",
+            f"{fixed_units} unit" + ("" if fixed_units == 1 else "s"),
         ),
         CalculationStep(f"share held back ({RiskTolerance(tolerance).label})", f"{percent} %"),
         CalculationStep(

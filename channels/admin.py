@@ -31,7 +31,9 @@ from channels.models import (
     Alert,
     BufferRule,
     Channel,
+    ChannelAlert,
     ChannelBreaker,
+    ChannelOperation,
     DeadLetter,
     DriftRecord,
     Listing,
@@ -45,8 +47,9 @@ from channels.models import (
     UnmappedLine,
     WebhookReceipt,
 )
-from channels.pipeline import dead_letters, enqueue, marketplace_stock
+from channels.pipeline import alerts, dead_letters, enqueue, marketplace_stock
 from channels.resources import ListingResource
+from nventory import permissions
 
 
 def _adopt(obj: Model, saved: Model) -> None:
@@ -125,6 +128,12 @@ class ChannelAdminForm(forms.ModelForm):
 
     def clean_webhook_secret(self) -> str:
         value: str = self.cleaned_data.get("webhook_secret") or ""
+        if (
+            value
+            and value != self.secret_set
+            and (problem := services.webhook_secret_problem(value))
+        ):
+            raise forms.ValidationError(problem)
         return value or self.secret_set
 
     def clean_credentials(self) -> dict[str, Any]:
@@ -664,3 +673,32 @@ class AlertAdmin(_ReadOnlyAdmin):
     list_select_related = ("channel",)
     search_fields = ("key", "message")
     date_hierarchy = "opened_at"
+
+
+@admin.register(ChannelOperation)
+class ChannelOperationAdmin(_ReadOnlyAdmin):
+    """Who switched a channel's mode or ran a poll or full sync from the console."""
+
+    list_display = ("created_at", "channel", "action", "actor", "detail")
+    list_select_related = ("channel",)
+    list_filter = ("action", "channel")
+    search_fields = ("actor",)
+
+
+@admin.register(ChannelAlert)
+class ChannelAlertAdmin(_ReadOnlyAdmin):
+    """What an operator must look at, per channel; resolved by hand once looked at."""
+
+    list_display = ("last_seen_at", "channel", "kind", "message", "occurrences", "resolved_at")
+    list_select_related = ("channel",)
+    list_filter = ("kind", "channel", ("resolved_at", admin.EmptyFieldListFilter))
+    actions = ["mark_resolved"]
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    @admin.action(description="Mark resolved (looked at)")
+    def mark_resolved(self, request: HttpRequest, queryset: QuerySet[ChannelAlert]) -> None:
+        permissions.require(request.user, permissions.MANAGE_CHANNELS)
+        resolved = alerts.resolve_alerts(alert_ids=list(queryset.values_list("pk", flat=True)))
+        self.message_user(request, f"{resolved} alerts resolved.", messages.SUCCESS)

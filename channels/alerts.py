@@ -27,7 +27,14 @@ from django.db.models import Count, QuerySet
 from django.utils import timezone
 
 from channels import measurements
-from channels.models import Alert, Channel, ChannelBreaker, DeadLetter, OversellIncident
+from channels.models import (
+    Alert,
+    Channel,
+    ChannelAlert,
+    ChannelBreaker,
+    DeadLetter,
+    OversellIncident,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -117,11 +124,28 @@ def oversold(now: dt.datetime) -> list[Condition]:
     ]
 
 
+def channel_alert_open(now: dt.datetime) -> list[Condition]:
+    """A channel alert the pipeline raised (``ChannelAlert``) that nobody resolved yet."""
+    return [
+        Condition(
+            kind=Alert.Kind.CHANNEL_ALERT,
+            key=f"channel_alert:{raised.pk}",
+            channel_id=raised.channel_id,
+            message=f"{raised.channel.name}: {raised.message}",
+            figures={"occurrences": raised.occurrences},
+        )
+        for raised in ChannelAlert.objects.filter(resolved_at__isnull=True).select_related(
+            "channel"
+        )
+    ]
+
+
 CONDITIONS: list[Callable[[dt.datetime], list[Condition]]] = [
     latency_over_threshold,
     breaker_open,
     dead_letters_growing,
     oversold,
+    channel_alert_open,
 ]
 
 # One evaluation at a time (two beat runs overlapping must not both open an alert).

@@ -115,7 +115,7 @@ def expire_awaiting_receipts() -> int:
     return ingest.expire_awaiting_receipts()
 
 
-# Scheduled every 30 s by migration 0031: alerts open and clear once each, however often
+# Scheduled every 30 s by migration 0034: alerts open and clear once each, however often
 # this runs.
 @shared_task(name="channels.evaluate_alerts")
 def evaluate_alerts() -> int:

@@ -24,6 +24,7 @@ _RESOURCES = {
     "alerts": "channels_api:alert-list",
     "reconciliation_runs": "reconciliation_api:run-list",
     "discrepancies": "reconciliation_api:discrepancy-list",
+    "kpis": "kpi-list",
 }
 
 

@@ -20,7 +20,7 @@ SCHEDULES = [
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("channels", "0030_pendingpush_held_reason"),
+        ("channels", "0033_webhook_content_dedupe_and_channel_alerts"),
     ]
 
     operations = [
@@ -41,6 +41,7 @@ class Migration(migrations.Migration):
                             ("breaker_open", "Circuit breaker open"),
                             ("dead_letters", "Dead letters piling up"),
                             ("oversell", "Oversell"),
+                            ("channel_alert", "A channel alert to look at"),
                         ],
                         max_length=32,
                     ),
@@ -58,7 +59,7 @@ class Migration(migrations.Migration):
                         blank=True,
                         null=True,
                         on_delete=django.db.models.deletion.CASCADE,
-                        related_name="alerts",
+                        related_name="condition_alerts",
                         to="channels.channel",
                     ),
                 ),

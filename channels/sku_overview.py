@@ -100,7 +100,7 @@ def sku_overview(*, sku: Sku, now: dt.datetime | None = None) -> SkuOverview:
         ListingRow(
             listing=listing,
             explanation=explanations[listing.pk],
-            open_dead_letters=listing.open_dead_letters,  # type: ignore[attr-defined]
+            open_dead_letters=listing.open_dead_letters,
         )
         for listing in listings
     ]

@@ -97,7 +97,7 @@ def seed() -> str:
                 api_base_url="http://127.0.0.1:9/",
                 mode=Channel.Mode.SHADOW if platform == "tiktok" else Channel.Mode.ACTIVE,
             ),
-            webhook_secret=f"demo-secret-{number}",
+            webhook_secret=f"demo-webhook-secret-for-screenshots-{number}",
             location_ids=[warehouse.pk],
         )
         channels.append(channel)
@@ -228,6 +228,8 @@ def main() -> None:
     args = parser.parse_args()
 
     os.environ["SECRET_KEY"] = console.BENCH_SECRET_KEY
+    # The demo channels point at loopback, as the local simulators do.
+    os.environ["CHANNELS_ALLOW_LOCAL_HOSTS"] = "true"
     _harness.setup_django()
     _harness.progress("seeding a small catalog through the services")
     sku_code = seed()

@@ -28,6 +28,7 @@ from simple_history.admin import SimpleHistoryAdmin
 
 from channels import selectors, services, workflows
 from channels.models import (
+    Alert,
     BufferRule,
     Channel,
     ChannelAlert,
@@ -716,6 +717,17 @@ class UnmappedLineAdmin(_ReadOnlyAdmin):
     list_select_related = ("channel",)
     list_filter = ("channel", ("resolved_at", admin.EmptyFieldListFilter))
     search_fields = ("line_reference",)
+
+
+@admin.register(Alert)
+class AlertAdmin(_ReadOnlyAdmin):
+    """Alerts are opened and cleared by their evaluation (channels.alerts), never by hand."""
+
+    list_display = ("kind", "channel", "message", "opened_at", "cleared_at")
+    list_filter = ("kind", "channel")
+    list_select_related = ("channel",)
+    search_fields = ("key", "message")
+    date_hierarchy = "opened_at"
 
 
 @admin.register(ChannelOperation)

@@ -462,6 +462,60 @@ class OrderPoll(models.Model):
         return f"orders of channel {self.channel_id} read until {self.polled_until}"
 
 
+class Alert(models.Model):
+    """One spell of a watched condition (``channels.alerts``): opened when the condition
+    starts, cleared when it ends; the operators are emailed once at each end."""
+
+    class Kind(models.TextChoices):
+        LATENCY = "latency", "Sync latency over its threshold"
+        BREAKER_OPEN = "breaker_open", "Circuit breaker open"
+        DEAD_LETTERS = "dead_letters", "Dead letters piling up"
+        OVERSELL = "oversell", "Oversell"
+        # A ChannelAlert raised by the pipeline (quarantined webhooks at their cap...) and
+        # not resolved yet: emailed and shown like the others.
+        CHANNEL_ALERT = "channel_alert", "A channel alert to look at"
+
+    kind = models.CharField(max_length=32, choices=Kind.choices)
+    # Names the condition (kind and subject: "breaker_open:3"); one open alert per key.
+    key = models.CharField(max_length=255)
+    channel = models.ForeignKey(
+        Channel, null=True, blank=True, on_delete=models.CASCADE, related_name="condition_alerts"
+    )
+    message = models.TextField()
+    # The figures that opened it (the measured value and its threshold).
+    figures = models.JSONField(default=dict, blank=True)
+    opened_at = models.DateTimeField()
+    cleared_at = models.DateTimeField(null=True, blank=True)
+    # Set once each email went out; an email that failed is sent by the next evaluation.
+    opened_email_sent_at = models.DateTimeField(null=True, blank=True)
+    cleared_email_sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-opened_at", "-pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["key"],
+                condition=Q(cleared_at__isnull=True),
+                name="alert_one_open_per_condition",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["-opened_at"], name="alert_opened_time"),
+            models.Index(
+                fields=["opened_at"],
+                condition=Q(cleared_at__isnull=True),
+                name="alert_open_ones",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()}: {self.key}"
+
+    @property
+    def is_open(self) -> bool:
+        return self.cleared_at is None
+
+
 class MarketplaceLocation(models.Model):
     """A location whose stock a channel holds (Amazon FBA, one per marketplace): its on hand
     is read from the channel (``channels.pipeline.marketplace_stock``), never pushed to it.

@@ -79,23 +79,6 @@ def buffer_rule_values(
     )
 
 
-def listing_buffer_values(*, listing: Listing) -> BufferRuleValues | None:
-    """The numbers that shape the listing's quantity: its effective rule's and the velocity
-    guard's rise for its SKU."""
-    candidates = BufferRule.objects.filter(
-        rules.candidate_rules(
-            listing_ids=[listing.pk],
-            sku_ids=[] if listing.sku_id is None else [listing.sku_id],
-        ),
-        channel_id=listing.channel_id,
-    )
-    scoped = _scoped(candidates)
-    return buffer_rule_values(
-        scoped.effective(listing_id=listing.pk, sku_id=listing.sku_id),
-        velocity_units=scoped.velocity_units(sku_id=listing.sku_id),
-    )
-
-
 def available_to_sell(*, sku_id: int, location_ids: Iterable[int]) -> int:
     """Available (on hand - committed - reserved) over the given locations; for a bundle,
     as many as its scarcest leaf component allows there (``bundles.rules``)."""
@@ -109,26 +92,69 @@ def explain_listing(*, listing: Listing, now: dt.datetime | None = None) -> Expl
     A bundle's explanation starts with its BOM arithmetic: each leaf component's ATS,
     divided by its units per bundle; the smallest is the bundle's ATS.
     """
-    channel = listing.channel
-    if listing.sku_id is None:
-        return Explanation(
+    return explain_listings(listings=[listing], now=now)[listing.pk]
+
+
+def explain_listings(
+    *, listings: Sequence[Listing], now: dt.datetime | None = None
+) -> dict[int, Explanation]:
+    """``explain_listing`` of each listing, by id, in a number of queries that grows with
+    the distinct channels and SKUs among them, not with the listings (a SKU's page)."""
+    now = now or timezone.now()
+    mapped = [listing for listing in listings if listing.sku_id is not None]
+    explanations = {
+        listing.pk: Explanation(
             steps=(Step("no SKU mapped: a mapping gap lists nothing", 0),), listed=0
         )
-    location_ids = list(channel.locations.values_list("pk", flat=True))
-    bom_steps: tuple[Step, ...] = ()
-    if bundle_selectors.bundle_ids_among(sku_ids=[listing.sku_id]):
-        bom = bundle_selectors.explain_bundle(bundle_id=listing.sku_id, location_ids=location_ids)
-        bom_steps = tuple(Step(step.label, step.bundles) for step in bom.steps)
-        ats = bom.available
-    else:
-        ats = available_to_sell(sku_id=listing.sku_id, location_ids=location_ids)
-    explanation = explain_listed_quantity(
-        ats=ats,
-        rule=listing_buffer_values(listing=listing),
-        out_of_stock_threshold=channel.out_of_stock_threshold,
-        now=now or timezone.now(),
-    )
-    return Explanation(steps=bom_steps + explanation.steps, listed=explanation.listed)
+        for listing in listings
+        if listing.sku_id is None
+    }
+    if not mapped:
+        return explanations
+    channel_ids = {listing.channel_id for listing in mapped}
+    locations_of: dict[int, set[int]] = {channel_id: set() for channel_id in channel_ids}
+    for channel_id, location_id in Channel.locations.through.objects.filter(
+        channel_id__in=channel_ids
+    ).values_list("channel_id", "location_id"):
+        locations_of[channel_id].add(location_id)
+    sku_ids = {listing.sku_id for listing in mapped if listing.sku_id is not None}
+    bundle_ids = bundle_selectors.bundle_ids_among(sku_ids=sku_ids)
+    rules_of: dict[int, list[BufferRule]] = {channel_id: [] for channel_id in channel_ids}
+    for rule in BufferRule.objects.filter(
+        rules.candidate_rules(listing_ids=[listing.pk for listing in mapped], sku_ids=sku_ids),
+        channel_id__in=channel_ids,
+    ):
+        rules_of[rule.channel_id].append(rule)
+    scoped = {channel_id: _scoped(found) for channel_id, found in rules_of.items()}
+    # Channels selling from the same locations share their ATS (and BOM arithmetic).
+    ats_at: dict[frozenset[int], tuple[dict[int, tuple[Step, ...]], dict[int, int]]] = {}
+    for location_set in {frozenset(locations) for locations in locations_of.values()}:
+        bom_steps: dict[int, tuple[Step, ...]] = {}
+        ats_by_sku = bundle_selectors.available_by_sku(
+            sku_ids=sku_ids - bundle_ids, location_ids=location_set
+        )
+        for bundle_id in bundle_ids:
+            bom = bundle_selectors.explain_bundle(bundle_id=bundle_id, location_ids=location_set)
+            bom_steps[bundle_id] = tuple(Step(step.label, step.bundles) for step in bom.steps)
+            ats_by_sku[bundle_id] = bom.available
+        ats_at[location_set] = (bom_steps, ats_by_sku)
+    for listing in mapped:
+        assert listing.sku_id is not None
+        bom_steps, ats_by_sku = ats_at[frozenset(locations_of[listing.channel_id])]
+        explanation = explain_listed_quantity(
+            ats=ats_by_sku.get(listing.sku_id, 0),
+            rule=buffer_rule_values(
+                scoped[listing.channel_id].effective(listing_id=listing.pk, sku_id=listing.sku_id),
+                velocity_units=scoped[listing.channel_id].velocity_units(sku_id=listing.sku_id),
+            ),
+            out_of_stock_threshold=listing.channel.out_of_stock_threshold,
+            now=now,
+        )
+        explanations[listing.pk] = Explanation(
+            steps=bom_steps.get(listing.sku_id, ()) + explanation.steps,
+            listed=explanation.listed,
+        )
+    return explanations
 
 
 def listed_quantities(

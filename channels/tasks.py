@@ -8,6 +8,8 @@ from __future__ import annotations
 from celery import Task, shared_task
 from django.db import OperationalError
 
+from channels import alerts
+
 # Imported for its worker hooks (consuming every channel's push queue), which must be in
 # place in every worker process; tasks are what a worker loads.
 from channels.pipeline import (
@@ -118,3 +120,11 @@ def expire_awaiting_receipts() -> int:
 @shared_task(name="channels.lower_velocity_rises")
 def lower_velocity_rises() -> int:
     return velocity.lower_spent_rises()
+
+
+# Scheduled every 30 s by migration 0034: alerts open and clear once each, however often
+# this runs.
+@shared_task(name="channels.evaluate_alerts")
+def evaluate_alerts() -> int:
+    evaluation = alerts.evaluate_alerts()
+    return len(evaluation.opened) + len(evaluation.cleared)

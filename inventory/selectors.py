@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from django.db.models import Q, QuerySet
+from django.db.models import Q, QuerySet, Sum
 
 from inventory.models import InventoryEvent, Location, Reservation, Sku, StockLevel
 from nventory.errors import NotFound
@@ -133,3 +133,19 @@ def reservation_by_id(*, reservation_id: int) -> Reservation:
     if reservation is None:
         raise NotFound(f"Reservation {reservation_id} does not exist.")
     return reservation
+
+
+def stock_totals_by_sku(*, sku_ids: list[int]) -> dict[int, StockFigures]:
+    """Each SKU's figures summed over every location, in one query; a SKU with no stock
+    row is left out."""
+    rows = (
+        StockLevel.objects.filter(sku_id__in=sku_ids)
+        .values("sku_id")
+        .annotate(on_hand=Sum("on_hand"), committed=Sum("committed"), reserved=Sum("reserved"))
+    )
+    return {
+        row["sku_id"]: StockFigures(
+            on_hand=row["on_hand"], committed=row["committed"], reserved=row["reserved"]
+        )
+        for row in rows
+    }

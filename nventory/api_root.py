@@ -21,6 +21,11 @@ _RESOURCES = {
     "oversell_incidents": "channels_api:oversell-incident-list",
     "unmapped_lines": "channels_api:unmapped-line-list",
     "webhook_receipts": "channels_api:webhook-receipt-list",
+    "listings": "channels_api:listing-list",
+    "buffer_rules": "channels_api:buffer-rule-list",
+    "alerts": "channels_api:alert-list",
+    "reconciliation_runs": "reconciliation_api:run-list",
+    "discrepancies": "reconciliation_api:discrepancy-list",
     "kpis": "kpi-list",
 }
 

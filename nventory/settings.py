@@ -101,6 +101,8 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                # The open alerts as the console's banners.
+                "channels.views.alerts.alert_banners",
             ],
         },
     },
@@ -230,6 +232,13 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    # Choice sets whose field names ("kind", "status") other sets use too.
+    "ENUM_NAME_OVERRIDES": {
+        "AlertKindEnum": "channels.models.Alert.Kind",
+        "ReconciliationRunKindEnum": "reconciliation.models.ReconciliationRun.Kind",
+        "ReconciliationRunStatusEnum": "reconciliation.models.ReconciliationRun.Status",
+        "WebhookReceiptStatusEnum": "channels.models.WebhookReceipt.Status",
+    },
     # The docs page loads Swagger UI from drf-spectacular-sidecar, not from a CDN.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
@@ -240,10 +249,6 @@ SPECTACULAR_SETTINGS = {
     ],
     # Path converters of the project's own (nventory.api.CodeConverter) read as strings.
     "PATH_CONVERTER_OVERRIDES": {"code": str},
-    # Several models have a "status": each choice set gets a name of its own.
-    "ENUM_NAME_OVERRIDES": {
-        "WebhookReceiptStatusEnum": "channels.models.WebhookReceipt.Status",
-    },
 }
 # The largest API request body read; above it the answer is 413 (webhooks have their own
 # cap below). Far above any request of this API, far below Django's in-memory limit.
@@ -362,6 +367,12 @@ PUSH_BREAKER_MAX_COOLDOWN_S = float(os.environ.get("PUSH_BREAKER_MAX_COOLDOWN_S"
 WEBHOOK_SECRET_ROTATION_GRACE_S = int(os.environ.get("WEBHOOK_SECRET_ROTATION_GRACE_S", "86400"))
 # A webhook body above this is refused with 413 before it is read.
 WEBHOOK_MAX_BODY_BYTES = int(os.environ.get("WEBHOOK_MAX_BODY_BYTES", str(1024 * 1024)))
+# Alerts (channels.alerts): who is emailed when one opens and when it clears, and the
+# thresholds of the conditions watched. The latency threshold is the scorecard's alert
+# line (sync latency p95 over 60 s).
+ALERT_EMAILS = env_list("ALERT_EMAILS", "") or OPERATOR_EMAILS
+ALERT_LATENCY_P95_MS = float(os.environ.get("ALERT_LATENCY_P95_MS", "60000"))
+ALERT_DEAD_LETTERS_THRESHOLD = int(os.environ.get("ALERT_DEAD_LETTERS_THRESHOLD", "10"))
 # A new webhook secret shorter than this is refused (Standard Webhooks: 24 random bytes).
 WEBHOOK_SECRET_MIN_LENGTH = int(os.environ.get("WEBHOOK_SECRET_MIN_LENGTH", "24"))
 # A platform that signs a timestamp (eBay's SOAP Timestamp, TikTok Shop's envelope): a

@@ -21,6 +21,10 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("dashboard/", include("channels.views.urls")),
     path("dashboard/", include("reconciliation.console_urls")),
+    path("dashboard/skus/", include("inventory.console_urls")),
+    path("dashboard/skus/", include("channels.views.sku_urls")),
+    path("dashboard/", include("channels.views.buffer_urls")),
+    path("dashboard/", include("channels.views.alert_urls")),
     # Prometheus scrapes /metrics (a bearer token, or a signed-in reader).
     path("", include("reconciliation.metrics")),
     path("api/schema/", SchemaApi.as_view(), name="api-schema"),

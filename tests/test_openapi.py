@@ -48,6 +48,13 @@ EXPECTED_OPERATIONS = {
     ("post", "/api/v1/bundles/"),
     ("get", "/api/v1/bundles/{code}/"),
     ("put", "/api/v1/bundles/{code}/"),
+    ("get", "/api/v1/listings/"),
+    ("get", "/api/v1/buffer-rules/"),
+    ("get", "/api/v1/alerts/"),
+    ("get", "/api/v1/reconciliation-runs/"),
+    ("get", "/api/v1/reconciliation-runs/{run_id}/"),
+    ("get", "/api/v1/reconciliation-runs/{run_id}/discrepancies/"),
+    ("get", "/api/v1/discrepancies/"),
 }
 
 

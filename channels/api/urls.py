@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from channels.api import apis, workflows
+from channels.api import apis, reads, workflows
 
 app_name = "channels_api"
 
@@ -82,4 +82,7 @@ urlpatterns = [
         workflows.WebhookReceiptReprocessApi.as_view(),
         name="webhook-receipt-reprocess",
     ),
+    path("listings/", reads.ListingListApi.as_view(), name="listing-list"),
+    path("buffer-rules/", reads.BufferRuleListApi.as_view(), name="buffer-rule-list"),
+    path("alerts/", reads.AlertListApi.as_view(), name="alert-list"),
 ]

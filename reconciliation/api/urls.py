@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from reconciliation.api import settlements
+from reconciliation.api import apis, settlements
 
 app_name = "reconciliation_api"
 
@@ -17,4 +17,16 @@ urlpatterns = [
         settlements.DiscrepancyPushMasterFigureApi.as_view(),
         name="discrepancy-push-master-figure",
     ),
+    path("reconciliation-runs/", apis.ReconciliationRunListApi.as_view(), name="run-list"),
+    path(
+        "reconciliation-runs/<int:run_id>/",
+        apis.ReconciliationRunDetailApi.as_view(),
+        name="run-detail",
+    ),
+    path(
+        "reconciliation-runs/<int:run_id>/discrepancies/",
+        apis.RunDiscrepancyListApi.as_view(),
+        name="run-discrepancy-list",
+    ),
+    path("discrepancies/", apis.DiscrepancyListApi.as_view(), name="discrepancy-list"),
 ]

@@ -25,6 +25,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from nventory.api_permissions import ANY_CLIENT as ANY_CLIENT
+from nventory.api_permissions import OperationPermission
 from nventory.pagination import BoundedLimitOffsetPagination
 
 # SKU and location codes are path segments in this API, so they may not contain "/".
@@ -72,9 +74,15 @@ def validated_input(
 
 
 class ApiView(APIView):
-    """Base of every API view: names schema components after the view."""
+    """Base of every API view: names schema components after the view, and states the
+    permission each kind of request needs (``OperationPermission``)."""
 
     schema = NestedNameSchema()
+    permission_classes = [OperationPermission]
+    # Set by every view: the permission for GET (a model's "app.view_model") and for the
+    # writes (a constant of nventory.permissions). None: refused.
+    read_permission: str | None = None
+    write_permission: str | None = None
 
 
 class ListApi(ApiView):

@@ -1,10 +1,11 @@
-"""The daily reconciliation report as a page (staff only)."""
+"""The daily reconciliation report as a page (staff with the report's view permission)."""
 
 from __future__ import annotations
 
 import datetime as dt
 
 from django.contrib.admin.views.decorators import staff_member_required
+from django.contrib.auth.decorators import permission_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 
@@ -12,6 +13,7 @@ from reconciliation import reports, selectors
 
 
 @staff_member_required
+@permission_required("reconciliation.view_dailyreport", raise_exception=True)
 def report_view(request: HttpRequest, date: str | None = None) -> HttpResponse:
     """The report of a date (ISO), or the newest one."""
     day = None

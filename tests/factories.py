@@ -79,3 +79,35 @@ def make_buffer_rule(*, channel, sku=None, listing=None, **values):
             **values,
         )
     )
+
+
+def make_user(*, roles=(), permissions=(), **fields):
+    """A user in the given roles (group names of nventory.permissions.ROLES) and holding
+    the given extra permissions ("app.codename")."""
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group, Permission
+
+    fields.setdefault("username", f"user-{next(_users)}")
+    user = get_user_model().objects.create_user(**fields)
+    user.groups.add(*Group.objects.filter(name__in=roles))
+    for name in permissions:
+        app_label, codename = name.split(".")
+        user.user_permissions.add(
+            Permission.objects.get(content_type__app_label=app_label, codename=codename)
+        )
+    return user
+
+
+_users = itertools.count(1)
+
+
+def api_client(user, *, expires_in=None):
+    """A DRF test client sending a fresh API token of ``user``."""
+    from rest_framework.test import APIClient
+
+    from accounts import services as token_services
+
+    issued = token_services.issue_token(user=user, expires_in=expires_in)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {issued.key}")
+    return client

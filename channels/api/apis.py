@@ -17,6 +17,7 @@ from rest_framework.response import Response
 from channels import selectors
 from channels.models import Channel, ChannelBreaker, DeadLetter, Listing, OversellIncident
 from channels.pipeline import dead_letters
+from nventory import permissions
 from nventory.api import ApiView, ConflictSerializer, ErrorSerializer, ListApi
 
 
@@ -32,6 +33,8 @@ class ChannelBreakerOutputSerializer(serializers.ModelSerializer):
 
 
 class ChannelListApi(ListApi):
+    read_permission = "channels.view_channel"
+
     class OutputSerializer(serializers.ModelSerializer):
         locations: serializers.Field = serializers.SlugRelatedField(
             slug_field="code", many=True, read_only=True
@@ -70,6 +73,8 @@ class ChannelListApi(ListApi):
 
 
 class ListingExplanationApi(ApiView):
+    read_permission = "channels.view_listing"
+
     class OutputSerializer(serializers.Serializer):
         class StepSerializer(serializers.Serializer):
             step = serializers.CharField()
@@ -128,6 +133,8 @@ class DeadLetterOutputSerializer(serializers.ModelSerializer):
 
 
 class DeadLetterListApi(ListApi):
+    read_permission = "channels.view_deadletter"
+
     @extend_schema(
         parameters=[
             OpenApiParameter(
@@ -147,6 +154,8 @@ class DeadLetterListApi(ListApi):
 
 
 class DeadLetterReplayApi(ApiView):
+    write_permission = permissions.HANDLE_DEAD_LETTERS
+
     @extend_schema(
         request=None,
         responses={
@@ -165,6 +174,8 @@ class DeadLetterReplayApi(ApiView):
 
 
 class OversellIncidentListApi(ListApi):
+    read_permission = "channels.view_oversellincident"
+
     class OutputSerializer(serializers.ModelSerializer):
         channel: serializers.SlugRelatedField = serializers.SlugRelatedField(
             slug_field="slug", read_only=True

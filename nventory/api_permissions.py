@@ -18,10 +18,16 @@ ANY_CLIENT: Final = "any authenticated client"
 
 def required_permission(view: Any, method: str) -> str | None:
     """The permission a request of ``method`` to ``view`` needs: ``read_permission`` for
-    GET, HEAD and OPTIONS, ``write_permission`` otherwise; None when the view names none."""
-    if method.upper() in SAFE_METHODS:
-        return getattr(view, "read_permission", None)
-    return getattr(view, "write_permission", None)
+    GET and HEAD, ``write_permission`` for the others, either for OPTIONS (it describes
+    the view); None when the view names none."""
+    read = getattr(view, "read_permission", None)
+    write = getattr(view, "write_permission", None)
+    match method.upper():
+        case "OPTIONS":
+            return read or write
+        case verb if verb in SAFE_METHODS:
+            return read
+    return write
 
 
 class OperationPermission(BasePermission):
@@ -36,7 +42,11 @@ class OperationPermission(BasePermission):
         user = request.user
         if not (user and user.is_authenticated):
             return False
-        needed = required_permission(view, request.method or "GET")
+        method = request.method or "GET"
+        needed = required_permission(view, method)
+        if needed is None and not hasattr(view, method.lower()):
+            # A method the view does not offer: its 405 changes nothing and says more.
+            return True
         if needed is None:
             self.message = "This operation is not open to any client."
             return False

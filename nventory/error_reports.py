@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from django.views.debug import SafeExceptionReporterFilter
+from django.views.debug import ExceptionReporter, SafeExceptionReporterFilter
 
 # user:password@ in a URL (any scheme): the password is replaced, the rest kept for
 # diagnosis.
@@ -37,7 +37,7 @@ class SecretSafeExceptionReporterFilter(SafeExceptionReporterFilter):
 
     def cleanse_setting(self, key: Any, value: Any) -> Any:
         cleansed = super().cleanse_setting(key, value)
-        if isinstance(cleansed, str):
+        if type(cleansed) is str:  # not a lazy object that only looks like one
             return mask_url_passwords(cleansed)
         return cleansed
 
@@ -47,7 +47,18 @@ class SecretSafeExceptionReporterFilter(SafeExceptionReporterFilter):
         for name, value in super().get_traceback_frame_variables(request, tb_frame):
             if _SECRET_VARIABLE.search(name):
                 value = self.cleansed_substitute
-            elif isinstance(value, str):
+            elif type(value) is str:
                 value = mask_url_passwords(value)
             shown.append((name, value))
         return shown
+
+
+class SecretSafeExceptionReporter(ExceptionReporter):
+    """The debug page and error e-mails: the exception's own message is masked too (a
+    connection error may quote the URL it failed to reach)."""
+
+    def get_traceback_data(self) -> dict[str, Any]:
+        data = super().get_traceback_data()
+        if data.get("exception_value") is not None:
+            data["exception_value"] = mask_url_passwords(str(data["exception_value"]))
+        return data

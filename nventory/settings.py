@@ -195,6 +195,7 @@ AXES_HTTP_RESPONSE_CODE = 429
 # What the debug page and error reports show: settings and request values whose names
 # look secret are masked, and so is the password of any URL (DATABASE_URL, REDIS_URL).
 DEFAULT_EXCEPTION_REPORTER_FILTER = "nventory.error_reports.SecretSafeExceptionReporterFilter"
+DEFAULT_EXCEPTION_REPORTER = "nventory.error_reports.SecretSafeExceptionReporter"
 
 # API tokens (accounts.ApiToken): the lifetime `manage.py issue_api_token` gives a token
 # unless told otherwise.

@@ -412,9 +412,7 @@ def test_receipt_quantity_out_of_range_is_400(api_client, sku, location, quantit
 # -----------------------------------------------------------------------------------------
 
 
-def test_receipt_adds_to_on_hand_and_answers_201_with_the_event(
-    api_client, user, sku, location
-):
+def test_receipt_adds_to_on_hand_and_answers_201_with_the_event(api_client, user, sku, location):
     response = api_client.post(
         url("receipt-create"),
         {

@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 EMBEDDED := $(BIN)/python -m nventory.embedded
 
-.PHONY: run test lint typecheck check bench manage clean
+.PHONY: run test lint typecheck check bench manage clean browser
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "$(PYTHON) not found: set PYTHON=/path/to/python3.11"; exit 1; }
@@ -24,8 +24,21 @@ run: $(STAMP)
 	$(EMBEDDED) --data-dir .data/run -- sh -c '$(BIN)/python manage.py migrate --noinput && $(BIN)/python manage.py prepare_local --simulator-seed-file .data/run/shopify-demo.json && exec $(BIN)/honcho start -f Procfile'
 
 ## Lint (ruff, the import contracts), type-check and run the whole suite on real PostgreSQL.
-test: $(STAMP) lint typecheck
+test: $(STAMP) lint typecheck browser
 	$(EMBEDDED) --data-dir .data/test -- $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## The browser tests (tests/browser/) drive Debian's chromium package; Playwright never
+## downloads a browser. Installed here when missing.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "Installing Debian's chromium package for the browser tests"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium || \
+	      { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }; \
+	  else \
+	    echo "The browser tests need Debian's chromium package: run 'sudo apt-get install chromium'" \
+	         "(or make test PYTEST_ARGS='-m \"not browser\"' to leave them out)"; exit 1; \
+	  fi; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

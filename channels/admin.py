@@ -418,6 +418,23 @@ class _ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
+class HeldFilter(admin.SimpleListFilter):
+    """Listings the platform will not take before a time (a daily revision cap)."""
+
+    title = "held by the platform"
+    parameter_name = "held"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("yes", "Held"), ("no", "Not held")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        if self.value() == "yes":
+            return queryset.exclude(held_reason="")
+        if self.value() == "no":
+            return queryset.filter(held_reason="")
+        return queryset
+
+
 @admin.register(PendingPush)
 class PendingPushAdmin(_ReadOnlyAdmin):
     list_display = (
@@ -429,9 +446,10 @@ class PendingPushAdmin(_ReadOnlyAdmin):
         "first_change_at",
         "not_before",
         "claimed_until",
+        "held_reason",
     )
     list_select_related = ("listing", "channel")
-    list_filter = ("channel",)
+    list_filter = ("channel", HeldFilter)
     search_fields = ("listing__external_id", "listing__sku__code")
 
 

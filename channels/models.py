@@ -334,6 +334,9 @@ class PendingPush(models.Model):
     # The quantity the last failed attempt tried to set (a push in flight has none yet).
     target_quantity = models.IntegerField(null=True, blank=True)
     errors = models.JSONField(default=list, blank=True)
+    # Why the platform will not take this listing's figure before ``not_before`` (a daily
+    # revision cap): shown to the operator; empty when nothing holds it.
+    held_reason = models.CharField(max_length=500, blank=True, db_default="")
 
     class Meta:
         indexes = [models.Index(fields=["channel", "not_before"], name="pending_channel_due")]

@@ -173,7 +173,13 @@ STORAGES = {
     },
 }
 
-LOGIN_URL = "admin:login"
+# Project-wide static files (the console's stylesheet, vendored JavaScript libraries).
+STATICFILES_DIRS = [BASE_DIR / "static"]
+
+# The console's sign-in page (Django's auth views); the admin keeps its own.
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "dashboard:scorecard"
+LOGOUT_REDIRECT_URL = "login"
 
 # ---------------------------------------------------------------------------------------
 # Logins: failed attempts are counted per user name and address (django-axes, in

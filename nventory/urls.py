@@ -1,4 +1,5 @@
 from django.contrib import admin
+from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularSwaggerView
 
@@ -13,6 +14,10 @@ urlpatterns = [
     path("api/v1/", include("bundles.api.urls")),
     path("webhooks/", include("channels.urls")),
     path("reconciliation/", include("reconciliation.urls")),
+    # The operator's console: sign-in with Django's auth views, pages under /dashboard/.
+    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("dashboard/", include("channels.views.urls")),
     path("api/schema/", SchemaApi.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]

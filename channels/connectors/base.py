@@ -11,7 +11,8 @@ or the ledger (``channels.pipeline`` does those).
 Errors are translated at the boundary into one set of classes for every platform:
 ``ChannelThrottled`` (hold off, no attempt counted), ``ChannelError`` (the call failed as a
 whole: retried with backoff), ``ChannelAuthError``, and per item ``ItemStatus.REJECTED``
-(refused for good: a dead letter at once) or ``RETRY``.
+(refused for good: a dead letter at once) or ``RETRY``. An update the platform would refuse
+only for now (a daily cap) is ``HELD`` until a time, without being sent (``_hold``).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from django.utils import timezone
 
 from channels.connectors.types import (
     Capability,
+    Hold,
     ItemResult,
     ItemStatus,
     ListingRef,
@@ -130,8 +132,13 @@ class Connector:
         sendable: list[int] = []
         for position, update in enumerate(updates):
             refusal = self._refusal(update)
+            hold = None if refusal else self._hold(update)
             if refusal:
                 results[position] = ItemResult(update.listing_id, ItemStatus.REJECTED, refusal)
+            elif hold is not None:
+                results[position] = ItemResult(
+                    update.listing_id, ItemStatus.HELD, hold.reason, hold_until=hold.until
+                )
             else:
                 sendable.append(position)
         compare_and_set = self.has(Capability.COMPARE_AND_SET)
@@ -201,6 +208,10 @@ class Connector:
         """Why the platform could never take this update ("" when it could)."""
         return ""
 
+    def _hold(self, update: QuantityUpdate) -> Hold | None:
+        """When the platform would take this update, if not now (None: send it now)."""
+        return None
+
     def _send_batch(self, updates: Sequence[QuantityUpdate]) -> list[ItemResult]:
         """One write call of at most ``batch_size`` updates; a result per update, in order.
 
@@ -245,6 +256,13 @@ class Connector:
     def _signature_matches(self, *, secret: str, headers: Mapping[str, str], body: bytes) -> bool:
         """The platform's signature over the raw bytes, compared in constant time."""
         raise UnsupportedCapability(self, Capability.HTTP_WEBHOOKS)
+
+    def answer_challenge(
+        self, *, query: Mapping[str, str], endpoint_url: str
+    ) -> dict[str, str] | None:
+        """The JSON a platform's endpoint validation (a GET of the webhook URL) expects, or
+        None where the platform validates no endpoint or the query is not its challenge."""
+        return None
 
     def webhook_envelope(self, headers: Mapping[str, str], body: bytes) -> WebhookEnvelope:
         """Topic and dedupe key, from headers alone where the platform allows."""

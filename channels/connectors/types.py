@@ -78,6 +78,10 @@ class ItemStatus(enum.StrEnum):
     # Accepted by an asynchronous write, not applied yet (``submission_id`` says where to
     # ask); never drift while it waits.
     PENDING = "pending"
+    # Not sent: the platform would not take it before ``hold_until`` (a daily revision cap
+    # reached or near). Owed again then with whatever figure is newest, no attempt counted,
+    # and shown to the operator with its reason meanwhile.
+    HELD = "held"
 
 
 @dataclass(frozen=True)
@@ -89,6 +93,16 @@ class ItemResult:
     actual_quantity: int | None = None
     # For PENDING: the platform's handle on the submission (feed id, job id).
     submission_id: str = ""
+    # For HELD: when the platform will take the item again.
+    hold_until: dt.datetime | None = None
+
+
+@dataclass(frozen=True)
+class Hold:
+    """Why an update is not sent now, and when it can be."""
+
+    until: dt.datetime
+    reason: str
 
 
 @dataclass(frozen=True)

@@ -156,7 +156,7 @@ WITH done AS (
     RETURNING pending.id
 )
 UPDATE channels_pendingpush AS pending
-   SET claimed_until = NULL, attempts = 0, errors = '[]'::jsonb,
+   SET claimed_until = NULL, attempts = 0, errors = '[]'::jsonb, held_reason = '',
        first_change_at = pending.last_change_at, not_before = statement_timestamp()
   FROM done
  WHERE pending.id = done.id AND pending.id NOT IN (SELECT id FROM removed)
@@ -695,8 +695,12 @@ def _settle_results(
     failed = [
         (by_listing[r.listing_id], r.error or str(r.status))
         for r in results
-        if r.status not in (ItemStatus.APPLIED, ItemStatus.STALE, ItemStatus.PENDING)
+        if r.status
+        not in (ItemStatus.APPLIED, ItemStatus.STALE, ItemStatus.PENDING, ItemStatus.HELD)
     ]
+    _hold_until_the_channel_takes_them(
+        [(by_listing[r.listing_id], r) for r in results if r.status == ItemStatus.HELD]
+    )
     submitted = [(by_listing[r.listing_id], r) for r in results if r.status == ItemStatus.PENDING]
     refused = {r.listing_id for r in results if r.status == ItemStatus.REJECTED}
     changed_in_flight = _remember_applied(channel, applied, sent_at, acked_at) if applied else 0
@@ -872,6 +876,19 @@ def _settle_submission(channel: Channel, write: SubmittedWrite, outcome: ItemRes
         outbox.mark_listings_owed(listing_ids=[current.listing_id])
     current.delete()
     return 1
+
+
+def _hold_until_the_channel_takes_them(held: Sequence[tuple[_Claim, ItemResult]]) -> None:
+    """Let held claims go until the time the platform gave, with its reason for the
+    operator; no attempt counted (the platform refused nothing), and a change meanwhile
+    only updates the figure that goes out then. The outbox sweep wakes them when due."""
+    now = timezone.now()
+    for claim, result in held:
+        PendingPush.objects.filter(pk=claim.pending_id).update(
+            claimed_until=None,
+            not_before=max(result.hold_until or now, now),
+            held_reason=result.error[:500],
+        )
 
 
 def _hold(claims: Sequence[_Claim], *, seconds: float) -> None:

@@ -21,7 +21,7 @@ from django.db import connection, transaction
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_http_methods
 
 from channels.connectors.base import ChannelError, Connector
 from channels.connectors.registry import connector_class_for, get_connector
@@ -80,6 +80,7 @@ _DUPLICATE = b'{"status": "duplicate"}'
 _UNKNOWN_CHANNEL = b'{"error": "unknown_channel", "detail": "No such channel."}'
 _TOO_LARGE = b'{"error": "body_too_large", "detail": "The body is over the size limit."}'
 _BAD_SIGNATURE = b'{"error": "invalid_signature", "detail": "The signature does not match."}'
+_NOT_A_CHALLENGE = b'{"error": "method_not_allowed", "detail": "Deliveries are POSTed."}'
 
 
 _INSERT_RECEIPT_SQL = """
@@ -280,17 +281,26 @@ def wake_order_polls() -> int:
 
 
 @csrf_exempt
-@require_POST
+@require_http_methods(["GET", "POST"])
 def receive_webhook(request: HttpRequest, platform: str, channel_slug: str) -> HttpResponse:
     """Store a verified delivery once and acknowledge it; parsing waits for the worker.
 
     401 for a bad signature (nothing stored); a signed delivery without topic or delivery
     id is stored quarantined and still answered 200, so the platform stops retrying it.
+    A GET is a platform validating the endpoint (eBay's challenge), answered by the
+    connector or refused with 405.
     """
     connector = _connector_for(platform=platform, channel_slug=channel_slug)
     # A platform that delivers through a queue has no webhook URL to answer at.
     if connector is None or not connector.has(Capability.HTTP_WEBHOOKS):
         return _json(404, _UNKNOWN_CHANNEL)
+    if request.method == "GET":
+        answer = connector.answer_challenge(
+            query=request.GET.dict(), endpoint_url=request.build_absolute_uri(request.path)
+        )
+        if answer is None:
+            return _json(405, _NOT_A_CHALLENGE)
+        return _json(200, json.dumps(answer).encode())
     body = _read_body(request)
     if body is None:
         return _json(413, _TOO_LARGE)

@@ -64,6 +64,17 @@ class EbaySimulatorClient:
     def webhooks(self, seller: str) -> list[dict[str, Any]]:
         return self._call("GET", f"/sellers/{seller}/webhooks")["webhooks"]
 
+    def send_notification(
+        self, seller: str, topic: str, data: dict[str, Any], **options: Any
+    ) -> dict[str, Any]:
+        """A signed Notification API notification to the seller's notification URL."""
+        body = {"topic": topic, "data": data, **options}
+        return self._call("POST", f"/sellers/{seller}/notifications", body)
+
+    def validate_endpoint(self, seller: str) -> dict[str, Any]:
+        """eBay's challenge GET of the seller's notification URL: ``{"validated", ...}``."""
+        return self._call("POST", f"/sellers/{seller}/validate_endpoint", {})
+
 
 @pytest.fixture(scope="session")
 def ebay_simulator() -> Iterator[EbaySimulatorClient]:

@@ -98,7 +98,8 @@ def test_a_listing_at_its_daily_revision_cap_is_held_with_a_clear_reason(ebay_si
         ItemStatus.APPLIED
     ]
     [result] = connector.push_quantities(_updates(opened, 3))
-    assert result.status == ItemStatus.REJECTED and "Held" in result.error
+    assert result.status == ItemStatus.HELD and "Held" in result.error
+    assert result.hold_until is not None and result.hold_until.time() == dt.time()
     assert ebay_simulator.items(opened.tenant)[opened.listings[0].external_id]["listed"] == 4
 
 
@@ -114,8 +115,46 @@ def test_the_connector_counts_revisions_and_holds_a_listing_at_the_cap_without_a
     connector.push_quantities(_updates(opened, 4))
     calls_before = len(_bulk_calls(ebay_simulator, opened))
     [result] = connector.push_quantities(_updates(opened, 2))
-    assert result.status == ItemStatus.REJECTED and "Held" in result.error
+    assert result.status == ItemStatus.HELD and "Held" in result.error
     assert len(_bulk_calls(ebay_simulator, opened)) == calls_before
+
+
+@pytest.mark.django_db
+def test_the_last_revision_of_the_day_is_kept_for_a_sell_out(ebay_simulator):
+    """With one revision left, a new positive figure waits for tomorrow but a sell-out
+    (0) still goes out: buyers must not buy what is gone."""
+    opened = _open(ebay_simulator, [4])
+    opened.channel.platform_settings = {**opened.channel.platform_settings, "revision_cap": 2}
+    opened.channel.save(update_fields=["platform_settings"])
+    connector = get_connector(opened.channel)
+    connector.push_quantities(_updates(opened, 4))
+    [held] = connector.push_quantities(_updates(opened, 3))
+    assert held.status == ItemStatus.HELD
+    [sold_out] = connector.push_quantities(_updates(opened, 0))
+    assert sold_out.status == ItemStatus.APPLIED
+    assert ebay_simulator.items(opened.tenant)[opened.listings[0].external_id]["listed"] == 0
+
+
+@pytest.mark.django_db
+def test_near_the_cap_a_listings_writes_are_spaced_to_last_the_day(ebay_simulator):
+    """In the last fifth of its revisions a listing's changes wait for the spacing that
+    makes what is left last until midnight (so they coalesce), checked again within a
+    minute; a sell-out is not spaced."""
+    opened = _open(ebay_simulator, [4])
+    opened.channel.platform_settings = {**opened.channel.platform_settings, "revision_cap": 10}
+    opened.channel.save(update_fields=["platform_settings"])
+    connector = get_connector(opened.channel)
+    assert isinstance(connector, EbayConnector)
+    for quantity in range(8, 0, -1):
+        [result] = connector.push_quantities(_updates(opened, quantity + 10))
+        assert result.status == ItemStatus.APPLIED
+    assert connector.revisions_today(opened.listings[0].pk) == 8
+    [spaced] = connector.push_quantities(_updates(opened, 5))
+    assert spaced.status == ItemStatus.HELD and spaced.error.startswith("Spaced")
+    assert spaced.hold_until is not None
+    assert spaced.hold_until - dt.datetime.now(dt.UTC) <= dt.timedelta(seconds=61)
+    [sold_out] = connector.push_quantities(_updates(opened, 0))
+    assert sold_out.status == ItemStatus.APPLIED
 
 
 @pytest.mark.django_db

@@ -25,6 +25,7 @@ SCOPES = (
     "https://api.ebay.com/oauth/api_scope/sell.inventory "
     "https://api.ebay.com/oauth/api_scope/sell.fulfillment"
 )
+APPLICATION_SCOPE = "https://api.ebay.com/oauth/api_scope"
 # §5.5: a token lasts 7200 s [M]; one this close to its end is replaced before use.
 REFRESH_MARGIN_S = 120.0
 DEFAULT_TOKEN_LIFETIME_S = 7200.0
@@ -47,14 +48,18 @@ class EbayClient:
         client_secret: str,
         refresh_token: str,
         read_timeout_s: float,
+        application: bool = False,
     ) -> None:
         # https://api.ebay.com (or a simulator's seller URL)
         self.base_url = base_url.rstrip("/")
         self.token_url = token_url or f"{self.base_url}/identity/v1/oauth2/token"
         self.refresh_token = refresh_token
         self.read_timeout_s = read_timeout_s
+        # An application token (the client-credentials grant) for calls made as the app, not
+        # for a seller: the Notification API's public keys (EB3).
+        self.application = application
         self._basic = "Basic " + base64.b64encode(f"{client_id}:{client_secret}".encode()).decode()
-        self._key = (self.token_url, client_id, refresh_token)
+        self._key = (self.token_url, client_id, "" if application else refresh_token)
 
     def call(
         self,
@@ -92,7 +97,17 @@ class EbayClient:
         return response
 
     def _new_token(self) -> http.AccessToken:
-        """§5.5: the refresh-token grant with Basic client credentials."""
+        """§5.5: the refresh-token grant with Basic client credentials (the client-credentials
+        grant for an application token)."""
+        grant = (
+            {"grant_type": "client_credentials", "scope": APPLICATION_SCOPE}
+            if self.application
+            else {
+                "grant_type": "refresh_token",
+                "refresh_token": self.refresh_token,
+                "scope": SCOPES,
+            }
+        )
         started = time.monotonic()
         response = http.send(
             "POST",
@@ -103,17 +118,12 @@ class EbayClient:
                 "Authorization": self._basic,
                 "Content-Type": "application/x-www-form-urlencoded",
             },
-            data=urllib.parse.urlencode(
-                {
-                    "grant_type": "refresh_token",
-                    "refresh_token": self.refresh_token,
-                    "scope": SCOPES,
-                }
-            ).encode(),
+            data=urllib.parse.urlencode(grant).encode(),
         )
         if response.status_code in (400, 401, 403):
             raise ChannelAuthError(
-                f"eBay refused the refresh token (HTTP {response.status_code}): "
+                f"eBay refused the {'client credentials' if self.application else 'refresh token'}"
+                f" (HTTP {response.status_code}): "
                 f"{response.text[:300]}"
             )
         _raise_for_call(response)

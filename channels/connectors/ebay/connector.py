@@ -7,6 +7,9 @@ Wire facts cite ``CHANNEL_APIS.md`` §5 (shared folder). The simulator in
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import logging
+import urllib.parse
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -14,10 +17,11 @@ from django.core.cache import cache
 
 from channels.connectors import http
 from channels.connectors.base import ChannelError, Connector
-from channels.connectors.ebay import webhooks
+from channels.connectors.ebay import notifications, webhooks
 from channels.connectors.ebay.client import EbayClient, error_message, errors_text
 from channels.connectors.types import (
     Capability,
+    Hold,
     ItemResult,
     ItemStatus,
     ListingRef,
@@ -25,12 +29,20 @@ from channels.connectors.types import (
     QuantityUpdate,
     WebhookEnvelope,
     WebhookMessage,
+    WebhookParseError,
 )
 
 if TYPE_CHECKING:
     from channels.models import Channel
 
+logger = logging.getLogger(__name__)
+
 INVENTORY = "/sell/inventory/v1"
+NOTIFICATION = "/commerce/notification/v1"
+# EB3: a public key is kept about an hour (fetching one per message would spend the app's
+# call limits); an unknown key id is remembered as unknown for five minutes.
+PUBLIC_KEY_CACHE_S = 3600
+UNKNOWN_KEY_CACHE_S = 300
 DEFAULT_READ_TIMEOUT_S = 10.0
 # §5.2: a listing may be revised 250 times a calendar day.
 DEFAULT_REVISION_CAP = 250
@@ -40,6 +52,10 @@ REVISION_CAP_ERROR_ID = 25099
 ORDERS_PAGE = 200
 # How long a day's revision count is kept: past the day, with room for clock skew.
 REVISION_COUNT_TTL_S = 2 * 86_400
+# The share of a listing's daily revisions, at the end, over which its writes are spaced.
+NEAR_CAP_SHARE = 0.2
+# A spaced listing is looked at again this often (a sell-out must not wait the spacing).
+NEAR_CAP_RECHECK_S = 60
 
 
 class EbayConnector(Connector):
@@ -54,14 +70,17 @@ class EbayConnector(Connector):
     item's quantity and every published offer's: a buyer sees ``min(item, offer)``. Each
     request has its own status: a 207 answer is a partial success, its failed entries
     retried (5xx) or refused (4xx). A listing may be revised ``revision_cap`` times a UTC
-    day: the connector counts its own revisions per listing and day and, at the cap, refuses
-    the write with a message saying so, as it does when eBay reports the cap.
+    day: the connector counts its own revisions per listing and day, spaces a listing's
+    writes near the cap, and at the cap holds the listing until the next UTC day
+    (``ItemStatus.HELD``, shown to the operator), as it does when eBay reports the cap.
 
     ``platform_settings``: ``token_url`` (default ``<api_base_url>/identity/v1/oauth2/
     token``), ``timeout_s`` (read timeout, default 10), ``revision_cap`` (default 250),
     ``max_batch_size`` (at most 25). ``credentials``: ``client_id`` (the AppID),
-    ``client_secret`` (the CertID), ``refresh_token``, ``dev_id`` (the DevID). The channel's
-    webhook secret is the CertID: Platform Notifications are signed with it (§5.1).
+    ``client_secret`` (the CertID), ``refresh_token``, ``dev_id`` (the DevID),
+    ``verification_token`` (the Notification API endpoint's, for eBay's challenge). The
+    channel's webhook secret is the CertID: Platform Notifications are signed with it
+    (§5.1); Notification API deliveries are signed with eBay's ECDSA keys instead.
     """
 
     platform = "ebay"
@@ -70,7 +89,7 @@ class EbayConnector(Connector):
     max_read_batch_size = 25
     identifier_order = ("external_id", "external_sku", "item_id")
     listing_field_of_identifier = {"sku": "external_id"}
-    kept_headers = ("content-type", "soapaction")
+    kept_headers = ("content-type", "soapaction", notifications.SIGNATURE_HEADER)
     order_placed_topic = webhooks.FIXED_PRICE_TRANSACTION
     # §5.1: eBay retries an unacknowledged notification; for how long is not documented [M].
     order_redelivery_window_s = 24 * 3600.0
@@ -82,6 +101,9 @@ class EbayConnector(Connector):
         self.revision_cap = int(settings.get("revision_cap") or DEFAULT_REVISION_CAP)
         self.app_id = str(credentials.get("client_id", ""))
         self.dev_id = str(credentials.get("dev_id", ""))
+        self._client_secret = str(credentials.get("client_secret", ""))
+        self.verification_token = str(credentials.get("verification_token", ""))
+        self.notification_endpoint_url = str(settings.get("notification_endpoint_url") or "")
         self.client = EbayClient(
             base_url=channel.api_base_url,
             token_url=str(settings.get("token_url") or ""),
@@ -93,9 +115,10 @@ class EbayConnector(Connector):
 
     # -- Writes ------------------------------------------------------------------------------
 
-    def _revision_key(self, listing_id: int) -> str:
-        day = dt.datetime.now(dt.UTC).date().isoformat()
-        return f"ebay:revisions:{self.channel.pk}:{listing_id}:{day}"
+    def _revision_key(self, listing_id: int, *, last: bool = False) -> str:
+        day = utc_now().date().isoformat()
+        kind = "last-revision" if last else "revisions"
+        return f"ebay:{kind}:{self.channel.pk}:{listing_id}:{day}"
 
     def revisions_today(self, listing_id: int) -> int:
         """How many writes this listing took today (UTC), as counted here."""
@@ -108,11 +131,43 @@ class EbayConnector(Connector):
             cache.incr(key)
         except ValueError:  # expired between the two calls
             cache.set(key, 1, timeout=REVISION_COUNT_TTL_S)
+        cache.set(
+            self._revision_key(listing_id, last=True),
+            utc_now().timestamp(),
+            timeout=REVISION_COUNT_TTL_S,
+        )
 
-    def _refusal(self, update: QuantityUpdate) -> str:
-        if self.revisions_today(update.listing_id) >= self.revision_cap:
-            return _cap_message(self.revision_cap)
-        return ""
+    def _hold(self, update: QuantityUpdate) -> Hold | None:
+        """§5.2: a listing revised ``revision_cap`` times today waits for the next UTC day.
+
+        Near the cap (its last ``NEAR_CAP_SHARE`` of revisions) the listing's writes are
+        spaced so that what is left lasts the day: a change coalesces with the ones after
+        it into one write. A listing selling out (quantity 0) is never spaced, and the last
+        revision of the day is kept for one: buyers must not buy what is gone.
+        """
+        now = utc_now()
+        midnight = dt.datetime.combine(now.date() + dt.timedelta(days=1), dt.time(), dt.UTC)
+        left = self.revision_cap - self.revisions_today(update.listing_id)
+        if left <= 0 or (left == 1 and update.quantity > 0):
+            return Hold(until=midnight, reason=_cap_message(self.revision_cap, left))
+        if update.quantity == 0 or left > max(1, int(self.revision_cap * NEAR_CAP_SHARE)):
+            return None
+        last = cache.get(self._revision_key(update.listing_id, last=True))
+        if last is None:
+            return None
+        spacing_s = (midnight - now).total_seconds() / left
+        due = dt.datetime.fromtimestamp(float(last), dt.UTC) + dt.timedelta(seconds=spacing_s)
+        if due <= now:
+            return None
+        # Looked at again within a minute: a sell-out that came meanwhile goes out then.
+        return Hold(
+            until=min(due, now + dt.timedelta(seconds=NEAR_CAP_RECHECK_S)),
+            reason=(
+                f"Spaced: {left} of eBay's {self.revision_cap} daily revisions left for "
+                f"this listing (§5.2), so its changes go out together every "
+                f"{spacing_s / 60:.0f} min until midnight UTC; a sell-out goes at once."
+            ),
+        )
 
     def _send_batch(self, updates: Sequence[QuantityUpdate]) -> list[ItemResult]:
         """One ``bulk_update_price_quantity`` call (§5.2); a result per update."""
@@ -187,8 +242,15 @@ class EbayConnector(Connector):
         ]
         message = f"HTTP {_status(failed[0])}: {errors_text(errors) or 'no reason given'}"
         if any(_is_revision_cap(error) for error in errors):
+            # eBay counted more revisions than this channel did (another tool revised it).
+            now = utc_now()
             return ItemResult(
-                update.listing_id, ItemStatus.REJECTED, _cap_message(self.revision_cap)
+                update.listing_id,
+                ItemStatus.HELD,
+                _cap_message(self.revision_cap, 0),
+                hold_until=dt.datetime.combine(
+                    now.date() + dt.timedelta(days=1), dt.time(), dt.UTC
+                ),
             )
         if any(_status(e) >= 500 or _status(e) == 429 for e in failed):
             return ItemResult(update.listing_id, ItemStatus.RETRY, message)
@@ -254,18 +316,101 @@ class EbayConnector(Connector):
             )
         return found
 
-    # -- Inbound (``channels.connectors.ebay.webhooks``) -------------------------------------
+    # -- Inbound: Platform Notifications (``webhooks``), the Notification API
+    # (``notifications``), both at the channel's one webhook URL ------------------------------
+
+    def verify_webhook(self, headers: Mapping[str, str], body: bytes) -> bool:
+        """A Notification API delivery by its ECDSA signature (the key of its ``kid``); a
+        Platform Notification by its ``NotificationSignature`` (the channel's secrets)."""
+        if notifications.is_notification(headers):
+            return self._notification_signed(headers, body)
+        return super().verify_webhook(headers, body)
 
     def _signature_matches(self, *, secret: str, headers: Mapping[str, str], body: bytes) -> bool:
         return webhooks.verify_platform_notification(
             body=body, dev_id=self.dev_id, app_id=self.app_id, cert_id=secret
         )
 
+    def _notification_signed(self, headers: Mapping[str, str], body: bytes) -> bool:
+        try:
+            header = notifications.signature_header(headers)
+        except WebhookParseError:
+            return False
+        key = self._public_key(header.key_id)
+        return key is not None and notifications.signature_matches(
+            body=body, header=header, key=key
+        )
+
+    def _public_key(self, key_id: str) -> notifications.PublicKey | None:
+        """eBay's public key ``key_id`` (EB3: ``getPublicKey``, with an application token),
+        kept an hour as eBay asks; a key eBay does not know is remembered as unknown for a
+        while, so forged key ids do not spend the app's calls. None: unknown or unreachable
+        (the delivery is refused and eBay sends it again later)."""
+        cache_key = f"ebay:public-key:{self.client.base_url}:{key_id}"
+        cached = cache.get(cache_key)
+        if cached is not None:
+            return notifications.PublicKey(**cached) if cached else None
+        try:
+            response = self.application_client.call(
+                "GET", f"{NOTIFICATION}/public_key/{urllib.parse.quote(key_id, safe='')}"
+            )
+        except ChannelError as error:
+            logger.warning("cannot fetch eBay's public key %r: %s", key_id, error)
+            return None
+        key = None
+        if response.status_code == 200:
+            try:
+                key = notifications.public_key_of(http.json_object(response) or {})
+            except WebhookParseError as error:
+                logger.warning("eBay's public key %r is unusable: %s", key_id, error)
+        cache.set(
+            cache_key,
+            {"pem": key.pem, "digest": key.digest} if key else {},
+            timeout=PUBLIC_KEY_CACHE_S if key else UNKNOWN_KEY_CACHE_S,
+        )
+        return key
+
+    @functools.cached_property
+    def application_client(self) -> EbayClient:
+        """The client that calls as the application (the client-credentials grant)."""
+        return EbayClient(
+            base_url=self.client.base_url,
+            token_url=self.client.token_url,
+            client_id=self.app_id,
+            client_secret=self._client_secret,
+            refresh_token="",
+            read_timeout_s=self.client.read_timeout_s,
+            application=True,
+        )
+
+    def answer_challenge(
+        self, *, query: Mapping[str, str], endpoint_url: str
+    ) -> dict[str, str] | None:
+        """§5.1 (EB5): eBay validates the endpoint with ``GET ?challenge_code=``; answered
+        with the hash of the code, the channel's verification token and the endpoint URL
+        (``platform_settings["notification_endpoint_url"]`` where a proxy changes it)."""
+        code = query.get("challenge_code", "")
+        if not code or len(code) > 512 or not self.verification_token:
+            return None
+        return {
+            "challengeResponse": notifications.challenge_response(
+                challenge_code=code,
+                verification_token=self.verification_token,
+                endpoint_url=self.notification_endpoint_url or endpoint_url,
+            )
+        }
+
     def webhook_envelope(self, headers: Mapping[str, str], body: bytes) -> WebhookEnvelope:
+        if notifications.is_notification(headers):
+            return notifications.envelope(body)
         return webhooks.platform_notification_envelope(body)
 
     def parse_webhook(self, topic: str, body: bytes) -> WebhookMessage:
-        return webhooks.parse_platform_notification(topic, body)
+        # Order topics (a SOAP notification, or a polled order as JSON) and every SOAP body
+        # are Platform Notifications; any other JSON is the Notification API's.
+        if topic in webhooks.ORDER_TOPICS or body.lstrip()[:1] == b"<":
+            return webhooks.parse_platform_notification(topic, body)
+        return notifications.parse(topic, body)
 
     def poll_orders(self, *, since: dt.datetime) -> list[PulledNotification]:
         """``GET /sell/fulfillment/v1/order`` modified since then, every page (§5.1: eBay
@@ -310,11 +455,21 @@ def _is_revision_cap(error: Mapping[str, Any]) -> bool:
     )
 
 
-def _cap_message(cap: int) -> str:
+def _cap_message(cap: int, left: int) -> str:
+    if left > 0:
+        return (
+            f"Held: the last of eBay's {cap} revisions today (§5.2) is kept for a sell-out; "
+            "the listing's figure goes out after midnight UTC, or at once if it sells out."
+        )
     return (
         f"Held: the listing reached eBay's limit of {cap} revisions today (§5.2); its "
-        "figure can go out again after midnight UTC."
+        "figure goes out after midnight UTC."
     )
+
+
+def utc_now() -> dt.datetime:
+    """The time the revision counts go by (their day is eBay's: UTC [M])."""
+    return dt.datetime.now(dt.UTC)
 
 
 def _item_quantity(item: object) -> int | None:

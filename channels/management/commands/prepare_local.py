@@ -375,6 +375,8 @@ class Command(BaseCommand):
                         "client_secret": cert_id,
                         "refresh_token": f"v^1.1#r^{secrets.token_urlsafe(24)}",
                         "dev_id": f"dev-{secrets.token_hex(8)}",
+                        # The Notification API endpoint's, for eBay's challenge GET.
+                        "verification_token": secrets.token_urlsafe(32),
                     },
                     rate_limit_per_s=10,
                 ),
@@ -397,6 +399,7 @@ class Command(BaseCommand):
                         "refresh_token": credentials.get("refresh_token", ""),
                         "dev_id": credentials.get("dev_id", ""),
                         "webhook_url": f"{base_url()}/webhooks/ebay/{channel.slug}/",
+                        "verification_token": credentials.get("verification_token", ""),
                         "items": [
                             {"sku": listing.external_id, "quantity": 0}
                             for listing in channel.listings.all()

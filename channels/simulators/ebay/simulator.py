@@ -25,10 +25,18 @@ announced as ``FixedPriceTransaction`` Platform Notifications (SOAP, §5.1): the
 ``NotificationSignature`` is ``base64(md5(Timestamp + DevID + AppID + CertID))``; a delivery
 not answered 200 is sent again.
 
+The Notification API (JSON, §5.1 EB3/EB4/EB5): ``GET /commerce/notification/v1/public_key/
+<kid>`` (any valid bearer token; the client-credentials grant gives one) answers the
+simulator's ECDSA key; notifications sent through the control API are signed with it in
+``X-EBAY-SIGNATURE`` and POSTed to the seller's ``notification_url`` (else its
+``webhook_url``), each retry with ``publishAttemptCount`` raised.
+
 Control routes under ``/_sim/sellers/<seller>/`` besides the harness's: ``POST items``
 ``{"items": [{sku, quantity, offer_quantity, status}]}`` (one offer each); ``GET items``
 (``quantity``, ``offer_quantity``, ``listed``, ``api_writes``, ``revisions_today``);
-``POST orders`` ``{"lines": [{sku, quantity}], "duplicates": n, "deliver": bool}``.
+``POST orders`` ``{"lines": [{sku, quantity}], "duplicates": n, "deliver": bool}``;
+``POST notifications`` ``{"topic", "data", "duplicates", "deliver"}``; ``POST
+validate_endpoint`` (eBay's challenge GET, answered ``{"validated", "status"}``).
 
 Fault endpoints: ``token``; ``bulk_update_price_quantity`` (also ``write``);
 ``inventory_item:get``, ``bulk_get_inventory_item``, ``offer:get`` and ``order:get`` (also
@@ -46,11 +54,14 @@ import itertools
 import json
 import re
 import time
+import urllib.error
 import urllib.parse
+import urllib.request
 import uuid
 from typing import Any
 from xml.sax.saxutils import escape
 
+from channels.simulators.ebay import notification_api
 from channels.simulators.ebay.state import (
     SECONDS_PER_DAY,
     Item,
@@ -75,6 +86,7 @@ from channels.simulators.harness import (
 _API_PATH = re.compile(r"^/sellers/(?P<seller>[\w.-]+)(?P<path>/.*)$")
 _SELLER = r"/_sim/sellers/(?P<tenant>[\w.-]+)"
 INVENTORY = "/sell/inventory/v1"
+NOTIFICATION = "/commerce/notification/v1"
 # §5.5 [M]: the expired or invalid token's error.
 INVALID_TOKEN_ERROR_ID = 1001
 # §5.4 [M]: the quota's error.
@@ -129,6 +141,8 @@ class EbaySimulator(Simulator[Seller]):
         self._listing_ids = itertools.count(110_000_000_001)
         self._transaction_ids = itertools.count(2_000_000_001)
         self._order_numbers = itertools.count(10_001)
+        # One key signs every seller's notifications, as eBay's keys are the platform's.
+        self.signing_key = notification_api.SigningKey()
 
     # -- Tenants -----------------------------------------------------------------------------
 
@@ -229,6 +243,8 @@ class EbaySimulator(Simulator[Seller]):
             return "offer:get"
         if method == "GET" and path == "/sell/fulfillment/v1/order":
             return "order:get"
+        if method == "GET" and path.startswith(f"{NOTIFICATION}/public_key/"):
+            return "public_key:get"
         return None
 
     def _dispatch(self, seller: Seller, request: Request, path: str, entry: JSON) -> Response:
@@ -265,6 +281,8 @@ class EbaySimulator(Simulator[Seller]):
             response = self._get_item(seller, request, path)
         elif endpoint == "offer:get":
             response = self._get_offers(seller, request)
+        elif endpoint == "public_key:get":
+            response = self._get_public_key(path)
         else:
             response = self._get_orders(seller, request)
         if fault.timeout_s:
@@ -301,12 +319,13 @@ class EbaySimulator(Simulator[Seller]):
                 {"error": "invalid_client", "error_description": "client authentication failed"},
             )
         form = urllib.parse.parse_qs(request.body.decode("utf-8", errors="replace"))
-        if form.get("grant_type") != ["refresh_token"]:
+        grant = form.get("grant_type")
+        if grant not in (["refresh_token"], ["client_credentials"]):
             return Response(
                 400,
                 {"error": "unsupported_grant_type", "error_description": "grant type unknown"},
             )
-        if not hmac.compare_digest(
+        if grant == ["refresh_token"] and not hmac.compare_digest(
             (form.get("refresh_token") or [""])[0].encode(), settings.refresh_token.encode()
         ):
             return Response(
@@ -559,6 +578,13 @@ class EbaySimulator(Simulator[Seller]):
             },
         )
 
+    def _get_public_key(self, path: str) -> Response:
+        """EB3: ``getPublicKey``; 404 for a key id eBay never issued."""
+        key_id = path.rsplit("/", 1)[-1]
+        if key_id != self.signing_key.key_id:
+            return Response(404, errors_body(195001, "The public key id is invalid."))
+        return Response(200, self.signing_key.public_key_answer())
+
     # -- Control -----------------------------------------------------------------------------
 
     def control_routes(self) -> list[Route]:
@@ -566,7 +592,88 @@ class EbaySimulator(Simulator[Seller]):
             route("POST", f"{_SELLER}/items", lambda m, b, q: self.add_items(m["tenant"], b)),
             route("GET", f"{_SELLER}/items", lambda m, b, q: self.list_items(m["tenant"])),
             route("POST", f"{_SELLER}/orders", lambda m, b, q: self.place_order(m["tenant"], b)),
+            route(
+                "POST",
+                f"{_SELLER}/notifications",
+                lambda m, b, q: self.send_notification(m["tenant"], b),
+            ),
+            route(
+                "POST",
+                f"{_SELLER}/validate_endpoint",
+                lambda m, b, q: self.validate_endpoint(m["tenant"]),
+            ),
         ]
+
+    def send_notification(self, seller_name: str, body: JSON) -> JSON:
+        """A Notification API notification of ``topic`` with ``data``, signed, to the
+        seller's ``notification_url``; each retry raises ``publishAttemptCount``."""
+        topic, data = body.get("topic"), body.get("data", {})
+        if not isinstance(topic, str) or not topic or not isinstance(data, dict):
+            raise ControlError(400, "'topic' is a string and 'data' an object.")
+        seller = self.tenants.require(seller_name)
+        notification_id = str(uuid.uuid4())
+        event_date = self.clock.iso().replace("+00:00", "Z")
+        key = self.signing_key
+
+        def prepare(attempt: int) -> tuple[dict[str, str], bytes]:
+            raw = notification_api.notification_body(
+                topic=topic,
+                notification_id=notification_id,
+                event_date=event_date,
+                attempt=attempt,
+                data=data,
+            )
+            headers = {
+                "Content-Type": "application/json",
+                notification_api.SIGNATURE_HEADER: key.signature_header(raw),
+            }
+            return headers, raw
+
+        headers, raw = prepare(1)
+        with seller.lock:
+            url = seller.settings.notification_url or seller.settings.webhook_url
+        delivery = Delivery(
+            webhook_id=notification_id,
+            topic=topic,
+            url=url,
+            headers=headers,
+            body=raw,
+            created_at=self.clock.time(),
+            prepare=prepare,
+        )
+        status = self.emitter.emit(
+            seller,
+            delivery,
+            self.retry_policy(seller),
+            duplicates=int(body.get("duplicates", 0)),
+            deliver=bool(body.get("deliver", True)),
+        )
+        return {"notification_id": notification_id, "status": status}
+
+    def validate_endpoint(self, seller_name: str) -> JSON:
+        """EB5: ``GET <endpoint>?challenge_code=`` as eBay does when a destination is
+        created; whether the answer is the expected hash."""
+        seller = self.tenants.require(seller_name)
+        with seller.lock:
+            url = seller.settings.notification_url or seller.settings.webhook_url
+            token = seller.settings.verification_token
+        code = uuid.uuid4().hex
+        separator = "&" if "?" in url else "?"
+        try:
+            with urllib.request.urlopen(  # noqa: S310 (the seller's own endpoint)
+                f"{url}{separator}challenge_code={code}", timeout=RESPONSE_TIMEOUT_S
+            ) as answer:
+                status, raw = answer.status, answer.read()
+        except urllib.error.HTTPError as refused:
+            return {"validated": False, "status": refused.code}
+        except OSError as error:
+            return {"validated": False, "status": None, "error": str(error)}
+        try:
+            received = json.loads(raw).get("challengeResponse")
+        except (ValueError, AttributeError):
+            received = None
+        expected = notification_api.challenge_response(code, token, url)
+        return {"validated": received == expected, "status": status}
 
     def webhooks_of(self, name: str) -> JSON:
         """Every delivery with its attempts; the SOAP body as text (not JSON)."""

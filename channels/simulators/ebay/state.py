@@ -30,6 +30,10 @@ class SellerSettings:
     dev_id: str = "dev-id"
     # Where Platform Notifications are POSTed (SetNotificationPreferences' ApplicationURL).
     webhook_url: str = ""
+    # Where Notification API deliveries go (the destination's endpoint; "": webhook_url),
+    # and the verification token its challenge is answered with (EB5).
+    notification_url: str = ""
+    verification_token: str = ""
     webhook_retry_base_s: float = 1.0
     # §5.5: an access token lasts 7200 s [M].
     token_ttl_s: float = 7200.0
@@ -71,7 +75,7 @@ class SellerSettings:
 
     def public(self) -> JSON:
         answer = asdict(self)
-        for secret in ("client_secret", "refresh_token"):
+        for secret in ("client_secret", "refresh_token", "verification_token"):
             answer.pop(secret)
         return answer
 

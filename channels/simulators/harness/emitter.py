@@ -61,6 +61,11 @@ class Delivery:
     # pending, delivered, retrying, failed (retries exhausted), dropped, held, not_sent
     state: str = "pending"
     attempts: list[dict[str, Any]] = field(default_factory=list)
+    # For a platform whose every attempt is signed anew because the body counts the
+    # attempts (eBay's ``publishAttemptCount``): headers and body of attempt number n.
+    prepare: Callable[[int], tuple[dict[str, str], bytes]] | None = field(
+        default=None, repr=False, compare=False
+    )
 
     def as_json(self) -> dict[str, Any]:
         import json
@@ -215,9 +220,14 @@ class Emitter:
                 tenant.subscription_removed = True
 
     def attempt(self, tenant: Tenant, delivery: Delivery, policy: RetryPolicy) -> int | None:
-        """POST the delivery as it is; the HTTP status, or None if nothing answered in time."""
+        """POST the delivery as it is (or as ``prepare`` makes this attempt); the HTTP
+        status, or None if nothing answered in time."""
         started = time.time()
         sent_at = self.clock.time()
+        if delivery.prepare is not None:
+            with tenant.lock:
+                number = len(delivery.attempts) + 1
+            delivery.headers, delivery.body = delivery.prepare(number)
         status, error = post(
             delivery.url,
             delivery.headers,

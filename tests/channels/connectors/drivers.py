@@ -9,15 +9,18 @@ suite by adding its driver to ``DRIVERS``.
 from __future__ import annotations
 
 import abc
+import datetime as dt
 import itertools
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import pytest
 import requests
 from django.urls import reverse
 
+from channels.connectors.ebay import connector as ebay_connector
 from channels.models import Channel, Listing
 from channels.pipeline import ratelimit, receive
 from inventory.models import Location, Sku
@@ -113,6 +116,15 @@ class PlatformDriver(abc.ABC):
     @abc.abstractmethod
     def deliver_forged(self, opened: OpenChannel) -> int:
         """Send the webhook URL a delivery signed with the wrong secret; the HTTP status."""
+
+    def use_up_the_days_writes(self, opened: OpenChannel) -> bool:
+        """Make the platform refuse more writes of the channel's listings until its next day;
+        False for a platform with no daily limit of writes."""
+        return False
+
+    def start_the_next_day(self, opened: OpenChannel, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Move the platform, and the connector's idea of the day, to the next day."""
+        raise NotImplementedError(f"{self.platform} has no daily limit of writes.")
 
 
 class ShopifyDriver(PlatformDriver):
@@ -551,6 +563,16 @@ class EbayDriver(PlatformDriver):
             timeout=10,
         )
         return response.status_code
+
+    def use_up_the_days_writes(self, opened: OpenChannel) -> bool:
+        """One revision a day, already spent by the first push (§5.2's cap, made small)."""
+        self.simulator.update_seller(opened.tenant, revision_cap=1)
+        return True
+
+    def start_the_next_day(self, opened: OpenChannel, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.simulator.clock(advance_s=86_400)
+        tomorrow = ebay_connector.utc_now() + dt.timedelta(days=1)
+        monkeypatch.setattr(ebay_connector, "utc_now", lambda: tomorrow)
 
 
 class TikTokDriver(PlatformDriver):

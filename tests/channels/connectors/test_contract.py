@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 
 import pytest
+from django.utils import timezone
 
 from channels.connectors.registry import CONNECTORS, get_connector
 from channels.connectors.types import Capability, ListingRef
@@ -165,6 +166,32 @@ def test_an_item_refused_for_good_is_a_dead_letter_and_the_rest_go_through(drive
     assert [driver.quantity_on_channel(opened, listing) for listing in opened.listings] == list(
         STOCK
     )
+
+
+@pytest.mark.django_db
+def test_a_listing_over_the_platforms_daily_limit_is_held_shown_and_sent_the_next_day(
+    driver, monkeypatch
+):
+    """A platform that takes only so many writes of a listing a day: past it, the listing's
+    new figure is held (no dead letter, no attempt counted, the reason shown) until the
+    next day, and then goes out."""
+    opened = _open(driver)
+    _drain(opened)
+    if not driver.use_up_the_days_writes(opened):
+        pytest.skip(f"{driver.platform} has no daily limit of writes")
+    listing = opened.listings[0]
+    assert listing.sku is not None
+    factories.stock(listing.sku, opened.location, 7)
+    push.push_owed(channel_id=opened.channel.pk)
+    held = PendingPush.objects.get(listing=listing)
+    assert held.held_reason and held.not_before > timezone.now()
+    assert held.attempts == 0 and not DeadLetter.objects.filter(listing=listing).exists()
+    assert driver.quantity_on_channel(opened, listing) == STOCK[0]
+    driver.start_the_next_day(opened, monkeypatch)
+    # The database's clock cannot jump a day: the hold's end is brought to now instead.
+    PendingPush.objects.filter(pk=held.pk).update(not_before=timezone.now())
+    _drain(opened)
+    assert driver.quantity_on_channel(opened, listing) == STOCK[0] + 7
 
 
 @pytest.mark.django_db

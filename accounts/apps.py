@@ -17,4 +17,4 @@ class AccountsConfig(AppConfig):
         guard_unguarded_actions(admin.site)
 
         # Roles stay complete when a later migration adds a model (its view_ permission).
-        post_migrate.connect(sync_roles_after_migrate, sender=self)
+        post_migrate.connect(sync_roles_after_migrate)

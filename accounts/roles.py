@@ -11,15 +11,15 @@ from django.contrib.auth.management import create_permissions
 from nventory import permissions
 
 
-def sync_roles(apps: Apps) -> None:
+def sync_roles(apps: Apps, *, create_permissions_first: bool = True) -> None:
     """Create every role's group and give it its permissions plus every ``view_``
     permission of ``READABLE_APPS``; permissions already granted stay. Safe to run again.
 
     Run by a migration (the first creation) and after every ``migrate`` (so that a model
     added later is readable by every role too). Permissions are normally created after
-    the migrations; they are created here first so that a fresh database has them.
+    the migrations; a migration creates them here first so that a fresh database has them.
     """
-    for app_config in apps.get_app_configs():
+    for app_config in apps.get_app_configs() if create_permissions_first else ():
         # create_permissions skips an app whose models_module is None, which the
         # migrations' app registry leaves unset.
         models_module = getattr(app_config, "models_module", None)
@@ -47,6 +47,10 @@ def _permission(permission_model: Any, name: str) -> Any:
 
 
 def sync_roles_after_migrate(sender: Any, apps: Apps | None = None, **kwargs: Any) -> None:
-    """post_migrate receiver: ``sync_roles`` on the migrated state (``flush`` sends the
-    signal without one: the installed apps then, and the roles come back after it)."""
-    sync_roles(apps or global_apps)
+    """post_migrate receiver: ``sync_roles`` once the last app's permissions exist (Django
+    creates each app's on that app's signal), on the migrated state; ``flush`` sends no
+    state: the installed apps then, and the roles come back after it."""
+    with_models = [config for config in global_apps.get_app_configs() if config.models_module]
+    if sender is not with_models[-1]:
+        return
+    sync_roles(apps or global_apps, create_permissions_first=False)

@@ -17,6 +17,7 @@ urlpatterns = [
     # The operator's console: sign-in with Django's auth views, pages under /dashboard/.
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("dashboard/tokens/", include("accounts.urls")),
     path("dashboard/", include("channels.views.urls")),
     path("api/schema/", SchemaApi.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),

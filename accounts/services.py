@@ -6,7 +6,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.utils import timezone
@@ -29,7 +29,7 @@ class IssuedToken:
     key: str
 
 
-def _require_may_manage(actor: Any | None, user: AbstractBaseUser | None) -> None:
+def _require_may_manage(actor: Any | None, user: User | None) -> None:
     if actor is None:
         return
     permissions.require(actor, permissions.MANAGE_API_TOKENS)
@@ -41,7 +41,7 @@ def _require_may_manage(actor: Any | None, user: AbstractBaseUser | None) -> Non
 @transaction.atomic
 def issue_token(
     *,
-    user: AbstractBaseUser,
+    user: User,
     name: str = "",
     expires_in: dt.timedelta | None,
     actor: Any | None = None,
@@ -86,7 +86,7 @@ def revoke_token(*, token_id: int, actor: Any | None = None) -> ApiToken:
 
 
 @transaction.atomic
-def revoke_tokens_of(*, user: AbstractBaseUser, actor: Any | None = None) -> int:
+def revoke_tokens_of(*, user: User, actor: Any | None = None) -> int:
     """Revoke every live token of ``user``; return how many were revoked."""
     _require_may_manage(actor, user)
     return ApiToken.objects.filter(user=user, revoked_at__isnull=True).update(

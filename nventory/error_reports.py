@@ -41,7 +41,7 @@ class SecretSafeExceptionReporterFilter(SafeExceptionReporterFilter):
             return mask_url_passwords(cleansed)
         return cleansed
 
-    def get_traceback_frame_variables(self, request: Any, tb_frame: Any) -> list[Any]:
+    def get_traceback_frame_variables(self, request: Any, tb_frame: Any) -> Any:
         """A frame's local variables, masked like settings: by name, and URL passwords."""
         shown = []
         for name, value in super().get_traceback_frame_variables(request, tb_frame):

@@ -156,7 +156,7 @@ def admin_actions() -> list[tuple[type, str]]:
     return [
         (model, name)
         for model, model_admin in admin.site._registry.items()
-        for _func, name, _description in model_admin._get_base_actions()
+        for _func, name, _description in model_admin._get_base_actions()  # type: ignore[attr-defined]
         # Django's own bulk delete needs the delete permission, checked by Django.
         if name != "delete_selected"
     ]

@@ -59,7 +59,9 @@ def _reservation_owner_scope(request: Request) -> int | None:
     for an operator holding RELEASE_ANY_RESERVATION."""
     if request.user.has_perm(permissions.RELEASE_ANY_RESERVATION):
         return None
-    return int(request.user.pk)
+    client_id = request.user.pk
+    assert client_id is not None  # OperationPermission let only signed-in clients here
+    return int(client_id)
 
 
 def _context(

@@ -72,7 +72,7 @@ class Command(BaseCommand):
             group = Group.objects.filter(name=role).first()
             if group is None:
                 raise CommandError(f"The role {role!r} does not exist: run `manage.py migrate`.")
-            user.groups.add(group)  # type: ignore[attr-defined]
+            user.groups.add(group)
             self.stderr.write(f"{username!r} has the role {role!r}.")
         if rotate:
             revoked = services.revoke_tokens_of(user=user)

@@ -26,7 +26,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from nventory.api_permissions import ANY_CLIENT as ANY_CLIENT
-from nventory.api_permissions import OperationPermission
+from nventory.api_permissions import OperationPermission, required_permission
 from nventory.pagination import BoundedLimitOffsetPagination
 
 # SKU and location codes are path segments in this API, so they may not contain "/".
@@ -44,6 +44,21 @@ class NestedNameSchema(AutoSchema):
             if word not in {"Input", "Output"}:
                 words.append(word)
         return "".join(words)
+
+    def get_operation(self, *args: Any, **kwargs: Any) -> dict[str, Any] | None:
+        """The operation, its description ending with the permission it needs."""
+        operation = super().get_operation(*args, **kwargs)
+        needed = required_permission(self.view, self.method)
+        if operation is not None and needed is not None:
+            note = (
+                "Open to any authenticated client."
+                if needed == ANY_CLIENT
+                else f"Needs the permission `{needed}`."
+            )
+            operation["description"] = "\n\n".join(
+                part for part in (operation.get("description", ""), note) if part
+            )
+        return operation
 
     def get_tags(self) -> list[str]:
         # Tagged by resource (skus, orders, ...) rather than by the shared "v1" segment.

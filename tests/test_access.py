@@ -347,3 +347,27 @@ def test_an_operator_who_may_release_any_reservation_sees_and_releases_a_clients
     path = f"/api/v1/reservations/{made['id']}/"
     assert api.get(path).status_code == 200
     assert api.post(path + "release/", {}, format="json").json()["status"] == "released"
+
+
+def test_the_schema_names_the_permission_of_every_operation(admin_user):
+    """Clients read in the API docs what each operation needs; the scheme is the token."""
+    client = APIClient()
+    client.force_authenticate(admin_user)
+    schema = client.get("/api/schema/?format=json").json()
+    assert schema["components"]["securitySchemes"]["tokenAuth"]["name"] == "Authorization"
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            needed = required_permission(
+                next(op.view for op in API_OPERATIONS if _matches(op, path, method)), method
+            )
+            assert f"Needs the permission `{needed}`." in operation["description"], (
+                method,
+                path,
+            )
+
+
+def _matches(operation: Operation, schema_path: str, method: str) -> bool:
+    concrete = re.sub(r"\{[^}]+\}", "X", schema_path)
+    return operation.method == method and re.sub(r"987654|no-such-code", "X", operation.path) == (
+        concrete
+    )

@@ -42,8 +42,9 @@ _running_services = _embedded_services()
 # Core
 # ---------------------------------------------------------------------------------------
 # Off unless asked for: `make run`, `make test` and `python -m nventory.embedded` (the local
-# commands) set DEBUG=true; a server started any other way runs with DEBUG off.
-DEBUG = env_bool("DEBUG", False)
+# commands) set DEBUG=true, and manage.py run beside `make run` (on its embedded servers,
+# found in .data/run/services.env) is local too; anything else runs with DEBUG off.
+DEBUG = env_bool("DEBUG", not os.environ.get("DATABASE_URL") and bool(_running_services))
 
 
 def _local_secret_key() -> str:

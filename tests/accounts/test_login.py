@@ -12,9 +12,13 @@ from tests import factories
 pytestmark = pytest.mark.django_db
 
 
-def test_the_admin_login_is_locked_after_the_failure_limit_even_for_the_right_password(client):
+@pytest.mark.parametrize("login_route", ["admin:login", "login"])
+def test_a_login_is_locked_after_the_failure_limit_even_for_the_right_password(
+    client, login_route
+):
+    """The admin's sign-in and the console's alike."""
     factories.make_user(username="clerk", password="right-horse-battery", is_staff=True)
-    login = reverse("admin:login")
+    login = reverse(login_route)
     for _ in range(settings.AXES_FAILURE_LIMIT):
         answer = client.post(login, {"username": "clerk", "password": "wrong"})
         assert answer.status_code in {200, 429}

@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 EMBEDDED := $(BIN)/python -m nventory.embedded
 
-.PHONY: run test lint typecheck check bench manage clean browser
+.PHONY: run demo test lint typecheck check bench manage clean browser
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "$(PYTHON) not found: set PYTHON=/path/to/python3.11"; exit 1; }
@@ -22,6 +22,13 @@ $(STAMP): $(BIN)/python requirements.txt requirements-dev.txt
 ## instead, which reloads on code changes but drops connections under a burst of webhooks.
 run: $(STAMP)
 	$(EMBEDDED) --data-dir .data/run -- sh -c '$(BIN)/python manage.py migrate --noinput && $(BIN)/python manage.py prepare_local --simulator-seed-file .data/run/shopify-demo.json && exec $(BIN)/honcho start -f Procfile'
+
+## Black Friday in a box: `make run` plus buyers on every simulator (orders, cancellations,
+## returns at DEMO_RATE orders/s, default 1), an oversell provoked now and then, and faults.
+DEMO_TRAFFIC := traffic: .venv/bin/python -m channels.simulators.traffic --rate $${DEMO_RATE:-1} --shopify http://127.0.0.1:$${SHOPIFY_SIMULATOR_PORT:-8765} --amazon http://127.0.0.1:$${AMAZON_SIMULATOR_PORT:-8766} --walmart http://127.0.0.1:$${WALMART_SIMULATOR_PORT:-8768} --ebay http://127.0.0.1:$${EBAY_SIMULATOR_PORT:-8769} --tiktok http://127.0.0.1:$${TIKTOK_SIMULATOR_PORT:-8770}
+demo: $(STAMP)
+	@mkdir -p .data/run && { cat Procfile; echo '$(DEMO_TRAFFIC)'; } > .data/run/Procfile.demo
+	$(EMBEDDED) --data-dir .data/run -- sh -c '$(BIN)/python manage.py migrate --noinput && $(BIN)/python manage.py prepare_local --simulator-seed-file .data/run/shopify-demo.json && exec $(BIN)/honcho -d . -f .data/run/Procfile.demo start'
 
 ## Lint (ruff, the import contracts), type-check and run the whole suite on real PostgreSQL.
 test: $(STAMP) lint typecheck browser
@@ -49,9 +56,10 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	DEBUG=true DATABASE_URL=postgresql://unused/nventory REDIS_URL=redis://unused:1/0 $(BIN)/mypy .
 
-## Run a benchmark: make bench NAME=hot_sku
+## Every benchmark (results in docs/benchmarks.json, tables and plots in docs/), or one:
+## make bench NAME=hot_sku
 bench: $(STAMP)
-	$(EMBEDDED) --data-dir .data/bench -- $(BIN)/python bench/$(NAME).py
+	$(EMBEDDED) --data-dir .data/bench -- $(BIN)/python bench/$(if $(NAME),$(NAME),run_all).py
 
 ## Any manage.py command against the embedded servers: make manage ARGS="createsuperuser"
 manage: $(STAMP)

@@ -517,6 +517,14 @@ def _apply_order_placed(ingest: _Ingest) -> None:
             ]
         for event in events:
             if event.shortfall > 0:
+                # An operator's log shows it as it happens; the row is what they act on.
+                logger.warning(
+                    "oversell on %s: order %s took %d more of SKU %s than the master held",
+                    ingest.channel.slug,
+                    ingest.message.reference,
+                    event.shortfall,
+                    event.sku_id,
+                )
                 OversellIncident.objects.get_or_create(
                     event_id=event.pk,
                     defaults={

@@ -31,7 +31,7 @@ def test_second_run_changes_nothing(monkeypatch):
     operator = users.get(username="operator")
     assert operator.is_superuser and operator.is_staff
     assert users.count() == 1
-    assert Sku.objects.count() == len(prepare_local.DEMO_SKUS) == 8
+    assert Sku.objects.count() == len(prepare_local.DEMO_SKUS) + len(prepare_local.DEMO_BUNDLES)
     assert set(Location.objects.values_list("kind", flat=True)) == {
         Location.Kind.WAREHOUSE,
         Location.Kind.MARKETPLACE_FULFILLED,

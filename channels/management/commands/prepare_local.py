@@ -13,12 +13,14 @@ import json
 import os
 import secrets
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandParser
 
+from bundles import services as bundle_services
 from channels import services
 from channels.models import Channel
 from inventory import services as inventory_services
@@ -78,7 +80,41 @@ DEMO_SKUS = (
 )
 
 
-DEMO_SKU_CODES = [demo.code for demo in DEMO_SKUS]
+@dataclass(frozen=True)
+class DemoBundle:
+    code: str
+    name: str
+    category: str
+    # (component code, units of it in one bundle)
+    lines: tuple[tuple[str, int], ...]
+
+
+# Sold on every channel beside the single SKUs: a set of two products, and one product sold
+# by the pair (a 1:many listing). Their stock is their components'.
+DEMO_BUNDLES = (
+    DemoBundle(
+        "GIFT-SET-TEE-MUG",
+        "Gift set: T-shirt M and mug",
+        "Gift sets",
+        (("TSHIRT-BLK-M", 1), ("MUG-CER-350", 1)),
+    ),
+    DemoBundle(
+        "MUG-CER-350-2PK", "Ceramic mug 350 ml, pack of two", "Drinkware", (("MUG-CER-350", 2),)
+    ),
+)
+
+DEMO_SKU_CODES = [demo.code for demo in DEMO_SKUS] + [bundle.code for bundle in DEMO_BUNDLES]
+
+# Each demo channel holds back a share of the ATS, as the sync article suggests: less where
+# the sync is fast and proven (Shopify), more where processing lags (Walmart) or demand can
+# spike (TikTok Shop).
+DEMO_CHANNEL_BUFFER_PERCENT = {
+    "demo-shopify": Decimal(5),
+    "demo-amazon": Decimal(10),
+    "demo-walmart": Decimal(15),
+    "demo-ebay": Decimal(10),
+    "demo-tiktok": Decimal(30),
+}
 
 
 def receipt_key(sku_code: str, location_code: str) -> str:
@@ -175,7 +211,23 @@ class Command(BaseCommand):
             self._ensure_demo_amazon_channel(simulator_seed_file)
             self._ensure_demo_ebay_channel(simulator_seed_file)
             self._ensure_demo_tiktok_channel(simulator_seed_file)
+            self._ensure_demo_buffers()
         self._print_urls(with_simulator=simulator_seed_file is not None)
+
+    def _ensure_demo_buffers(self) -> None:
+        """Each demo channel's share held back (``DEMO_CHANNEL_BUFFER_PERCENT``), set once:
+        an operator's own rule is never overwritten."""
+        for slug, percent in DEMO_CHANNEL_BUFFER_PERCENT.items():
+            channel = Channel.objects.filter(slug=slug).first()
+            if (
+                channel is None
+                or channel.buffer_rules.filter(sku__isnull=True, listing__isnull=True).exists()
+            ):
+                continue
+            services.create_buffer_rule(
+                fields=services.BufferRuleFields(channel_id=channel.pk, percent=percent)
+            )
+            self.stdout.write(f"Demo buffer: {channel.slug} holds back {percent}% of the ATS.")
 
     def _ensure_operator(self) -> None:
         user_model = get_user_model()
@@ -236,7 +288,21 @@ class Command(BaseCommand):
                     ),
                 )
                 created += 1
-        summary = f"{len(DEMO_SKUS)} SKUs at {len(DEMO_LOCATIONS)} locations"
+        for bundle in DEMO_BUNDLES:
+            if Sku.objects.filter(code=bundle.code).exists():
+                continue
+            components = {sku.code: sku for sku in Sku.objects.filter(code__in=dict(bundle.lines))}
+            bundle_services.create_bundle(
+                code=bundle.code,
+                name=bundle.name,
+                category=bundle.category,
+                lines=[(components[code], units) for code, units in bundle.lines],
+            )
+            created += 1
+        summary = (
+            f"{len(DEMO_SKUS)} SKUs and {len(DEMO_BUNDLES)} bundles at "
+            f"{len(DEMO_LOCATIONS)} locations"
+        )
         if created:
             self.stdout.write(self.style.SUCCESS(f"Demo catalog loaded: {summary}."))
         else:

@@ -21,18 +21,18 @@ $(STAMP): $(BIN)/python requirements.txt requirements-dev.txt
 ## (or DATABASE_URL/REDIS_URL). `make run WEB_SERVER=runserver`: Django's development server
 ## instead, which reloads on code changes but drops connections under a burst of webhooks.
 run: $(STAMP)
-	$(EMBEDDED) --data-dir .data/run -- sh -c '$(BIN)/python manage.py migrate --noinput && $(BIN)/python manage.py prepare_local --simulator-seed-file .data/run/shopify-demo.json && exec $(BIN)/honcho start -f Procfile'
+	CHANNELS_ALLOW_LOCAL_HOSTS=1 $(EMBEDDED) --data-dir .data/run -- sh -c '$(BIN)/python manage.py migrate --noinput && $(BIN)/python manage.py prepare_local --simulator-seed-file .data/run/shopify-demo.json && exec $(BIN)/honcho start -f Procfile'
 
 ## Black Friday in a box: `make run` plus buyers on every simulator (orders, cancellations,
 ## returns at DEMO_RATE orders/s, default 1), an oversell provoked now and then, and faults.
 DEMO_TRAFFIC := traffic: .venv/bin/python -m channels.simulators.traffic --rate $${DEMO_RATE:-1} --shopify http://127.0.0.1:$${SHOPIFY_SIMULATOR_PORT:-8765} --amazon http://127.0.0.1:$${AMAZON_SIMULATOR_PORT:-8766} --walmart http://127.0.0.1:$${WALMART_SIMULATOR_PORT:-8768} --ebay http://127.0.0.1:$${EBAY_SIMULATOR_PORT:-8769} --tiktok http://127.0.0.1:$${TIKTOK_SIMULATOR_PORT:-8770}
 demo: $(STAMP)
 	@mkdir -p .data/run && { cat Procfile; echo '$(DEMO_TRAFFIC)'; } > .data/run/Procfile.demo
-	$(EMBEDDED) --data-dir .data/run -- sh -c '$(BIN)/python manage.py migrate --noinput && $(BIN)/python manage.py prepare_local --simulator-seed-file .data/run/shopify-demo.json && exec $(BIN)/honcho -d . -f .data/run/Procfile.demo start'
+	CHANNELS_ALLOW_LOCAL_HOSTS=1 $(EMBEDDED) --data-dir .data/run -- sh -c '$(BIN)/python manage.py migrate --noinput && $(BIN)/python manage.py prepare_local --simulator-seed-file .data/run/shopify-demo.json && exec $(BIN)/honcho -d . -f .data/run/Procfile.demo start'
 
 ## Lint (ruff, the import contracts), type-check and run the whole suite on real PostgreSQL.
 test: $(STAMP) lint typecheck browser
-	$(EMBEDDED) --data-dir .data/test -- $(BIN)/python -m pytest $(PYTEST_ARGS)
+	CHANNELS_ALLOW_LOCAL_HOSTS=1 $(EMBEDDED) --data-dir .data/test -- $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 ## The browser tests (tests/browser/) drive Debian's chromium package; Playwright never
 ## downloads a browser. Installed here when missing.
@@ -59,11 +59,11 @@ typecheck: $(STAMP)
 ## Every benchmark (results in docs/benchmarks.json, tables and plots in docs/), or one:
 ## make bench NAME=hot_sku
 bench: $(STAMP)
-	$(EMBEDDED) --data-dir .data/bench -- $(BIN)/python bench/$(if $(NAME),$(NAME),run_all).py
+	CHANNELS_ALLOW_LOCAL_HOSTS=1 $(EMBEDDED) --data-dir .data/bench -- $(BIN)/python bench/$(if $(NAME),$(NAME),run_all).py
 
 ## Any manage.py command against the embedded servers: make manage ARGS="createsuperuser"
 manage: $(STAMP)
-	$(EMBEDDED) --data-dir .data/run -- $(BIN)/python manage.py $(ARGS)
+	CHANNELS_ALLOW_LOCAL_HOSTS=1 $(EMBEDDED) --data-dir .data/run -- $(BIN)/python manage.py $(ARGS)
 
 clean:
 	rm -rf .data

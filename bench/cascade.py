@@ -159,7 +159,7 @@ def main() -> None:
                 mode=Channel.Mode.ACTIVE,
                 api_base_url=f"{simulator_url}/shops/{shop}",
                 credentials={"access_token": f"shpat_{shop}"},
-                webhook_secret=f"secret-{shop}",
+                webhook_secret=f"webhook-secret-of-{shop}-0123456789",
                 rate_limit_per_s=1000,
                 platform_settings={
                     "location_id": 1,
@@ -178,7 +178,7 @@ def main() -> None:
                     "access_token": f"shpat_{shop}",
                     # No webhooks in this bench: nothing listens there.
                     "webhook_url": "http://127.0.0.1:9/unused",
-                    "webhook_secret": f"secret-{shop}",
+                    "webhook_secret": f"webhook-secret-of-{shop}-0123456789",
                     "location_id": 1,
                     "bucket_size": 100_000,
                     "restore_rate": 100_000,

@@ -146,7 +146,7 @@ def main() -> None:
                     rate_limit_per_s=1000,
                     platform_settings={"location_id": 1, "api_version": "2026-01"},
                 ),
-                webhook_secret=f"secret-{shop}",
+                webhook_secret=f"webhook-secret-of-{shop}-0123456789",
                 location_ids=[location.pk],
             )
             channels.append(channel)
@@ -158,7 +158,7 @@ def main() -> None:
                     "shop": shop,
                     "access_token": f"shpat_{shop}",
                     "webhook_url": f"{web_url}/webhooks/shopify/{shop}/",
-                    "webhook_secret": f"secret-{shop}",
+                    "webhook_secret": f"webhook-secret-of-{shop}-0123456789",
                     "location_id": 1,
                     "bucket_size": 100_000,
                     "restore_rate": 100_000,
@@ -241,7 +241,7 @@ def main() -> None:
                             "throttle_backoff_s": 0.1,
                         },
                     ),
-                    webhook_secret=f"secret-{seller}",
+                    webhook_secret=f"webhook-secret-of-{seller}-0123456789",
                     location_ids=[location.pk],
                 )
                 channels.append(channel)

@@ -99,7 +99,7 @@ def main() -> None:
                 mode=Channel.Mode.ACTIVE,
                 api_base_url=f"{simulator_url}/shops/{shop}",
                 credentials={"access_token": f"shpat_{shop}"},
-                webhook_secret=f"secret-{shop}",
+                webhook_secret=f"webhook-secret-of-{shop}-0123456789",
                 rate_limit_per_s=100_000,
                 platform_settings={"location_id": 1, "timeout_s": 30},
             )

@@ -28,7 +28,7 @@ import _harness
 _harness.ensure_servers()
 
 LOG_DIR = _harness.PROJECT_DIR / ".data" / "bench"
-SIGNING_KEY = "bench-burst-signing-key"
+SIGNING_KEY = "bench-burst-webhook-signing-key"
 SHOP = "bench-burst"
 
 

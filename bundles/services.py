@@ -23,13 +23,14 @@ from django.db import connection, transaction
 from bundles import selectors
 from bundles.models import BomLine, BundleComponent
 from inventory import services as inventory_services
-from inventory.models import InventoryEvent, Sku, StockLevel
+from inventory.models import MAX_QUANTITY, InventoryEvent, Sku, StockLevel
 from nventory.errors import ApplicationError
 
 # Per-line ceiling: far beyond any real kit, and nested products stay inside 64 bits.
 MAX_LINE_QUANTITY = 10_000
-# Stock figures are 32-bit columns: one change of a leaf may not go beyond this.
-MAX_UNITS_PER_CHANGE = 1_000_000_000
+# A BOM has at most this many lines: each is a row to lock and a term of every
+# availability figure, and no real kit comes near it.
+MAX_BOM_LINES = 100
 # pg_advisory_xact_lock key ("nBOM"): BOM edits are rare, and serializing them is what
 # stops two concurrent edits (A gets B, B gets A) from each passing the cycle check.
 _BOM_EDIT_LOCK = 0x6E424F4D
@@ -81,9 +82,12 @@ GROUP BY e.root_id, e.sku_id
 def validate_bom(*, bundle: Sku, lines: Sequence[tuple[Sku, int]]) -> None:
     """Raise BomError unless ``lines`` may become the bundle's BOM as the graph is now.
 
-    Refuses a quantity outside 1..MAX_LINE_QUANTITY, a component listed twice, the
-    bundle inside itself, a cycle (naming its path) and a bundle SKU that holds stock.
+    Refuses more than MAX_BOM_LINES lines, a quantity outside 1..MAX_LINE_QUANTITY, a
+    component listed twice, the bundle inside itself, a cycle (naming its path) and a
+    bundle SKU that holds stock.
     """
+    if len(lines) > MAX_BOM_LINES:
+        raise BomError(f"A bundle may have at most {MAX_BOM_LINES} lines, not {len(lines)}.")
     seen: set[int] = set()
     for component, quantity in lines:
         if not 1 <= quantity <= MAX_LINE_QUANTITY:
@@ -211,10 +215,10 @@ def _leaf_lines(*, sku_id: int, location_id: int, quantity: int) -> list[tuple[i
         raise ApplicationError("Quantity must be a positive whole number.")
     lines = []
     for leaf_id, units in selectors.expand(sku_id=sku_id, quantity=quantity):
-        if units > MAX_UNITS_PER_CHANGE:
+        if units > MAX_QUANTITY:
             raise ApplicationError(
                 f"{quantity} of this SKU take {units} units of a component; "
-                f"at most {MAX_UNITS_PER_CHANGE} in one change."
+                f"at most {MAX_QUANTITY} in one change."
             )
         lines.append((leaf_id, location_id, units))
     return lines

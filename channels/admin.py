@@ -30,7 +30,9 @@ from channels import selectors, services
 from channels.models import (
     BufferRule,
     Channel,
+    ChannelAlert,
     ChannelBreaker,
+    ChannelOperation,
     DeadLetter,
     DriftRecord,
     Listing,
@@ -44,7 +46,7 @@ from channels.models import (
     UnmappedLine,
     WebhookReceipt,
 )
-from channels.pipeline import dead_letters, enqueue, marketplace_stock
+from channels.pipeline import alerts, dead_letters, enqueue, marketplace_stock
 from channels.resources import ListingResource
 from nventory import permissions
 
@@ -125,6 +127,12 @@ class ChannelAdminForm(forms.ModelForm):
 
     def clean_webhook_secret(self) -> str:
         value: str = self.cleaned_data.get("webhook_secret") or ""
+        if (
+            value
+            and value != self.secret_set
+            and (problem := services.webhook_secret_problem(value))
+        ):
+            raise forms.ValidationError(problem)
         return value or self.secret_set
 
     def clean_credentials(self) -> dict[str, Any]:
@@ -343,6 +351,19 @@ def _pending_write_text(listing: Listing) -> str:
     )
 
 
+class VelocityRiseFilter(admin.SimpleListFilter):
+    title = "velocity guard"
+    parameter_name = "velocity"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("rising", "holding a rise")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        if self.value() == "rising":
+            return queryset.filter(velocity_units__gt=0)
+        return queryset
+
+
 @admin.register(BufferRule)
 class BufferRuleAdmin(SimpleHistoryAdmin):
     list_display = (
@@ -355,14 +376,31 @@ class BufferRuleAdmin(SimpleHistoryAdmin):
         "max_cap",
         "cap_starts_at",
         "cap_ends_at",
+        "velocity_rise",
         "updated_at",
     )
     list_select_related = ("channel", "sku", "listing")
-    list_filter = ("channel",)
+    list_filter = ("channel", VelocityRiseFilter)
     search_fields = ("channel__name", "sku__code", "listing__external_id", "listing__external_sku")
     raw_id_fields = ("listing",)
     autocomplete_fields = ("sku",)
-    readonly_fields = ("created_at", "updated_at")
+    # The velocity guard's: shown, set and cleared by it alone (its history says why).
+    readonly_fields = (
+        "velocity_units",
+        "velocity_until",
+        "velocity_only",
+        "created_at",
+        "updated_at",
+    )
+
+    @admin.display(description="velocity guard", ordering="velocity_units")
+    def velocity_rise(self, rule: BufferRule) -> str:
+        if not rule.velocity_units:
+            return "-"
+        until = timezone.localtime(rule.velocity_until) if rule.velocity_until else None
+        held = f" (looked at again {until:%H:%M:%S})" if until else ""
+        return f"+{rule.velocity_units} held back{held}"
+
     # Adds a "Preview effect" button that shows, before saving, what the rule would list.
     change_form_template = "admin/channels/bufferrule/change_form.html"
 
@@ -670,3 +708,32 @@ class UnmappedLineAdmin(_ReadOnlyAdmin):
     list_select_related = ("channel",)
     list_filter = ("channel", ("resolved_at", admin.EmptyFieldListFilter))
     search_fields = ("line_reference",)
+
+
+@admin.register(ChannelOperation)
+class ChannelOperationAdmin(_ReadOnlyAdmin):
+    """Who switched a channel's mode or ran a poll or full sync from the console."""
+
+    list_display = ("created_at", "channel", "action", "actor", "detail")
+    list_select_related = ("channel",)
+    list_filter = ("action", "channel")
+    search_fields = ("actor",)
+
+
+@admin.register(ChannelAlert)
+class ChannelAlertAdmin(_ReadOnlyAdmin):
+    """What an operator must look at, per channel; resolved by hand once looked at."""
+
+    list_display = ("last_seen_at", "channel", "kind", "message", "occurrences", "resolved_at")
+    list_select_related = ("channel",)
+    list_filter = ("kind", "channel", ("resolved_at", admin.EmptyFieldListFilter))
+    actions = ["mark_resolved"]
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    @admin.action(description="Mark resolved (looked at)")
+    def mark_resolved(self, request: HttpRequest, queryset: QuerySet[ChannelAlert]) -> None:
+        permissions.require(request.user, permissions.MANAGE_CHANNELS)
+        resolved = alerts.resolve_alerts(alert_ids=list(queryset.values_list("pk", flat=True)))
+        self.message_user(request, f"{resolved} alerts resolved.", messages.SUCCESS)

@@ -11,15 +11,24 @@ alert line; grey has nothing to measure yet (a KPI with no data is ``None``, nev
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
 from django.db import connection
-from django.db.models import QuerySet
+from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
-from channels.models import Channel
+from channels import rules
+from channels.models import (
+    Channel,
+    ChannelBreaker,
+    ChannelOperation,
+    DeadLetter,
+    PendingPush,
+    PushAttempt,
+    SubmittedWrite,
+)
 
 # The window the latency the safety-stock calculator and alerts use is measured over.
 LATENCY_WINDOW = dt.timedelta(hours=24)
@@ -184,20 +193,31 @@ SELECT channel_id,
   FROM channels_pushattempt
  WHERE outcome = 'applied' AND latency_ms IS NOT NULL
    AND acked_at >= %(start)s AND acked_at < %(end)s
+   AND (%(all_channels)s OR channel_id = ANY(%(channel_ids)s))
  GROUP BY channel_id, bucket_start
  ORDER BY channel_id, bucket_start
 """
 
 
 def latency_series(
-    *, start: dt.datetime, end: dt.datetime, bucket: dt.timedelta
+    *,
+    start: dt.datetime,
+    end: dt.datetime,
+    bucket: dt.timedelta,
+    channel_ids: Iterable[int] | None = None,
 ) -> dict[int, list[LatencyPoint]]:
     """p95 latency to "applied" per channel per time bucket (buckets with no push are
     absent), for the latency chart and the channels page's sparklines. One query."""
     with connection.cursor() as cursor:
         cursor.execute(
             _LATENCY_SERIES_SQL,
-            {"start": start, "end": end, "bucket_s": bucket.total_seconds()},
+            {
+                "start": start,
+                "end": end,
+                "bucket_s": bucket.total_seconds(),
+                "all_channels": channel_ids is None,
+                "channel_ids": list(channel_ids or []),
+            },
         )
         rows = cursor.fetchall()
     series: dict[int, list[LatencyPoint]] = {}
@@ -210,3 +230,539 @@ def latency_series(
 
 def _ms(value: float | None) -> float | None:
     return None if value is None else round(float(value), 1)
+
+
+# ---------------------------------------------------------------------------------------
+# The other KPIs of the channels: counts in a window, by channel and overall
+# ---------------------------------------------------------------------------------------
+KPI_WINDOW = dt.timedelta(hours=24)
+ERROR_RATE_TARGET = 0.001
+ERROR_RATE_ALERT = 0.01
+UPTIME_TARGET = 0.999
+UPTIME_ALERT = 0.99
+WEBHOOK_HEALTH_TARGET = 0.999
+WEBHOOK_HEALTH_ALERT = 0.99
+# A receipt still unprocessed this long after it arrived counts against the receiver (the
+# sweep picks receipts up after 30 s).
+RECEIPT_OVERDUE = dt.timedelta(seconds=60)
+
+
+def rate_status(value: float | None, *, target: float, alert: float) -> Status:
+    """For a rate that should stay low: green under ``target``, red at ``alert`` or more."""
+    if value is None:
+        return Status.GREY
+    if value < target:
+        return Status.GREEN
+    return Status.AMBER if value < alert else Status.RED
+
+
+def share_status(value: float | None, *, target: float, alert: float) -> Status:
+    """For a share that should stay high: green at ``target`` or more, red under ``alert``."""
+    if value is None:
+        return Status.GREY
+    if value >= target:
+        return Status.GREEN
+    return Status.AMBER if value >= alert else Status.RED
+
+
+@dataclass(frozen=True)
+class OversellRate:
+    """Orders with an oversell incident per order committed (target 0: any is red)."""
+
+    orders: int
+    oversold_orders: int
+
+    @property
+    def rate(self) -> float | None:
+        return _ratio(self.oversold_orders, self.orders)
+
+    @property
+    def status(self) -> Status:
+        if self.oversold_orders:
+            return Status.RED
+        return Status.GREEN if self.orders else Status.GREY
+
+
+@dataclass(frozen=True)
+class ErrorRate:
+    """Pushes the channel failed or refused per push sent (shadow and throttled attempts
+    are not sends; a compare-and-set ``stale`` is a send and not an error). Target < 0.1 %,
+    red from 1 %."""
+
+    sent: int
+    errors: int
+
+    @property
+    def rate(self) -> float | None:
+        return _ratio(self.errors, self.sent)
+
+    @property
+    def status(self) -> Status:
+        return rate_status(self.rate, target=ERROR_RATE_TARGET, alert=ERROR_RATE_ALERT)
+
+
+@dataclass(frozen=True)
+class WebhookHealth:
+    """Receipts that arrived in the window and were dealt with, of those that should have
+    been by now. Troubled: failed, quarantined, their order never came, or still waiting
+    past ``RECEIPT_OVERDUE``. Target 99.9 %, red under 99 %."""
+
+    received: int
+    handled: int
+    failed: int
+    quarantined: int
+    order_never_came: int
+    overdue: int
+    last_received_at: dt.datetime | None
+
+    @property
+    def troubled(self) -> int:
+        return self.failed + self.quarantined + self.order_never_came + self.overdue
+
+    @property
+    def share_healthy(self) -> float | None:
+        return _ratio(self.handled, self.handled + self.troubled)
+
+    @property
+    def status(self) -> Status:
+        return share_status(
+            self.share_healthy, target=WEBHOOK_HEALTH_TARGET, alert=WEBHOOK_HEALTH_ALERT
+        )
+
+
+@dataclass(frozen=True)
+class Uptime:
+    """The share of the window's minutes in which the channel was healthy, from what
+    happened: a minute is down when every push call in it failed, when a webhook received
+    in it failed or waits overdue, or while the channel's circuit breaker is open (from the
+    start of its spell of failures). Overall: minutes in which every channel was healthy.
+    Target 99.9 %, red under 99 %."""
+
+    minutes: int
+    down_minutes: int
+
+    @property
+    def share(self) -> float | None:
+        return _ratio(self.minutes - self.down_minutes, self.minutes)
+
+    @property
+    def status(self) -> Status:
+        return share_status(self.share, target=UPTIME_TARGET, alert=UPTIME_ALERT)
+
+
+@dataclass(frozen=True)
+class BufferUtilization:
+    """Units held back from the channel now (its ATS less what it was last told, over its
+    pushed listings) against the units it sold in the window. Informational: the buffer's
+    size is the operator's choice (the safety-stock calculator recommends one)."""
+
+    available_units: int
+    listed_units: int
+    held_back_units: int
+    sold_units: int
+
+    @property
+    def held_back_share(self) -> float | None:
+        return _ratio(self.held_back_units, self.available_units)
+
+    @property
+    def status(self) -> Status:
+        return Status.GREY
+
+
+@dataclass(frozen=True)
+class ChannelKpis:
+    """Every channel-side KPI of one channel (``channel_id``), or overall (``None``)."""
+
+    channel_id: int | None
+    latency: SyncLatency
+    oversell: OversellRate
+    errors: ErrorRate
+    webhooks: WebhookHealth
+    uptime: Uptime
+    buffer: BufferUtilization
+
+
+def channel_kpis(
+    *, start: dt.datetime, end: dt.datetime, channels: Iterable[Channel] | None = None
+) -> dict[int | None, ChannelKpis]:
+    """The channel-side KPIs over ``[start, end)`` for every channel (or those given), by
+    channel id, and overall under ``None``. Seven queries whatever the number of channels."""
+    listed = list(channels_in_console_order() if channels is None else channels)
+    ids = [channel.pk for channel in listed]
+    latency = sync_latency(start=start, end=end, channel_ids=ids)
+    oversell = _oversell_rates(start=start, end=end, channels=listed)
+    errors = _error_rates(start=start, end=end, channel_ids=ids)
+    webhooks = _webhook_health(start=start, end=end, channel_ids=ids)
+    uptime = _uptime(start=start, end=end, channel_ids=ids)
+    buffer = buffer_utilization(start=start, end=end, channels=listed)
+    no_latency = SyncLatency(to_acknowledged=Percentiles.none(), to_applied=Percentiles.none())
+    return {
+        key: ChannelKpis(
+            channel_id=key,
+            latency=latency.get(key, no_latency),
+            oversell=oversell[key],
+            errors=errors[key],
+            webhooks=webhooks[key],
+            uptime=uptime[key],
+            buffer=buffer[key],
+        )
+        for key in [*ids, None]
+    }
+
+
+def _oversell_rates(
+    *, start: dt.datetime, end: dt.datetime, channels: list[Channel]
+) -> dict[int | None, OversellRate]:
+    # An order is a distinct (source, actor, reference) among order_committed events, as in
+    # the daily report; a channel's orders are those its ingest committed (actor = slug).
+    by_slug = {channel.slug: channel.pk for channel in channels}
+    with connection.cursor() as cursor:
+        # Raw SQL: counts of distinct orders per actor and overall in one scan of the
+        # (kind, created_at) index.
+        cursor.execute(
+            """
+            SELECT CASE WHEN source = 'channel' THEN actor END AS actor,
+                   count(DISTINCT (source, actor, external_reference)) AS orders
+              FROM inventory_inventoryevent
+             WHERE kind = 'order_committed' AND created_at >= %s AND created_at < %s
+             GROUP BY GROUPING SETS ((CASE WHEN source = 'channel' THEN actor END), ())
+            """,
+            [start, end],
+        )
+        order_rows = cursor.fetchall()
+        cursor.execute(
+            """
+            SELECT channel_id, count(DISTINCT (channel_id, order_reference))
+              FROM channels_oversellincident
+             WHERE created_at >= %s AND created_at < %s
+             GROUP BY GROUPING SETS ((channel_id), ())
+            """,
+            [start, end],
+        )
+        oversold = {channel_id: count for channel_id, count in cursor.fetchall()}
+    orders: dict[int | None, int] = {}
+    for actor, count in order_rows:
+        if actor is None:
+            # Two NULL-actor rows: the overall total, and the orders from outside channels.
+            orders[None] = max(orders.get(None, 0), count)
+        elif actor in by_slug:
+            orders[by_slug[actor]] = count
+    return {
+        key: OversellRate(orders=orders.get(key, 0), oversold_orders=oversold.get(key, 0))
+        for key in [*by_slug.values(), None]
+    }
+
+
+def _error_rates(
+    *, start: dt.datetime, end: dt.datetime, channel_ids: list[int]
+) -> dict[int | None, ErrorRate]:
+    with connection.cursor() as cursor:
+        # Raw SQL: GROUPING SETS, per channel and overall in one statement.
+        cursor.execute(
+            """
+            SELECT channel_id, count(*),
+                   count(*) FILTER (WHERE outcome IN ('failed', 'rejected'))
+              FROM channels_pushattempt
+             WHERE sent_at >= %s AND sent_at < %s AND channel_id = ANY(%s)
+               AND outcome NOT IN ('shadow', 'throttled')
+             GROUP BY GROUPING SETS ((channel_id), ())
+            """,
+            [start, end, channel_ids],
+        )
+        rows = {channel_id: (sent, errors) for channel_id, sent, errors in cursor.fetchall()}
+    return {key: ErrorRate(*rows.get(key, (0, 0))) for key in [*channel_ids, None]}
+
+
+def _webhook_health(
+    *, start: dt.datetime, end: dt.datetime, channel_ids: list[int]
+) -> dict[int | None, WebhookHealth]:
+    with connection.cursor() as cursor:
+        # Raw SQL: GROUPING SETS over the (status, received_at) index.
+        cursor.execute(
+            """
+            SELECT channel_id, count(*),
+                   count(*) FILTER (WHERE status IN ('processed', 'ignored', 'awaiting_order')),
+                   count(*) FILTER (WHERE status = 'failed'),
+                   count(*) FILTER (WHERE status = 'quarantined'),
+                   count(*) FILTER (WHERE status = 'order_missing'),
+                   count(*) FILTER (WHERE status = 'received' AND received_at < %(overdue)s),
+                   max(received_at)
+              FROM channels_webhookreceipt
+             WHERE received_at >= %(start)s AND received_at < %(end)s
+               AND channel_id = ANY(%(ids)s)
+             GROUP BY GROUPING SETS ((channel_id), ())
+            """,
+            {"start": start, "end": end, "ids": channel_ids, "overdue": end - RECEIPT_OVERDUE},
+        )
+        rows = {row[0]: row[1:] for row in cursor.fetchall()}
+    empty = (0, 0, 0, 0, 0, 0, None)
+    return {key: WebhookHealth(*rows.get(key, empty)) for key in [*channel_ids, None]}
+
+
+# Raw SQL: minute buckets of trouble from three sources, de-duplicated per channel and
+# across channels (GROUPING SETS over the union).
+_DOWN_MINUTES_SQL = """
+WITH failed_pushes AS (
+    SELECT channel_id, date_trunc('minute', sent_at) AS minute
+      FROM channels_pushattempt
+     WHERE sent_at >= %(start)s AND sent_at < %(end)s AND channel_id = ANY(%(ids)s)
+       AND outcome NOT IN ('shadow', 'throttled')
+     GROUP BY channel_id, minute
+    HAVING count(*) FILTER (WHERE outcome = 'failed') = count(*)
+), troubled_receipts AS (
+    SELECT channel_id, date_trunc('minute', received_at) AS minute
+      FROM channels_webhookreceipt
+     WHERE received_at >= %(start)s AND received_at < %(end)s AND channel_id = ANY(%(ids)s)
+       AND (status IN ('failed', 'quarantined')
+            OR (status = 'received' AND received_at < %(overdue)s))
+), open_breakers AS (
+    SELECT breaker.channel_id, minute
+      FROM channels_channelbreaker breaker,
+           generate_series(
+               date_trunc('minute', greatest(coalesce(breaker.failing_since, %(end)s),
+                                             %(start)s)),
+               %(end)s - interval '1 microsecond', interval '1 minute') AS minute
+     WHERE breaker.open_until IS NOT NULL AND breaker.channel_id = ANY(%(ids)s)
+), down AS (
+    SELECT * FROM failed_pushes
+    UNION SELECT * FROM troubled_receipts
+    UNION SELECT * FROM open_breakers
+)
+SELECT channel_id, count(DISTINCT minute) FROM down GROUP BY GROUPING SETS ((channel_id), ())
+"""
+
+
+def _uptime(
+    *, start: dt.datetime, end: dt.datetime, channel_ids: list[int]
+) -> dict[int | None, Uptime]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _DOWN_MINUTES_SQL,
+            {"start": start, "end": end, "ids": channel_ids, "overdue": end - RECEIPT_OVERDUE},
+        )
+        down = dict(cursor.fetchall())
+    minutes = max(1, round((end - start).total_seconds() / 60))
+    return {
+        key: Uptime(minutes=minutes, down_minutes=min(minutes, down.get(key, 0)))
+        for key in [*channel_ids, None]
+    }
+
+
+def buffer_utilization(
+    *, start: dt.datetime, end: dt.datetime, channels: list[Channel]
+) -> dict[int | None, BufferUtilization]:
+    """Units held back from each channel now, and sold on it in ``[start, end)``, by
+    channel id and overall (``None``). Two queries."""
+    ids = [channel.pk for channel in channels]
+    by_slug = {channel.slug: channel.pk for channel in channels}
+    ats = rules.ats_on_channel_sql(sku_id="listing.sku_id", channel_id="listing.channel_id")
+    with connection.cursor() as cursor:
+        # Raw SQL: the ATS expression of channels.rules (bundle-aware, over the channel's
+        # locations) per pushed listing, summed per channel.
+        cursor.execute(
+            f"""
+            SELECT listing.channel_id,
+                   sum(greatest(available.units, 0)),
+                   sum(state.last_pushed_quantity),
+                   sum(greatest(available.units - state.last_pushed_quantity, 0))
+              FROM channels_listing listing
+              JOIN channels_listingsyncstate state ON state.listing_id = listing.id
+              CROSS JOIN LATERAL (SELECT {ats} AS units) available
+             WHERE listing.channel_id = ANY(%s) AND listing.is_active
+               AND NOT listing.fulfilled_by_channel AND listing.sku_id IS NOT NULL
+               AND state.last_pushed_quantity IS NOT NULL
+             GROUP BY GROUPING SETS ((listing.channel_id), ())
+            """,
+            [ids],
+        )
+        stock = {
+            channel_id: (int(available or 0), int(listed or 0), int(held_back or 0))
+            for channel_id, available, listed, held_back in cursor.fetchall()
+        }
+        cursor.execute(
+            """
+            SELECT actor, sum(delta_committed)
+              FROM inventory_inventoryevent
+             WHERE kind = 'order_committed' AND source = 'channel'
+               AND created_at >= %s AND created_at < %s AND actor = ANY(%s)
+             GROUP BY actor
+            """,
+            [start, end, list(by_slug)],
+        )
+        sold = {by_slug[actor]: int(units) for actor, units in cursor.fetchall()}
+    sold_overall = sum(sold.values())
+    return {
+        key: BufferUtilization(
+            available_units=stock.get(key, (0, 0, 0))[0],
+            listed_units=stock.get(key, (0, 0, 0))[1],
+            held_back_units=stock.get(key, (0, 0, 0))[2],
+            sold_units=sold_overall if key is None else sold.get(key, 0),
+        )
+        for key in [*ids, None]
+    }
+
+
+# ---------------------------------------------------------------------------------------
+# The channels page: the state of each channel's pipeline now
+# ---------------------------------------------------------------------------------------
+THROTTLE_WINDOW = dt.timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class ChannelActivity:
+    """What a channel's pipeline holds now: pushes owed and in flight (claimed, or accepted
+    and not applied yet), throttled answers in the last hour, open dead letters, the
+    breaker, the last push the channel acknowledged, and the last operator action."""
+
+    channel: Channel
+    owed: int
+    in_flight: int
+    throttled_last_hour: int
+    open_dead_letters: int
+    breaker_state: str
+    last_success_at: dt.datetime | None
+    last_operation: ChannelOperation | None
+
+
+def channel_activity(
+    *, channels: Sequence[Channel], now: dt.datetime | None = None
+) -> dict[int, ChannelActivity]:
+    """The pipeline state of each channel given, by id. Six queries whatever the number."""
+    now = now or timezone.now()
+    ids = [channel.pk for channel in channels]
+    owed = {
+        row["channel_id"]: row
+        for row in PendingPush.objects.filter(channel_id__in=ids)
+        .values("channel_id")
+        .annotate(owed=Count("pk"), claimed=Count("pk", filter=Q(claimed_until__gt=now)))
+    }
+    submitted = dict(
+        SubmittedWrite.objects.filter(channel_id__in=ids)
+        .values("channel_id")
+        .annotate(count=Count("pk"))
+        .values_list("channel_id", "count")
+    )
+    throttled = dict(
+        PushAttempt.objects.filter(
+            channel_id__in=ids,
+            outcome=PushAttempt.Outcome.THROTTLED,
+            sent_at__gte=now - THROTTLE_WINDOW,
+        )
+        .values("channel_id")
+        .annotate(count=Count("pk"))
+        .values_list("channel_id", "count")
+    )
+    dead = dict(
+        DeadLetter.objects.filter(channel_id__in=ids, status=DeadLetter.Status.OPEN)
+        .values("channel_id")
+        .annotate(count=Count("pk"))
+        .values_list("channel_id", "count")
+    )
+    breakers = {
+        breaker.channel_id: breaker
+        for breaker in ChannelBreaker.objects.filter(channel_id__in=ids)
+    }
+    last_success = _last_success(ids)
+    operations = {
+        operation.channel_id: operation
+        for operation in ChannelOperation.objects.filter(channel_id__in=ids)
+        .order_by("channel_id", "-created_at", "-pk")
+        .distinct("channel_id")
+    }
+    activity = {}
+    for channel in channels:
+        breaker = breakers.get(channel.pk)
+        pending = owed.get(channel.pk, {"owed": 0, "claimed": 0})
+        activity[channel.pk] = ChannelActivity(
+            channel=channel,
+            owed=pending["owed"],
+            in_flight=pending["claimed"] + submitted.get(channel.pk, 0),
+            throttled_last_hour=throttled.get(channel.pk, 0),
+            open_dead_letters=dead.get(channel.pk, 0),
+            breaker_state=(
+                breaker.state(now) if breaker is not None else ChannelBreaker.State.CLOSED
+            ),
+            last_success_at=last_success.get(channel.pk),
+            last_operation=operations.get(channel.pk),
+        )
+    return activity
+
+
+def owed_pushes(*, channel_ids: Sequence[int]) -> dict[int, int]:
+    """How many listings each channel is owed a push of now (absent: none)."""
+    return dict(
+        PendingPush.objects.filter(channel_id__in=channel_ids)
+        .values("channel_id")
+        .annotate(count=Count("pk"))
+        .values_list("channel_id", "count")
+    )
+
+
+@dataclass(frozen=True)
+class ThroughputPoint:
+    """Orders committed and pushes sent (shadow ones excluded) in one minute."""
+
+    minute: dt.datetime
+    orders: int
+    pushes: int
+
+
+# Raw SQL: a series of minutes left-joined to two counts (a minute with nothing is 0).
+_THROUGHPUT_SQL = """
+WITH minutes AS (
+    SELECT generate_series(date_trunc('minute', %(start)s::timestamptz),
+                           %(end)s::timestamptz - interval '1 microsecond',
+                           interval '1 minute') AS minute
+), orders AS (
+    SELECT date_trunc('minute', created_at) AS minute,
+           count(DISTINCT (source, actor, external_reference)) AS orders
+      FROM inventory_inventoryevent
+     WHERE kind = 'order_committed' AND created_at >= %(start)s AND created_at < %(end)s
+     GROUP BY 1
+), pushes AS (
+    SELECT date_trunc('minute', sent_at) AS minute, count(*) AS pushes
+      FROM channels_pushattempt
+     WHERE sent_at >= %(start)s AND sent_at < %(end)s AND outcome <> 'shadow'
+     GROUP BY 1
+)
+SELECT minutes.minute, coalesce(orders.orders, 0), coalesce(pushes.pushes, 0)
+  FROM minutes
+  LEFT JOIN orders USING (minute)
+  LEFT JOIN pushes USING (minute)
+ ORDER BY minutes.minute
+"""
+
+
+def throughput_per_minute(*, start: dt.datetime, end: dt.datetime) -> list[ThroughputPoint]:
+    """Orders and pushes per minute over the window, every minute present. One query."""
+    with connection.cursor() as cursor:
+        cursor.execute(_THROUGHPUT_SQL, {"start": start, "end": end})
+        return [
+            ThroughputPoint(minute=minute, orders=orders, pushes=pushes)
+            for minute, orders, pushes in cursor.fetchall()
+        ]
+
+
+def _last_success(channel_ids: list[int]) -> dict[int, dt.datetime]:
+    if not channel_ids:
+        return {}
+    with connection.cursor() as cursor:
+        # Raw SQL: a LATERAL look-up per channel walks the (channel, -sent_at) index from
+        # the newest attempt instead of aggregating every attempt ever made.
+        cursor.execute(
+            """
+            SELECT channel.id, latest.acked_at
+              FROM unnest(%s::bigint[]) AS channel(id)
+              CROSS JOIN LATERAL (
+                  SELECT acked_at FROM channels_pushattempt
+                   WHERE channel_id = channel.id AND outcome IN ('applied', 'submitted')
+                   ORDER BY sent_at DESC LIMIT 1) latest
+            """,
+            [channel_ids],
+        )
+        return dict(cursor.fetchall())
+
+
+def _ratio(numerator: int, denominator: int, digits: int = 6) -> float | None:
+    return round(numerator / denominator, digits) if denominator else None

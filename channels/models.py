@@ -17,6 +17,8 @@ from django.db.models import Q
 from django.db.models.functions import Now
 from simple_history.models import HistoricalRecords
 
+from nventory.encryption import EncryptedJSONField, EncryptedTextField
+
 
 class Channel(models.Model):
     """One storefront or marketplace account the stock is listed on."""
@@ -42,12 +44,13 @@ class Channel(models.Model):
     mode = models.CharField(max_length=16, choices=Mode.choices, default=Mode.SHADOW)
     # The connector talks to whatever this points at: the real platform or its simulator.
     api_base_url = models.URLField(max_length=500)
-    # Secrets: never shown in admin list views.
-    credentials = models.JSONField(default=dict, blank=True)
-    webhook_secret = models.CharField(max_length=255, blank=True)
+    # Secrets: never shown in admin list views; encrypted in the database
+    # (nventory.encryption: a key from the environment, rotatable).
+    credentials = EncryptedJSONField(default=dict, blank=True)
+    webhook_secret = EncryptedTextField(blank=True)
     # While a secret is rotated, webhooks may still come signed with the one it replaced
     # (Shopify: until the old client secret is revoked); that one is accepted until then.
-    previous_webhook_secret = models.CharField(max_length=255, blank=True)
+    previous_webhook_secret = EncryptedTextField(blank=True)
     previous_webhook_secret_until = models.DateTimeField(null=True, blank=True)
     locations = models.ManyToManyField(
         "inventory.Location",
@@ -76,6 +79,32 @@ class Channel(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        """The API base URL, and any URL among the platform settings, must be one of the
+        platform's API hosts over https (``channels.connectors.outbound``)."""
+        super().clean()
+        # Imported here: the connectors import this module's names for their types.
+        from channels.connectors import outbound
+        from channels.connectors.registry import UnknownPlatform, connector_class_for
+
+        try:
+            api_domains = connector_class_for(self.platform).api_domains
+        except UnknownPlatform:
+            return  # the platform field reports it
+        errors: dict[str, str] = {}
+        if self.api_base_url:
+            refusal = outbound.url_refusal(self.api_base_url, api_domains=api_domains)
+            if refusal:
+                errors["api_base_url"] = refusal
+        for name, value in sorted((self.platform_settings or {}).items()):
+            if name.endswith("_url") and value:
+                refusal = outbound.url_refusal(str(value), api_domains=api_domains)
+                if refusal:
+                    errors["platform_settings"] = f"{name}: {refusal}"
+                    break
+        if errors:
+            raise ValidationError(errors)
 
     def webhook_secrets(self, now: dt.datetime) -> list[str]:
         """The secrets a webhook may be signed with now: the current one, and the one it
@@ -170,6 +199,26 @@ class BufferRule(models.Model):
     # A time-boxed cap lifts itself outside its window; no window means always.
     cap_starts_at = models.DateTimeField(null=True, blank=True)
     cap_ends_at = models.DateTimeField(null=True, blank=True)
+    # The velocity guard's (channels.pipeline.velocity): set and cleared by it, never by a
+    # form.
+    velocity_units = models.PositiveIntegerField(
+        default=0,
+        help_text="Units the velocity guard holds back for this SKU on this channel, on top "
+        "of whichever rule governs each listing, while the SKU sells faster than "
+        "VELOCITY_GUARD_UNITS_PER_MIN. Set and cleared automatically.",
+    )
+    velocity_until = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When the velocity guard looks again at the SKU's rate and lowers its "
+        "rise if the spike is over.",
+    )
+    velocity_only = models.BooleanField(
+        default=False,
+        help_text="Created by the velocity guard only to hold its rise: its percent, fixed "
+        "units and cap are not used (the channel's rule governs), and it goes when the rise "
+        "falls back. Saving it as an operator makes it an ordinary SKU override.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     history = HistoricalRecords()
@@ -190,6 +239,17 @@ class BufferRule(models.Model):
                 | Q(cap_ends_at__isnull=True)
                 | Q(cap_ends_at__gt=models.F("cap_starts_at")),
                 name="bufferrule_cap_window_ordered",
+            ),
+            # The rise is a SKU's: only a SKU override holds it, or exists for it alone.
+            models.CheckConstraint(
+                condition=(Q(velocity_units=0) & Q(velocity_only=False))
+                | (Q(sku__isnull=False) & Q(listing__isnull=True)),
+                name="bufferrule_velocity_on_sku_rules_only",
+            ),
+            models.CheckConstraint(
+                condition=Q(velocity_only=False)
+                | (Q(percent=0) & Q(fixed_units=0) & Q(max_cap__isnull=True)),
+                name="bufferrule_velocity_only_has_no_buffer",
             ),
             models.UniqueConstraint(
                 fields=["channel"],
@@ -212,7 +272,7 @@ class BufferRule(models.Model):
         if self.listing_id is not None:
             scope = f"listing {self.listing_id}"
         elif self.sku_id is not None:
-            scope = f"SKU {self.sku_id}"
+            scope = f"SKU {self.sku_id}" + (" (velocity guard)" if self.velocity_only else "")
         else:
             scope = "channel default"
         return f"{self.channel_id}: {scope}"
@@ -546,6 +606,10 @@ class WebhookReceipt(models.Model):
     topic = models.CharField(max_length=128)
     # The platform's delivery id (Shopify: X-Shopify-Webhook-Id), kept for good.
     dedupe_key = models.CharField(max_length=255)
+    # Deliveries through the webhook receiver: the SHA-256 of the topic and body
+    # (Connector.webhook_content_key). The delivery id is not signed, so one body resent
+    # under fresh ids is stored once, like one delivery id sent twice.
+    content_hash = models.CharField(max_length=64, null=True, blank=True)
     headers = models.JSONField(default=dict)
     body = models.BinaryField()
     received_at = models.DateTimeField(db_default=Now())
@@ -563,6 +627,11 @@ class WebhookReceipt(models.Model):
             models.UniqueConstraint(
                 fields=["channel", "dedupe_key"], name="webhook_one_per_delivery"
             ),
+            models.UniqueConstraint(
+                fields=["channel", "content_hash"],
+                condition=models.Q(content_hash__isnull=False),
+                name="webhook_one_per_content",
+            ),
         ]
         indexes = [
             models.Index(fields=["status", "received_at"], name="webhook_status_time"),
@@ -572,10 +641,49 @@ class WebhookReceipt(models.Model):
                 name="webhook_awaiting_order",
                 condition=models.Q(status="awaiting_order"),
             ),
+            # The quarantine cap counts a channel's quarantined receipts.
+            models.Index(
+                fields=["channel"],
+                name="webhook_quarantined",
+                condition=models.Q(status="quarantined"),
+            ),
         ]
 
     def __str__(self) -> str:
         return f"{self.topic} {self.dedupe_key}"
+
+
+class ChannelAlert(models.Model):
+    """Something about a channel an operator must look at; one open row per channel and
+    kind, its count and last time brought up to date while the cause lasts."""
+
+    class Kind(models.TextChoices):
+        # The channel holds WEBHOOK_QUARANTINE_CAP quarantined receipts: more signed
+        # deliveries that cannot be used are not stored (someone may be replaying captured
+        # ones, or the platform changed its format).
+        QUARANTINE_FULL = "quarantine_full", "Quarantined webhooks at their cap"
+
+    channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="alerts")
+    kind = models.CharField(max_length=32, choices=Kind.choices)
+    message = models.TextField()
+    # How many times the cause came up since the alert was raised.
+    occurrences = models.PositiveIntegerField(default=1)
+    raised_at = models.DateTimeField(db_default=Now())
+    last_seen_at = models.DateTimeField(db_default=Now())
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-last_seen_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["channel", "kind"],
+                condition=Q(resolved_at__isnull=True),
+                name="channelalert_one_open_per_kind",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} on channel {self.channel_id}"
 
 
 class OversellIncident(models.Model):
@@ -631,3 +739,29 @@ class UnmappedLine(models.Model):
 
     def __str__(self) -> str:
         return f"unmapped line {self.line_reference} on {self.channel_id}"
+
+
+class ChannelOperation(models.Model):
+    """An operator's action on a whole channel from the console (a mode switch, a poll or a
+    full sync run now): who did it, when, and what it was."""
+
+    class Action(models.TextChoices):
+        SWITCH_MODE = "switch_mode", "Switched mode"
+        POLL_NOW = "poll_now", "Ran a reconciliation poll"
+        FULL_SYNC_NOW = "full_sync_now", "Ran a full sync"
+
+    channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="operations")
+    action = models.CharField(max_length=32, choices=Action.choices)
+    # The username of who did it (kept if the account is deleted later).
+    actor = models.CharField(max_length=150)
+    detail = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        indexes = [
+            models.Index(fields=["channel", "-created_at"], name="channeloperation_recent"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_action_display()} on {self.channel_id} by {self.actor}"

@@ -1,7 +1,11 @@
 """Two channel rules, each defined once, in Python and as the SQL the statements embed.
 
 **Buffer precedence.** A listing's quantity is shaped by one buffer rule of its channel:
-the rule on the listing, else the rule on its SKU, else the channel's rule, else none.
+the rule on the listing, else the rule on its SKU, else the channel's rule, else none. A
+SKU rule that exists only to hold the velocity guard's rise (``velocity_only``) takes no
+part in it. The velocity guard's rise (``velocity_units`` of the SKU's rule on the channel)
+is held back on top of whichever rule governs, listing overrides included: it is about the
+SKU selling fast on that channel, not about one listing.
 
 **Listings a SKU change affects.** A change in the stock of a SKU changes what a listing
 can list when the listing is of that SKU, or of a bundle that has the SKU among its leaf
@@ -31,11 +35,14 @@ RuleT = TypeVar("RuleT")
 
 
 class Scoped(NamedTuple, Generic[RuleT]):
-    """A buffer rule with its scope: a listing's, a SKU's, or (both None) the channel's."""
+    """A buffer rule with its scope: a listing's, a SKU's, or (both None) the channel's,
+    and the velocity guard's rise it holds (a SKU rule only)."""
 
     listing_id: int | None
     sku_id: int | None
     rule: RuleT
+    velocity_units: int = 0
+    velocity_only: bool = False
 
 
 @dataclass(frozen=True)
@@ -45,6 +52,7 @@ class ScopedRules(Generic[RuleT]):
     channel_rule: RuleT | None = None
     by_sku: Mapping[int, RuleT] = field(default_factory=dict)
     by_listing: Mapping[int, RuleT] = field(default_factory=dict)
+    velocity_by_sku: Mapping[int, int] = field(default_factory=dict)
 
     @classmethod
     def of(cls, rules: Iterable[Scoped[RuleT]]) -> ScopedRules[RuleT]:
@@ -52,14 +60,23 @@ class ScopedRules(Generic[RuleT]):
         channel_rule: RuleT | None = None
         by_sku: dict[int, RuleT] = {}
         by_listing: dict[int, RuleT] = {}
+        velocity_by_sku: dict[int, int] = {}
         for scoped in rules:
             if scoped.listing_id is not None:
                 by_listing[scoped.listing_id] = scoped.rule
             elif scoped.sku_id is not None:
-                by_sku[scoped.sku_id] = scoped.rule
+                if scoped.velocity_units:
+                    velocity_by_sku[scoped.sku_id] = scoped.velocity_units
+                if not scoped.velocity_only:
+                    by_sku[scoped.sku_id] = scoped.rule
             else:
                 channel_rule = scoped.rule
-        return cls(channel_rule=channel_rule, by_sku=by_sku, by_listing=by_listing)
+        return cls(
+            channel_rule=channel_rule,
+            by_sku=by_sku,
+            by_listing=by_listing,
+            velocity_by_sku=velocity_by_sku,
+        )
 
     def effective(self, *, listing_id: int, sku_id: int | None) -> RuleT | None:
         """The listing's rule, else its SKU's, else the channel's, else None."""
@@ -67,6 +84,10 @@ class ScopedRules(Generic[RuleT]):
         if rule is None and sku_id is not None:
             rule = self.by_sku.get(sku_id)
         return self.channel_rule if rule is None else rule
+
+    def velocity_units(self, *, sku_id: int | None) -> int:
+        """The velocity guard's rise for the SKU's listings, whichever rule governs them."""
+        return 0 if sku_id is None else self.velocity_by_sku.get(sku_id, 0)
 
 
 def candidate_rules(*, listing_ids: Iterable[int], sku_ids: Iterable[int]) -> Q:
@@ -86,11 +107,22 @@ def effective_rule_sql(*, channel_id: str, listing: str, columns: str) -> str:
         SELECT {columns}
           FROM channels_bufferrule AS candidate
          WHERE candidate.channel_id = {channel_id}
+           AND NOT candidate.velocity_only
            AND (candidate.listing_id = {listing}.id
                 OR (candidate.sku_id = {listing}.sku_id AND candidate.listing_id IS NULL)
                 OR (candidate.sku_id IS NULL AND candidate.listing_id IS NULL))
          ORDER BY candidate.listing_id IS NOT NULL DESC, candidate.sku_id IS NOT NULL DESC
          LIMIT 1"""
+
+
+def velocity_units_sql(*, channel_id: str, listing: str) -> str:
+    """An SQL expression: ``ScopedRules.velocity_units`` for the listing aliased
+    ``listing`` on the channel ``channel_id`` (0 without a rise)."""
+    return f"""COALESCE((SELECT rise.velocity_units
+                   FROM channels_bufferrule AS rise
+                  WHERE rise.channel_id = {channel_id}
+                    AND rise.sku_id = {listing}.sku_id
+                    AND rise.listing_id IS NULL), 0)"""
 
 
 # ATS over a channel's locations ------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from django.db import connection
 from django.utils import timezone
@@ -35,21 +36,50 @@ def effective_buffer_rule(*, listing: Listing) -> BufferRule | None:
 
 
 def _scoped(buffer_rules: Iterable[BufferRule]) -> rules.ScopedRules[BufferRule]:
-    return rules.ScopedRules.of(
-        rules.Scoped(rule.listing_id, rule.sku_id, rule) for rule in buffer_rules
+    return rules.ScopedRules.of(scoped_rule(rule, rule) for rule in buffer_rules)
+
+
+RuleT = TypeVar("RuleT")
+
+
+def scoped_rule(rule: BufferRule, value: RuleT) -> rules.Scoped[RuleT]:
+    """``value`` standing for the rule, with the rule's scope and velocity guard's rise."""
+    return rules.Scoped(
+        rule.listing_id, rule.sku_id, value, rule.velocity_units, rule.velocity_only
     )
 
 
-def buffer_rule_values(rule: BufferRule | None) -> BufferRuleValues | None:
-    """The rule's numbers, detached from the model; None for no rule."""
+def buffer_rule_values(
+    rule: BufferRule | None, *, velocity_units: int = 0
+) -> BufferRuleValues | None:
+    """The rule's numbers, detached from the model, with the velocity guard's rise for the
+    listing's SKU (``ScopedRules.velocity_units``); None for no rule and no rise."""
     if rule is None:
-        return None
+        return BufferRuleValues(velocity_units=velocity_units) if velocity_units else None
     return BufferRuleValues(
         percent=rule.percent,
         fixed_units=rule.fixed_units,
         max_cap=rule.max_cap,
         cap_starts_at=rule.cap_starts_at,
         cap_ends_at=rule.cap_ends_at,
+        velocity_units=velocity_units,
+    )
+
+
+def listing_buffer_values(*, listing: Listing) -> BufferRuleValues | None:
+    """The numbers that shape the listing's quantity: its effective rule's and the velocity
+    guard's rise for its SKU."""
+    candidates = BufferRule.objects.filter(
+        rules.candidate_rules(
+            listing_ids=[listing.pk],
+            sku_ids=[] if listing.sku_id is None else [listing.sku_id],
+        ),
+        channel_id=listing.channel_id,
+    )
+    scoped = _scoped(candidates)
+    return buffer_rule_values(
+        scoped.effective(listing_id=listing.pk, sku_id=listing.sku_id),
+        velocity_units=scoped.velocity_units(sku_id=listing.sku_id),
     )
 
 
@@ -81,7 +111,7 @@ def explain_listing(*, listing: Listing, now: dt.datetime | None = None) -> Expl
         ats = available_to_sell(sku_id=listing.sku_id, location_ids=location_ids)
     explanation = explain_listed_quantity(
         ats=ats,
-        rule=buffer_rule_values(effective_buffer_rule(listing=listing)),
+        rule=listing_buffer_values(listing=listing),
         out_of_stock_threshold=channel.out_of_stock_threshold,
         now=now or timezone.now(),
     )
@@ -115,7 +145,8 @@ def listed_quantities(
         quantities[listing.pk] = listed_quantity(
             ats=ats_by_sku.get(listing.sku_id, 0),
             rule=buffer_rule_values(
-                scoped.effective(listing_id=listing.pk, sku_id=listing.sku_id)
+                scoped.effective(listing_id=listing.pk, sku_id=listing.sku_id),
+                velocity_units=scoped.velocity_units(sku_id=listing.sku_id),
             ),
             out_of_stock_threshold=channel.out_of_stock_threshold,
             now=now,
@@ -184,7 +215,7 @@ def preview_buffer_rule(*, rule: BufferRule, limit: int = 25) -> list[RulePrevie
         listings = listings.filter(sku_id=rule.sku_id).exclude(buffer_rules__isnull=False)
     else:
         overridden_skus = BufferRule.objects.filter(
-            channel_id=rule.channel_id, sku__isnull=False
+            channel_id=rule.channel_id, sku__isnull=False, velocity_only=False
         ).values("sku_id")
         listings = listings.exclude(sku_id__in=overridden_skus).exclude(buffer_rules__isnull=False)
     now = timezone.now()

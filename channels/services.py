@@ -27,8 +27,9 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from channels.models import BufferRule, Channel, Listing
+from channels.models import BufferRule, Channel, ChannelOperation, Listing
 from channels.pipeline import breaker, outbox, workers
+from nventory import permissions
 from nventory.errors import ApplicationError, Conflict
 
 # -----------------------------------------------------------------------------------------
@@ -82,6 +83,15 @@ class InvalidWebhookSecret(ApplicationError):
     code = "invalid_webhook_secret"
 
 
+def webhook_secret_problem(secret: str) -> str:
+    """Why a new webhook secret may not be used ("" when it may): shorter than
+    ``WEBHOOK_SECRET_MIN_LENGTH``, anyone could guess it."""
+    minimum: int = settings.WEBHOOK_SECRET_MIN_LENGTH
+    if len(secret) < minimum:
+        return f"A webhook secret must be at least {minimum} characters long."
+    return ""
+
+
 @transaction.atomic
 def create_channel(
     *, fields: ChannelFields, webhook_secret: str = "", location_ids: Iterable[int] = ()
@@ -90,7 +100,11 @@ def create_channel(
 
     It has no listings yet, so nothing is owed. Once it commits, running workers are told
     to consume its push queue (best effort: a worker started later finds it anyway).
+    A webhook secret shorter than ``WEBHOOK_SECRET_MIN_LENGTH`` is refused
+    (InvalidWebhookSecret); none at all leaves the channel accepting no webhook.
     """
+    if webhook_secret and (problem := webhook_secret_problem(webhook_secret)):
+        raise InvalidWebhookSecret(problem)
     channel = Channel(**_channel_values(fields), webhook_secret=webhook_secret)
     channel.full_clean()
     channel.save()
@@ -151,14 +165,17 @@ def rotate_webhook_secret(*, channel_id: int, new_secret: str) -> Channel:
     The secret it replaces stays accepted for ``WEBHOOK_SECRET_ROTATION_GRACE_S`` (a day by
     default), while webhooks signed with it are still coming, or until
     ``revoke_previous_webhook_secret``; a secret replaced earlier is dropped. Locks the
-    channel row. The secret in use again changes nothing; a blank one is refused
-    (InvalidWebhookSecret). Owes no push: only what comes in is signed.
+    channel row. The secret in use again changes nothing; a blank one, or one shorter than
+    ``WEBHOOK_SECRET_MIN_LENGTH``, is refused (InvalidWebhookSecret). Owes no push: only
+    what comes in is signed.
     """
     if not new_secret:
         raise InvalidWebhookSecret("A webhook secret may not be blank.")
     channel = Channel.objects.select_for_update().get(pk=channel_id)
     if new_secret == channel.webhook_secret:
         return channel
+    if problem := webhook_secret_problem(new_secret):
+        raise InvalidWebhookSecret(problem)
     if channel.webhook_secret:
         channel.previous_webhook_secret = channel.webhook_secret
         channel.previous_webhook_secret_until = timezone.now() + dt.timedelta(
@@ -186,6 +203,31 @@ def revoke_previous_webhook_secret(*, channel_id: int) -> Channel:
         channel.previous_webhook_secret = ""
         channel.previous_webhook_secret_until = None
         channel.save(update_fields=["previous_webhook_secret", "previous_webhook_secret_until"])
+    return channel
+
+
+@transaction.atomic
+def switch_channel_mode(*, actor: Any, channel_id: int, mode: str) -> Channel:
+    """An operator switches a channel between active, shadow and paused.
+
+    Needs ``permissions.MANAGE_CHANNELS`` (``PermissionDenied`` otherwise); ValidationError
+    for an unknown mode. Goes through ``update_channel`` (the channel row locked, its
+    listings owed a push when the mode changes) and records the switch with the actor's
+    username; switching to the mode it has changes and records nothing.
+    """
+    permissions.require(actor, permissions.MANAGE_CHANNELS)
+    channel = Channel.objects.get(pk=channel_id)
+    before = channel.mode
+    if mode == before:
+        return channel
+    fields = dataclasses.replace(ChannelFields.of(channel), mode=mode)
+    channel = update_channel(channel_id=channel_id, fields=fields)
+    ChannelOperation.objects.create(
+        channel=channel,
+        action=ChannelOperation.Action.SWITCH_MODE,
+        actor=actor.get_username(),
+        detail=f"{before} → {mode}",
+    )
     return channel
 
 
@@ -347,9 +389,18 @@ def create_buffer_rule(*, fields: BufferRuleFields) -> BufferRule:
     listing of another channel, a second rule for the same scope).
 
     Owes a push to every active, mapped listing in the rule's scope (see
-    ``_listings_in_scope``).
+    ``_listings_in_scope``). A SKU rule the velocity guard made only to hold its rise
+    becomes this rule, the rise kept.
     """
     rule = BufferRule(**dataclasses.asdict(fields))
+    if fields.sku_id is not None and fields.listing_id is None:
+        rise_holder = (
+            BufferRule.objects.select_for_update()
+            .filter(channel_id=fields.channel_id, sku_id=fields.sku_id, velocity_only=True)
+            .first()
+        )
+        if rise_holder is not None:
+            return update_buffer_rule(rule_id=rise_holder.pk, fields=fields)
     rule.full_clean()
     rule.save()
     outbox.mark_listings_owed(listing_ids=_listings_in_scope([fields]))
@@ -366,10 +417,19 @@ def update_buffer_rule(*, rule_id: int, fields: BufferRuleFields) -> BufferRule:
     """
     rule = BufferRule.objects.select_for_update().get(pk=rule_id)
     before = BufferRuleFields.of(rule)
-    if before == fields:
+    if before == fields and not rule.velocity_only:
         return rule
     for name, value in dataclasses.asdict(fields).items():
         setattr(rule, name, value)
+    # Edited by an operator, a rule the velocity guard made is an ordinary override; the
+    # guard's rise belongs to the SKU it was measured on, so it stays behind on a move.
+    rule.velocity_only = False
+    if (fields.channel_id, fields.sku_id, fields.listing_id) != (
+        before.channel_id,
+        before.sku_id,
+        before.listing_id,
+    ):
+        rule.velocity_units, rule.velocity_until = 0, None
     rule.full_clean()
     rule.save()
     outbox.mark_listings_owed(listing_ids=_listings_in_scope([before, fields]))

@@ -18,6 +18,7 @@ from channels.pipeline import (
     push,
     ratelimit,
     receive,
+    velocity,
     workers,  # noqa: F401
 )
 
@@ -111,3 +112,9 @@ def sweep_webhook_receipts() -> int:
 @shared_task(name="channels.expire_awaiting_receipts")
 def expire_awaiting_receipts() -> int:
     return ingest.expire_awaiting_receipts()
+
+
+# Scheduled every 15 s by a migration: the velocity guard's rises whose spike is over fall.
+@shared_task(name="channels.lower_velocity_rises")
+def lower_velocity_rises() -> int:
+    return velocity.lower_spent_rises()

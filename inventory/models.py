@@ -48,6 +48,14 @@ class Location(models.Model):
         return self.code
 
 
+# The largest quantity anywhere in stock: one change (a receipt, an order line, an
+# adjustment either way) and each figure of a stock row (on hand, committed, reserved).
+# Services refuse beyond it, serializers and webhook parsers validate against it. The
+# columns are 32-bit: with figures and changes both within it, no sum of the two can
+# overflow them (PostgreSQL's "integer out of range").
+MAX_QUANTITY = 1_000_000_000
+
+
 class StockLevel(models.Model):
     """One SKU at one location: the projection of the ledger, updated with it."""
 

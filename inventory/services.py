@@ -32,6 +32,7 @@ from django.utils import timezone
 
 from inventory import locks
 from inventory.models import (
+    MAX_QUANTITY,
     EventKind,
     EventSource,
     InventoryEvent,
@@ -95,6 +96,10 @@ class IdempotencyKeyReused(Conflict):
     code = "idempotency_key_reused"
 
 
+class QuantityOutOfRange(ApplicationError):
+    code = "quantity_out_of_range"
+
+
 @dataclass(frozen=True)
 class EventContext:
     """Who and what caused a change; written on every event of the change."""
@@ -140,6 +145,8 @@ judged AS MATERIALIZED (
 verdict AS MATERIALIZED (
     SELECT count(*) = %(change_count)s AND coalesce(bool_and(
                on_hand >= 0 AND committed >= 0 AND reserved >= 0
+               AND on_hand <= {MAX_QUANTITY} AND committed <= {MAX_QUANTITY}
+               AND reserved <= {MAX_QUANTITY}
                AND (%(allow_shortfall)s
                     OR on_hand - committed - reserved >= LEAST(0, available_before))
            ), false) AS accepted
@@ -178,7 +185,7 @@ ORDER BY j.ordinal
 # (one row needs no lock order), checks and writes it, and the ledger event is appended
 # from its RETURNING. The lock is held only for this statement and its commit. No row
 # back means refused, replayed or not yet existing: the full statement above decides.
-_APPLY_ONE_CHANGE_SQL = """
+_APPLY_ONE_CHANGE_SQL = f"""
 WITH updated AS (
     UPDATE inventory_stocklevel
     SET on_hand = on_hand + %(delta_on_hand)s,
@@ -189,6 +196,9 @@ WITH updated AS (
       AND on_hand + %(delta_on_hand)s >= 0
       AND committed + %(delta_committed)s >= 0
       AND reserved + %(delta_reserved)s >= 0
+      AND on_hand + %(delta_on_hand)s <= {MAX_QUANTITY}
+      AND committed + %(delta_committed)s <= {MAX_QUANTITY}
+      AND reserved + %(delta_reserved)s <= {MAX_QUANTITY}
       AND (%(allow_shortfall)s
            OR (on_hand + %(delta_on_hand)s) - (committed + %(delta_committed)s)
               - (reserved + %(delta_reserved)s) >= LEAST(0, on_hand - committed - reserved))
@@ -230,6 +240,13 @@ def _apply_changes(
     Outside a transaction the statement is its own transaction; inside one, the caller's
     transaction holds the locks until it commits.
     """
+    for change in changes:
+        deltas = (change.delta_on_hand, change.delta_committed, change.delta_reserved)
+        if max(abs(delta) for delta in deltas) > MAX_QUANTITY:
+            raise QuantityOutOfRange(
+                f"A change of stock may move at most {MAX_QUANTITY} units.",
+                extra={"sku_id": change.sku_id, "location_id": change.location_id},
+            )
     savepoint = not key_checked_under_lock
     rows = _execute_changes(changes, context, allow_shortfall, reservation_id, savepoint)
     if rows is not None and len(rows) < len(changes):
@@ -389,6 +406,13 @@ def _raise_refusal(changes: Sequence[_LevelChange], rows: list[tuple[Any, ...]])
             raise InvalidStockChange(
                 f"{EventKind(change.kind).label} would take a stock figure below zero "
                 f"(on hand {on_hand}, committed {committed}, reserved {reserved} after it).",
+                extra=where,
+            )
+        if max(on_hand, committed, reserved) > MAX_QUANTITY:
+            raise InvalidStockChange(
+                f"{EventKind(change.kind).label} would take a stock figure above "
+                f"{MAX_QUANTITY} (on hand {on_hand}, committed {committed}, reserved "
+                f"{reserved} after it).",
                 extra=where,
             )
         available_after = on_hand - committed - reserved

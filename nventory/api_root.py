@@ -20,6 +20,7 @@ _RESOURCES = {
     "channels": "channels_api:channel-list",
     "dead_letters": "channels_api:dead-letter-list",
     "oversell_incidents": "channels_api:oversell-incident-list",
+    "kpis": "kpi-list",
 }
 
 

@@ -84,6 +84,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    # Swagger UI's files served from here, so the API docs page needs no outside network.
+    "drf_spectacular_sidecar",
     "django_celery_beat",
     "django_htmx",
     "template_partials",
@@ -98,6 +100,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: an oversized API body is refused before any other middleware reads it.
+    "nventory.middleware.ApiBodyLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -181,6 +185,10 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "dashboard:scorecard"
 LOGOUT_REDIRECT_URL = "login"
+# The bearer token Prometheus sends to /metrics (`Authorization: Bearer ...`); empty: only
+# signed-in users who may read the channels see the metrics.
+# https://prometheus.io/docs/prometheus/latest/configuration/configuration/#scrape_config
+METRICS_BEARER_TOKEN = os.environ.get("METRICS_BEARER_TOKEN", "")
 
 # ---------------------------------------------------------------------------------------
 # Logins: failed attempts are counted per user name and address (django-axes, in
@@ -263,6 +271,11 @@ REST_FRAMEWORK = {
         "user": os.environ.get("API_THROTTLE_USER", "6000/minute"),
         "anon": os.environ.get("API_THROTTLE_ANON", "60/minute"),
     },
+    # JSON only, bounded in size (API_MAX_BODY_BYTES) and nesting: the schema documents
+    # one request format, and a form or multipart body has no shape for a BOM's lines.
+    "DEFAULT_PARSER_CLASSES": ["nventory.parsers.BoundedJSONParser"],
+    # DRF's test client sends what the API takes.
+    "TEST_REQUEST_DEFAULT_FORMAT": "json",
     "DEFAULT_PAGINATION_CLASS": "nventory.pagination.BoundedLimitOffsetPagination",
     "PAGE_SIZE": 100,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -278,7 +291,20 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    # The docs page loads Swagger UI from drf-spectacular-sidecar, not from a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    # Every operation documents the error answers any request may get (nventory.api).
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "nventory.api.document_error_answers",
+    ],
+    # Path converters of the project's own (nventory.api.CodeConverter) read as strings.
+    "PATH_CONVERTER_OVERRIDES": {"code": str},
 }
+# The largest API request body read; above it the answer is 413 (webhooks have their own
+# cap below). Far above any request of this API, far below Django's in-memory limit.
+API_MAX_BODY_BYTES = int(os.environ.get("API_MAX_BODY_BYTES", str(1024 * 1024)))
 
 # ---------------------------------------------------------------------------------------
 # Redis, cache and Celery  https://docs.celeryq.dev/en/stable/userguide/configuration.html
@@ -351,6 +377,42 @@ PUSH_BREAKER_MAX_COOLDOWN_S = float(os.environ.get("PUSH_BREAKER_MAX_COOLDOWN_S"
 WEBHOOK_SECRET_ROTATION_GRACE_S = int(os.environ.get("WEBHOOK_SECRET_ROTATION_GRACE_S", "86400"))
 # A webhook body above this is refused with 413 before it is read.
 WEBHOOK_MAX_BODY_BYTES = int(os.environ.get("WEBHOOK_MAX_BODY_BYTES", str(1024 * 1024)))
+# A new webhook secret shorter than this is refused (Standard Webhooks: 24 random bytes).
+WEBHOOK_SECRET_MIN_LENGTH = int(os.environ.get("WEBHOOK_SECRET_MIN_LENGTH", "24"))
+# A platform that signs a timestamp (eBay's SOAP Timestamp, TikTok Shop's envelope): a
+# delivery signed further than this from now is refused (401), so a captured one cannot
+# be replayed later (https://docs.stripe.com/webhooks#replay-attacks: 300 s).
+WEBHOOK_TIMESTAMP_TOLERANCE_S = float(os.environ.get("WEBHOOK_TIMESTAMP_TOLERANCE_S", "300"))
+# Signed deliveries kept quarantined per channel (the topic contradicts the body, no
+# delivery id...); past this many, more are not stored and an alert is raised.
+WEBHOOK_QUARANTINE_CAP = int(os.environ.get("WEBHOOK_QUARANTINE_CAP", "1000"))
+
+# ---------------------------------------------------------------------------------------
+# Outbound calls and secrets at rest
+# ---------------------------------------------------------------------------------------
+# Channels may point at loopback over http (the local simulators): on in `make run` and
+# the tests, never in production. Otherwise only https to the platform's own API hosts.
+CHANNELS_ALLOW_LOCAL_HOSTS = env_bool("CHANNELS_ALLOW_LOCAL_HOSTS", False)
+# Fernet keys (comma-separated, newest first) that encrypt channel credentials and webhook
+# secrets in the database; the first encrypts, all decrypt, so a new key is put first and
+# `manage.py rotate_secrets_key` re-encrypts every row with it.
+# https://cryptography.io/en/latest/fernet/#cryptography.fernet.MultiFernet
+SECRETS_ENCRYPTION_KEYS = env_list("SECRETS_ENCRYPTION_KEYS", "")
+# Without SECRETS_ENCRYPTION_KEYS (local runs): the keys are kept in this file, one per
+# line, a first one generated when it is missing.
+SECRETS_KEY_FILE = Path(
+    os.environ.get("SECRETS_KEY_FILE", str(BASE_DIR / ".data" / "secrets.keys"))
+)
+
+# The velocity guard (channels.pipeline.velocity): a SKU selling more than this many units a
+# minute on one channel, measured over the window, has that channel's buffer for it raised
+# by the units its rate would sell in the cover time; the rise falls back once the rate is
+# back under the limit, at least the hold time later. 0 turns the guard off. Per channel:
+# platform_settings "velocity_units_per_min".
+VELOCITY_GUARD_UNITS_PER_MIN = float(os.environ.get("VELOCITY_GUARD_UNITS_PER_MIN", "60"))
+VELOCITY_GUARD_WINDOW_S = float(os.environ.get("VELOCITY_GUARD_WINDOW_S", "60"))
+VELOCITY_GUARD_COVER_S = float(os.environ.get("VELOCITY_GUARD_COVER_S", "30"))
+VELOCITY_GUARD_HOLD_S = float(os.environ.get("VELOCITY_GUARD_HOLD_S", "300"))
 
 LOGGING = {
     "version": 1,

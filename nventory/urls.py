@@ -12,6 +12,7 @@ urlpatterns = [
     path("api/v1/", include("inventory.api.urls")),
     path("api/v1/", include("channels.api.urls")),
     path("api/v1/", include("bundles.api.urls")),
+    path("api/v1/", include("reconciliation.kpi_api")),
     path("webhooks/", include("channels.urls")),
     path("reconciliation/", include("reconciliation.urls")),
     # The operator's console: sign-in with Django's auth views, pages under /dashboard/.
@@ -19,9 +20,13 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("dashboard/tokens/", include("accounts.urls")),
     path("dashboard/", include("channels.views.urls")),
+    # Prometheus scrapes /metrics (a bearer token, or a signed-in reader).
+    path("", include("reconciliation.metrics")),
     path("api/schema/", SchemaApi.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]
 
+handler400 = "nventory.errors.bad_request"
+handler403 = "nventory.errors.permission_denied"
 handler404 = "nventory.errors.page_not_found"
 handler500 = "nventory.errors.server_error"

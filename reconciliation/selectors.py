@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Sequence
 from typing import NamedTuple, TypeAlias
@@ -11,8 +12,8 @@ from django.db.models import QuerySet
 from bundles.selectors import available_by_sku
 from channels.buffers import BufferRuleValues, listed_quantity
 from channels.models import BufferRule, Channel
-from channels.rules import Scoped, ScopedRules
-from channels.selectors import buffer_rule_values
+from channels.rules import ScopedRules
+from channels.selectors import buffer_rule_values, scoped_rule
 from reconciliation.models import DailyReport, Discrepancy, ReconciliationRun
 
 
@@ -49,7 +50,7 @@ ChannelRules: TypeAlias = ScopedRules[BufferRuleValues]
 def channel_rules(*, channel: Channel) -> ChannelRules:
     """Every buffer rule of the channel, by scope (precedence: ``channels.rules``)."""
     return ScopedRules.of(
-        Scoped(rule.listing_id, rule.sku_id, values)
+        scoped_rule(rule, values)
         for rule in BufferRule.objects.filter(channel=channel)
         if (values := buffer_rule_values(rule)) is not None
     )
@@ -90,10 +91,11 @@ def expected_listed_quantities(
         if row.sku_id is None:
             quantities[row.pk] = 0  # a mapping gap lists nothing
             continue
-        key = (
-            ats_by_sku.get(row.sku_id, 0),
-            rules.effective(listing_id=row.pk, sku_id=row.sku_id),
-        )
+        rule = rules.effective(listing_id=row.pk, sku_id=row.sku_id)
+        velocity_units = rules.velocity_units(sku_id=row.sku_id)
+        if velocity_units:
+            rule = dataclasses.replace(rule or BufferRuleValues(), velocity_units=velocity_units)
+        key = (ats_by_sku.get(row.sku_id, 0), rule)
         listed = worked_out.get(key)
         if listed is None:
             listed = worked_out[key] = listed_quantity(

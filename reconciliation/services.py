@@ -46,6 +46,7 @@ import logging
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
 from django.core.mail import send_mail
@@ -59,6 +60,7 @@ from channels.connectors.registry import get_connector
 from channels.connectors.types import Capability, ListingRef
 from channels.models import (
     Channel,
+    ChannelOperation,
     DeadLetter,
     Listing,
     PendingPush,
@@ -67,6 +69,9 @@ from channels.models import (
     WebhookReceipt,
 )
 from channels.pipeline import ingest, outbox, receive
+from nventory import permissions
+from nventory.celery import app
+from nventory.errors import ApplicationError
 from reconciliation import selectors
 from reconciliation.models import Discrepancy, ReconciliationRun
 from reconciliation.selectors import ListingRow
@@ -696,3 +701,50 @@ def refresh_full_syncs() -> list[ReconciliationRun]:
             run.finished_at = timezone.now()
         run.save(update_fields=["listings_checked", "figures", "status", "finished_at"])
     return runs
+
+
+POLL_CHANNEL_TASK = "reconciliation.poll_channel_task"
+
+
+class ChannelNotSyncable(ApplicationError):
+    code = "channel_not_syncable"
+
+
+@transaction.atomic
+def run_poll_now(*, actor: Any, channel_id: int) -> None:
+    """An operator asks for a reconciliation poll of one channel now.
+
+    Needs ``permissions.MANAGE_CHANNELS``. Records who asked; the poll runs in a worker once
+    this commits (its run shows the progress). A paused channel is not polled
+    (``ChannelNotSyncable``); a poll already running makes this one skip (per-channel lock).
+    """
+    permissions.require(actor, permissions.MANAGE_CHANNELS)
+    channel = Channel.objects.get(pk=channel_id)
+    if channel.mode == Channel.Mode.PAUSED:
+        raise ChannelNotSyncable("A paused channel is not polled: switch it to shadow or active.")
+    ChannelOperation.objects.create(
+        channel=channel, action=ChannelOperation.Action.POLL_NOW, actor=actor.get_username()
+    )
+    # By name: the tasks module imports this one.
+    transaction.on_commit(lambda: app.send_task(POLL_CHANNEL_TASK, args=[channel_id]), robust=True)
+
+
+@transaction.atomic
+def run_full_sync_now(*, actor: Any, channel_id: int) -> ReconciliationRun:
+    """An operator asks for a full sync of one active channel now: every active listing is
+    owed a push, and a full-sync run counts them down.
+
+    Needs ``permissions.MANAGE_CHANNELS``. Records who asked. ``ChannelNotSyncable`` unless
+    the channel is active, or when a poll or sync of it holds its lock.
+    """
+    permissions.require(actor, permissions.MANAGE_CHANNELS)
+    channel = Channel.objects.get(pk=channel_id)
+    if channel.mode != Channel.Mode.ACTIVE:
+        raise ChannelNotSyncable("Only an active channel is sent its quantities.")
+    runs = start_full_sync(channel_ids=[channel_id])
+    if not runs:
+        raise ChannelNotSyncable("A reconciliation of this channel is running: try again soon.")
+    ChannelOperation.objects.create(
+        channel=channel, action=ChannelOperation.Action.FULL_SYNC_NOW, actor=actor.get_username()
+    )
+    return runs[0]

@@ -26,6 +26,18 @@ def poll_channels_task() -> None:
     services.reconcile_channels()
 
 
+@shared_task(
+    name="reconciliation.poll_channel_task",
+    soft_time_limit=LONG_SOFT_LIMIT_S,
+    time_limit=LONG_HARD_LIMIT_S,
+)
+def poll_channel_task(channel_id: int) -> None:
+    """Compare one channel with the master now (an operator asked from the console)."""
+    from reconciliation import services
+
+    services.reconcile_channel(channel_id=channel_id)
+
+
 @shared_task(name="reconciliation.full_sync_task")
 def full_sync_task() -> None:
     """Owe every listing of every active channel a push of its absolute quantity."""

@@ -1,10 +1,18 @@
 from __future__ import annotations
 
 import itertools
+import os
+import uuid
 
 import pytest
+from django.conf import settings
 
 from tests import factories
+
+# The suite's channels point at simulators on loopback, in this process and in the
+# processes it starts (end-to-end tests): allowed only with this setting.
+os.environ["CHANNELS_ALLOW_LOCAL_HOSTS"] = "1"
+settings.CHANNELS_ALLOW_LOCAL_HOSTS = True
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -31,3 +39,29 @@ def location(db):
 def unique_key():
     counter = itertools.count()
     return lambda prefix="key": f"{prefix}-{next(counter)}"
+
+
+@pytest.fixture
+def api_credentials(db) -> dict[str, str]:
+    """Headers that authorise every API operation: a superuser's API token (hashed,
+    accounts.ApiToken). The one place to change when authentication or the API's
+    permissions change."""
+    from django.contrib.auth import get_user_model
+
+    from accounts import services as token_services
+
+    user = get_user_model().objects.create_superuser(
+        username=f"api-root-{uuid.uuid4().hex[:8]}", email="", password=None
+    )
+    issued = token_services.issue_token(user=user, expires_in=None)
+    return {"Authorization": f"Token {issued.key}"}
+
+
+@pytest.fixture
+def authorised_api_client(api_credentials):
+    """An ``APIClient`` allowed every API operation (``api_credentials``)."""
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=api_credentials["Authorization"])
+    return client

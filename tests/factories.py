@@ -47,7 +47,9 @@ def make_channel(*, locations=(), webhook_secret=None, **fields):
     fields.setdefault("api_base_url", "http://127.0.0.1:9/")
     return services.create_channel(
         fields=services.ChannelFields(**fields),
-        webhook_secret=f"webhook-secret-{number}" if webhook_secret is None else webhook_secret,
+        webhook_secret=f"webhook-secret-of-channel-{number:08d}"
+        if webhook_secret is None
+        else webhook_secret,
         location_ids=[location.pk for location in locations],
     )
 

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import yaml
+from django.conf import settings
+from django.contrib.staticfiles import finders
 from django.core.management import call_command
 from django.urls import path
 from drf_spectacular.drainage import GENERATOR_STATS
@@ -65,7 +68,17 @@ def test_schema_endpoint_serves_a_valid_schema_of_every_operation():
     validate_schema(schema)
     assert _operations(schema) >= EXPECTED_OPERATIONS
     commit = schema["paths"]["/api/v1/orders/commit/"]["post"]
-    assert set(commit["responses"]) == {"201", "400", "404", "409"}
+    assert set(commit["responses"]) == {
+        "201",
+        "400",
+        "401",
+        "403",
+        "404",
+        "409",
+        "413",
+        "415",
+        "429",
+    }
     assert {"tokenAuth": []} in commit["security"]
 
 
@@ -121,6 +134,39 @@ def test_docs_page_answers():
     response = APIClient().get("/api/docs/")
     assert response.status_code == 200
     assert b"swagger" in response.content.lower()
+
+
+@pytest.mark.django_db
+def test_docs_page_loads_every_asset_from_this_server():
+    """Swagger UI comes from drf-spectacular-sidecar: the page names no other host, and
+    each script and stylesheet it names is served here."""
+    page = APIClient().get("/api/docs/").content.decode()
+    assets = re.findall(r'(?:src|href)="([^"]+)"', page)
+    assert assets
+    assert not [url for url in assets if re.match(r"(https?:)?//", url)]
+    scripts = [url for url in assets if url.endswith((".js", ".css"))]
+    assert any("swagger-ui" in url for url in scripts)
+    for url in scripts:
+        assert finders.find(url.removeprefix(settings.STATIC_URL).lstrip("/")), url
+
+
+@pytest.mark.django_db
+def test_every_api_operation_documents_the_errors_any_request_may_get():
+    """401, 403, 429 and 400 on every operation, 413 and 415 where there is a body; each
+    error but 400 with the Error body {detail, code}."""
+    schema = json.loads(APIClient().get("/api/schema/", {"format": "json"}).content)
+    error = {"$ref": "#/components/schemas/Error"}
+    assert set(schema["components"]["schemas"]["Error"]["required"]) == {"detail", "code"}
+    for method, route in EXPECTED_OPERATIONS:
+        operation = schema["paths"][route][method]
+        expected = {"400", "401", "403", "429"}
+        if "requestBody" in operation:
+            expected |= {"413", "415"}
+            assert set(operation["requestBody"]["content"]) == {"application/json"}
+        assert expected <= set(operation["responses"]), (method, route)
+        for status in expected - {"400"}:
+            body = operation["responses"][status]["content"]["application/json"]["schema"]
+            assert body == error, (method, route, status)
 
 
 @pytest.mark.django_db

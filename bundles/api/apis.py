@@ -90,9 +90,10 @@ class BundleListApi(ListApi):
         responses={200: OutputSerializer(many=True), 400: BAD_REQUEST},
     )
     def get(self, request: Request) -> Response:
-        filters = self.FilterSerializer(data=request.query_params)
-        filters.is_valid(raise_exception=True)
-        bundles = selectors.bundle_list(search=filters.validated_data.get("search", ""))
+        filters = validated_input(
+            self.FilterSerializer, request.query_params, also_allowed=self.paging_parameters
+        )
+        bundles = selectors.bundle_list(search=filters.get("search", ""))
         return self.paginated_response(bundles, self.OutputSerializer)
 
 
@@ -109,7 +110,9 @@ class BundleCreateApi(ApiView):
         )
         name = serializers.CharField(max_length=255)
         category = serializers.CharField(max_length=100, allow_blank=True, default="")
-        lines = _LineInput(many=True, allow_empty=False)
+        lines: serializers.ListSerializer = serializers.ListSerializer(
+            child=_LineInput(), allow_empty=False, max_length=services.MAX_BOM_LINES
+        )
 
     OutputSerializer = BundleDetailApi.OutputSerializer
 
@@ -140,7 +143,9 @@ class BundleUpdateApi(ApiView):
     write_permission = permissions.EDIT_BUNDLES
 
     class InputSerializer(serializers.Serializer):
-        lines = _LineInput(many=True, allow_empty=False)
+        lines: serializers.ListSerializer = serializers.ListSerializer(
+            child=_LineInput(), allow_empty=False, max_length=services.MAX_BOM_LINES
+        )
 
     OutputSerializer = BundleDetailApi.OutputSerializer
 

@@ -8,5 +8,5 @@ app_name = "bundles_api"
 
 urlpatterns = [
     path("bundles/", apis.BundleListCreateApi.as_view(), name="bundle-list"),
-    path("bundles/<str:code>/", apis.BundleDetailUpdateApi.as_view(), name="bundle-detail"),
+    path("bundles/<code:code>/", apis.BundleDetailUpdateApi.as_view(), name="bundle-detail"),
 ]

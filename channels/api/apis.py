@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -18,7 +18,14 @@ from channels import selectors
 from channels.models import Channel, ChannelBreaker, DeadLetter, Listing, OversellIncident
 from channels.pipeline import dead_letters
 from nventory import permissions
-from nventory.api import ApiView, ConflictSerializer, ErrorSerializer, ListApi
+from nventory.api import (
+    BAD_REQUEST,
+    ApiView,
+    ConflictSerializer,
+    ErrorSerializer,
+    ListApi,
+    validated_input,
+)
 
 
 class ChannelBreakerOutputSerializer(serializers.ModelSerializer):
@@ -135,20 +142,26 @@ class DeadLetterOutputSerializer(serializers.ModelSerializer):
 class DeadLetterListApi(ListApi):
     read_permission = "channels.view_deadletter"
 
+    class FilterSerializer(serializers.Serializer):
+        status = serializers.ChoiceField(choices=DeadLetter.Status.choices, required=False)
+        channel = serializers.CharField(
+            required=False,
+            max_length=Channel._meta.get_field("slug").max_length,
+            help_text="Channel slug.",
+        )
+
     @extend_schema(
-        parameters=[
-            OpenApiParameter(
-                "status", str, enum=[choice for choice, _ in DeadLetter.Status.choices]
-            ),
-            OpenApiParameter("channel", str, description="Channel slug."),
-        ],
-        responses=DeadLetterOutputSerializer(many=True),
+        parameters=[FilterSerializer],
+        responses={200: DeadLetterOutputSerializer(many=True), 400: BAD_REQUEST},
     )
     def get(self, request: Request) -> Response:
+        filters = validated_input(
+            self.FilterSerializer, request.query_params, also_allowed=self.paging_parameters
+        )
         dead_letters = DeadLetter.objects.select_related("channel").order_by("-created_at")
-        if status := request.query_params.get("status"):
+        if status := filters.get("status"):
             dead_letters = dead_letters.filter(status=status)
-        if channel := request.query_params.get("channel"):
+        if channel := filters.get("channel"):
             dead_letters = dead_letters.filter(channel__slug=channel)
         return self.paginated_response(dead_letters, DeadLetterOutputSerializer)
 

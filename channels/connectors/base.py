@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import hashlib
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, ClassVar, TypeVar
 
+from django.conf import settings
 from django.utils import timezone
 
 from channels.connectors.types import (
@@ -81,6 +83,9 @@ class Connector:
 
     platform: ClassVar[str]
     capabilities: ClassVar[frozenset[Capability]] = frozenset()
+    # The platform's own API domains: a channel's calls go to these (or hosts below them)
+    # over https and nowhere else (``channels.connectors.outbound``).
+    api_domains: ClassVar[tuple[str, ...]] = ()
     # Most items one write call may carry; a channel may lower it (``max_batch_size`` in
     # its platform settings), never raise it.
     max_batch_size: ClassVar[int] = 100
@@ -104,6 +109,9 @@ class Connector:
     # ORDER_POLL: the topic of the polled events that place an order (those already
     # committed through webhooks are not stored again).
     order_placed_topic: ClassVar[str] = "orders/create"
+    # The platform's webhook signature covers a timestamp (``signed_timestamp``): a
+    # delivery signed too long ago, or too far ahead, is refused.
+    signs_timestamp: ClassVar[bool] = False
     # QUEUE_NOTIFICATIONS: most messages one pull takes.
     max_notifications_per_pull: ClassVar[int] = 10
     # How long after an acknowledged write the platform's reads may still show the figure
@@ -247,11 +255,49 @@ class Connector:
 
     def verify_webhook(self, headers: Mapping[str, str], body: bytes) -> bool:
         """Whether the delivery is signed with one of the channel's accepted secrets (the
-        current one, and the previous one while a rotation lets it count)."""
-        return any(
+        current one, and the previous one while a rotation lets it count) and, where the
+        platform signs a timestamp (``signs_timestamp``), whether it was signed within
+        ``WEBHOOK_TIMESTAMP_TOLERANCE_S`` of now: a captured delivery replayed later is
+        refused like a forged one."""
+        now = timezone.now()
+        if not any(
             self._signature_matches(secret=secret, headers=headers, body=body)
-            for secret in self.channel.webhook_secrets(timezone.now())
-        )
+            for secret in self.channel.webhook_secrets(now)
+        ):
+            return False
+        if not self.signs_timestamp:
+            return True
+        signed_at = self.signed_timestamp(headers, body)
+        tolerance_s: float = settings.WEBHOOK_TIMESTAMP_TOLERANCE_S
+        return signed_at is not None and abs(now.timestamp() - signed_at) <= tolerance_s
+
+    def signed_timestamp(self, headers: Mapping[str, str], body: bytes) -> float | None:
+        """``signs_timestamp``: when the delivery was signed, in seconds since the epoch, as
+        the signature covers it (None: it carries none, and is refused)."""
+        raise NotImplementedError
+
+    def webhook_contradiction(self, topic: str, body: bytes) -> str:
+        """Why the body is not what its topic says ("" when it is), where the topic comes
+        from outside what is signed (a header, an unsigned part of the body): a captured
+        order resent as a cancellation is refused this way, never applied. A body that
+        cannot be read at all is not a contradiction: ingest quarantines it with its
+        reason."""
+        return ""
+
+    def acts_on_topic(self, topic: str) -> bool:
+        """Whether a topic changes what is done with a body (any topic, unless the platform
+        says which): two deliveries of one body differ only by such topics."""
+        return True
+
+    def webhook_content_key(self, topic: str, body: bytes) -> str:
+        """What two deliveries of one event share whatever delivery ids they carry: the
+        SHA-256 of the body and of the topic (which tells an order placed from the same
+        order cancelled), a topic not acted on counting as none, so that one body resent
+        under made-up topics is stored once more at most."""
+        digest = hashlib.sha256((topic if self.acts_on_topic(topic) else "").encode())
+        digest.update(b"\n")
+        digest.update(body)
+        return digest.hexdigest()
 
     def _signature_matches(self, *, secret: str, headers: Mapping[str, str], body: bytes) -> bool:
         """The platform's signature over the raw bytes, compared in constant time."""

@@ -10,20 +10,85 @@ from __future__ import annotations
 import functools
 import math
 import os
+import socket
 import threading
 import time
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import NewConnectionError
 
+from channels.connectors import outbound
 from channels.connectors.base import ChannelError
 
 CONNECT_TIMEOUT_S = 1.0
 
 _sessions = threading.local()
+
+
+class DestinationRefused(ChannelError):
+    """The call would go where a channel's calls may not (``channels.connectors.outbound``):
+    nothing was sent."""
+
+
+class _RefusedAddress(NewConnectionError):
+    """The connection reached an address calls may not go to; closed before a byte went."""
+
+
+def _checked_socket(
+    connection: HTTPConnection, connect: Callable[[], socket.socket]
+) -> socket.socket:
+    """A new connection's socket once its addresses are allowed: every address the host
+    resolves to before connecting (no packet goes to a private one), and the address
+    reached after (a name rebound in between). Through a proxy the peer is the proxy: the
+    target was resolved and checked before the request."""
+    if connection.proxy is not None:
+        return connect()
+    refusal = outbound.resolved_refusal(str(connection._dns_host), cache=False)
+    if refusal:
+        raise _RefusedAddress(connection, refusal)
+    sock = connect()
+    refusal = outbound.address_refusal(str(sock.getpeername()[0]))
+    if refusal:
+        sock.close()
+        raise _RefusedAddress(connection, refusal)
+    return sock
+
+
+class _CheckedConnection(HTTPConnection):
+    def _new_conn(self) -> socket.socket:
+        return _checked_socket(self, super()._new_conn)
+
+
+class _CheckedHTTPSConnection(HTTPSConnection):
+    def _new_conn(self) -> socket.socket:
+        return _checked_socket(self, super()._new_conn)
+
+
+class _CheckedHTTPPool(HTTPConnectionPool):
+    ConnectionCls = _CheckedConnection
+
+
+class _CheckedHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _CheckedHTTPSConnection
+
+
+class _CheckedAdapter(HTTPAdapter):
+    """Every connection is checked against the address it reached, after DNS, so a name
+    that resolves (or is rebound) to a private or link-local address gets nothing."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {
+            "http": _CheckedHTTPPool,
+            "https": _CheckedHTTPSPool,
+        }
 
 
 def session() -> requests.Session:
@@ -35,8 +100,8 @@ def session() -> requests.Session:
     current: requests.Session | None = getattr(_sessions, "session", None)
     if current is None or _sessions.pid != os.getpid():
         current = requests.Session()
-        current.mount("https://", HTTPAdapter(pool_connections=8, pool_maxsize=32))
-        current.mount("http://", HTTPAdapter(pool_connections=8, pool_maxsize=32))
+        current.mount("https://", _CheckedAdapter(pool_connections=8, pool_maxsize=32))
+        current.mount("http://", _CheckedAdapter(pool_connections=8, pool_maxsize=32))
         # requests reads the proxy, CA-bundle and .netrc settings from the environment on
         # every call when trust_env is on: a scan of every variable, a quarter of a push's
         # CPU. They are read once instead: here, and per URL in proxies_for.
@@ -59,6 +124,7 @@ def send(
     url: str,
     *,
     platform_name: str,
+    api_domains: Sequence[str],
     read_timeout_s: float,
     headers: Mapping[str, str],
     json: Any = None,
@@ -68,10 +134,19 @@ def send(
     """One request; a timeout or a transport failure becomes ``ChannelError``.
 
     A timeout says so: the platform may have applied the write, so the retry must carry
-    the same idempotency key (or be absolute).
+    the same idempotency key (or be absolute). A URL that is not one of ``api_domains``
+    over https (loopback only for local simulators), or a connection that reaches a
+    private, link-local or loopback address, raises ``DestinationRefused`` before any byte
+    is sent. A redirect is never followed: it raises ``ChannelError``.
     """
+    refusal = outbound.url_refusal(url, api_domains=api_domains)
+    proxies = proxies_for(url)
+    if not refusal and proxies:
+        refusal = outbound.resolved_refusal((urlsplit(url).hostname or "").rstrip("."))
+    if refusal:
+        raise DestinationRefused(f"Not sent to {platform_name}: {refusal}")
     try:
-        return session().request(
+        response = session().request(
             method,
             url,
             json=json,
@@ -79,7 +154,7 @@ def send(
             params=params,
             headers=dict(headers),
             timeout=(CONNECT_TIMEOUT_S, read_timeout_s),
-            proxies=proxies_for(url),
+            proxies=proxies,
             # A redirect would carry the channel's credentials (custom token headers
             # included) to whatever host it names: a platform's API does not redirect.
             allow_redirects=False,
@@ -88,8 +163,28 @@ def send(
         raise ChannelError(
             f"{platform_name} did not answer within {read_timeout_s:g} s: the outcome is unknown."
         ) from None
+    except requests.ConnectionError as error:
+        refused = _refused_address(error)
+        if refused:
+            raise DestinationRefused(f"Not sent to {platform_name}: {refused}") from None
+        raise ChannelError(f"Cannot reach {platform_name}: {type(error).__name__}.") from None
     except requests.RequestException as error:
         raise ChannelError(f"Cannot reach {platform_name}: {type(error).__name__}.") from None
+    if response.is_redirect:
+        # Its target is not named: it is whatever the answer said, not a platform's word.
+        raise ChannelError(
+            f"{platform_name} answered HTTP {response.status_code} (a redirect): not followed."
+        )
+    return response
+
+
+def _refused_address(error: requests.ConnectionError) -> str:
+    """The reason a connection was refused by the address check, if that was the cause."""
+    cause: object = error.args[0] if error.args else None
+    reason = getattr(cause, "reason", cause)
+    if isinstance(reason, _RefusedAddress):
+        return str(reason)
+    return ""
 
 
 # The longest wait a platform's answer may impose: a hint beyond it (or inf, nan, 1e10)

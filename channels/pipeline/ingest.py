@@ -48,9 +48,9 @@ from channels.models import (
     UnmappedLine,
     WebhookReceipt,
 )
-from channels.pipeline import enqueue, marketplace_stock, outbox
+from channels.pipeline import alerts, enqueue, marketplace_stock, outbox, velocity
 from inventory import services
-from inventory.models import EventKind, EventSource, InventoryEvent
+from inventory.models import MAX_QUANTITY, EventKind, EventSource, InventoryEvent
 
 logger = logging.getLogger(__name__)
 
@@ -177,6 +177,14 @@ def _process_claimed(receipt_id: int) -> None:
         # Nothing of it was applied (the transaction rolled back); kept for operators.
         logger.warning("Webhook receipt %s quarantined: %s", receipt_id, error)
         _set_status(receipt_id, WebhookReceipt.Status.QUARANTINED, error=str(error))
+        # One more held: an operator is told when the channel's quarantine is full.
+        channel_id = (
+            WebhookReceipt.objects.filter(pk=receipt_id)
+            .values_list("channel_id", flat=True)
+            .first()
+        )
+        if channel_id is not None:
+            alerts.alert_quarantine_full(channel_id=channel_id)
     except Exception as error:
         _set_status(
             receipt_id, WebhookReceipt.Status.FAILED, error=f"{type(error).__name__}: {error}"
@@ -328,18 +336,60 @@ def _alert_authorization(channel: Channel, message: WebhookMessage, *, topic: st
     )
 
 
+def read_message(*, connector: Connector, topic: str, body: bytes) -> WebhookMessage:
+    """The connector's reading of a stored body; ``WebhookParseError`` (quarantine) for
+    whatever a parser raises on a body it cannot read (deep nesting, a type it did not
+    expect), never another error that would fail the receipt and try it again."""
+    try:
+        message = connector.parse_webhook(topic, body)
+    except WebhookParseError:
+        raise
+    except (RecursionError, ValueError, TypeError, KeyError, AttributeError) as error:
+        raise WebhookParseError(f"Unreadable body: {type(error).__name__}: {error}") from None
+    return _within_limits(message)
+
+
+# An order's, a line's or a refund's reference is part of ledger keys of 255 characters
+# ("<platform>:<channel>:order:<order>:line:<line>:commit"); real ones are a few dozen.
+MAX_REFERENCE_LENGTH = 100
+# A line's identifiers are matched against listings' external ids (255 characters).
+MAX_IDENTIFIER_LENGTH = 255
+
+
+def _within_limits(message: WebhookMessage) -> WebhookMessage:
+    """The message if what it says can be stored: references short enough for the ledger's
+    keys and free of NUL (``WebhookParseError`` otherwise); a line whose quantity is beyond
+    ``MAX_QUANTITY`` or whose identifier PostgreSQL cannot hold spoils only itself."""
+    references = [message.reference, message.sub_reference]
+    references += [line.reference for line in message.lines]
+    for reference in references:
+        if len(reference) > MAX_REFERENCE_LENGTH or "\x00" in reference:
+            raise WebhookParseError(
+                f"A reference is longer than {MAX_REFERENCE_LENGTH} characters or holds NUL."
+            )
+    lines = []
+    for line in message.lines:
+        problem = line.problem
+        if not problem and abs(line.quantity) > MAX_QUANTITY:
+            problem = f"quantity {line.quantity} is beyond {MAX_QUANTITY}"
+        if not problem and any(
+            "\x00" in f"{name}{value}" or len(value) > MAX_IDENTIFIER_LENGTH
+            for name, value in line.identifiers.items()
+        ):
+            problem = f"an identifier holds NUL or is over {MAX_IDENTIFIER_LENGTH} characters"
+        if problem != line.problem:
+            line = dataclasses.replace(line, quantity=0, identifiers={}, problem=problem)
+        lines.append(line)
+    return dataclasses.replace(message, lines=tuple(lines))
+
+
 def _parse(connector: Connector, receipt: WebhookReceipt) -> WebhookMessage:
     """The receipt's message, its lines fetched where the platform sends none.
 
     Whatever a parser raises on a body it cannot read (deep nesting, a type it did not
     expect) is a parse error: the receipt is quarantined at once, not tried again.
     """
-    try:
-        message = connector.parse_webhook(receipt.topic, bytes(receipt.body))
-    except WebhookParseError:
-        raise
-    except (RecursionError, ValueError, TypeError, KeyError, AttributeError) as error:
-        raise WebhookParseError(f"Unreadable body: {type(error).__name__}: {error}") from None
+    message = read_message(connector=connector, topic=receipt.topic, body=bytes(receipt.body))
     if (
         not message.lines
         and message.kind in _ORDER_KINDS
@@ -487,6 +537,7 @@ def _apply_order_placed(ingest: _Ingest) -> None:
             (listing.sku_id or 0, f"{ingest.line_key(line)}:commit") for listing, line in mapped
         ],
     )
+    sold_sku_ids: set[int] = set()
     for (listing, line), (is_bundle, committed, location_id) in zip(mapped, facts, strict=True):
         assert listing.sku_id is not None
         if committed:
@@ -516,6 +567,7 @@ def _apply_order_placed(ingest: _Ingest) -> None:
                 )
             ]
         for event in events:
+            sold_sku_ids.add(event.sku_id)
             if event.shortfall > 0:
                 # An operator's log shows it as it happens; the row is what they act on.
                 logger.warning(
@@ -542,6 +594,14 @@ def _apply_order_placed(ingest: _Ingest) -> None:
             delta=-line.quantity,
             explained_by=ingest.explanation,
             occurred_at=ingest.message.occurred_at,
+        )
+    if sold_sku_ids:
+        # Once the sale is committed, and in a transaction of its own (the guard's lock
+        # order is a buffer edit's: rule, then outbox rows).
+        channel_id = ingest.channel.pk
+        transaction.on_commit(
+            lambda: velocity.observe_sales(channel_id=channel_id, sku_ids=sold_sku_ids),
+            robust=True,
         )
 
 

@@ -106,6 +106,7 @@ _LISTING_RULE_SQL = rules.effective_rule_sql(
     listing="listing",
     columns="percent, fixed_units, max_cap, cap_starts_at, cap_ends_at",
 )
+_LISTING_VELOCITY_SQL = rules.velocity_units_sql(channel_id="%(channel_id)s", listing="listing")
 _CLAIM_SQL = f"""
 WITH claimed AS (
     UPDATE channels_pendingpush AS pending
@@ -128,7 +129,8 @@ SELECT claimed.id, claimed.listing_id, claimed.generation, claimed.first_change_
        state.expected_channel_quantity, state.last_pushed_quantity,
        COALESCE(state.channel_moves_total, 0) AS channel_moves_total,
        {_LISTING_ATS_SQL} AS ats,
-       rule.percent, rule.fixed_units, rule.max_cap, rule.cap_starts_at, rule.cap_ends_at
+       rule.percent, rule.fixed_units, rule.max_cap, rule.cap_starts_at, rule.cap_ends_at,
+       {_LISTING_VELOCITY_SQL} AS velocity_units
   FROM claimed
   JOIN channels_listing AS listing ON listing.id = claimed.listing_id
   LEFT JOIN channels_listingsyncstate AS state ON state.listing_id = claimed.listing_id
@@ -357,7 +359,7 @@ def _claim_from_row(channel: Channel, row: Sequence[Any]) -> _Claim:
         ats,
         *rule_columns,
     ) = row
-    percent, fixed_units, max_cap, cap_starts_at, cap_ends_at = rule_columns
+    percent, fixed_units, max_cap, cap_starts_at, cap_ends_at, velocity_units = rule_columns
     return _Claim(
         pending_id=pending_id,
         listing=Listing(
@@ -377,14 +379,17 @@ def _claim_from_row(channel: Channel, row: Sequence[Any]) -> _Claim:
         last_pushed=last_pushed_quantity,
         channel_moves_at_claim=channel_moves_at_claim,
         ats=int(ats),
-        rule=None
-        if percent is None
-        else BufferRuleValues(
-            percent=percent,
-            fixed_units=fixed_units,
-            max_cap=max_cap,
-            cap_starts_at=cap_starts_at,
-            cap_ends_at=cap_ends_at,
+        rule=(
+            (BufferRuleValues(velocity_units=velocity_units) if velocity_units else None)
+            if percent is None
+            else BufferRuleValues(
+                percent=percent,
+                fixed_units=fixed_units,
+                max_cap=max_cap,
+                cap_starts_at=cap_starts_at,
+                cap_ends_at=cap_ends_at,
+                velocity_units=velocity_units,
+            )
         ),
     )
 

@@ -12,7 +12,6 @@ import datetime as dt
 import json
 import logging
 import time
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -27,7 +26,7 @@ from channels.connectors.base import ChannelError, Connector
 from channels.connectors.registry import connector_class_for, get_connector
 from channels.connectors.types import Capability, PulledNotification, WebhookParseError
 from channels.models import Channel, OrderPoll, WebhookReceipt
-from channels.pipeline import enqueue
+from channels.pipeline import alerts, enqueue
 from inventory.models import EventKind, InventoryEvent
 
 logger = logging.getLogger(__name__)
@@ -83,12 +82,19 @@ _BAD_SIGNATURE = b'{"error": "invalid_signature", "detail": "The signature does 
 _NOT_A_CHALLENGE = b'{"error": "method_not_allowed", "detail": "Deliveries are POSTed."}'
 
 
+_QUARANTINE_FULL = b'{"status": "quarantine_full"}'
+_QUARANTINED = b'{"status": "quarantined"}'
+
+
+# No conflict target: a receipt is a duplicate by its delivery id or by its content hash
+# (each a unique constraint), whichever it meets.
 _INSERT_RECEIPT_SQL = """
 INSERT INTO channels_webhookreceipt
-    (channel_id, topic, dedupe_key, headers, body, received_at, status, error, attempts)
-VALUES (%(channel_id)s, %(topic)s, %(dedupe_key)s, %(headers)s::jsonb, %(body)s, now(),
-        %(status)s, %(error)s, 0)
-ON CONFLICT (channel_id, dedupe_key) DO NOTHING
+    (channel_id, topic, dedupe_key, content_hash, headers, body, received_at, status, error,
+     attempts)
+VALUES (%(channel_id)s, %(topic)s, %(dedupe_key)s, %(content_hash)s, %(headers)s::jsonb,
+        %(body)s, now(), %(status)s, %(error)s, 0)
+ON CONFLICT DO NOTHING
 RETURNING id
 """
 
@@ -101,8 +107,10 @@ def record_receipt(
     headers: Mapping[str, str],
     body: bytes,
     quarantine_reason: str = "",
+    content_hash: str | None = None,
 ) -> int | None:
-    """Store one delivery; None when that delivery was stored before (a duplicate).
+    """Store one delivery; None when that delivery was stored before (a duplicate: the
+    same ``dedupe_key`` on the channel, or the same ``content_hash`` when one is given).
 
     One INSERT … ON CONFLICT DO NOTHING, no model instance. A new receipt is enqueued for
     processing when the transaction commits; one stored quarantined is only shown.
@@ -115,6 +123,7 @@ def record_receipt(
                 "channel_id": channel_id,
                 "topic": topic[:128],
                 "dedupe_key": dedupe_key,
+                "content_hash": content_hash,
                 "headers": json.dumps(dict(headers)),
                 "body": body,
                 "status": WebhookReceipt.Status.QUARANTINED
@@ -285,10 +294,13 @@ def wake_order_polls() -> int:
 def receive_webhook(request: HttpRequest, platform: str, channel_slug: str) -> HttpResponse:
     """Store a verified delivery once and acknowledge it; parsing waits for the worker.
 
-    401 for a bad signature (nothing stored); a signed delivery without topic or delivery
-    id is stored quarantined and still answered 200, so the platform stops retrying it.
-    A GET is a platform validating the endpoint (eBay's challenge), answered by the
-    connector or refused with 405.
+    401 for a bad signature, or a signed timestamp outside the window (nothing stored).
+    Once per delivery id and once per content (topic and body): a captured body resent
+    under fresh delivery ids is a duplicate. A signed delivery without topic or delivery
+    id, or whose topic contradicts its body, is stored quarantined (never applied) and
+    still answered 200, so the platform stops retrying it; past the channel's quarantine
+    cap it is not stored, and an alert is raised. A GET is a platform validating the
+    endpoint (eBay's challenge), answered by the connector or refused with 405.
     """
     connector = _connector_for(platform=platform, channel_slug=channel_slug)
     # A platform that delivers through a queue has no webhook URL to answer at.
@@ -313,17 +325,39 @@ def receive_webhook(request: HttpRequest, platform: str, channel_slug: str) -> H
         envelope = connector.webhook_envelope(headers, body)
         topic, dedupe_key = envelope.topic, envelope.dedupe_key
     except WebhookParseError as error:
-        topic, dedupe_key = "", f"unidentified:{uuid.uuid4().hex}"
+        topic, dedupe_key = "", ""
         quarantine_reason = f"No topic or delivery id: {error}"
+    else:
+        contradiction = connector.webhook_contradiction(topic, body)
+        if contradiction:
+            quarantine_reason = f"Refused: {contradiction}"
+    content_hash = connector.webhook_content_key(topic, body)
+    channel_id = connector.channel.pk
+    if quarantine_reason:
+        if alerts.alert_quarantine_full(channel_id=channel_id):
+            logger.warning(
+                "Webhook for %s/%s not stored (quarantine full): %s",
+                platform,
+                channel_slug,
+                quarantine_reason,
+            )
+            return _json(200, _QUARANTINE_FULL)
+        logger.warning(
+            "Webhook for %s/%s quarantined: %s", platform, channel_slug, quarantine_reason
+        )
+        dedupe_key = dedupe_key or f"unidentified:{content_hash}"
     receipt_id = record_receipt(
-        channel_id=connector.channel.pk,
+        channel_id=channel_id,
         topic=topic,
         dedupe_key=dedupe_key,
         headers=connector.kept_webhook_headers(headers),
         body=body,
         quarantine_reason=quarantine_reason,
+        content_hash=content_hash,
     )
-    return _json(200, _ACCEPTED if receipt_id is not None else _DUPLICATE)
+    if receipt_id is None:
+        return _json(200, _DUPLICATE)
+    return _json(200, _QUARANTINED if quarantine_reason else _ACCEPTED)
 
 
 def _read_body(request: HttpRequest) -> bytes | None:

@@ -9,8 +9,15 @@ from typing import Any
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
+from django_htmx.middleware import HtmxDetails
 
 View = Callable[..., HttpResponse]
+
+
+class HtmxHttpRequest(HttpRequest):
+    """A request as the console's views see it: ``HtmxMiddleware`` adds ``htmx``."""
+
+    htmx: HtmxDetails
 
 
 def console_page(*, read_permission: str) -> Callable[[View], View]:

@@ -1,11 +1,12 @@
-"""Console routes about channels, included at /dashboard/ (namespace ``dashboard``)."""
+"""Console routes, included at /dashboard/ (namespace ``dashboard``)."""
 
-from django.urls import path
-
-from channels.views import scorecard
+from django.urls import include, path
 
 app_name = "dashboard"
 
 urlpatterns = [
-    path("", scorecard.scorecard_view, name="scorecard"),
+    # The scorecard, the channels page and the charts show reconciliation's figures beside
+    # the channels' (reconciliation may import channels, not the reverse): they live in
+    # the reconciliation app, in this namespace.
+    path("", include("reconciliation.dashboard_urls")),
 ]

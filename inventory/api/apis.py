@@ -11,14 +11,19 @@ from collections.abc import Callable
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_serializer
+from drf_spectacular.utils import (
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_field,
+    extend_schema_serializer,
+)
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.validators import UniqueValidator
 
 from inventory import selectors, services
-from inventory.models import EventKind, EventSource, Location, Reservation, Sku
+from inventory.models import MAX_QUANTITY, EventKind, EventSource, Location, Reservation, Sku
 from nventory import permissions
 from nventory.api import (
     BAD_REQUEST,
@@ -39,8 +44,6 @@ API_KEY_PREFIX = "api:"
 # Room is left for the prefix and the ``:out``/``:in`` suffixes of a transfer's events
 # inside the 255 characters of InventoryEvent.idempotency_key.
 IDEMPOTENCY_KEY_MAX_LENGTH = 200
-# Stock figures are 32-bit integer columns; one change this size still leaves headroom.
-MAX_QUANTITY = 1_000_000_000
 MAX_RESERVATION_TTL_S = 7 * 24 * 3600
 
 
@@ -81,6 +84,24 @@ _CONFLICT = OpenApiResponse(
     description="Refused: insufficient stock, a figure below zero, a reused key, or a "
     "reservation that already ended.",
 )
+
+
+@extend_schema_field(
+    {
+        "type": "integer",
+        "minimum": -MAX_QUANTITY,
+        "maximum": MAX_QUANTITY,
+        "not": {"enum": [0]},
+    }
+)
+class _NonZeroIntegerField(serializers.IntegerField):
+    """A whole number other than 0, which the schema says too."""
+
+    def to_internal_value(self, data: Any) -> int:
+        value = super().to_internal_value(data)
+        if value == 0:
+            raise serializers.ValidationError("An adjustment must change the quantity.")
+        return value
 
 
 class _StockChangeInput(serializers.Serializer):
@@ -400,19 +421,14 @@ class AdjustmentCreateApi(ApiView):
     class InputSerializer(serializers.Serializer):
         sku = serializers.CharField(max_length=64, help_text="SKU code.")
         location = serializers.CharField(max_length=64, help_text="Location code.")
-        delta = serializers.IntegerField(
+        delta = _NonZeroIntegerField(
             min_value=-MAX_QUANTITY,
             max_value=MAX_QUANTITY,
-            help_text="Units added to (positive) or removed from (negative) on hand.",
+            help_text="Units added to (positive) or removed from (negative) on hand; not 0.",
         )
         reason = serializers.CharField(max_length=2000)
         idempotency_key = serializers.CharField(max_length=IDEMPOTENCY_KEY_MAX_LENGTH)
         external_reference = serializers.CharField(max_length=255, allow_blank=True, default="")
-
-        def validate_delta(self, value: int) -> int:
-            if value == 0:
-                raise serializers.ValidationError("An adjustment must change the quantity.")
-            return value
 
     OutputSerializer = _EVENT
 

@@ -8,10 +8,10 @@ app_name = "inventory_api"
 
 urlpatterns = [
     path("skus/", apis.SkuListCreateApi.as_view(), name="sku-list"),
-    path("skus/<str:code>/", apis.SkuDetailApi.as_view(), name="sku-detail"),
-    path("skus/<str:code>/stock/", apis.SkuStockApi.as_view(), name="sku-stock"),
+    path("skus/<code:code>/", apis.SkuDetailApi.as_view(), name="sku-detail"),
+    path("skus/<code:code>/stock/", apis.SkuStockApi.as_view(), name="sku-stock"),
     path("locations/", apis.LocationListCreateApi.as_view(), name="location-list"),
-    path("locations/<str:code>/", apis.LocationDetailApi.as_view(), name="location-detail"),
+    path("locations/<code:code>/", apis.LocationDetailApi.as_view(), name="location-detail"),
     path("events/", apis.EventListApi.as_view(), name="event-list"),
     path("receipts/", apis.ReceiptCreateApi.as_view(), name="receipt-create"),
     path("adjustments/", apis.AdjustmentCreateApi.as_view(), name="adjustment-create"),

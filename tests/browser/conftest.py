@@ -71,7 +71,8 @@ def browser_context(
             args=CHROMIUM_ARGS,
             viewport={"width": 1280, "height": 800},
         )
-        context.set_default_timeout(10_000)
+        # Generous: the machine running the suite may be busy with other tests' processes.
+        context.set_default_timeout(30_000)
         try:
             yield context
         finally:

@@ -33,6 +33,10 @@ class EbaySimulatorClient:
         """The simulator's clock; ``advance_s=`` moves it (shared by every seller)."""
         return self._call("POST", "/clock", move) if move else self._call("GET", "/clock")
 
+    def reset(self) -> None:
+        """Drop every seller and put the clock back to real time."""
+        self._call("POST", "/reset")
+
     def create_seller(self, seller: str, **settings: Any) -> dict[str, Any]:
         settings.setdefault("client_id", f"app-{seller}")
         settings.setdefault("client_secret", f"cert-{seller}")

@@ -96,13 +96,15 @@ def test_a_channel_added_in_the_admin_is_created_by_the_service_with_its_locatio
     with spy("create_channel") as create_channel:
         response = admin_client.post(
             reverse("admin:channels_channel_add"),
-            channel_form(None, webhook_secret="whsec-new", locations=[str(location.pk)]),
+            channel_form(
+                None, webhook_secret="whsec-new-0123456789abcdefghij", locations=[str(location.pk)]
+            ),
         )
     saved(response)
     create_channel.assert_called_once()
     channel = Channel.objects.get(slug="edited")
     assert list(channel.locations.all()) == [location]
-    assert channel.webhook_secret == "whsec-new"
+    assert channel.webhook_secret == "whsec-new-0123456789abcdefghij"
     assert response.url == reverse("admin:channels_channel_changelist")
 
 
@@ -143,11 +145,20 @@ def test_a_new_secret_in_the_admin_is_rotated_by_the_service(admin_client, chann
     url = reverse("admin:channels_channel_change", args=[channel.pk])
 
     with spy("rotate_webhook_secret") as rotate:
-        saved(admin_client.post(url, channel_form(channel, webhook_secret="whsec-next")))
+        saved(
+            admin_client.post(
+                url, channel_form(channel, webhook_secret="whsec-next-0123456789abcdefghij")
+            )
+        )
 
-    rotate.assert_called_once_with(channel_id=channel.pk, new_secret="whsec-next")
+    rotate.assert_called_once_with(
+        channel_id=channel.pk, new_secret="whsec-next-0123456789abcdefghij"
+    )
     rotated = Channel.objects.get(pk=channel.pk)
-    assert (rotated.webhook_secret, rotated.previous_webhook_secret) == ("whsec-next", old_secret)
+    assert (rotated.webhook_secret, rotated.previous_webhook_secret) == (
+        "whsec-next-0123456789abcdefghij",
+        old_secret,
+    )
 
 
 # -----------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import pytest
 import requests
 
 from channels.connectors import http
+from channels.connectors.base import ChannelError
 
 
 class _Recorder(ThreadingHTTPServer):
@@ -57,19 +58,21 @@ def _start(servers: list[_Recorder], status: int, headers: dict[str, str]) -> _R
 
 
 def test_a_redirect_is_not_followed_and_the_token_reaches_no_other_host(serve):
-    """A channel's API that answers 302 elsewhere: the other host never sees the token."""
+    """A channel's API that answers 302 elsewhere: a channel error, and the other host
+    never sees the token."""
     elsewhere = _start(serve, 200, {})
     channel_api = _start(serve, 302, {"Location": f"{elsewhere.url}/steal"})
 
-    response = http.send(
-        "GET",
-        f"{channel_api.url}/orders.json",
-        platform_name="Test",
-        read_timeout_s=2,
-        headers={"X-Shopify-Access-Token": "shpat_secret"},
-    )
+    with pytest.raises(ChannelError, match="redirect"):
+        http.send(
+            "GET",
+            f"{channel_api.url}/orders.json",
+            platform_name="Test",
+            api_domains=(),
+            read_timeout_s=2,
+            headers={"X-Shopify-Access-Token": "shpat_secret"},
+        )
 
-    assert response.status_code == 302
     assert channel_api.seen[0]["X-Shopify-Access-Token"] == "shpat_secret"
     assert elsewhere.seen == []
 

@@ -117,3 +117,244 @@ def test_latency_series_buckets_p95_per_channel(two_channels) -> None:
     assert [point.samples for point in points] == [3, 1]
     assert points[0].p95_ms == 2_900.0  # 1 + 0.95*2 s
     assert points[1].p95_ms == 40_000.0
+
+
+# ---------------------------------------------------------------------------------------
+# The other channel-side KPIs
+# ---------------------------------------------------------------------------------------
+from channels.models import (  # noqa: E402
+    ChannelBreaker,
+    ChannelOperation,
+    DeadLetter,
+    ListingSyncState,
+    OversellIncident,
+    PendingPush,
+    WebhookReceipt,
+)
+from inventory import services as inventory_services  # noqa: E402
+from inventory.models import EventSource  # noqa: E402
+
+WINDOW_START = NOW - dt.timedelta(hours=1)
+
+
+def _order(channel, sku, location, reference, quantity=1, *, source=EventSource.CHANNEL):
+    return inventory_services.commit_order(
+        sku_id=sku.pk,
+        location_id=location.pk,
+        quantity=quantity,
+        context=factories.context(
+            source=source, actor=channel.slug if channel else "", external_reference=reference
+        ),
+        allow_shortfall=True,
+    )
+
+
+@pytest.fixture
+def stocked_channels(sku, location):
+    factories.stock(sku, location, 100)
+    first = factories.make_channel(name="First", locations=[location])
+    second = factories.make_channel(name="Second", locations=[location])
+    return first, second
+
+
+def test_oversell_rate_counts_orders_with_an_incident_per_order(
+    stocked_channels, sku, location
+) -> None:
+    """First: 4 orders (one of two lines), one oversold. Second: 1 order. The API: 1
+    order. Overall 1 of 6 orders."""
+    first, second = stocked_channels
+    for reference in ("A", "B", "C"):
+        _order(first, sku, location, reference)
+    _order(first, sku, location, "C")  # a second line of order C
+    event = _order(first, sku, location, "D")
+    _order(second, sku, location, "A")
+    _order(None, sku, location, "api-1", source=EventSource.API)
+    OversellIncident.objects.create(
+        channel=first, sku=sku, order_reference="D", shortfall=1, event=event
+    )
+
+    figures = kpis.channel_kpis(start=WINDOW_START, end=NOW + dt.timedelta(minutes=5))
+
+    assert (figures[first.pk].oversell.orders, figures[first.pk].oversell.oversold_orders) == (
+        4,
+        1,
+    )
+    assert figures[first.pk].oversell.rate == 0.25
+    assert figures[first.pk].oversell.status == kpis.Status.RED
+    assert figures[second.pk].oversell.rate == 0.0
+    assert figures[second.pk].oversell.status == kpis.Status.GREEN
+    assert (figures[None].oversell.orders, figures[None].oversell.oversold_orders) == (6, 1)
+
+
+def test_error_rate_counts_failed_and_refused_sends_only(stocked_channels, sku) -> None:
+    """998 applied, 1 stale, 1 failed and shadow/throttled attempts (not sends): 1 error in
+    1000 sends is 0.1 %, amber (the target is under 0.1 %)."""
+    first, second = stocked_channels
+    listing = factories.make_listing(channel=first, sku=sku)
+    for _ in range(998):
+        _attempt(listing, outcome="applied", change_ago_s=2, acked_ago_s=1)
+    _attempt(listing, outcome="stale", change_ago_s=2, acked_ago_s=1)
+    _attempt(listing, outcome="failed", change_ago_s=2, acked_ago_s=1, latency=False)
+    _attempt(listing, outcome="shadow", change_ago_s=2, acked_ago_s=1, latency=False)
+    _attempt(listing, outcome="throttled", change_ago_s=2, acked_ago_s=1, latency=False)
+
+    figures = kpis.channel_kpis(start=WINDOW_START, end=NOW)
+
+    assert (figures[first.pk].errors.sent, figures[first.pk].errors.errors) == (1000, 1)
+    assert figures[first.pk].errors.rate == 0.001
+    assert figures[first.pk].errors.status == kpis.Status.AMBER
+    assert figures[second.pk].errors.rate is None
+    assert figures[second.pk].errors.status == kpis.Status.GREY
+
+
+def _receipt(channel, status, *, ago_s, key):
+    receipt = WebhookReceipt.objects.create(
+        channel=channel, topic="orders/create", dedupe_key=key, body=b"{}", status=status
+    )
+    WebhookReceipt.objects.filter(pk=receipt.pk).update(
+        received_at=NOW - dt.timedelta(seconds=ago_s)
+    )
+    return receipt
+
+
+def test_webhook_health_is_the_share_handled_of_those_due(stocked_channels) -> None:
+    """6 handled, 1 failed, 1 quarantined, 1 waiting for 5 min (overdue), 1 just arrived
+    (not due yet): 6 of 9 handled."""
+    first, _ = stocked_channels
+    statuses = ["processed"] * 4 + ["ignored", "awaiting_order", "failed", "quarantined"]
+    for number, status in enumerate(statuses):
+        _receipt(first, status, ago_s=600, key=f"k{number}")
+    _receipt(first, "received", ago_s=300, key="overdue")
+    _receipt(first, "received", ago_s=5, key="fresh")
+
+    health = kpis.channel_kpis(start=WINDOW_START, end=NOW)[first.pk].webhooks
+
+    assert (health.received, health.handled, health.troubled) == (10, 6, 3)
+    assert health.share_healthy == round(6 / 9, 6)
+    assert health.status == kpis.Status.RED
+
+
+def test_uptime_counts_minutes_down_from_failures_receipts_and_an_open_breaker(
+    stocked_channels, sku
+) -> None:
+    """Over 60 minutes: a minute whose only push failed, a minute with a failed and an
+    applied push (up), a minute with a failed receipt, and a breaker open for the last 3
+    minutes: 5 of 60 minutes down on the first channel; the second is down 1 minute (its
+    failed push is in the same minute as the first's failed receipt); overall 5."""
+    first, second = stocked_channels
+    listing = factories.make_listing(channel=first, sku=sku)
+    other = factories.make_listing(channel=second, sku=sku)
+    end = NOW.replace(second=0)
+    start = end - dt.timedelta(minutes=60)
+
+    def at(minutes_before_end: int, second: int = 10) -> int:
+        # seconds before NOW of a moment in that minute
+        moment = end - dt.timedelta(minutes=minutes_before_end) + dt.timedelta(seconds=second)
+        return int((NOW - moment).total_seconds())
+
+    _attempt(listing, outcome="failed", change_ago_s=at(50), acked_ago_s=at(50), latency=False)
+    _attempt(listing, outcome="failed", change_ago_s=at(40), acked_ago_s=at(40), latency=False)
+    _attempt(listing, outcome="applied", change_ago_s=at(40, 20), acked_ago_s=at(40, 20))
+    _receipt(first, "failed", ago_s=at(30), key="bad")
+    _attempt(other, outcome="failed", change_ago_s=at(30), acked_ago_s=at(30), latency=False)
+    ChannelBreaker.objects.create(
+        channel=first,
+        failures=5,
+        failing_since=end - dt.timedelta(minutes=3),
+        open_until=end + dt.timedelta(minutes=1),
+    )
+
+    figures = kpis.channel_kpis(start=start, end=end)
+
+    assert (figures[first.pk].uptime.minutes, figures[first.pk].uptime.down_minutes) == (60, 5)
+    assert figures[first.pk].uptime.share == round(55 / 60, 6)
+    assert figures[first.pk].uptime.status == kpis.Status.RED
+    assert figures[second.pk].uptime.down_minutes == 1
+    assert figures[None].uptime.down_minutes == 5
+
+
+def test_buffer_utilization_is_units_held_back_against_units_sold(
+    stocked_channels, sku, location
+) -> None:
+    """ATS 100 less 10 sold = 90; the channel was last told 72: 18 held back of 90; it sold
+    the 10."""
+    first, _ = stocked_channels
+    listing = factories.make_listing(channel=first, sku=sku)
+    for reference in range(10):
+        _order(first, sku, location, f"o{reference}")
+    ListingSyncState.objects.update_or_create(
+        listing=listing, defaults={"last_pushed_quantity": 72}
+    )
+
+    buffer = kpis.channel_kpis(start=WINDOW_START, end=NOW + dt.timedelta(minutes=5))[
+        first.pk
+    ].buffer
+
+    assert (buffer.available_units, buffer.listed_units, buffer.held_back_units) == (90, 72, 18)
+    assert buffer.sold_units == 10
+    assert buffer.held_back_share == 0.2
+
+
+def test_channel_activity_counts_what_the_pipeline_holds(stocked_channels, sku) -> None:
+    """Two owed (one claimed), an open and a replayed dead letter, a throttled answer, an
+    open breaker, the last acknowledged push and the last operator action."""
+    first, second = stocked_channels
+    listings = [factories.make_listing(channel=first, sku=sku) for _ in range(2)]
+    PendingPush.objects.filter(channel=first).delete()
+    PendingPush.objects.create(listing=listings[0], channel=first)
+    PendingPush.objects.create(
+        listing=listings[1], channel=first, claimed_until=NOW + dt.timedelta(seconds=30)
+    )
+    for status in ("open", "replayed"):
+        DeadLetter.objects.create(
+            channel=first, listing=listings[0], target_quantity=1, status=status
+        )
+    _attempt(listings[0], outcome="throttled", change_ago_s=60, acked_ago_s=60, latency=False)
+    newest = _attempt(listings[0], outcome="applied", change_ago_s=30, acked_ago_s=20)
+    _attempt(listings[0], outcome="applied", change_ago_s=300, acked_ago_s=200)
+    ChannelBreaker.objects.create(channel=first, failures=5, open_until=NOW + dt.timedelta(60))
+    ChannelOperation.objects.create(channel=first, action="poll_now", actor="ann")
+    latest = ChannelOperation.objects.create(channel=first, action="switch_mode", actor="bob")
+
+    activity = kpis.channel_activity(channels=[first, second], now=NOW)
+
+    row = activity[first.pk]
+    assert (row.owed, row.in_flight, row.throttled_last_hour, row.open_dead_letters) == (
+        2,
+        1,
+        1,
+        1,
+    )
+    assert row.breaker_state == ChannelBreaker.State.OPEN
+    assert row.last_success_at == newest.acked_at
+    assert row.last_operation == latest
+    empty = activity[second.pk]
+    assert (empty.owed, empty.open_dead_letters, empty.last_success_at) == (0, 0, None)
+    assert empty.breaker_state == ChannelBreaker.State.CLOSED
+
+
+def test_throughput_has_every_minute_with_orders_and_pushes(stocked_channels, sku, location):
+    """Three minutes: the last has one order (two lines) and one push (a shadow attempt is
+    not a push); the others are present with zeros."""
+    first, _ = stocked_channels
+    listing = factories.make_listing(channel=first, sku=sku)
+    end = timezone.now().replace(second=0, microsecond=0) + dt.timedelta(minutes=1)
+    _order(first, sku, location, "x")
+    _order(first, sku, location, "x")  # the same order: counted once
+    moment = end - dt.timedelta(seconds=30)
+    for outcome in ("applied", "shadow"):
+        PushAttempt.objects.create(
+            channel=first,
+            listing=listing,
+            target_quantity=1,
+            outcome=outcome,
+            change_at=moment,
+            sent_at=moment,
+        )
+
+    points = kpis.throughput_per_minute(start=end - dt.timedelta(minutes=3), end=end)
+
+    assert [point.minute for point in points] == [
+        end - dt.timedelta(minutes=minutes) for minutes in (3, 2, 1)
+    ]
+    assert [(point.orders, point.pushes) for point in points] == [(0, 0), (0, 0), (1, 1)]

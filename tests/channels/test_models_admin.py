@@ -14,7 +14,7 @@ from channels.models import BufferRule, Channel, Listing
 from inventory import services
 from tests import factories
 
-SECRET = "whsec-do-not-show-1234"
+SECRET = "whsec-do-not-show-1234567890"
 
 
 @pytest.fixture
@@ -224,11 +224,11 @@ def test_the_channel_page_never_shows_its_secrets_and_a_blank_field_keeps_them(
     replaced = submit_channel_form(
         admin_client,
         channel,
-        webhook_secret="whsec-new",
+        webhook_secret="whsec-new-0123456789abcdefghij",
         credentials='{"access_token": "shpat-new"}',
     )
     assert (replaced.webhook_secret, replaced.credentials) == (
-        "whsec-new",
+        "whsec-new-0123456789abcdefghij",
         {"access_token": "shpat-new"},
     )
     form = ChannelAdminForm(
@@ -247,12 +247,17 @@ def test_a_new_webhook_secret_leaves_the_old_one_accepted_for_a_while(
 
     settings.WEBHOOK_SECRET_ROTATION_GRACE_S = 3600
 
-    rotated = submit_channel_form(admin_client, channel, webhook_secret="whsec-next")
-    assert (rotated.webhook_secret, rotated.previous_webhook_secret) == ("whsec-next", SECRET)
+    rotated = submit_channel_form(
+        admin_client, channel, webhook_secret="whsec-next-0123456789abcdefghij"
+    )
+    assert (rotated.webhook_secret, rotated.previous_webhook_secret) == (
+        "whsec-next-0123456789abcdefghij",
+        SECRET,
+    )
     assert rotated.previous_webhook_secret_until is not None
     left = rotated.previous_webhook_secret_until - timezone.now()
     assert dt.timedelta(minutes=59) < left <= dt.timedelta(hours=1)
-    assert rotated.webhook_secrets(timezone.now()) == ["whsec-next", SECRET]
+    assert rotated.webhook_secrets(timezone.now()) == ["whsec-next-0123456789abcdefghij", SECRET]
 
     # A blank secret field keeps the rotation as it is.
     unchanged = submit_channel_form(admin_client, channel, name="Renamed")
@@ -260,7 +265,7 @@ def test_a_new_webhook_secret_leaves_the_old_one_accepted_for_a_while(
 
     ended = submit_channel_form(admin_client, channel, end_rotation="on")
     assert (ended.previous_webhook_secret, ended.previous_webhook_secret_until) == ("", None)
-    assert ended.webhook_secrets(timezone.now()) == ["whsec-next"]
+    assert ended.webhook_secrets(timezone.now()) == ["whsec-next-0123456789abcdefghij"]
 
 
 def test_the_pipeline_records_of_other_platforms_and_of_order_polls_are_listed_read_only(

@@ -3,10 +3,12 @@
 Each example draws a world (locations; leaf SKUs with stock over them, oversold ones
 included; bundles, nested ones included; channels selling from some of the locations, with
 listings of leaves, bundles or no SKU; buffer rules of every scope, percent, fixed units and
-caps with windows) and compares:
+caps with windows; SKU rules holding a velocity guard's rise, some of them holding only the
+rise) and compares:
 
 - the effective buffer rule: ``channels.rules.effective_rule_sql`` and the claim, against
-  ``ScopedRules.effective`` and the selector;
+  ``ScopedRules.effective`` and the selector; the velocity guard's rise:
+  ``channels.rules.velocity_units_sql`` in the claim against ``ScopedRules.velocity_units``;
 - the ATS, bundles' included: the claim's and ``bundles.rules``' SQL, against its Python
   applied to the drawn BOM (expanded here, independently of the closure table);
 - the listed quantity: the claim's targets, ``channels.selectors.listed_quantities`` and
@@ -21,6 +23,7 @@ at its end.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -63,6 +66,9 @@ class RuleDraw:
     # Hours from now; None is an open end. Whole hours keep "now" well inside or outside.
     cap_starts_in_h: int | None
     cap_ends_in_h: int | None
+    # The velocity guard's (a SKU rule only): its rise, and whether the rule holds it alone.
+    velocity_units: int = 0
+    velocity_only: bool = False
 
 
 @dataclass(frozen=True)
@@ -152,6 +158,16 @@ def rule_draws(draw: st.DrawFn) -> RuleDraw:
 
 
 @st.composite
+def rise_holder_draws(draw: st.DrawFn) -> RuleDraw:
+    """A SKU rule the velocity guard raised: an operator's, or one holding the rise only."""
+    velocity_only = draw(st.booleans())
+    rise = draw(st.integers(1, 20))
+    if velocity_only:
+        return RuleDraw(Decimal(0), 0, None, None, None, rise, True)
+    return dataclasses.replace(draw(rule_draws()), velocity_units=rise)
+
+
+@st.composite
 def worlds(draw: st.DrawFn) -> World:
     location_count = draw(st.integers(1, 3))
     leaves = draw(st.integers(1, 4))
@@ -187,7 +203,11 @@ def worlds(draw: st.DrawFn) -> World:
                 out_of_stock_threshold=draw(st.integers(0, 3)),
                 listings=tuple(listings),
                 channel_rule=draw(st.none() | rule_draws()),
-                sku_rules=draw(st.dictionaries(st.integers(0, sku_count - 1), rule_draws())),
+                sku_rules=draw(
+                    st.dictionaries(
+                        st.integers(0, sku_count - 1), rule_draws() | rise_holder_draws()
+                    )
+                ),
                 listing_rules=draw(
                     st.dictionaries(st.integers(0, len(listings) - 1), rule_draws())
                 ),
@@ -269,6 +289,8 @@ def build(world: World) -> Built:
                 max_cap=rule.max_cap,
                 cap_starts_at=_hours_from(now, rule.cap_starts_in_h),
                 cap_ends_at=_hours_from(now, rule.cap_ends_in_h),
+                velocity_units=rule.velocity_units,
+                velocity_only=rule.velocity_only,
                 **scope,
             )
             for scope, rule in scoped
@@ -278,13 +300,18 @@ def build(world: World) -> Built:
     return Built(now, locations, skus, channels, listings, buffer_rules)
 
 
-def python_effective_rule(built: Built, listing: Listing) -> BufferRule | None:
-    """``ScopedRules.effective`` over the channel's rules as drawn, not as queried."""
-    scoped = rules.ScopedRules.of(
-        rules.Scoped(rule.listing_id, rule.sku_id, rule)
+def python_scoped_rules(built: Built, listing: Listing) -> rules.ScopedRules[BufferRule]:
+    """The channel's rules as drawn, not as queried."""
+    return rules.ScopedRules.of(
+        rules.Scoped(rule.listing_id, rule.sku_id, rule, rule.velocity_units, rule.velocity_only)
         for rule in built.rules
         if rule.channel_id == listing.channel_id
     )
+
+
+def python_effective_rule(built: Built, listing: Listing) -> BufferRule | None:
+    """``ScopedRules.effective`` over the channel's rules as drawn."""
+    scoped = python_scoped_rules(built, listing)
     return scoped.effective(listing_id=listing.pk, sku_id=listing.sku_id)
 
 
@@ -351,7 +378,12 @@ def test_sql_and_python_agree_on_rule_ats_and_listed_quantity(world: World):
 
             for listing, drawn_listing in zip(listings, drawn.listings, strict=True):
                 rule = python_effective_rule(built, listing)
-                values = selectors.buffer_rule_values(rule)
+                values = selectors.buffer_rule_values(
+                    rule,
+                    velocity_units=python_scoped_rules(built, listing).velocity_units(
+                        sku_id=listing.sku_id
+                    ),
+                )
                 assert sql_rule_ids[listing.pk] == (None if rule is None else rule.pk)
                 assert selectors.effective_buffer_rule(listing=listing) == rule
                 claim = claimed[listing.pk]

@@ -97,13 +97,13 @@ def test_a_new_channel_owes_nothing_and_announces_its_push_queue_once_committed(
                 slug="new",
                 api_base_url="http://127.0.0.1:9/",
             ),
-            webhook_secret="whsec-1",
+            webhook_secret="whsec-1-0123456789abcdefghijk",
             location_ids=[location.pk],
         )
         assert broadcasts == []
     assert broadcasts == [{"arguments": {"queue": f"push.{channel.pk}"}, "reply": False}]
     assert list(channel.locations.all()) == [location]
-    assert channel.webhook_secret == "whsec-1"
+    assert channel.webhook_secret == "whsec-1-0123456789abcdefghijk"
     assert owed() == set()
 
 
@@ -192,32 +192,48 @@ def test_a_rotated_secret_leaves_the_old_one_accepted_for_the_grace_period(setti
     """After a rotation both secrets are accepted until the grace period ends, then only the
     new."""
     settings.WEBHOOK_SECRET_ROTATION_GRACE_S = 3600
-    channel = factories.make_channel(webhook_secret="whsec-old")
+    channel = factories.make_channel(webhook_secret="whsec-old-0123456789abcdefghij")
     before = timezone.now()
 
-    rotated = services.rotate_webhook_secret(channel_id=channel.pk, new_secret="whsec-new")
+    rotated = services.rotate_webhook_secret(
+        channel_id=channel.pk, new_secret="whsec-new-0123456789abcdefghij"
+    )
 
-    assert rotated.webhook_secret == "whsec-new"
-    assert rotated.previous_webhook_secret == "whsec-old"
+    assert rotated.webhook_secret == "whsec-new-0123456789abcdefghij"
+    assert rotated.previous_webhook_secret == "whsec-old-0123456789abcdefghij"
     assert rotated.previous_webhook_secret_until is not None
     grace = dt.timedelta(hours=1)
     assert before + grace <= rotated.previous_webhook_secret_until <= timezone.now() + grace
-    assert rotated.webhook_secrets(before) == ["whsec-new", "whsec-old"]
-    assert rotated.webhook_secrets(before + grace + dt.timedelta(seconds=1)) == ["whsec-new"]
+    assert rotated.webhook_secrets(before) == [
+        "whsec-new-0123456789abcdefghij",
+        "whsec-old-0123456789abcdefghij",
+    ]
+    assert rotated.webhook_secrets(before + grace + dt.timedelta(seconds=1)) == [
+        "whsec-new-0123456789abcdefghij"
+    ]
 
 
 def test_a_second_rotation_drops_the_first_secret_and_the_same_secret_changes_nothing():
     """Only the secret just replaced stays accepted; setting the current secret again changes
     nothing."""
-    channel = factories.make_channel(webhook_secret="whsec-1")
-    services.rotate_webhook_secret(channel_id=channel.pk, new_secret="whsec-2")
-    rotated = services.rotate_webhook_secret(channel_id=channel.pk, new_secret="whsec-3")
-    assert (rotated.webhook_secret, rotated.previous_webhook_secret) == ("whsec-3", "whsec-2")
+    channel = factories.make_channel(webhook_secret="whsec-1-0123456789abcdefghijk")
+    services.rotate_webhook_secret(
+        channel_id=channel.pk, new_secret="whsec-2-0123456789abcdefghijk"
+    )
+    rotated = services.rotate_webhook_secret(
+        channel_id=channel.pk, new_secret="whsec-3-0123456789abcdefghijk"
+    )
+    assert (rotated.webhook_secret, rotated.previous_webhook_secret) == (
+        "whsec-3-0123456789abcdefghijk",
+        "whsec-2-0123456789abcdefghijk",
+    )
 
     until = rotated.previous_webhook_secret_until
-    again = services.rotate_webhook_secret(channel_id=channel.pk, new_secret="whsec-3")
+    again = services.rotate_webhook_secret(
+        channel_id=channel.pk, new_secret="whsec-3-0123456789abcdefghijk"
+    )
     assert (again.previous_webhook_secret, again.previous_webhook_secret_until) == (
-        "whsec-2",
+        "whsec-2-0123456789abcdefghijk",
         until,
     )
 
@@ -225,24 +241,31 @@ def test_a_second_rotation_drops_the_first_secret_and_the_same_secret_changes_no
 def test_a_first_secret_is_not_a_rotation_and_a_blank_one_is_refused():
     """A channel without a secret gets one with no previous secret; a blank one is refused."""
     channel = factories.make_channel(webhook_secret="")
-    first = services.rotate_webhook_secret(channel_id=channel.pk, new_secret="whsec-1")
-    assert (first.webhook_secret, first.previous_webhook_secret) == ("whsec-1", "")
+    first = services.rotate_webhook_secret(
+        channel_id=channel.pk, new_secret="whsec-1-0123456789abcdefghijk"
+    )
+    assert (first.webhook_secret, first.previous_webhook_secret) == (
+        "whsec-1-0123456789abcdefghijk",
+        "",
+    )
     assert first.previous_webhook_secret_until is None
 
     with pytest.raises(services.InvalidWebhookSecret):
         services.rotate_webhook_secret(channel_id=channel.pk, new_secret="")
-    assert Channel.objects.get(pk=channel.pk).webhook_secret == "whsec-1"
+    assert Channel.objects.get(pk=channel.pk).webhook_secret == "whsec-1-0123456789abcdefghijk"
 
 
 def test_revoking_the_previous_secret_ends_the_rotation_at_once():
     """Once revoked, the replaced secret is no longer accepted, whatever the grace period."""
-    channel = factories.make_channel(webhook_secret="whsec-old")
-    services.rotate_webhook_secret(channel_id=channel.pk, new_secret="whsec-new")
+    channel = factories.make_channel(webhook_secret="whsec-old-0123456789abcdefghij")
+    services.rotate_webhook_secret(
+        channel_id=channel.pk, new_secret="whsec-new-0123456789abcdefghij"
+    )
 
     revoked = services.revoke_previous_webhook_secret(channel_id=channel.pk)
 
     assert (revoked.previous_webhook_secret, revoked.previous_webhook_secret_until) == ("", None)
-    assert revoked.webhook_secrets(timezone.now()) == ["whsec-new"]
+    assert revoked.webhook_secrets(timezone.now()) == ["whsec-new-0123456789abcdefghij"]
 
 
 # -----------------------------------------------------------------------------------------

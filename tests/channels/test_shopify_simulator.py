@@ -19,7 +19,7 @@ import requests
 
 from tests.channels.conftest import ShopifySimulatorClient
 
-SECRET = "whsec-test"
+SECRET = "whsec-test-0123456789abcdefghij"
 _shop_numbers = itertools.count(1)
 
 

@@ -17,6 +17,7 @@ from channels.connectors.base import ChannelAuthError, ChannelError, ChannelThro
 from channels.connectors.registry import get_connector
 from channels.connectors.tiktok import client as tiktok_client
 from channels.connectors.tiktok import webhooks
+from channels.connectors.tiktok.connector import TikTokConnector
 from channels.connectors.types import ListingRef, MessageKind
 from channels.models import Channel, DeadLetter, PendingPush, PushAttempt, WebhookReceipt
 from channels.pipeline import ingest, push, receive
@@ -289,6 +290,83 @@ def test_a_cancelled_order_fetches_its_lines_and_releases_the_units(tiktok_simul
     ]
     assert WebhookReceipt.objects.filter(channel=opened.channel, status="processed").count() == 2
     assert connector.fetch_order(placed["order_id"]).kind == MessageKind.ORDER_CANCELLED
+
+
+def _store_webhook(opened: OpenChannel, payload: dict, dedupe_key: str) -> None:
+    body = json.dumps(payload).encode()
+    receive.record_receipt(
+        channel_id=opened.channel.pk,
+        topic=get_connector(opened.channel).webhook_envelope({}, body).topic,
+        dedupe_key=dedupe_key,
+        headers={},
+        body=body,
+    )
+
+
+@pytest.mark.django_db
+def test_an_order_the_platform_auto_cancels_gives_its_committed_units_back(tiktok_simulator):
+    """The platform cancels an order not shipped in time and announces it with a type 1
+    CANCELLED webhook naming the order only; ingest fetches it and releases what it
+    committed. An order shipped in time is left alone."""
+    opened = _open(tiktok_simulator, (10,))
+    tiktok_simulator.update_shop(opened.tenant, auto_cancel_after_s=1.5)
+    _drain(opened)
+    listing = opened.listings[0]
+    late = tiktok_simulator.place_order(
+        opened.tenant, [{"sku_id": listing.external_id, "quantity": 2}], deliver=False
+    )["order_id"]
+    shipped = tiktok_simulator.place_order(
+        opened.tenant, [{"sku_id": listing.external_id, "quantity": 1}], deliver=False
+    )["order_id"]
+    tiktok_simulator.set_order_status(opened.tenant, shipped, "IN_TRANSIT", deliver=False)
+    for order_id in (late, shipped):
+        _store_webhook(
+            opened,
+            {
+                "type": 1,
+                "tts_notification_id": f"placed-{order_id}",
+                "data": {"order_id": order_id, "order_status": "AWAITING_SHIPMENT"},
+            },
+            f"placed-{order_id}",
+        )
+    ingest.process_new_receipts(retry=_leave_for_later)
+
+    deadline = time.monotonic() + 10
+    while not (
+        cancelled := [
+            delivery["payload"]
+            for delivery in tiktok_simulator.webhooks(opened.tenant)
+            if delivery["payload"]["data"].get("order_status") == "CANCELLED"
+        ]
+    ):
+        assert time.monotonic() < deadline, "the late order was never auto-cancelled"
+        time.sleep(0.1)
+    [announced] = cancelled
+    assert announced["type"] == 1 and announced["data"]["order_id"] == late
+    _store_webhook(opened, announced, announced["tts_notification_id"])
+    ingest.process_new_receipts(retry=_leave_for_later)
+
+    moves = InventoryEvent.objects.filter(
+        sku=listing.sku_id, kind__in=[EventKind.ORDER_COMMITTED, EventKind.ORDER_CANCELLED]
+    ).order_by("pk")
+    assert [(event.external_reference, event.delta_committed) for event in moves] == [
+        (late, 2),
+        (shipped, 1),
+        (late, -2),
+    ]
+    detail = _call_order_detail(opened, late)
+    assert (detail["status"], detail["cancellation_initiator"]) == ("CANCELLED", "SYSTEM")
+    assert _call_order_detail(opened, shipped)["status"] == "IN_TRANSIT"
+    assert tiktok_simulator.skus(opened.tenant)[listing.external_id]["available_quantity"] == 9
+
+
+def _call_order_detail(opened: OpenChannel, order_id: str) -> dict:
+    connector = get_connector(opened.channel)
+    assert isinstance(connector, TikTokConnector)
+    [order] = connector.client.call("GET", "/order/202309/orders", params={"ids": order_id})[
+        "orders"
+    ]
+    return order
 
 
 @pytest.mark.django_db

@@ -160,3 +160,28 @@ def test_an_order_webhook_names_the_order_only_and_is_signed_in_authorization(
     ).json()
     [order] = answer["data"]["orders"]
     assert [line["sku_id"] for line in order["line_items"]] == ["S1", "S1"]
+
+
+def test_viral_mode_places_a_paced_burst_and_sells_only_what_the_shop_shows(tiktok_simulator):
+    """A burst of 8 one-unit orders on a SKU showing 5: 5 placed, each announced by its
+    type 1 webhook, 3 not placed (sold out); the burst answers at once and runs behind."""
+    shop = _shop(tiktok_simulator)
+    started = tiktok_simulator.start_viral(
+        shop["shop"], sku_id="S1", orders=8, per_s=200, quantity=1
+    )
+    assert started["burst_id"] == 1
+
+    deadline = time.monotonic() + 10
+    while not (bursts := tiktok_simulator.viral_bursts(shop["shop"]))[0]["done"]:
+        assert time.monotonic() < deadline, bursts
+        time.sleep(0.05)
+
+    [burst] = bursts
+    assert (burst["placed"], burst["sold_out"]) == (5, 3)
+    assert tiktok_simulator.skus(shop["shop"])["S1"]["available_quantity"] == 0
+    announced = [
+        delivery["payload"]["data"]["order_id"]
+        for delivery in tiktok_simulator.webhooks(shop["shop"])
+        if delivery["payload"]["type"] == 1
+    ]
+    assert sorted(announced) == sorted(order_id for order_id, _ in burst["order_ids"])

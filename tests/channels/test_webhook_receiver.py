@@ -17,7 +17,7 @@ from tests import factories
 
 pytestmark = pytest.mark.django_db
 
-SECRET = "shpss_receiver_secret"
+SECRET = "shpss_receiver_secret_0123456789"
 
 
 @pytest.fixture(autouse=True)
@@ -198,6 +198,8 @@ def test_signed_unparseable_body_is_accepted_then_quarantined(
 def test_signed_delivery_without_topic_or_id_is_stored_quarantined(
     client, channel, enqueued, django_capture_on_commit_callbacks
 ):
+    """Each body once: the same one sent again without its ids is a duplicate."""
+    other_order = ORDER.replace(b"1001", b"1002")
     with django_capture_on_commit_callbacks(execute=True):
         first = client.post(
             URL,
@@ -207,11 +209,25 @@ def test_signed_delivery_without_topic_or_id_is_stored_quarantined(
         )
         second = client.post(
             URL,
+            data=other_order,
+            content_type="application/json",
+            headers={
+                "X-Shopify-Hmac-Sha256": sign(other_order),
+                "X-Shopify-Topic": "orders/create",
+            },
+        )
+        again = client.post(
+            URL,
             data=ORDER,
             content_type="application/json",
-            headers={"X-Shopify-Hmac-Sha256": sign(ORDER), "X-Shopify-Topic": "orders/create"},
+            headers={"X-Shopify-Hmac-Sha256": sign(ORDER)},
         )
-    assert first.status_code == second.status_code == 200
+    assert first.status_code == second.status_code == again.status_code == 200
+    assert [first.json(), second.json(), again.json()] == [
+        {"status": "quarantined"},
+        {"status": "quarantined"},
+        {"status": "duplicate"},
+    ]
     receipts = WebhookReceipt.objects.all()
     assert len(receipts) == 2
     assert {receipt.status for receipt in receipts} == {WebhookReceipt.Status.QUARANTINED}
@@ -236,9 +252,12 @@ def test_same_delivery_ten_times_is_stored_once_and_changes_stock_once(
 def test_same_order_in_two_deliveries_is_committed_once(
     client, channel, shirt, warehouse, enqueued, django_capture_on_commit_callbacks
 ):
+    """Two bodies of one order (one updated since: another body, another delivery): both
+    stored, the order committed once by its ledger keys."""
+    updated = json.dumps({**json.loads(ORDER), "updated_at": "2026-11-27T10:05:00Z"}).encode()
     with django_capture_on_commit_callbacks(execute=True):
         post(client, ORDER, **{"X-Shopify-Webhook-Id": "first"})
-        post(client, ORDER, **{"X-Shopify-Webhook-Id": "second"})
+        post(client, updated, **{"X-Shopify-Webhook-Id": "second"})
     process(enqueued)
 
     assert WebhookReceipt.objects.filter(status=WebhookReceipt.Status.PROCESSED).count() == 2
@@ -334,9 +353,13 @@ def test_while_its_secret_is_rotated_the_previous_one_is_accepted_until_its_time
     channel.save()
     receive.forget_cached_channels()
 
+    other_order = ORDER.replace(b"1001", b"1002")
     signed_with_new = post(client, ORDER, signature=sign(ORDER, "shpss_new_secret"))
-    signed_with_old = post(client, ORDER, **{"X-Shopify-Webhook-Id": "delivery-2"})
-    assert (signed_with_new.status_code, signed_with_old.status_code) == (200, 200)
+    signed_with_old = post(client, other_order, **{"X-Shopify-Webhook-Id": "delivery-2"})
+    assert (signed_with_new.json(), signed_with_old.json()) == (
+        {"status": "accepted"},
+        {"status": "accepted"},
+    )
 
     channel.previous_webhook_secret_until = timezone.now()
     channel.save()

@@ -57,6 +57,13 @@ class TikTokSimulatorClient:
     def notify(self, shop: str, kind: int) -> dict[str, Any]:
         return self._call("POST", f"/shops/{shop}/notify", {"type": kind})
 
+    def start_viral(self, shop: str, **burst: Any) -> dict[str, Any]:
+        """Viral mode: ``sku_id``, ``orders``, ``per_s``, ``quantity``."""
+        return self._call("POST", f"/shops/{shop}/viral", burst)
+
+    def viral_bursts(self, shop: str) -> list[dict[str, Any]]:
+        return self._call("GET", f"/shops/{shop}/viral")["bursts"]
+
     def requests(self, shop: str, since: int = 0) -> list[dict[str, Any]]:
         return self._call("GET", f"/shops/{shop}/requests?since={since}")["requests"]
 

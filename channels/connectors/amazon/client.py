@@ -18,6 +18,10 @@ from channels.connectors import http
 from channels.connectors.base import ChannelAuthError, ChannelError, ChannelThrottled
 
 PLATFORM_NAME = "Amazon"
+# §2.5: the regional SP-API hosts (sellingpartnerapi-na|eu|fe.amazon.com), Login with
+# Amazon (api.amazon.com) and the SQS queues notifications arrive on (amazonaws.com).
+# Calls go nowhere else (channels.connectors.outbound).
+API_DOMAINS = ("amazon.com", "amazonaws.com")
 # §2.5: an access token lives expires_in (3600 s); renewed this long before it ends, so a
 # call never leaves with a token that expires on its way.
 TOKEN_MARGIN_S = 60.0
@@ -76,6 +80,7 @@ class AmazonClient:
             "POST",
             self.credentials.token_url,
             platform_name="Login with Amazon",
+            api_domains=API_DOMAINS,
             read_timeout_s=self.read_timeout_s,
             headers={"Content-Type": "application/x-www-form-urlencoded;charset=UTF-8"},
             data=(
@@ -160,6 +165,7 @@ class AmazonClient:
             method,
             f"{self.api_url}{path}",
             platform_name=PLATFORM_NAME,
+            api_domains=API_DOMAINS,
             read_timeout_s=self.read_timeout_s,
             headers={
                 "x-amz-access-token": self.access_token(renew=renew),
@@ -176,6 +182,7 @@ class AmazonClient:
             "PUT",
             url,
             platform_name=PLATFORM_NAME,
+            api_domains=API_DOMAINS,
             read_timeout_s=self.read_timeout_s,
             headers={"Content-Type": content_type},
             data=content,
@@ -188,6 +195,7 @@ class AmazonClient:
             "GET",
             url,
             platform_name=PLATFORM_NAME,
+            api_domains=API_DOMAINS,
             read_timeout_s=self.read_timeout_s,
             headers={},
         )

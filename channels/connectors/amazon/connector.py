@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from channels.connectors.amazon import notifications
-from channels.connectors.amazon.client import AmazonClient, LwaCredentials
+from channels.connectors.amazon.client import API_DOMAINS, AmazonClient, LwaCredentials
 from channels.connectors.base import ChannelError, Connector
 from channels.connectors.types import (
     Capability,
@@ -68,6 +68,7 @@ class AmazonConnector(Connector):
     """
 
     platform = "amazon"
+    api_domains = API_DOMAINS
     capabilities = frozenset(
         {
             Capability.ASYNC_WRITES,

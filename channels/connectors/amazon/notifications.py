@@ -8,10 +8,10 @@ channel's secret. A message is deleted only once its receipt is stored.
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from channels.connectors.payloads import load_json
 from channels.connectors.types import (
     MarketplaceStockCount,
     MessageKind,
@@ -21,6 +21,7 @@ from channels.connectors.types import (
     WebhookMessage,
     WebhookParseError,
 )
+from inventory.models import MAX_QUANTITY
 
 ORDER_CHANGE = "ORDER_CHANGE"
 FBA_INVENTORY_CHANGES = "FBA_INVENTORY_AVAILABILITY_CHANGES"
@@ -38,7 +39,7 @@ def pulled_of_sqs(message: Mapping[str, Any]) -> PulledNotification:
     body = str(message.get("Body", ""))
     topic, dedupe_key = "", f"sqs:{message.get('MessageId', '')}"
     try:
-        envelope = json.loads(body)
+        envelope = load_json(body)
         topic = str(envelope.get("NotificationType") or "")
         notification_id = (envelope.get("NotificationMetadata") or {}).get("NotificationId")
         if notification_id:
@@ -58,10 +59,7 @@ def parse_notification(topic: str, body: bytes) -> WebhookMessage:
     FBA_INVENTORY_AVAILABILITY_CHANGES: Amazon's counts of its stock of one SKU.
     FEED_PROCESSING_FINISHED: the channel's submissions can be settled now. Every other
     type is stored and not acted on."""
-    try:
-        envelope = json.loads(body)
-    except ValueError as error:
-        raise WebhookParseError(f"Not JSON: {error}") from None
+    envelope = load_json(body)
     if not isinstance(envelope, dict):
         raise WebhookParseError("The notification is not a JSON object.")
     kind = envelope.get("NotificationType") or topic
@@ -114,7 +112,7 @@ def _fba_changes(envelope: Mapping[str, Any]) -> WebhookMessage:
             _fba_count(sku, str(entry["MarketplaceId"]), entry["FulfillmentInventory"], counted_at)
             for entry in by_marketplace
         )
-    except (KeyError, TypeError, ValueError) as error:
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
         raise WebhookParseError(f"FBA_INVENTORY_AVAILABILITY_CHANGES without {error}") from None
     return WebhookMessage(kind=MessageKind.MARKETPLACE_STOCK, reference=sku, stock_counts=counts)
 
@@ -127,14 +125,14 @@ def _fba_count(
     return MarketplaceStockCount(
         external_sku=sku,
         marketplace_id=marketplace_id,
-        fulfillable=int(inventory["Fulfillable"]),
+        fulfillable=_count(inventory["Fulfillable"]),
         counted_at=counted_at,
-        inbound=sum(int(value or 0) for value in inbound.values()),
-        reserved=sum(int(value or 0) for value in reserved.values()),
-        researching=int(inventory.get("Researching") or 0),
-        unfulfillable=int(inventory.get("Unfulfillable") or 0),
+        inbound=_count(sum(_count(value or 0) for value in inbound.values())),
+        reserved=_count(sum(_count(value or 0) for value in reserved.values())),
+        researching=_count(inventory.get("Researching") or 0),
+        unfulfillable=_count(inventory.get("Unfulfillable") or 0),
         # §2.1: the notification carries the buyable future supply only.
-        future_supply=int(inventory.get("FutureSupplyBuyable") or 0),
+        future_supply=_count(inventory.get("FutureSupplyBuyable") or 0),
         details=dict(inventory),
     )
 
@@ -166,14 +164,27 @@ def fba_count_of_summary(
     )
 
 
+def _count(value: object) -> int:
+    """A count of units as Amazon sends it (a number, or digits in a string), within
+    0..MAX_QUANTITY; ``ValueError`` for anything else (the notification is quarantined)."""
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 30:
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_QUANTITY:
+        raise ValueError(f"a count of units, got {str(value)[:40]!r}")
+    return value
+
+
 def _line(item: Mapping[str, Any], cancelled: bool) -> MessageLine:
     reference = str(item.get("OrderItemId") or item.get("SellerSKU") or "")
     sku = str(item.get("SellerSKU") or "")
     problem = "" if sku else "The order item has no SellerSKU."
-    try:
-        quantity = int(item.get("Quantity", item.get("QuantityOrdered", 0)))
-    except (TypeError, ValueError):
-        quantity, problem = 0, f"Bad Quantity {item.get('Quantity')!r}."
+    quantity = item.get("Quantity", item.get("QuantityOrdered", 0))
+    if isinstance(quantity, str) and quantity.isascii() and quantity.isdigit():
+        quantity = int(quantity) if len(quantity) <= 30 else MAX_QUANTITY + 1
+    if isinstance(quantity, bool) or not isinstance(quantity, int) or quantity < 0:
+        quantity, problem = 0, f"Bad Quantity {str(quantity)[:40]!r}."
+    elif quantity > MAX_QUANTITY:
+        quantity, problem = 0, f"Quantity {quantity} is beyond {MAX_QUANTITY}."
     return MessageLine(
         reference=reference,
         quantity=quantity,

@@ -20,6 +20,9 @@ from channels.connectors import http
 from channels.connectors.base import ChannelAuthError, ChannelError, ChannelThrottled
 
 PLATFORM_NAME = "eBay"
+# §5.5: api.ebay.com, and api.sandbox.ebay.com for the sandbox.
+# Calls go nowhere else (channels.connectors.outbound).
+API_DOMAINS = ("ebay.com",)
 # §5.5: the scope a token needs for the Inventory and Fulfillment calls.
 SCOPES = (
     "https://api.ebay.com/oauth/api_scope/sell.inventory "
@@ -81,6 +84,7 @@ class EbayClient:
                 method,
                 f"{self.base_url}{path}",
                 platform_name=PLATFORM_NAME,
+                api_domains=API_DOMAINS,
                 read_timeout_s=self.read_timeout_s,
                 headers={
                     "Authorization": f"Bearer {token}",
@@ -113,6 +117,7 @@ class EbayClient:
             "POST",
             self.token_url,
             platform_name=PLATFORM_NAME,
+            api_domains=API_DOMAINS,
             read_timeout_s=self.read_timeout_s,
             headers={
                 "Authorization": self._basic,

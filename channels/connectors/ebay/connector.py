@@ -18,7 +18,7 @@ from django.core.cache import cache
 from channels.connectors import http
 from channels.connectors.base import ChannelError, Connector
 from channels.connectors.ebay import notifications, webhooks
-from channels.connectors.ebay.client import EbayClient, error_message, errors_text
+from channels.connectors.ebay.client import API_DOMAINS, EbayClient, error_message, errors_text
 from channels.connectors.types import (
     Capability,
     Hold,
@@ -84,12 +84,15 @@ class EbayConnector(Connector):
     """
 
     platform = "ebay"
+    api_domains = API_DOMAINS
     capabilities = frozenset({Capability.HTTP_WEBHOOKS, Capability.ORDER_POLL})
     max_batch_size = 25
     max_read_batch_size = 25
     identifier_order = ("external_id", "external_sku", "item_id")
     listing_field_of_identifier = {"sku": "external_id"}
     kept_headers = ("content-type", "soapaction", notifications.SIGNATURE_HEADER)
+    # §5.1: the NotificationSignature is computed over the SOAP body's Timestamp.
+    signs_timestamp = True
     order_placed_topic = webhooks.FIXED_PRICE_TRANSACTION
     # §5.1: eBay retries an unacknowledged notification; for how long is not documented [M].
     order_redelivery_window_s = 24 * 3600.0
@@ -404,6 +407,12 @@ class EbayConnector(Connector):
         if notifications.is_notification(headers):
             return notifications.envelope(body)
         return webhooks.platform_notification_envelope(body)
+
+    def signed_timestamp(self, headers: Mapping[str, str], body: bytes) -> float | None:
+        return webhooks.signed_timestamp(body)
+
+    def webhook_contradiction(self, topic: str, body: bytes) -> str:
+        return webhooks.topic_contradiction(topic, body)
 
     def parse_webhook(self, topic: str, body: bytes) -> WebhookMessage:
         # Order topics (a SOAP notification, or a polled order as JSON) and every SOAP body

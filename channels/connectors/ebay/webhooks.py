@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from typing import Any
 from xml.parsers import expat
 
+from channels.connectors.payloads import load_json
 from channels.connectors.types import (
     MessageKind,
     MessageLine,
@@ -27,11 +28,12 @@ from channels.connectors.types import (
     WebhookMessage,
     WebhookParseError,
 )
+from inventory.models import MAX_QUANTITY
 
 # §5.1 (EB6): the order events; each carries the transaction it is about.
 ORDER_TOPICS = frozenset({"FixedPriceTransaction", "AuctionCheckoutComplete", "ItemSold"})
 FIXED_PRICE_TRANSACTION = "FixedPriceTransaction"
-MAX_QUANTITY = 2**31 - 1
+
 MAX_IDENTIFIER_LENGTH = 255
 # A document type can declare entities that expand a small body into gigabytes (the
 # "billion laughs"); eBay's notifications carry none, so any is refused before parsing.
@@ -112,6 +114,36 @@ def verify_platform_notification(*, body: bytes, dev_id: str, app_id: str, cert_
         return False
     expected = signature(timestamp, dev_id=dev_id, app_id=app_id, cert_id=cert_id)
     return hmac.compare_digest(expected.encode(), received.encode("utf-8", errors="replace"))
+
+
+def signed_timestamp(body: bytes) -> float | None:
+    """The SOAP body's ``Timestamp``, which is all the signature covers (§5.1), in unix
+    seconds; None when it is missing or not a time."""
+    try:
+        text = _text(parse_xml(body), "Timestamp")
+    except WebhookParseError:
+        return None
+    stamp = _timestamp(text)
+    if stamp is None:
+        return None
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=dt.UTC)
+    return stamp.timestamp()
+
+
+def topic_contradiction(topic: str, body: bytes) -> str:
+    """Why the body is not what its ``NotificationEventName`` says ("" when it is, or when
+    it cannot be read): the signature covers the Timestamp only, not the event name, so an
+    order event must carry the transaction it announces."""
+    if topic not in ORDER_TOPICS or body.lstrip().startswith(b"{"):
+        return ""
+    try:
+        root = parse_xml(body)
+    except WebhookParseError:
+        return ""
+    if not any(_local(element.tag) == "Transaction" for element in root.iter()):
+        return f"{topic} without a Transaction: the event name contradicts the body."
+    return ""
 
 
 def platform_notification_envelope(body: bytes) -> WebhookEnvelope:
@@ -261,10 +293,7 @@ def _timestamp(text: str) -> dt.datetime | None:
 
 
 def _json_object(body: bytes) -> Mapping[str, Any]:
-    try:
-        payload = json.loads(body)
-    except (UnicodeDecodeError, ValueError) as error:
-        raise WebhookParseError(f"Body is not valid JSON: {error}.") from None
+    payload = load_json(body)
     if not isinstance(payload, dict):
         raise WebhookParseError("Body is not a JSON object.")
     return payload

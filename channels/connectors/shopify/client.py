@@ -15,6 +15,9 @@ from channels.connectors import http
 from channels.connectors.base import ChannelAuthError, ChannelError, ChannelThrottled
 
 PLATFORM_NAME = "Shopify"
+# §1.5: each shop's Admin API is https://{shop}.myshopify.com.
+# Calls go nowhere else (channels.connectors.outbound).
+API_DOMAINS = ("myshopify.com",)
 
 
 class ShopifyClient:
@@ -35,6 +38,7 @@ class ShopifyClient:
                 "GET",
                 url,
                 platform_name=PLATFORM_NAME,
+                api_domains=API_DOMAINS,
                 read_timeout_s=self.read_timeout_s,
                 headers=self._headers,
                 params=query,
@@ -62,6 +66,7 @@ class ShopifyClient:
             "POST",
             self.graphql_url,
             platform_name=PLATFORM_NAME,
+            api_domains=API_DOMAINS,
             read_timeout_s=self.read_timeout_s,
             headers=self._headers,
             json={"query": query, "variables": variables},

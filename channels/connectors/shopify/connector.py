@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from channels.connectors.base import ChannelError, Connector
 from channels.connectors.shopify import webhooks
-from channels.connectors.shopify.client import ShopifyClient
+from channels.connectors.shopify.client import API_DOMAINS, ShopifyClient
 from channels.connectors.types import (
     Capability,
     ItemResult,
@@ -103,6 +103,7 @@ class ShopifyConnector(Connector):
     """
 
     platform = "shopify"
+    api_domains = API_DOMAINS
     capabilities = frozenset(
         {
             Capability.COMPARE_AND_SET,
@@ -274,6 +275,12 @@ class ShopifyConnector(Connector):
 
     def webhook_envelope(self, headers: Mapping[str, str], body: bytes) -> WebhookEnvelope:
         return webhooks.shopify_webhook_envelope(headers)
+
+    def webhook_contradiction(self, topic: str, body: bytes) -> str:
+        return webhooks.topic_contradiction(topic, body)
+
+    def acts_on_topic(self, topic: str) -> bool:
+        return webhooks.acts_on_topic(topic)
 
     def parse_webhook(self, topic: str, body: bytes) -> WebhookMessage:
         return webhooks.parse_shopify_webhook(topic, body)

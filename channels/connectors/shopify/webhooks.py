@@ -14,6 +14,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from channels.connectors.payloads import load_json
 from channels.connectors.types import (
     MessageKind,
     MessageLine,
@@ -23,13 +24,12 @@ from channels.connectors.types import (
     WebhookMessage,
     WebhookParseError,
 )
+from inventory.models import MAX_QUANTITY
 
 HMAC_HEADER = "X-Shopify-Hmac-Sha256"
 TOPIC_HEADER = "X-Shopify-Topic"
 # The delivery id: the key for spotting duplicates [CHANNEL_APIS.md §1.1, SH1/SH5].
 WEBHOOK_ID_HEADER = "X-Shopify-Webhook-Id"
-# PostgreSQL's integer, which the ledger's quantities are.
-MAX_QUANTITY = 2**31 - 1
 MAX_IDENTIFIER_LENGTH = 255
 
 # RefundLineItemRestockType [SH17]. "cancel" releases units never fulfilled, "return" puts
@@ -97,6 +97,60 @@ def parse_shopify_webhook(topic: str, body: bytes) -> WebhookMessage:
     if parse is None:
         return WebhookMessage(kind=MessageKind.IGNORED, reference="")
     return parse(_json_object(body))
+
+
+def acts_on_topic(topic: str) -> bool:
+    """Whether the topic is one whose body changes stock or what is expected on the shop."""
+    return topic in _PARSERS
+
+
+def topic_contradiction(topic: str, body: bytes) -> str:
+    """Why the body is not what ``X-Shopify-Topic`` says ("" when it is, or when the body
+    cannot be read: ingest quarantines that with its reason).
+
+    The HMAC covers the body only (§1.1): the topic header can be changed by whoever holds a
+    captured delivery. Each topic acted on has fields its body always carries: an order has
+    ``id`` and ``line_items``, a cancelled one its ``cancelled_at``, a freshly created one
+    none; a refund its own ``id``, ``order_id`` and ``refund_line_items``; an inventory level
+    its ``inventory_item_id`` and ``available``.
+    """
+    required = _REQUIRED_FIELDS.get(topic)
+    if required is None:
+        return ""
+    try:
+        payload = json.loads(body)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return ""
+    if not isinstance(payload, dict):
+        return ""
+    missing = [name for name in required if payload.get(name) in (None, "")]
+    if topic == "inventory_levels/update" and "available" not in payload:
+        missing.append("available")  # null for an untracked item, but never absent
+    if missing:
+        return f"{topic} without {', '.join(missing)}: the topic contradicts the body."
+    if topic == "orders/create" and payload.get("cancelled_at"):
+        return "orders/create of an order already cancelled: the topic contradicts the body."
+    present = [name for name in _FIELDS_OF_OTHER_TOPICS.get(topic, ()) if name in payload]
+    if present:
+        return f"{topic} carrying {', '.join(present)}: the topic contradicts the body."
+    return ""
+
+
+# The fields a body of each topic always has (REST Order, Refund and InventoryLevel).
+_REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {
+    "orders/create": ("id", "line_items"),
+    "orders/cancelled": ("id", "line_items", "cancelled_at"),
+    "refunds/create": ("id", "order_id", "refund_line_items"),
+    "inventory_levels/update": ("inventory_item_id",),
+}
+# Fields that belong to another topic's body: an order carries no order_id, a refund no
+# line_items of its own, an inventory level neither.
+_FIELDS_OF_OTHER_TOPICS: dict[str, tuple[str, ...]] = {
+    "orders/create": ("order_id", "refund_line_items", "inventory_item_id"),
+    "orders/cancelled": ("order_id", "refund_line_items", "inventory_item_id"),
+    "refunds/create": ("line_items", "inventory_item_id"),
+    "inventory_levels/update": ("line_items", "refund_line_items", "order_id"),
+}
 
 
 def _parse_order(payload: Mapping[str, Any], kind: MessageKind) -> WebhookMessage:
@@ -189,6 +243,8 @@ def _parse_inventory_level(payload: Mapping[str, Any]) -> WebhookMessage:
         return WebhookMessage(kind=MessageKind.IGNORED, reference=item_id)
     if isinstance(available, bool) or not isinstance(available, int):
         raise WebhookParseError(f"{where}: available must be a whole number.")
+    if abs(available) > MAX_QUANTITY:
+        raise WebhookParseError(f"{where}: available {available} is beyond {MAX_QUANTITY}.")
     identifiers = {"inventory_item_id": item_id}
     if payload.get("location_id") is not None:
         identifiers["location_id"] = _id(payload, "location_id", where=where)
@@ -210,11 +266,7 @@ _PARSERS = {
 
 
 def _json_object(body: bytes) -> Mapping[str, Any]:
-    try:
-        payload = json.loads(body)
-    except (UnicodeDecodeError, ValueError) as error:
-        raise WebhookParseError(f"Body is not valid JSON: {error}.") from None
-    return _object(payload, where="body")
+    return _object(load_json(body), where="body")
 
 
 def _object(value: object, *, where: str) -> Mapping[str, Any]:

@@ -29,6 +29,9 @@ from channels.connectors import http
 from channels.connectors.base import ChannelAuthError, ChannelError, ChannelThrottled
 
 PLATFORM_NAME = "TikTok Shop"
+# §4.2: open-api.tiktokglobalshop.com, and auth.tiktok-shops.com for tokens.
+# Calls go nowhere else (channels.connectors.outbound).
+API_DOMAINS = ("tiktokglobalshop.com", "tiktok-shops.com")
 # §4.2: the parameters the signature leaves out.
 UNSIGNED_PARAMETERS = frozenset({"sign", "access_token"})
 # §4.2: a token lasts about 7 days [M]; one this close to its end is replaced before use.
@@ -161,6 +164,7 @@ class TikTokClient:
             signed.method,
             f"{self.base_url}{signed.path}",
             platform_name=PLATFORM_NAME,
+            api_domains=API_DOMAINS,
             read_timeout_s=self.read_timeout_s,
             headers=headers,
             data=signed.body or None,
@@ -174,6 +178,7 @@ class TikTokClient:
             "GET",
             f"{self.auth_base_url}/api/v2/token/refresh",
             platform_name=PLATFORM_NAME,
+            api_domains=API_DOMAINS,
             read_timeout_s=self.read_timeout_s,
             headers={"Accept": "application/json"},
             params={

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from channels.connectors.base import ChannelError, Connector
 from channels.connectors.tiktok import webhooks
-from channels.connectors.tiktok.client import TikTokBusinessError, TikTokClient
+from channels.connectors.tiktok.client import API_DOMAINS, TikTokBusinessError, TikTokClient
 from channels.connectors.types import (
     Capability,
     ItemResult,
@@ -62,6 +62,7 @@ class TikTokConnector(Connector):
     """
 
     platform = "tiktok"
+    api_domains = API_DOMAINS
     capabilities = frozenset(
         {Capability.HTTP_WEBHOOKS, Capability.ORDER_LOOKUP, Capability.ORDER_POLL}
     )
@@ -72,6 +73,8 @@ class TikTokConnector(Connector):
     # §4.1: the signature is the Authorization header itself (an HMAC, not a credential):
     # kept, so a receipt can be verified again.
     kept_headers = ("content-type", "authorization")
+    # §4.1: the envelope's timestamp is part of the signed body.
+    signs_timestamp = True
     order_placed_topic = webhooks.ORDER_PLACED_TOPIC
     # §4.1: retries are not documented [M]: the order may come hours after its events.
     order_redelivery_window_s = 4 * 3600.0
@@ -213,6 +216,16 @@ class TikTokConnector(Connector):
 
     def webhook_envelope(self, headers: Mapping[str, str], body: bytes) -> WebhookEnvelope:
         return webhooks.tiktok_webhook_envelope(body)
+
+    def signed_timestamp(self, headers: Mapping[str, str], body: bytes) -> float | None:
+        return webhooks.signed_timestamp(body)
+
+    def webhook_contradiction(self, topic: str, body: bytes) -> str:
+        # The topic is read from the signed body itself; what an app-wide secret cannot
+        # tell is which shop the event is about (platform setting "shop_id").
+        return webhooks.shop_contradiction(
+            body, shop_id=str((self.channel.platform_settings or {}).get("shop_id") or "")
+        )
 
     def parse_webhook(self, topic: str, body: bytes) -> WebhookMessage:
         return webhooks.parse_tiktok_webhook(topic, body)

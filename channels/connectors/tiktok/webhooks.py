@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from channels.connectors.payloads import load_json
 from channels.connectors.types import (
     MessageKind,
     MessageLine,
@@ -75,6 +76,35 @@ def tiktok_webhook_envelope(body: bytes) -> WebhookEnvelope:
     if not notification_id:
         raise WebhookParseError("The notification has no tts_notification_id.")
     return WebhookEnvelope(topic=_topic(envelope), dedupe_key=notification_id)
+
+
+def signed_timestamp(body: bytes) -> float | None:
+    """The envelope's ``timestamp`` (unix seconds): inside the body, so under the signature
+    (§4.1); None when the body has none that is a number."""
+    try:
+        envelope = json.loads(body)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return None
+    value = envelope.get("timestamp") if isinstance(envelope, dict) else None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def shop_contradiction(body: bytes, *, shop_id: str) -> str:
+    """Why the event is not about this channel's shop ("" when it is, or when the channel
+    does not name its shop): the app secret signs every shop's events alike, so an event of
+    another shop (a withdrawn authorization, an order) verifies on any channel of the app."""
+    if not shop_id:
+        return ""
+    try:
+        envelope = json.loads(body)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return ""
+    named = envelope.get("shop_id") if isinstance(envelope, dict) else None
+    if named is not None and str(named) != shop_id:
+        return f"The event is about shop {named}, not this channel's shop {shop_id}."
+    return ""
 
 
 def _topic(envelope: Mapping[str, Any]) -> str:
@@ -189,10 +219,7 @@ def polled_order(order: Mapping[str, Any]) -> PulledNotification:
 
 
 def _json_object(body: bytes) -> Mapping[str, Any]:
-    try:
-        value = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise WebhookParseError("The body is not JSON.") from None
+    value = load_json(body)
     if not isinstance(value, dict):
         raise WebhookParseError("The body is not a JSON object.")
     return value

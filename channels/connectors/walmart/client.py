@@ -28,6 +28,9 @@ from channels.connectors.base import ChannelAuthError, ChannelError, ChannelThro
 from channels.connectors.types import RateBudget
 
 PLATFORM_NAME = "Walmart"
+# §3.5: marketplace.walmartapis.com.
+# Calls go nowhere else (channels.connectors.outbound).
+API_DOMAINS = ("walmartapis.com",)
 # §3.5: sent as WM_SVC.NAME on every call.
 SERVICE_NAME = "Walmart Marketplace"
 # §3.5: a token lasts 15 minutes; one this close to its end is replaced before use, so a
@@ -100,6 +103,7 @@ class WalmartClient:
                 method,
                 f"{self.base_url}{path}",
                 platform_name=PLATFORM_NAME,
+                api_domains=API_DOMAINS,
                 read_timeout_s=self.read_timeout_s,
                 headers=headers,
                 json=json,
@@ -151,6 +155,7 @@ class WalmartClient:
             "POST",
             f"{self.base_url}/v3/token",
             platform_name=PLATFORM_NAME,
+            api_domains=API_DOMAINS,
             read_timeout_s=self.read_timeout_s,
             headers={
                 "Authorization": self._basic,

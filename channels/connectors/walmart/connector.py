@@ -27,7 +27,12 @@ from channels.connectors.types import (
     WebhookMessage,
 )
 from channels.connectors.walmart import webhooks
-from channels.connectors.walmart.client import FeedTooLarge, WalmartClient, error_message
+from channels.connectors.walmart.client import (
+    API_DOMAINS,
+    FeedTooLarge,
+    WalmartClient,
+    error_message,
+)
 
 if TYPE_CHECKING:
     from channels.models import Channel
@@ -79,6 +84,7 @@ class WalmartConnector(Connector):
     """
 
     platform = "walmart"
+    api_domains = API_DOMAINS
     capabilities = frozenset(
         {
             Capability.ASYNC_WRITES,
@@ -441,6 +447,9 @@ class WalmartConnector(Connector):
 
     def webhook_envelope(self, headers: Mapping[str, str], body: bytes) -> WebhookEnvelope:
         return webhooks.walmart_webhook_envelope(body)
+
+    def webhook_contradiction(self, topic: str, body: bytes) -> str:
+        return webhooks.topic_contradiction(topic, body)
 
     def parse_webhook(self, topic: str, body: bytes) -> WebhookMessage:
         return webhooks.parse_walmart_webhook(topic, body)

@@ -14,6 +14,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from channels.connectors.payloads import load_json
 from channels.connectors.types import (
     MessageKind,
     MessageLine,
@@ -22,13 +23,12 @@ from channels.connectors.types import (
     WebhookMessage,
     WebhookParseError,
 )
+from inventory.models import MAX_QUANTITY
 
 HMAC = "HMAC"
 BASIC_AUTH = "BASIC_AUTH"
 # §3.1: the header is the subscription's ``authHeaderName``, chosen by the seller.
 DEFAULT_AUTH_HEADER = "X-Walmart-Signature"
-# PostgreSQL's integer, which the ledger's quantities are.
-MAX_QUANTITY = 2**31 - 1
 MAX_IDENTIFIER_LENGTH = 255
 
 PO_CREATED = "PO_CREATED"
@@ -91,6 +91,34 @@ def walmart_webhook_envelope(body: bytes) -> WebhookEnvelope:
     if len(topic) > 128 or len(str(event_id)) > 255:
         raise WebhookParseError("source.eventType or source.eventId is too long.")
     return WebhookEnvelope(topic=topic.strip(), dedupe_key=str(event_id).strip())
+
+
+def topic_contradiction(topic: str, body: bytes) -> str:
+    """Why the payload is not what ``source.eventType`` says ("" when it is, or when it
+    cannot be read): signed with the body under HMAC, but not at all under BASIC_AUTH,
+    where only a password guards it. An order event names its purchase order and lines,
+    ORDER_UPDATES its subEventType, INVENTORY_OOS an item and no order."""
+    if topic not in (PO_CREATED, PO_LINE_AUTOCANCELLED, ORDER_UPDATES, INVENTORY_OOS):
+        return ""
+    try:
+        envelope = json.loads(body)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return ""
+    payload = envelope.get("payload") if isinstance(envelope, dict) else None
+    if not isinstance(payload, dict):
+        return ""
+    if topic == INVENTORY_OOS:
+        if "purchaseOrderId" in payload or "orderLines" in payload:
+            return "INVENTORY_OOS carrying an order: the event type contradicts the payload."
+        return ""
+    if topic == ORDER_UPDATES and not payload.get("subEventType"):
+        return "ORDER_UPDATES without subEventType: the event type contradicts the payload."
+    if not payload.get("purchaseOrderId") or "orderLines" not in payload:
+        return (
+            f"{topic} without purchaseOrderId or orderLines: "
+            "the event type contradicts the payload."
+        )
+    return ""
 
 
 def parse_walmart_webhook(topic: str, body: bytes) -> WebhookMessage:
@@ -201,11 +229,7 @@ def _line_quantity(item: Mapping[str, Any], *, where: str) -> int:
 
 
 def _json_object(body: bytes) -> Mapping[str, Any]:
-    try:
-        payload = json.loads(body)
-    except (UnicodeDecodeError, ValueError) as error:
-        raise WebhookParseError(f"Body is not valid JSON: {error}.") from None
-    return _object(payload, where="body")
+    return _object(load_json(body), where="body")
 
 
 def _object(value: object, *, where: str) -> Mapping[str, Any]:

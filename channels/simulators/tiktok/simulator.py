@@ -36,6 +36,20 @@ without lines); ``POST orders/<id>/status`` ``{"status"}`` (CANCELLED gives the 
 back); ``POST notify`` ``{"type": 6 | 7}`` (deauthorization, upcoming expiry);
 ``GET changes?since=``.
 
+Auto-cancel: with the shop setting ``auto_cancel_after_s`` (0, the default, never), an order
+still ``UNPAID``, ``ON_HOLD`` or ``AWAITING_SHIPMENT`` that long after it was placed (on the
+simulator's clock) is cancelled by the platform: its units are given back and a type 1
+webhook with ``CANCELLED`` announces it; the order detail says
+``cancellation_initiator: "SYSTEM"``. An order moved on to shipping is left alone.
+
+Viral mode (a creator's video selling one SKU at a rate): ``POST viral`` ``{"sku_id",
+"orders", "per_s", "quantity"}`` starts a burst in the background, ``orders`` orders of
+``quantity`` units paced at ``per_s`` a second on the real clock, each announced by its
+type 1 webhook; a buyer buys only what the shop shows, so an order the SKU's available
+quantity cannot cover is not placed (counted ``sold_out``). It answers at once with the
+burst's ``burst_id``; ``GET viral`` reports every burst of the shop (``placed``,
+``sold_out``, ``done``, ``order_ids`` with the unix time each was placed at).
+
 Fault endpoints: ``token``; ``inventory:update`` (also ``write``); ``inventory:search``,
 ``orders:get`` and ``orders:search`` (also ``read``).
 """
@@ -45,6 +59,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
+import threading
 import time
 import uuid
 from typing import Any
@@ -82,6 +97,8 @@ ORDER_STATUS_CHANGE = 1
 SELLER_DEAUTHORIZATION = 6
 UPCOMING_AUTHORIZATION_EXPIRATION = 7
 ORDERS_PAGE = 50
+# Statuses in which an order has not shipped: the platform's auto-cancel applies to them.
+_CANCELLABLE_UNSHIPPED = frozenset({"UNPAID", "ON_HOLD", "AWAITING_SHIPMENT"})
 CONNECT_TIMEOUT_S = 1.0
 RESPONSE_TIMEOUT_S = 5.0
 
@@ -519,6 +536,8 @@ class TikTokSimulator(Simulator[Shop]):
                 lambda m, b, q: self.set_order_status(m["tenant"], m["order"], b),
             ),
             route("POST", f"{_SHOP}/notify", lambda m, b, q: self.notify(m["tenant"], b)),
+            route("POST", f"{_SHOP}/viral", lambda m, b, q: self.start_viral(m["tenant"], b)),
+            route("GET", f"{_SHOP}/viral", lambda m, b, q: self.viral_bursts(m["tenant"])),
             route("GET", f"{_SHOP}/changes", lambda m, b, q: self.changes(m["tenant"], since(q))),
         ]
 
@@ -578,19 +597,111 @@ class TikTokSimulator(Simulator[Shop]):
                 if quantity <= 0:
                     raise ControlError(400, "Line quantities are positive.")
                 wanted.append((sku, quantity))
-            now = int(self.clock.time())
-            order = Order(str(next(self._order_ids)), status, [], now, now)
-            for sku, quantity in wanted:
-                warehouse_id = next(iter(sku.warehouses))
-                stock = sku.warehouses[warehouse_id]
-                self._set(shop, sku, warehouse_id, stock.available - quantity, "order", None)
-                stock.committed += quantity
-                order.lines += [
-                    (str(next(self._line_ids)), sku.sku_id, warehouse_id) for _ in range(quantity)
-                ]
-            shop.orders[order.order_id] = order
+            order = self._place(shop, wanted, status)
             delivery = self._order_delivery(shop, order)
         return {"order_id": order.order_id} | self.deliver(shop, delivery, body)
+
+    def _place(self, shop: Shop, wanted: list[tuple[Sku, int]], status: str) -> Order:
+        """An order of these units (lock held): available to committed, one line a unit."""
+        now = int(self.clock.time())
+        order = Order(str(next(self._order_ids)), status, [], now, now)
+        for sku, quantity in wanted:
+            warehouse_id = next(iter(sku.warehouses))
+            stock = sku.warehouses[warehouse_id]
+            self._set(shop, sku, warehouse_id, stock.available - quantity, "order", None)
+            stock.committed += quantity
+            order.lines += [
+                (str(next(self._line_ids)), sku.sku_id, warehouse_id) for _ in range(quantity)
+            ]
+        shop.orders[order.order_id] = order
+        if shop.settings.auto_cancel_after_s > 0:
+            order_id = order.order_id
+            self.scheduler.call_later(
+                shop.settings.auto_cancel_after_s, lambda: self._auto_cancel(shop, order_id)
+            )
+        return order
+
+    def _auto_cancel(self, shop: Shop, order_id: str) -> None:
+        """The platform cancels an order not shipped in time, and says so by webhook."""
+        with shop.lock:
+            order = shop.orders.get(order_id)
+            if order is None or order.status not in _CANCELLABLE_UNSHIPPED:
+                return
+            self._cancel(shop, order, initiator="SYSTEM")
+            delivery = self._order_delivery(shop, order)
+        self.deliver(shop, delivery)
+
+    def _cancel(self, shop: Shop, order: Order, *, initiator: str) -> None:
+        """Give the order's units back and mark it cancelled (lock held)."""
+        for _, sku_id, warehouse_id in order.lines:
+            sku = shop.skus[sku_id]
+            stock = sku.warehouses[warehouse_id]
+            stock.committed = max(0, stock.committed - 1)
+            self._set(shop, sku, warehouse_id, stock.available + 1, "cancel", order.order_id)
+        order.status = "CANCELLED"
+        order.cancellation_initiator = initiator
+        order.update_time = int(self.clock.time())
+
+    # -- Viral mode --------------------------------------------------------------------------
+
+    def start_viral(self, shop_name: str, body: JSON) -> JSON:
+        """Start a burst of orders on one SKU in the background (see the module's doc)."""
+        shop = self.tenants.require(shop_name)
+        try:
+            sku_id = str(body["sku_id"])
+            orders = int(body.get("orders", 300))
+            per_s = float(body.get("per_s", 15))
+            quantity = int(body.get("quantity", 1))
+        except (KeyError, TypeError, ValueError):
+            raise ControlError(400, "'sku_id', and numbers for orders, per_s, quantity.") from None
+        if orders <= 0 or per_s <= 0 or quantity <= 0:
+            raise ControlError(400, "orders, per_s and quantity are positive.")
+        with shop.lock:
+            sku = shop.skus.get(sku_id)
+            if sku is None:
+                raise ControlError(400, f"No SKU {sku_id!r} in shop {shop_name!r}.")
+            burst: JSON = {
+                "burst_id": len(shop.viral_bursts) + 1,
+                "sku_id": sku_id,
+                "orders": orders,
+                "per_s": per_s,
+                "placed": 0,
+                "sold_out": 0,
+                "done": False,
+                "order_ids": [],
+            }
+            shop.viral_bursts.append(burst)
+        threading.Thread(
+            target=self._run_viral,
+            args=(shop, sku, burst, quantity),
+            name=f"viral-{shop_name}-{burst['burst_id']}",
+            daemon=True,
+        ).start()
+        return {key: value for key, value in burst.items() if key != "order_ids"}
+
+    def _run_viral(self, shop: Shop, sku: Sku, burst: JSON, quantity: int) -> None:
+        started = time.monotonic()
+        for number in range(int(burst["orders"])):
+            # Paced on the real clock from the start, so a slow delivery is caught up.
+            delay = started + number / float(burst["per_s"]) - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            with shop.lock:
+                if sku.warehouse(None).available < quantity:
+                    burst["sold_out"] += 1
+                    continue
+                order = self._place(shop, [(sku, quantity)], "AWAITING_SHIPMENT")
+                delivery = self._order_delivery(shop, order)
+                burst["placed"] += 1
+                burst["order_ids"].append([order.order_id, time.time()])
+            self.deliver(shop, delivery)
+        with shop.lock:
+            burst["done"] = True
+
+    def viral_bursts(self, shop_name: str) -> JSON:
+        shop = self.tenants.require(shop_name)
+        with shop.lock:
+            return {"bursts": json.loads(json.dumps(shop.viral_bursts))}
 
     def set_order_status(self, shop_name: str, order_id: str, body: JSON) -> JSON:
         status = str(body.get("status") or "")
@@ -604,13 +715,10 @@ class TikTokSimulator(Simulator[Shop]):
             if order.status == "CANCELLED":
                 raise ControlError(409, "The order is cancelled.")
             if status == "CANCELLED":
-                for _, sku_id, warehouse_id in order.lines:
-                    sku = shop.skus[sku_id]
-                    stock = sku.warehouses[warehouse_id]
-                    stock.committed = max(0, stock.committed - 1)
-                    self._set(shop, sku, warehouse_id, stock.available + 1, "cancel", order_id)
-            order.status = status
-            order.update_time = int(self.clock.time())
+                self._cancel(shop, order, initiator="SELLER")
+            else:
+                order.status = status
+                order.update_time = int(self.clock.time())
             delivery = self._order_delivery(shop, order)
         return {"order_id": order_id, "status": status} | self.deliver(shop, delivery, body)
 
@@ -696,6 +804,7 @@ def _order_json(shop: Shop, order: Order) -> JSON:
     return {
         "id": order.order_id,
         "status": order.status,
+        "cancellation_initiator": order.cancellation_initiator,
         "create_time": order.create_time,
         "update_time": order.update_time,
         "line_items": [

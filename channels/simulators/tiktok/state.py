@@ -74,6 +74,9 @@ class ShopSettings:
     read_lag_s: float = 0.0
     # Calls a second per shop before 429 (§4.5 [M]: "around 50 QPS"); 0 never throttles.
     qps: int = 0
+    # The platform cancels an order not shipped in time (the issue's "auto-cancel of late
+    # orders" [M]: the real deadline depends on the order's shipping terms); 0 never does.
+    auto_cancel_after_s: float = 0.0
     codes: ErrorCodes = field(default_factory=ErrorCodes)
 
     @classmethod
@@ -160,6 +163,9 @@ class Order:
     lines: list[tuple[str, str, str]]
     create_time: int
     update_time: int
+    # Who cancelled it, when it is cancelled: "SELLER" (by hand) or "SYSTEM" (not shipped
+    # in time).
+    cancellation_initiator: str = ""
 
 
 class Shop(Tenant):
@@ -176,3 +182,5 @@ class Shop(Tenant):
         # Calls answered in the current second (the ``qps`` limit).
         self.second = 0
         self.calls_this_second = 0
+        # Viral mode: each burst's progress (``TikTokSimulator.start_viral``).
+        self.viral_bursts: list[dict[str, Any]] = []

@@ -732,7 +732,10 @@ class ChannelAlertAdmin(_ReadOnlyAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
 
-    @admin.action(description="Mark resolved (looked at)")
+    def has_manage_channels_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(permissions.MANAGE_CHANNELS)
+
+    @admin.action(description="Mark resolved (looked at)", permissions=["manage_channels"])
     def mark_resolved(self, request: HttpRequest, queryset: QuerySet[ChannelAlert]) -> None:
         permissions.require(request.user, permissions.MANAGE_CHANNELS)
         resolved = alerts.resolve_alerts(alert_ids=list(queryset.values_list("pk", flat=True)))

@@ -58,8 +58,9 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
 
+## django-stubs loads the settings: a local run's (DEBUG on, so no production secret needed).
 typecheck: $(STAMP)
-	DATABASE_URL=postgresql://unused/nventory REDIS_URL=redis://unused:1/0 $(BIN)/mypy .
+	DEBUG=true DATABASE_URL=postgresql://unused/nventory REDIS_URL=redis://unused:1/0 $(BIN)/mypy .
 
 ## Every benchmark (results in docs/benchmarks.json, tables and plots in docs/), or one:
 ## make bench NAME=hot_sku

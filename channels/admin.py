@@ -224,7 +224,13 @@ class ChannelAdmin(admin.ModelAdmin):
         for formset in formsets:
             self.save_formset(request, form, formset, change=change)
 
-    @admin.action(description="Try the channel again now (an open circuit breaker probes it)")
+    def has_manage_channels_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(permissions.MANAGE_CHANNELS)
+
+    @admin.action(
+        description="Try the channel again now (an open circuit breaker probes it)",
+        permissions=["manage_channels"],
+    )
     def try_again_now(self, request: HttpRequest, queryset: QuerySet[Channel]) -> None:
         opened = services.try_channels_again_now(channel_ids=queryset.values_list("pk", flat=True))
         self.message_user(
@@ -233,7 +239,10 @@ class ChannelAdmin(admin.ModelAdmin):
             messages.SUCCESS,
         )
 
-    @admin.action(description="Read recent orders now (ingests any whose events never came)")
+    @admin.action(
+        description="Read recent orders now (ingests any whose events never came)",
+        permissions=["manage_channels"],
+    )
     def read_recent_orders(self, request: HttpRequest, queryset: QuerySet[Channel]) -> None:
         queued = 0
         for channel_id in queryset.values_list("pk", flat=True):
@@ -521,7 +530,15 @@ class DeadLetterAdmin(_ReadOnlyAdmin):
     search_fields = ("listing__external_id", "listing__sku__code")
     actions = ["replay"]
 
-    @admin.action(description="Replay: push the master's quantity again, with fresh tries")
+    # The admin is read-only (no change permission for anyone), so the action names the
+    # operation's own permission.
+    def has_handle_dead_letters_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(permissions.HANDLE_DEAD_LETTERS)
+
+    @admin.action(
+        description="Replay: push the master's quantity again, with fresh tries",
+        permissions=["handle_dead_letters"],
+    )
     def replay(self, request: HttpRequest, queryset: QuerySet[DeadLetter]) -> None:
         """Through ``channels.workflows`` (the permission is checked, who replayed kept)."""
         replayed = workflows.replay_dead_letters(
@@ -752,7 +769,10 @@ class ChannelAlertAdmin(_ReadOnlyAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
 
-    @admin.action(description="Mark resolved (looked at)")
+    def has_manage_channels_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(permissions.MANAGE_CHANNELS)
+
+    @admin.action(description="Mark resolved (looked at)", permissions=["manage_channels"])
     def mark_resolved(self, request: HttpRequest, queryset: QuerySet[ChannelAlert]) -> None:
         permissions.require(request.user, permissions.MANAGE_CHANNELS)
         resolved = alerts.resolve_alerts(alert_ids=list(queryset.values_list("pk", flat=True)))

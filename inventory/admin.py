@@ -33,14 +33,15 @@ from inventory.models import (
     Sku,
     StockLevel,
 )
+from nventory import permissions
 from nventory.errors import ApplicationError, Conflict
 
 if TYPE_CHECKING:
     from django.template.backends.base import _EngineTemplate
 
 # Model permissions that gate the service calls made from the admin pages.
-STOCK_CHANGE_PERMISSION = "inventory.change_stocklevel"
-RELEASE_PERMISSION = "inventory.change_reservation"
+STOCK_CHANGE_PERMISSION = permissions.RECEIVE_ADJUST_TRANSFER
+RELEASE_PERMISSION = permissions.RELEASE_ANY_RESERVATION
 
 
 class ReadOnlyAdminMixin:

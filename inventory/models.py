@@ -5,6 +5,7 @@ Only ``inventory.services`` writes ``StockLevel``, ``InventoryEvent`` and ``Rese
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
@@ -206,6 +207,16 @@ class Reservation(models.Model):
     expires_at = models.DateTimeField()
     external_reference = models.CharField(max_length=255, blank=True)
     idempotency_key = models.CharField(max_length=255, unique=True)
+    # The API client that made it: only that client reads, confirms or releases it through
+    # the API (an operator with RELEASE_ANY_RESERVATION releases anyone's). Empty for holds
+    # made by the system itself.
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -125,11 +125,13 @@ def ledger_events(
     return events.order_by("-id")
 
 
-def reservation_by_id(*, reservation_id: int) -> Reservation:
-    """The reservation with this id; raises NotFound (404) if there is none."""
-    reservation = (
-        Reservation.objects.select_related("sku", "location").filter(pk=reservation_id).first()
-    )
+def reservation_by_id(*, reservation_id: int, owner_id: int | None = None) -> Reservation:
+    """The reservation with this id; raises NotFound (404) if there is none, or if
+    ``owner_id`` is given and another client made it (the same answer, on purpose)."""
+    reservations = Reservation.objects.select_related("sku", "location").filter(pk=reservation_id)
+    if owner_id is not None:
+        reservations = reservations.filter(owner_id=owner_id)
+    reservation = reservations.first()
     if reservation is None:
         raise NotFound(f"Reservation {reservation_id} does not exist.")
     return reservation

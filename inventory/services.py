@@ -738,10 +738,13 @@ def reserve_stock(
     quantity: int,
     context: EventContext,
     ttl_s: int | None = None,
+    owner_id: int | None = None,
 ) -> Reservation:
     """Hold units until confirmed, released or expired; refused if not available.
 
-    A repeated key returns the first reservation.
+    A repeated key returns the first reservation. ``owner_id`` is the API client making it
+    (see ``confirm_reservation``); callers scope their keys per client, so a key of one
+    client never finds another's reservation.
     """
     _positive(quantity)
     existing = Reservation.objects.filter(idempotency_key=context.idempotency_key).first()
@@ -759,6 +762,7 @@ def reserve_stock(
                 expires_at=timezone.now() + dt.timedelta(seconds=ttl),
                 external_reference=context.external_reference,
                 idempotency_key=context.idempotency_key,
+                owner_id=owner_id,
             )
             # A bundle holds its components: all of them, in one statement, or none.
             held = _stock_held_by(sku_id, quantity)
@@ -810,12 +814,17 @@ def _end_reservation(
     kind: EventKind,
     context: EventContext,
     only_if_expired_by: dt.datetime | None = None,
+    owner_id: int | None = None,
 ) -> Reservation:
     with transaction.atomic():
         try:
             reservation = locks.lock_reservation(reservation_id)
         except Reservation.DoesNotExist:
             raise NotFound(f"Reservation {reservation_id} does not exist.") from None
+        if owner_id is not None and reservation.owner_id != owner_id:
+            # The same answer as for no reservation: a client cannot even learn that
+            # another client's id exists.
+            raise NotFound(f"Reservation {reservation_id} does not exist.")
         if reservation.status == new_status:
             return reservation
         if reservation.status != Reservation.Status.ACTIVE:
@@ -870,23 +879,36 @@ def _reserved_by(reservation: Reservation) -> list[tuple[int, int, int]]:
     return made or [(reservation.sku_id, reservation.location_id, reservation.quantity)]
 
 
-def confirm_reservation(*, reservation_id: int, context: EventContext) -> Reservation:
-    """Turn held units into a committed order; confirming twice changes nothing."""
+def confirm_reservation(
+    *, reservation_id: int, context: EventContext, owner_id: int | None = None
+) -> Reservation:
+    """Turn held units into a committed order; confirming twice changes nothing.
+
+    With ``owner_id``, a reservation another client made raises ``NotFound``, exactly as
+    one that does not exist (checked under the reservation's lock).
+    """
     return _end_reservation(
         reservation_id=reservation_id,
         new_status=Reservation.Status.CONFIRMED,
         kind=EventKind.RESERVATION_CONFIRMED,
         context=context,
+        owner_id=owner_id,
     )
 
 
-def release_reservation(*, reservation_id: int, context: EventContext) -> Reservation:
-    """Give held units back to available; releasing twice changes nothing."""
+def release_reservation(
+    *, reservation_id: int, context: EventContext, owner_id: int | None = None
+) -> Reservation:
+    """Give held units back to available; releasing twice changes nothing.
+
+    ``owner_id`` as for ``confirm_reservation``; None releases anyone's (an operator).
+    """
     return _end_reservation(
         reservation_id=reservation_id,
         new_status=Reservation.Status.RELEASED,
         kind=EventKind.RESERVATION_RELEASED,
         context=context,
+        owner_id=owner_id,
     )
 
 

@@ -29,6 +29,8 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
+from nventory.api_permissions import ANY_CLIENT as ANY_CLIENT
+from nventory.api_permissions import OperationPermission, required_permission
 from nventory.pagination import BoundedLimitOffsetPagination
 
 # SKU and location codes are path segments in this API, so they may not contain "/".
@@ -63,6 +65,21 @@ class NestedNameSchema(AutoSchema):
             if word not in {"Input", "Output"}:
                 words.append(word)
         return "".join(words)
+
+    def get_operation(self, *args: Any, **kwargs: Any) -> dict[str, Any] | None:
+        """The operation, its description ending with the permission it needs."""
+        operation = super().get_operation(*args, **kwargs)
+        needed = required_permission(self.view, self.method)
+        if operation is not None and needed is not None:
+            note = (
+                "Open to any authenticated client."
+                if needed == ANY_CLIENT
+                else f"Needs the permission `{needed}`."
+            )
+            operation["description"] = "\n\n".join(
+                part for part in (operation.get("description", ""), note) if part
+            )
+        return operation
 
     def get_tags(self) -> list[str]:
         # Tagged by resource (skus, orders, ...) rather than by the shared "v1" segment.
@@ -172,9 +189,15 @@ def validated_input(
 
 
 class ApiView(APIView):
-    """Base of every API view: names schema components after the view."""
+    """Base of every API view: names schema components after the view, and states the
+    permission each kind of request needs (``OperationPermission``)."""
 
     schema = NestedNameSchema()
+    permission_classes = [OperationPermission]
+    # Set by every view: the permission for GET (a model's "app.view_model") and for the
+    # writes (a constant of nventory.permissions). None: refused.
+    read_permission: str | None = None
+    write_permission: str | None = None
 
 
 class ListApi(ApiView):

@@ -6,7 +6,8 @@ from drf_spectacular.utils import extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.reverse import reverse
-from rest_framework.views import APIView
+
+from nventory.api import ANY_CLIENT, ApiView
 
 _RESOURCES = {
     "skus": "inventory_api:sku-list",
@@ -30,7 +31,10 @@ _RESOURCES = {
 }
 
 
-class ApiRootApi(APIView):
+class ApiRootApi(ApiView):
+    # Only names where things are: any client with a valid token may read it.
+    read_permission = ANY_CLIENT
+
     @extend_schema(exclude=True)
     def get(self, request: Request) -> Response:
         links = {name: reverse(route, request=request) for name, route in _RESOURCES.items()}

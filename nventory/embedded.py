@@ -6,7 +6,8 @@ For each of ``DATABASE_URL`` and ``REDIS_URL`` that is unset, a server is starte
 DIR (git-ignored) on a unix socket (PostgreSQL) or a free loopback port (Redis), never on
 5432/6379. COMMAND then runs with both variables set; when it ends (or on Ctrl-C) the
 servers this runner started are stopped, and its exit code is passed on. A server already
-running from DIR (another runner's) is reused and left running.
+running from DIR (another runner's) is reused and left running. COMMAND runs with
+DEBUG=true unless DEBUG is set.
 """
 
 from __future__ import annotations
@@ -315,6 +316,9 @@ class EmbeddedRedis:
 def run(data_dir: Path, command: list[str]) -> int:
     data_dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
+    # The runner is how local commands start (make run, test, bench, manage): DEBUG on for
+    # them unless set; anything else runs with the settings' default, off.
+    env.setdefault("DEBUG", "true")
     servers: list[EmbeddedPostgres | EmbeddedRedis] = []
     env_file = data_dir / SERVICES_ENV_FILE
     try:

@@ -36,6 +36,10 @@ REPROCESS_RECEIPTS: Final = "channels.change_webhookreceipt"
 SETTLE_DISCREPANCIES: Final = "reconciliation.change_discrepancy"
 EDIT_BUNDLES: Final = "bundles.change_bundle"
 
+# Administrators: issue and revoke API tokens (a token carries its user's permissions, so
+# no role includes this one).
+MANAGE_API_TOKENS: Final = "accounts.change_apitoken"
+
 STOCK_CLERK: Final = "Stock clerk"
 ORDER_CLIENT: Final = "Order client"
 CHANNEL_MANAGER: Final = "Channel manager"

@@ -7,6 +7,7 @@ ALLOWED_HOSTS, DATABASE_URL and REDIS_URL. https://docs.djangoproject.com/en/5.2
 from __future__ import annotations
 
 import os
+import secrets
 from pathlib import Path
 
 import dj_database_url
@@ -40,12 +41,37 @@ _running_services = _embedded_services()
 # ---------------------------------------------------------------------------------------
 # Core
 # ---------------------------------------------------------------------------------------
-DEBUG = env_bool("DEBUG", True)
+# Off unless asked for: `make run`, `make test` and `python -m nventory.embedded` (the local
+# commands) set DEBUG=true, and manage.py run beside `make run` (on its embedded servers,
+# found in .data/run/services.env) is local too; anything else runs with DEBUG off.
+DEBUG = env_bool("DEBUG", not os.environ.get("DATABASE_URL") and bool(_running_services))
+
+
+def _local_secret_key() -> str:
+    """A random key kept in .data/secret-key (created once, readable by its owner only),
+    so local runs never share a key anyone could know and keep their sessions across
+    restarts. Several processes starting at once agree on one key: the file is linked
+    into place atomically and the loser reads the winner's."""
+    path = BASE_DIR / ".data" / "secret-key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        draft = path.with_name(f"secret-key.{os.getpid()}")
+        draft.write_text(secrets.token_urlsafe(50))
+        draft.chmod(0o600)
+        try:
+            os.link(draft, path)
+        except FileExistsError:
+            pass
+        finally:
+            draft.unlink()
+    return path.read_text().strip()
+
+
 SECRET_KEY = os.environ.get("SECRET_KEY", "")
 if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off")
-    SECRET_KEY = "local-development-only-not-a-secret"  # noqa: S105
+    SECRET_KEY = _local_secret_key()
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]" if DEBUG else "")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")
 
@@ -57,7 +83,6 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
     "drf_spectacular",
     # Swagger UI's files served from here, so the API docs page needs no outside network.
     "drf_spectacular_sidecar",
@@ -66,6 +91,8 @@ INSTALLED_APPS = [
     "template_partials",
     "simple_history",
     "import_export",
+    "axes",
+    "accounts",
     "inventory",
     "bundles",
     "channels",
@@ -86,6 +113,8 @@ MIDDLEWARE = [
     "django_htmx.middleware.HtmxMiddleware",
     # Edit history (buffers, the SKU map) records which operator made each change.
     "simple_history.middleware.HistoryRequestMiddleware",
+    # Last, as django-axes asks: answers a locked-out login with 429.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "nventory.urls"
@@ -164,6 +193,32 @@ LOGOUT_REDIRECT_URL = "login"
 METRICS_BEARER_TOKEN = os.environ.get("METRICS_BEARER_TOKEN", "")
 
 # ---------------------------------------------------------------------------------------
+# Logins: failed attempts are counted per user name and address (django-axes, in
+# PostgreSQL); after AXES_FAILURE_LIMIT the pair is refused (429) for the cool-off time.
+# Applies to every form that logs in with a password (the admin, the console).
+# https://django-axes.readthedocs.io/en/latest/4_configuration.html
+# ---------------------------------------------------------------------------------------
+AUTHENTICATION_BACKENDS = [
+    "accounts.backends.LoginThrottleBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = int(os.environ.get("LOGIN_FAILURE_LIMIT", "5"))
+AXES_COOLOFF_TIME = float(os.environ.get("LOGIN_COOLOFF_MINUTES", "15")) / 60  # hours
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_HTTP_RESPONSE_CODE = 429
+# The address counted is REMOTE_ADDR: behind a reverse proxy that is the proxy's, so the
+# lockout then falls on the user name alone.
+# What the debug page and error reports show: settings and request values whose names
+# look secret are masked, and so is the password of any URL (DATABASE_URL, REDIS_URL).
+DEFAULT_EXCEPTION_REPORTER_FILTER = "nventory.error_reports.SecretSafeExceptionReporterFilter"
+DEFAULT_EXCEPTION_REPORTER = "nventory.error_reports.SecretSafeExceptionReporter"
+
+# API tokens (accounts.ApiToken): the lifetime `manage.py issue_api_token` gives a token
+# unless told otherwise.
+API_TOKEN_LIFETIME_DAYS = float(os.environ.get("API_TOKEN_LIFETIME_DAYS", "90"))
+
+# ---------------------------------------------------------------------------------------
 # Security: strict when DEBUG is off, so `manage.py check --deploy` is clean.
 # https://docs.djangoproject.com/en/5.2/howto/deployment/checklist/
 # ---------------------------------------------------------------------------------------
@@ -204,10 +259,12 @@ OPERATOR_EMAILS = env_list("OPERATOR_EMAILS", "")
 # ---------------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "accounts.authentication.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # Each view names the permission it needs (nventory/api.py); one that names none is
+    # refused to everyone.
+    "DEFAULT_PERMISSION_CLASSES": ["nventory.api_permissions.OperationPermission"],
     "DEFAULT_THROTTLE_CLASSES": [
         "nventory.throttling.FailOpenUserRateThrottle",
         "nventory.throttling.FailOpenAnonRateThrottle",
@@ -226,6 +283,10 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "nventory.errors.api_exception_handler",
 }
+# The admin's CSV import of listings changes them: it needs the change permission, and
+# exporting needs the view one (the library allows both to anyone by default).
+IMPORT_EXPORT_IMPORT_PERMISSION_CODE = "change"
+IMPORT_EXPORT_EXPORT_PERMISSION_CODE = "view"
 SPECTACULAR_SETTINGS = {
     "TITLE": "nventory API",
     "DESCRIPTION": "Master stock of every SKU, synced to every sales channel.",

@@ -19,6 +19,7 @@ urlpatterns = [
     # The operator's console: sign-in with Django's auth views, pages under /dashboard/.
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("dashboard/tokens/", include("accounts.urls")),
     path("dashboard/", include("channels.views.urls")),
     path("dashboard/", include("reconciliation.console_urls")),
     path("dashboard/skus/", include("inventory.console_urls")),

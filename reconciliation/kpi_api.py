@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from django.core.exceptions import PermissionDenied
 from django.urls import path
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
@@ -34,6 +33,8 @@ class _KpiSerializer(serializers.Serializer):
 
 
 class KpiListApi(ApiView):
+    read_permission = READ_CHANNELS
+
     class InputSerializer(serializers.Serializer):
         window_h = serializers.IntegerField(min_value=1, max_value=24 * 31, default=24)
 
@@ -75,8 +76,6 @@ class KpiListApi(ApiView):
         ),
     )
     def get(self, request: Request) -> Response:
-        if not request.user.has_perm(READ_CHANNELS):
-            raise PermissionDenied(f"This needs the permission {READ_CHANNELS!r}.")
         window_h = validated_input(self.InputSerializer, request.query_params)["window_h"]
         card = scorecard.scorecard(window=dt.timedelta(hours=window_h))
         return Response(

@@ -1,5 +1,5 @@
-"""The daily reconciliation report as a page (staff only), and the console's page of
-discrepancies to settle."""
+"""The daily reconciliation report as a page (staff with the report's view permission),
+and the console's page of discrepancies to settle."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
-from django.contrib.auth.decorators import login_required
+from django.contrib.auth.decorators import login_required, permission_required
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -25,6 +25,7 @@ ROWS_PER_PAGE = 50
 
 
 @staff_member_required
+@permission_required("reconciliation.view_dailyreport", raise_exception=True)
 def report_view(request: HttpRequest, date: str | None = None) -> HttpResponse:
     """The report of a date (ISO), or the newest one."""
     day = None

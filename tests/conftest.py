@@ -43,15 +43,18 @@ def unique_key():
 
 @pytest.fixture
 def api_credentials(db) -> dict[str, str]:
-    """Headers that authorise every API operation: today a superuser's DRF token. The one
-    place to change when authentication or the API's permissions change."""
+    """Headers that authorise every API operation: a superuser's API token (hashed,
+    accounts.ApiToken). The one place to change when authentication or the API's
+    permissions change."""
     from django.contrib.auth import get_user_model
-    from rest_framework.authtoken.models import Token
+
+    from accounts import services as token_services
 
     user = get_user_model().objects.create_superuser(
         username=f"api-root-{uuid.uuid4().hex[:8]}", email="", password=None
     )
-    return {"Authorization": f"Token {Token.objects.create(user=user).key}"}
+    issued = token_services.issue_token(user=user, expires_in=None)
+    return {"Authorization": f"Token {issued.key}"}
 
 
 @pytest.fixture

@@ -83,18 +83,36 @@ def make_buffer_rule(*, channel, sku=None, listing=None, **values):
     )
 
 
-def make_user(*permission_names: str, username: str | None = None):
-    """A user holding exactly these permissions ("app_label.codename", as
-    ``nventory.permissions`` names them); none: one who may only look."""
+def make_user(*permission_names: str, roles=(), permissions=(), username=None, **fields):
+    """A user in the given roles (group names of ``nventory.permissions.ROLES``) holding
+    these permissions ("app_label.codename", as ``nventory.permissions`` names them, given
+    positionally or as ``permissions``); none: one who may only look."""
     from django.contrib.auth import get_user_model
-    from django.contrib.auth.models import Permission
+    from django.contrib.auth.models import Group, Permission
 
+    fields.setdefault("password", "a-password-for-tests")
     user = get_user_model().objects.create_user(
-        username=username or f"user-{next(_sequence)}", password="a-password-for-tests"
+        username=username or f"user-{next(_users)}", **fields
     )
-    for name in permission_names:
+    user.groups.add(*Group.objects.filter(name__in=roles))
+    for name in (*permission_names, *permissions):
         app_label, codename = name.split(".")
         user.user_permissions.add(
             Permission.objects.get(content_type__app_label=app_label, codename=codename)
         )
     return get_user_model().objects.get(pk=user.pk)  # a fresh instance: no stale perm cache
+
+
+_users = itertools.count(1)
+
+
+def api_client(user, *, expires_in=None):
+    """A DRF test client sending a fresh API token of ``user``."""
+    from rest_framework.test import APIClient
+
+    from accounts import services as token_services
+
+    issued = token_services.issue_token(user=user, expires_in=expires_in)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {issued.key}")
+    return client

@@ -4,12 +4,12 @@ when the cache cannot be reached (the request goes through, uncounted)."""
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from redis.exceptions import ConnectionError as RedisConnectionError
-from rest_framework.test import APIClient
 
+from nventory import permissions
 from nventory.throttling import FailOpenUserRateThrottle
+from tests import factories
 
 pytestmark = pytest.mark.django_db
 
@@ -18,9 +18,9 @@ URL = "/api/v1/locations/"
 
 @pytest.fixture
 def api():
-    client = APIClient()
-    client.force_authenticate(get_user_model().objects.create_user(username="rate-limited"))
-    return client
+    return factories.api_client(
+        factories.make_user(username="rate-limited", roles=[permissions.VIEWER])
+    )
 
 
 def test_beyond_its_rate_a_user_is_answered_429_with_retry_after(api, monkeypatch):

@@ -18,6 +18,7 @@ from rest_framework.validators import UniqueValidator
 
 from bundles import selectors, services
 from inventory.models import Sku
+from nventory import permissions
 from nventory.api import (
     BAD_REQUEST,
     NOT_FOUND,
@@ -47,6 +48,8 @@ class _LineInput(serializers.Serializer):
 
 
 class BundleDetailApi(ApiView):
+    read_permission = "bundles.view_bundle"
+
     @extend_schema_serializer(component_name="Bundle")
     class OutputSerializer(serializers.Serializer):
         class LineSerializer(serializers.Serializer):
@@ -70,6 +73,8 @@ class BundleDetailApi(ApiView):
 
 
 class BundleListApi(ListApi):
+    read_permission = "bundles.view_bundle"
+
     class FilterSerializer(serializers.Serializer):
         search = serializers.CharField(
             required=False,
@@ -93,6 +98,8 @@ class BundleListApi(ListApi):
 
 
 class BundleCreateApi(ApiView):
+    write_permission = permissions.EDIT_BUNDLES
+
     class InputSerializer(serializers.Serializer):
         code = serializers.CharField(
             max_length=64,
@@ -133,6 +140,8 @@ class BundleCreateApi(ApiView):
 
 
 class BundleUpdateApi(ApiView):
+    write_permission = permissions.EDIT_BUNDLES
+
     class InputSerializer(serializers.Serializer):
         lines: serializers.ListSerializer = serializers.ListSerializer(
             child=_LineInput(), allow_empty=False, max_length=services.MAX_BOM_LINES

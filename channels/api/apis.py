@@ -16,6 +16,7 @@ from rest_framework.response import Response
 
 from channels import selectors, workflows
 from channels.models import Channel, ChannelBreaker, DeadLetter, Listing, OversellIncident
+from nventory import permissions
 from nventory.api import (
     BAD_REQUEST,
     FORBIDDEN,
@@ -39,6 +40,8 @@ class ChannelBreakerOutputSerializer(serializers.ModelSerializer):
 
 
 class ChannelListApi(ListApi):
+    read_permission = "channels.view_channel"
+
     class OutputSerializer(serializers.ModelSerializer):
         locations: serializers.Field = serializers.SlugRelatedField(
             slug_field="code", many=True, read_only=True
@@ -77,6 +80,8 @@ class ChannelListApi(ListApi):
 
 
 class ListingExplanationApi(ApiView):
+    read_permission = "channels.view_listing"
+
     class OutputSerializer(serializers.Serializer):
         class StepSerializer(serializers.Serializer):
             step = serializers.CharField()
@@ -138,6 +143,8 @@ class DeadLetterOutputSerializer(serializers.ModelSerializer):
 
 
 class DeadLetterListApi(ListApi):
+    read_permission = "channels.view_deadletter"
+
     class FilterSerializer(serializers.Serializer):
         status = serializers.ChoiceField(choices=DeadLetter.Status.choices, required=False)
         channel = serializers.CharField(
@@ -163,6 +170,8 @@ class DeadLetterListApi(ListApi):
 
 
 class DeadLetterReplayApi(ApiView):
+    write_permission = permissions.HANDLE_DEAD_LETTERS
+
     @extend_schema(
         request=None,
         responses={
@@ -211,6 +220,8 @@ class OversellIncidentOutputSerializer(serializers.ModelSerializer):
 
 
 class OversellIncidentListApi(ListApi):
+    read_permission = "channels.view_oversellincident"
+
     class FilterSerializer(serializers.Serializer):
         state = serializers.ChoiceField(
             choices=["open", "resolved", "all"], required=False, default="all"

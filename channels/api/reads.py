@@ -32,6 +32,8 @@ class ChannelRefSerializer(serializers.ModelSerializer):
 
 
 class ListingListApi(ListApi):
+    read_permission = "channels.view_listing"
+
     class FilterSerializer(serializers.Serializer):
         channel = serializers.CharField(required=False, max_length=64, help_text="Channel slug.")
         sku = serializers.CharField(required=False, max_length=64, help_text="SKU code.")
@@ -100,6 +102,8 @@ class ListingListApi(ListApi):
 
 
 class BufferRuleListApi(ListApi):
+    read_permission = "channels.view_bufferrule"
+
     class FilterSerializer(serializers.Serializer):
         channel = serializers.CharField(required=False, max_length=64, help_text="Channel slug.")
         sku = serializers.CharField(required=False, max_length=64, help_text="SKU code.")
@@ -161,6 +165,8 @@ class BufferRuleListApi(ListApi):
 
 
 class AlertListApi(ListApi):
+    read_permission = "channels.view_alert"
+
     class FilterSerializer(serializers.Serializer):
         kind = serializers.ChoiceField(choices=Alert.Kind.choices, required=False)
         open = serializers.BooleanField(

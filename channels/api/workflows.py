@@ -25,6 +25,7 @@ from channels.models import (
     WebhookReceipt,
 )
 from inventory.models import Sku
+from nventory import permissions
 from nventory.api import (
     BAD_REQUEST,
     FORBIDDEN,
@@ -62,6 +63,8 @@ class DeadLettersOutputSerializer(serializers.Serializer):
 
 
 class DeadLetterBulkReplayApi(ApiView):
+    write_permission = permissions.HANDLE_DEAD_LETTERS
+
     class InputSerializer(DeadLetterIdsSerializer):
         pass
 
@@ -79,6 +82,8 @@ class DeadLetterBulkReplayApi(ApiView):
 
 
 class DeadLetterDiscardApi(ApiView):
+    write_permission = permissions.HANDLE_DEAD_LETTERS
+
     class InputSerializer(serializers.Serializer):
         reason = serializers.CharField(max_length=2000)
 
@@ -103,6 +108,8 @@ class DeadLetterDiscardApi(ApiView):
 
 
 class DeadLetterBulkDiscardApi(ApiView):
+    write_permission = permissions.HANDLE_DEAD_LETTERS
+
     class InputSerializer(DeadLetterIdsSerializer):
         reason = serializers.CharField(max_length=2000)
 
@@ -133,6 +140,8 @@ _INCIDENT_RESPONSES = {
 
 
 class OversellIncidentAcknowledgeApi(ApiView):
+    write_permission = permissions.HANDLE_OVERSELLS
+
     @extend_schema(
         request=None,
         responses=_INCIDENT_RESPONSES,
@@ -145,6 +154,8 @@ class OversellIncidentAcknowledgeApi(ApiView):
 
 
 class OversellIncidentRootCauseApi(ApiView):
+    write_permission = permissions.HANDLE_OVERSELLS
+
     class InputSerializer(serializers.Serializer):
         root_cause = serializers.CharField(max_length=5000)
 
@@ -163,6 +174,8 @@ class OversellIncidentRootCauseApi(ApiView):
 
 
 class OversellIncidentResolveApi(ApiView):
+    write_permission = permissions.HANDLE_OVERSELLS
+
     class InputSerializer(serializers.Serializer):
         root_cause = serializers.CharField(max_length=5000, required=False, allow_blank=True)
 
@@ -213,6 +226,8 @@ class UnmappedLineOutputSerializer(serializers.ModelSerializer):
 
 
 class UnmappedLineListApi(ListApi):
+    read_permission = "channels.view_unmappedline"
+
     @extend_schema(
         parameters=[CHANNEL_PARAMETER],
         responses=UnmappedLineOutputSerializer(many=True),
@@ -232,6 +247,8 @@ class MappedOutputSerializer(serializers.Serializer):
 
 
 class UnmappedLineMapApi(ApiView):
+    write_permission = permissions.HANDLE_UNMAPPED_LINES
+
     class InputSerializer(serializers.Serializer):
         sku = serializers.CharField(help_text="The code of the SKU the line's item is.")
         external_id = serializers.CharField(
@@ -269,6 +286,8 @@ class UnmappedLineMapApi(ApiView):
 
 
 class ListingMapApi(ApiView):
+    write_permission = permissions.MAP_LISTINGS
+
     class InputSerializer(serializers.Serializer):
         sku = serializers.CharField(help_text="The code of the SKU the listing is.")
 
@@ -314,6 +333,8 @@ class WebhookReceiptOutputSerializer(serializers.ModelSerializer):
 
 
 class WebhookReceiptListApi(ListApi):
+    read_permission = "channels.view_webhookreceipt"
+
     @extend_schema(
         parameters=[
             OpenApiParameter(
@@ -339,6 +360,8 @@ class WebhookReceiptListApi(ListApi):
 
 
 class WebhookReceiptDetailApi(ApiView):
+    read_permission = "channels.view_webhookreceipt"
+
     class OutputSerializer(WebhookReceiptOutputSerializer):
         class BodySerializer(serializers.Serializer):
             text = serializers.CharField(
@@ -366,6 +389,8 @@ class WebhookReceiptDetailApi(ApiView):
 
 
 class WebhookReceiptReprocessApi(ApiView):
+    write_permission = permissions.REPROCESS_RECEIPTS
+
     @extend_schema(
         request=None,
         responses={
@@ -384,6 +409,8 @@ class WebhookReceiptReprocessApi(ApiView):
 
 
 class WebhookReceiptBulkReprocessApi(ApiView):
+    write_permission = permissions.REPROCESS_RECEIPTS
+
     class InputSerializer(serializers.Serializer):
         ids = serializers.ListField(
             child=serializers.IntegerField(min_value=1), min_length=1, max_length=1000

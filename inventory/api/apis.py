@@ -24,6 +24,7 @@ from rest_framework.validators import UniqueValidator
 
 from inventory import selectors, services
 from inventory.models import MAX_QUANTITY, EventKind, EventSource, Location, Reservation, Sku
+from nventory import permissions
 from nventory.api import (
     BAD_REQUEST,
     NOT_FOUND,
@@ -34,9 +35,11 @@ from nventory.api import (
     validated_input,
 )
 
-# Every key a client sends is stored under this prefix, so an API client can never take
-# a key that a service derives (``reservation:<id>:expired``) or a channel uses for a
-# marketplace order, which would make that later change fail instead of apply.
+# Every key a client sends is stored under this prefix and the client's user id
+# (``api:<user id>:<key>``), so an API client can never take a key that a service derives
+# (``reservation:<id>:expired``) or a channel uses for a marketplace order, and two
+# clients choosing the same key never meet: each gets its own object back, never the
+# other's. The id ends at the first ":", so no key of one client spells another's.
 API_KEY_PREFIX = "api:"
 # Room is left for the prefix and the ``:out``/``:in`` suffixes of a transfer's events
 # inside the 255 characters of InventoryEvent.idempotency_key.
@@ -49,11 +52,26 @@ MAX_RESERVATION_TTL_S = 7 * 24 * 3600
 # -----------------------------------------------------------------------------------------
 
 
+def client_key(request: Request, key: str) -> str:
+    """The stored form of a key the client sent: scoped to that client."""
+    return f"{API_KEY_PREFIX}{request.user.pk}:{key}"
+
+
+def _reservation_owner_scope(request: Request) -> int | None:
+    """Whose reservations the request may see and release: the client's own, or anyone's
+    for an operator holding RELEASE_ANY_RESERVATION."""
+    if request.user.has_perm(permissions.RELEASE_ANY_RESERVATION):
+        return None
+    client_id = request.user.pk
+    assert client_id is not None  # OperationPermission let only signed-in clients here
+    return int(client_id)
+
+
 def _context(
     request: Request, data: dict[str, Any], *, idempotency_key: str | None = None
 ) -> services.EventContext:
     return services.EventContext(
-        idempotency_key=API_KEY_PREFIX + (idempotency_key or data["idempotency_key"]),
+        idempotency_key=client_key(request, idempotency_key or data["idempotency_key"]),
         source=EventSource.API,
         actor=request.user.get_username(),
         external_reference=data.get("external_reference", ""),
@@ -93,7 +111,8 @@ class _StockChangeInput(serializers.Serializer):
     idempotency_key = serializers.CharField(
         max_length=IDEMPOTENCY_KEY_MAX_LENGTH,
         help_text="Repeating a request with the same key returns the first result and "
-        "changes nothing; the key is stored with the prefix 'api:'.",
+        "changes nothing. Keys are per client: the key is stored as 'api:<client id>:<key>', "
+        "and another client's identical key is another request.",
     )
     external_reference = serializers.CharField(max_length=255, allow_blank=True, default="")
     reason = serializers.CharField(max_length=2000, allow_blank=True, default="")
@@ -105,6 +124,8 @@ class _StockChangeInput(serializers.Serializer):
 
 
 class SkuDetailApi(ApiView):
+    read_permission = "inventory.view_sku"
+
     @extend_schema_serializer(component_name="Sku")
     class OutputSerializer(serializers.Serializer):
         code = serializers.CharField()
@@ -121,6 +142,8 @@ class SkuDetailApi(ApiView):
 
 
 class SkuListApi(ListApi):
+    read_permission = "inventory.view_sku"
+
     class FilterSerializer(serializers.Serializer):
         search = serializers.CharField(
             required=False,
@@ -144,6 +167,8 @@ class SkuListApi(ListApi):
 
 
 class SkuCreateApi(ApiView):
+    write_permission = permissions.EDIT_CATALOG
+
     # Named like the output so that request and response share one name in the schema.
     @extend_schema_serializer(component_name="Sku")
     class InputSerializer(serializers.Serializer):
@@ -180,6 +205,8 @@ class SkuListCreateApi(SkuListApi, SkuCreateApi):
 
 
 class SkuStockApi(ApiView):
+    read_permission = "inventory.view_stocklevel"
+
     @extend_schema_serializer(component_name="SkuStock")
     class OutputSerializer(serializers.Serializer):
         class LocationSerializer(serializers.Serializer):
@@ -207,6 +234,8 @@ class SkuStockApi(ApiView):
 
 
 class LocationDetailApi(ApiView):
+    read_permission = "inventory.view_location"
+
     @extend_schema_serializer(component_name="Location")
     class OutputSerializer(serializers.Serializer):
         code = serializers.CharField()
@@ -222,6 +251,8 @@ class LocationDetailApi(ApiView):
 
 
 class LocationListApi(ListApi):
+    read_permission = "inventory.view_location"
+
     OutputSerializer = LocationDetailApi.OutputSerializer
 
     @extend_schema(responses={200: OutputSerializer(many=True)})
@@ -230,6 +261,8 @@ class LocationListApi(ListApi):
 
 
 class LocationCreateApi(ApiView):
+    write_permission = permissions.EDIT_LOCATIONS
+
     # Named like the output so that both "kind" enums resolve to one LocationKindEnum.
     @extend_schema_serializer(component_name="Location")
     class InputSerializer(serializers.Serializer):
@@ -273,6 +306,8 @@ class LocationListCreateApi(LocationListApi, LocationCreateApi):
 
 
 class EventListApi(ListApi):
+    read_permission = "inventory.view_inventoryevent"
+
     class FilterSerializer(serializers.Serializer):
         sku = serializers.CharField(required=False, max_length=64, help_text="SKU code.")
         location = serializers.CharField(required=False, max_length=64, help_text="Location code.")
@@ -367,6 +402,8 @@ _STOCK_CHANGE_RESPONSES: dict[int, Any] = {
 
 
 class ReceiptCreateApi(ApiView):
+    write_permission = permissions.RECEIVE_ADJUST_TRANSFER
+
     class InputSerializer(_StockChangeInput):
         pass
 
@@ -379,6 +416,8 @@ class ReceiptCreateApi(ApiView):
 
 
 class AdjustmentCreateApi(ApiView):
+    write_permission = permissions.RECEIVE_ADJUST_TRANSFER
+
     class InputSerializer(serializers.Serializer):
         sku = serializers.CharField(max_length=64, help_text="SKU code.")
         location = serializers.CharField(max_length=64, help_text="Location code.")
@@ -400,6 +439,8 @@ class AdjustmentCreateApi(ApiView):
 
 
 class TransferCreateApi(ApiView):
+    write_permission = permissions.RECEIVE_ADJUST_TRANSFER
+
     class InputSerializer(serializers.Serializer):
         sku = serializers.CharField(max_length=64, help_text="SKU code.")
         from_location = serializers.CharField(max_length=64, help_text="Location code.")
@@ -443,6 +484,8 @@ class TransferCreateApi(ApiView):
 
 
 class ReservationDetailApi(ApiView):
+    read_permission = "inventory.view_reservation"
+
     @extend_schema_serializer(component_name="Reservation")
     class OutputSerializer(serializers.Serializer):
         id = serializers.IntegerField()
@@ -458,11 +501,15 @@ class ReservationDetailApi(ApiView):
 
     @extend_schema(responses={200: OutputSerializer, 404: NOT_FOUND})
     def get(self, request: Request, reservation_id: int) -> Response:
-        reservation = selectors.reservation_by_id(reservation_id=reservation_id)
+        reservation = selectors.reservation_by_id(
+            reservation_id=reservation_id, owner_id=_reservation_owner_scope(request)
+        )
         return Response(self.OutputSerializer(reservation).data)
 
 
 class ReservationCreateApi(ApiView):
+    write_permission = permissions.SELL
+
     class InputSerializer(_StockChangeInput):
         ttl_s = serializers.IntegerField(
             required=False,
@@ -485,6 +532,7 @@ class ReservationCreateApi(ApiView):
             quantity=data["quantity"],
             ttl_s=data.get("ttl_s"),
             context=_context(request, data),
+            owner_id=request.user.pk,
         )
         return Response(self.OutputSerializer(reservation).data, status=status.HTTP_201_CREATED)
 
@@ -498,6 +546,8 @@ class _ReservationEndInput(serializers.Serializer):
 
 
 class ReservationConfirmApi(ApiView):
+    write_permission = permissions.SELL
+
     class InputSerializer(_ReservationEndInput):
         pass
 
@@ -509,8 +559,10 @@ class ReservationConfirmApi(ApiView):
     )
     def post(self, request: Request, reservation_id: int) -> Response:
         data = validated_input(self.InputSerializer, request.data)
+        # Confirming is a sale: only the client that holds the units makes it.
         reservation = services.confirm_reservation(
             reservation_id=reservation_id,
+            owner_id=request.user.pk,
             context=_context(
                 request,
                 data,
@@ -521,6 +573,8 @@ class ReservationConfirmApi(ApiView):
 
 
 class ReservationReleaseApi(ApiView):
+    write_permission = permissions.SELL
+
     class InputSerializer(_ReservationEndInput):
         pass
 
@@ -534,6 +588,7 @@ class ReservationReleaseApi(ApiView):
         data = validated_input(self.InputSerializer, request.data)
         reservation = services.release_reservation(
             reservation_id=reservation_id,
+            owner_id=_reservation_owner_scope(request),
             context=_context(
                 request,
                 data,
@@ -551,6 +606,8 @@ class ReservationReleaseApi(ApiView):
 class OrderCommitApi(ApiView):
     """The checkout path: refused with 409 when the units are not available."""
 
+    write_permission = permissions.SELL
+
     class InputSerializer(_StockChangeInput):
         pass
 
@@ -563,6 +620,8 @@ class OrderCommitApi(ApiView):
 
 
 class OrderCancelApi(ApiView):
+    write_permission = permissions.SELL
+
     class InputSerializer(_StockChangeInput):
         pass
 
@@ -575,6 +634,8 @@ class OrderCancelApi(ApiView):
 
 
 class OrderShipApi(ApiView):
+    write_permission = permissions.SELL
+
     class InputSerializer(_StockChangeInput):
         pass
 
@@ -587,6 +648,8 @@ class OrderShipApi(ApiView):
 
 
 class OrderReturnApi(ApiView):
+    write_permission = permissions.SELL
+
     class InputSerializer(_StockChangeInput):
         restock = serializers.BooleanField(
             help_text="True puts the units back on hand; false records them as damaged."

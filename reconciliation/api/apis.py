@@ -85,6 +85,8 @@ class DiscrepancyOutputSerializer(serializers.ModelSerializer):
 
 
 class ReconciliationRunListApi(ListApi):
+    read_permission = "reconciliation.view_reconciliationrun"
+
     class FilterSerializer(serializers.Serializer):
         channel = serializers.CharField(required=False, max_length=64, help_text="Channel slug.")
         kind = serializers.ChoiceField(choices=ReconciliationRun.Kind.choices, required=False)
@@ -111,6 +113,8 @@ class ReconciliationRunListApi(ListApi):
 
 
 class ReconciliationRunDetailApi(ApiView):
+    read_permission = "reconciliation.view_reconciliationrun"
+
     class OutputSerializer(RunOutputSerializer):
         class CauseCountSerializer(serializers.Serializer):
             cause = serializers.ChoiceField(choices=Discrepancy.Cause.choices)
@@ -136,6 +140,8 @@ class ReconciliationRunDetailApi(ApiView):
 
 
 class DiscrepancyListApi(ListApi):
+    read_permission = "reconciliation.view_discrepancy"
+
     class FilterSerializer(serializers.Serializer):
         channel = serializers.CharField(required=False, max_length=64, help_text="Channel slug.")
         sku = serializers.CharField(required=False, max_length=64, help_text="SKU code.")

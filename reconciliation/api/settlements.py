@@ -11,6 +11,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from inventory.models import Location
+from nventory import permissions
 from nventory.api import (
     BAD_REQUEST,
     FORBIDDEN,
@@ -66,6 +67,8 @@ _RESPONSES = {
 
 
 class DiscrepancyAcceptChannelFigureApi(ApiView):
+    write_permission = permissions.SETTLE_DISCREPANCIES
+
     class InputSerializer(serializers.Serializer):
         location = serializers.CharField(
             required=False,
@@ -92,6 +95,8 @@ class DiscrepancyAcceptChannelFigureApi(ApiView):
 
 
 class DiscrepancyPushMasterFigureApi(ApiView):
+    write_permission = permissions.SETTLE_DISCREPANCIES
+
     @extend_schema(
         request=None,
         responses=_RESPONSES,

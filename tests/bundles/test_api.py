@@ -6,15 +6,14 @@ from typing import Any
 
 import pytest
 import yaml
-from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.urls import reverse
 from drf_spectacular.drainage import GENERATOR_STATS
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from bundles.models import BomLine
 from inventory.models import Sku
+from nventory import permissions
 from tests import factories
 from tests.bundles.helpers import closure, make_bundle
 
@@ -23,10 +22,9 @@ pytestmark = pytest.mark.urls("tests.bundles.urls")
 
 @pytest.fixture
 def api_client(db) -> APIClient:
-    user = get_user_model().objects.create_user(username="catalogue-bot")
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
-    return client
+    """A channel manager's token: bundles are theirs to edit."""
+    user = factories.make_user(username="catalogue-bot", roles=[permissions.CHANNEL_MANAGER])
+    return factories.api_client(user)
 
 
 def url(name: str, **kwargs: Any) -> str:

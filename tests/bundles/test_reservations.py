@@ -6,6 +6,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from inventory.models import Reservation
+from nventory import permissions
 from tests import factories
 from tests.bundles.helpers import figures, make_bundle
 
@@ -13,10 +14,8 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def api(admin_user):
-    client = APIClient()
-    client.force_authenticate(admin_user)
-    return client
+def api(db) -> APIClient:
+    return factories.api_client(factories.make_user(roles=[permissions.ORDER_CLIENT]))
 
 
 @pytest.fixture

@@ -9,13 +9,12 @@ from unittest import mock
 
 import pytest
 import tablib
-from django.contrib.auth import get_user_model
 from django.urls import reverse
-from rest_framework.test import APIClient
 
 from channels import services
 from channels.models import BufferRule, Channel, Listing, PendingPush
 from channels.resources import ListingResource
+from nventory import permissions
 from tests import factories
 from tests.bundles.helpers import make_bundle
 
@@ -385,8 +384,9 @@ def bundle_listing(channel):
 def test_a_bom_replaced_through_the_api_owes_the_bundles_listings_a_push(bundle_listing):
     """PUT of a bundle's BOM owes the bundle's listing a push, not its component's."""
     kit, other, listing = bundle_listing
-    api = APIClient()
-    api.force_authenticate(get_user_model().objects.create_user(username="catalogue-bot"))
+    api = factories.api_client(
+        factories.make_user(username="catalogue-bot", roles=[permissions.CHANNEL_MANAGER])
+    )
 
     answer = api.put(
         reverse("bundles_api:bundle-detail", args=[kit.code]),

@@ -259,9 +259,8 @@ def test_a_push_that_keeps_failing_becomes_a_dead_letter_and_converges_after_rep
 
 
 def factories_operator():
-    from django.contrib.auth import get_user_model
-
-    return get_user_model().objects.create_user(username=f"op-{time.monotonic_ns()}")
+    """A channel manager: reads channels and replays dead letters."""
+    return factories.make_user(roles=[permissions.CHANNEL_MANAGER])
 
 
 def test_one_bad_item_fails_only_itself(channel, listings, shopify_simulator, shop):

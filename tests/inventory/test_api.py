@@ -2,34 +2,30 @@
 
 from __future__ import annotations
 
-import io
 import uuid
 from typing import Any
 
 import pytest
-from django.contrib.auth import get_user_model
-from django.core.management import CommandError, call_command
 from django.urls import reverse
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from inventory import services
 from inventory.models import EventKind, InventoryEvent, Location, Reservation, Sku, StockLevel
+from nventory import permissions
 from tests import factories
-
-User = get_user_model()
 
 
 @pytest.fixture
 def user(db):
-    return User.objects.create_user(username="wms-bot")
+    """A client that keeps the catalogue and the stock and sells: every inventory route."""
+    return factories.make_user(
+        username="wms-bot", roles=[permissions.STOCK_CLERK, permissions.ORDER_CLIENT]
+    )
 
 
 @pytest.fixture
 def api_client(user) -> APIClient:
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
-    return client
+    return factories.api_client(user)
 
 
 @pytest.fixture
@@ -416,7 +412,7 @@ def test_receipt_quantity_out_of_range_is_400(api_client, sku, location, quantit
 # -----------------------------------------------------------------------------------------
 
 
-def test_receipt_adds_to_on_hand_and_answers_201_with_the_event(api_client, sku, location):
+def test_receipt_adds_to_on_hand_and_answers_201_with_the_event(api_client, user, sku, location):
     response = api_client.post(
         url("receipt-create"),
         {
@@ -440,7 +436,7 @@ def test_receipt_adds_to_on_hand_and_answers_201_with_the_event(api_client, sku,
     assert (body["on_hand_after"], body["available_after"]) == (12, 12)
     assert (body["source"], body["actor"]) == ("api", "wms-bot")
     assert (body["external_reference"], body["reason"]) == ("PO-1001", "supplier delivery")
-    assert body["idempotency_key"] == "api:po-1001-line-1"
+    assert body["idempotency_key"] == f"api:{user.pk}:po-1001-line-1"
     assert figures(sku, location) == (12, 0, 0)
     event = InventoryEvent.objects.get(pk=body["id"])
     assert (event.source, event.actor, event.external_reference) == ("api", "wms-bot", "PO-1001")
@@ -528,7 +524,9 @@ def test_adjustment_below_available_is_409_and_changes_nothing(api_client, sku, 
     assert InventoryEvent.objects.count() == events_before
 
 
-def test_transfer_moves_units_and_answers_both_events(api_client, sku, location, other_location):
+def test_transfer_moves_units_and_answers_both_events(
+    api_client, user, sku, location, other_location
+):
     factories.stock(sku, location, 8)
     response = api_client.post(
         url("transfer-create"),
@@ -551,7 +549,7 @@ def test_transfer_moves_units_and_answers_both_events(api_client, sku, location,
         "transfer_in",
         other_location.code,
     )
-    assert body["transfer_out"]["idempotency_key"] == "api:tr-1:out"
+    assert body["transfer_out"]["idempotency_key"] == f"api:{user.pk}:tr-1:out"
     assert figures(sku, location) == (5, 0, 0)
     assert figures(sku, other_location) == (3, 0, 0)
 
@@ -804,51 +802,6 @@ def test_order_return_restocks_only_when_asked(api_client, sku, location, restoc
     assert response.status_code == 201
     assert response.json()["kind"] == kind
     assert figures(sku, location) == (on_hand, 0, 0)
-
-
-# -----------------------------------------------------------------------------------------
-# issue_api_token
-# -----------------------------------------------------------------------------------------
-
-
-def _issue(*args: str) -> str:
-    out = io.StringIO()
-    call_command("issue_api_token", *args, stdout=out, stderr=io.StringIO())
-    return out.getvalue().strip()
-
-
-@pytest.mark.django_db
-def test_issue_api_token_creates_the_user_and_prints_a_working_token():
-    key = _issue("erp", "--create")
-
-    user = User.objects.get(username="erp")
-    assert not user.has_usable_password()
-    assert Token.objects.get(user=user).key == key
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
-    assert client.get(url("sku-list")).status_code == 200
-
-
-@pytest.mark.django_db
-def test_issue_api_token_prints_the_same_token_until_rotated():
-    first = _issue("erp", "--create")
-    assert _issue("erp") == first
-    rotated = _issue("erp", "--rotate")
-    assert rotated != first
-    assert list(Token.objects.filter(user__username="erp").values_list("key", flat=True)) == [
-        rotated
-    ]
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {first}")
-    assert client.get(url("sku-list")).status_code == 401
-
-
-@pytest.mark.django_db
-def test_issue_api_token_refuses_an_unknown_user_without_create():
-    with pytest.raises(CommandError, match="--create"):
-        _issue("nobody")
-    assert not User.objects.filter(username="nobody").exists()
-    assert not Token.objects.exists()
 
 
 def test_a_page_holds_at_most_a_thousand_rows_whatever_the_limit_asks(api_client):

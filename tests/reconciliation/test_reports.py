@@ -6,6 +6,7 @@ import datetime as dt
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.core import mail
 from django.core.mail import EmailMultiAlternatives
 from django.core.management import call_command
@@ -15,6 +16,7 @@ from django_celery_beat.models import PeriodicTask
 from channels.models import OversellIncident, PushAttempt
 from inventory import services as stock
 from inventory.models import EventSource
+from nventory import permissions
 from reconciliation import reports
 from reconciliation.models import DailyReport, Discrepancy, ReconciliationRun
 from tests import factories
@@ -198,7 +200,7 @@ def test_a_kpi_with_nothing_to_measure_is_not_applicable(db):
 
 
 @pytest.mark.urls("tests.reconciliation.urls")
-def test_the_report_page_is_for_staff(day_of_data, client):
+def test_the_report_page_is_for_staff_who_may_read_reports(day_of_data, client):
     report = reports.generate_daily_report(now=day_of_data["now"])
     url = f"/reconciliation/reports/{report.date.isoformat()}/"
     user = get_user_model().objects.create_user(username="clerk", password="pw")
@@ -207,6 +209,11 @@ def test_the_report_page_is_for_staff(day_of_data, client):
 
     user.is_staff = True
     user.save()
+    assert client.get(url).status_code == 403  # staff, but not allowed to read reports
+
+    user.groups.add(Group.objects.get(name=permissions.VIEWER))
+    user = get_user_model().objects.get(pk=user.pk)  # permissions are cached per object
+    client.force_login(user)
     page = client.get(url)
     assert page.status_code == 200
     assert b"98.00%" in page.content and b"ORD-3" in page.content

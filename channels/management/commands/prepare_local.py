@@ -602,6 +602,8 @@ class Command(BaseCommand):
             f"  Admin:     {base}/admin/\n"
             f"  API:       {base}/api/v1/\n"
             f"  API docs:  {base}/api/docs/\n"
+            f"  Console:   {base}/dashboard/ (API tokens: {base}/dashboard/tokens/)\n"
+            "  API token: TOKEN=$(.venv/bin/python manage.py issue_api_token operator)\n"
         )
         if with_simulator:
             sim = simulator_url()

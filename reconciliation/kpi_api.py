@@ -7,13 +7,13 @@ import datetime as dt
 from typing import Any
 
 from django.urls import path
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from channels import kpis
-from nventory.api import ApiView, validated_input
+from nventory.api import BAD_REQUEST, ApiView, validated_input
 from reconciliation import scorecard
 
 READ_CHANNELS = "channels.view_channel"
@@ -36,7 +36,9 @@ class KpiListApi(ApiView):
     read_permission = READ_CHANNELS
 
     class InputSerializer(serializers.Serializer):
-        window_h = serializers.IntegerField(min_value=1, max_value=24 * 31, default=24)
+        window_h = serializers.IntegerField(
+            min_value=1, max_value=24 * 31, default=24, help_text="Hours back from now."
+        )
 
     class OutputSerializer(serializers.Serializer):
         class RowSerializer(serializers.Serializer):
@@ -68,8 +70,8 @@ class KpiListApi(ApiView):
         channels = RowSerializer(many=True)
 
     @extend_schema(
-        parameters=[OpenApiParameter("window_h", int, description="Hours back from now (24).")],
-        responses=OutputSerializer,
+        parameters=[InputSerializer],
+        responses={200: OutputSerializer, 400: BAD_REQUEST},
         description=(
             "The sync-health scorecard per channel and overall, each KPI with its value, "
             "colour and target (as the console's scorecard)."

@@ -252,8 +252,13 @@ def _id(payload: Mapping[str, Any], name: str, *, where: str) -> str:
 
 
 def _timestamp(value: object) -> dt.datetime | None:
+    """When the event happened, if the body says so in a form that is a real time (a time
+    past what the platform's clock can hold, or NaN, is no time)."""
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return dt.datetime.fromtimestamp(value / 1000, dt.UTC)
+        try:
+            return dt.datetime.fromtimestamp(value / 1000, dt.UTC)
+        except (OverflowError, OSError, ValueError):
+            return None
     if not isinstance(value, str):
         return None
     try:

@@ -686,7 +686,13 @@ class WebhookReceiptAdmin(_ReadOnlyAdmin):
     date_hierarchy = "received_at"
     actions = ["reprocess"]
 
-    @admin.action(description="Reprocess (failed, quarantined, order never came): apply once")
+    def has_reprocess_receipts_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(permissions.REPROCESS_RECEIPTS)
+
+    @admin.action(
+        description="Reprocess (failed, quarantined, order never came): apply once",
+        permissions=["reprocess_receipts"],
+    )
     def reprocess(self, request: HttpRequest, queryset: QuerySet[WebhookReceipt]) -> None:
         """Through ``channels.workflows``: only receipts nothing was applied of are sent."""
         sent = workflows.reprocess_receipts(

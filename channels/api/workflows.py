@@ -8,7 +8,7 @@ records who acted) and ``channels.selectors``; the shapes are nested serializers
 from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -39,15 +39,12 @@ from nventory.api import (
 CONFLICT = OpenApiResponse(ConflictSerializer, description="Not in a state that allows it.")
 
 
-def _channel_id(request: Request) -> int | None:
-    """The ``channel`` query parameter (a slug) as an id; 404 for an unknown slug."""
-    slug = request.query_params.get("channel")
+def _channel_id(slug: str | None) -> int | None:
+    """The ``channel`` filter (a slug) as an id; 404 for an unknown slug."""
     if not slug:
         return None
     return get_object_or_404(Channel, slug=slug).pk
 
-
-CHANNEL_PARAMETER = OpenApiParameter("channel", str, description="Channel slug.")
 
 # --- dead letters --------------------------------------------------------------------------
 
@@ -228,13 +225,19 @@ class UnmappedLineOutputSerializer(serializers.ModelSerializer):
 class UnmappedLineListApi(ListApi):
     read_permission = "channels.view_unmappedline"
 
+    class FilterSerializer(serializers.Serializer):
+        channel = serializers.SlugField(required=False, help_text="Channel slug.")
+
     @extend_schema(
-        parameters=[CHANNEL_PARAMETER],
-        responses=UnmappedLineOutputSerializer(many=True),
+        parameters=[FilterSerializer],
+        responses={200: UnmappedLineOutputSerializer(many=True), 400: BAD_REQUEST},
         description="Order lines waiting for a listing: mapping it applies them.",
     )
     def get(self, request: Request) -> Response:
-        lines = selectors.waiting_lines(channel_id=_channel_id(request))
+        filters = validated_input(
+            self.FilterSerializer, request.query_params, also_allowed=self.paging_parameters
+        )
+        lines = selectors.waiting_lines(channel_id=_channel_id(filters.get("channel")))
         return self.paginated_response(lines, UnmappedLineOutputSerializer)
 
 
@@ -335,27 +338,26 @@ class WebhookReceiptOutputSerializer(serializers.ModelSerializer):
 class WebhookReceiptListApi(ListApi):
     read_permission = "channels.view_webhookreceipt"
 
+    class FilterSerializer(serializers.Serializer):
+        status = serializers.ChoiceField(
+            choices=[str(status) for status in REPROCESSABLE_RECEIPT_STATUSES],
+            required=False,
+            help_text="One of the statuses an operator may reprocess; all of them when left out.",
+        )
+        channel = serializers.SlugField(required=False, help_text="Channel slug.")
+
     @extend_schema(
-        parameters=[
-            OpenApiParameter(
-                "status",
-                str,
-                enum=[str(status) for status in REPROCESSABLE_RECEIPT_STATUSES],
-                description="One of the statuses an operator may reprocess; all of them "
-                "when left out.",
-            ),
-            CHANNEL_PARAMETER,
-        ],
-        responses=WebhookReceiptOutputSerializer(many=True),
+        parameters=[FilterSerializer],
+        responses={200: WebhookReceiptOutputSerializer(many=True), 400: BAD_REQUEST},
         description="Receipts that failed, were quarantined or whose order never came.",
     )
     def get(self, request: Request) -> Response:
-        status = request.query_params.get("status", "")
-        if status and status not in REPROCESSABLE_RECEIPT_STATUSES:
-            raise serializers.ValidationError(
-                {"status": [f"One of {', '.join(REPROCESSABLE_RECEIPT_STATUSES)}."]}
-            )
-        receipts = selectors.receipts_to_handle(status=status, channel_id=_channel_id(request))
+        filters = validated_input(
+            self.FilterSerializer, request.query_params, also_allowed=self.paging_parameters
+        )
+        receipts = selectors.receipts_to_handle(
+            status=filters.get("status", ""), channel_id=_channel_id(filters.get("channel"))
+        )
         return self.paginated_response(receipts, WebhookReceiptOutputSerializer)
 
 

@@ -449,7 +449,9 @@ def test_an_operator_sees_the_alert_and_only_a_channel_manager_resolves_it(
         "/admin/channels/channelalert/",
         {"action": "mark_resolved", "_selected_action": [alert.pk]},
     )
-    assert refused.status_code == 403
+    # The action is not offered to a reader (the admin answers its list again) or, forged,
+    # refused: either way the alert stays open.
+    assert refused.status_code in (200, 403)
     assert ChannelAlert.objects.get().resolved_at is None
 
     admin_client.post(

@@ -61,13 +61,13 @@ def client_of(user) -> APIClient:
 @pytest.fixture
 def manager_api():
     return client_of(
-        factories.make_user(*permissions.ROLES[permissions.CHANNEL_MANAGER], username="maria")
+        factories.make_user(roles=[permissions.CHANNEL_MANAGER], username="maria")
     )
 
 
 @pytest.fixture
 def viewer_api():
-    return client_of(factories.make_user(username="victor"))
+    return client_of(factories.make_user(roles=[permissions.VIEWER], username="victor"))
 
 
 def test_dead_letters_replayed_in_bulk_and_discarded_over_the_api(

@@ -60,9 +60,7 @@ def client_of(user) -> APIClient:
 
 @pytest.fixture
 def manager_api():
-    return client_of(
-        factories.make_user(roles=[permissions.CHANNEL_MANAGER], username="maria")
-    )
+    return client_of(factories.make_user(roles=[permissions.CHANNEL_MANAGER], username="maria"))
 
 
 @pytest.fixture

@@ -48,10 +48,11 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-# Package scope: the processes end with the end-to-end tests. A worker left running would
-# take the tasks later tests enqueue and write to the test database while pytest-django
-# flushes it (a deadlock at teardown).
-@pytest.fixture(scope="package")
+# Module scope: the processes end with the tests of the module that asked for them.
+# pytest-django runs every transactional test after the others, whatever its package, so
+# a wider scope would leave a worker taking the tasks of unrelated tests (and racing their
+# in-process ingest and pushes) and writing to the test database while it is flushed.
+@pytest.fixture(scope="module")
 def nventory_web(django_db_setup: Any) -> Iterator[str]:
     """gunicorn serving nventory on the test database; yields its base URL."""
     port = _free_port()
@@ -94,7 +95,7 @@ def nventory_web(django_db_setup: Any) -> Iterator[str]:
             web.wait()
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="module")
 def nventory_worker(django_db_setup: Any) -> Iterator[None]:
     env = _process_env()
     log_path = REPO_ROOT / ".data" / "e2e-worker.log"

@@ -21,7 +21,8 @@ WORKERS = (
 )
 
 
-@pytest.fixture(scope="package")
+# Module scope, as the end-to-end workers (tests/channels/e2e/conftest.py says why).
+@pytest.fixture(scope="module")
 def scaled_out_workers(django_db_setup: Any) -> Iterator[dict[str, Path]]:
     """The four workers, as the Procfile starts them; yields each one's log by name."""
     env = _process_env()

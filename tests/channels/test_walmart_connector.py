@@ -264,7 +264,9 @@ def test_a_low_token_count_holds_the_pipeline_off_instead_of_drawing_429s(walmar
         for call in walmart_simulator.requests(opened.tenant)
         if call.get("endpoint") == "inventory:put"
     ]
-    assert first_run == [200, 200, 200]
+    # The bucket refills while calls are made, so how many the first run takes depends on
+    # the machine's pace; that none is refused does not.
+    assert first_run and set(first_run) == {200}
     _drain(opened)
 
     statuses = [

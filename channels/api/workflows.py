@@ -40,10 +40,11 @@ CONFLICT = OpenApiResponse(ConflictSerializer, description="Not in a state that 
 
 
 def _channel_id(slug: str | None) -> int | None:
-    """The ``channel`` filter (a slug) as an id; 404 for an unknown slug."""
+    """The ``channel`` filter (a slug) as an id (None: no filter). An unknown slug filters
+    everything out, as the other lists' channel filters do: an empty page, not a 404."""
     if not slug:
         return None
-    return get_object_or_404(Channel, slug=slug).pk
+    return Channel.objects.filter(slug=slug).values_list("pk", flat=True).first() or 0
 
 
 # --- dead letters --------------------------------------------------------------------------

@@ -455,18 +455,32 @@ def _await_order(ingest: _Ingest) -> None:
     )
 
 
+# Asked for every order placed, and almost never finds one: raw SQL through the partial
+# index of receipts awaiting an order, rather than the ORM's query building on every order.
+_AWAITING_ORDER_SQL = """
+SELECT id FROM channels_webhookreceipt
+ WHERE channel_id = %(channel_id)s AND status = %(awaiting)s AND awaited_order = %(order)s
+ ORDER BY received_at, id
+   FOR UPDATE
+"""
+
+
 def _apply_what_awaited(ingest: _Ingest) -> None:
     """Apply, in the order they came, the cancellations and refunds that waited for this
     order (the order's lock is held)."""
-    waiting = (
-        WebhookReceipt.objects.select_for_update()
-        .filter(
-            channel=ingest.channel,
-            status=WebhookReceipt.Status.AWAITING_ORDER,
-            awaited_order=ingest.message.reference,
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _AWAITING_ORDER_SQL,
+            {
+                "channel_id": ingest.channel.pk,
+                "awaiting": str(WebhookReceipt.Status.AWAITING_ORDER),
+                "order": ingest.message.reference,
+            },
         )
-        .order_by("received_at", "pk")
-    )
+        waiting_ids = [row[0] for row in cursor.fetchall()]
+    if not waiting_ids:
+        return
+    waiting = WebhookReceipt.objects.filter(pk__in=waiting_ids).order_by("received_at", "pk")
     for receipt in waiting:
         receipt.channel = ingest.channel
         message = _parse(ingest.connector, receipt)
@@ -598,9 +612,9 @@ def _apply_order_placed(ingest: _Ingest) -> None:
     if sold_sku_ids:
         # Once the sale is committed, and in a transaction of its own (the guard's lock
         # order is a buffer edit's: rule, then outbox rows).
-        channel_id = ingest.channel.pk
+        channel = ingest.channel
         transaction.on_commit(
-            lambda: velocity.observe_sales(channel_id=channel_id, sku_ids=sold_sku_ids),
+            lambda: velocity.observe_sales(channel=channel, sku_ids=sold_sku_ids),
             robust=True,
         )
 

@@ -134,7 +134,7 @@ def test_the_rise_is_held_back_after_the_fixed_units_and_before_the_cap():
 def test_sales_within_the_limit_raise_nothing(tiktok, lipstick, warehouse, tiktok_listing):
     sell(tiktok, lipstick, warehouse, 10)
 
-    assert velocity.observe_sales(channel_id=tiktok.pk, sku_ids=[lipstick.pk]) == []
+    assert velocity.observe_sales(channel=tiktok, sku_ids=[lipstick.pk]) == []
     assert sku_rule(tiktok, lipstick) is None
 
 
@@ -144,7 +144,7 @@ def test_sales_over_the_limit_raise_the_channels_buffer_for_the_sku_with_its_rea
     sell(tiktok, lipstick, warehouse, 11)
     PendingPush.objects.all().delete()
 
-    raised = velocity.observe_sales(channel_id=tiktok.pk, sku_ids=[lipstick.pk])
+    raised = velocity.observe_sales(channel=tiktok, sku_ids=[lipstick.pk])
 
     rule = sku_rule(tiktok, lipstick)
     assert rule is not None and raised == [rule.pk]
@@ -168,7 +168,7 @@ def test_a_rule_that_holds_only_the_rise_leaves_the_channels_rule_in_force(
     factories.make_buffer_rule(channel=tiktok, percent=Decimal(10))
     sell(tiktok, lipstick, warehouse, 11)
 
-    velocity.observe_sales(channel_id=tiktok.pk, sku_ids=[lipstick.pk])
+    velocity.observe_sales(channel=tiktok, sku_ids=[lipstick.pk])
 
     governing = selectors.effective_buffer_rule(listing=tiktok_listing)
     assert governing is not None and governing.sku_id is None
@@ -184,7 +184,7 @@ def test_the_rise_applies_under_a_listing_override_too(
     factories.make_buffer_rule(channel=tiktok, listing=tiktok_listing, fixed_units=3)
     sell(tiktok, lipstick, warehouse, 11)
 
-    velocity.observe_sales(channel_id=tiktok.pk, sku_ids=[lipstick.pk])
+    velocity.observe_sales(channel=tiktok, sku_ids=[lipstick.pk])
 
     assert selectors.explain_listing(listing=tiktok_listing).listed == 89 - 3 - 6
 
@@ -195,7 +195,7 @@ def test_an_operators_sku_rule_takes_the_rise_and_keeps_its_own_numbers(
     own = factories.make_buffer_rule(channel=tiktok, sku=lipstick, fixed_units=2)
     sell(tiktok, lipstick, warehouse, 11)
 
-    velocity.observe_sales(channel_id=tiktok.pk, sku_ids=[lipstick.pk])
+    velocity.observe_sales(channel=tiktok, sku_ids=[lipstick.pk])
 
     own.refresh_from_db()
     assert (own.fixed_units, own.velocity_units, own.velocity_only) == (2, 6, False)
@@ -208,7 +208,7 @@ def test_faster_sales_raise_it_in_steps_and_each_step_is_in_the_history(
 ):
     for _ in range(15):
         sell(tiktok, lipstick, warehouse, 1)
-        velocity.observe_sales(channel_id=tiktok.pk, sku_ids=[lipstick.pk])
+        velocity.observe_sales(channel=tiktok, sku_ids=[lipstick.pk])
 
     rule = raised_rule(tiktok, lipstick)
     # 11 sold: 6; 13 sold needs 7, raised to 9 (half again); 15 sold needs 8: held at 9.
@@ -225,16 +225,17 @@ def test_a_channel_with_the_guard_turned_off_is_not_raised(
             services.ChannelFields.of(tiktok), platform_settings={"velocity_units_per_min": 0}
         ),
     )
+    tiktok.refresh_from_db()
     sell(tiktok, lipstick, warehouse, 50)
 
-    assert velocity.observe_sales(channel_id=tiktok.pk, sku_ids=[lipstick.pk]) == []
+    assert velocity.observe_sales(channel=tiktok, sku_ids=[lipstick.pk]) == []
 
 
 def test_only_the_channels_own_orders_count(tiktok, shopify, lipstick, warehouse, tiktok_listing):
     sell(shopify, lipstick, warehouse, 30)
     sell(tiktok, lipstick, warehouse, 5)
 
-    assert velocity.observe_sales(channel_id=tiktok.pk, sku_ids=[lipstick.pk]) == []
+    assert velocity.observe_sales(channel=tiktok, sku_ids=[lipstick.pk]) == []
 
 
 def test_ingest_observes_the_sale_once_it_is_committed(
@@ -260,7 +261,7 @@ def test_the_rise_falls_back_once_the_spike_is_over_and_the_holder_goes(
     tiktok, lipstick, warehouse, tiktok_listing
 ):
     sell(tiktok, lipstick, warehouse, 11)
-    velocity.observe_sales(channel_id=tiktok.pk, sku_ids=[lipstick.pk])
+    velocity.observe_sales(channel=tiktok, sku_ids=[lipstick.pk])
     rule = raised_rule(tiktok, lipstick)
     PendingPush.objects.all().delete()
 
@@ -285,7 +286,7 @@ def test_an_operators_rule_keeps_its_numbers_when_the_rise_falls(
 ):
     own = factories.make_buffer_rule(channel=tiktok, sku=lipstick, fixed_units=2)
     sell(tiktok, lipstick, warehouse, 11)
-    velocity.observe_sales(channel_id=tiktok.pk, sku_ids=[lipstick.pk])
+    velocity.observe_sales(channel=tiktok, sku_ids=[lipstick.pk])
     own.refresh_from_db()
 
     velocity.lower_spent_rises(now=own.velocity_until + dt.timedelta(seconds=600))
@@ -299,7 +300,7 @@ def test_a_rise_still_needed_is_held_longer_without_a_history_row(
 ):
     settings.VELOCITY_GUARD_HOLD_S = 0
     sell(tiktok, lipstick, warehouse, 11)
-    velocity.observe_sales(channel_id=tiktok.pk, sku_ids=[lipstick.pk])
+    velocity.observe_sales(channel=tiktok, sku_ids=[lipstick.pk])
     rule = raised_rule(tiktok, lipstick)
 
     # The sales are still inside the window: the spike is not over.
@@ -317,7 +318,7 @@ def test_an_operator_adding_a_sku_rule_takes_over_the_guards_holder_and_its_rise
     tiktok, lipstick, warehouse, tiktok_listing
 ):
     sell(tiktok, lipstick, warehouse, 11)
-    velocity.observe_sales(channel_id=tiktok.pk, sku_ids=[lipstick.pk])
+    velocity.observe_sales(channel=tiktok, sku_ids=[lipstick.pk])
     holder = raised_rule(tiktok, lipstick)
 
     rule = factories.make_buffer_rule(channel=tiktok, sku=lipstick, percent=Decimal(50))
@@ -333,7 +334,7 @@ def test_moving_a_raised_rule_to_another_scope_leaves_the_rise_behind(
 ):
     own = factories.make_buffer_rule(channel=tiktok, sku=lipstick, fixed_units=2)
     sell(tiktok, lipstick, warehouse, 11)
-    velocity.observe_sales(channel_id=tiktok.pk, sku_ids=[lipstick.pk])
+    velocity.observe_sales(channel=tiktok, sku_ids=[lipstick.pk])
 
     moved = services.update_buffer_rule(
         rule_id=own.pk,
@@ -350,6 +351,6 @@ def test_a_long_channel_slug_still_fits_the_history_reason(lipstick, warehouse):
     factories.make_listing(channel=channel, sku=lipstick)
     sell(channel, lipstick, warehouse, 11)
 
-    velocity.observe_sales(channel_id=channel.pk, sku_ids=[lipstick.pk])
+    velocity.observe_sales(channel=channel, sku_ids=[lipstick.pk])
 
     assert raised_rule(channel, lipstick).velocity_units == 6

@@ -6,6 +6,8 @@ import uuid
 
 import pytest
 from django.conf import settings
+from django.core import signals
+from django.db import close_old_connections
 
 from tests import factories
 
@@ -65,3 +67,15 @@ def authorised_api_client(api_credentials):
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=api_credentials["Authorization"])
     return client
+
+
+@pytest.fixture
+def wsgi_requests_keep_the_test_connection():
+    """Requests sent to the WSGI application itself (not through Django's test client)
+    would close the database connection at their end, and with it the test's transaction;
+    the test client disconnects the same handler for the same reason."""
+    signals.request_started.disconnect(close_old_connections)
+    signals.request_finished.disconnect(close_old_connections)
+    yield
+    signals.request_started.connect(close_old_connections)
+    signals.request_finished.connect(close_old_connections)

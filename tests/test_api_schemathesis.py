@@ -18,9 +18,7 @@ import time
 
 import pytest
 import schemathesis
-from django.core import signals
 from django.core.wsgi import get_wsgi_application
-from django.db import close_old_connections
 from drf_spectacular.generators import SchemaGenerator
 from drf_spectacular.renderers import OpenApiJsonRenderer as JSONRenderer
 from hypothesis import HealthCheck, settings
@@ -64,18 +62,6 @@ _CONFIG = SchemathesisConfig.from_dict(
         ],
     }
 )
-
-
-@pytest.fixture
-def wsgi_requests_keep_the_test_connection():
-    """Requests sent to the WSGI application itself (not through Django's test client)
-    would close the database connection at their end, and with it the test's transaction;
-    the test client disconnects the same handler for the same reason."""
-    signals.request_started.disconnect(close_old_connections)
-    signals.request_finished.disconnect(close_old_connections)
-    yield
-    signals.request_started.connect(close_old_connections)
-    signals.request_finished.connect(close_old_connections)
 
 
 @pytest.fixture

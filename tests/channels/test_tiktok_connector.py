@@ -20,7 +20,14 @@ from channels.connectors.tiktok import client as tiktok_client
 from channels.connectors.tiktok import webhooks
 from channels.connectors.tiktok.connector import TikTokConnector
 from channels.connectors.types import ListingRef, MessageKind
-from channels.models import Channel, DeadLetter, PendingPush, PushAttempt, WebhookReceipt
+from channels.models import (
+    Channel,
+    DeadLetter,
+    Listing,
+    PendingPush,
+    PushAttempt,
+    WebhookReceipt,
+)
 from channels.pipeline import ingest, push, receive
 from inventory.models import EventKind, InventoryEvent, StockLevel
 from tests import factories
@@ -441,10 +448,12 @@ def _ingest() -> None:
 
 def _committed(opened: OpenChannel) -> list[int]:
     """The master's committed units of each listing's SKU, in listing order."""
-    return [
-        StockLevel.objects.get(sku_id=listing.sku_id, location=opened.location).committed
-        for listing in opened.listings
-    ]
+    return [_level(opened, listing).committed for listing in opened.listings]
+
+
+def _level(opened: OpenChannel, listing: Listing) -> StockLevel:
+    assert listing.sku_id is not None
+    return StockLevel.objects.get(sku_id=listing.sku_id, location=opened.location)
 
 
 def _store_announced(opened: OpenChannel, simulator: TikTokSimulatorClient, kind: int) -> None:
@@ -652,7 +661,7 @@ def test_a_completed_return_of_the_goods_puts_the_units_back_and_a_refund_only_d
     _ingest()
     [restocked] = InventoryEvent.objects.filter(kind=EventKind.RETURN_RESTOCKED)
     assert (restocked.sku_id, restocked.delta_on_hand) == (listing.sku_id, 1)
-    level = StockLevel.objects.get(sku_id=listing.sku_id, location=opened.location)
+    level = _level(opened, listing)
     assert (level.on_hand, level.committed) == (11, 2)
     assert (
         not WebhookReceipt.objects.filter(channel=opened.channel)

@@ -26,15 +26,52 @@ API:
   in-shop / campaign / creator split (§4.4);
 - ``GET /order/202309/orders?ids=a,b``: order detail, one line item per unit (§4.1 [M]);
 - ``POST /order/202309/orders/search?page_size=&page_token=`` ``{"update_time_ge",
-  "update_time_lt"}``: orders changed in the window, oldest first.
+  "update_time_lt"}``: orders changed in the window, oldest first;
+- ``POST /return_refund/202309/cancellations/search`` ``{"cancel_ids"}`` or
+  ``{"order_ids"}``: ``data.cancellations[]`` with ``cancel_id``, ``order_id``,
+  ``cancel_status``, ``cancel_type``, ``role``, ``create_time``, ``update_time`` and
+  ``cancel_line_items[]`` (``cancel_line_item_id``, ``order_line_item_id``, ``sku_id``,
+  ``seller_sku``), one per unit;
+- ``POST /return_refund/202309/returns/search`` ``{"return_ids"}`` or ``{"order_ids"}``:
+  ``data.return_orders[]`` with ``return_id``, ``order_id``, ``return_status``,
+  ``return_type`` (``REFUND``, ``RETURN_AND_REFUND``, ``REPLACEMENT``), ``role`` and
+  ``return_line_items[]`` (``return_line_item_id``, ``order_line_item_id``, ``sku_id``,
+  ``seller_sku``).
+
+The field and status names of the two searches follow a third-party client's types for
+the 202309 return_refund API; paging (one page here), the webhook data of types 11 and 12
+(``{order_id, cancel_id, cancel_status, cancellations_role, update_time}`` and
+``{order_id, return_id, return_status, return_type, return_role, create_time,
+update_time}``) and the order detail's per-line ``display_status`` / ``is_cancelled``
+are [M].
 
 Besides the harness's control routes, ``/_sim/shops/<shop>/`` has: ``POST skus``
 ``{"skus": [{sku_id, product_id, seller_sku, quantity | warehouses, status,
 campaign_quantity, creator_quantity}]}``; ``GET skus``; ``POST orders``
 ``{"lines": [{sku_id, quantity}], "status", "duplicates", "deliver"}`` (a type 1 webhook
 without lines); ``POST orders/<id>/status`` ``{"status"}`` (CANCELLED gives the units
-back); ``POST notify`` ``{"type": 6 | 7}`` (deauthorization, upcoming expiry);
+back; line items a partial cancellation took already are not given back twice);
+``POST notify`` ``{"type": 6 | 7}`` (deauthorization, upcoming expiry);
 ``GET changes?since=``.
+
+Partial cancellations: ``POST orders/<id>/cancellations`` ``{"lines": [{sku_id,
+quantity}], "status", "then", "after_s", "duplicates", "deliver"}`` cancels those units
+(one unit of the order's first SKU without ``lines``) of an order not shipped yet
+(``UNPAID``, ``ON_HOLD``, ``AWAITING_SHIPMENT``; 409 otherwise) and sends a type 11
+webhook naming the cancellation only. ``CANCELLATION_REQUEST_SUCCESS`` (the default) gives
+the units back to the shop's available stock, marks the line items ``CANCELLED`` in the
+order detail and moves the order's ``update_time`` (the order search shows it); once every
+line item is cancelled the order is ``CANCELLED``. ``CANCELLATION_REQUEST_PENDING`` moves
+nothing until ``POST cancellations/<cancel_id>/status`` ``{"status"}`` grants it
+(``_SUCCESS``) or withdraws it (``_CANCEL``), or ``then`` does so ``after_s`` later (1 s by
+default) on the simulator's clock.
+
+Returns: ``POST orders/<id>/returns`` ``{"lines", "return_type", "status", "then",
+"after_s", "duplicates", "deliver"}`` opens a return of units not cancelled nor already
+being returned (``RETURN_AND_REFUND`` and ``RETURN_OR_REFUND_REQUEST_PENDING`` by default)
+and sends a type 12 webhook; ``POST returns/<return_id>/status`` ``{"status"}`` (or
+``then``) moves it on, each change announced, until it is complete, rejected or cancelled
+(409 after). A return moves nothing in the shop's stock [M]: restocking is the seller's.
 
 Auto-cancel: with the shop setting ``auto_cancel_after_s`` (0, the default, never), an order
 still ``UNPAID``, ``ON_HOLD`` or ``AWAITING_SHIPMENT`` that long after it was placed (on the
@@ -51,7 +88,8 @@ burst's ``burst_id``; ``GET viral`` reports every burst of the shop (``placed``,
 ``sold_out``, ``done``, ``order_ids`` with the unix time each was placed at).
 
 Fault endpoints: ``token``; ``inventory:update`` (also ``write``); ``inventory:search``,
-``orders:get`` and ``orders:search`` (also ``read``).
+``orders:get``, ``orders:search``, ``cancellations:search`` and ``returns:search`` (also
+``read``).
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from channels.connectors.registry import get_connector
 from channels.connectors.tiktok import client as tiktok_client
 from channels.connectors.tiktok import webhooks
 from channels.connectors.tiktok.connector import TikTokConnector
-from channels.connectors.types import ListingRef, MessageKind
+from channels.connectors.types import ListingRef, MessageKind, StockEffect, WebhookParseError
 from channels.models import (
     Channel,
     DeadLetter,
@@ -726,3 +726,71 @@ def test_cancelling_the_rest_of_a_partly_cancelled_order_releases_only_what_is_l
     assert sorted(
         e.delta_committed for e in InventoryEvent.objects.filter(kind=EventKind.ORDER_CANCELLED)
     ) == [-2, -1]
+
+
+def _event(kind: int, data: dict) -> bytes:
+    return json.dumps({"type": kind, "tts_notification_id": "n-1", "data": data}).encode()
+
+
+def test_cancellation_and_return_events_parse_as_refunds_of_their_order():
+    """Types 11 and 12 name the order, and the cancellation or return as the refund's own
+    reference; without line items (a webhook) they carry no lines, for ingest to fetch;
+    with them (a polled cancellation, a search answer) each SKU's units count, with what
+    the status does to stock. An event naming no cancel or return id is unreadable."""
+    webhook = webhooks.parse_tiktok_webhook(
+        "CANCELLATION_STATUS_CHANGE",
+        _event(
+            11,
+            {"order_id": "O1", "cancel_id": "C1", "cancel_status": "CANCELLATION_REQUEST_SUCCESS"},
+        ),
+    )
+    assert (webhook.kind, webhook.reference, webhook.sub_reference, webhook.lines) == (
+        MessageKind.REFUND,
+        "O1",
+        "cancel:C1",
+        (),
+    )
+    items = [
+        {"order_line_item_id": "L1", "sku_id": "A", "seller_sku": "SA"},
+        {"order_line_item_id": "L2", "sku_id": "A", "seller_sku": "SA"},
+        {"order_line_item_id": "L3", "sku_id": "B", "seller_sku": "SB"},
+    ]
+    effects = {
+        "CANCELLATION_REQUEST_PENDING": StockEffect.NONE,
+        "CANCELLATION_REQUEST_SUCCESS": StockEffect.RELEASE,
+        "CANCELLATION_REQUEST_CANCEL": StockEffect.NONE,
+    }
+    for status, effect in effects.items():
+        message = webhooks.cancellation_message(
+            {
+                "order_id": "O1",
+                "cancel_id": "C1",
+                "cancel_status": status,
+                "cancel_line_items": items,
+            }
+        )
+        assert [(line.reference, line.quantity, line.stock_effect) for line in message.lines] == [
+            ("A", 2, effect),
+            ("B", 1, effect),
+        ]
+    returns = {
+        ("RETURN_OR_REFUND_REQUEST_COMPLETE", "RETURN_AND_REFUND"): StockEffect.RETURN,
+        ("BUYER_SHIPPED_ITEM", "RETURN_AND_REFUND"): StockEffect.NONE,
+        ("RETURN_OR_REFUND_REQUEST_COMPLETE", "REFUND"): StockEffect.NONE,
+        ("RETURN_OR_REFUND_REQUEST_COMPLETE", "REFUND_ONLY"): StockEffect.NONE,
+    }
+    for (status, return_type), effect in returns.items():
+        message = webhooks.return_message(
+            {
+                "order_id": "O1",
+                "return_id": "R1",
+                "return_status": status,
+                "return_type": return_type,
+                "return_line_items": items[:1],
+            }
+        )
+        assert message.sub_reference == "return:R1"
+        assert [line.stock_effect for line in message.lines] == [effect]
+    for kind, data in ((11, {"order_id": "O1"}), (12, {"order_id": "O1", "return_id": ""})):
+        with pytest.raises(WebhookParseError):
+            webhooks.parse_tiktok_webhook("", _event(kind, data))

@@ -418,6 +418,11 @@ class Connector:
         """ORDER_LOOKUP: the order with its lines, for a notification that named it only."""
         raise UnsupportedCapability(self, Capability.ORDER_LOOKUP)
 
+    def fetch_refund(self, *, order_reference: str, refund_reference: str) -> WebhookMessage:
+        """ORDER_LOOKUP: the refund (a cancellation of some lines, a return) with its lines
+        and what each does to stock, for a notification that named it only."""
+        raise UnsupportedCapability(self, Capability.ORDER_LOOKUP)
+
     # -- Matching messages to listings ---------------------------------------------------
 
     def lookup_values(self, identifier: str, value: str) -> tuple[str, ...]:

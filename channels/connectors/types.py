@@ -27,7 +27,8 @@ class Capability(enum.StrEnum):
     # Order and stock events are pulled from a queue (``pull_notifications``).
     QUEUE_NOTIFICATIONS = "queue_notifications"
     # An order notification carries no lines: the connector fetches the order
-    # (``fetch_order``) before it can be ingested.
+    # (``fetch_order``), or the refund it names (``fetch_refund``), before it can be
+    # ingested.
     ORDER_LOOKUP = "order_lookup"
     # The channel reports its own stock changes (inventory-level messages), which ingest
     # compares with what it expects the channel to hold.

@@ -395,9 +395,16 @@ def _parse(connector: Connector, receipt: WebhookReceipt) -> WebhookMessage:
         and message.kind in _ORDER_KINDS
         and connector.has(Capability.ORDER_LOOKUP)
     ):
-        # The notification named the order only. Fetched with the receipt locked, before
-        # any stock row is: a platform that does not answer fails the receipt for a retry.
-        fetched = connector.fetch_order(message.reference)
+        # The notification named the order (or its refund) only. Fetched with the receipt
+        # locked, before any stock row is: a platform that does not answer fails the
+        # receipt for a retry. A refund's lines are its own, never the whole order's.
+        fetched = (
+            connector.fetch_refund(
+                order_reference=message.reference, refund_reference=message.sub_reference
+            )
+            if message.kind == MessageKind.REFUND
+            else connector.fetch_order(message.reference)
+        )
         message = dataclasses.replace(
             message, lines=fetched.lines, occurred_at=message.occurred_at or fetched.occurred_at
         )

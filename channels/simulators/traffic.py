@@ -47,6 +47,8 @@ class Shelf:
     # From a placed order's answer, the path (below the tenant) that cancels it; None: the
     # platform's simulator cannot cancel an order.
     cancel_path: Callable[[JSON], str] | None = None
+    # The body of that cancellation (some platforms cancel some units, or grant later).
+    cancel_body: Callable[[JSON], JSON] = lambda answer: {}
     # The path and body that return an order's units (restocked); None: no returns.
     refund: Callable[[JSON], tuple[str, JSON]] | None = None
     # The fault endpoint of its quantity writes (None: its faults apply to every call).
@@ -110,6 +112,27 @@ SHELVES: dict[str, Shelf] = {
         code=lambda item: str(item.get("seller_sku", "")),
         available=lambda item: _int(item.get("available_quantity")),
         line=lambda item, quantity: {"sku_id": item["sku_id"], "quantity": quantity},
+        # One unit of the order's first SKU: a partial cancellation of a larger order. The
+        # buyer's request is pending at first and granted a little later (type 11 twice).
+        cancel_path=lambda answer: f"orders/{answer['order_id']}/cancellations",
+        cancel_body=lambda answer: {
+            "status": "CANCELLATION_REQUEST_PENDING",
+            "then": "CANCELLATION_REQUEST_SUCCESS",
+            "after_s": 2,
+        },
+        # One unit sent back and restocked, each step a type 12.
+        refund=lambda answer: (
+            f"orders/{answer['order_id']}/returns",
+            {
+                "return_type": "RETURN_AND_REFUND",
+                "then": [
+                    "AWAITING_BUYER_SHIP",
+                    "BUYER_SHIPPED_ITEM",
+                    "RETURN_OR_REFUND_REQUEST_COMPLETE",
+                ],
+                "after_s": 2,
+            },
+        ),
     ),
 }
 
@@ -177,16 +200,31 @@ class TrafficGenerator:
         if answer is None:
             return
         roll = self.random.random()
-        if roll < 0.08 and store.shelf.cancel_path is not None:
-            self._post(store, store.shelf.cancel_path(answer), {}, "cancelled")
-        elif roll < 0.12 and store.shelf.refund is not None:
-            path, body = store.shelf.refund(answer)
-            self._post(store, path, body, "returned")
+        if roll < 0.08:
+            self.cancel(store, answer)
+        elif roll < 0.12:
+            self.return_units(store, answer)
 
-    def _post(self, store: Store, path: str, body: JSON, counted_as: str) -> None:
+    def cancel(self, store: Store, answer: JSON) -> bool:
+        """Cancel the order of that answer where the platform can; whether it did."""
+        if store.shelf.cancel_path is None:
+            return False
+        return self._post(
+            store, store.shelf.cancel_path(answer), store.shelf.cancel_body(answer), "cancelled"
+        )
+
+    def return_units(self, store: Store, answer: JSON) -> bool:
+        """Return units of the order of that answer where the platform can; whether it did."""
+        if store.shelf.refund is None:
+            return False
+        path, body = store.shelf.refund(answer)
+        return self._post(store, path, body, "returned")
+
+    def _post(self, store: Store, path: str, body: JSON, counted_as: str) -> bool:
         response = self.session.post(store.control(path), json=body, timeout=30)
         if response.status_code < 400:
             self._count(f"{store.platform}:{counted_as}")
+        return response.status_code < 400
 
     def provoke_oversell(self) -> str:
         """The item with the fewest units left everywhere, bought at once on every platform

@@ -1,6 +1,7 @@
 """TikTok Shop through the pipeline, against its simulator over HTTP: what the contract
 suite cannot express (signed requests, per-SKU errors inside ``code: 0``, business codes on
-HTTP 200, the campaign split, order lookups and the order poll)."""
+HTTP 200, the campaign split, order lookups, partial cancellations and returns (types 11
+and 12) and the order poll)."""
 
 from __future__ import annotations
 
@@ -18,10 +19,17 @@ from channels.connectors.registry import get_connector
 from channels.connectors.tiktok import client as tiktok_client
 from channels.connectors.tiktok import webhooks
 from channels.connectors.tiktok.connector import TikTokConnector
-from channels.connectors.types import ListingRef, MessageKind
-from channels.models import Channel, DeadLetter, PendingPush, PushAttempt, WebhookReceipt
+from channels.connectors.types import ListingRef, MessageKind, StockEffect, WebhookParseError
+from channels.models import (
+    Channel,
+    DeadLetter,
+    Listing,
+    PendingPush,
+    PushAttempt,
+    WebhookReceipt,
+)
 from channels.pipeline import ingest, push, receive
-from inventory.models import EventKind, InventoryEvent
+from inventory.models import EventKind, InventoryEvent, StockLevel
 from tests import factories
 from tests.channels.connectors.drivers import OpenChannel, TikTokDriver
 from tests.channels.tiktok_simulator import TikTokSimulatorClient
@@ -432,3 +440,357 @@ def test_a_seller_deauthorization_pauses_the_channel_and_an_expiry_notice_does_n
     messages = [record.getMessage() for record in caplog.records]
     assert any("ends soon" in m for m in messages)
     assert any("withdrew its authorization" in m and "paused" in m for m in messages)
+
+
+def _ingest() -> None:
+    ingest.process_new_receipts(retry=_leave_for_later)
+
+
+def _committed(opened: OpenChannel) -> list[int]:
+    """The master's committed units of each listing's SKU, in listing order."""
+    return [_level(opened, listing).committed for listing in opened.listings]
+
+
+def _level(opened: OpenChannel, listing: Listing) -> StockLevel:
+    assert listing.sku_id is not None
+    return StockLevel.objects.get(sku_id=listing.sku_id, location=opened.location)
+
+
+def _store_announced(opened: OpenChannel, simulator: TikTokSimulatorClient, kind: int) -> None:
+    """Store every signed delivery of that type the simulator sent (or kept undelivered)
+    as the receiver would: verified, deduplicated on ``tts_notification_id``."""
+    connector = get_connector(opened.channel)
+    for delivery in simulator.webhooks(opened.tenant):
+        if delivery["payload"]["type"] != kind:
+            continue
+        body = json.dumps(delivery["payload"]).encode()
+        assert connector.verify_webhook(delivery["headers"], body)
+        envelope = connector.webhook_envelope(delivery["headers"], body)
+        receive.record_receipt(
+            channel_id=opened.channel.pk,
+            topic=envelope.topic,
+            dedupe_key=envelope.dedupe_key,
+            headers=connector.kept_webhook_headers(delivery["headers"]),
+            body=body,
+        )
+
+
+def _place_and_ingest(
+    opened: OpenChannel, simulator: TikTokSimulatorClient, units: Sequence[int]
+) -> str:
+    """An order of ``units[i]`` of listing i, its type 1 webhook stored and ingested."""
+    order_id = simulator.place_order(
+        opened.tenant,
+        [
+            {"sku_id": listing.external_id, "quantity": quantity}
+            for listing, quantity in zip(opened.listings, units, strict=True)
+        ],
+        deliver=False,
+    )["order_id"]
+    _store_announced(opened, simulator, 1)
+    _ingest()
+    return str(order_id)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_order_webhook_whose_lines_are_fetched_and_a_partial_cancellation_of_it(
+    tiktok_simulator, live_server
+):
+    """Over real HTTP: the type 1 webhook names the order only and ingest fetches its lines
+    (3 of A, 2 of B: 5 committed). A type 11 granting the cancellation of 1 of A, delivered
+    three times, is stored once; ingest searches its line items and releases that unit
+    only (4 committed), B untouched. The same cancellation announced again under a new
+    notification id releases nothing more, and the shop's figure follows the master's."""
+    location = factories.make_location()
+    skus = [factories.make_sku(), factories.make_sku()]
+    for sku in skus:
+        factories.stock(sku, location, 10)
+    opened = TikTokDriver(tiktok_simulator).open_channel(
+        skus=skus, location=location, receiver_url=live_server.url
+    )
+    _drain(opened)
+    a, b = opened.listings
+    order_id = tiktok_simulator.place_order(
+        opened.tenant,
+        [{"sku_id": a.external_id, "quantity": 3}, {"sku_id": b.external_id, "quantity": 2}],
+    )["order_id"]
+    _ingest()
+    assert _committed(opened) == [3, 2]
+    fetched = [
+        call
+        for call in tiktok_simulator.requests(opened.tenant)
+        if call["endpoint"] == "orders:get"
+    ]
+    assert len(fetched) == 1
+
+    cancelled = tiktok_simulator.cancel_lines(
+        opened.tenant, order_id, [{"sku_id": a.external_id, "quantity": 1}], duplicates=2
+    )
+    receipts = WebhookReceipt.objects.filter(
+        channel=opened.channel, topic="CANCELLATION_STATUS_CHANGE"
+    )
+    assert receipts.count() == 1
+    _ingest()
+    assert _committed(opened) == [2, 2]
+    assert sum(_committed(opened)) == 4
+    [release] = InventoryEvent.objects.filter(kind=EventKind.ORDER_CANCELLED)
+    assert (release.sku_id, release.delta_committed) == (a.sku_id, -1)
+    assert release.idempotency_key.endswith(
+        f":refund:cancel:{cancelled['cancel_id']}:line:{a.external_id}"
+    )
+
+    [announced] = [
+        d["payload"]
+        for d in tiktok_simulator.webhooks(opened.tenant)
+        if d["payload"]["type"] == 11
+    ]
+    _store_webhook(opened, announced | {"tts_notification_id": "resent-11"}, "resent-11")
+    _ingest()
+    assert _committed(opened) == [2, 2]
+    assert InventoryEvent.objects.filter(kind=EventKind.ORDER_CANCELLED).count() == 1
+    assert set(receipts.values_list("status", flat=True)) == {"processed"}
+
+    _drain(opened)
+    on_channel = tiktok_simulator.skus(opened.tenant)
+    assert on_channel[a.external_id]["available_quantity"] == 8
+    assert on_channel[b.external_id]["available_quantity"] == 8
+
+
+@pytest.mark.django_db
+def test_a_pending_cancellation_changes_nothing_and_its_grant_releases_once(tiktok_simulator):
+    """Type 11 at CANCELLATION_REQUEST_PENDING moves no stock; granted later, the units are
+    released once, whichever of its announcements is ingested again; a withdrawn request
+    releases nothing."""
+    opened = _open(tiktok_simulator, (10,))
+    _drain(opened)
+    listing = opened.listings[0]
+    order_id = _place_and_ingest(opened, tiktok_simulator, (3,))
+    assert _committed(opened) == [3]
+
+    pending = tiktok_simulator.cancel_lines(
+        opened.tenant,
+        order_id,
+        [{"sku_id": listing.external_id, "quantity": 2}],
+        status="CANCELLATION_REQUEST_PENDING",
+        deliver=False,
+    )
+    withdrawn = tiktok_simulator.cancel_lines(
+        opened.tenant,
+        order_id,
+        [{"sku_id": listing.external_id, "quantity": 1}],
+        status="CANCELLATION_REQUEST_PENDING",
+        deliver=False,
+    )
+    _store_announced(opened, tiktok_simulator, 11)
+    _ingest()
+    assert _committed(opened) == [3]
+    assert not InventoryEvent.objects.filter(kind=EventKind.ORDER_CANCELLED).exists()
+
+    tiktok_simulator.advance(
+        opened.tenant,
+        "cancellations",
+        withdrawn["cancel_id"],
+        "CANCELLATION_REQUEST_CANCEL",
+        deliver=False,
+    )
+    tiktok_simulator.advance(
+        opened.tenant,
+        "cancellations",
+        pending["cancel_id"],
+        "CANCELLATION_REQUEST_SUCCESS",
+        deliver=False,
+    )
+    _store_announced(opened, tiktok_simulator, 11)
+    _ingest()
+    assert _committed(opened) == [1]
+    # The pending announcement, delivered again now, reads the grant: nothing more.
+    [first] = [
+        d["payload"]
+        for d in tiktok_simulator.webhooks(opened.tenant)
+        if d["payload"]["type"] == 11 and d["payload"]["data"]["cancel_id"] == pending["cancel_id"]
+    ][:1]
+    _store_webhook(opened, first | {"tts_notification_id": "late-pending"}, "late-pending")
+    _ingest()
+    assert _committed(opened) == [1]
+    assert [
+        e.delta_committed for e in InventoryEvent.objects.filter(kind=EventKind.ORDER_CANCELLED)
+    ] == [-2]
+
+
+@pytest.mark.django_db
+def test_a_completed_return_of_the_goods_puts_the_units_back_and_a_refund_only_does_not(
+    tiktok_simulator,
+):
+    """Type 12: a RETURN_AND_REFUND return is nothing until complete, and then restocks its
+    unit once (announced at each status, one announcement delivered again); a REFUND (money
+    only) completed moves no stock."""
+    opened = _open(tiktok_simulator, (10,))
+    _drain(opened)
+    listing = opened.listings[0]
+    order_id = _place_and_ingest(opened, tiktok_simulator, (2,))
+    tiktok_simulator.set_order_status(opened.tenant, order_id, "DELIVERED", deliver=False)
+    goods = tiktok_simulator.open_return(
+        opened.tenant,
+        order_id,
+        [{"sku_id": listing.external_id, "quantity": 1}],
+        return_type="RETURN_AND_REFUND",
+        deliver=False,
+    )
+    _store_announced(opened, tiktok_simulator, 12)
+    _ingest()
+    assert not InventoryEvent.objects.filter(kind=EventKind.RETURN_RESTOCKED).exists()
+    for status in (
+        "AWAITING_BUYER_SHIP",
+        "BUYER_SHIPPED_ITEM",
+        "RETURN_OR_REFUND_REQUEST_COMPLETE",
+    ):
+        tiktok_simulator.advance(
+            opened.tenant, "returns", goods["return_id"], status, deliver=False
+        )
+    tiktok_simulator.open_return(
+        opened.tenant,
+        order_id,
+        [{"sku_id": listing.external_id, "quantity": 1}],
+        return_type="REFUND",
+        status="RETURN_OR_REFUND_REQUEST_COMPLETE",
+        deliver=False,
+    )
+    _store_announced(opened, tiktok_simulator, 12)
+    last = tiktok_simulator.webhooks(opened.tenant)[-2]["payload"]
+    _store_webhook(opened, last | {"tts_notification_id": "again-12"}, "again-12")
+    _ingest()
+    [restocked] = InventoryEvent.objects.filter(kind=EventKind.RETURN_RESTOCKED)
+    assert (restocked.sku_id, restocked.delta_on_hand) == (listing.sku_id, 1)
+    level = _level(opened, listing)
+    assert (level.on_hand, level.committed) == (11, 2)
+    assert (
+        not WebhookReceipt.objects.filter(channel=opened.channel)
+        .exclude(status="processed")
+        .exists()
+    )
+
+
+@pytest.mark.django_db
+def test_the_order_poll_and_the_webhook_release_a_partial_cancellation_once(tiktok_simulator):
+    """A partial cancellation whose type 11 was lost: the order poll sees the order's line
+    item cancelled, searches its cancellations and releases the unit; the webhook arriving
+    after all, and the next poll, release nothing more."""
+    opened = _open(tiktok_simulator, (10,))
+    _drain(opened)
+    listing = opened.listings[0]
+    order_id = _place_and_ingest(opened, tiktok_simulator, (3,))
+    cancelled = tiktok_simulator.cancel_lines(
+        opened.tenant, order_id, [{"sku_id": listing.external_id, "quantity": 1}], deliver=False
+    )
+    stored = receive.poll_orders(channel_id=opened.channel.pk)
+    assert f"poll:cancel:{cancelled['cancel_id']}:CANCELLATION_REQUEST_SUCCESS" in set(
+        WebhookReceipt.objects.filter(pk__in=stored).values_list("dedupe_key", flat=True)
+    )
+    for receipt_id in stored:
+        ingest.process_receipt(receipt_id=receipt_id)
+    assert _committed(opened) == [2]
+
+    _store_announced(opened, tiktok_simulator, 11)
+    _ingest()
+    assert receive.poll_orders(channel_id=opened.channel.pk) == []
+    _ingest()
+    assert _committed(opened) == [2]
+    assert InventoryEvent.objects.filter(kind=EventKind.ORDER_CANCELLED).count() == 1
+    assert InventoryEvent.objects.filter(kind=EventKind.ORDER_COMMITTED).count() == 1
+    assert (
+        WebhookReceipt.objects.filter(
+            channel=opened.channel, topic="CANCELLATION_STATUS_CHANGE"
+        ).count()
+        == 2
+    )
+
+
+@pytest.mark.django_db
+def test_cancelling_the_rest_of_a_partly_cancelled_order_releases_only_what_is_left(
+    tiktok_simulator,
+):
+    """After 1 of 3 units was cancelled (type 11), the whole order's cancellation (type 1
+    CANCELLED, its fetched lines still counting 3) releases the 2 left: never 3."""
+    opened = _open(tiktok_simulator, (10,))
+    _drain(opened)
+    listing = opened.listings[0]
+    order_id = _place_and_ingest(opened, tiktok_simulator, (3,))
+    tiktok_simulator.cancel_lines(
+        opened.tenant, order_id, [{"sku_id": listing.external_id, "quantity": 1}], deliver=False
+    )
+    tiktok_simulator.set_order_status(opened.tenant, order_id, "CANCELLED", deliver=False)
+    _store_announced(opened, tiktok_simulator, 11)
+    _store_announced(opened, tiktok_simulator, 1)
+    _ingest()
+    assert _committed(opened) == [0]
+    assert sorted(
+        e.delta_committed for e in InventoryEvent.objects.filter(kind=EventKind.ORDER_CANCELLED)
+    ) == [-2, -1]
+
+
+def _event(kind: int, data: dict) -> bytes:
+    return json.dumps({"type": kind, "tts_notification_id": "n-1", "data": data}).encode()
+
+
+def test_cancellation_and_return_events_parse_as_refunds_of_their_order():
+    """Types 11 and 12 name the order, and the cancellation or return as the refund's own
+    reference; without line items (a webhook) they carry no lines, for ingest to fetch;
+    with them (a polled cancellation, a search answer) each SKU's units count, with what
+    the status does to stock. An event naming no cancel or return id is unreadable."""
+    webhook = webhooks.parse_tiktok_webhook(
+        "CANCELLATION_STATUS_CHANGE",
+        _event(
+            11,
+            {"order_id": "O1", "cancel_id": "C1", "cancel_status": "CANCELLATION_REQUEST_SUCCESS"},
+        ),
+    )
+    assert (webhook.kind, webhook.reference, webhook.sub_reference, webhook.lines) == (
+        MessageKind.REFUND,
+        "O1",
+        "cancel:C1",
+        (),
+    )
+    items = [
+        {"order_line_item_id": "L1", "sku_id": "A", "seller_sku": "SA"},
+        {"order_line_item_id": "L2", "sku_id": "A", "seller_sku": "SA"},
+        {"order_line_item_id": "L3", "sku_id": "B", "seller_sku": "SB"},
+    ]
+    effects = {
+        "CANCELLATION_REQUEST_PENDING": StockEffect.NONE,
+        "CANCELLATION_REQUEST_SUCCESS": StockEffect.RELEASE,
+        "CANCELLATION_REQUEST_CANCEL": StockEffect.NONE,
+    }
+    for status, effect in effects.items():
+        message = webhooks.cancellation_message(
+            {
+                "order_id": "O1",
+                "cancel_id": "C1",
+                "cancel_status": status,
+                "cancel_line_items": items,
+            }
+        )
+        assert [(line.reference, line.quantity, line.stock_effect) for line in message.lines] == [
+            ("A", 2, effect),
+            ("B", 1, effect),
+        ]
+    returns = {
+        ("RETURN_OR_REFUND_REQUEST_COMPLETE", "RETURN_AND_REFUND"): StockEffect.RETURN,
+        ("BUYER_SHIPPED_ITEM", "RETURN_AND_REFUND"): StockEffect.NONE,
+        ("RETURN_OR_REFUND_REQUEST_COMPLETE", "REFUND"): StockEffect.NONE,
+        ("RETURN_OR_REFUND_REQUEST_COMPLETE", "REFUND_ONLY"): StockEffect.NONE,
+    }
+    for (status, return_type), effect in returns.items():
+        message = webhooks.return_message(
+            {
+                "order_id": "O1",
+                "return_id": "R1",
+                "return_status": status,
+                "return_type": return_type,
+                "return_line_items": items[:1],
+            }
+        )
+        assert message.sub_reference == "return:R1"
+        assert [line.stock_effect for line in message.lines] == [effect]
+    for kind, data in ((11, {"order_id": "O1"}), (12, {"order_id": "O1", "return_id": ""})):
+        with pytest.raises(WebhookParseError):
+            webhooks.parse_tiktok_webhook("", _event(kind, data))

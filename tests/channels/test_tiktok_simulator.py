@@ -185,3 +185,133 @@ def test_viral_mode_places_a_paced_burst_and_sells_only_what_the_shop_shows(tikt
         if delivery["payload"]["type"] == 1
     ]
     assert sorted(announced) == sorted(order_id for order_id, _ in burst["order_ids"])
+
+
+def _search(
+    simulator: TikTokSimulatorClient, shop: dict[str, Any], kind: str, body: dict[str, Any]
+) -> dict[str, Any]:
+    answer = _call(simulator, shop, "POST", f"/return_refund/202309/{kind}/search", body).json()
+    assert answer["code"] == 0, answer
+    return answer["data"]
+
+
+def test_a_partial_cancellation_gives_its_units_back_and_is_announced_by_type_11(
+    tiktok_simulator,
+):
+    """Granted, the cancelled units go back to available; the type 11 webhook names the
+    cancellation only; Search Cancellations (signed) lists its line items; the order
+    detail shows those line items cancelled and the order still open."""
+    shop = _shop(tiktok_simulator)
+    tiktok_simulator.add_skus(shop["shop"], [{"sku_id": "S4", "quantity": 4}])
+    order_id = tiktok_simulator.place_order(
+        shop["shop"],
+        [{"sku_id": "S1", "quantity": 3}, {"sku_id": "S4", "quantity": 2}],
+        deliver=False,
+    )["order_id"]
+    cancelled = tiktok_simulator.cancel_lines(
+        shop["shop"], order_id, [{"sku_id": "S1", "quantity": 1}], deliver=False
+    )
+    skus = tiktok_simulator.skus(shop["shop"])
+    assert (skus["S1"]["available_quantity"], skus["S4"]["available_quantity"]) == (3, 2)
+    assert skus["S1"]["warehouses"]["7068517275539719942"]["committed"] == 2
+    announced = tiktok_simulator.webhooks(shop["shop"])[-1]["payload"]
+    assert announced["type"] == 11
+    assert announced["data"] == {
+        "order_id": order_id,
+        "cancel_id": cancelled["cancel_id"],
+        "cancel_status": "CANCELLATION_REQUEST_SUCCESS",
+        "cancellations_role": "BUYER",
+        "update_time": announced["data"]["update_time"],
+    }
+    for body in ({"cancel_ids": [cancelled["cancel_id"]]}, {"order_ids": [order_id]}):
+        [found] = _search(tiktok_simulator, shop, "cancellations", body)["cancellations"]
+        assert found["cancel_status"] == "CANCELLATION_REQUEST_SUCCESS"
+        assert [item["sku_id"] for item in found["cancel_line_items"]] == ["S1"]
+    [order] = _call(tiktok_simulator, shop, "GET", "/order/202309/orders", ids=order_id).json()[
+        "data"
+    ]["orders"]
+    assert order["status"] == "AWAITING_SHIPMENT"
+    assert [(item["sku_id"], item["display_status"]) for item in order["line_items"]] == [
+        ("S1", "CANCELLED"),
+        ("S1", "AWAITING_SHIPMENT"),
+        ("S1", "AWAITING_SHIPMENT"),
+        ("S4", "AWAITING_SHIPMENT"),
+        ("S4", "AWAITING_SHIPMENT"),
+    ]
+    refused = _call(
+        tiktok_simulator,
+        shop | {"app_secret": "wrong"},
+        "POST",
+        "/return_refund/202309/cancellations/search",
+        {"order_ids": [order_id]},
+    ).json()
+    assert refused["code"] == 106001
+
+
+def test_a_pending_cancellation_moves_nothing_until_granted_on_its_own(tiktok_simulator):
+    """Pending, the units stay committed; ``then`` grants it later with a second type 11,
+    and only then do the units come back. Cancelling the whole order afterwards gives back
+    only what is still on it."""
+    shop = _shop(tiktok_simulator)
+    order_id = tiktok_simulator.place_order(
+        shop["shop"], [{"sku_id": "S1", "quantity": 2}], deliver=False
+    )["order_id"]
+    tiktok_simulator.cancel_lines(
+        shop["shop"],
+        order_id,
+        None,
+        status="CANCELLATION_REQUEST_PENDING",
+        then="CANCELLATION_REQUEST_SUCCESS",
+        after_s=0.3,
+        deliver=False,
+    )
+    assert tiktok_simulator.skus(shop["shop"])["S1"]["available_quantity"] == 3
+    deadline = time.monotonic() + 10
+    while tiktok_simulator.skus(shop["shop"])["S1"]["available_quantity"] != 4:
+        assert time.monotonic() < deadline, "the pending cancellation was never granted"
+        time.sleep(0.05)
+    statuses = [
+        delivery["payload"]["data"]["cancel_status"]
+        for delivery in tiktok_simulator.webhooks(shop["shop"])
+        if delivery["payload"]["type"] == 11
+    ]
+    assert statuses == ["CANCELLATION_REQUEST_PENDING", "CANCELLATION_REQUEST_SUCCESS"]
+    tiktok_simulator.set_order_status(shop["shop"], order_id, "CANCELLED", deliver=False)
+    assert tiktok_simulator.skus(shop["shop"])["S1"]["available_quantity"] == 5
+
+
+def test_a_return_is_announced_at_each_status_and_searched_by_return_id(tiktok_simulator):
+    """Type 12 carries the return's status and type, never its line items; Search Returns
+    answers ``return_orders`` with ``return_line_items``; the shop's stock does not move."""
+    shop = _shop(tiktok_simulator)
+    order_id = tiktok_simulator.place_order(
+        shop["shop"], [{"sku_id": "S1", "quantity": 2}], deliver=False
+    )["order_id"]
+    opened = tiktok_simulator.open_return(
+        shop["shop"], order_id, [{"sku_id": "S1", "quantity": 1}], deliver=False
+    )
+    for status in ("BUYER_SHIPPED_ITEM", "RETURN_OR_REFUND_REQUEST_COMPLETE"):
+        tiktok_simulator.advance(
+            shop["shop"], "returns", opened["return_id"], status, deliver=False
+        )
+    announced = [
+        delivery["payload"]["data"]
+        for delivery in tiktok_simulator.webhooks(shop["shop"])
+        if delivery["payload"]["type"] == 12
+    ]
+    assert [(data["return_status"], data["return_type"]) for data in announced] == [
+        ("RETURN_OR_REFUND_REQUEST_PENDING", "RETURN_AND_REFUND"),
+        ("BUYER_SHIPPED_ITEM", "RETURN_AND_REFUND"),
+        ("RETURN_OR_REFUND_REQUEST_COMPLETE", "RETURN_AND_REFUND"),
+    ]
+    assert all("return_line_items" not in data for data in announced)
+    [found] = _search(tiktok_simulator, shop, "returns", {"return_ids": [opened["return_id"]]})[
+        "return_orders"
+    ]
+    assert found["order_id"] == order_id
+    assert [item["sku_id"] for item in found["return_line_items"]] == ["S1"]
+    assert tiktok_simulator.skus(shop["shop"])["S1"]["available_quantity"] == 3
+    with pytest.raises(AssertionError, match="409"):
+        tiktok_simulator.advance(
+            shop["shop"], "returns", opened["return_id"], "AWAITING_BUYER_SHIP"
+        )

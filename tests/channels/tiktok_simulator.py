@@ -54,6 +54,27 @@ class TikTokSimulatorClient:
             "POST", f"/shops/{shop}/orders/{order_id}/status", {"status": status, **options}
         )
 
+    def cancel_lines(
+        self, shop: str, order_id: str, lines: Sequence[dict[str, Any]] | None, **options: Any
+    ) -> dict[str, Any]:
+        """A cancellation of some units (``lines``; one unit when None): ``status``,
+        ``then``, ``after_s``, ``duplicates``, ``deliver``."""
+        body = {**options} if lines is None else {"lines": list(lines), **options}
+        return self._call("POST", f"/shops/{shop}/orders/{order_id}/cancellations", body)
+
+    def open_return(
+        self, shop: str, order_id: str, lines: Sequence[dict[str, Any]] | None, **options: Any
+    ) -> dict[str, Any]:
+        """A return of some units: ``return_type``, ``status``, ``then``, ``after_s``..."""
+        body = {**options} if lines is None else {"lines": list(lines), **options}
+        return self._call("POST", f"/shops/{shop}/orders/{order_id}/returns", body)
+
+    def advance(self, shop: str, kind: str, record_id: str, status: str, **options: Any) -> Any:
+        """``kind`` is "cancellations" or "returns"."""
+        return self._call(
+            "POST", f"/shops/{shop}/{kind}/{record_id}/status", {"status": status, **options}
+        )
+
     def notify(self, shop: str, kind: int) -> dict[str, Any]:
         return self._call("POST", f"/shops/{shop}/notify", {"type": kind})
 

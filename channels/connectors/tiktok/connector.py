@@ -239,9 +239,39 @@ class TikTokConnector(Connector):
                 return webhooks.parse_order(order)
         raise ChannelError(f"TikTok Shop does not show order {reference} yet.")
 
+    def fetch_refund(self, *, order_reference: str, refund_reference: str) -> WebhookMessage:
+        """A type 11 or 12 event's line items: Search Cancellations
+        (``POST /return_refund/202309/cancellations/search`` ``{"cancel_ids"}``) or Search
+        Returns (``…/returns/search`` ``{"return_ids"}``), read at the status the platform
+        shows now. One it does not show yet is a failure to retry."""
+        if refund_reference.startswith(webhooks.CANCEL_REFERENCE_PREFIX):
+            cancel_id = refund_reference.removeprefix(webhooks.CANCEL_REFERENCE_PREFIX)
+            data = self.client.call(
+                "POST",
+                "/return_refund/202309/cancellations/search",
+                payload={"cancel_ids": [cancel_id]},
+            )
+            found = _record(data.get("cancellations"), "cancel_id", cancel_id, order_reference)
+            if found is not None:
+                return webhooks.cancellation_message(found)
+        elif refund_reference.startswith(webhooks.RETURN_REFERENCE_PREFIX):
+            return_id = refund_reference.removeprefix(webhooks.RETURN_REFERENCE_PREFIX)
+            data = self.client.call(
+                "POST", "/return_refund/202309/returns/search", payload={"return_ids": [return_id]}
+            )
+            found = _record(data.get("return_orders"), "return_id", return_id, order_reference)
+            if found is not None:
+                return webhooks.return_message(found)
+        else:
+            raise ChannelError(f"No TikTok Shop cancellation or return is {refund_reference!r}.")
+        raise ChannelError(f"TikTok Shop does not show {refund_reference} yet.")
+
     def poll_orders(self, *, since: dt.datetime) -> list[PulledNotification]:
         """Order search (``POST /order/202309/orders/search``) of the orders updated since
-        then, every page, each as the type 1 event that would have announced it."""
+        then, every page, each as the type 1 event that would have announced it; and for
+        the orders of a page that show line items cancelled while still open, their
+        cancellations (one Search Cancellations by order id), each as the type 11 event
+        that would have announced it: the same refund the webhook brings, applied once."""
         events: list[PulledNotification] = []
         page_token = ""
         while True:
@@ -254,14 +284,45 @@ class TikTokConnector(Connector):
                 params=params,
                 payload={"update_time_ge": int(since.timestamp())},
             )
-            events += [
-                webhooks.polled_order(order)
-                for order in data.get("orders") or []
-                if isinstance(order, Mapping)
+            orders = [order for order in data.get("orders") or [] if isinstance(order, Mapping)]
+            events += [webhooks.polled_order(order) for order in orders]
+            partly_cancelled = [
+                str(order.get("id"))
+                for order in orders
+                if webhooks.has_cancelled_line_items(order)
             ]
+            events += self._polled_cancellations(partly_cancelled)
             page_token = str(data.get("next_page_token") or "")
             if not page_token:
                 return events
+
+    def _polled_cancellations(self, order_ids: Sequence[str]) -> list[PulledNotification]:
+        if not order_ids:
+            return []
+        data = self.client.call(
+            "POST",
+            "/return_refund/202309/cancellations/search",
+            payload={"order_ids": list(order_ids)},
+        )
+        return [
+            webhooks.polled_cancellation(cancellation)
+            for cancellation in data.get("cancellations") or []
+            if isinstance(cancellation, Mapping) and cancellation.get("cancel_id")
+        ]
+
+
+def _record(
+    records: object, id_field: str, wanted: str, order_reference: str
+) -> Mapping[str, Any] | None:
+    """The searched cancellation or return with that id, of that order."""
+    for record in records if isinstance(records, list) else []:
+        if (
+            isinstance(record, Mapping)
+            and str(record.get(id_field)) == wanted
+            and str(record.get("order_id")) == order_reference
+        ):
+            return record
+    return None
 
 
 def _sku_errors(data: Mapping[str, Any]) -> dict[str, tuple[int | None, str]]:

@@ -26,15 +26,52 @@ API:
   in-shop / campaign / creator split (§4.4);
 - ``GET /order/202309/orders?ids=a,b``: order detail, one line item per unit (§4.1 [M]);
 - ``POST /order/202309/orders/search?page_size=&page_token=`` ``{"update_time_ge",
-  "update_time_lt"}``: orders changed in the window, oldest first.
+  "update_time_lt"}``: orders changed in the window, oldest first;
+- ``POST /return_refund/202309/cancellations/search`` ``{"cancel_ids"}`` or
+  ``{"order_ids"}``: ``data.cancellations[]`` with ``cancel_id``, ``order_id``,
+  ``cancel_status``, ``cancel_type``, ``role``, ``create_time``, ``update_time`` and
+  ``cancel_line_items[]`` (``cancel_line_item_id``, ``order_line_item_id``, ``sku_id``,
+  ``seller_sku``), one per unit;
+- ``POST /return_refund/202309/returns/search`` ``{"return_ids"}`` or ``{"order_ids"}``:
+  ``data.return_orders[]`` with ``return_id``, ``order_id``, ``return_status``,
+  ``return_type`` (``REFUND``, ``RETURN_AND_REFUND``, ``REPLACEMENT``), ``role`` and
+  ``return_line_items[]`` (``return_line_item_id``, ``order_line_item_id``, ``sku_id``,
+  ``seller_sku``).
+
+The field and status names of the two searches follow a third-party client's types for
+the 202309 return_refund API; paging (one page here), the webhook data of types 11 and 12
+(``{order_id, cancel_id, cancel_status, cancellations_role, update_time}`` and
+``{order_id, return_id, return_status, return_type, return_role, create_time,
+update_time}``) and the order detail's per-line ``display_status`` / ``is_cancelled``
+are [M].
 
 Besides the harness's control routes, ``/_sim/shops/<shop>/`` has: ``POST skus``
 ``{"skus": [{sku_id, product_id, seller_sku, quantity | warehouses, status,
 campaign_quantity, creator_quantity}]}``; ``GET skus``; ``POST orders``
 ``{"lines": [{sku_id, quantity}], "status", "duplicates", "deliver"}`` (a type 1 webhook
 without lines); ``POST orders/<id>/status`` ``{"status"}`` (CANCELLED gives the units
-back); ``POST notify`` ``{"type": 6 | 7}`` (deauthorization, upcoming expiry);
+back; line items a partial cancellation took already are not given back twice);
+``POST notify`` ``{"type": 6 | 7}`` (deauthorization, upcoming expiry);
 ``GET changes?since=``.
+
+Partial cancellations: ``POST orders/<id>/cancellations`` ``{"lines": [{sku_id,
+quantity}], "status", "then", "after_s", "duplicates", "deliver"}`` cancels those units
+(one unit of the order's first SKU without ``lines``) of an order not shipped yet
+(``UNPAID``, ``ON_HOLD``, ``AWAITING_SHIPMENT``; 409 otherwise) and sends a type 11
+webhook naming the cancellation only. ``CANCELLATION_REQUEST_SUCCESS`` (the default) gives
+the units back to the shop's available stock, marks the line items ``CANCELLED`` in the
+order detail and moves the order's ``update_time`` (the order search shows it); once every
+line item is cancelled the order is ``CANCELLED``. ``CANCELLATION_REQUEST_PENDING`` moves
+nothing until ``POST cancellations/<cancel_id>/status`` ``{"status"}`` grants it
+(``_SUCCESS``) or withdraws it (``_CANCEL``), or ``then`` does so ``after_s`` later (1 s by
+default) on the simulator's clock.
+
+Returns: ``POST orders/<id>/returns`` ``{"lines", "return_type", "status", "then",
+"after_s", "duplicates", "deliver"}`` opens a return of units not cancelled nor already
+being returned (``RETURN_AND_REFUND`` and ``RETURN_OR_REFUND_REQUEST_PENDING`` by default)
+and sends a type 12 webhook; ``POST returns/<return_id>/status`` ``{"status"}`` (or
+``then``) moves it on, each change announced, until it is complete, rejected or cancelled
+(409 after). A return moves nothing in the shop's stock [M]: restocking is the seller's.
 
 Auto-cancel: with the shop setting ``auto_cancel_after_s`` (0, the default, never), an order
 still ``UNPAID``, ``ON_HOLD`` or ``AWAITING_SHIPMENT`` that long after it was placed (on the
@@ -51,7 +88,8 @@ burst's ``burst_id``; ``GET viral`` reports every burst of the shop (``placed``,
 ``sold_out``, ``done``, ``order_ids`` with the unix time each was placed at).
 
 Fault endpoints: ``token``; ``inventory:update`` (also ``write``); ``inventory:search``,
-``orders:get`` and ``orders:search`` (also ``read``).
+``orders:get``, ``orders:search``, ``cancellations:search`` and ``returns:search`` (also
+``read``).
 """
 
 from __future__ import annotations
@@ -78,12 +116,19 @@ from channels.simulators.harness import (
 )
 from channels.simulators.tiktok import signing
 from channels.simulators.tiktok.state import (
+    CANCEL_PENDING,
+    CANCEL_STATUSES,
+    CANCEL_SUCCESS,
     DEFAULT_WAREHOUSE,
     MAX_SEARCH_PRODUCT_IDS,
     MAX_SEARCH_SKU_IDS,
     ORDER_STATUSES,
     QUANTITY_LIMIT,
+    RETURN_STATUSES,
+    RETURN_TYPES,
+    Cancellation,
     Order,
+    Return,
     Shop,
     ShopSettings,
     Sku,
@@ -96,9 +141,29 @@ _UPDATE_PATH = re.compile(r"^/product/202309/products/(?P<product>[\w-]+)/invent
 ORDER_STATUS_CHANGE = 1
 SELLER_DEAUTHORIZATION = 6
 UPCOMING_AUTHORIZATION_EXPIRATION = 7
+CANCELLATION_STATUS_CHANGE = 11
+RETURN_STATUS_CHANGE = 12
 ORDERS_PAGE = 50
-# Statuses in which an order has not shipped: the platform's auto-cancel applies to them.
+# Statuses in which an order has not shipped: the platform's auto-cancel applies to them,
+# and a buyer may still cancel some of its line items.
 _CANCELLABLE_UNSHIPPED = frozenset({"UNPAID", "ON_HOLD", "AWAITING_SHIPMENT"})
+# A cancellation or return in one of these is over: its status moves no more.
+_CANCELLATION_CLOSED = frozenset(CANCEL_STATUSES) - {CANCEL_PENDING}
+_RETURN_CLOSED = frozenset(
+    {
+        "RETURN_OR_REFUND_REQUEST_REJECT",
+        "RETURN_OR_REFUND_REQUEST_CANCEL",
+        "RETURN_OR_REFUND_REQUEST_COMPLETE",
+    }
+)
+# A return in one of these gave nothing back: its line items may be returned again.
+_RETURN_ABANDONED = frozenset(
+    {"RETURN_OR_REFUND_REQUEST_REJECT", "RETURN_OR_REFUND_REQUEST_CANCEL"}
+)
+_SEARCH_PATHS = {
+    "/return_refund/202309/cancellations/search": "cancellations:search",
+    "/return_refund/202309/returns/search": "returns:search",
+}
 CONNECT_TIMEOUT_S = 1.0
 RESPONSE_TIMEOUT_S = 5.0
 
@@ -124,6 +189,8 @@ class TikTokSimulator(Simulator[Shop]):
         self._order_ids = itertools.count(576460000000000001)
         self._line_ids = itertools.count(577000000000000001)
         self._notification_ids = itertools.count(7327112393057371910)
+        self._cancel_ids = itertools.count(578000000000000001)
+        self._return_ids = itertools.count(579000000000000001)
 
     # -- Tenants -----------------------------------------------------------------------------
 
@@ -208,6 +275,8 @@ class TikTokSimulator(Simulator[Shop]):
             return "orders:get"
         if method == "POST" and path == "/order/202309/orders/search":
             return "orders:search"
+        if method == "POST" and path in _SEARCH_PATHS:
+            return _SEARCH_PATHS[path]
         return None
 
     def _checked(
@@ -243,8 +312,12 @@ class TikTokSimulator(Simulator[Shop]):
             response = self._search_inventory(shop, body)
         elif endpoint == "orders:get":
             response = self._get_orders(shop, params)
-        else:
+        elif endpoint == "orders:search":
             response = self._search_orders(shop, params, body)
+        elif endpoint == "cancellations:search":
+            response = self._search_after_sales(shop, body, kind="cancel")
+        else:
+            response = self._search_after_sales(shop, body, kind="return")
         if fault.timeout_s:
             # Applied; the answer comes after the client gave up.
             response.delay_s = fault.timeout_s
@@ -523,6 +596,37 @@ class TikTokSimulator(Simulator[Shop]):
             ),
         )
 
+    def _search_after_sales(self, shop: Shop, body: JSON, *, kind: str) -> Response:
+        """Search Cancellations (``{"cancel_ids"}`` or ``{"order_ids"}``) or Search Returns
+        (``{"return_ids"}`` or ``{"order_ids"}``), oldest first, in one page [M]."""
+        ids_key, records, answer_key = (
+            ("cancel_ids", shop.cancellations, "cancellations")
+            if kind == "cancel"
+            else ("return_ids", shop.returns, "return_orders")
+        )
+        ids, order_ids = body.get(ids_key), body.get("order_ids")
+        if not (isinstance(ids, list) and ids) and not (isinstance(order_ids, list) and order_ids):
+            return Response(
+                200, envelope(shop.settings.codes.invalid_body, f"{ids_key} or order_ids.")
+            )
+        wanted = {str(i) for i in ids or []}
+        orders = {str(o) for o in order_ids or []}
+        with shop.lock:
+            found = [
+                _after_sale_json(shop, record)
+                for record in records.values()
+                if (not wanted or _record_id(record) in wanted)
+                and (not orders or record.order_id in orders)
+            ]
+        return Response(
+            200,
+            envelope(
+                0,
+                "Success",
+                {answer_key: found, "total_count": len(found), "next_page_token": ""},
+            ),
+        )
+
     # -- Control -----------------------------------------------------------------------------
 
     def control_routes(self) -> list[Route]:
@@ -534,6 +638,26 @@ class TikTokSimulator(Simulator[Shop]):
                 "POST",
                 rf"{_SHOP}/orders/(?P<order>\w+)/status",
                 lambda m, b, q: self.set_order_status(m["tenant"], m["order"], b),
+            ),
+            route(
+                "POST",
+                rf"{_SHOP}/orders/(?P<order>\w+)/cancellations",
+                lambda m, b, q: self.request_cancellation(m["tenant"], m["order"], b),
+            ),
+            route(
+                "POST",
+                rf"{_SHOP}/cancellations/(?P<record>\w+)/status",
+                lambda m, b, q: self.advance(m["tenant"], "cancel", m["record"], b),
+            ),
+            route(
+                "POST",
+                rf"{_SHOP}/orders/(?P<order>\w+)/returns",
+                lambda m, b, q: self.request_return(m["tenant"], m["order"], b),
+            ),
+            route(
+                "POST",
+                rf"{_SHOP}/returns/(?P<record>\w+)/status",
+                lambda m, b, q: self.advance(m["tenant"], "return", m["record"], b),
             ),
             route("POST", f"{_SHOP}/notify", lambda m, b, q: self.notify(m["tenant"], b)),
             route("POST", f"{_SHOP}/viral", lambda m, b, q: self.start_viral(m["tenant"], b)),
@@ -632,8 +756,11 @@ class TikTokSimulator(Simulator[Shop]):
         self.deliver(shop, delivery)
 
     def _cancel(self, shop: Shop, order: Order, *, initiator: str) -> None:
-        """Give the order's units back and mark it cancelled (lock held)."""
-        for _, sku_id, warehouse_id in order.lines:
+        """Give the order's units back and mark it cancelled (lock held); line items a
+        partial cancellation took off gave theirs back already."""
+        for line_id, sku_id, warehouse_id in order.lines:
+            if line_id in order.cancelled_lines:
+                continue
             sku = shop.skus[sku_id]
             stock = sku.warehouses[warehouse_id]
             stock.committed = max(0, stock.committed - 1)
@@ -641,6 +768,158 @@ class TikTokSimulator(Simulator[Shop]):
         order.status = "CANCELLED"
         order.cancellation_initiator = initiator
         order.update_time = int(self.clock.time())
+
+    # -- Cancellations and returns -----------------------------------------------------------
+
+    def request_cancellation(self, shop_name: str, order_id: str, body: JSON) -> JSON:
+        """A buyer cancels some units of an order not shipped yet (a partial cancellation,
+        or the whole order when every unit is named): a type 11 webhook announces it. Granted
+        (``CANCELLATION_REQUEST_SUCCESS``, the default), the units go back to the shop's
+        available stock; pending, nothing moves until ``then`` grants or withdraws it."""
+        status = str(body.get("status") or CANCEL_SUCCESS)
+        if status not in (CANCEL_PENDING, CANCEL_SUCCESS):
+            raise ControlError(400, f"A cancellation starts pending or granted, not {status!r}.")
+        later = _later_statuses(body, CANCEL_STATUSES)
+        shop = self.tenants.require(shop_name)
+        with shop.lock:
+            order = self._order(shop, order_id)
+            if order.status not in _CANCELLABLE_UNSHIPPED:
+                raise ControlError(409, f"Order {order_id} is {order.status}: too late to cancel.")
+            taken = {
+                line_id
+                for cancellation in shop.cancellations.values()
+                if cancellation.order_id == order_id
+                and cancellation.status in (CANCEL_PENDING, CANCEL_SUCCESS)
+                for line_id in cancellation.line_ids
+            }
+            line_ids = _pick_lines(order, body.get("lines"), taken)
+            now = int(self.clock.time())
+            cancellation = Cancellation(
+                str(next(self._cancel_ids)), order_id, CANCEL_PENDING, line_ids, now, now
+            )
+            shop.cancellations[cancellation.cancel_id] = cancellation
+            delivery = self._move_cancellation(shop, cancellation, status)
+        self._schedule(shop, "cancel", cancellation.cancel_id, later, body)
+        return {"cancel_id": cancellation.cancel_id, "cancel_status": status} | self.deliver(
+            shop, delivery, body
+        )
+
+    def request_return(self, shop_name: str, order_id: str, body: JSON) -> JSON:
+        """A buyer asks to return (``RETURN_AND_REFUND``) or be refunded for (``REFUND``)
+        some units of an order: a type 12 webhook announces it, and each later status
+        another. Nothing moves in the shop's stock: restocking a returned unit is the
+        seller's call."""
+        return_type = str(body.get("return_type") or "RETURN_AND_REFUND")
+        if return_type not in RETURN_TYPES:
+            raise ControlError(400, f"Unknown return_type {return_type!r}.")
+        status = str(body.get("status") or RETURN_STATUSES[0])
+        if status not in RETURN_STATUSES:
+            raise ControlError(400, f"Unknown return status {status!r}.")
+        later = _later_statuses(body, RETURN_STATUSES)
+        shop = self.tenants.require(shop_name)
+        with shop.lock:
+            order = self._order(shop, order_id)
+            if order.status == "CANCELLED":
+                raise ControlError(409, f"Order {order_id} is cancelled.")
+            taken = set(order.cancelled_lines) | {
+                line_id
+                for record in shop.returns.values()
+                if record.order_id == order_id and record.status not in _RETURN_ABANDONED
+                for line_id in record.line_ids
+            }
+            line_ids = _pick_lines(order, body.get("lines"), taken)
+            now = int(self.clock.time())
+            record = Return(
+                str(next(self._return_ids)), order_id, status, return_type, line_ids, now, now
+            )
+            shop.returns[record.return_id] = record
+            delivery = self._after_sale_delivery(shop, record)
+        self._schedule(shop, "return", record.return_id, later, body)
+        return {"return_id": record.return_id, "return_status": status} | self.deliver(
+            shop, delivery, body
+        )
+
+    def advance(self, shop_name: str, kind: str, record_id: str, body: JSON) -> JSON:
+        """Move a cancellation or a return on to ``status``, announced by its webhook."""
+        shop = self.tenants.require(shop_name)
+        status = str(body.get("status") or "")
+        with shop.lock:
+            delivery = self._advance(shop, kind, record_id, status)
+        return {"status": status} | self.deliver(shop, delivery, body)
+
+    def _advance(self, shop: Shop, kind: str, record_id: str, status: str) -> Delivery:
+        """The status change and its webhook (lock held); ControlError when not allowed."""
+        if kind == "cancel":
+            cancellation = shop.cancellations.get(record_id)
+            if cancellation is None:
+                raise ControlError(404, f"No cancellation {record_id}.")
+            if status not in CANCEL_STATUSES or cancellation.status in _CANCELLATION_CLOSED:
+                raise ControlError(
+                    409, f"Cancellation {record_id} is {cancellation.status}: not {status!r}."
+                )
+            return self._move_cancellation(shop, cancellation, status)
+        record = shop.returns.get(record_id)
+        if record is None:
+            raise ControlError(404, f"No return {record_id}.")
+        if status not in RETURN_STATUSES or record.status in _RETURN_CLOSED:
+            raise ControlError(409, f"Return {record_id} is {record.status}: not {status!r}.")
+        record.status = status
+        record.update_time = int(self.clock.time())
+        return self._after_sale_delivery(shop, record)
+
+    def _move_cancellation(self, shop: Shop, cancellation: Cancellation, status: str) -> Delivery:
+        """Set the cancellation's status (lock held): granted, its units go back to the
+        shop, the order's update time moves (the order search shows it), and the order is
+        cancelled once none of its line items is left."""
+        now = int(self.clock.time())
+        cancellation.status = status
+        cancellation.update_time = now
+        order = shop.orders[cancellation.order_id]
+        if status == CANCEL_SUCCESS:
+            lines = {line_id: (sku_id, w) for line_id, sku_id, w in order.lines}
+            for line_id in cancellation.line_ids:
+                if line_id in order.cancelled_lines or order.status == "CANCELLED":
+                    continue
+                sku_id, warehouse_id = lines[line_id]
+                sku = shop.skus[sku_id]
+                stock = sku.warehouses[warehouse_id]
+                stock.committed = max(0, stock.committed - 1)
+                self._set(shop, sku, warehouse_id, stock.available + 1, "cancel", order.order_id)
+                order.cancelled_lines.add(line_id)
+            if len(order.cancelled_lines) == len(order.lines):
+                order.status = "CANCELLED"
+                order.cancellation_initiator = cancellation.role
+        order.update_time = now
+        return self._after_sale_delivery(shop, cancellation)
+
+    def _schedule(
+        self, shop: Shop, kind: str, record_id: str, statuses: list[str], body: JSON
+    ) -> None:
+        """Each of ``statuses`` in turn, ``after_s`` apart on the clock, each announced
+        (with the control call's ``duplicates``); one not allowed by then ends the flow."""
+        if not statuses:
+            return
+        try:
+            after_s = float(body.get("after_s", 1.0))
+        except (TypeError, ValueError):
+            raise ControlError(400, "'after_s' is a number of seconds.") from None
+
+        def step() -> None:
+            with shop.lock:
+                try:
+                    delivery = self._advance(shop, kind, record_id, statuses[0])
+                except ControlError:
+                    return
+            self.deliver(shop, delivery, {"duplicates": body.get("duplicates", 0)})
+            self._schedule(shop, kind, record_id, statuses[1:], body)
+
+        self.scheduler.call_later(after_s, step)
+
+    def _order(self, shop: Shop, order_id: str) -> Order:
+        order = shop.orders.get(order_id)
+        if order is None:
+            raise ControlError(404, f"No order {order_id}.")
+        return order
 
     # -- Viral mode --------------------------------------------------------------------------
 
@@ -758,6 +1037,35 @@ class TikTokSimulator(Simulator[Shop]):
             },
         )
 
+    def _after_sale_delivery(self, shop: Shop, record: Cancellation | Return) -> Delivery:
+        """Types 11 and 12 (§4.1 [M] shapes): the cancellation or return and its status,
+        never its line items (Search Cancellations / Search Returns has them)."""
+        if isinstance(record, Cancellation):
+            return self._new_delivery(
+                shop,
+                CANCELLATION_STATUS_CHANGE,
+                {
+                    "order_id": record.order_id,
+                    "cancel_id": record.cancel_id,
+                    "cancel_status": record.status,
+                    "cancellations_role": record.role,
+                    "update_time": record.update_time,
+                },
+            )
+        return self._new_delivery(
+            shop,
+            RETURN_STATUS_CHANGE,
+            {
+                "order_id": record.order_id,
+                "return_id": record.return_id,
+                "return_status": record.status,
+                "return_type": record.return_type,
+                "return_role": record.role,
+                "create_time": record.create_time,
+                "update_time": record.update_time,
+            },
+        )
+
     def _new_delivery(self, shop: Shop, kind: int, data: JSON) -> Delivery:
         """A delivery signed in ``Authorization`` (§4.1), lock held; nothing sent yet.
 
@@ -813,8 +1121,92 @@ def _order_json(shop: Shop, order: Order) -> JSON:
                 "sku_id": sku_id,
                 "seller_sku": shop.skus[sku_id].seller_sku if sku_id in shop.skus else "",
                 "product_id": shop.skus[sku_id].product_id if sku_id in shop.skus else "",
-                "display_status": order.status,
+                # [M]: a line item a partial cancellation took off says so; the others
+                # show the order's status.
+                "display_status": (
+                    "CANCELLED" if line_id in order.cancelled_lines else order.status
+                ),
+                "is_cancelled": line_id in order.cancelled_lines,
             }
             for line_id, sku_id, _ in order.lines
+        ],
+    }
+
+
+def _later_statuses(body: JSON, known: tuple[str, ...]) -> list[str]:
+    """The control call's ``then``: one status or a list, each one of ``known``."""
+    then = body.get("then") or []
+    statuses = [then] if isinstance(then, str) else then
+    if not isinstance(statuses, list) or any(status not in known for status in statuses):
+        raise ControlError(400, f"'then' is a status or a list of them, each one of {known}.")
+    return [str(status) for status in statuses]
+
+
+def _pick_lines(order: Order, raw_lines: object, taken: set[str]) -> list[str]:
+    """The order's line items for ``[{sku_id, quantity}]`` (one unit of its first SKU when
+    none is named), never one in ``taken``; ControlError when the order has too few."""
+    free = [(line_id, sku_id) for line_id, sku_id, _ in order.lines if line_id not in taken]
+    if raw_lines is None:
+        if not free:
+            raise ControlError(409, f"Order {order.order_id} has no line item left.")
+        raw_lines = [{"sku_id": free[0][1], "quantity": 1}]
+    if not isinstance(raw_lines, list) or not raw_lines:
+        raise ControlError(400, "'lines' is a non-empty list of {sku_id, quantity}.")
+    picked: list[str] = []
+    for raw in raw_lines:
+        try:
+            sku_id, quantity = str(raw["sku_id"]), int(raw["quantity"])
+        except (KeyError, TypeError, ValueError):
+            raise ControlError(400, f"Bad line {raw!r}.") from None
+        candidates = [line_id for line_id, sku in free if sku == sku_id and line_id not in picked]
+        if quantity <= 0 or len(candidates) < quantity:
+            raise ControlError(
+                409, f"Order {order.order_id} has {len(candidates)} unit(s) of {sku_id} left."
+            )
+        picked += candidates[:quantity]
+    return picked
+
+
+def _record_id(record: Cancellation | Return) -> str:
+    return record.cancel_id if isinstance(record, Cancellation) else record.return_id
+
+
+def _after_sale_json(shop: Shop, record: Cancellation | Return) -> JSON:
+    """A cancellation (``cancel_line_items``) or return (``return_line_items``) as Search
+    Cancellations / Search Returns answers it, one line item per unit."""
+    skus_by_line = {line_id: sku_id for line_id, sku_id, _ in shop.orders[record.order_id].lines}
+    items = [
+        {
+            "order_line_item_id": line_id,
+            "sku_id": skus_by_line[line_id],
+            "seller_sku": (
+                shop.skus[skus_by_line[line_id]].seller_sku
+                if skus_by_line[line_id] in shop.skus
+                else ""
+            ),
+        }
+        for line_id in record.line_ids
+    ]
+    common = {
+        "order_id": record.order_id,
+        "role": record.role,
+        "create_time": record.create_time,
+        "update_time": record.update_time,
+    }
+    if isinstance(record, Cancellation):
+        return common | {
+            "cancel_id": record.cancel_id,
+            "cancel_status": record.status,
+            "cancel_type": "BUYER_CANCEL",
+            "cancel_line_items": [
+                {"cancel_line_item_id": f"c{item['order_line_item_id']}"} | item for item in items
+            ],
+        }
+    return common | {
+        "return_id": record.return_id,
+        "return_status": record.status,
+        "return_type": record.return_type,
+        "return_line_items": [
+            {"return_line_item_id": f"r{item['order_line_item_id']}"} | item for item in items
         ],
     }

@@ -32,6 +32,24 @@ ORDER_STATUSES = (
     "COMPLETED",
     "CANCELLED",
 )
+# Cancellation statuses (202309 return_refund, [V] third-party client types): a request
+# pending the seller's or platform's decision, granted (the units come back), withdrawn.
+CANCEL_PENDING = "CANCELLATION_REQUEST_PENDING"
+CANCEL_SUCCESS = "CANCELLATION_REQUEST_SUCCESS"
+CANCEL_WITHDRAWN = "CANCELLATION_REQUEST_CANCEL"
+CANCEL_STATUSES = (CANCEL_PENDING, CANCEL_SUCCESS, CANCEL_WITHDRAWN)
+# Return statuses and types (202309 return_refund, [V] third-party client types).
+RETURN_STATUSES = (
+    "RETURN_OR_REFUND_REQUEST_PENDING",
+    "RETURN_OR_REFUND_REQUEST_REJECT",
+    "AWAITING_BUYER_SHIP",
+    "BUYER_SHIPPED_ITEM",
+    "REJECT_RECEIVE_PACKAGE",
+    "RETURN_OR_REFUND_REQUEST_SUCCESS",
+    "RETURN_OR_REFUND_REQUEST_CANCEL",
+    "RETURN_OR_REFUND_REQUEST_COMPLETE",
+)
+RETURN_TYPES = ("REFUND", "RETURN_AND_REFUND", "REPLACEMENT")
 
 
 @dataclass
@@ -166,6 +184,36 @@ class Order:
     # Who cancelled it, when it is cancelled: "SELLER" (by hand) or "SYSTEM" (not shipped
     # in time).
     cancellation_initiator: str = ""
+    # Line items a granted partial cancellation took off the order (``display_status``
+    # CANCELLED in the order detail); their units went back to the shop.
+    cancelled_lines: set[str] = field(default_factory=set)
+
+
+@dataclass
+class Cancellation:
+    """A request to cancel some line items of an order (202309 return_refund [M] shape)."""
+
+    cancel_id: str
+    order_id: str
+    status: str
+    line_ids: list[str]
+    create_time: int
+    update_time: int
+    role: str = "BUYER"
+
+
+@dataclass
+class Return:
+    """A return or refund request of some line items of an order (202309 return_refund)."""
+
+    return_id: str
+    order_id: str
+    status: str
+    return_type: str
+    line_ids: list[str]
+    create_time: int
+    update_time: int
+    role: str = "BUYER"
 
 
 class Shop(Tenant):
@@ -175,6 +223,8 @@ class Shop(Tenant):
         self.read_lag.lag_s = settings.read_lag_s
         self.skus: dict[str, Sku] = {}
         self.orders: dict[str, Order] = {}
+        self.cancellations: dict[str, Cancellation] = {}
+        self.returns: dict[str, Return] = {}
         # access token -> expiry (epoch seconds on the simulator's clock)
         self.tokens: dict[str, float] = {settings.access_token: now + settings.token_ttl_s}
         self.refresh_tokens: set[str] = {settings.refresh_token}

@@ -61,6 +61,8 @@ class PlatformDriver(abc.ABC):
     write_endpoint: str | None = "write"
     # What the webhook URL answers a forged delivery (404: the platform has no webhook URL).
     forged_delivery_status = 401
+    # Whether the simulator can cancel some units of an order while the rest still ships.
+    cancels_some_units = False
 
     @abc.abstractmethod
     def open_channel(
@@ -104,6 +106,19 @@ class PlatformDriver(abc.ABC):
         """An order on the platform, delivered to the channel's webhook URL (with
         ``duplicates`` extra deliveries); the order's reference as the ledger keeps it."""
 
+    def cancel_some_units(
+        self,
+        opened: OpenChannel,
+        order_reference: str,
+        listing: Listing,
+        quantity: int,
+        *,
+        duplicates: int = 0,
+    ) -> None:
+        """``cancels_some_units``: cancel that many units of the listing in the order (not
+        yet shipped), announced to the channel (with ``duplicates`` extra deliveries)."""
+        raise NotImplementedError(f"{self.platform} cannot cancel part of an order.")
+
     def bring_events_in(self, opened: OpenChannel) -> None:
         """Store what the platform sent about the channel since the last call: nothing to do
         for HTTP webhooks (they reach the receiver themselves); a queue is pulled."""
@@ -132,8 +147,12 @@ class ShopifyDriver(PlatformDriver):
     # Shopify's faults apply to every call: its writes and reads share the GraphQL endpoint.
     write_endpoint = None
 
+    cancels_some_units = True
+
     def __init__(self, simulator: ShopifySimulatorClient) -> None:
         self.simulator = simulator
+        # Each order's line item ids (a refund names them), by order reference.
+        self.line_item_ids: dict[str, list[int]] = {}
 
     def open_channel(
         self, *, skus: Sequence[Sku], location: Location, receiver_url: str = ""
@@ -214,7 +233,26 @@ class ShopifyDriver(PlatformDriver):
             [{"variant_id": variant_id, "quantity": quantity}],
             duplicates=duplicates,
         )
+        self.line_item_ids[str(answer["order_id"])] = list(answer["line_item_ids"])
         return str(answer["order_id"])
+
+    def cancel_some_units(
+        self,
+        opened: OpenChannel,
+        order_reference: str,
+        listing: Listing,
+        quantity: int,
+        *,
+        duplicates: int = 0,
+    ) -> None:
+        # A refund restocked as "cancel": units that never shipped (refunds/create).
+        [line_item_id] = self.line_item_ids[order_reference]
+        self.simulator.refund(
+            opened.tenant,
+            int(order_reference),
+            [{"line_item_id": line_item_id, "quantity": quantity, "restock_type": "cancel"}],
+            duplicates=duplicates,
+        )
 
     def deliver_forged(self, opened: OpenChannel) -> int:
         response = requests.post(
@@ -580,6 +618,7 @@ class TikTokDriver(PlatformDriver):
     fetches its lines (ORDER_LOOKUP)."""
 
     platform = Channel.Platform.TIKTOK
+    cancels_some_units = True
 
     def __init__(self, simulator: TikTokSimulatorClient) -> None:
         self.simulator = simulator
@@ -659,6 +698,23 @@ class TikTokDriver(PlatformDriver):
             duplicates=duplicates,
         )
         return str(answer["order_id"])
+
+    def cancel_some_units(
+        self,
+        opened: OpenChannel,
+        order_reference: str,
+        listing: Listing,
+        quantity: int,
+        *,
+        duplicates: int = 0,
+    ) -> None:
+        # A partial cancellation granted at once: type 11, its line items searched (§4.1).
+        self.simulator.cancel_lines(
+            opened.tenant,
+            order_reference,
+            [{"sku_id": listing.external_id, "quantity": quantity}],
+            duplicates=duplicates,
+        )
 
     def deliver_forged(self, opened: OpenChannel) -> int:
         response = requests.post(

@@ -18,7 +18,7 @@ from channels.connectors.registry import CONNECTORS, get_connector
 from channels.connectors.types import Capability, ListingRef
 from channels.models import DeadLetter, PendingPush, PushAttempt, WebhookReceipt
 from channels.pipeline import ingest, push
-from inventory.models import EventKind, InventoryEvent
+from inventory.models import EventKind, InventoryEvent, StockLevel
 from tests import factories
 from tests.channels.connectors.drivers import (
     AmazonDriver,
@@ -250,3 +250,28 @@ def test_an_order_on_one_channel_moves_every_other_channel(driver, live_server):
     _drain(other)
     assert driver.quantity_on_channel(other, other.listings[0]) == 7
     assert driver.quantity_on_channel(selling, selling.listings[0]) == 7
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_partial_cancellation_releases_its_units_once_and_leaves_the_rest(driver, live_server):
+    """Of an order of 3 units, 1 is cancelled while the rest still ships, the platform's
+    announcement delivered three times: committed goes from 3 to 2, released once."""
+    if not driver.cancels_some_units:
+        pytest.skip(f"{driver.platform}'s simulator cannot cancel part of an order")
+    location = factories.make_location()
+    sku = factories.make_sku()
+    factories.stock(sku, location, 10)
+    opened = driver.open_channel(skus=[sku], location=location, receiver_url=live_server.url)
+    _drain(opened)
+    listing = opened.listings[0]
+    order_reference = driver.place_order(opened, listing, 3)
+    driver.bring_events_in(opened)
+    _ingest_all()
+    assert StockLevel.objects.get(sku=sku, location=location).committed == 3
+    driver.cancel_some_units(opened, order_reference, listing, 1, duplicates=2)
+    driver.bring_events_in(opened)
+    _ingest_all()
+    _ingest_all()
+    assert StockLevel.objects.get(sku=sku, location=location).committed == 2
+    releases = InventoryEvent.objects.filter(sku=sku, kind=EventKind.ORDER_CANCELLED)
+    assert [event.delta_committed for event in releases] == [-1]

@@ -101,3 +101,37 @@ def test_an_injected_fault_fails_the_platforms_next_write_and_the_push_retries(s
         assert PushAttempt.objects.filter(
             listing=listing, outcome=PushAttempt.Outcome.FAILED
         ).exists(), store.platform
+
+
+def test_tiktok_buyers_cancel_some_units_and_return_others_through_the_control_routes(
+    tiktok_simulator,
+):
+    """A TikTok Shop order of two units: the buyer's cancellation takes one unit off (a
+    partial cancellation, pending and then granted: two type 11 webhooks, the unit back on
+    the shelf), and a return walks to complete (type 12 at each status)."""
+    shop = f"traffic-{time.monotonic_ns()}"
+    tiktok_simulator.create_shop(shop, webhook_url="http://127.0.0.1:9/", webhook_retries=0)
+    tiktok_simulator.add_skus(shop, [{"sku_id": "T1", "quantity": 5}])
+    store = Store(platform="tiktok", url=tiktok_simulator.url, tenant=shop)
+    generator = TrafficGenerator([store], seed=1)
+    [item] = generator.shelf_of(store)
+    answer = generator.buy(store, item, 2)
+    assert answer is not None
+    assert generator.cancel(store, answer)
+    assert generator.return_units(store, answer)
+
+    def announced(kind: int) -> list[str]:
+        return [
+            d["payload"]["data"]["cancel_status" if kind == 11 else "return_status"]
+            for d in tiktok_simulator.webhooks(shop)
+            if d["payload"]["type"] == kind
+        ]
+
+    deadline = time.monotonic() + 30
+    while len(announced(11)) < 2 or len(announced(12)) < 4:
+        assert time.monotonic() < deadline, (announced(11), announced(12))
+        time.sleep(0.1)
+    assert announced(11) == ["CANCELLATION_REQUEST_PENDING", "CANCELLATION_REQUEST_SUCCESS"]
+    assert announced(12)[-1] == "RETURN_OR_REFUND_REQUEST_COMPLETE"
+    assert _shown(generator, store) == {"T1": 4}
+    assert generator.counts["tiktok:cancelled"] == generator.counts["tiktok:returned"] == 1

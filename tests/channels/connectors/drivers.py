@@ -141,6 +141,11 @@ class PlatformDriver(abc.ABC):
         """Move the platform, and the connector's idea of the day, to the next day."""
         raise NotImplementedError(f"{self.platform} has no daily limit of writes.")
 
+    def back_to_today(self) -> None:
+        """Undo ``start_the_next_day`` on the platform, whose clock every later test shares
+        (the connector's is undone with its monkeypatch)."""
+        raise NotImplementedError(f"{self.platform} has no daily limit of writes.")
+
 
 class ShopifyDriver(PlatformDriver):
     platform = Channel.Platform.SHOPIFY
@@ -611,6 +616,12 @@ class EbayDriver(PlatformDriver):
         self.simulator.clock(advance_s=86_400)
         tomorrow = ebay_connector.utc_now() + dt.timedelta(days=1)
         monkeypatch.setattr(ebay_connector, "utc_now", lambda: tomorrow)
+
+    def back_to_today(self) -> None:
+        # Left a day ahead, the simulator would sign its notifications for tomorrow, and
+        # the next tests' deliveries would be refused as out of their time window. Its
+        # clock only moves forward: a reset puts it back (every test opens its own seller).
+        self.simulator.reset()
 
 
 class TikTokDriver(PlatformDriver):

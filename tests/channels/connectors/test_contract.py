@@ -188,10 +188,13 @@ def test_a_listing_over_the_platforms_daily_limit_is_held_shown_and_sent_the_nex
     assert held.attempts == 0 and not DeadLetter.objects.filter(listing=listing).exists()
     assert driver.quantity_on_channel(opened, listing) == STOCK[0]
     driver.start_the_next_day(opened, monkeypatch)
-    # The database's clock cannot jump a day: the hold's end is brought to now instead.
-    PendingPush.objects.filter(pk=held.pk).update(not_before=timezone.now())
-    _drain(opened)
-    assert driver.quantity_on_channel(opened, listing) == STOCK[0] + 7
+    try:
+        # The database's clock cannot jump a day: the hold's end is brought to now instead.
+        PendingPush.objects.filter(pk=held.pk).update(not_before=timezone.now())
+        _drain(opened)
+        assert driver.quantity_on_channel(opened, listing) == STOCK[0] + 7
+    finally:
+        driver.back_to_today()
 
 
 @pytest.mark.django_db

@@ -144,7 +144,11 @@ def main() -> None:
                     api_base_url=f"{simulator_url}/shops/{shop}",
                     credentials={"access_token": f"shpat_{shop}"},
                     rate_limit_per_s=1000,
-                    platform_settings={"location_id": 1, "api_version": "2026-01"},
+                    platform_settings={
+                        "location_id": 1,
+                        "api_version": "2026-01",
+                        **_harness.VELOCITY_GUARD_OFF,
+                    },
                 ),
                 webhook_secret=f"webhook-secret-of-{shop}-0123456789",
                 location_ids=[location.pk],

@@ -115,7 +115,7 @@ def main() -> None:
         mode=Channel.Mode.PAUSED,
         api_base_url="http://127.0.0.1:9/",
         webhook_secret=SIGNING_KEY,
-        platform_settings={"location_id": 1},
+        platform_settings={"location_id": 1, **_harness.VELOCITY_GUARD_OFF},
     )
     channel.locations.add(location)
     variants = []

@@ -50,6 +50,11 @@ DISPLAY_NAMES = {
 }
 
 
+def _secret(name: str) -> str:
+    """A channel's secret, as long as nventory asks secrets to be (24 characters)."""
+    return f"secret-of-{name}-0123456789abcdef"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--orders", type=int, default=300, help="TikTok Shop orders")
@@ -257,7 +262,7 @@ def _build_world(args: Any, urls: dict[str, str], web_url: str) -> World:
                 rate_limit_per_s=1000,
                 **fields,
             ),
-            webhook_secret=f"secret-{slug}",
+            webhook_secret=_secret(slug),
             location_ids=[world.location.pk],
         )
         world.channels[platform] = created
@@ -288,7 +293,7 @@ def _build_world(args: Any, urls: dict[str, str], web_url: str) -> World:
         {
             "shop": slug,
             "app_key": f"key-{slug}",
-            "app_secret": f"secret-{slug}",
+            "app_secret": _secret(slug),
             "webhook_url": hook("tiktok", slug),
             "webhook_retry_base_s": 0.5,
         },
@@ -304,7 +309,7 @@ def _build_world(args: Any, urls: dict[str, str], web_url: str) -> World:
         api_base_url=urls["tiktok"],
         credentials={
             "app_key": f"key-{slug}",
-            "app_secret": f"secret-{slug}",
+            "app_secret": _secret(slug),
             "shop_cipher": shop["shop_cipher"],
             "refresh_token": shop["refresh_token"],
         },
@@ -319,7 +324,7 @@ def _build_world(args: Any, urls: dict[str, str], web_url: str) -> World:
             "shop": slug,
             "access_token": f"shpat_{slug}",
             "webhook_url": hook("shopify", slug),
-            "webhook_secret": f"secret-{slug}",
+            "webhook_secret": _secret(slug),
             "location_id": 1,
             "bucket_size": 100_000,
             "restore_rate": 100_000,
@@ -352,9 +357,9 @@ def _build_world(args: Any, urls: dict[str, str], web_url: str) -> World:
         {
             "seller": slug,
             "client_id": f"cid-{slug}",
-            "client_secret": f"secret-{slug}",
+            "client_secret": _secret(slug),
             "webhook_url": hook("walmart", slug),
-            "webhook_secret": f"secret-{slug}",
+            "webhook_secret": _secret(slug),
             "webhook_retry_base_s": 0.5,
             "feed_processing_s": 0,
         },
@@ -368,7 +373,7 @@ def _build_world(args: Any, urls: dict[str, str], web_url: str) -> World:
         Channel.Platform.WALMART,
         slug,
         api_base_url=f"{urls['walmart']}/sellers/{slug}",
-        credentials={"client_id": f"cid-{slug}", "client_secret": f"secret-{slug}"},
+        credentials={"client_id": f"cid-{slug}", "client_secret": _secret(slug)},
         platform_settings={"feed_threshold": 100},
     )
     listings(created, lambda i, s: (s.code, {}))
@@ -380,7 +385,7 @@ def _build_world(args: Any, urls: dict[str, str], web_url: str) -> World:
         {
             "seller": slug,
             "client_id": f"app-{slug}",
-            "client_secret": f"secret-{slug}",
+            "client_secret": _secret(slug),
             "refresh_token": f"refresh-{slug}",
             "dev_id": f"dev-{slug}",
             "webhook_url": hook("ebay", slug),
@@ -399,7 +404,7 @@ def _build_world(args: Any, urls: dict[str, str], web_url: str) -> World:
         api_base_url=f"{urls['ebay']}/sellers/{slug}",
         credentials={
             "client_id": f"app-{slug}",
-            "client_secret": f"secret-{slug}",
+            "client_secret": _secret(slug),
             "refresh_token": f"refresh-{slug}",
             "dev_id": f"dev-{slug}",
         },
@@ -413,7 +418,7 @@ def _build_world(args: Any, urls: dict[str, str], web_url: str) -> World:
         {
             "seller_id": seller,
             "client_id": f"amzn1.application-oa2-client.{seller}",
-            "client_secret": f"secret-{seller}",
+            "client_secret": _secret(seller),
             "refresh_token": f"Atzr|{seller}",
             "patch_apply_delay_s": 0.5,
             "rate_scale": 100,
@@ -430,7 +435,7 @@ def _build_world(args: Any, urls: dict[str, str], web_url: str) -> World:
         api_base_url=urls["amazon"],
         credentials={
             "client_id": f"amzn1.application-oa2-client.{seller}",
-            "client_secret": f"secret-{seller}",
+            "client_secret": _secret(seller),
             "refresh_token": f"Atzr|{seller}",
         },
         platform_settings={

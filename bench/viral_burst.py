@@ -19,7 +19,7 @@ reports the lag from each stock change of the viral SKU to each channel's acknow
 of the push carrying it (p50/p99/max per channel; Amazon's is its acceptance of the write).
 
     .venv/bin/python bench/viral_burst.py [--orders 300] [--per-s 15] [--stock 400]
-        [--other-per-s 1] [--limit-per-min 60] [--cover-s 30]
+        [--other-per-s 1] [--limit-per-min 60] [--cover-s 5]
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def main() -> None:
         "--other-per-s", type=float, default=1.0, help="orders a second on each other channel"
     )
     parser.add_argument("--limit-per-min", type=float, default=60.0, help="the guard's limit")
-    parser.add_argument("--cover-s", type=float, default=30.0, help="VELOCITY_GUARD_COVER_S")
+    parser.add_argument("--cover-s", type=float, default=5.0, help="VELOCITY_GUARD_COVER_S")
     parser.add_argument("--concurrency", type=int, default=4, help="threads per worker")
     args = parser.parse_args()
 

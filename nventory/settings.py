@@ -468,7 +468,7 @@ SECRETS_KEY_FILE = Path(
 # platform_settings "velocity_units_per_min".
 VELOCITY_GUARD_UNITS_PER_MIN = float(os.environ.get("VELOCITY_GUARD_UNITS_PER_MIN", "60"))
 VELOCITY_GUARD_WINDOW_S = float(os.environ.get("VELOCITY_GUARD_WINDOW_S", "60"))
-VELOCITY_GUARD_COVER_S = float(os.environ.get("VELOCITY_GUARD_COVER_S", "30"))
+VELOCITY_GUARD_COVER_S = float(os.environ.get("VELOCITY_GUARD_COVER_S", "5"))
 VELOCITY_GUARD_HOLD_S = float(os.environ.get("VELOCITY_GUARD_HOLD_S", "300"))
 
 LOGGING = {

@@ -139,10 +139,10 @@ _SEED_SQL: list[tuple[str, str]] = [
         """
         INSERT INTO channels_unmappedline
                (channel_id, receipt_id, line_reference, identifiers, quantity, reason,
-                created_at, resolved_at)
+                created_at, resolved_at, resolved_by)
         SELECT receipt.channel_id, receipt.id, 'line-1',
                jsonb_build_object('sku', 'UNKNOWN-' || receipt.id), 1,
-               'No listing has these identifiers.', receipt.received_at, NULL
+               'No listing has these identifiers.', receipt.received_at, NULL, ''
           FROM channels_webhookreceipt AS receipt
          WHERE receipt.id %% 400 = 0
         """,
@@ -152,11 +152,11 @@ _SEED_SQL: list[tuple[str, str]] = [
         """
         INSERT INTO channels_deadletter
                (channel_id, listing_id, target_quantity, attempts, status, created_at,
-                replayed_at, replayed_by)
+                replayed_at, replayed_by, discard_reason, discarded_by)
         SELECT listing.channel_id, listing.id, 7,
                jsonb_build_array(jsonb_build_object('at', now(), 'error', '503')),
                CASE WHEN n %% 3 = 0 THEN 'replayed' ELSE 'open' END,
-               now() - make_interval(mins => n::integer), NULL, ''
+               now() - make_interval(mins => n::integer), NULL, '', '', ''
           FROM generate_series(1::bigint, %(dead_letters)s) AS n
           JOIN channels_listing AS listing
             ON listing.id = %(first_listing)s + (n * 7919) %% %(listings)s
@@ -167,10 +167,12 @@ _SEED_SQL: list[tuple[str, str]] = [
         """
         INSERT INTO channels_oversellincident
                (channel_id, sku_id, listing_id, order_reference, shortfall, event_id,
-                receipt_id, created_at, resolved_at)
+                receipt_id, created_at, resolved_at, acknowledged_by, resolved_by, root_cause,
+                root_cause_noted_by)
         SELECT listing.channel_id, event.sku_id, listing.id, event.external_reference, 1,
                event.id, NULL, event.created_at,
-               CASE WHEN event.id %% 2 = 0 THEN event.created_at + interval '1 hour' END
+               CASE WHEN event.id %% 2 = 0 THEN event.created_at + interval '1 hour' END,
+               '', '', '', ''
           FROM (SELECT * FROM inventory_inventoryevent
                  WHERE kind = 'order_committed' AND id %% 5000 = 1) AS event
           JOIN channels_listing AS listing
@@ -183,13 +185,14 @@ _SEED_SQL: list[tuple[str, str]] = [
         """
         INSERT INTO channels_bufferrule
                (channel_id, sku_id, listing_id, percent, fixed_units, max_cap,
-                cap_starts_at, cap_ends_at, created_at, updated_at)
+                cap_starts_at, cap_ends_at, created_at, updated_at, velocity_only,
+                velocity_units)
         SELECT id, NULL::bigint, NULL::bigint, 10, 0, NULL::integer, NULL::timestamptz,
-               NULL::timestamptz, now(), now()
+               NULL::timestamptz, now(), now(), false, 0
           FROM channels_channel
         UNION ALL
         SELECT %(first_channel)s + sku.id %% 5, sku.id, NULL, 15, 2, NULL, NULL, NULL,
-               now(), now()
+               now(), now(), false, 0
           FROM inventory_sku AS sku WHERE sku.id %% 10 = 0
         """,
     ),
@@ -199,10 +202,11 @@ _SEED_SQL: list[tuple[str, str]] = [
         INSERT INTO channels_historicalbufferrule
                (id, channel_id, sku_id, listing_id, percent, fixed_units, max_cap,
                 cap_starts_at, cap_ends_at, created_at, updated_at, history_date,
-                history_change_reason, history_type, history_user_id)
+                history_change_reason, history_type, history_user_id, velocity_only,
+                velocity_units)
         SELECT id, channel_id, sku_id, listing_id, percent, fixed_units, max_cap,
                cap_starts_at, cap_ends_at, created_at, updated_at, created_at,
-               'bench seed', '+', NULL
+               'bench seed', '+', NULL, velocity_only, velocity_units
           FROM channels_bufferrule
         """,
     ),
@@ -225,9 +229,10 @@ _SEED_SQL: list[tuple[str, str]] = [
         INSERT INTO reconciliation_discrepancy
                (run_id, channel_id, listing_id, sku_id, category, expected, actual,
                 last_pushed_quantity, last_pushed_at, cause, evidence, consecutive_runs,
-                repeated, corrected, detected_at)
+                repeated, corrected, detected_at, settled_by, settlement)
         SELECT run.id, run.channel_id, listing.id, listing.sku_id, 'Category 1', 100, 97,
-               100, run.started_at, 'manual_edit', 'bench', 1, false, true, run.started_at
+               100, run.started_at, 'manual_edit', 'bench', 1, false, true, run.started_at,
+               '', ''
           FROM reconciliation_reconciliationrun AS run
           CROSS JOIN generate_series(1, 20) AS n
           JOIN channels_listing AS listing

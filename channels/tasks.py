@@ -130,7 +130,7 @@ def evaluate_alerts() -> int:
     return len(evaluation.opened) + len(evaluation.cleared)
 
 
-# Scheduled every minute by migration 0037: the scorecard and the charts read the units
+# Scheduled every 5 minutes by migration 0037: the scorecard and the charts read the units
 # held back from the snapshot instead of working out every listing's ATS per request.
 @shared_task(name="channels.take_buffer_snapshots")
 def take_buffer_snapshots() -> int:

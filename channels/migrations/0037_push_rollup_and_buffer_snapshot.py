@@ -132,7 +132,7 @@ SCHEDULES = [
     _schedules.Schedule(
         name="Take buffer snapshots",
         task="channels.take_buffer_snapshots",
-        every_s=60,
+        every_s=300,
         description="Works out the units each channel holds back now, for the scorecard "
         "and the charts (channels.kpis.take_buffer_snapshots).",
     ),

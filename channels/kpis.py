@@ -509,9 +509,9 @@ def channel_kpis(
     ids = [channel.pk for channel in listed]
     latency = sync_latency(start=start, end=end, channel_ids=ids)
     oversell = _oversell_rates(start=start, end=end, channels=listed)
-    errors = _error_rates(start=start, end=end, channel_ids=ids)
-    webhooks = _webhook_health(start=start, end=end, channel_ids=ids)
-    uptime = _uptime(start=start, end=end, channel_ids=ids)
+    errors = error_rates(start=start, end=end, channel_ids=ids)
+    webhooks = webhook_health(start=start, end=end, channel_ids=ids)
+    uptime = uptimes(start=start, end=end, channel_ids=ids)
     buffer = buffer_utilization(start=start, end=end, channels=listed)
     no_latency = SyncLatency(to_acknowledged=Percentiles.none(), to_applied=Percentiles.none())
     return {
@@ -574,9 +574,11 @@ def _oversell_rates(
     }
 
 
-def _error_rates(
+def error_rates(
     *, start: dt.datetime, end: dt.datetime, channel_ids: list[int]
 ) -> dict[int | None, ErrorRate]:
+    """Each channel's error rate over ``[start, end)`` (whole minutes, from the rollup), by
+    id and overall under ``None``. One query."""
     with connection.cursor() as cursor:
         # Raw SQL: GROUPING SETS, per channel and overall in one statement, over the
         # window's rollup rows (sends and errors are counted there by sent_at).
@@ -596,9 +598,11 @@ def _error_rates(
     return {key: ErrorRate(*rows.get(key, (0, 0))) for key in [*channel_ids, None]}
 
 
-def _webhook_health(
+def webhook_health(
     *, start: dt.datetime, end: dt.datetime, channel_ids: list[int]
 ) -> dict[int | None, WebhookHealth]:
+    """Each channel's webhook delivery health over ``[start, end)``, by id and overall
+    under ``None``. One query."""
     with connection.cursor() as cursor:
         # Raw SQL: GROUPING SETS over the (status, received_at) index.
         cursor.execute(
@@ -655,9 +659,11 @@ SELECT channel_id, count(DISTINCT minute) FROM down GROUP BY GROUPING SETS ((cha
 """
 
 
-def _uptime(
+def uptimes(
     *, start: dt.datetime, end: dt.datetime, channel_ids: list[int]
 ) -> dict[int | None, Uptime]:
+    """Each channel's uptime over ``[start, end)``, by id and overall under ``None``. One
+    query."""
     with connection.cursor() as cursor:
         cursor.execute(
             _DOWN_MINUTES_SQL,

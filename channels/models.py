@@ -535,6 +535,12 @@ class Alert(models.Model):
         # A ChannelAlert raised by the pipeline (quarantined webhooks at their cap...) and
         # not resolved yet: emailed and shown like the others.
         CHANNEL_ALERT = "channel_alert", "A channel alert to look at"
+        # A scorecard KPI of a channel missing its target (channels.kpis, and
+        # reconciliation.scorecard for accuracy) over the scorecard's window.
+        SYNC_ACCURACY = "sync_accuracy", "Sync accuracy under its target"
+        ERROR_RATE = "error_rate", "Push error rate over its target"
+        UPTIME = "uptime", "Uptime under its target"
+        WEBHOOK_HEALTH = "webhook_health", "Webhook delivery health under its target"
 
     kind = models.CharField(max_length=32, choices=Kind.choices)
     # Names the condition (kind and subject: "breaker_open:3"); one open alert per key.

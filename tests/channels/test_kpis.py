@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from django.db import connection
 from django.utils import timezone
 
 from channels import kpis
@@ -361,13 +362,13 @@ def test_buffer_utilization_is_units_held_back_against_units_sold(
     ListingSyncState.objects.update_or_create(
         listing=listing, defaults={"last_pushed_quantity": 72}
     )
-    window = {"start": WINDOW_START, "end": NOW + dt.timedelta(minutes=5)}
-    before = kpis.channel_kpis(**window)[first.pk].buffer
+    end = NOW + dt.timedelta(minutes=5)
+    before = kpis.channel_kpis(start=WINDOW_START, end=end)[first.pk].buffer
     assert (before.taken_at, before.held_back_units, before.sold_units) == (None, 0, 10)
 
     assert channel_services.take_buffer_snapshots(now=NOW) == 2
 
-    figures = kpis.channel_kpis(**window)
+    figures = kpis.channel_kpis(start=WINDOW_START, end=end)
     buffer = figures[first.pk].buffer
     assert (buffer.available_units, buffer.listed_units, buffer.held_back_units) == (90, 72, 18)
     assert buffer.sold_units == 10
@@ -440,3 +441,45 @@ def test_throughput_has_every_minute_with_orders_and_pushes(stocked_channels, sk
         end - dt.timedelta(minutes=minutes) for minutes in (3, 2, 1)
     ]
     assert [(point.orders, point.pushes) for point in points] == [(0, 0), (0, 0), (1, 1)]
+
+
+def test_a_day_is_read_from_at_most_a_quarter_row_a_quarter_and_28_minute_rows(
+    two_channels,
+) -> None:
+    """A push every minute for two days on a channel: the last 24 h (from a moment inside
+    a minute and a quarter hour) is read from 95 quarter rows and the minute rows of the
+    two partial quarters at its ends, not from 1,440 minute rows or the 2,880 pushes; the
+    error rate read from them counts exactly the pushes of those whole minutes."""
+    listing, _ = two_channels
+    end = NOW.replace(minute=7, second=30)
+    PushAttempt.objects.bulk_create(
+        PushAttempt(
+            channel_id=listing.channel_id,
+            listing=listing,
+            target_quantity=1,
+            outcome="applied",
+            change_at=end - dt.timedelta(minutes=minute, seconds=1),
+            sent_at=end - dt.timedelta(minutes=minute),
+            acked_at=end - dt.timedelta(minutes=minute),
+            latency_ms=1_000.0,
+        )
+        for minute in range(1, 2881)
+    )
+    window = kpis.RollupWindow(start=end - dt.timedelta(hours=24), end=end)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT span_s, count(*) FROM channels_pushrollup rollup "
+            f"WHERE {kpis.RollupWindow.CONDITION} GROUP BY span_s ORDER BY span_s",
+            window.params,
+        )
+        rows_read = dict(cursor.fetchall())
+
+    # From hh:07 a day before: minute rows hh:07..hh:14, quarters hh:15 to hh:00 (95),
+    # then minute rows hh:00..hh:06 (hh:07 today holds no push yet).
+    assert rows_read == {60: 8 + 7, 900: 95}
+    errors = kpis.error_rates(
+        start=end - dt.timedelta(hours=24), end=end, channel_ids=[listing.channel_id]
+    )
+    # One push a minute, from hh:06:30 back to hh:07:30 a day before (the window's first
+    # minute, counted whole).
+    assert errors[listing.channel_id].sent == 1440

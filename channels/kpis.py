@@ -6,6 +6,9 @@ added by ``reconciliation.scorecard``, which builds the whole scorecard on these
 
 Targets and colours (``Status``): green meets the target, amber misses it, red crosses the
 alert line; grey has nothing to measure yet (a KPI with no data is ``None``, never 0).
+
+The push figures are read from ``PushRollup`` (``RollupWindow``), the units held back from
+``BufferSnapshot``: what a page reads is bounded by its window, not by the history behind it.
 """
 
 from __future__ import annotations

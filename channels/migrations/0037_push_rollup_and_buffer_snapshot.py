@@ -7,6 +7,8 @@ The rollup is kept by the database, not by the services, so that every writer of
 ``channels_pushattempt`` (the push flow's raw insert, the bulk inserts, the settlement of
 asynchronous writes) is counted the same way. The trigger is statement-level with a
 transition table: one upsert per (channel, span, start) a batch touches, not one per attempt.
+Those rows stay locked until the batch's transaction ends: the push flow records one
+channel's batch per transaction, so two transactions never take them in opposite orders.
 """
 
 import django.db.models.deletion

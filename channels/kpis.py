@@ -354,6 +354,9 @@ def _ms(value: float | None) -> float | None:
 # The other KPIs of the channels: counts in a window, by channel and overall
 # ---------------------------------------------------------------------------------------
 KPI_WINDOW = dt.timedelta(hours=24)
+# The longest window the KPIs are asked for (the KPI API's ``window_h``): the push rollup
+# keeps a day more than this.
+LONGEST_KPI_WINDOW = dt.timedelta(days=31)
 ERROR_RATE_TARGET = 0.001
 ERROR_RATE_ALERT = 0.01
 UPTIME_TARGET = 0.999

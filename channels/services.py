@@ -28,7 +28,14 @@ from django.db.models import Q
 from django.utils import timezone
 
 from channels import kpis
-from channels.models import BufferRule, BufferSnapshot, Channel, ChannelOperation, Listing
+from channels.models import (
+    BufferRule,
+    BufferSnapshot,
+    Channel,
+    ChannelOperation,
+    Listing,
+    PushRollup,
+)
 from channels.pipeline import breaker, outbox, workers
 from nventory import permissions
 from nventory.errors import ApplicationError, Conflict
@@ -523,3 +530,14 @@ def take_buffer_snapshots(*, now: dt.datetime | None = None) -> int:
             },
         )
     return len(channel_ids)
+
+
+ROLLUP_KEPT = kpis.LONGEST_KPI_WINDOW + dt.timedelta(days=1)
+
+
+def purge_push_rollup(*, now: dt.datetime | None = None) -> int:
+    """Delete the push rollup's rows older than any KPI window reaches (``ROLLUP_KEPT``);
+    how many. The push attempts themselves are kept."""
+    now = now or timezone.now()
+    deleted, _ = PushRollup.objects.filter(start__lt=now - ROLLUP_KEPT).delete()
+    return deleted

@@ -135,3 +135,9 @@ def evaluate_alerts() -> int:
 @shared_task(name="channels.take_buffer_snapshots")
 def take_buffer_snapshots() -> int:
     return services.take_buffer_snapshots()
+
+
+# Scheduled hourly by migration 0037: the rollup's rows no KPI window reaches any more.
+@shared_task(name="channels.purge_push_rollup")
+def purge_push_rollup() -> int:
+    return services.purge_push_rollup()

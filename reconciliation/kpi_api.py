@@ -43,7 +43,10 @@ class KpiListApi(ApiView):
 
     class InputSerializer(serializers.Serializer):
         window_h = serializers.IntegerField(
-            min_value=1, max_value=24 * 31, default=24, help_text="Hours back from now."
+            min_value=1,
+            max_value=round(kpis.LONGEST_KPI_WINDOW.total_seconds() / 3600),
+            default=24,
+            help_text="Hours back from now.",
         )
 
     class OutputSerializer(serializers.Serializer):

@@ -136,7 +136,14 @@ SCHEDULES = [
         task="channels.take_buffer_snapshots",
         every_s=300,
         description="Works out the units each channel holds back now, for the scorecard "
-        "and the charts (channels.kpis.take_buffer_snapshots).",
+        "and the charts (channels.services.take_buffer_snapshots).",
+    ),
+    _schedules.Schedule(
+        name="Purge the push rollup",
+        task="channels.purge_push_rollup",
+        every_s=3600,
+        description="Deletes the push rollup's rows older than the longest KPI window and "
+        "a day (channels.services.purge_push_rollup).",
     ),
 ]
 

@@ -483,3 +483,30 @@ def test_a_day_is_read_from_at_most_a_quarter_row_a_quarter_and_28_minute_rows(
     # One push a minute, from hh:06:30 back to hh:07:30 a day before (the window's first
     # minute, counted whole).
     assert errors[listing.channel_id].sent == 1440
+
+
+def test_the_rollup_keeps_what_the_longest_window_reaches(two_channels) -> None:
+    """Pushes 33 days ago and 30 days ago: the purge deletes the older one's minute and
+    quarter rows, keeps the other's, and leaves the attempts themselves alone."""
+    listing, _ = two_channels
+    for days in (33, 30):
+        _attempt(
+            listing,
+            outcome="applied",
+            change_ago_s=days * 86_400 + 1,
+            acked_ago_s=days * 86_400,
+        )
+
+    assert channel_services.purge_push_rollup(now=NOW) == 2
+
+    kept = PushRollup.objects.filter(channel_id=listing.channel_id)
+    assert sorted(row.span_s for row in kept) == [60, 900]
+    assert all(row.start > NOW - dt.timedelta(days=31) for row in kept)
+    assert PushAttempt.objects.filter(listing=listing).count() == 2
+    window = kpis.LONGEST_KPI_WINDOW
+    assert (
+        kpis.error_rates(start=NOW - window, end=NOW, channel_ids=[listing.channel_id])[
+            listing.channel_id
+        ].sent
+        == 1
+    )

@@ -30,6 +30,7 @@ from channels import selectors, services, workflows
 from channels.models import (
     Alert,
     BufferRule,
+    BufferSnapshot,
     Channel,
     ChannelAlert,
     ChannelBreaker,
@@ -43,6 +44,7 @@ from channels.models import (
     OversellIncident,
     PendingPush,
     PushAttempt,
+    PushRollup,
     SubmittedWrite,
     UnmappedLine,
     WebhookReceipt,
@@ -510,6 +512,28 @@ class PushAttemptAdmin(_ReadOnlyAdmin):
     list_filter = ("outcome", "channel")
     search_fields = ("listing__external_id", "listing__sku__code", "error")
     date_hierarchy = "sent_at"
+
+
+@admin.register(PushRollup)
+class PushRollupAdmin(_ReadOnlyAdmin):
+    """What the console's KPIs are read from; kept by a database trigger."""
+
+    list_display = ("start", "span_s", "channel", "sends", "errors", "failed_sends", "pushes")
+    list_select_related = ("channel",)
+    list_filter = ("span_s", "channel")
+    date_hierarchy = "start"
+
+
+@admin.register(BufferSnapshot)
+class BufferSnapshotAdmin(_ReadOnlyAdmin):
+    list_display = (
+        "channel",
+        "taken_at",
+        "available_units",
+        "listed_units",
+        "held_back_units",
+    )
+    list_select_related = ("channel",)
 
 
 @admin.register(DeadLetter)

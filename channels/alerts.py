@@ -8,8 +8,13 @@ condition that lasts an hour is one alert and two emails, not one a minute. The 
 (``ALERT_EMAILS``) get an email at each end; one that failed to send goes with the next
 evaluation.
 
-To watch another figure (a KPI of the scorecard), write one function returning its
-``Condition`` list and add it to ``CONDITIONS``.
+Each KPI of the scorecard is watched per channel over the scorecard's window: a channel
+whose KPI misses its target (amber or red on the scorecard, judged by the KPI's own
+``status``, so the targets live in one place) has an alert open. Sync accuracy lives in
+``reconciliation``, which registers its condition (``register_condition``) at start-up.
+
+To watch another figure, write one function returning its ``Condition`` list and add it to
+``CONDITIONS`` (or register it from the app that owns the figure).
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from django.db import connection, transaction
 from django.db.models import Count, QuerySet
 from django.utils import timezone
 
-from channels import measurements
+from channels import kpis, measurements
 from channels.models import (
     Alert,
     Channel,
@@ -140,13 +145,100 @@ def channel_alert_open(now: dt.datetime) -> list[Condition]:
     ]
 
 
+def misses_target(status: kpis.Status) -> bool:
+    """A KPI the scorecard shows amber or red: the line its alert opens at."""
+    return status in (kpis.Status.AMBER, kpis.Status.RED)
+
+
+def _window(now: dt.datetime) -> tuple[dt.datetime, dt.datetime, str]:
+    hours = round(kpis.KPI_WINDOW.total_seconds() / 3600)
+    return now - kpis.KPI_WINDOW, now, f"{hours} h"
+
+
+def error_rate_over_target(now: dt.datetime) -> list[Condition]:
+    """A channel whose push error rate over the scorecard's window misses its target."""
+    start, end, window = _window(now)
+    channels = list(kpis.channels_in_console_order())
+    rates = kpis.error_rates(start=start, end=end, channel_ids=[c.pk for c in channels])
+    return [
+        Condition(
+            kind=Alert.Kind.ERROR_RATE,
+            key=f"error_rate:{channel.pk}",
+            channel_id=channel.pk,
+            message=f"{channel.name}: push error rate {rate.rate:.2%} over {window} "
+            f"({rate.errors} of {rate.sent} sends), target under "
+            f"{kpis.ERROR_RATE_TARGET:.1%}.",
+            figures={"rate": rate.rate, "errors": rate.errors, "sent": rate.sent},
+        )
+        for channel in channels
+        if misses_target((rate := rates[channel.pk]).status) and rate.rate is not None
+    ]
+
+
+def uptime_under_target(now: dt.datetime) -> list[Condition]:
+    """A channel whose uptime over the scorecard's window misses its target."""
+    start, end, window = _window(now)
+    channels = list(kpis.channels_in_console_order())
+    uptimes = kpis.uptimes(start=start, end=end, channel_ids=[c.pk for c in channels])
+    return [
+        Condition(
+            kind=Alert.Kind.UPTIME,
+            key=f"uptime:{channel.pk}",
+            channel_id=channel.pk,
+            message=f"{channel.name}: uptime {uptime.share:.2%} over {window} "
+            f"({uptime.down_minutes} minutes down), target {kpis.UPTIME_TARGET:.1%}.",
+            figures={"share": uptime.share, "down_minutes": uptime.down_minutes},
+        )
+        for channel in channels
+        if misses_target((uptime := uptimes[channel.pk]).status) and uptime.share is not None
+    ]
+
+
+def webhook_health_under_target(now: dt.datetime) -> list[Condition]:
+    """A channel whose webhook deliveries over the scorecard's window are handled less
+    often than the target (failed, quarantined, never matched or overdue)."""
+    start, end, window = _window(now)
+    channels = list(kpis.channels_in_console_order())
+    health = kpis.webhook_health(start=start, end=end, channel_ids=[c.pk for c in channels])
+    return [
+        Condition(
+            kind=Alert.Kind.WEBHOOK_HEALTH,
+            key=f"webhook_health:{channel.pk}",
+            channel_id=channel.pk,
+            message=f"{channel.name}: {webhooks.share_healthy:.2%} of webhooks handled over "
+            f"{window} ({webhooks.troubled} in trouble), target "
+            f"{kpis.WEBHOOK_HEALTH_TARGET:.1%}.",
+            figures={
+                "share": webhooks.share_healthy,
+                "failed": webhooks.failed,
+                "quarantined": webhooks.quarantined,
+                "order_never_came": webhooks.order_never_came,
+                "overdue": webhooks.overdue,
+            },
+        )
+        for channel in channels
+        if misses_target((webhooks := health[channel.pk]).status)
+        and webhooks.share_healthy is not None
+    ]
+
+
 CONDITIONS: list[Callable[[dt.datetime], list[Condition]]] = [
     latency_over_threshold,
     breaker_open,
     dead_letters_growing,
     oversold,
     channel_alert_open,
+    error_rate_over_target,
+    uptime_under_target,
+    webhook_health_under_target,
 ]
+
+
+def register_condition(check: Callable[[dt.datetime], list[Condition]]) -> None:
+    """Watch a condition an app above this one owns (``AppConfig.ready``); once."""
+    if check not in CONDITIONS:
+        CONDITIONS.append(check)
+
 
 # One evaluation at a time (two beat runs overlapping must not both open an alert).
 _EVALUATION_LOCK_ID = 0x6E76_616C_6572_7473

@@ -6,14 +6,20 @@ added by ``reconciliation.scorecard``, which builds the whole scorecard on these
 
 Targets and colours (``Status``): green meets the target, amber misses it, red crosses the
 alert line; grey has nothing to measure yet (a KPI with no data is ``None``, never 0).
+
+The push figures are read from ``PushRollup`` (``RollupWindow``), the units held back from
+``BufferSnapshot``: what a page reads is bounded by its window, not by the history behind it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+import json
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from django.db import connection
 from django.db.models import Count, Q, QuerySet
@@ -21,6 +27,7 @@ from django.utils import timezone
 
 from channels import rules
 from channels.models import (
+    BufferSnapshot,
     Channel,
     ChannelBreaker,
     ChannelOperation,
@@ -97,67 +104,158 @@ def latency_status(p95_ms: float | None) -> Status:
     return Status.RED
 
 
-# Raw SQL: PostgreSQL's ordered-set aggregates (percentile_cont) and GROUPING SETS, for
-# every channel and overall in one statement. A push's acknowledgement: an applied write
-# that was not the settlement of an earlier submission, or the submission's acceptance
-# (its settlement is recorded as an applied attempt with the submission's sent_at).
-_LATENCY_SQL = """
-WITH acknowledged AS (
-    SELECT attempt.channel_id,
-           extract(epoch FROM (attempt.acked_at - attempt.change_at)) * 1000 AS ms
-      FROM channels_pushattempt attempt
-     WHERE attempt.acked_at >= %(start)s AND attempt.acked_at < %(end)s
-       AND (%(all_channels)s OR attempt.channel_id = ANY(%(channel_ids)s))
-       AND (attempt.outcome = 'submitted'
-            OR (attempt.outcome = 'applied'
-                AND NOT EXISTS (
-                    SELECT 1 FROM channels_pushattempt submission
-                     WHERE submission.listing_id = attempt.listing_id
-                       AND submission.sent_at = attempt.sent_at
-                       AND submission.outcome = 'submitted')))
-), applied AS (
-    SELECT attempt.channel_id, attempt.latency_ms AS ms
-      FROM channels_pushattempt attempt
-     WHERE attempt.outcome = 'applied' AND attempt.latency_ms IS NOT NULL
-       AND attempt.acked_at >= %(start)s AND attempt.acked_at < %(end)s
-       AND (%(all_channels)s OR attempt.channel_id = ANY(%(channel_ids)s))
-)
-SELECT 'acknowledged' AS stage, channel_id, count(*) AS samples,
-       percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY ms) AS percentiles
-  FROM acknowledged GROUP BY GROUPING SETS ((channel_id), ())
-UNION ALL
-SELECT 'applied', channel_id, count(*),
-       percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY ms)
-  FROM applied GROUP BY GROUPING SETS ((channel_id), ())
+# Latency histograms: a push's latency is filed in a bucket of the rollup
+# (``PushRollup``, kept by the trigger of migration 0037, which defines the buckets in SQL as
+# ``channels_latency_bucket``): eight per doubling from the 30 s target, so the target and
+# the 60 s alert line are bucket edges. Read back, each latency stands at the geometric
+# middle of its bucket, so a percentile is within half a bucket (about 4.4 %) of the exact
+# one, and a latency under 30 s (or over 60 s) is still under (over) it.
+LATENCY_BUCKET_ORIGIN_MS = LATENCY_TARGET_MS
+LATENCY_BUCKETS_PER_DOUBLING = 8
+# How far a percentile read from the histograms may be from the exact one, relatively.
+LATENCY_PERCENTILE_PRECISION = 2 ** (1 / (2 * LATENCY_BUCKETS_PER_DOUBLING)) - 1
+
+
+def latency_bucket_bounds(bucket: int) -> tuple[float, float]:
+    """The latencies (ms) a histogram bucket holds: from the first, up to the second."""
+    return (
+        LATENCY_BUCKET_ORIGIN_MS * 2 ** (bucket / LATENCY_BUCKETS_PER_DOUBLING),
+        LATENCY_BUCKET_ORIGIN_MS * 2 ** ((bucket + 1) / LATENCY_BUCKETS_PER_DOUBLING),
+    )
+
+
+def histogram_percentile(histogram: Mapping[int, int], fraction: float) -> float | None:
+    """The ``fraction`` percentile (0..1) of the latencies a histogram counts, as
+    PostgreSQL's ``percentile_cont`` works it out (between the values at ranks either side
+    of ``fraction * (n - 1)``), each value standing at the geometric middle of its bucket."""
+    total = sum(histogram.values())
+    if not total:
+        return None
+    position = fraction * (total - 1)
+    below = int(position)
+    low_value = _value_at_rank(histogram, below)
+    if position == below:
+        return low_value
+    high_value = _value_at_rank(histogram, below + 1)
+    return low_value + (high_value - low_value) * (position - below)
+
+
+def _value_at_rank(histogram: Mapping[int, int], rank: int) -> float:
+    before = 0
+    for bucket in sorted(histogram):
+        before += histogram[bucket]
+        if rank < before:
+            low, high = latency_bucket_bounds(bucket)
+            return (low * high) ** 0.5
+    low, high = latency_bucket_bounds(max(histogram))
+    return (low * high) ** 0.5
+
+
+def _percentiles(histogram: dict[int, int]) -> Percentiles:
+    samples = sum(histogram.values())
+    if not samples:
+        return Percentiles.none()
+    return Percentiles(
+        samples=samples,
+        p50_ms=_ms(histogram_percentile(histogram, 0.5)),
+        p95_ms=_ms(histogram_percentile(histogram, 0.95)),
+        p99_ms=_ms(histogram_percentile(histogram, 0.99)),
+    )
+
+
+@dataclass(frozen=True)
+class RollupWindow:
+    """The rollup rows a window ``[start, end)`` is read from: whole quarter hours from
+    the quarter rows, the minutes before and after them from the minute rows. A window is
+    counted in whole minutes, from the start of the minute it starts in; at most 28 minute
+    rows and one quarter row per quarter hour per channel, however busy the channels."""
+
+    start: dt.datetime
+    end: dt.datetime
+
+    @property
+    def params(self) -> dict[str, Any]:
+        minute_start = _floor(self.start, MINUTE)
+        quarter_start = _ceil(minute_start, QUARTER)
+        quarter_end = _floor(self.end, QUARTER)
+        if quarter_end <= quarter_start:
+            quarter_start = quarter_end = minute_start
+        return {
+            "minute_start": minute_start,
+            "quarter_start": quarter_start,
+            "quarter_end": quarter_end,
+            "end": self.end,
+        }
+
+    # The rows of the window, for ``rollup`` (a PushRollup alias).
+    CONDITION = """
+        ((rollup.span_s = 900
+          AND rollup.start >= %(quarter_start)s AND rollup.start < %(quarter_end)s)
+         OR (rollup.span_s = 60
+             AND rollup.start >= %(minute_start)s AND rollup.start < %(end)s
+             AND NOT (rollup.start >= %(quarter_start)s AND rollup.start < %(quarter_end)s)))
+    """
+
+
+MINUTE = dt.timedelta(minutes=1)
+QUARTER = dt.timedelta(minutes=15)
+_EPOCH = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+
+
+def _floor(moment: dt.datetime, step: dt.timedelta) -> dt.datetime:
+    return moment - (moment - _EPOCH) % step
+
+
+def _ceil(moment: dt.datetime, step: dt.timedelta) -> dt.datetime:
+    floor = _floor(moment, step)
+    return floor if floor == moment else floor + step
+
+
+# Raw SQL: the histograms' buckets summed per stage and channel, and per stage overall
+# (GROUPING SETS), over the window's rollup rows; jsonb_each has no ORM form.
+_LATENCY_SQL = f"""
+SELECT histogram.stage, rollup.channel_id, histogram.bucket::integer,
+       sum(histogram.pushes::bigint)
+  FROM channels_pushrollup rollup
+ CROSS JOIN LATERAL (
+       SELECT 'acknowledged' AS stage, key AS bucket, value AS pushes
+         FROM jsonb_each_text(rollup.acknowledged_ms)
+       UNION ALL
+       SELECT 'applied', key, value FROM jsonb_each_text(rollup.applied_ms)) histogram
+ WHERE {RollupWindow.CONDITION}
+   AND (%(all_channels)s OR rollup.channel_id = ANY(%(channel_ids)s))
+ GROUP BY GROUPING SETS ((histogram.stage, rollup.channel_id, histogram.bucket),
+                         (histogram.stage, histogram.bucket))
 """
 
 
 def sync_latency(
     *, start: dt.datetime, end: dt.datetime, channel_ids: Iterable[int] | None = None
 ) -> dict[int | None, SyncLatency]:
-    """Latency percentiles of the pushes acknowledged in ``[start, end)``, by channel id,
-    and overall under the key ``None``; in one query. A channel with no push in the window
-    is absent (use ``.get(id)`` and ``Percentiles.none()``)."""
+    """Latency percentiles of the pushes acknowledged in ``[start, end)`` (whole minutes,
+    ``RollupWindow``), from the rollup's histograms, by channel id, and overall under the
+    key ``None``; in one query. A channel with no push in the window is absent (use
+    ``.get(id)`` and ``Percentiles.none()``)."""
     ids = None if channel_ids is None else list(channel_ids)
     with connection.cursor() as cursor:
         cursor.execute(
             _LATENCY_SQL,
-            {"start": start, "end": end, "all_channels": ids is None, "channel_ids": ids or []},
+            {
+                **RollupWindow(start=start, end=end).params,
+                "all_channels": ids is None,
+                "channel_ids": ids or [],
+            },
         )
         rows = cursor.fetchall()
-    stages: dict[int | None, dict[str, Percentiles]] = {}
-    for stage, channel_id, samples, percentiles in rows:
-        p50, p95, p99 = percentiles if percentiles else (None, None, None)
-        stages.setdefault(channel_id, {})[stage] = Percentiles(
-            samples=samples, p50_ms=_ms(p50), p95_ms=_ms(p95), p99_ms=_ms(p99)
-        )
-    stages.setdefault(None, {})
+    histograms: dict[int | None, dict[str, dict[int, int]]] = {None: {}}
+    for stage, channel_id, bucket, pushes in rows:
+        histograms.setdefault(channel_id, {}).setdefault(stage, {})[bucket] = int(pushes)
     return {
         channel_id: SyncLatency(
-            to_acknowledged=by_stage.get("acknowledged", Percentiles.none()),
-            to_applied=by_stage.get("applied", Percentiles.none()),
+            to_acknowledged=_percentiles(by_stage.get("acknowledged", {})),
+            to_applied=_percentiles(by_stage.get("applied", {})),
         )
-        for channel_id, by_stage in stages.items()
+        for channel_id, by_stage in histograms.items()
     }
 
 
@@ -184,18 +282,17 @@ class LatencyPoint:
     p95_ms: float
 
 
-# Raw SQL: date_bin and percentile_cont per (channel, bucket).
+# Raw SQL: date_bin of each rollup row of the span to its chart bucket. The rows'
+# histograms are summed here in Python: a few hundred small dicts cost less than the tens
+# of thousands of (bucket, count) rows jsonb_each would send.
 _LATENCY_SERIES_SQL = """
-SELECT channel_id,
-       date_bin(make_interval(secs => %(bucket_s)s), acked_at, %(start)s) AS bucket_start,
-       count(*) AS samples,
-       percentile_cont(0.95) WITHIN GROUP (ORDER BY latency_ms) AS p95_ms
-  FROM channels_pushattempt
- WHERE outcome = 'applied' AND latency_ms IS NOT NULL
-   AND acked_at >= %(start)s AND acked_at < %(end)s
-   AND (%(all_channels)s OR channel_id = ANY(%(channel_ids)s))
- GROUP BY channel_id, bucket_start
- ORDER BY channel_id, bucket_start
+SELECT rollup.channel_id,
+       date_bin(make_interval(secs => %(bucket_s)s), rollup.start, %(origin)s) AS bucket_start,
+       rollup.applied_ms
+  FROM channels_pushrollup rollup
+ WHERE rollup.span_s = %(span_s)s AND rollup.start >= %(origin)s AND rollup.start < %(end)s
+   AND rollup.applied_ms <> '{}'::jsonb
+   AND (%(all_channels)s OR rollup.channel_id = ANY(%(channel_ids)s))
 """
 
 
@@ -207,24 +304,45 @@ def latency_series(
     channel_ids: Iterable[int] | None = None,
 ) -> dict[int, list[LatencyPoint]]:
     """p95 latency to "applied" per channel per time bucket (buckets with no push are
-    absent), for the latency chart and the channels page's sparklines. One query."""
+    absent), for the latency chart and the channels page's sparklines. One query.
+
+    ``bucket`` is whole minutes; the buckets start on the minute (on the quarter hour when
+    ``bucket`` is whole quarter hours) at or before ``start``, and are read from the rollup
+    rows of that span: 96 quarter rows a channel for a day in quarter-hour buckets.
+    """
+    span = QUARTER if bucket % QUARTER == dt.timedelta(0) else MINUTE
+    origin = _floor(start, span)
     with connection.cursor() as cursor:
         cursor.execute(
             _LATENCY_SERIES_SQL,
             {
-                "start": start,
+                "origin": origin,
                 "end": end,
-                "bucket_s": bucket.total_seconds(),
+                "span_s": int(span.total_seconds()),
+                "bucket_s": max(int(bucket.total_seconds()) // 60, 1) * 60,
                 "all_channels": channel_ids is None,
                 "channel_ids": list(channel_ids or []),
             },
         )
         rows = cursor.fetchall()
+    histograms: dict[int, dict[dt.datetime, Counter[int]]] = {}
+    for channel_id, bucket_start, applied_ms in rows:
+        histogram = histograms.setdefault(channel_id, {}).setdefault(bucket_start, Counter())
+        # Django has psycopg hand jsonb over as text (its JSONField decodes it).
+        for latency_bucket, pushes in json.loads(applied_ms).items():
+            histogram[int(latency_bucket)] += pushes
     series: dict[int, list[LatencyPoint]] = {}
-    for channel_id, bucket_start, samples, p95_ms in rows:
-        series.setdefault(channel_id, []).append(
-            LatencyPoint(bucket_start=bucket_start, samples=samples, p95_ms=round(p95_ms, 1))
-        )
+    for channel_id in sorted(histograms):
+        for bucket_start, histogram in sorted(histograms[channel_id].items()):
+            p95_ms = histogram_percentile(histogram, 0.95)
+            if p95_ms is not None:
+                series.setdefault(channel_id, []).append(
+                    LatencyPoint(
+                        bucket_start=bucket_start,
+                        samples=histogram.total(),
+                        p95_ms=round(p95_ms, 1),
+                    )
+                )
     return series
 
 
@@ -236,6 +354,9 @@ def _ms(value: float | None) -> float | None:
 # The other KPIs of the channels: counts in a window, by channel and overall
 # ---------------------------------------------------------------------------------------
 KPI_WINDOW = dt.timedelta(hours=24)
+# The longest window the KPIs are asked for (the KPI API's ``window_h``): the push rollup
+# keeps a day more than this.
+LONGEST_KPI_WINDOW = dt.timedelta(days=31)
 ERROR_RATE_TARGET = 0.001
 ERROR_RATE_ALERT = 0.01
 UPTIME_TARGET = 0.999
@@ -360,6 +481,8 @@ class BufferUtilization:
     listed_units: int
     held_back_units: int
     sold_units: int
+    # When the held-back figures were worked out (``None``: not yet).
+    taken_at: dt.datetime | None = None
 
     @property
     def held_back_share(self) -> float | None:
@@ -392,9 +515,9 @@ def channel_kpis(
     ids = [channel.pk for channel in listed]
     latency = sync_latency(start=start, end=end, channel_ids=ids)
     oversell = _oversell_rates(start=start, end=end, channels=listed)
-    errors = _error_rates(start=start, end=end, channel_ids=ids)
-    webhooks = _webhook_health(start=start, end=end, channel_ids=ids)
-    uptime = _uptime(start=start, end=end, channel_ids=ids)
+    errors = error_rates(start=start, end=end, channel_ids=ids)
+    webhooks = webhook_health(start=start, end=end, channel_ids=ids)
+    uptime = uptimes(start=start, end=end, channel_ids=ids)
     buffer = buffer_utilization(start=start, end=end, channels=listed)
     no_latency = SyncLatency(to_acknowledged=Percentiles.none(), to_applied=Percentiles.none())
     return {
@@ -419,14 +542,17 @@ def _oversell_rates(
     by_slug = {channel.slug: channel.pk for channel in channels}
     with connection.cursor() as cursor:
         # Raw SQL: counts of distinct orders per actor and overall in one scan of the
-        # (kind, created_at) index.
+        # (kind, created_at) index. The orders are made distinct first (hashed) and then
+        # counted: count(DISTINCT (row)) sorts and compares records, several times slower.
         cursor.execute(
             """
-            SELECT CASE WHEN source = 'channel' THEN actor END AS actor,
-                   count(DISTINCT (source, actor, external_reference)) AS orders
-              FROM inventory_inventoryevent
-             WHERE kind = 'order_committed' AND created_at >= %s AND created_at < %s
-             GROUP BY GROUPING SETS ((CASE WHEN source = 'channel' THEN actor END), ())
+            SELECT channel_actor, count(*) AS orders
+              FROM (SELECT DISTINCT CASE WHEN source = 'channel' THEN actor END,
+                           source, actor, external_reference
+                      FROM inventory_inventoryevent
+                     WHERE kind = 'order_committed' AND created_at >= %s AND created_at < %s
+                   ) AS orders(channel_actor, source, actor, external_reference)
+             GROUP BY GROUPING SETS ((channel_actor), ())
             """,
             [start, end],
         )
@@ -454,29 +580,35 @@ def _oversell_rates(
     }
 
 
-def _error_rates(
+def error_rates(
     *, start: dt.datetime, end: dt.datetime, channel_ids: list[int]
 ) -> dict[int | None, ErrorRate]:
+    """Each channel's error rate over ``[start, end)`` (whole minutes, from the rollup), by
+    id and overall under ``None``. One query."""
     with connection.cursor() as cursor:
-        # Raw SQL: GROUPING SETS, per channel and overall in one statement.
+        # Raw SQL: GROUPING SETS, per channel and overall in one statement, over the
+        # window's rollup rows (sends and errors are counted there by sent_at).
         cursor.execute(
-            """
-            SELECT channel_id, count(*),
-                   count(*) FILTER (WHERE outcome IN ('failed', 'rejected'))
-              FROM channels_pushattempt
-             WHERE sent_at >= %s AND sent_at < %s AND channel_id = ANY(%s)
-               AND outcome NOT IN ('shadow', 'throttled')
-             GROUP BY GROUPING SETS ((channel_id), ())
+            f"""
+            SELECT rollup.channel_id, sum(rollup.sends), sum(rollup.errors)
+              FROM channels_pushrollup rollup
+             WHERE {RollupWindow.CONDITION} AND rollup.channel_id = ANY(%(ids)s)
+             GROUP BY GROUPING SETS ((rollup.channel_id), ())
+             HAVING sum(rollup.sends) > 0
             """,
-            [start, end, channel_ids],
+            {**RollupWindow(start=start, end=end).params, "ids": channel_ids},
         )
-        rows = {channel_id: (sent, errors) for channel_id, sent, errors in cursor.fetchall()}
+        rows = {
+            channel_id: (int(sent), int(errors)) for channel_id, sent, errors in cursor.fetchall()
+        }
     return {key: ErrorRate(*rows.get(key, (0, 0))) for key in [*channel_ids, None]}
 
 
-def _webhook_health(
+def webhook_health(
     *, start: dt.datetime, end: dt.datetime, channel_ids: list[int]
 ) -> dict[int | None, WebhookHealth]:
+    """Each channel's webhook delivery health over ``[start, end)``, by id and overall
+    under ``None``. One query."""
     with connection.cursor() as cursor:
         # Raw SQL: GROUPING SETS over the (status, received_at) index.
         cursor.execute(
@@ -501,15 +633,15 @@ def _webhook_health(
 
 
 # Raw SQL: minute buckets of trouble from three sources, de-duplicated per channel and
-# across channels (GROUPING SETS over the union).
+# across channels (GROUPING SETS over the union). A minute every send failed in is one of
+# the rollup's minute rows.
 _DOWN_MINUTES_SQL = """
 WITH failed_pushes AS (
-    SELECT channel_id, date_trunc('minute', sent_at) AS minute
-      FROM channels_pushattempt
-     WHERE sent_at >= %(start)s AND sent_at < %(end)s AND channel_id = ANY(%(ids)s)
-       AND outcome NOT IN ('shadow', 'throttled')
-     GROUP BY channel_id, minute
-    HAVING count(*) FILTER (WHERE outcome = 'failed') = count(*)
+    SELECT channel_id, start AS minute
+      FROM channels_pushrollup
+     WHERE span_s = 60 AND start >= date_trunc('minute', %(start)s::timestamptz)
+       AND start < %(end)s AND channel_id = ANY(%(ids)s)
+       AND sends > 0 AND failed_sends = sends
 ), troubled_receipts AS (
     SELECT channel_id, date_trunc('minute', received_at) AS minute
       FROM channels_webhookreceipt
@@ -533,9 +665,11 @@ SELECT channel_id, count(DISTINCT minute) FROM down GROUP BY GROUPING SETS ((cha
 """
 
 
-def _uptime(
+def uptimes(
     *, start: dt.datetime, end: dt.datetime, channel_ids: list[int]
 ) -> dict[int | None, Uptime]:
+    """Each channel's uptime over ``[start, end)``, by id and overall under ``None``. One
+    query."""
     with connection.cursor() as cursor:
         cursor.execute(
             _DOWN_MINUTES_SQL,
@@ -549,13 +683,21 @@ def _uptime(
     }
 
 
-def buffer_utilization(
-    *, start: dt.datetime, end: dt.datetime, channels: list[Channel]
-) -> dict[int | None, BufferUtilization]:
-    """Units held back from each channel now, and sold on it in ``[start, end)``, by
-    channel id and overall (``None``). Two queries."""
-    ids = [channel.pk for channel in channels]
-    by_slug = {channel.slug: channel.pk for channel in channels}
+@dataclass(frozen=True)
+class HeldBack:
+    """A channel's pushed listings now: ATS, what it was last told, and the difference
+    where the channel shows less (``BufferUtilization``)."""
+
+    available_units: int
+    listed_units: int
+    held_back_units: int
+
+
+def held_back_now(*, channel_ids: Sequence[int]) -> dict[int, HeldBack]:
+    """The units each channel's pushed listings hold back now, worked out from the ATS of
+    every listing (a channel with no pushed listing is absent). One query over the whole
+    catalogue: the beat's buffer snapshot runs it (``services.take_buffer_snapshots``), the
+    pages read the snapshot."""
     ats = rules.ats_on_channel_sql(sku_id="listing.sku_id", channel_id="listing.channel_id")
     with connection.cursor() as cursor:
         # Raw SQL: the ATS expression of channels.rules (bundle-aware, over the channel's
@@ -572,14 +714,33 @@ def buffer_utilization(
              WHERE listing.channel_id = ANY(%s) AND listing.is_active
                AND NOT listing.fulfilled_by_channel AND listing.sku_id IS NOT NULL
                AND state.last_pushed_quantity IS NOT NULL
-             GROUP BY GROUPING SETS ((listing.channel_id), ())
+             GROUP BY listing.channel_id
             """,
-            [ids],
+            [list(channel_ids)],
         )
-        stock = {
-            channel_id: (int(available or 0), int(listed or 0), int(held_back or 0))
+        return {
+            channel_id: HeldBack(
+                available_units=int(available or 0),
+                listed_units=int(listed or 0),
+                held_back_units=int(held_back or 0),
+            )
             for channel_id, available, listed, held_back in cursor.fetchall()
         }
+
+
+def buffer_utilization(
+    *, start: dt.datetime, end: dt.datetime, channels: list[Channel]
+) -> dict[int | None, BufferUtilization]:
+    """Units held back from each channel at its last buffer snapshot (the beat takes one
+    every 5 minutes), and sold on it in ``[start, end)``, by channel id and overall (``None``).
+    Two queries."""
+    ids = [channel.pk for channel in channels]
+    by_slug = {channel.slug: channel.pk for channel in channels}
+    snapshots = {
+        snapshot.channel_id: snapshot
+        for snapshot in BufferSnapshot.objects.filter(channel_id__in=ids)
+    }
+    with connection.cursor() as cursor:
         cursor.execute(
             """
             SELECT actor, sum(delta_committed)
@@ -591,16 +752,26 @@ def buffer_utilization(
             [start, end, list(by_slug)],
         )
         sold = {by_slug[actor]: int(units) for actor, units in cursor.fetchall()}
-    sold_overall = sum(sold.values())
-    return {
-        key: BufferUtilization(
-            available_units=stock.get(key, (0, 0, 0))[0],
-            listed_units=stock.get(key, (0, 0, 0))[1],
-            held_back_units=stock.get(key, (0, 0, 0))[2],
-            sold_units=sold_overall if key is None else sold.get(key, 0),
+    figures: dict[int | None, BufferUtilization] = {
+        channel_id: BufferUtilization(
+            available_units=snapshot.available_units if snapshot else 0,
+            listed_units=snapshot.listed_units if snapshot else 0,
+            held_back_units=snapshot.held_back_units if snapshot else 0,
+            sold_units=sold.get(channel_id, 0),
+            taken_at=snapshot.taken_at if snapshot else None,
         )
-        for key in [*ids, None]
+        for channel_id, snapshot in ((pk, snapshots.get(pk)) for pk in ids)
     }
+    figures[None] = BufferUtilization(
+        available_units=sum(figure.available_units for figure in figures.values()),
+        listed_units=sum(figure.listed_units for figure in figures.values()),
+        held_back_units=sum(figure.held_back_units for figure in figures.values()),
+        sold_units=sum(sold.values()),
+        taken_at=min(
+            (figure.taken_at for figure in figures.values() if figure.taken_at), default=None
+        ),
+    )
+    return figures
 
 
 # ---------------------------------------------------------------------------------------
@@ -721,9 +892,10 @@ WITH minutes AS (
      WHERE kind = 'order_committed' AND created_at >= %(start)s AND created_at < %(end)s
      GROUP BY 1
 ), pushes AS (
-    SELECT date_trunc('minute', sent_at) AS minute, count(*) AS pushes
-      FROM channels_pushattempt
-     WHERE sent_at >= %(start)s AND sent_at < %(end)s AND outcome <> 'shadow'
+    SELECT start AS minute, sum(pushes) AS pushes
+      FROM channels_pushrollup
+     WHERE span_s = 60 AND start >= date_trunc('minute', %(start)s::timestamptz)
+       AND start < %(end)s
      GROUP BY 1
 )
 SELECT minutes.minute, coalesce(orders.orders, 0), coalesce(pushes.pushes, 0)
@@ -739,7 +911,7 @@ def throughput_per_minute(*, start: dt.datetime, end: dt.datetime) -> list[Throu
     with connection.cursor() as cursor:
         cursor.execute(_THROUGHPUT_SQL, {"start": start, "end": end})
         return [
-            ThroughputPoint(minute=minute, orders=orders, pushes=pushes)
+            ThroughputPoint(minute=minute, orders=orders, pushes=int(pushes))
             for minute, orders, pushes in cursor.fetchall()
         ]
 

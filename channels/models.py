@@ -439,10 +439,71 @@ class PushAttempt(models.Model):
         indexes = [
             models.Index(fields=["channel", "-sent_at"], name="pushattempt_channel_time"),
             models.Index(fields=["listing", "-sent_at"], name="pushattempt_listing_time"),
+            # The rollup trigger's look-up: is an applied attempt the settlement of an
+            # accepted submission (same listing and sent_at)?
+            models.Index(
+                fields=["listing", "sent_at"],
+                condition=Q(outcome="submitted"),
+                name="pushattempt_submissions",
+            ),
         ]
 
     def __str__(self) -> str:
         return f"{self.target_quantity} to listing {self.listing_id}: {self.outcome}"
+
+
+class PushRollup(models.Model):
+    """What a channel's push attempts came to in one minute or one quarter hour: sends,
+    errors and latency histograms, kept by a database trigger on every attempt inserted
+    (migration 0037), so the console reads a window's figures from at most a few hundred
+    rows however many pushes it held.
+
+    Counts are filed by ``sent_at``; latencies by ``acked_at``. A histogram maps a bucket
+    (``channels.kpis.latency_bucket``) to the pushes in it.
+    """
+
+    MINUTE_S = 60
+    QUARTER_S = 900
+
+    channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="+")
+    span_s = models.PositiveSmallIntegerField(help_text="60: a minute; 900: a quarter hour.")
+    start = models.DateTimeField()
+    # Attempts that reached the channel (shadow and throttled ones did not).
+    sends = models.IntegerField(default=0)
+    # Sends the channel failed or refused.
+    errors = models.IntegerField(default=0)
+    # Sends that failed (a minute whose every send failed is a minute down).
+    failed_sends = models.IntegerField(default=0)
+    # Attempts other than shadow ones (the throughput chart's pushes).
+    pushes = models.IntegerField(default=0)
+    acknowledged_ms = models.JSONField(default=dict)
+    applied_ms = models.JSONField(default=dict)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["channel", "span_s", "start"], name="pushrollup_one_per_span"
+            )
+        ]
+        indexes = [models.Index(fields=["span_s", "start"], name="pushrollup_span_time")]
+
+    def __str__(self) -> str:
+        return f"{self.sends} sends of channel {self.channel_id} from {self.start:%H:%M}"
+
+
+class BufferSnapshot(models.Model):
+    """Units a channel held back at ``taken_at``: its ATS less what it was last told, over
+    its pushed listings (``channels.kpis.buffer_utilization``). Taken by a beat task so
+    the console does not work the ATS of every listing out on each request."""
+
+    channel = models.OneToOneField(Channel, on_delete=models.CASCADE, related_name="+")
+    taken_at = models.DateTimeField()
+    available_units = models.BigIntegerField()
+    listed_units = models.BigIntegerField()
+    held_back_units = models.BigIntegerField()
+
+    def __str__(self) -> str:
+        return f"{self.held_back_units} units held back from channel {self.channel_id}"
 
 
 class OrderPoll(models.Model):
@@ -474,6 +535,12 @@ class Alert(models.Model):
         # A ChannelAlert raised by the pipeline (quarantined webhooks at their cap...) and
         # not resolved yet: emailed and shown like the others.
         CHANNEL_ALERT = "channel_alert", "A channel alert to look at"
+        # A scorecard KPI of a channel missing its target (channels.kpis, and
+        # reconciliation.scorecard for accuracy) over the scorecard's window.
+        SYNC_ACCURACY = "sync_accuracy", "Sync accuracy under its target"
+        ERROR_RATE = "error_rate", "Push error rate over its target"
+        UPTIME = "uptime", "Uptime under its target"
+        WEBHOOK_HEALTH = "webhook_health", "Webhook delivery health under its target"
 
     kind = models.CharField(max_length=32, choices=Kind.choices)
     # Names the condition (kind and subject: "breaker_open:3"); one open alert per key.

@@ -27,7 +27,15 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from channels.models import BufferRule, Channel, ChannelOperation, Listing
+from channels import kpis
+from channels.models import (
+    BufferRule,
+    BufferSnapshot,
+    Channel,
+    ChannelOperation,
+    Listing,
+    PushRollup,
+)
 from channels.pipeline import breaker, outbox, workers
 from nventory import permissions
 from nventory.errors import ApplicationError, Conflict
@@ -500,3 +508,36 @@ def owe_bundle_listings(*, bundle_ids: frozenset[int]) -> None:
             "pk", flat=True
         )
     )
+
+
+def take_buffer_snapshots(*, now: dt.datetime | None = None) -> int:
+    """Store the units each channel holds back now (``kpis.held_back_now``), replacing its
+    last snapshot; how many channels were snapshotted. A channel with no pushed listing
+    gets zeros. Safe to run twice."""
+    now = now or timezone.now()
+    channel_ids = list(Channel.objects.values_list("pk", flat=True))
+    held_back = kpis.held_back_now(channel_ids=channel_ids)
+    nothing = kpis.HeldBack(available_units=0, listed_units=0, held_back_units=0)
+    for channel_id in channel_ids:
+        figures = held_back.get(channel_id, nothing)
+        BufferSnapshot.objects.update_or_create(
+            channel_id=channel_id,
+            defaults={
+                "taken_at": now,
+                "available_units": figures.available_units,
+                "listed_units": figures.listed_units,
+                "held_back_units": figures.held_back_units,
+            },
+        )
+    return len(channel_ids)
+
+
+ROLLUP_KEPT = kpis.LONGEST_KPI_WINDOW + dt.timedelta(days=1)
+
+
+def purge_push_rollup(*, now: dt.datetime | None = None) -> int:
+    """Delete the push rollup's rows older than any KPI window reaches (``ROLLUP_KEPT``);
+    how many. The push attempts themselves are kept."""
+    now = now or timezone.now()
+    deleted, _ = PushRollup.objects.filter(start__lt=now - ROLLUP_KEPT).delete()
+    return deleted

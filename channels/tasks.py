@@ -8,7 +8,7 @@ from __future__ import annotations
 from celery import Task, shared_task
 from django.db import OperationalError
 
-from channels import alerts
+from channels import alerts, services
 
 # Imported for its worker hooks (consuming every channel's push queue), which must be in
 # place in every worker process; tasks are what a worker loads.
@@ -128,3 +128,16 @@ def lower_velocity_rises() -> int:
 def evaluate_alerts() -> int:
     evaluation = alerts.evaluate_alerts()
     return len(evaluation.opened) + len(evaluation.cleared)
+
+
+# Scheduled every 5 minutes by migration 0037: the scorecard and the charts read the units
+# held back from the snapshot instead of working out every listing's ATS per request.
+@shared_task(name="channels.take_buffer_snapshots")
+def take_buffer_snapshots() -> int:
+    return services.take_buffer_snapshots()
+
+
+# Scheduled hourly by migration 0037: the rollup's rows no KPI window reaches any more.
+@shared_task(name="channels.purge_push_rollup")
+def purge_push_rollup() -> int:
+    return services.purge_push_rollup()

@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 from django.contrib.auth.models import Permission, User
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils import timezone
 
-from channels.models import Channel, ChannelOperation, PendingPush
+from channels.models import (
+    Channel,
+    ChannelOperation,
+    Listing,
+    PendingPush,
+    PushAttempt,
+    WebhookReceipt,
+)
 from nventory import permissions
 from reconciliation.models import ReconciliationRun
 from tests import factories
@@ -65,6 +77,51 @@ def test_pages_render_in_a_bounded_number_of_queries(
     assert response.status_code == 200
     for channel in channels:
         assert channel.name.encode() in response.content
+
+
+def _a_busy_day(channels) -> None:
+    """A push every minute of the last day on every channel (a failed one every hour),
+    an order and a webhook receipt a minute: the history the pages summarise."""
+    now = timezone.now()
+    listings = {listing.channel_id: listing for listing in Listing.objects.all()}
+    PushAttempt.objects.bulk_create(
+        PushAttempt(
+            channel=channel,
+            listing=listings[channel.pk],
+            target_quantity=1,
+            outcome="failed" if minute % 60 == 0 else "applied",
+            change_at=now - dt.timedelta(minutes=minute, seconds=2),
+            sent_at=now - dt.timedelta(minutes=minute),
+            acked_at=now - dt.timedelta(minutes=minute),
+            latency_ms=None if minute % 60 == 0 else 2_000.0 + minute,
+        )
+        for channel in channels
+        for minute in range(1440)
+    )
+    WebhookReceipt.objects.bulk_create(
+        WebhookReceipt(
+            channel=channels[minute % len(channels)],
+            topic="orders/create",
+            dedupe_key=f"busy-{minute}",
+            body=b"{}",
+            status="processed",
+            received_at=now - dt.timedelta(minutes=minute),
+        )
+        for minute in range(1440)
+    )
+
+
+@pytest.mark.parametrize("page", ["scorecard", "channels", "charts"])
+def test_a_day_of_history_costs_no_more_queries_than_none(client, manager, channels, page) -> None:
+    """7,200 pushes and 1,440 receipts later, the page makes the very same queries: none
+    is per push, per minute or per row."""
+    with CaptureQueriesContext(connection) as quiet:
+        assert client.get(reverse(f"dashboard:{page}")).status_code == 200
+    _a_busy_day(channels)
+    with CaptureQueriesContext(connection) as busy:
+        response = client.get(reverse(f"dashboard:{page}"))
+    assert response.status_code == 200
+    assert len(busy) == len(quiet)
 
 
 def test_htmx_refresh_returns_only_the_scorecard_body(client, manager, channels) -> None:

@@ -80,7 +80,7 @@ def test_sales_while_the_guard_rises_and_falls_never_oversell(settings):
                     outcomes["refused"] += 1
                     continue
                 outcomes["sold"] += 1
-                velocity.observe_sales(channel_id=channel.pk, sku_ids=[sku.pk])
+                velocity.observe_sales(channel=channel, sku_ids=[sku.pk])
                 listed = selectors.listed_quantities(channel=tiktok, listings=[tiktok_listing])
                 assert 0 <= listed[tiktok_listing.pk] <= STOCK
             return outcomes

@@ -106,8 +106,11 @@ def test_sales_while_the_guard_rises_and_falls_never_oversell(settings):
     with ThreadPoolExecutor(SELLERS + 1) as pool:
         edits = pool.submit(operator)
         sales = [pool.submit(seller, number) for number in range(SELLERS)]
-        outcomes = sum((future.result() for future in sales), Counter())
-        selling.clear()
+        try:
+            outcomes = sum((future.result() for future in sales), Counter())
+        finally:
+            # A seller that failed must not leave the operator editing forever.
+            selling.clear()
         assert edits.result() > 0
 
     assert outcomes == {"sold": STOCK, "refused": ATTEMPTS - STOCK}

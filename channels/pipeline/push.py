@@ -69,6 +69,7 @@ from channels.models import (
     SubmittedWrite,
 )
 from channels.pipeline import breaker, enqueue, outbox, ratelimit
+from nventory import fault_injection
 
 logger = logging.getLogger(__name__)
 
@@ -657,6 +658,7 @@ def _send(
     sent_at = timezone.now()
     try:
         results = connector.push_quantities([_update_for(c, c.compare) for c in claims])
+        fault_injection.after_push_answered()
     except ChannelThrottled as error:
         _observe_rate_budget(channel, connector)
         retry_after = error.retry_after_s or 1.0

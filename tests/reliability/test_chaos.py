@@ -10,13 +10,27 @@ tests/reliability/test_fast_faults.py).
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import pytest
+import requests
+from django.contrib.contenttypes.models import ContentType
+from django.db import connection, connections
 
+from accounts import services as token_services
+from channels.models import WebhookReceipt
+from channels.pipeline import ingest
+from nventory import fault_injection, permissions
+from tests import factories
+from tests.channels.e2e.conftest import REPO_ROOT, wait_until
 from tests.reliability import checker
 from tests.reliability.scenario import (
     Fault,
@@ -26,7 +40,7 @@ from tests.reliability.scenario import (
     report,
     schedule_sweeps,
 )
-from tests.reliability.stack import LOG_DIR, Stack
+from tests.reliability.stack import APPLICATION_NAME, LOG_DIR, PostgresServer, Stack
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow]
 
@@ -66,7 +80,11 @@ def finish(
     converge_s = converge(burst, since=cleared_at, timeout_s=CONVERGE_WITHIN_S)
     verdict = checker.check(burst, converge_s=converge_s)
     checker.keep_deliveries(burst, LOG_DIR / scenario.split()[0] / "deliveries.json")
-    verdict.figures.update(figures, worker_restarts=stack.restarts)
+    verdict.figures.update(
+        figures,
+        worker_restarts=stack.restarts,
+        writes_sent_twice=_writes_sent_twice(burst.simulator, burst.channels),
+    )
     if converge_s != converge_s:  # nan: never settled
         verdict.failures.append(f"not converged within {CONVERGE_WITHIN_S:.0f} s")
     report(scenario, verdict)
@@ -224,13 +242,20 @@ def test_the_broker_loses_messages(stack, shopify_simulator):
     catalog = start_system(stack, shopify_simulator)
     client: Any = redis.Redis.from_url(stack.redis.url)
 
+    def empty_redis_queues() -> int:
+        queues = [key for key in client.keys("*") if not key.startswith(b"_kombu")]
+        lost = sum(int(client.llen(key)) for key in queues if client.type(key) == b"list")
+        if queues:
+            client.delete(*queues)
+        return lost
+
     def lose_queued(fault: Fault) -> None:
         lost = 0
         for _ in range(2):
-            queues = [key for key in client.keys("*") if not key.startswith(b"_kombu")]
-            lost += sum(int(client.llen(key)) for key in queues if client.type(key) == b"list")
-            if queues:
-                client.delete(*queues)
+            if stack.broker_url.startswith("amqp"):
+                lost += _purge_rabbitmq_queues(stack.broker_url)
+            else:
+                lost += empty_redis_queues()
             time.sleep(10)
         fault.figures["messages_lost"] = lost
         fault.cleared_at = time.monotonic()
@@ -256,21 +281,19 @@ def test_a_worker_runs_with_the_configured_delivery_settings(stack):
     from django.conf import settings
 
     stack.start_worker("push")
-    control = Celery(broker=stack.redis.url)
+    control = Celery(broker=stack.broker_url)
     answers = control.control.inspect(timeout=10).conf(with_defaults=True) or {}
     [conf] = answers.values()
     seen = {
-        "visibility_timeout": conf["broker_transport_options"]["visibility_timeout"],
         "acks_late": conf["task_acks_late"],
         "reject_on_worker_lost": conf["task_reject_on_worker_lost"],
         "prefetch_multiplier": conf["worker_prefetch_multiplier"],
     }
-    wanted = {
-        "visibility_timeout": settings.CELERY_VISIBILITY_TIMEOUT_S,
-        "acks_late": True,
-        "reject_on_worker_lost": True,
-        "prefetch_multiplier": 1,
-    }
+    wanted = {"acks_late": True, "reject_on_worker_lost": True, "prefetch_multiplier": 1}
+    if not stack.broker_url.startswith("amqp"):
+        # RabbitMQ has none: it delivers again as soon as the consumer's connection closes.
+        seen["visibility_timeout"] = conf["broker_transport_options"]["visibility_timeout"]
+        wanted["visibility_timeout"] = settings.CELERY_VISIBILITY_TIMEOUT_S
     verdict = checker.Verdict(
         failures=[
             f"{name}: {seen[name]} != {wanted[name]}"
@@ -280,4 +303,289 @@ def test_a_worker_runs_with_the_configured_delivery_settings(stack):
         figures=seen,
     )
     report("F11 config-truth", verdict)
+    assert verdict.passed, verdict.failures
+
+
+# F3: how long connections are dropped, and how often.
+TERMINATE_FOR_S = float(os.environ.get("CHAOS_F3_S", "30"))
+TERMINATE_EVERY_S = 2.0
+
+
+def test_database_connections_terminated_mid_burst(stack, shopify_simulator):
+    """F3: every database connection of web, workers and beat terminated
+    (pg_terminate_backend) every 2 s through the burst. No acknowledgement without its
+    receipt stored; a webhook answered 5xx meanwhile is sent again by the shop and lands."""
+    catalog = start_system(stack, shopify_simulator)
+
+    def terminate_repeatedly(fault: Fault) -> None:
+        fault.figures["window_from"] = time.time()
+        terminated = 0
+        until = time.monotonic() + TERMINATE_FOR_S
+        try:
+            while time.monotonic() < until:
+                with connection.cursor() as cursor:
+                    cursor.execute(
+                        "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid))"
+                        "  FROM pg_stat_activity"
+                        " WHERE datname = current_database() AND application_name = %s",
+                        [APPLICATION_NAME],
+                    )
+                    terminated += cursor.fetchone()[0]
+                time.sleep(TERMINATE_EVERY_S)
+        finally:
+            connection.close()
+        fault.figures["terminated"] = terminated
+        fault.cleared_at = time.monotonic()
+        # A request that had its connection dropped answers when it fails.
+        fault.figures["window_to"] = time.time() + 5
+
+    fault = Fault(at_s=3, inject=terminate_repeatedly)
+    burst = place_orders(
+        shopify_simulator, catalog, orders=ORDERS, rate_per_s=RATE_PER_S, faults=[fault]
+    )
+    burst.database_fault_window = (
+        fault.figures.pop("window_from"),
+        fault.figures.pop("window_to"),
+    )
+    verdict = finish(
+        "F3 db-connections-terminated",
+        burst,
+        cleared_at=fault.cleared_at,
+        stack=stack,
+        **fault.figures,
+    )
+    assert verdict.passed, verdict.failures
+    assert fault.figures["terminated"] > 0
+
+
+@pytest.fixture
+def stack_on_own_postgres(
+    request: Any, transactional_db: Any
+) -> Iterator[tuple[Stack, PostgresServer]]:
+    """A stack, and this test's own database connection, on a PostgreSQL server of the
+    scenario's own (which it restarts), migrated afresh. The test database is given back
+    before pytest-django empties it."""
+    name = request.node.name.removeprefix("test_")
+    server = PostgresServer(LOG_DIR / name)
+    server.start()
+    migrated = subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--noinput"],
+        cwd=REPO_ROOT,
+        env={**os.environ, "DATABASE_URL": server.url, "DEBUG": "true"},
+        capture_output=True,
+        check=False,
+    )
+    assert migrated.returncode == 0, migrated.stderr.decode()[-2000:]
+    default = connections["default"]
+    test_database = dict(default.settings_dict)
+    connections.close_all()
+    default.settings_dict.update(HOST="127.0.0.1", PORT=server.port, NAME=server.DATABASE)
+    ContentType.objects.clear_cache()
+    made = Stack(name, DATABASE_URL=server.url)
+    try:
+        schedule_sweeps()
+        yield made, server
+    finally:
+        made.stop()
+        connections.close_all()
+        default.settings_dict.clear()
+        default.settings_dict.update(test_database)
+        ContentType.objects.clear_cache()
+        server.stop()
+
+
+def test_postgres_restarted_mid_burst(stack_on_own_postgres, shopify_simulator):
+    """F4: PostgreSQL restarted (``pg_ctl restart -m fast``) 5 s into the burst: web,
+    workers and beat find it again by themselves, nothing acknowledged is lost."""
+    stack, server = stack_on_own_postgres
+    catalog = start_system(stack, shopify_simulator)
+
+    def restart(fault: Fault) -> None:
+        fault.figures["window_from"] = time.time()
+        started = time.monotonic()
+        server.restart_fast()
+        fault.figures["restart_s"] = round(time.monotonic() - started, 1)
+        fault.cleared_at = time.monotonic()
+        fault.figures["window_to"] = time.time() + 5
+
+    fault = Fault(at_s=5, inject=restart)
+    burst = place_orders(
+        shopify_simulator, catalog, orders=ORDERS, rate_per_s=RATE_PER_S, faults=[fault]
+    )
+    # This thread's connection died with the server.
+    connections.close_all()
+    burst.database_fault_window = (
+        fault.figures.pop("window_from"),
+        fault.figures.pop("window_to"),
+    )
+    beat = stack.processes["beat-1"]
+    verdict = finish(
+        "F4 postgres-restarted", burst, cleared_at=fault.cleared_at, stack=stack, **fault.figures
+    )
+    if beat.poll() is not None:
+        verdict.failures.append(f"beat exited ({beat.returncode}) after the restart")
+    assert verdict.passed, verdict.failures
+
+
+# F9: the push worker exits right after this many answered pushes of its own, this many
+# times (each time started again by the stack's supervisor).
+PUSHES_BEFORE_EXIT = 10
+EXITS_AFTER_ANSWER = 3
+
+
+def test_push_worker_killed_between_answer_and_record(stack, shopify_simulator):
+    """F9: the push worker dies right after a channel answered a push, before the answer
+    is recorded or the task acknowledged (a fault-injection point, as no kill from outside
+    lands there on purpose): the push is sent again, which is harmless (absolute
+    quantities, compare-and-set), and every shop ends with the master's figure."""
+    stack.set_env(fault_injection.ENV_VAR, f"push-exit-after-answer={PUSHES_BEFORE_EXIT}")
+    catalog = start_system(stack, shopify_simulator)
+
+    def exits_then_fixed(fault: Fault) -> None:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and stack.restarts < EXITS_AFTER_ANSWER:
+            if stack.restarts >= EXITS_AFTER_ANSWER - 1:
+                # The worker now running is the last one to carry the fault.
+                stack.set_env(fault_injection.ENV_VAR, None)
+            time.sleep(0.2)
+        fault.figures["exits_after_answer"] = stack.exits.count(
+            ("push-1", fault_injection.EXIT_STATUS)
+        )
+        fault.cleared_at = time.monotonic()
+
+    fault = Fault(at_s=0, inject=exits_then_fixed)
+    burst = place_orders(
+        shopify_simulator, catalog, orders=ORDERS, rate_per_s=RATE_PER_S, faults=[fault]
+    )
+    verdict = finish(
+        "F9 killed-after-push-answer",
+        burst,
+        cleared_at=fault.cleared_at,
+        stack=stack,
+        **fault.figures,
+    )
+    assert verdict.passed, verdict.failures
+    assert verdict.figures["exits_after_answer"] == EXITS_AFTER_ANSWER
+    assert verdict.figures["writes_sent_twice"] > 0
+
+
+def _purge_rabbitmq_queues(broker_url: str) -> int:
+    """Every queue of the broker's virtual host emptied (messages a worker holds
+    unacknowledged stay, as on Redis); how many messages went."""
+    from kombu import Connection
+
+    vhost = urlsplit(broker_url).path.lstrip("/") or "/"
+    listed = subprocess.run(
+        [
+            "rabbitmqctl",
+            "list_queues",
+            "-p",
+            unquote(vhost),
+            "--quiet",
+            "--no-table-headers",
+            "name",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    lost = 0
+    with Connection(broker_url) as broker:
+        channel = broker.channel()
+        for name in listed.stdout.split():
+            # The workers' control and event queues are not tasks.
+            if "pidbox" not in name and not name.startswith("celeryev"):
+                lost += int(channel.queue_purge(name) or 0)
+    return lost
+
+
+def _writes_sent_twice(simulator: Any, channels: Any) -> int:
+    """Quantity writes a shop received a second time: the same item set to the same
+    figure compared with the same figure, which is what a push sent again after its
+    worker died sends. Any other repeat compares with another figure (a retry after a
+    refusal compares with what the shop showed)."""
+    writes: Counter[tuple[str, object, object, object]] = Counter()
+    for channel in channels:
+        for request in simulator.requests(channel.slug):
+            if request["method"] != "POST" or "inventorySetQuantities" not in request["body"]:
+                continue
+            mutation = json.loads(request["body"]).get("variables", {}).get("input", {})
+            for quantity in mutation.get("quantities", []):
+                compare = quantity.get("changeFromQuantity", quantity.get("compareQuantity"))
+                writes[
+                    (channel.slug, quantity["inventoryItemId"], quantity["quantity"], compare)
+                ] += 1
+    return sum(count - 1 for count in writes.values())
+
+
+def test_poison_receipt(stack, shopify_simulator):
+    """A poison receipt: applying one order's webhook raises every time (a
+    fault-injection point, standing for a bug). It ends failed after its tries while every
+    other receipt is applied; once the fix is deployed (the ingest worker started again
+    without the fault), the operator's reprocess over the API applies it, once."""
+    stack.start_web()
+    catalog = build_catalog(shopify_simulator, stack, shops=2, skus=SKUS + 1, units=UNITS)
+    poison_sku = catalog.skus.pop()
+    poison_shop = catalog.channels[0]
+    stack.set_env(fault_injection.ENV_VAR, f'ingest-raise-on="{poison_sku.code}"')
+    stack.start_worker("ingest")
+    stack.start_worker("push")
+    stack.start_beat()
+
+    def poison_order(fault: Fault) -> None:
+        variant = catalog.variants[(poison_shop.slug, poison_sku.pk)]
+        shopify_simulator.place_order(poison_shop.slug, [{"variant_id": variant, "quantity": 1}])
+        fault.cleared_at = time.monotonic()
+
+    fault = Fault(at_s=10, inject=poison_order)
+    burst = place_orders(
+        shopify_simulator, catalog, orders=ORDERS, rate_per_s=RATE_PER_S, faults=[fault]
+    )
+    [poison] = [
+        receipt
+        for receipt in WebhookReceipt.objects.filter(channel=poison_shop)
+        if f'"{poison_sku.code}"'.encode() in bytes(receipt.body)
+    ]
+
+    def everything_else_applied() -> bool:
+        time.sleep(0.5)
+        poison.refresh_from_db(fields=["status", "attempts"])
+        others = WebhookReceipt.objects.filter(
+            channel__in=catalog.channels, topic__startswith="orders/"
+        ).exclude(pk=poison.pk)
+        return (
+            poison.status == WebhookReceipt.Status.FAILED
+            and poison.attempts == ingest.MAX_RECEIPT_ATTEMPTS
+            and others.count() == burst.orders_placed
+            and not others.exclude(status=WebhookReceipt.Status.PROCESSED).exists()
+        )
+
+    # Its tries are spent by the receipt sweep, one every 30 s.
+    wait_until(everything_else_applied, timeout_s=30 * ingest.MAX_RECEIPT_ATTEMPTS + 60)
+    tries = poison.attempts
+
+    stack.kill("ingest-1")
+    stack.set_env(fault_injection.ENV_VAR, None)
+    stack.start_worker("ingest")
+    operator = factories.make_user(permissions.REPROCESS_RECEIPTS)
+    token = token_services.issue_token(user=operator, expires_in=None).key
+    answer = requests.post(
+        f"{stack.web_url}/api/v1/webhook-receipts/{poison.pk}/reprocess/",
+        headers={"Authorization": f"Token {token}"},
+        timeout=30,
+    )
+    assert answer.status_code == 200, answer.text
+    replayed_at = time.monotonic()
+
+    burst.orders_placed += 1
+    burst.ordered[poison_sku.pk] += 1
+    burst.stock[poison_sku.pk] = UNITS
+    verdict = finish(
+        "F13 poison-receipt",
+        burst,
+        cleared_at=replayed_at,
+        stack=stack,
+        poison_tries=tries,
+    )
     assert verdict.passed, verdict.failures

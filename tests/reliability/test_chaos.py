@@ -289,7 +289,11 @@ def test_a_worker_runs_with_the_configured_delivery_settings(stack):
         "reject_on_worker_lost": conf["task_reject_on_worker_lost"],
         "prefetch_multiplier": conf["worker_prefetch_multiplier"],
     }
-    wanted = {"acks_late": True, "reject_on_worker_lost": True, "prefetch_multiplier": 1}
+    wanted: dict[str, object] = {
+        "acks_late": True,
+        "reject_on_worker_lost": True,
+        "prefetch_multiplier": 1,
+    }
     if not stack.broker_url.startswith("amqp"):
         # RabbitMQ has none: it delivers again as soon as the consumer's connection closes.
         seen["visibility_timeout"] = conf["broker_transport_options"]["visibility_timeout"]
@@ -492,7 +496,7 @@ def _purge_rabbitmq_queues(broker_url: str) -> int:
     )
     lost = 0
     with Connection(broker_url) as broker:
-        channel = broker.channel()
+        channel: Any = broker.channel()
         for name in listed.stdout.split():
             # The workers' control and event queues are not tasks.
             if "pidbox" not in name and not name.startswith("celeryev"):

@@ -20,6 +20,7 @@ import itertools
 import logging
 import os
 import threading
+from collections.abc import Callable
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -58,15 +59,16 @@ _answered = itertools.count(1)
 _answered_lock = threading.Lock()
 
 
-def after_push_answered() -> None:
-    """Where a push worker dies for ``push-exit-after-answer``."""
+def after_push_answered(sent: Callable[[], object]) -> None:
+    """Where a push worker dies for ``push-exit-after-answer``; ``sent()`` (what the
+    answered call wrote) is logged first, so the scenario can find it sent again."""
     limit = FAULTS.get(PUSH_EXIT_AFTER_ANSWER)
     if limit is None:
         return
     with _answered_lock:
         number = next(_answered)
     if number == int(limit):
-        logger.error("Fault injection: exiting after push answer %s", number)
+        logger.error("Fault injection: exiting after push answer %s: %s", number, sent())
         logging.shutdown()
         os._exit(EXIT_STATUS)
 

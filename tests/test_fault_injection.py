@@ -33,7 +33,7 @@ def _run(code: str, spec: str | None) -> subprocess.CompletedProcess[str]:
 
 def test_no_fault_is_on_by_default():
     assert fault_injection.FAULTS == {}
-    fault_injection.after_push_answered()
+    fault_injection.after_push_answered(lambda: [["101", 7]])
     fault_injection.before_applying_receipt(b'{"sku": "ANY"}')
 
 
@@ -47,11 +47,15 @@ def test_a_fault_this_build_does_not_know_is_refused(spec):
 
 
 def test_the_push_fault_exits_the_process_at_its_nth_answer_only():
-    call = "from nventory import fault_injection as f; f.after_push_answered(); print('one')"
-    ended = _run(f"{call}; f.after_push_answered(); print('two')", "push-exit-after-answer=2")
+    call = (
+        "from nventory import fault_injection as f; "
+        "f.after_push_answered(lambda: [['shop', '101', 7]]); print('one', flush=True)"
+    )
+    ended = _run(f"{call}; {call}; print('two')", "push-exit-after-answer=2")
     assert ended.returncode == fault_injection.EXIT_STATUS
     assert ended.stdout.split() == ["one"]
     assert "never in production" in ended.stderr
+    assert "exiting after push answer 2: [['shop', '101', 7]]" in ended.stderr
 
 
 def test_the_receipt_fault_raises_for_the_marked_body_only(monkeypatch):

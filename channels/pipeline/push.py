@@ -658,7 +658,9 @@ def _send(
     sent_at = timezone.now()
     try:
         results = connector.push_quantities([_update_for(c, c.compare) for c in claims])
-        fault_injection.after_push_answered()
+        fault_injection.after_push_answered(
+            lambda: [[channel.slug, c.listing.external_id, c.target] for c in claims]
+        )
     except ChannelThrottled as error:
         _observe_rate_budget(channel, connector)
         retry_after = error.retry_after_s or 1.0

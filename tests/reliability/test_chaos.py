@@ -10,13 +10,14 @@ tests/reliability/test_fast_faults.py).
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -75,16 +76,18 @@ def start_system(stack: Stack, simulator: Any, *, beat: bool = True) -> Any:
 
 
 def finish(
-    scenario: str, burst: checker.Burst, *, cleared_at: float, stack: Stack, **figures: Any
+    scenario: str,
+    burst: checker.Burst,
+    *,
+    cleared_at: float,
+    stack: Stack,
+    figures_once_converged: Callable[[], dict[str, Any]] = dict,
+    **figures: Any,
 ) -> checker.Verdict:
     converge_s = converge(burst, since=cleared_at, timeout_s=CONVERGE_WITHIN_S)
     verdict = checker.check(burst, converge_s=converge_s)
     checker.keep_deliveries(burst, LOG_DIR / scenario.split()[0] / "deliveries.json")
-    verdict.figures.update(
-        figures,
-        worker_restarts=stack.restarts,
-        writes_sent_twice=_writes_sent_twice(burst.simulator, burst.channels),
-    )
+    verdict.figures.update(figures, **figures_once_converged(), worker_restarts=stack.restarts)
     if converge_s != converge_s:  # nan: never settled
         verdict.failures.append(f"not converged within {CONVERGE_WITHIN_S:.0f} s")
     report(scenario, verdict)
@@ -432,16 +435,17 @@ def test_postgres_restarted_mid_burst(stack_on_own_postgres, shopify_simulator):
 
 
 # F9: the push worker exits right after this many answered pushes of its own, this many
-# times (each time started again by the stack's supervisor).
+# times in the burst (each time started again by the stack's supervisor).
 PUSHES_BEFORE_EXIT = 10
 EXITS_AFTER_ANSWER = 3
 
 
 def test_push_worker_killed_between_answer_and_record(stack, shopify_simulator):
     """F9: the push worker dies right after a channel answered a push, before the answer
-    is recorded or the task acknowledged (a fault-injection point, as no kill from outside
-    lands there on purpose): the push is sent again, which is harmless (absolute
-    quantities, compare-and-set), and every shop ends with the master's figure."""
+    is recorded or the task acknowledged (a fault-injection point: no kill from outside
+    lands there on purpose), three times in the burst and once more after it, alone, so
+    that what it wrote is seen sent again unchanged. Sending it again is harmless
+    (absolute quantities, compare-and-set) and every shop ends with the master's figure."""
     stack.set_env(fault_injection.ENV_VAR, f"push-exit-after-answer={PUSHES_BEFORE_EXIT}")
     catalog = start_system(stack, shopify_simulator)
 
@@ -449,28 +453,96 @@ def test_push_worker_killed_between_answer_and_record(stack, shopify_simulator):
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline and stack.restarts < EXITS_AFTER_ANSWER:
             if stack.restarts >= EXITS_AFTER_ANSWER - 1:
-                # The worker now running is the last one to carry the fault.
+                # The worker now running is the last one to carry the fault (set_env
+                # waits for the supervisor's restart in progress).
                 stack.set_env(fault_injection.ENV_VAR, None)
             time.sleep(0.2)
-        fault.figures["exits_after_answer"] = stack.exits.count(
-            ("push-1", fault_injection.EXIT_STATUS)
-        )
         fault.cleared_at = time.monotonic()
 
     fault = Fault(at_s=0, inject=exits_then_fixed)
     burst = place_orders(
         shopify_simulator, catalog, orders=ORDERS, rate_per_s=RATE_PER_S, faults=[fault]
     )
+    exits_in_burst = stack.exits.count(("push-1", fault_injection.EXIT_STATUS))
+    converge(burst, since=fault.cleared_at, timeout_s=CONVERGE_WITHIN_S)
+
+    # Alone: one order, nothing else moving, so the push sent again writes the same figure.
+    stack.kill("push-1")
+    stack.set_env(fault_injection.ENV_VAR, "push-exit-after-answer=1")
+    stack.start_worker("push")
+    stack.set_env(fault_injection.ENV_VAR, None)
+    shop, sku = catalog.channels[0], catalog.skus[0]
+    shopify_simulator.place_order(
+        shop.slug, [{"variant_id": catalog.variants[(shop.slug, sku.pk)], "quantity": 1}]
+    )
+    burst.orders_placed += 1
+    burst.ordered[sku.pk] += 1
+    wait_until(
+        lambda: stack.exits.count(("push-1", fault_injection.EXIT_STATUS)) > exits_in_burst,
+        timeout_s=CONVERGE_WITHIN_S,
+    )
+    cleared_at = time.monotonic()
+    fatal = _writes_of_the_last_exit(stack)
     verdict = finish(
         "F9 killed-after-push-answer",
         burst,
-        cleared_at=fault.cleared_at,
+        cleared_at=cleared_at,
         stack=stack,
-        **fault.figures,
+        exits_after_answer=stack.exits.count(("push-1", fault_injection.EXIT_STATUS)),
+        # Once converged: the claim of the push that died lapses first.
+        figures_once_converged=lambda: {
+            "sent_again": _written_after(shopify_simulator, catalog.channels, fatal)
+        },
     )
     assert verdict.passed, verdict.failures
-    assert verdict.figures["exits_after_answer"] == EXITS_AFTER_ANSWER
-    assert verdict.figures["writes_sent_twice"] > 0
+    assert verdict.figures["exits_after_answer"] == EXITS_AFTER_ANSWER + 1
+    # What the last one wrote (item and figure) the shop received once more after it.
+    assert fatal and verdict.figures["sent_again"] == len(fatal), (
+        fatal,
+        _writes_of(shopify_simulator, {(shop, item) for shop, item, _ in fatal}),
+    )
+
+
+def _writes_of_the_last_exit(stack: Stack) -> list[tuple[str, str, int]]:
+    """(shop, item, figure) of the push answered last before the worker's last exit."""
+    log = (stack.log_dir / "push-1.log").read_text(errors="replace")
+    marker = "Fault injection: exiting after push answer "
+    last = log[log.rindex(marker) + len(marker) :].splitlines()[0]
+    return [
+        (str(shop), str(item), int(figure))
+        for shop, item, figure in ast.literal_eval(last.split(": ", 1)[1])
+    ]
+
+
+def _writes_of(simulator: Any, items: set[tuple[str, str]]) -> list[dict[str, Any]]:
+    """Every write of these (shop, item)s, in order: what a failure shows."""
+    found = []
+    for shop in {shop for shop, _ in items}:
+        for request in simulator.requests(shop):
+            if request["method"] != "POST" or "inventorySetQuantities" not in request["body"]:
+                continue
+            mutation = json.loads(request["body"]).get("variables", {}).get("input", {})
+            for quantity in mutation.get("quantities", []):
+                if (shop, quantity["inventoryItemId"].rsplit("/", 1)[-1]) in items:
+                    found.append(
+                        {"time": request["time"], "status": request["status"], **quantity}
+                    )
+    return found
+
+
+def _written_after(simulator: Any, channels: Any, fatal: list[tuple[str, str, int]]) -> int:
+    """How many of ``fatal``'s writes their shop received twice or more (the first time
+    from the worker that died, then from the one after it)."""
+    seen: Counter[tuple[str, str, int]] = Counter()
+    for channel in channels:
+        for request in simulator.requests(channel.slug):
+            if request["method"] != "POST" or "inventorySetQuantities" not in request["body"]:
+                continue
+            mutation = json.loads(request["body"]).get("variables", {}).get("input", {})
+            for quantity in mutation.get("quantities", []):
+                item = quantity["inventoryItemId"].rsplit("/", 1)[-1]
+                seen[(channel.slug, item, quantity["quantity"])] += 1
+    return sum(1 for write in fatal if seen[write] >= 2)
 
 
 def _purge_rabbitmq_queues(broker_url: str) -> int:
@@ -502,25 +574,6 @@ def _purge_rabbitmq_queues(broker_url: str) -> int:
             if "pidbox" not in name and not name.startswith("celeryev"):
                 lost += int(channel.queue_purge(name) or 0)
     return lost
-
-
-def _writes_sent_twice(simulator: Any, channels: Any) -> int:
-    """Quantity writes a shop received a second time: the same item set to the same
-    figure compared with the same figure, which is what a push sent again after its
-    worker died sends. Any other repeat compares with another figure (a retry after a
-    refusal compares with what the shop showed)."""
-    writes: Counter[tuple[str, object, object, object]] = Counter()
-    for channel in channels:
-        for request in simulator.requests(channel.slug):
-            if request["method"] != "POST" or "inventorySetQuantities" not in request["body"]:
-                continue
-            mutation = json.loads(request["body"]).get("variables", {}).get("input", {})
-            for quantity in mutation.get("quantities", []):
-                compare = quantity.get("changeFromQuantity", quantity.get("compareQuantity"))
-                writes[
-                    (channel.slug, quantity["inventoryItemId"], quantity["quantity"], compare)
-                ] += 1
-    return sum(count - 1 for count in writes.values())
 
 
 def test_poison_receipt(stack, shopify_simulator):

@@ -207,6 +207,13 @@ class Stack:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
 
+    def pause(self, key: str) -> None:
+        """SIGSTOP: the process holds what it has (connections, claims, prefetched tasks)."""
+        os.killpg(self.processes[key].pid, signal.SIGSTOP)
+
+    def resume(self, key: str) -> None:
+        os.killpg(self.processes[key].pid, signal.SIGCONT)
+
     def _supervise(self) -> None:
         """What a process manager does in production (systemd's Restart=always, a
         Kubernetes pod): a worker that exits on its own is started again."""

@@ -238,8 +238,9 @@ def test_beat_started_twice(stack, shopify_simulator):
 
 
 def test_the_broker_loses_messages(stack, shopify_simulator):
-    """The broker loses what is queued: every queue emptied twice mid-burst (and the wake
-    flags with them). The sweeps find the receipts and owed pushes again."""
+    """F12: the broker loses what is queued: every queue emptied twice mid-burst, 10 s
+    apart, each time after the workers were held still (SIGSTOP) for 3 s so that tasks
+    wait in them. The sweeps find the receipts and owed pushes again."""
     import redis
 
     catalog = start_system(stack, shopify_simulator)
@@ -255,10 +256,17 @@ def test_the_broker_loses_messages(stack, shopify_simulator):
     def lose_queued(fault: Fault) -> None:
         lost = 0
         for _ in range(2):
+            # The workers keep up with the burst: held still for a moment, they leave
+            # tasks waiting in the queues for the broker to lose.
+            for worker in ("ingest-1", "push-1"):
+                stack.pause(worker)
+            time.sleep(3)
             if stack.broker_url.startswith("amqp"):
                 lost += _purge_rabbitmq_queues(stack.broker_url)
             else:
                 lost += empty_redis_queues()
+            for worker in ("ingest-1", "push-1"):
+                stack.resume(worker)
             time.sleep(10)
         fault.figures["messages_lost"] = lost
         fault.cleared_at = time.monotonic()
@@ -275,6 +283,10 @@ def test_the_broker_loses_messages(stack, shopify_simulator):
         **fault.figures,
     )
     assert verdict.passed, verdict.failures
+    if not stack.broker_url.startswith("amqp"):
+        # RabbitMQ hands the few wake-ups of a burst to the held workers' prefetch
+        # windows, where a purge does not reach them (docs/reliability.md).
+        assert verdict.figures["messages_lost"] > 0
 
 
 def test_a_worker_runs_with_the_configured_delivery_settings(stack):

@@ -282,11 +282,9 @@ def test_the_broker_loses_messages(stack, shopify_simulator):
         stack=stack,
         **fault.figures,
     )
+    # Not asserted: how many tasks were waiting when a queue was emptied (0 or 1 so far:
+    # a wake flag stands for every change while a run is going, docs/reliability.md).
     assert verdict.passed, verdict.failures
-    if not stack.broker_url.startswith("amqp"):
-        # On RabbitMQ the purges have found nothing waiting: not asserted there
-        # (docs/reliability.md).
-        assert verdict.figures["messages_lost"] > 0
 
 
 def test_a_worker_runs_with_the_configured_delivery_settings(stack):

@@ -286,7 +286,14 @@ def push_owed(*, channel_id: int) -> None:
             _work_out_location_targets(channel, claims)
         changed_in_flight = 0
         groups = _groups(_dead_letter_worn_out(channel, claims))
+        # The rows of the groups after the first wait their turn (suspects go one by one):
+        # a worker killed meanwhile must not spend their try, or a few kills in a row
+        # would dead-letter listings that were never sent. Their try is given back now
+        # and counted again right before their group is sent.
+        _give_back_tries(groups[1:])
         for position, group in enumerate(groups):
+            if position:
+                _count_try(group)
             try:
                 outcome = _push_group(
                     channel, connector, group, count_races=raced_rounds >= MAX_RACE_RETRIES
@@ -314,7 +321,7 @@ def push_owed(*, channel_id: int) -> None:
                 in_a_spell = False
             if outcome.retry_in is not None:
                 for untried in groups[position + 1 :]:
-                    _release(untried)
+                    _release(untried, try_counted=False)
                 enqueue.enqueue_push(channel_id=channel.pk, countdown=outcome.retry_in)
                 return
         if len(claims) < batch_size and not changed_in_flight:
@@ -497,10 +504,26 @@ def _json(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str) else value
 
 
-def _release(claims: Sequence[_Claim]) -> None:
+def _release(claims: Sequence[_Claim], *, try_counted: bool = True) -> None:
     """Let the claims go untried: the try their claim counted is given back."""
     PendingPush.objects.filter(pk__in=[claim.pending_id for claim in claims]).update(
-        claimed_until=None, attempts=Greatest(F("attempts") - 1, 0)
+        claimed_until=None,
+        **({"attempts": Greatest(F("attempts") - 1, 0)} if try_counted else {}),
+    )
+
+
+def _give_back_tries(groups: Sequence[Sequence[_Claim]]) -> None:
+    """The claim's try of rows that stay claimed, not sent yet (``_count_try`` later)."""
+    waiting = [claim.pending_id for group in groups for claim in group]
+    if waiting:
+        PendingPush.objects.filter(pk__in=waiting).update(attempts=Greatest(F("attempts") - 1, 0))
+
+
+def _count_try(claims: Sequence[_Claim]) -> None:
+    """Count the try of claimed rows about to be sent, committed before the call (a call
+    that kills its worker still spends it)."""
+    PendingPush.objects.filter(pk__in=[claim.pending_id for claim in claims]).update(
+        attempts=F("attempts") + 1
     )
 
 

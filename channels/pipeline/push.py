@@ -19,11 +19,14 @@ A failed attempt is retried with exponential backoff and jitter; the last one
 (``Channel.max_push_attempts``) turns the item into a ``DeadLetter`` with every error.
 
 Poison is contained: an attempt is counted when the row is claimed (and given back when
-the run lets it go untried), so a push that kills its worker still spends a try. Anything
+the run lets it go untried), so a push that kills its worker still spends a try. Rows
+claimed behind the first group wait their turn with the try given back, counted again
+just before their group is sent: a killed worker spends the tries of what it was sending
+only. Anything
 unexpected while a batch is pushed (an exception, an answer the connector cannot read)
 ends that batch only: its rows are let go with the try counted and marked, and a marked
 row, or one whose earlier claim never settled, is pushed alone from then on, so one bad
-listing cannot take the others' tries. A row claimed ``max_push_attempts`` times without
+listing cannot take the others' tries. A row sent ``max_push_attempts`` times without
 settling is a dead letter at its next claim, unsent.
 """
 

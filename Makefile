@@ -36,7 +36,7 @@ test: $(STAMP) lint typecheck browser
 
 ## The slow fault suite (docs/reliability.md): each scenario with real processes, one
 ## PASS/FAIL line with its figures (kept in .data/chaos/results.txt). CHAOS_ORDERS,
-## CHAOS_RATE and CHAOS_SKUS size the bursts.
+## CHAOS_RATE and CHAOS_SKUS size the bursts, CHAOS_F3_S how long F3 drops connections.
 chaos: $(STAMP)
 	CHAOS=1 $(EMBEDDED) --data-dir .data/chaos-servers -- $(BIN)/python -m pytest -s -q tests/reliability/test_chaos.py $(PYTEST_ARGS)
 

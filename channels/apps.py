@@ -15,6 +15,7 @@ class ChannelsConfig(AppConfig):
         from inventory import services as inventory_services
 
         checks.register(channel_checks.every_offered_platform_has_a_connector)
+        checks.register(channel_checks.no_fault_injection, checks.Tags.security, deploy=True)
         # The two apps below this one may not import it, so each offers one hook for the
         # edits that owe pushes and that channels.services does not make itself.
         inventory_services.register_stock_listener(outbox.on_stock_changed)

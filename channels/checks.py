@@ -23,3 +23,20 @@ def every_offered_platform_has_a_connector(**kwargs: Any) -> list[checks.CheckMe
         for platform in Channel.Platform.values
         if platform not in CONNECTORS
     ]
+
+
+def no_fault_injection(**kwargs: Any) -> list[checks.CheckMessage]:
+    """channels.E002 (deploy): faults injected on purpose (nventory.fault_injection)."""
+    import os
+
+    from nventory import fault_injection
+
+    if not os.environ.get(fault_injection.ENV_VAR):
+        return []
+    return [
+        checks.Error(
+            f"{fault_injection.ENV_VAR} is set: workers will die and receipts fail on purpose.",
+            hint="It is for the chaos suite only: unset it.",
+            id="channels.E002",
+        )
+    ]

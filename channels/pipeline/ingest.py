@@ -51,6 +51,7 @@ from channels.models import (
 from channels.pipeline import alerts, enqueue, marketplace_stock, outbox, velocity
 from inventory import services
 from inventory.models import MAX_QUANTITY, EventKind, EventSource, InventoryEvent
+from nventory import fault_injection
 
 logger = logging.getLogger(__name__)
 
@@ -283,6 +284,7 @@ class _Ingest:
 
 def _apply_receipt(receipt: WebhookReceipt) -> str:
     """Apply one locked receipt; the status it ends in."""
+    fault_injection.before_applying_receipt(bytes(receipt.body))
     channel = receipt.channel
     connector = get_connector(channel)
     message = _parse(connector, receipt)

@@ -19,11 +19,14 @@ A failed attempt is retried with exponential backoff and jitter; the last one
 (``Channel.max_push_attempts``) turns the item into a ``DeadLetter`` with every error.
 
 Poison is contained: an attempt is counted when the row is claimed (and given back when
-the run lets it go untried), so a push that kills its worker still spends a try. Anything
+the run lets it go untried), so a push that kills its worker still spends a try. Rows
+claimed behind the first group wait their turn with the try given back, counted again
+just before their group is sent: a killed worker spends the tries of what it was sending
+only. Anything
 unexpected while a batch is pushed (an exception, an answer the connector cannot read)
 ends that batch only: its rows are let go with the try counted and marked, and a marked
 row, or one whose earlier claim never settled, is pushed alone from then on, so one bad
-listing cannot take the others' tries. A row claimed ``max_push_attempts`` times without
+listing cannot take the others' tries. A row sent ``max_push_attempts`` times without
 settling is a dead letter at its next claim, unsent.
 """
 
@@ -69,6 +72,7 @@ from channels.models import (
     SubmittedWrite,
 )
 from channels.pipeline import breaker, enqueue, outbox, ratelimit
+from nventory import fault_injection
 
 logger = logging.getLogger(__name__)
 
@@ -285,7 +289,14 @@ def push_owed(*, channel_id: int) -> None:
             _work_out_location_targets(channel, claims)
         changed_in_flight = 0
         groups = _groups(_dead_letter_worn_out(channel, claims))
+        # The rows of the groups after the first wait their turn (suspects go one by one):
+        # a worker killed meanwhile must not spend their try, or a few kills in a row
+        # would dead-letter listings that were never sent. Their try is given back now
+        # and counted again right before their group is sent.
+        _give_back_tries(groups[1:])
         for position, group in enumerate(groups):
+            if position:
+                _count_try(group)
             try:
                 outcome = _push_group(
                     channel, connector, group, count_races=raced_rounds >= MAX_RACE_RETRIES
@@ -313,7 +324,7 @@ def push_owed(*, channel_id: int) -> None:
                 in_a_spell = False
             if outcome.retry_in is not None:
                 for untried in groups[position + 1 :]:
-                    _release(untried)
+                    _release(untried, try_counted=False)
                 enqueue.enqueue_push(channel_id=channel.pk, countdown=outcome.retry_in)
                 return
         if len(claims) < batch_size and not changed_in_flight:
@@ -496,10 +507,26 @@ def _json(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str) else value
 
 
-def _release(claims: Sequence[_Claim]) -> None:
+def _release(claims: Sequence[_Claim], *, try_counted: bool = True) -> None:
     """Let the claims go untried: the try their claim counted is given back."""
     PendingPush.objects.filter(pk__in=[claim.pending_id for claim in claims]).update(
-        claimed_until=None, attempts=Greatest(F("attempts") - 1, 0)
+        claimed_until=None,
+        **({"attempts": Greatest(F("attempts") - 1, 0)} if try_counted else {}),
+    )
+
+
+def _give_back_tries(groups: Sequence[Sequence[_Claim]]) -> None:
+    """The claim's try of rows that stay claimed, not sent yet (``_count_try`` later)."""
+    waiting = [claim.pending_id for group in groups for claim in group]
+    if waiting:
+        PendingPush.objects.filter(pk__in=waiting).update(attempts=Greatest(F("attempts") - 1, 0))
+
+
+def _count_try(claims: Sequence[_Claim]) -> None:
+    """Count the try of claimed rows about to be sent, committed before the call (a call
+    that kills its worker still spends it)."""
+    PendingPush.objects.filter(pk__in=[claim.pending_id for claim in claims]).update(
+        attempts=F("attempts") + 1
     )
 
 
@@ -657,6 +684,9 @@ def _send(
     sent_at = timezone.now()
     try:
         results = connector.push_quantities([_update_for(c, c.compare) for c in claims])
+        fault_injection.after_push_answered(
+            lambda: [[channel.slug, c.listing.external_id, c.target] for c in claims]
+        )
     except ChannelThrottled as error:
         _observe_rate_budget(channel, connector)
         retry_after = error.retry_after_s or 1.0

@@ -181,6 +181,36 @@ def test_rows_of_a_killed_run_keep_their_tries_and_go_through_alone(
     ) == {2}
 
 
+class WorkerKilled(BaseException):
+    """Stands for the process ending mid-run: no handler of the pusher catches it."""
+
+
+def test_a_worker_killed_mid_run_spends_no_try_of_the_rows_still_waiting_their_turn(
+    channel, listings, shopify_simulator, shop, monkeypatch
+):
+    """Rows whose claims never settled go one by one; a worker killed while sending the
+    second spends the try of that one only, not of those still waiting behind it (three
+    kills in a burst would otherwise dead-letter listings that were never sent)."""
+    abandon_claims(channel)
+    PendingPush.objects.update(not_before=timezone.now())
+    real_send_batch = ShopifyConnector._send_batch
+    calls = itertools.count(1)
+
+    def send_batch(self, updates):
+        if next(calls) == 2:
+            raise WorkerKilled
+        return real_send_batch(self, updates)
+
+    monkeypatch.setattr(ShopifyConnector, "_send_batch", send_batch)
+    with pytest.raises(WorkerKilled):
+        push.push_owed(channel_id=channel.pk)
+
+    # The first was sent and settled; the second was in flight; the rest kept their try.
+    assert sorted(PendingPush.objects.values_list("attempts", flat=True)) == [1] * (
+        len(ITEMS) - 2
+    ) + [2]
+
+
 def test_a_throttled_call_gives_back_the_try_its_claim_counted(
     channel, listings, shopify_simulator, shop
 ):

@@ -45,6 +45,9 @@ class Burst:
     expected_dead_listing_ids: frozenset[int] = frozenset()
     # Webhook 5xx answers tolerated (a fault window where the database is down).
     allowed_webhook_5xx: int = 0
+    # (from, to) in simulator time: the database faulted on purpose; a 5xx answered then
+    # is the fault (the shop sends it again), not a breach of I6.
+    database_fault_window: tuple[float, float] | None = None
     deadlocks_before: int = 0
     # Acknowledgement latency is measured on attempts from then on (simulator time): the
     # warm-up before it loads the web processes' code.
@@ -123,6 +126,13 @@ def check(burst: Burst, *, converge_s: float | None = None) -> Verdict:
         if 200 <= (a["status"] or 0) < 300 and a["time"] >= burst.measure_from
     ]
     server_errors = sum(1 for a in attempts if (a["status"] or 0) >= 500)
+    window = burst.database_fault_window
+    server_errors_outside_fault = sum(
+        1
+        for a in attempts
+        if (a["status"] or 0) >= 500
+        and (window is None or not window[0] <= a["time"] <= window[1])
+    )
     slugs = {channel.pk: channel.slug for channel in burst.channels}
     receipts = WebhookReceipt.objects.filter(
         channel__in=burst.channels, topic__startswith="orders/"
@@ -217,8 +227,8 @@ def check(burst: Burst, *, converge_s: float | None = None) -> Verdict:
     new_deadlocks = deadlocks() - burst.deadlocks_before
     if new_deadlocks:
         failures.append(f"I6: {new_deadlocks} deadlocks")
-    if server_errors > burst.allowed_webhook_5xx:
-        failures.append(f"I6: {server_errors} webhook 5xx")
+    if server_errors_outside_fault > burst.allowed_webhook_5xx:
+        failures.append(f"I6: {server_errors_outside_fault} webhook 5xx outside a database fault")
 
     figures: dict[str, Any] = {
         "events": burst.orders_placed,

@@ -9,6 +9,7 @@ its children too.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -17,13 +18,21 @@ import threading
 import time
 from pathlib import Path
 
-from nventory.embedded import _redis_server_binary
+from nventory.embedded import (
+    _chown_tree,
+    _postgres_account,
+    _postgres_bin_dir,
+    _redis_server_binary,
+)
 from tests.channels.e2e.conftest import REPO_ROOT, _free_port, _process_env, wait_until
 
 LOG_DIR = REPO_ROOT / ".data" / "chaos"
 
 # Which queues each worker kind consumes (as the Procfile starts them).
 WORKER_QUEUES = {"ingest": "webhooks", "push": "celery,push"}
+# The application_name of every database connection the stack's processes open (libpq
+# reads PGAPPNAME), so a scenario can drop theirs and not the test's own.
+APPLICATION_NAME = "nventory-chaos-stack"
 
 
 class RedisServer:
@@ -99,6 +108,7 @@ class Stack:
             "SECRET_KEY": "chaos-only-not-a-secret",
             "ALLOWED_HOSTS": "127.0.0.1,localhost",
             "SECURE_SSL_REDIRECT": "false",
+            "PGAPPNAME": APPLICATION_NAME,
             **env,
         }
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
@@ -106,6 +116,8 @@ class Stack:
         self.web_url = ""
         # Workers started again by the supervisor after they exited on their own.
         self.restarts = 0
+        # (process key, exit status) of each of those exits.
+        self.exits: list[tuple[str, int]] = []
         self._lock = threading.RLock()
         self._killed: set[str] = set()
         self._stopping = threading.Event()
@@ -123,6 +135,20 @@ class Stack:
             )
         self.processes[key] = process
         return process
+
+    @property
+    def broker_url(self) -> str:
+        """The Celery broker: ``CELERY_BROKER_URL`` when set (RabbitMQ), else this
+        stack's Redis (as the settings choose)."""
+        return self.env.get("CELERY_BROKER_URL") or self.redis.url
+
+    def set_env(self, name: str, value: str | None) -> None:
+        """For the processes started from now on, the supervisor's restarts included."""
+        with self._lock:
+            if value is None:
+                self.env.pop(name, None)
+            else:
+                self.env[name] = value
 
     def start_web(self, *, workers: int = 2, threads: int = 8) -> None:
         port = _free_port()
@@ -181,6 +207,13 @@ class Stack:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
 
+    def pause(self, key: str) -> None:
+        """SIGSTOP: the process holds what it has (connections, claims, prefetched tasks)."""
+        os.killpg(self.processes[key].pid, signal.SIGSTOP)
+
+    def resume(self, key: str) -> None:
+        os.killpg(self.processes[key].pid, signal.SIGCONT)
+
     def _supervise(self) -> None:
         """What a process manager does in production (systemd's Restart=always, a
         Kubernetes pod): a worker that exits on its own is started again."""
@@ -190,6 +223,7 @@ class Stack:
                     if key in self._killed or self.processes[key].poll() is None:
                         continue
                     self.restarts += 1
+                    self.exits.append((key, self.processes[key].returncode))
                     self._start_worker(kind, index=index, concurrency=concurrency)
 
     def stop(self) -> None:
@@ -204,6 +238,91 @@ class Stack:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
         self.redis.stop()
+
+
+class PostgresServer:
+    """A PostgreSQL cluster of the scenario's own (the pip package ``make run`` embeds),
+    on a free loopback port, with the project's schema migrated; restarted on demand."""
+
+    DATABASE = "nventory"
+
+    def __init__(self, log_dir: Path) -> None:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        self.port = _free_port()
+        self.cluster_dir = log_dir / "postgres"
+        self.log_file = log_dir / "postgres.log"
+        self.account = _postgres_account(log_dir)
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{self.DATABASE}"
+
+    def _pg(self, *args: str, timeout_s: float = 120) -> None:
+        subprocess.run(
+            [str(_postgres_bin_dir() / args[0]), *args[1:]],
+            check=True,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            user=self.account.uid,
+            group=self.account.gid,
+            extra_groups=self.account.extra_groups,
+            timeout=timeout_s,
+        )
+
+    def start(self) -> None:
+        """A fresh cluster (whatever an earlier run left is removed first)."""
+        shutil.rmtree(self.cluster_dir, ignore_errors=True)
+        self.cluster_dir.mkdir(parents=True)
+        _chown_tree(self.cluster_dir, self.account)
+        self._pg(
+            "initdb",
+            *("-D", str(self.cluster_dir), "-U", "postgres"),
+            *("--auth=trust", "--encoding=UTF8", "--no-instructions"),
+        )
+        self.log_file.touch()
+        if self.account.uid is not None and self.account.gid is not None:
+            os.chown(self.log_file, self.account.uid, self.account.gid)
+        self._pg("pg_ctl", *self._ctl_args(), "start")
+        self._pg(
+            "createdb", *("-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres"), self.DATABASE
+        )
+
+    def _ctl_args(self) -> list[str]:
+        options = f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories=''"
+        return [
+            "-D",
+            str(self.cluster_dir),
+            "-w",
+            "-t",
+            "60",
+            "-l",
+            str(self.log_file),
+            "-o",
+            options,
+        ]
+
+    def restart_fast(self) -> None:
+        """``pg_ctl restart -m fast``: every session ended, the server back at once."""
+        self._pg("pg_ctl", *self._ctl_args(), "-m", "fast", "restart")
+
+    def stop(self) -> None:
+        subprocess.run(
+            [
+                str(_postgres_bin_dir() / "pg_ctl"),
+                "-D",
+                str(self.cluster_dir),
+                "-m",
+                "fast",
+                "-w",
+                "stop",
+            ],
+            check=False,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            user=self.account.uid,
+            group=self.account.gid,
+            extra_groups=self.account.extra_groups,
+        )
 
 
 def _port_open(port: int) -> bool:

@@ -10,13 +10,28 @@ tests/reliability/test_fast_faults.py).
 
 from __future__ import annotations
 
+import ast
+import json
 import os
+import subprocess
+import sys
 import time
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import pytest
+import requests
+from django.contrib.contenttypes.models import ContentType
+from django.db import connection, connections
 
+from accounts import services as token_services
+from channels.models import WebhookReceipt
+from channels.pipeline import ingest
+from nventory import fault_injection, permissions
+from tests import factories
+from tests.channels.e2e.conftest import REPO_ROOT, wait_until
 from tests.reliability import checker
 from tests.reliability.scenario import (
     Fault,
@@ -26,7 +41,7 @@ from tests.reliability.scenario import (
     report,
     schedule_sweeps,
 )
-from tests.reliability.stack import LOG_DIR, Stack
+from tests.reliability.stack import APPLICATION_NAME, LOG_DIR, PostgresServer, Stack
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow]
 
@@ -61,12 +76,18 @@ def start_system(stack: Stack, simulator: Any, *, beat: bool = True) -> Any:
 
 
 def finish(
-    scenario: str, burst: checker.Burst, *, cleared_at: float, stack: Stack, **figures: Any
+    scenario: str,
+    burst: checker.Burst,
+    *,
+    cleared_at: float,
+    stack: Stack,
+    figures_once_converged: Callable[[], dict[str, Any]] = dict,
+    **figures: Any,
 ) -> checker.Verdict:
     converge_s = converge(burst, since=cleared_at, timeout_s=CONVERGE_WITHIN_S)
     verdict = checker.check(burst, converge_s=converge_s)
     checker.keep_deliveries(burst, LOG_DIR / scenario.split()[0] / "deliveries.json")
-    verdict.figures.update(figures, worker_restarts=stack.restarts)
+    verdict.figures.update(figures, **figures_once_converged(), worker_restarts=stack.restarts)
     if converge_s != converge_s:  # nan: never settled
         verdict.failures.append(f"not converged within {CONVERGE_WITHIN_S:.0f} s")
     report(scenario, verdict)
@@ -217,20 +238,35 @@ def test_beat_started_twice(stack, shopify_simulator):
 
 
 def test_the_broker_loses_messages(stack, shopify_simulator):
-    """The broker loses what is queued: every queue emptied twice mid-burst (and the wake
-    flags with them). The sweeps find the receipts and owed pushes again."""
+    """F12: the broker loses what is queued: every queue emptied twice mid-burst, 10 s
+    apart, each time after the workers were held still (SIGSTOP) for 3 s so that tasks
+    wait in them. The sweeps find the receipts and owed pushes again."""
     import redis
 
     catalog = start_system(stack, shopify_simulator)
     client: Any = redis.Redis.from_url(stack.redis.url)
 
+    def empty_redis_queues() -> int:
+        queues = [key for key in client.keys("*") if not key.startswith(b"_kombu")]
+        lost = sum(int(client.llen(key)) for key in queues if client.type(key) == b"list")
+        if queues:
+            client.delete(*queues)
+        return lost
+
     def lose_queued(fault: Fault) -> None:
         lost = 0
         for _ in range(2):
-            queues = [key for key in client.keys("*") if not key.startswith(b"_kombu")]
-            lost += sum(int(client.llen(key)) for key in queues if client.type(key) == b"list")
-            if queues:
-                client.delete(*queues)
+            # The workers keep up with the burst: held still for a moment, they leave
+            # tasks waiting in the queues for the broker to lose.
+            for worker in ("ingest-1", "push-1"):
+                stack.pause(worker)
+            time.sleep(3)
+            if stack.broker_url.startswith("amqp"):
+                lost += _purge_rabbitmq_queues(stack.broker_url)
+            else:
+                lost += empty_redis_queues()
+            for worker in ("ingest-1", "push-1"):
+                stack.resume(worker)
             time.sleep(10)
         fault.figures["messages_lost"] = lost
         fault.cleared_at = time.monotonic()
@@ -246,6 +282,8 @@ def test_the_broker_loses_messages(stack, shopify_simulator):
         stack=stack,
         **fault.figures,
     )
+    # Not asserted: how many tasks were waiting when a queue was emptied (0 or 1 so far:
+    # a wake flag stands for every change while a run is going, docs/reliability.md).
     assert verdict.passed, verdict.failures
 
 
@@ -256,21 +294,23 @@ def test_a_worker_runs_with_the_configured_delivery_settings(stack):
     from django.conf import settings
 
     stack.start_worker("push")
-    control = Celery(broker=stack.redis.url)
+    control = Celery(broker=stack.broker_url)
     answers = control.control.inspect(timeout=10).conf(with_defaults=True) or {}
     [conf] = answers.values()
     seen = {
-        "visibility_timeout": conf["broker_transport_options"]["visibility_timeout"],
         "acks_late": conf["task_acks_late"],
         "reject_on_worker_lost": conf["task_reject_on_worker_lost"],
         "prefetch_multiplier": conf["worker_prefetch_multiplier"],
     }
-    wanted = {
-        "visibility_timeout": settings.CELERY_VISIBILITY_TIMEOUT_S,
+    wanted: dict[str, object] = {
         "acks_late": True,
         "reject_on_worker_lost": True,
         "prefetch_multiplier": 1,
     }
+    if not stack.broker_url.startswith("amqp"):
+        # RabbitMQ has none: it delivers again as soon as the consumer's connection closes.
+        seen["visibility_timeout"] = conf["broker_transport_options"]["visibility_timeout"]
+        wanted["visibility_timeout"] = settings.CELERY_VISIBILITY_TIMEOUT_S
     verdict = checker.Verdict(
         failures=[
             f"{name}: {seen[name]} != {wanted[name]}"
@@ -280,4 +320,339 @@ def test_a_worker_runs_with_the_configured_delivery_settings(stack):
         figures=seen,
     )
     report("F11 config-truth", verdict)
+    assert verdict.passed, verdict.failures
+
+
+# F3: how long connections are dropped, and how often.
+TERMINATE_FOR_S = float(os.environ.get("CHAOS_F3_S", "30"))
+TERMINATE_EVERY_S = 2.0
+
+
+def test_database_connections_terminated_mid_burst(stack, shopify_simulator):
+    """F3: every database connection of web, workers and beat terminated
+    (pg_terminate_backend) every 2 s through the burst. No acknowledgement without its
+    receipt stored; a webhook answered 5xx meanwhile is sent again by the shop and lands."""
+    catalog = start_system(stack, shopify_simulator)
+
+    def terminate_repeatedly(fault: Fault) -> None:
+        fault.figures["window_from"] = time.time()
+        terminated = 0
+        until = time.monotonic() + TERMINATE_FOR_S
+        try:
+            while time.monotonic() < until:
+                with connection.cursor() as cursor:
+                    cursor.execute(
+                        "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid))"
+                        "  FROM pg_stat_activity"
+                        " WHERE datname = current_database() AND application_name = %s",
+                        [APPLICATION_NAME],
+                    )
+                    terminated += cursor.fetchone()[0]
+                time.sleep(TERMINATE_EVERY_S)
+        finally:
+            connection.close()
+        fault.figures["terminated"] = terminated
+        fault.cleared_at = time.monotonic()
+        # A request that had its connection dropped answers when it fails.
+        fault.figures["window_to"] = time.time() + 5
+
+    fault = Fault(at_s=3, inject=terminate_repeatedly)
+    burst = place_orders(
+        shopify_simulator, catalog, orders=ORDERS, rate_per_s=RATE_PER_S, faults=[fault]
+    )
+    burst.database_fault_window = (
+        fault.figures.pop("window_from"),
+        fault.figures.pop("window_to"),
+    )
+    verdict = finish(
+        "F3 db-connections-terminated",
+        burst,
+        cleared_at=fault.cleared_at,
+        stack=stack,
+        **fault.figures,
+    )
+    assert verdict.passed, verdict.failures
+    assert fault.figures["terminated"] > 0
+
+
+@pytest.fixture
+def stack_on_own_postgres(
+    request: Any, transactional_db: Any
+) -> Iterator[tuple[Stack, PostgresServer]]:
+    """A stack, and this test's own database connection, on a PostgreSQL server of the
+    scenario's own (which it restarts), migrated afresh. The test database is given back
+    before pytest-django empties it."""
+    name = request.node.name.removeprefix("test_")
+    server = PostgresServer(LOG_DIR / name)
+    server.start()
+    migrated = subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--noinput"],
+        cwd=REPO_ROOT,
+        env={**os.environ, "DATABASE_URL": server.url, "DEBUG": "true"},
+        capture_output=True,
+        check=False,
+    )
+    assert migrated.returncode == 0, migrated.stderr.decode()[-2000:]
+    default = connections["default"]
+    test_database = dict(default.settings_dict)
+    connections.close_all()
+    default.settings_dict.update(HOST="127.0.0.1", PORT=server.port, NAME=server.DATABASE)
+    ContentType.objects.clear_cache()
+    made = Stack(name, DATABASE_URL=server.url)
+    try:
+        schedule_sweeps()
+        yield made, server
+    finally:
+        made.stop()
+        connections.close_all()
+        default.settings_dict.clear()
+        default.settings_dict.update(test_database)
+        ContentType.objects.clear_cache()
+        server.stop()
+
+
+def test_postgres_restarted_mid_burst(stack_on_own_postgres, shopify_simulator):
+    """F4: PostgreSQL restarted (``pg_ctl restart -m fast``) 5 s into the burst: web,
+    workers and beat find it again by themselves, nothing acknowledged is lost."""
+    stack, server = stack_on_own_postgres
+    catalog = start_system(stack, shopify_simulator)
+
+    def restart(fault: Fault) -> None:
+        fault.figures["window_from"] = time.time()
+        started = time.monotonic()
+        server.restart_fast()
+        fault.figures["restart_s"] = round(time.monotonic() - started, 1)
+        fault.cleared_at = time.monotonic()
+        fault.figures["window_to"] = time.time() + 5
+
+    fault = Fault(at_s=5, inject=restart)
+    burst = place_orders(
+        shopify_simulator, catalog, orders=ORDERS, rate_per_s=RATE_PER_S, faults=[fault]
+    )
+    # This thread's connection died with the server.
+    connections.close_all()
+    burst.database_fault_window = (
+        fault.figures.pop("window_from"),
+        fault.figures.pop("window_to"),
+    )
+    beat = stack.processes["beat-1"]
+    verdict = finish(
+        "F4 postgres-restarted", burst, cleared_at=fault.cleared_at, stack=stack, **fault.figures
+    )
+    if beat.poll() is not None:
+        verdict.failures.append(f"beat exited ({beat.returncode}) after the restart")
+    assert verdict.passed, verdict.failures
+
+
+# F9: the push worker exits right after this many answered pushes of its own, this many
+# times in the burst (each time started again by the stack's supervisor).
+PUSHES_BEFORE_EXIT = 10
+EXITS_AFTER_ANSWER = 3
+
+
+def test_push_worker_killed_between_answer_and_record(stack, shopify_simulator):
+    """F9: the push worker dies right after a channel answered a push, before the answer
+    is recorded or the task acknowledged (a fault-injection point: no kill from outside
+    lands there on purpose), three times in the burst and once more after it, alone, so
+    that what it wrote is seen sent again unchanged. Sending it again is harmless
+    (absolute quantities, compare-and-set) and every shop ends with the master's figure."""
+    stack.set_env(fault_injection.ENV_VAR, f"push-exit-after-answer={PUSHES_BEFORE_EXIT}")
+    catalog = start_system(stack, shopify_simulator)
+
+    def exits_then_fixed(fault: Fault) -> None:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and stack.restarts < EXITS_AFTER_ANSWER:
+            if stack.restarts >= EXITS_AFTER_ANSWER - 1:
+                # The worker now running is the last one to carry the fault (set_env
+                # waits for the supervisor's restart in progress).
+                stack.set_env(fault_injection.ENV_VAR, None)
+            time.sleep(0.2)
+        fault.cleared_at = time.monotonic()
+
+    fault = Fault(at_s=0, inject=exits_then_fixed)
+    burst = place_orders(
+        shopify_simulator, catalog, orders=ORDERS, rate_per_s=RATE_PER_S, faults=[fault]
+    )
+    exits_in_burst = stack.exits.count(("push-1", fault_injection.EXIT_STATUS))
+    converge(burst, since=fault.cleared_at, timeout_s=CONVERGE_WITHIN_S)
+
+    # Alone: one order, nothing else moving, so the push sent again writes the same figure.
+    stack.kill("push-1")
+    stack.set_env(fault_injection.ENV_VAR, "push-exit-after-answer=1")
+    stack.start_worker("push")
+    stack.set_env(fault_injection.ENV_VAR, None)
+    shop, sku = catalog.channels[0], catalog.skus[0]
+    shopify_simulator.place_order(
+        shop.slug, [{"variant_id": catalog.variants[(shop.slug, sku.pk)], "quantity": 1}]
+    )
+    burst.orders_placed += 1
+    burst.ordered[sku.pk] += 1
+    wait_until(
+        lambda: stack.exits.count(("push-1", fault_injection.EXIT_STATUS)) > exits_in_burst,
+        timeout_s=CONVERGE_WITHIN_S,
+    )
+    cleared_at = time.monotonic()
+    fatal = _writes_of_the_last_exit(stack)
+    verdict = finish(
+        "F9 killed-after-push-answer",
+        burst,
+        cleared_at=cleared_at,
+        stack=stack,
+        exits_after_answer=stack.exits.count(("push-1", fault_injection.EXIT_STATUS)),
+        # Once converged: the claim of the push that died lapses first.
+        figures_once_converged=lambda: {
+            "sent_again": _written_after(shopify_simulator, catalog.channels, fatal)
+        },
+    )
+    assert verdict.passed, verdict.failures
+    assert verdict.figures["exits_after_answer"] == EXITS_AFTER_ANSWER + 1
+    # What the last one wrote (item and figure) the shop received once more after it.
+    assert fatal and verdict.figures["sent_again"] == len(fatal), (
+        fatal,
+        _writes_of(shopify_simulator, {(shop, item) for shop, item, _ in fatal}),
+    )
+
+
+def _writes_of_the_last_exit(stack: Stack) -> list[tuple[str, str, int]]:
+    """(shop, item, figure) of the push answered last before the worker's last exit."""
+    log = (stack.log_dir / "push-1.log").read_text(errors="replace")
+    marker = "Fault injection: exiting after push answer "
+    last = log[log.rindex(marker) + len(marker) :].splitlines()[0]
+    return [
+        (str(shop), str(item), int(figure))
+        for shop, item, figure in ast.literal_eval(last.split(": ", 1)[1])
+    ]
+
+
+def _writes_of(simulator: Any, items: set[tuple[str, str]]) -> list[dict[str, Any]]:
+    """Every write of these (shop, item)s, in order: what a failure shows."""
+    found = []
+    for shop in {shop for shop, _ in items}:
+        for request in simulator.requests(shop):
+            if request["method"] != "POST" or "inventorySetQuantities" not in request["body"]:
+                continue
+            mutation = json.loads(request["body"]).get("variables", {}).get("input", {})
+            for quantity in mutation.get("quantities", []):
+                if (shop, quantity["inventoryItemId"].rsplit("/", 1)[-1]) in items:
+                    found.append(
+                        {"time": request["time"], "status": request["status"], **quantity}
+                    )
+    return found
+
+
+def _written_after(simulator: Any, channels: Any, fatal: list[tuple[str, str, int]]) -> int:
+    """How many of ``fatal``'s writes their shop received twice or more (the first time
+    from the worker that died, then from the one after it)."""
+    seen: Counter[tuple[str, str, int]] = Counter()
+    for channel in channels:
+        for request in simulator.requests(channel.slug):
+            if request["method"] != "POST" or "inventorySetQuantities" not in request["body"]:
+                continue
+            mutation = json.loads(request["body"]).get("variables", {}).get("input", {})
+            for quantity in mutation.get("quantities", []):
+                item = quantity["inventoryItemId"].rsplit("/", 1)[-1]
+                seen[(channel.slug, item, quantity["quantity"])] += 1
+    return sum(1 for write in fatal if seen[write] >= 2)
+
+
+def _purge_rabbitmq_queues(broker_url: str) -> int:
+    """Every queue of the broker's virtual host emptied (messages a worker holds
+    unacknowledged stay, as on Redis); how many messages went."""
+    from kombu import Connection
+
+    vhost = urlsplit(broker_url).path.lstrip("/") or "/"
+    listed = subprocess.run(
+        [
+            "rabbitmqctl",
+            "list_queues",
+            "-p",
+            unquote(vhost),
+            "--quiet",
+            "--no-table-headers",
+            "name",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    lost = 0
+    with Connection(broker_url) as broker:
+        channel: Any = broker.channel()
+        for name in listed.stdout.split():
+            # The workers' control and event queues are not tasks.
+            if "pidbox" not in name and not name.startswith("celeryev"):
+                lost += int(channel.queue_purge(name) or 0)
+    return lost
+
+
+def test_poison_receipt(stack, shopify_simulator):
+    """A poison receipt: applying one order's webhook raises every time (a
+    fault-injection point, standing for a bug). It ends failed after its tries while every
+    other receipt is applied; once the fix is deployed (the ingest worker started again
+    without the fault), the operator's reprocess over the API applies it, once."""
+    stack.start_web()
+    catalog = build_catalog(shopify_simulator, stack, shops=2, skus=SKUS + 1, units=UNITS)
+    poison_sku = catalog.skus.pop()
+    poison_shop = catalog.channels[0]
+    stack.set_env(fault_injection.ENV_VAR, f'ingest-raise-on="{poison_sku.code}"')
+    stack.start_worker("ingest")
+    stack.start_worker("push")
+    stack.start_beat()
+
+    def poison_order(fault: Fault) -> None:
+        variant = catalog.variants[(poison_shop.slug, poison_sku.pk)]
+        shopify_simulator.place_order(poison_shop.slug, [{"variant_id": variant, "quantity": 1}])
+        fault.cleared_at = time.monotonic()
+
+    fault = Fault(at_s=10, inject=poison_order)
+    burst = place_orders(
+        shopify_simulator, catalog, orders=ORDERS, rate_per_s=RATE_PER_S, faults=[fault]
+    )
+    [poison] = [
+        receipt
+        for receipt in WebhookReceipt.objects.filter(channel=poison_shop)
+        if f'"{poison_sku.code}"'.encode() in bytes(receipt.body)
+    ]
+
+    def everything_else_applied() -> bool:
+        time.sleep(0.5)
+        poison.refresh_from_db(fields=["status", "attempts"])
+        others = WebhookReceipt.objects.filter(
+            channel__in=catalog.channels, topic__startswith="orders/"
+        ).exclude(pk=poison.pk)
+        return (
+            poison.status == WebhookReceipt.Status.FAILED
+            and poison.attempts == ingest.MAX_RECEIPT_ATTEMPTS
+            and others.count() == burst.orders_placed
+            and not others.exclude(status=WebhookReceipt.Status.PROCESSED).exists()
+        )
+
+    # Its tries are spent by the receipt sweep, one every 30 s.
+    wait_until(everything_else_applied, timeout_s=30 * ingest.MAX_RECEIPT_ATTEMPTS + 60)
+    tries = poison.attempts
+
+    stack.kill("ingest-1")
+    stack.set_env(fault_injection.ENV_VAR, None)
+    stack.start_worker("ingest")
+    operator = factories.make_user(permissions.REPROCESS_RECEIPTS)
+    token = token_services.issue_token(user=operator, expires_in=None).key
+    answer = requests.post(
+        f"{stack.web_url}/api/v1/webhook-receipts/{poison.pk}/reprocess/",
+        headers={"Authorization": f"Token {token}"},
+        timeout=30,
+    )
+    assert answer.status_code == 200, answer.text
+    replayed_at = time.monotonic()
+
+    burst.orders_placed += 1
+    burst.ordered[poison_sku.pk] += 1
+    burst.stock[poison_sku.pk] = UNITS
+    verdict = finish(
+        "F13 poison-receipt",
+        burst,
+        cleared_at=replayed_at,
+        stack=stack,
+        poison_tries=tries,
+    )
     assert verdict.passed, verdict.failures

@@ -307,6 +307,22 @@ def _close_request_body(operation: dict[str, Any], schemas: dict[str, Any]) -> N
         component = schemas.get(reference.rsplit("/", 1)[-1])
         if component is not None and component.get("type") == "object":
             component["additionalProperties"] = False
+            _require_a_visible_character(component)
+
+
+# DRF's CharField trims whitespace before it checks for blank, so a string of spaces is
+# refused as blank where the schema's minLength alone would let it through.
+_VISIBLE_CHARACTER_PATTERN = r"\S"
+
+
+def _require_a_visible_character(component: dict[str, Any]) -> None:
+    for field in component.get("properties", {}).values():
+        if (
+            field.get("type") == "string"
+            and field.get("minLength", 0) >= 1
+            and not {"pattern", "enum", "format"} & field.keys()
+        ):
+            field["pattern"] = _VISIBLE_CHARACTER_PATTERN
 
 
 def document_error_answers(

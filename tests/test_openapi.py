@@ -177,6 +177,29 @@ def test_every_api_operation_documents_the_errors_any_request_may_get():
 
 
 @pytest.mark.django_db
+def test_a_string_that_may_not_be_blank_is_documented_as_holding_a_visible_character(
+    authorised_api_client,
+):
+    """DRF trims a string before it checks for blank: a key of spaces is refused, and the
+    schema says so, so that a client (or a schema checker) does not take it for valid."""
+    schema = json.loads(APIClient().get("/api/schema/", {"format": "json"}).content)
+    body_ref = schema["paths"]["/api/v1/orders/return/"]["post"]["requestBody"]["content"][
+        "application/json"
+    ]["schema"]["$ref"]
+    body = schema["components"]["schemas"][body_ref.rsplit("/", 1)[-1]]
+    assert body["properties"]["idempotency_key"]["pattern"] == r"\S"
+    assert "pattern" not in body["properties"]["external_reference"]  # may be blank
+
+    answer = authorised_api_client.post(
+        "/api/v1/orders/return/",
+        {"sku": "A", "location": "A", "quantity": 1, "idempotency_key": "   "},
+        format="json",
+    )
+    assert answer.status_code == 400
+    assert "idempotency_key" in answer.json()
+
+
+@pytest.mark.django_db
 def test_api_root_links_every_resource(admin_user):
     client = APIClient()
     client.force_authenticate(admin_user)

@@ -310,9 +310,13 @@ def _close_request_body(operation: dict[str, Any], schemas: dict[str, Any]) -> N
             _require_a_visible_character(component)
 
 
-# DRF's CharField trims whitespace before it checks for blank, so a string of spaces is
-# refused as blank where the schema's minLength alone would let it through.
-_VISIBLE_CHARACTER_PATTERN = r"\S"
+# DRF's CharField trims whitespace (Python's str.strip) before it checks for blank, so a
+# string of spaces is refused as blank where the schema's minLength alone would let it
+# through. The pattern asks for one character Python does not strip, spelt out: a schema
+# regex's \s is ECMAScript's, which leaves out \x1c-\x1f and \x85 and adds \ufeff.
+VISIBLE_CHARACTER_PATTERN = (
+    "[^\t\n\x0b\x0c\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+)
 
 
 def _require_a_visible_character(component: dict[str, Any]) -> None:
@@ -322,7 +326,7 @@ def _require_a_visible_character(component: dict[str, Any]) -> None:
             and field.get("minLength", 0) >= 1
             and not {"pattern", "enum", "format"} & field.keys()
         ):
-            field["pattern"] = _VISIBLE_CHARACTER_PATTERN
+            field["pattern"] = VISIBLE_CHARACTER_PATTERN
 
 
 def document_error_answers(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 
 import pytest
 import yaml
@@ -18,6 +19,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.test import APIClient
 from rest_framework.views import APIView
+
+from nventory.api import VISIBLE_CHARACTER_PATTERN
 
 EXPECTED_OPERATIONS = {
     ("get", "/api/v1/skus/"),
@@ -187,7 +190,7 @@ def test_a_string_that_may_not_be_blank_is_documented_as_holding_a_visible_chara
         "application/json"
     ]["schema"]["$ref"]
     body = schema["components"]["schemas"][body_ref.rsplit("/", 1)[-1]]
-    assert body["properties"]["idempotency_key"]["pattern"] == r"\S"
+    assert body["properties"]["idempotency_key"]["pattern"] == VISIBLE_CHARACTER_PATTERN
     assert "pattern" not in body["properties"]["external_reference"]  # may be blank
 
     answer = authorised_api_client.post(
@@ -197,6 +200,18 @@ def test_a_string_that_may_not_be_blank_is_documented_as_holding_a_visible_chara
     )
     assert answer.status_code == 400
     assert "idempotency_key" in answer.json()
+
+
+def test_the_visible_character_pattern_finds_exactly_what_python_does_not_strip():
+    """DRF's blank check follows str.strip: the schema's pattern must agree on every
+    character, or a schema checker's valid string is refused (or the reverse)."""
+    pattern = re.compile(VISIBLE_CHARACTER_PATTERN)
+    disagree = [
+        hex(code)
+        for code in range(sys.maxunicode + 1)
+        if (pattern.search(chr(code)) is not None) != bool(chr(code).strip())
+    ]
+    assert disagree == []
 
 
 @pytest.mark.django_db

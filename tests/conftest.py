@@ -7,7 +7,8 @@ import uuid
 import pytest
 from django.conf import settings
 from django.core import signals
-from django.db import close_old_connections
+from django.db import close_old_connections, connection
+from pytest_django.plugin import blocking_manager_key
 
 from tests import factories
 
@@ -79,3 +80,60 @@ def wsgi_requests_keep_the_test_connection():
     yield
     signals.request_started.connect(close_old_connections)
     signals.request_finished.connect(close_old_connections)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None):
+    """A transactional test's database is emptied with one TRUNCATE of every table. The
+    processes it started (the web server and the worker of an end-to-end module) may still
+    be finishing a task in their own transactions, and a TRUNCATE taking its locks table by
+    table against such a transaction is a deadlock: the flush fails and a later test
+    inherits the rows. So the flush runs alone: nothing new may connect, what is connected
+    is ended (the processes reconnect, their health checks see to it), and connections are
+    let in again once the database is empty."""
+    keeps_others_out = _flushes_the_database(item)
+    if keeps_others_out:
+        _run_alone_on_the_test_database(item)
+    try:
+        return (yield)
+    finally:
+        if keeps_others_out:
+            _let_others_connect(item)
+
+
+def _flushes_the_database(item: pytest.Item) -> bool:
+    marker = item.get_closest_marker("django_db")
+    fixtures = set(getattr(item, "fixturenames", ()))
+    return bool(
+        (marker and marker.kwargs.get("transaction"))
+        or {"transactional_db", "live_server"} & fixtures
+    )
+
+
+def _set_connections_allowed(item: pytest.Item, allowed: bool) -> None:
+    """Through the server's maintenance database: once the flush is done, Django closes
+    the test's connection, and a database that refuses connections refuses a superuser's
+    too."""
+    with item.config.stash[blocking_manager_key].unblock():
+        name = connection.settings_dict["NAME"]
+        flushing_backend = None
+        if not allowed:
+            connection.ensure_connection()
+            flushing_backend = connection.connection.info.backend_pid
+        with connection._nodb_cursor() as cursor:
+            quoted = connection.ops.quote_name(name)
+            cursor.execute(f"ALTER DATABASE {quoted} ALLOW_CONNECTIONS {str(allowed).lower()}")
+            if not allowed:
+                cursor.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE datname = %s AND pid <> %s",
+                    [name, flushing_backend],
+                )
+
+
+def _run_alone_on_the_test_database(item: pytest.Item) -> None:
+    _set_connections_allowed(item, False)
+
+
+def _let_others_connect(item: pytest.Item) -> None:
+    _set_connections_allowed(item, True)

@@ -88,17 +88,11 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None):
     processes it started (the web server and the worker of an end-to-end module) may still
     be finishing a task in their own transactions, and a TRUNCATE taking its locks table by
     table against such a transaction is a deadlock: the flush fails and a later test
-    inherits the rows. So the flush runs alone: nothing new may connect, what is connected
-    is ended (the processes reconnect, their health checks see to it), and connections are
-    let in again once the database is empty."""
-    keeps_others_out = _flushes_the_database(item)
-    if keeps_others_out:
-        _run_alone_on_the_test_database(item)
-    try:
-        return (yield)
-    finally:
-        if keeps_others_out:
-            _let_others_connect(item)
+    inherits the rows. Their connections are ended first (they reconnect for their next
+    task: health checks see to it)."""
+    if _flushes_the_database(item):
+        _end_the_test_processes_connections(item)
+    return (yield)
 
 
 def _flushes_the_database(item: pytest.Item) -> bool:
@@ -110,30 +104,12 @@ def _flushes_the_database(item: pytest.Item) -> bool:
     )
 
 
-def _set_connections_allowed(item: pytest.Item, allowed: bool) -> None:
-    """Through the server's maintenance database: once the flush is done, Django closes
-    the test's connection, and a database that refuses connections refuses a superuser's
-    too."""
-    with item.config.stash[blocking_manager_key].unblock():
-        name = connection.settings_dict["NAME"]
-        flushing_backend = None
-        if not allowed:
-            connection.ensure_connection()
-            flushing_backend = connection.connection.info.backend_pid
-        with connection._nodb_cursor() as cursor:
-            quoted = connection.ops.quote_name(name)
-            cursor.execute(f"ALTER DATABASE {quoted} ALLOW_CONNECTIONS {str(allowed).lower()}")
-            if not allowed:
-                cursor.execute(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                    " WHERE datname = %s AND pid <> %s",
-                    [name, flushing_backend],
-                )
+def _end_the_test_processes_connections(item: pytest.Item) -> None:
+    from tests.channels.e2e.conftest import TEST_PROCESSES_APPLICATION_NAME
 
-
-def _run_alone_on_the_test_database(item: pytest.Item) -> None:
-    _set_connections_allowed(item, False)
-
-
-def _let_others_connect(item: pytest.Item) -> None:
-    _set_connections_allowed(item, True)
+    with item.config.stash[blocking_manager_key].unblock(), connection._nodb_cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = %s AND application_name = %s",
+            [connection.settings_dict["NAME"], TEST_PROCESSES_APPLICATION_NAME],
+        )

@@ -31,9 +31,15 @@ def _test_database_url() -> str:
     return urlunsplit(parts._replace(path="/" + str(settings.DATABASES["default"]["NAME"])))
 
 
+# The application_name of the database connections of the processes the tests start
+# (libpq reads PGAPPNAME): a transactional test's teardown ends them before its flush.
+TEST_PROCESSES_APPLICATION_NAME = "nventory-test-process"
+
+
 def _process_env() -> dict[str, str]:
     return {
         **os.environ,
+        "PGAPPNAME": TEST_PROCESSES_APPLICATION_NAME,
         "DATABASE_URL": _test_database_url(),
         "REDIS_URL": str(settings.REDIS_URL),
         "CELERY_TASK_ALWAYS_EAGER": "false",

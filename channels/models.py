@@ -780,6 +780,14 @@ class WebhookReceipt(models.Model):
                 name="webhook_to_reprocess",
                 condition=models.Q(status__in=["failed", "quarantined", "order_missing"]),
             ),
+            # The ingest worker claims the receipts never tried, oldest first, several
+            # times a second: through the pending few, not the pages of every receipt
+            # ever processed (a scan of the primary key that grew with the table).
+            models.Index(
+                fields=["id"],
+                name="webhook_never_tried",
+                condition=models.Q(status="received", attempts=0),
+            ),
             # The quarantine cap counts a channel's quarantined receipts.
             models.Index(
                 fields=["channel"],

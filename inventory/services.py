@@ -25,7 +25,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import psycopg
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
@@ -42,6 +41,7 @@ from inventory.models import (
     Sku,
     StockLevel,
 )
+from nventory import prepared_sql
 from nventory.errors import ApplicationError, Conflict, NotFound
 
 
@@ -359,23 +359,10 @@ def _execute_prepared(
     params: dict[str, Any], changes: Sequence[_LevelChange]
 ) -> list[tuple[Any, ...]]:
     if len(changes) == 1:
-        rows = _run_prepared(_APPLY_ONE_CHANGE_SQL, params)
+        rows = prepared_sql.fetch(_APPLY_ONE_CHANGE_SQL, params)
         if rows:
             return rows
-    return _run_prepared(_APPLY_CHANGES_SQL, {**params, **_multi_row_params(changes)})
-
-
-def _run_prepared(sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
-    connection.ensure_connection()
-    # Server-side bound and prepared: parsed and planned once per connection, and free
-    # of the ORM's per-query work (settings enable psycopg's prepare_threshold).
-    raw_cursor = psycopg.Cursor(connection.connection)
-    try:
-        with connection.wrap_database_errors:
-            raw_cursor.execute(sql, params, prepare=True, binary=True)
-            return raw_cursor.fetchall()
-    finally:
-        raw_cursor.close()
+    return prepared_sql.fetch(_APPLY_CHANGES_SQL, {**params, **_multi_row_params(changes)})
 
 
 def _create_stock_levels(changes: Sequence[_LevelChange]) -> None:

@@ -84,6 +84,7 @@ def keyring() -> MultiFernet:
 def forget_keyring() -> None:
     """Read the keys again on next use (tests; after a rotation)."""
     keyring.cache_clear()
+    decrypt.cache_clear()
 
 
 def encrypt(text: str) -> str:
@@ -91,6 +92,10 @@ def encrypt(text: str) -> str:
     return keyring().encrypt(text.encode()).decode()
 
 
+# Remembered per token: a channel row is read, and its secrets decrypted, for every
+# webhook it sends (a twentieth of the ingest worker's time at 300 webhooks/s). A token is
+# unique to one encryption, and a key dropped from the keyring forgets them all.
+@functools.lru_cache(maxsize=1024)
 def decrypt(token: str) -> str:
     """The text of a token encrypted with any configured key; ``UndecryptableSecret``
     otherwise (never the token itself)."""

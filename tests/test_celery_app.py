@@ -44,6 +44,9 @@ def test_a_serving_process_ends_a_statement_after_the_limit(serving, settings):
         with connection.cursor() as cursor:  # a new connection, as the process opens them
             cursor.execute("SHOW statement_timeout")
             assert cursor.fetchone()[0] == "30s"
+            # and plans each of its prepared statements once (nventory.db)
+            cursor.execute("SHOW plan_cache_mode")
+            assert cursor.fetchone()[0] == "force_generic_plan"
     finally:
         connection_created.disconnect(dispatch_uid="nventory.db")
         connection.close()  # the next test connects without the limit

@@ -51,7 +51,7 @@ from channels.models import (
 from channels.pipeline import alerts, enqueue, marketplace_stock, outbox, velocity
 from inventory import services
 from inventory.models import MAX_QUANTITY, EventKind, EventSource, InventoryEvent
-from nventory import fault_injection
+from nventory import fault_injection, prepared_sql
 
 logger = logging.getLogger(__name__)
 
@@ -108,10 +108,10 @@ def sweep_unprocessed_receipts(*, older_than_s: float = 30, limit: int = 1000) -
 
 # New receipts, oldest first, each try counted before it starts (as _CLAIM_ATTEMPT_SQL).
 # Only receipts never tried: one that failed goes back through its own task and backoff.
-_CLAIM_NEW_SQL = """
+_CLAIM_NEW_SQL = f"""
 UPDATE channels_webhookreceipt SET attempts = attempts + 1
  WHERE id IN (SELECT id FROM channels_webhookreceipt
-               WHERE status = %(received)s AND attempts = 0
+               WHERE status = '{WebhookReceipt.Status.RECEIVED}' AND attempts = 0
                ORDER BY id
                LIMIT %(limit)s
                  FOR UPDATE SKIP LOCKED)
@@ -136,12 +136,9 @@ def process_new_receipts(
     """
     tried = 0
     for _ in itertools.count() if batches is None else range(batches):
-        with connection.cursor() as cursor:
-            cursor.execute(
-                _CLAIM_NEW_SQL,
-                {"received": str(WebhookReceipt.Status.RECEIVED), "limit": batch_size},
-            )
-            receipt_ids = sorted(row[0] for row in cursor.fetchall())
+        receipt_ids = sorted(
+            row[0] for row in prepared_sql.fetch(_CLAIM_NEW_SQL, {"limit": batch_size})
+        )
         if not receipt_ids:
             return tried
         for receipt_id in receipt_ids:
@@ -198,24 +195,21 @@ def _process_claimed(receipt_id: int) -> None:
 # rather than skip: the try is ours (counted by our claim), and the lock may be held only
 # for a moment by another worker's claim statement passing over the row; a worker that
 # was applying it has, when it lets go, left it no longer pending.
-_LOCK_RECEIPT_SQL = """
-SELECT channel.*, receipt.topic AS receipt_topic, receipt.body AS receipt_body,
+_LOCK_RECEIPT_SQL = f"""
+SELECT channel.*,
+       receipt.topic AS receipt_topic, receipt.body AS receipt_body,
        receipt.attempts AS receipt_attempts, receipt.received_at AS receipt_received_at
   FROM channels_webhookreceipt AS receipt
   JOIN channels_channel AS channel ON channel.id = receipt.channel_id
- WHERE receipt.id = %(receipt_id)s AND receipt.status = ANY(%(pending)s)
+ WHERE receipt.id = %(receipt_id)s
+   AND receipt.status IN ({", ".join(f"'{status}'" for status in _PENDING)})
    FOR UPDATE OF receipt
 """
 
 
 def _lock_receipt(receipt_id: int) -> WebhookReceipt | None:
     """The receipt if it is still pending (once no other worker holds it), else None."""
-    found = list(
-        Channel.objects.raw(
-            _LOCK_RECEIPT_SQL,
-            {"receipt_id": receipt_id, "pending": [str(status) for status in _PENDING]},
-        )
-    )
+    found = prepared_sql.instances(Channel, _LOCK_RECEIPT_SQL, {"receipt_id": receipt_id})
     if not found:
         return None
     channel = found[0]
@@ -246,12 +240,17 @@ def _claim_attempt(receipt_id: int) -> bool:
 
 def _set_status(receipt_id: int, status: str, *, error: str = "") -> None:
     finished = status not in (WebhookReceipt.Status.FAILED, WebhookReceipt.Status.AWAITING_ORDER)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "UPDATE channels_webhookreceipt SET status = %s, error = %s, processed_at = %s "
-            "WHERE id = %s",
-            [str(status), error, timezone.now() if finished else None, receipt_id],
-        )
+    prepared_sql.fetch(
+        "UPDATE channels_webhookreceipt"
+        " SET status = %(status)s, error = %(error)s, processed_at = %(processed_at)s"
+        " WHERE id = %(receipt_id)s",
+        {
+            "status": str(status),
+            "error": error,
+            "processed_at": timezone.now() if finished else None,
+            "receipt_id": receipt_id,
+        },
+    )
 
 
 @dataclass(frozen=True)
@@ -466,9 +465,10 @@ def _await_order(ingest: _Ingest) -> None:
 
 # Asked for every order placed, and almost never finds one: raw SQL through the partial
 # index of receipts awaiting an order, rather than the ORM's query building on every order.
-_AWAITING_ORDER_SQL = """
+_AWAITING_ORDER_SQL = f"""
 SELECT id FROM channels_webhookreceipt
- WHERE channel_id = %(channel_id)s AND status = %(awaiting)s AND awaited_order = %(order)s
+ WHERE channel_id = %(channel_id)s AND status = '{WebhookReceipt.Status.AWAITING_ORDER}'
+   AND awaited_order = %(order)s
  ORDER BY received_at, id
    FOR UPDATE
 """
@@ -477,16 +477,13 @@ SELECT id FROM channels_webhookreceipt
 def _apply_what_awaited(ingest: _Ingest) -> None:
     """Apply, in the order they came, the cancellations and refunds that waited for this
     order (the order's lock is held)."""
-    with connection.cursor() as cursor:
-        cursor.execute(
+    waiting_ids = [
+        row[0]
+        for row in prepared_sql.fetch(
             _AWAITING_ORDER_SQL,
-            {
-                "channel_id": ingest.channel.pk,
-                "awaiting": str(WebhookReceipt.Status.AWAITING_ORDER),
-                "order": ingest.message.reference,
-            },
+            {"channel_id": ingest.channel.pk, "order": ingest.message.reference},
         )
-        waiting_ids = [row[0] for row in cursor.fetchall()]
+    ]
     if not waiting_ids:
         return
     waiting = WebhookReceipt.objects.filter(pk__in=waiting_ids).order_by("received_at", "pk")
@@ -531,8 +528,7 @@ def _lock_order(order_key: str) -> None:
     lock_id = int.from_bytes(
         hashlib.blake2b(order_key.encode(), digest_size=8).digest(), "big", signed=True
     )
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [lock_id])
+    prepared_sql.fetch("SELECT pg_advisory_xact_lock(%(lock_id)s::bigint)", {"lock_id": lock_id})
 
 
 # --- orders ------------------------------------------------------------------------------
@@ -710,17 +706,16 @@ def _order_line_facts(
     """``(is_bundle, committed_already, location_id)`` per ``(sku_id, commit_key)``."""
     if not lines:
         return []
-    with connection.cursor() as cursor:
-        cursor.execute(
-            _ORDER_LINE_FACTS_SQL,
-            {
-                "channel_id": channel.pk,
-                "order_reference": order_reference,
-                "sku_ids": [sku_id for sku_id, _ in lines],
-                "commit_keys": [key for _, key in lines],
-            },
-        )
-        return [(bool(bundle), bool(done), location) for bundle, done, location in cursor]
+    rows = prepared_sql.fetch(
+        _ORDER_LINE_FACTS_SQL,
+        {
+            "channel_id": channel.pk,
+            "order_reference": order_reference,
+            "sku_ids": [sku_id for sku_id, _ in lines],
+            "commit_keys": [key for _, key in lines],
+        },
+    )
+    return [(bool(bundle), bool(done), location) for bundle, done, location in rows]
 
 
 def _apply_order_cancelled(ingest: _Ingest) -> None:
@@ -976,12 +971,11 @@ def listing_for_identifiers(
             condition, params = _identifier_condition(name, candidate)
             # Raw SQL: one of these runs for every order line, and building it through the
             # ORM cost more than running it.
-            found = list(
-                Listing.objects.raw(
-                    f"SELECT * FROM channels_listing WHERE channel_id = %s AND {condition} "
-                    "ORDER BY is_active DESC, id LIMIT 1",
-                    [channel.pk, *params],
-                )
+            found = prepared_sql.instances(
+                Listing,
+                f"SELECT * FROM channels_listing WHERE channel_id = %(channel_id)s"
+                f" AND {condition} ORDER BY is_active DESC, id LIMIT 1",
+                {"channel_id": channel.pk, **params},
             )
             if found:
                 found[0].channel = channel
@@ -989,18 +983,20 @@ def listing_for_identifiers(
     return None
 
 
-def _identifier_condition(name: str, value: str) -> tuple[str, list[str]]:
+def _identifier_condition(name: str, value: str) -> tuple[str, dict[str, str]]:
     """How a listing holds the value (SQL and its parameters), on an indexed column."""
     if name in ("external_id", "external_sku"):
-        return f"{name} = %s", [value]
+        return f"{name} = %(value)s", {"value": value}
     # Any other name is a key of extra_identifiers, which one GIN index (jsonb_path_ops)
     # serves for every platform's keys. Operators and CSV imports store numeric ids as JSON
     # numbers or strings: both forms are asked for.
     forms = [json.dumps({name: value})]
     if value.isdigit() and str(int(value)) == value:
         forms.append(json.dumps({name: int(value)}))
-    condition = " OR ".join("extra_identifiers @> %s::jsonb" for _ in forms)
-    return f"({condition})", forms
+    condition = " OR ".join(
+        f"extra_identifiers @> %(form_{index})s::jsonb" for index in range(len(forms))
+    )
+    return f"({condition})", {f"form_{index}": form for index, form in enumerate(forms)}
 
 
 def _record_unmapped(ingest: _Ingest, line: MessageLine) -> None:
@@ -1060,14 +1056,12 @@ def _shift_expected_channel_quantity(
     before its webhook came wrote our figure over it (push.py), and recorded it as drift;
     that drift is explained now, by ``explained_by``.
     """
-    with connection.cursor() as cursor:
-        cursor.execute(
-            _SHIFT_EXPECTED_SQL,
-            {"listing_id": listing_id, "delta": delta, "occurred_at": occurred_at},
-        )
-        row = cursor.fetchone()
-    if row is not None and row[0]:
-        _explain_drift(listing_id=listing_id, absorbed=row[0], explained_by=explained_by)
+    rows = prepared_sql.fetch(
+        _SHIFT_EXPECTED_SQL,
+        {"listing_id": listing_id, "delta": delta, "occurred_at": occurred_at},
+    )
+    if rows and rows[0][0]:
+        _explain_drift(listing_id=listing_id, absorbed=rows[0][0], explained_by=explained_by)
 
 
 def _explain_drift(*, listing_id: int, absorbed: int, explained_by: str) -> None:

@@ -18,6 +18,7 @@ from django.db.models.functions import Now
 from channels import rules
 from channels.models import Channel, PendingPush
 from channels.pipeline import enqueue
+from nventory import prepared_sql
 
 _MARK_OWED_SQL = """
 INSERT INTO channels_pendingpush AS pending (listing_id, channel_id, generation, attempts, errors)
@@ -76,9 +77,7 @@ def channels_owing_for_skus(sku_ids: Iterable[int]) -> set[int]:
     candidates = sorted(sku for sku in set(sku_ids) if _unlisted_until.get(sku, 0.0) <= now)
     if not candidates:
         return set()
-    with connection.cursor() as cursor:
-        cursor.execute(_OWING_FOR_SKUS_SQL, {"sku_ids": candidates})
-        rows = cursor.fetchall()
+    rows = prepared_sql.fetch(_OWING_FOR_SKUS_SQL, {"sku_ids": candidates})
     owing: set[int] = set()
     for sku_id, channel_ids, listed in rows:
         owing.update(channel_ids or ())

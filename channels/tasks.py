@@ -47,15 +47,21 @@ def process_new_webhooks() -> int:
     more, for a receipt whose wake found the flag still taken.
     """
     tried = 0
-    while True:
-        batch = ingest.process_new_receipts(retry=enqueue.retry_webhook_processing, batches=1)
-        tried += batch
-        if batch >= ingest.NEW_RECEIPTS_BATCH:
-            ratelimit.release_ingest_wake()
-        elif batch == 0:
-            ratelimit.release_ingest_wake()
-            last = ingest.process_new_receipts(retry=enqueue.retry_webhook_processing)
-            return tried + last
+    try:
+        while True:
+            batch = ingest.process_new_receipts(retry=enqueue.retry_webhook_processing, batches=1)
+            tried += batch
+            if batch >= ingest.NEW_RECEIPTS_BATCH:
+                ratelimit.release_ingest_wake()
+            elif batch == 0:
+                ratelimit.release_ingest_wake()
+                last = ingest.process_new_receipts(retry=enqueue.retry_webhook_processing)
+                return tried + last
+    except Exception:
+        # A run that fails (the database gone mid-way) gives the flag back, so the next
+        # webhook wakes a run at once instead of waiting for the flag to lapse.
+        ratelimit.release_ingest_wake()
+        raise
 
 
 @shared_task(name=enqueue.PROCESS_WEBHOOK_TASK, bind=True, max_retries=4)

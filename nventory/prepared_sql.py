@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from typing import Any, TypeVar
 
 import psycopg
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.models import Model
 from django.db.models.base import DEFERRED
 
@@ -27,10 +27,10 @@ ModelT = TypeVar("ModelT", bound=Model)
 
 def fetch(sql: str, params: Mapping[str, Any], *, binary: bool = True) -> list[tuple[Any, ...]]:
     """The rows of a statement (none for a statement that returns none)."""
-    connection.ensure_connection()
-    cursor = psycopg.Cursor(connection.connection)
+    database = _usable_database()
+    cursor = psycopg.Cursor(database.connection)
     try:
-        with connection.wrap_database_errors:
+        with database.wrap_database_errors:
             cursor.execute(sql, params, prepare=True, binary=binary)
             return cursor.fetchall() if cursor.description is not None else []
     finally:
@@ -45,10 +45,10 @@ def instances(model: type[ModelT], sql: str, params: Mapping[str, Any]) -> list[
 
     Text results: Django's converters expect what its own cursor returns (JSON as text).
     """
-    connection.ensure_connection()
-    cursor = psycopg.Cursor(connection.connection)
+    database = _usable_database()
+    cursor = psycopg.Cursor(database.connection)
     try:
-        with connection.wrap_database_errors:
+        with database.wrap_database_errors:
             cursor.execute(sql, params, prepare=True, binary=False)
             rows = cursor.fetchall()
             columns = [column.name for column in cursor.description or ()]
@@ -65,9 +65,9 @@ def instances(model: type[ModelT], sql: str, params: Mapping[str, Any]) -> list[
             if field is None:
                 extras[column] = value
             else:
-                by_attname[field.attname] = _from_database(field, value)
+                by_attname[field.attname] = _from_database(field, value, database)
         instance = model.from_db(
-            connection.alias,
+            database.alias,
             list(by_attname),
             [by_attname.get(field.attname, DEFERRED) for field in fields],
         )
@@ -77,8 +77,18 @@ def instances(model: type[ModelT], sql: str, params: Mapping[str, Any]) -> list[
     return found
 
 
-def _from_database(field: Any, value: Any) -> Any:
+def _usable_database() -> Any:
+    """Django's connection, checked and opened as its own cursors are: a connection the
+    server ended (a restart, an operator) is replaced at the first statement of a task or
+    request, not used and failed."""
+    database = connections[DEFAULT_DB_ALIAS]  # once: each use of the proxy looks it up
+    database.close_if_health_check_failed()
+    database.ensure_connection()
+    return database
+
+
+def _from_database(field: Any, value: Any, database: Any) -> Any:
     converter = getattr(field, "from_db_value", None)
     if converter is None or value is None:
         return value
-    return converter(value, None, connection)
+    return converter(value, None, database)

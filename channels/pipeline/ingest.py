@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from django.db import OperationalError, connection, transaction
+from django.db.models.base import DEFERRED
 from django.utils import timezone
 
 from bundles import services as bundle_services
@@ -141,14 +142,17 @@ def process_new_receipts(
         )
         if not receipt_ids:
             return tried
-        for receipt_id in receipt_ids:
-            tried += 1
-            try:
-                _process_claimed(receipt_id)
-            except OperationalError:
-                retry(receipt_id, 0.1)
-            except Exception:
-                logger.exception("Webhook receipt %s failed; the sweep tries it again", receipt_id)
+        with outbox.wakes_gathered():
+            for receipt_id in receipt_ids:
+                tried += 1
+                try:
+                    _process_claimed(receipt_id)
+                except OperationalError:
+                    retry(receipt_id, 0.1)
+                except Exception:
+                    logger.exception(
+                        "Webhook receipt %s failed; the sweep tries it again", receipt_id
+                    )
     return tried
 
 
@@ -213,14 +217,23 @@ def _lock_receipt(receipt_id: int) -> WebhookReceipt | None:
     if not found:
         return None
     channel = found[0]
-    return WebhookReceipt(
-        pk=receipt_id,
-        channel=channel,
-        topic=channel.receipt_topic,  # type: ignore[attr-defined]
-        body=channel.receipt_body,  # type: ignore[attr-defined]
-        attempts=channel.receipt_attempts,  # type: ignore[attr-defined]
-        received_at=channel.receipt_received_at,  # type: ignore[attr-defined]
+    # As loaded from the database (the fields not read left deferred): building it with
+    # keyword arguments worked out every other field's default, for every receipt.
+    read = {
+        "id": receipt_id,
+        "channel_id": channel.pk,
+        "topic": channel.receipt_topic,  # type: ignore[attr-defined]
+        "body": channel.receipt_body,  # type: ignore[attr-defined]
+        "attempts": channel.receipt_attempts,  # type: ignore[attr-defined]
+        "received_at": channel.receipt_received_at,  # type: ignore[attr-defined]
+    }
+    receipt = WebhookReceipt.from_db(
+        connection.alias,
+        list(read),
+        [read.get(field.attname, DEFERRED) for field in WebhookReceipt._meta.concrete_fields],
     )
+    receipt.channel = channel
+    return receipt
 
 
 def _claim_attempt(receipt_id: int) -> bool:

@@ -8,8 +8,11 @@ rows live in PostgreSQL, and ``sweep`` finds them again whatever the broker lost
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from django.db import connection, transaction
 from django.db.models import Q
@@ -19,6 +22,8 @@ from channels import rules
 from channels.models import Channel, PendingPush
 from channels.pipeline import enqueue
 from nventory import prepared_sql
+
+logger = logging.getLogger(__name__)
 
 _MARK_OWED_SQL = """
 INSERT INTO channels_pendingpush AS pending (listing_id, channel_id, generation, attempts, errors)
@@ -110,7 +115,43 @@ def on_stock_changed(*, sku_ids: frozenset[int]) -> None:
     """Wake the pushers these SKUs owe, once the stock change commits (registered with
     ``inventory.services.register_stock_listener`` by ``ChannelsConfig.ready``)."""
     # Best effort, as above: a stock change that committed must not answer an error.
-    transaction.on_commit(lambda: wake_pushers_for_skus(sku_ids=sku_ids), robust=True)
+    transaction.on_commit(lambda: _wake_or_gather(sku_ids), robust=True)
+
+
+_gathered_sku_ids: contextvars.ContextVar[set[int] | None] = contextvars.ContextVar(
+    "gathered_sku_ids", default=None
+)
+
+
+@contextlib.contextmanager
+def wakes_gathered() -> Iterator[None]:
+    """Stock changes committed within wake their pushers once, at the end, together.
+
+    For a worker applying a batch of webhooks one transaction each: one query of the
+    channels owed and one Redis round trip for the batch instead of one of each per
+    webhook, at the cost of the batch's few milliseconds (within the pushers' coalescing
+    window, which would hold the push back anyway).
+    """
+    gathered: set[int] = set()
+    token = _gathered_sku_ids.set(gathered)
+    try:
+        yield
+    finally:
+        _gathered_sku_ids.reset(token)
+        if gathered:
+            # Best effort, as each on-commit wake-up is: the sweep wakes what this missed.
+            try:
+                wake_pushers_for_skus(sku_ids=gathered)
+            except Exception:
+                logger.exception("Waking the pushers of SKUs %s failed", sorted(gathered))
+
+
+def _wake_or_gather(sku_ids: frozenset[int]) -> None:
+    gathered = _gathered_sku_ids.get()
+    if gathered is None:
+        wake_pushers_for_skus(sku_ids=sku_ids)
+    else:
+        gathered.update(sku_ids)
 
 
 def sweep() -> int:

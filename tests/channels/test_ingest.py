@@ -738,6 +738,47 @@ def test_an_ingest_run_applies_every_new_receipt_and_leaves_tried_ones(
     assert retried == []
 
 
+@pytest.mark.django_db(transaction=True)  # each receipt's transaction commits
+def test_an_ingest_run_wakes_the_pushers_once_for_its_batch_after_applying_it(
+    channel, shirt, shirt_listing, warehouse, monkeypatch
+):
+    """One query of the channels owed and one wake-up for the batch, not one per receipt;
+    and only once every receipt of the batch is applied."""
+    for order_id in (3001, 3002, 3003):
+        store(channel, "orders/create", order(shirt_line(1), order_id=order_id))
+    woken: list[tuple[set[int], int]] = []
+    monkeypatch.setattr(
+        outbox,
+        "wake_pushers",
+        lambda *, channel_ids: woken.append((set(channel_ids), level(shirt, warehouse).committed)),
+    )
+
+    assert ingest.process_new_receipts(retry=lambda *args: None, batch_size=10) == 3
+
+    assert woken == [({channel.pk}, 3)]
+
+
+def test_an_ingest_run_that_fails_gives_its_wake_flag_back(monkeypatch):
+    """Otherwise the webhooks of the next seconds wake nothing until the flag lapses."""
+    from django.db import OperationalError
+
+    from channels import tasks
+    from channels.pipeline import ratelimit
+
+    def database_gone(**kwargs):
+        raise OperationalError("terminating connection due to administrator command")
+
+    ratelimit.release_ingest_wake()
+    assert ratelimit.claim_ingest_wake()  # as the webhook that queued this run did
+    monkeypatch.setattr(ingest, "process_new_receipts", database_gone)
+
+    with pytest.raises(OperationalError):
+        tasks.process_new_webhooks()
+
+    assert ratelimit.claim_ingest_wake()  # free again: the next webhook queues a run
+    ratelimit.release_ingest_wake()
+
+
 def test_an_ingest_run_leaves_a_cancellation_ahead_of_its_order_waiting_not_retried(
     channel, shirt, shirt_listing
 ):

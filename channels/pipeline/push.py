@@ -111,9 +111,10 @@ class _Claim:
     location_targets: dict[str, int] | None = None
 
 
-# Claims a batch and reads, in the same statement, all a push needs: the listing's ids,
-# what we last told the channel, the ATS over the channel's locations and the effective
-# buffer rule, both built from the rules' own SQL (channels.rules, bundles.rules).
+# What a push needs of each claimed listing, read by a statement of its own after the claim
+# (_claim): the listing's ids, what we last told the channel, the ATS over the channel's
+# locations and the effective buffer rule, both built from the rules' own SQL
+# (channels.rules, bundles.rules).
 _LISTING_ATS_SQL = rules.ats_on_channel_sql(sku_id="listing.sku_id", channel_id="%(channel_id)s")
 _LISTING_RULE_SQL = rules.effective_rule_sql(
     channel_id="%(channel_id)s",
@@ -121,37 +122,42 @@ _LISTING_RULE_SQL = rules.effective_rule_sql(
     columns="percent, fixed_units, max_cap, cap_starts_at, cap_ends_at",
 )
 _LISTING_VELOCITY_SQL = rules.velocity_units_sql(channel_id="%(channel_id)s", listing="listing")
-_CLAIM_SQL = f"""
-WITH claimed AS (
-    UPDATE channels_pendingpush AS pending
-       SET claimed_until = statement_timestamp() + make_interval(secs => %(lease_s)s),
-           -- Counted at the claim: a push that ends its run (a crash, a killed worker)
-           -- still spends a try. _claim_from_row reads the count before this claim.
-           attempts = pending.attempts + 1
-     WHERE pending.id IN (
-            SELECT id FROM channels_pendingpush
-             WHERE channel_id = %(channel_id)s
-               AND not_before <= statement_timestamp()
-               AND (claimed_until IS NULL OR claimed_until < statement_timestamp())
-             ORDER BY first_change_at, id
-             LIMIT %(limit)s
-               FOR UPDATE SKIP LOCKED)
-    RETURNING pending.id, pending.listing_id, pending.generation, pending.first_change_at,
-              pending.last_change_at, pending.attempts - 1 AS attempts, pending.errors
-)
-SELECT claimed.id, claimed.listing_id, claimed.generation, claimed.first_change_at,
-       claimed.last_change_at, claimed.attempts, claimed.errors,
-       listing.sku_id, listing.external_id, listing.extra_identifiers,
+_CLAIM_SQL = """
+UPDATE channels_pendingpush AS pending
+   SET claimed_until = statement_timestamp() + make_interval(secs => %(lease_s)s),
+       -- Counted at the claim: a push that ends its run (a crash, a killed worker) still
+       -- spends a try. _claim_from_row reads the count before this claim.
+       attempts = pending.attempts + 1
+ WHERE pending.id IN (
+        SELECT id FROM channels_pendingpush
+         WHERE channel_id = %(channel_id)s
+           AND not_before <= statement_timestamp()
+           AND (claimed_until IS NULL OR claimed_until < statement_timestamp())
+         ORDER BY first_change_at, id
+         LIMIT %(limit)s
+           FOR UPDATE SKIP LOCKED)
+RETURNING pending.id, pending.listing_id, pending.generation, pending.first_change_at,
+          pending.last_change_at, pending.attempts - 1 AS attempts, pending.errors
+"""
+
+# Not in the claim's statement: a stock change that commits while the claim runs is seen
+# by its row lock (which takes the newest version of the owed row, with the change's
+# generation) but not by its snapshot (the ATS before the change). Pushing that ATS under
+# the change's generation would let the push settle as if the change were out: the listing
+# left one sale behind with nothing owed. Read after the claim, the ATS includes every
+# change whose generation the claim holds.
+_CLAIMED_LISTINGS_SQL = f"""
+SELECT listing.id, listing.sku_id, listing.external_id, listing.extra_identifiers,
        listing.fulfilled_by_channel,
        state.expected_channel_quantity, state.last_pushed_quantity,
        COALESCE(state.channel_moves_total, 0) AS channel_moves_total,
        {_LISTING_ATS_SQL} AS ats,
        rule.percent, rule.fixed_units, rule.max_cap, rule.cap_starts_at, rule.cap_ends_at,
        {_LISTING_VELOCITY_SQL} AS velocity_units
-  FROM claimed
-  JOIN channels_listing AS listing ON listing.id = claimed.listing_id
-  LEFT JOIN channels_listingsyncstate AS state ON state.listing_id = claimed.listing_id
+  FROM channels_listing AS listing
+  LEFT JOIN channels_listingsyncstate AS state ON state.listing_id = listing.id
   LEFT JOIN LATERAL ({_LISTING_RULE_SQL}) AS rule ON true
+ WHERE listing.id = ANY(%(listing_ids)s::bigint[])
 """
 
 # LOCATION_QUANTITIES only (a second statement, so the claim above stays as it is for every
@@ -444,8 +450,19 @@ def _claim(*, channel: Channel, limit: int) -> list[_Claim]:
             _CLAIM_SQL,
             {"channel_id": channel.pk, "limit": limit, "lease_s": settings.PUSH_CLAIM_LEASE_S},
         )
-        rows = cursor.fetchall()
-    return [_claim_from_row(channel, row) for row in rows]
+        claimed = cursor.fetchall()
+        if not claimed:
+            return []
+        cursor.execute(
+            _CLAIMED_LISTINGS_SQL,
+            {"channel_id": channel.pk, "listing_ids": [row[1] for row in claimed]},
+        )
+        listings = {row[0]: row[1:] for row in cursor.fetchall()}
+    return [
+        _claim_from_row(channel, (*claim, *listings[claim[1]]))
+        for claim in claimed
+        if claim[1] in listings
+    ]
 
 
 def _claim_from_row(channel: Channel, row: Sequence[Any]) -> _Claim:

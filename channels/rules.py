@@ -190,10 +190,16 @@ def owed_by_stock_change(
 
 
 def affected_by_sku_sql(*, listing: str, sku_id: str) -> str:
-    """An SQL condition: ``affected_by_sku`` for the listing aliased ``listing``."""
-    return f"""({listing}.sku_id = {sku_id}
-            OR {listing}.sku_id IN (SELECT bundle_id FROM bundles_bundlecomponent
-                                   WHERE component_id = {sku_id}))"""
+    """An SQL condition: ``affected_by_sku`` for the listing aliased ``listing``.
+
+    One array of the SKU and the bundles containing it, so that the listings are found
+    through their SKU index: written as "the SKU OR one of its bundles", PostgreSQL read
+    every listing for every stock change (40 ms at 60,000 listings, against 0.3 ms).
+    """
+    return f"""{listing}.sku_id = ANY(ARRAY(
+               SELECT {sku_id}
+               UNION ALL
+               SELECT bundle_id FROM bundles_bundlecomponent WHERE component_id = {sku_id}))"""
 
 
 def affects_no_listing_sql(*, sku_id: str) -> str:

@@ -115,3 +115,34 @@ def test_the_installed_trigger_function_is_the_rules_text():
 
     body = rules.MARK_LISTINGS_OWED_FUNCTION.split("$$")[1]
     assert installed == body
+
+
+@pytest.mark.django_db
+def test_the_listings_a_stock_change_affects_are_found_through_the_sku_index():
+    """Every stock change asks which listings it affects (the outbox trigger, inside the
+    stock row's lock, and the wake-up of the pushers): among thousands of listings, through
+    the index of their SKU, not by reading them all."""
+    from channels.models import Listing
+    from inventory.models import Sku
+
+    channel = factories.make_channel(slug="many-listings")
+    skus = Sku.objects.bulk_create(
+        Sku(code=f"MANY-{n:05d}", name=f"Many {n}") for n in range(5000)
+    )
+    Listing.objects.bulk_create(
+        Listing(channel=channel, sku=sku, external_id=sku.code, external_sku=sku.code)
+        for sku in skus
+    )
+    component = factories.make_sku(code="MANY-COMPONENT")
+    factories.make_listing(channel=channel, sku=make_bundle((component, 2), code="MANY-BUNDLE"))
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE channels_listing")
+        cursor.execute(
+            "EXPLAIN SELECT listing.id FROM channels_listing AS listing WHERE "
+            + rules.affected_by_sku_sql(listing="listing", sku_id="%s"),
+            [component.pk, component.pk],
+        )
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+
+    assert "Seq Scan on channels_listing" not in plan, plan
+    assert "channels_listing_sku_id" in plan, plan

@@ -14,6 +14,7 @@ literal, never parameters.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
@@ -29,12 +30,14 @@ def fetch(sql: str, params: Mapping[str, Any], *, binary: bool = True) -> list[t
     """The rows of a statement (none for a statement that returns none)."""
     database = _usable_database()
     cursor = psycopg.Cursor(database.connection)
+    started = time.monotonic()
     try:
         with database.wrap_database_errors:
             cursor.execute(sql, params, prepare=True, binary=binary)
             return cursor.fetchall() if cursor.description is not None else []
     finally:
         cursor.close()
+        _log(database, sql, params, started)
 
 
 def instances(model: type[ModelT], sql: str, params: Mapping[str, Any]) -> list[ModelT]:
@@ -47,6 +50,7 @@ def instances(model: type[ModelT], sql: str, params: Mapping[str, Any]) -> list[
     """
     database = _usable_database()
     cursor = psycopg.Cursor(database.connection)
+    started = time.monotonic()
     try:
         with database.wrap_database_errors:
             cursor.execute(sql, params, prepare=True, binary=False)
@@ -54,6 +58,7 @@ def instances(model: type[ModelT], sql: str, params: Mapping[str, Any]) -> list[
             columns = [column.name for column in cursor.description or ()]
     finally:
         cursor.close()
+        _log(database, sql, params, started)
     fields = model._meta.concrete_fields
     field_by_column = {field.column: field for field in fields}
     found = []
@@ -75,6 +80,15 @@ def instances(model: type[ModelT], sql: str, params: Mapping[str, Any]) -> list[
             setattr(instance, name, value)
         found.append(instance)
     return found
+
+
+def _log(database: Any, sql: str, params: Mapping[str, Any], started: float) -> None:
+    """Into the connection's query log when it keeps one (``DEBUG``, the tests' query
+    counts), as Django's own cursor does."""
+    if database.queries_logged:
+        database.queries_log.append(
+            {"sql": f"{sql} -- {dict(params)!r}", "time": f"{time.monotonic() - started:.3f}"}
+        )
 
 
 def _usable_database() -> Any:

@@ -110,6 +110,17 @@ def keep_deliveries(burst: Burst, path: Path) -> None:
     )
 
 
+def keep_requests(burst: Burst, path: Path) -> None:
+    """Every call the shops received (time, body, status), to study a listing left off
+    the master: which writes of it went out, from which claim, in which order."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        json.dumps(
+            {channel.slug: burst.simulator.requests(channel.slug) for channel in burst.channels}
+        )
+    )
+
+
 def check(burst: Burst, *, converge_s: float | None = None) -> Verdict:
     """I1-I6 on the database and the shops as they are now."""
     failures: list[str] = []

@@ -3,7 +3,9 @@ bounded in time, ending with the invariants I1-I6 (``checker``) and one PASS/FAI
 with its figures (also kept in ``.data/chaos/results.txt``).
 
 Sizes: ``CHAOS_ORDERS`` orders (default 400) at ``CHAOS_RATE`` per second (default 10)
-over ``CHAOS_SKUS`` SKUs (default 40) on two shops. The fast versions of these faults
+over ``CHAOS_SKUS`` SKUs (default 40) on two shops, one worker of each kind; F1 at full
+size sells ``CHAOS_F1_ORDERS`` orders (default 1 000) over ``CHAOS_F1_SKUS`` SKUs
+(default 200) on four shops, two workers of each kind. The fast versions of these faults
 run in ``make test`` (tests/channels/e2e, tests/channels/test_push_poison.py,
 tests/reliability/test_fast_faults.py).
 """
@@ -103,6 +105,8 @@ def finish(
     verdict.figures.update(figures, **figures_once_converged(), worker_restarts=stack.restarts)
     if converge_s != converge_s:  # nan: never settled
         verdict.failures.append(f"not converged within {CONVERGE_WITHIN_S:.0f} s")
+    if not verdict.passed:
+        checker.keep_requests(burst, LOG_DIR / scenario.split()[0] / "requests.json")
     report(scenario, verdict)
     return verdict
 

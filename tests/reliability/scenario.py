@@ -43,6 +43,9 @@ class Catalog:
     # (channel slug, sku id) → the shop's variant id of that SKU.
     variants: dict[tuple[str, int], int]
     stock: dict[int, int]
+    # (channel slug, sku id) → the item a shop was never given although its listing names
+    # it: the shop refuses every write of it, and nobody can buy it there.
+    withheld: dict[tuple[str, int], dict[str, Any]] = dataclasses.field(default_factory=dict)
 
     def listing(self, channel: Channel, sku: Sku) -> Listing:
         return Listing.objects.get(channel=channel, sku=sku)
@@ -59,16 +62,26 @@ def schedule_sweeps() -> None:
         )
 
 
-def build_catalog(simulator: Any, stack: Stack, *, shops: int, skus: int, units: int) -> Catalog:
+def build_catalog(
+    simulator: Any,
+    stack: Stack,
+    *,
+    shops: int,
+    skus: int,
+    units: int,
+    withheld: frozenset[tuple[int, int]] = frozenset(),
+) -> Catalog:
     """``skus`` SKUs of ``units`` each, every one listed on every shop, the shops already
-    showing the master's figure."""
+    showing the master's figure; except each (shop index, SKU index) of ``withheld``,
+    listed but missing from its shop (``Catalog.withheld``)."""
     location = factories.make_location()
     made = [factories.make_sku() for _ in range(skus)]
     for sku in made:
         factories.stock(sku, location, units)
     channels = []
     variants = {}
-    for _ in range(shops):
+    missing: dict[tuple[str, int], dict[str, Any]] = {}
+    for shop_index in range(shops):
         name = f"chaos-{next(_shops)}-{time.monotonic_ns()}"
         secret = f"secret-{name}-0123456789abcdef"
         channel = factories.make_channel(
@@ -95,14 +108,16 @@ def build_catalog(simulator: Any, stack: Stack, *, shops: int, skus: int, units:
         for number, sku in enumerate(made, start=1):
             item_id = 100_000 + number
             variants[(name, sku.pk)] = item_id + 1_000_000
-            items.append(
-                {
-                    "inventory_item_id": item_id,
-                    "variant_id": item_id + 1_000_000,
-                    "sku": sku.code,
-                    "available": units,
-                }
-            )
+            item = {
+                "inventory_item_id": item_id,
+                "variant_id": item_id + 1_000_000,
+                "sku": sku.code,
+                "available": units,
+            }
+            if (shop_index, number - 1) in withheld:
+                missing[(name, sku.pk)] = item
+            else:
+                items.append(item)
             factories.make_listing(
                 channel=channel,
                 sku=sku,
@@ -115,7 +130,11 @@ def build_catalog(simulator: Any, stack: Stack, *, shops: int, skus: int, units:
     for channel in channels:
         ratelimit.reset(channel_id=channel.pk)
     return Catalog(
-        channels=channels, skus=made, variants=variants, stock={s.pk: units for s in made}
+        channels=channels,
+        skus=made,
+        variants=variants,
+        stock={s.pk: units for s in made},
+        withheld=missing,
     )
 
 
@@ -143,14 +162,19 @@ def place_orders(
     """One-unit orders on random shops and SKUs at a steady rate; the faults run meanwhile.
     Returns once every order is placed and every fault is over."""
     chooser = random.Random(seed)
-    plan = [
-        (chooser.choice(catalog.channels), chooser.choice(catalog.skus)) for _ in range(orders)
-    ]
+
+    def on_sale() -> tuple[Channel, Sku]:
+        while True:
+            channel, sku = chooser.choice(catalog.channels), chooser.choice(catalog.skus)
+            if (channel.slug, sku.pk) not in catalog.withheld:
+                return channel, sku
+
+    plan = [on_sale() for _ in range(orders)]
     ordered: Counter[int] = Counter(sku.pk for _, sku in plan)
     deadlocks_before = checker.deadlocks()
     # Warm-up: the first requests of each web process load the code and open their
     # connections (seconds); the acknowledgements are measured after it.
-    warmup = [(chooser.choice(catalog.channels), chooser.choice(catalog.skus)) for _ in range(20)]
+    warmup = [on_sale() for _ in range(20)]
     ordered.update(sku.pk for _, sku in warmup)
     with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
         for future in [

@@ -3,7 +3,9 @@ bounded in time, ending with the invariants I1-I6 (``checker``) and one PASS/FAI
 with its figures (also kept in ``.data/chaos/results.txt``).
 
 Sizes: ``CHAOS_ORDERS`` orders (default 400) at ``CHAOS_RATE`` per second (default 10)
-over ``CHAOS_SKUS`` SKUs (default 40) on two shops. The fast versions of these faults
+over ``CHAOS_SKUS`` SKUs (default 40) on two shops, one worker of each kind; F1 at full
+size sells ``CHAOS_F1_ORDERS`` orders (default 1 000) over ``CHAOS_F1_SKUS`` SKUs
+(default 200) on four shops, two workers of each kind. The fast versions of these faults
 run in ``make test`` (tests/channels/e2e, tests/channels/test_push_poison.py,
 tests/reliability/test_fast_faults.py).
 """
@@ -27,7 +29,7 @@ from django.contrib.contenttypes.models import ContentType
 from django.db import connection, connections
 
 from accounts import services as token_services
-from channels.models import WebhookReceipt
+from channels.models import DeadLetter, PushAttempt, WebhookReceipt
 from channels.pipeline import ingest
 from nventory import fault_injection, permissions
 from tests import factories
@@ -63,13 +65,26 @@ def stack(request: Any, transactional_db: Any) -> Iterator[Stack]:
         made.stop()
 
 
-def start_system(stack: Stack, simulator: Any, *, beat: bool = True) -> Any:
+def start_system(
+    stack: Stack,
+    simulator: Any,
+    *,
+    beat: bool = True,
+    shops: int = 2,
+    skus: int = SKUS,
+    workers_per_kind: int = 1,
+    withheld: frozenset[tuple[int, int]] = frozenset(),
+) -> Any:
     """Web first (the shops' webhooks point at it), then the catalog, then the workers
-    (a push worker listens to the channels' queues there are when it starts)."""
+    (a push worker listens to the channels' queues there are when it starts): ingest-1,
+    push-1, ingest-2, push-2...; ``withheld`` as ``build_catalog`` takes it."""
     stack.start_web()
-    catalog = build_catalog(simulator, stack, shops=2, skus=SKUS, units=UNITS)
-    stack.start_worker("ingest")
-    stack.start_worker("push")
+    catalog = build_catalog(
+        simulator, stack, shops=shops, skus=skus, units=UNITS, withheld=withheld
+    )
+    for index in range(1, workers_per_kind + 1):
+        stack.start_worker("ingest", index=index)
+        stack.start_worker("push", index=index)
     if beat:
         stack.start_beat()
     return catalog
@@ -90,6 +105,8 @@ def finish(
     verdict.figures.update(figures, **figures_once_converged(), worker_restarts=stack.restarts)
     if converge_s != converge_s:  # nan: never settled
         verdict.failures.append(f"not converged within {CONVERGE_WITHIN_S:.0f} s")
+    if not verdict.passed:
+        checker.keep_requests(burst, LOG_DIR / scenario.split()[0] / "requests.json")
     report(scenario, verdict)
     return verdict
 
@@ -135,6 +152,93 @@ def test_poison_listing_answered_with_garbage(stack, shopify_simulator):
     assert verdict.passed, verdict.failures
 
 
+def test_permanent_refusal_of_one_listing(stack, shopify_simulator):
+    """F6: one shop does not have the item one listing names, so it refuses every write of
+    it (``INVALID_INVENTORY_ITEM``) through a burst. Each refused push is a dead letter at
+    once, sent once and never again, with what was sent and what the shop answered; every
+    other listing converges. Then the item is created on the shop and the dead letters
+    replayed over the API: the listing converges too. Neither the shop's access token nor
+    its webhook secret is in any log of the stack."""
+    catalog = start_system(stack, shopify_simulator, withheld=frozenset({(0, 0)}))
+    shop, sku = catalog.channels[0], catalog.skus[0]
+    refused = catalog.listing(shop, sku)
+    refused_gid = f"gid://shopify/InventoryItem/{refused.external_id}"
+    started = time.monotonic()
+    burst = place_orders(shopify_simulator, catalog, orders=ORDERS, rate_per_s=RATE_PER_S)
+    burst.expected_dead_listing_ids = frozenset({refused.pk})
+    burst_s = round(time.monotonic() - started, 1)
+    # Every other listing converges while the refused one waits for its fix.
+    others_converge_s = converge(burst, since=time.monotonic(), timeout_s=CONVERGE_WITHIN_S)
+    assert others_converge_s == others_converge_s, checker.check(burst).failures
+
+    letters = list(DeadLetter.objects.filter(listing=refused).order_by("pk"))
+    sent = [
+        json.loads(request["body"])["variables"]["input"]["quantities"]
+        for request in shopify_simulator.requests(shop.slug)
+        if request["method"] == "POST" and refused_gid in request["body"]
+    ]
+    written = [
+        q["quantity"]
+        for quantities in sent
+        for q in quantities
+        if q["inventoryItemId"] == refused_gid
+    ]
+    tries = list(PushAttempt.objects.filter(listing=refused).order_by("pk"))
+    # Refused for good: one call and one try per push, its dead letter at once, holding the
+    # figure sent and the shop's answer.
+    assert letters and len(written) == len(letters) == len(tries), (written, letters, tries)
+    assert [letter.target_quantity for letter in letters] == written
+    for letter in letters:
+        [attempt] = letter.attempts
+        assert attempt["error"].startswith("INVALID_INVENTORY_ITEM"), attempt
+    assert {(t.outcome, t.attempt_number) for t in tries} == {(PushAttempt.Outcome.REJECTED, 1)}
+
+    # The fix: the shop gets its item (not stocked yet); then the operator replays.
+    item = catalog.withheld[(shop.slug, sku.pk)]
+    shopify_simulator.add_items(shop.slug, [{**item, "available": 0}])
+    operator = factories.make_user(permissions.HANDLE_DEAD_LETTERS)
+    token = token_services.issue_token(user=operator, expires_in=None).key
+    answer = requests.post(
+        f"{stack.web_url}/api/v1/dead-letters/replay/",
+        json={"ids": [letter.pk for letter in letters]},
+        headers={"Authorization": f"Token {token}"},
+        timeout=30,
+    )
+    assert answer.status_code == 200, answer.text
+    replayed = {letter["id"] for letter in answer.json()["dead_letters"]}
+    assert replayed == {letter.pk for letter in letters}, answer.text
+    replayed_at = time.monotonic()
+
+    secrets = [shop.credentials["access_token"], shop.webhook_secret]
+    leaking: list[str] = []
+
+    def logs_checked() -> dict[str, Any]:
+        leaking.extend(_logs_holding(stack, secrets))
+        return {"secrets_in_logs": len(leaking)}
+
+    verdict = finish(
+        "F6 permanent-refusal-replayed",
+        burst,
+        cleared_at=replayed_at,
+        stack=stack,
+        burst_s=burst_s,
+        others_converge_s=round(others_converge_s, 1),
+        refused_pushes=len(letters),
+        figures_once_converged=logs_checked,
+    )
+    assert verdict.passed, verdict.failures
+    assert not leaking, f"a secret of the shop is in {leaking}"
+
+
+def _logs_holding(stack: Stack, secrets: list[str]) -> list[str]:
+    """The stack's log files holding any of ``secrets``."""
+    return sorted(
+        log.name
+        for log in stack.log_dir.glob("*.log")
+        if any(secret.encode() in log.read_bytes() for secret in secrets)
+    )
+
+
 def test_workers_killed_repeatedly_mid_burst(stack, shopify_simulator):
     """F1: kill -9 of each worker kind in turn, every 5 s, three times each, each started
     again at once: nothing lost, nothing twice, no dead letter."""
@@ -160,6 +264,83 @@ def test_workers_killed_repeatedly_mid_burst(stack, shopify_simulator):
         "F1 kill-9-workers", burst, cleared_at=fault.cleared_at, stack=stack, **fault.figures
     )
     assert verdict.passed, verdict.failures
+
+
+# F1 at the size of the plan: orders over SKUs on four shops, two workers of each kind.
+FULL_ORDERS = int(os.environ.get("CHAOS_F1_ORDERS", "1000"))
+FULL_SKUS = int(os.environ.get("CHAOS_F1_SKUS", "200"))
+FULL_SHOPS = 4
+# The kills in turn, each worker started again 5 s after its kill (the other of its kind
+# carries on meanwhile); three of each kind.
+FULL_SIZE_KILLS = ("push-1", "ingest-2", "push-2", "ingest-1", "push-1", "ingest-2")
+KILL_EVERY_S = 5.0
+FULL_SIZE_CONVERGE_WITHIN_S = 60.0
+
+
+def test_workers_killed_repeatedly_at_full_size(stack, shopify_simulator):
+    """F1 at the plan's size: 1 000 orders over 200 SKUs on four shops, two ingest and two
+    push workers; every 5 s one of them is killed (-9) and the one killed before started
+    again, six kills. Nothing lost, nothing twice, no dead letter, converged within 60 s
+    of the later of the last restart and the last order. ``redelivered``: pushes a kill
+    interrupted, sent again by another worker."""
+    catalog = start_system(
+        stack, shopify_simulator, shops=FULL_SHOPS, skus=FULL_SKUS, workers_per_kind=2
+    )
+    for channel in catalog.channels:  # pushes in flight most of the time
+        shopify_simulator.faults(channel.slug, latency_ms=200)
+    started = time.monotonic()
+
+    def kill_in_turn(fault: Fault) -> None:
+        for victim in FULL_SIZE_KILLS:
+            stack.kill(victim)
+            time.sleep(KILL_EVERY_S)
+            kind, index = victim.split("-")
+            stack.start_worker(kind, index=int(index))
+        fault.figures["kills"] = len(FULL_SIZE_KILLS)
+        fault.cleared_at = time.monotonic()
+        fault.figures["last_restart_s"] = round(fault.cleared_at - started, 1)
+
+    fault = Fault(at_s=5, inject=kill_in_turn)
+    burst = place_orders(
+        shopify_simulator, catalog, orders=FULL_ORDERS, rate_per_s=RATE_PER_S, faults=[fault]
+    )
+    burst_over = time.monotonic()
+    verdict = finish(
+        "F1full kill-9-workers-4-shops-2-each",
+        burst,
+        cleared_at=max(fault.cleared_at, burst_over),
+        stack=stack,
+        burst_s=round(burst_over - started, 1),
+        **fault.figures,
+        figures_once_converged=lambda: {
+            "pushes_applied": _pushes_applied(catalog.channels),
+            "redelivered": _pushes_redelivered(catalog.channels),
+        },
+    )
+    assert verdict.passed, verdict.failures
+    assert verdict.figures["converge_s"] <= FULL_SIZE_CONVERGE_WITHIN_S, verdict.figures
+
+
+def _pushes_applied(channels: Any) -> int:
+    return PushAttempt.objects.filter(
+        channel__in=channels, outcome=PushAttempt.Outcome.APPLIED
+    ).count()
+
+
+def _pushes_redelivered(channels: Any) -> int:
+    """Pushes a killed worker had claimed and counted a try of, then another worker sent:
+    a try recorded whose try before it never was (a try is recorded once the channel
+    answered it, and counted just before it is sent)."""
+    recorded = set(
+        PushAttempt.objects.filter(channel__in=channels).values_list(
+            "listing_id", "change_at", "attempt_number"
+        )
+    )
+    return sum(
+        1
+        for listing_id, change_at, number in recorded
+        if number > 1 and (listing_id, change_at, number - 1) not in recorded
+    )
 
 
 def test_redis_stopped_and_restarted_empty_mid_burst(stack, shopify_simulator):

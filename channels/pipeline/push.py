@@ -109,6 +109,9 @@ class _Claim:
     # LOCATION_QUANTITIES: the figure of each of the channel's locations, by code (the
     # target is their sum).
     location_targets: dict[str, int] | None = None
+    # The lease as this run holds it (the row's claimed_until): its token. A run that
+    # finds the row with another has lost it to a later claim, and must not write.
+    lease_until: dt.datetime | None = None
 
 
 # What a push needs of each claimed listing, read by a statement of its own after the claim
@@ -137,7 +140,22 @@ UPDATE channels_pendingpush AS pending
          LIMIT %(limit)s
            FOR UPDATE SKIP LOCKED)
 RETURNING pending.id, pending.listing_id, pending.generation, pending.first_change_at,
-          pending.last_change_at, pending.attempts - 1 AS attempts, pending.errors
+          pending.last_change_at, pending.attempts - 1 AS attempts, pending.errors,
+          pending.claimed_until
+"""
+
+# Before each write: the lease renewed for the rows this run still holds (the lease it
+# was given, unchanged), a try counted for the rows about to be sent. A row whose lease
+# lapsed while the run waited (its groups go out in turn, a slow channel, a retry's
+# backoff) may have been claimed and pushed by another run since: writing our older figure
+# after theirs would leave the channel wrong with nothing owed.
+_RENEW_LEASES_SQL = """
+UPDATE channels_pendingpush AS pending
+   SET claimed_until = statement_timestamp() + make_interval(secs => %(lease_s)s),
+       attempts = pending.attempts + %(tries)s
+  FROM unnest(%(ids)s::bigint[], %(leases)s::timestamptz[]) AS held(id, lease_until)
+ WHERE pending.id = held.id AND pending.claimed_until = held.lease_until
+RETURNING pending.id, pending.claimed_until
 """
 
 # Not in the claim's statement: a stock change that commits while the claim runs is seen
@@ -302,7 +320,9 @@ def push_owed(*, channel_id: int) -> None:
         _give_back_tries(groups[1:])
         for position, group in enumerate(groups):
             if position:
-                _count_try(group)
+                group = _still_held(group, count_try=True)
+                if not group:
+                    continue
             try:
                 outcome = _push_group(
                     channel, connector, group, count_races=raced_rounds >= MAX_RACE_RETRIES
@@ -462,11 +482,41 @@ def _claim(*, channel: Channel, limit: int) -> list[_Claim]:
             binary=False,
         )
     }
-    return [
-        _claim_from_row(channel, (*claim, *listings[claim[1]]))
-        for claim in claimed
-        if claim[1] in listings
-    ]
+    claims = []
+    for *claim, lease_until in claimed:
+        if claim[1] in listings:
+            claims.append(_claim_from_row(channel, (*claim, *listings[claim[1]])))
+            claims[-1].lease_until = lease_until
+    return claims
+
+
+def _still_held(claims: Sequence[_Claim], *, count_try: bool) -> list[_Claim]:
+    """The claims whose lease this run still holds, renewed (``_RENEW_LEASES_SQL``); the
+    others are left to the run that holds them now."""
+    if not claims:
+        return []
+    renewed = dict(
+        prepared_sql.fetch(
+            _RENEW_LEASES_SQL,
+            {
+                "lease_s": settings.PUSH_CLAIM_LEASE_S,
+                "tries": int(count_try),
+                "ids": [claim.pending_id for claim in claims],
+                "leases": [claim.lease_until for claim in claims],
+            },
+        )
+    )
+    held = []
+    for claim in claims:
+        if claim.pending_id in renewed:
+            claim.lease_until = renewed[claim.pending_id]
+            held.append(claim)
+        else:
+            logger.warning(
+                "push of listing %s not sent: its lease lapsed and another run has it",
+                claim.listing.pk,
+            )
+    return held
 
 
 def _claim_from_row(channel: Channel, row: Sequence[Any]) -> _Claim:
@@ -784,6 +834,18 @@ def _overwrite_drift(
         PushAttempt.Outcome.STALE,
         "compare-and-set: the channel held another figure",
     )
+    held = {
+        claim.listing.pk
+        for claim in _still_held(
+            [by_listing[result.listing_id] for result in stale], count_try=False
+        )
+    }
+    # A listing another run holds now is theirs to settle: no result of ours for it.
+    lost = {result.listing_id for result in stale} - held
+    results = [result for result in results if result.listing_id not in lost]
+    stale = [result for result in stale if result.listing_id in held]
+    if not stale:
+        return results
     retry = [by_listing[result.listing_id] for result in stale]
     for claim, result in zip(retry, stale, strict=True):
         claim.drift = (claim.compare, result.actual_quantity)

@@ -718,3 +718,30 @@ def test_operators_see_the_breaker_and_can_have_it_probe_now(channel, listings, 
     )
     assert "1 open circuit breaker(s) will probe" in answer.content.decode()
     assert breaker_of(channel).state(timezone.now()) == ChannelBreaker.State.HALF_OPEN
+
+
+def test_a_run_whose_lease_lapsed_writes_nothing_for_the_rows_another_run_claimed(
+    channel, listings
+):
+    """A run's groups go out in turn; if its lease on a row lapsed meanwhile and another
+    run claimed the row, that run's figure is the newer one: the first run must not send
+    its own after it (the channel would be left wrong with nothing owed)."""
+    first_run = push._claim(channel=channel, limit=10)
+    assert len(first_run) == len(listings)
+    lapsed, kept = first_run[0], first_run[1:]
+    PendingPush.objects.filter(pk=lapsed.pending_id).update(
+        claimed_until=timezone.now() - dt.timedelta(seconds=1)
+    )
+    second_run = push._claim(channel=channel, limit=10)
+    assert [claim.pending_id for claim in second_run] == [lapsed.pending_id]
+
+    still_ours = push._still_held(first_run, count_try=True)
+
+    assert [claim.pending_id for claim in still_ours] == [claim.pending_id for claim in kept]
+    assert [claim.pending_id for claim in push._still_held(second_run, count_try=True)] == [
+        lapsed.pending_id
+    ]
+    attempts = dict(PendingPush.objects.values_list("pk", "attempts"))
+    # a try for each claim, and one for the second run's send
+    assert attempts[lapsed.pending_id] == 3
+    assert {attempts[claim.pending_id] for claim in kept} == {2}  # claim, then send

@@ -38,7 +38,7 @@ import json
 import logging
 import random
 import types
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import psycopg
@@ -149,6 +149,18 @@ RETURNING pending.id, pending.listing_id, pending.generation, pending.first_chan
 # lapsed while the run waited (its groups go out in turn, a slow channel, a retry's
 # backoff) may have been claimed and pushed by another run since: writing our older figure
 # after theirs would leave the channel wrong with nothing owed.
+# Every write of several outbox rows takes their locks first, in listing order: the order
+# the outbox trigger takes them in a stock change (channels.rules), so a push settling its
+# batch and a sale owing the same listings cannot deadlock (an UPDATE ... WHERE id IN
+# locks in whatever order its plan reads the rows; the load bench met that deadlock, a
+# reservation answered 500).
+_LOCK_OWED_ROWS_SQL = """
+SELECT id FROM channels_pendingpush
+ WHERE id = ANY(%(ids)s::bigint[])
+ ORDER BY listing_id
+   FOR UPDATE
+"""
+
 _RENEW_LEASES_SQL = """
 UPDATE channels_pendingpush AS pending
    SET claimed_until = statement_timestamp() + make_interval(secs => %(lease_s)s),
@@ -495,17 +507,20 @@ def _still_held(claims: Sequence[_Claim], *, count_try: bool) -> list[_Claim]:
     others are left to the run that holds them now."""
     if not claims:
         return []
-    renewed = dict(
-        prepared_sql.fetch(
-            _RENEW_LEASES_SQL,
-            {
-                "lease_s": settings.PUSH_CLAIM_LEASE_S,
-                "tries": int(count_try),
-                "ids": [claim.pending_id for claim in claims],
-                "leases": [claim.lease_until for claim in claims],
-            },
+    ids = [claim.pending_id for claim in claims]
+    with transaction.atomic():
+        prepared_sql.fetch(_LOCK_OWED_ROWS_SQL, {"ids": ids})
+        renewed = dict(
+            prepared_sql.fetch(
+                _RENEW_LEASES_SQL,
+                {
+                    "lease_s": settings.PUSH_CLAIM_LEASE_S,
+                    "tries": int(count_try),
+                    "ids": ids,
+                    "leases": [claim.lease_until for claim in claims],
+                },
+            )
         )
-    )
     held = []
     for claim in claims:
         if claim.pending_id in renewed:
@@ -578,26 +593,30 @@ def _json(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str) else value
 
 
+def _update_owed(claims: Iterable[_Claim], **changes: Any) -> None:
+    """Update the claims' outbox rows, locked in listing order (``_LOCK_OWED_ROWS_SQL``)."""
+    ids = [claim.pending_id for claim in claims]
+    if not ids:
+        return
+    with transaction.atomic():
+        prepared_sql.fetch(_LOCK_OWED_ROWS_SQL, {"ids": ids})
+        PendingPush.objects.filter(pk__in=ids).update(**changes)
+
+
 def _release(claims: Sequence[_Claim], *, try_counted: bool = True) -> None:
     """Let the claims go untried: the try their claim counted is given back."""
-    PendingPush.objects.filter(pk__in=[claim.pending_id for claim in claims]).update(
+    _update_owed(
+        claims,
         claimed_until=None,
         **({"attempts": Greatest(F("attempts") - 1, 0)} if try_counted else {}),
     )
 
 
 def _give_back_tries(groups: Sequence[Sequence[_Claim]]) -> None:
-    """The claim's try of rows that stay claimed, not sent yet (``_count_try`` later)."""
-    waiting = [claim.pending_id for group in groups for claim in group]
-    if waiting:
-        PendingPush.objects.filter(pk__in=waiting).update(attempts=Greatest(F("attempts") - 1, 0))
-
-
-def _count_try(claims: Sequence[_Claim]) -> None:
-    """Count the try of claimed rows about to be sent, committed before the call (a call
-    that kills its worker still spends it)."""
-    PendingPush.objects.filter(pk__in=[claim.pending_id for claim in claims]).update(
-        attempts=F("attempts") + 1
+    """The claim's try of rows that stay claimed, not sent yet (counted again by
+    ``_still_held`` right before their group is sent)."""
+    _update_owed(
+        [claim for group in groups for claim in group], attempts=Greatest(F("attempts") - 1, 0)
     )
 
 
@@ -606,15 +625,14 @@ def _finish(claims: Sequence[_Claim]) -> int:
     if not claims:
         return 0
     claims = sorted(claims, key=lambda claim: claim.pending_id)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            _FINISH_SQL,
-            {
-                "ids": [claim.pending_id for claim in claims],
-                "generations": [claim.generation for claim in claims],
-            },
-        )
-        still_owed = cursor.fetchall()
+    ids = [claim.pending_id for claim in claims]
+    with transaction.atomic():
+        prepared_sql.fetch(_LOCK_OWED_ROWS_SQL, {"ids": ids})
+        with connection.cursor() as cursor:
+            cursor.execute(
+                _FINISH_SQL, {"ids": ids, "generations": [claim.generation for claim in claims]}
+            )
+            still_owed = cursor.fetchall()
     if still_owed:
         # Changes came in while we pushed: this run's loop claims them again.
         logger.debug("%d listings changed during their push", len(still_owed))
@@ -1113,7 +1131,8 @@ def _hold_until_the_channel_takes_them(held: Sequence[tuple[_Claim, ItemResult]]
 
 def _hold(claims: Sequence[_Claim], *, seconds: float) -> None:
     """Let the claims go, owed again in ``seconds`` (0: at once), no attempt counted."""
-    PendingPush.objects.filter(pk__in=[claim.pending_id for claim in claims]).update(
+    _update_owed(
+        claims,
         claimed_until=None,
         not_before=timezone.now() + dt.timedelta(seconds=seconds),
         attempts=Greatest(F("attempts") - 1, 0),
@@ -1133,7 +1152,7 @@ def _remember_applied(
             # Outbox rows, sync states, then the drift those writes went over: one query,
             # one round trip, and (outside a transaction) one implicit transaction.
             drift = _drift_params(applied)
-            statements = [_FINISH_SQL, _REMEMBER_APPLIED_SQL]
+            statements = [_LOCK_OWED_ROWS_SQL, _FINISH_SQL, _REMEMBER_APPLIED_SQL]
             if drift is not None:
                 statements.append(_RECORD_DRIFT_SQL)
             with connection.cursor() as cursor:
@@ -1156,7 +1175,8 @@ def _remember_applied(
                         "acked_at": acked_at,
                     },
                 )
-                changed_in_flight = len(cursor.fetchall())  # the first statement's rows
+                cursor.nextset()  # past the locks, to the rows _FINISH_SQL left owed
+                changed_in_flight = len(cursor.fetchall())
             return changed_in_flight
         except OperationalError as error:
             # The channel has the figures already; only our record of it must be retried.

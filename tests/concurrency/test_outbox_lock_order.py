@@ -31,8 +31,7 @@ def test_sales_and_push_settlements_on_the_same_rows_never_deadlock():
     sku = factories.make_sku()
     factories.stock(sku, location, 1_000_000)
     listings = [
-        factories.make_listing(channel=channel, sku=sku, external_id=f"item-{n}")
-        for n in range(6)
+        factories.make_listing(channel=channel, sku=sku, external_id=f"item-{n}") for n in range(6)
     ]
     # Owed rows whose ids run against their listings' order.
     PendingPush.objects.filter(channel=channel).delete()

@@ -42,6 +42,7 @@ from inventory.models import (
     StockLevel,
 )
 from nventory import prepared_sql
+from nventory.db import retried_on_deadlock
 from nventory.errors import ApplicationError, Conflict, NotFound
 
 
@@ -485,6 +486,7 @@ def _single_change(
 # -----------------------------------------------------------------------------------------
 
 
+@retried_on_deadlock
 def receive_stock(
     *, sku_id: int, location_id: int, quantity: int, context: EventContext
 ) -> InventoryEvent:
@@ -498,6 +500,7 @@ def receive_stock(
     )
 
 
+@retried_on_deadlock
 def adjust_stock(
     *, sku_id: int, location_id: int, delta: int, context: EventContext
 ) -> InventoryEvent:
@@ -595,6 +598,7 @@ def record_marketplace_count(
         return event
 
 
+@retried_on_deadlock
 def transfer_stock(
     *,
     sku_id: int,
@@ -634,6 +638,7 @@ def transfer_stock(
 # -----------------------------------------------------------------------------------------
 
 
+@retried_on_deadlock
 def commit_order(
     *,
     sku_id: int,
@@ -664,6 +669,7 @@ def commit_order(
     )
 
 
+@retried_on_deadlock
 def cancel_order(
     *, sku_id: int, location_id: int, quantity: int, context: EventContext
 ) -> InventoryEvent:
@@ -718,6 +724,7 @@ def return_order(
 # -----------------------------------------------------------------------------------------
 
 
+@retried_on_deadlock
 def reserve_stock(
     *,
     sku_id: int,
@@ -883,6 +890,7 @@ def confirm_reservation(
     )
 
 
+@retried_on_deadlock
 def release_reservation(
     *, reservation_id: int, context: EventContext, owner_id: int | None = None
 ) -> Reservation:

@@ -37,7 +37,7 @@ test: $(STAMP) lint typecheck browser
 ## The slow fault suite (docs/reliability.md): each scenario with real processes, one
 ## PASS/FAIL line with its figures (kept in .data/chaos/results.txt). CHAOS_ORDERS,
 ## CHAOS_RATE and CHAOS_SKUS size the bursts, CHAOS_F1_ORDERS and CHAOS_F1_SKUS the full-size
-## F1's, CHAOS_F3_S how long F3 drops connections.
+## F1's, CHAOS_F3_S how long F3 drops connections, CHAOS_F5_S how long F5's shop is down.
 chaos: $(STAMP)
 	CHAOS=1 $(EMBEDDED) --data-dir .data/chaos-servers -- $(BIN)/python -m pytest -s -q tests/reliability/test_chaos.py $(PYTEST_ARGS)
 

@@ -363,15 +363,19 @@ def test_redis_stopped_and_restarted_empty_mid_burst(stack, shopify_simulator):
     assert verdict.passed, verdict.failures
 
 
+# How long F5's shop is down (CHAOS_F5_S, seconds).
+CHANNEL_DOWN_FOR_S = float(os.environ.get("CHAOS_F5_S", "60"))
+
+
 def test_a_channel_down_for_a_minute_then_back(stack, shopify_simulator):
-    """F5: one shop answers 503 to every call for 60 s: no dead letter (the breaker holds
-    its pushes), it catches up once back; the other shop is unaffected."""
+    """F5: one shop answers 503 to every call for 60 s (CHAOS_F5_S): no dead letter (the
+    breaker holds its pushes), it catches up once back; the other shop is unaffected."""
     catalog = start_system(stack, shopify_simulator)
     down = catalog.channels[1]
 
     def outage(fault: Fault) -> None:
         shopify_simulator.faults(down.slug, fail_rate=1.0, fail_status=503)
-        time.sleep(60)
+        time.sleep(CHANNEL_DOWN_FOR_S)
         shopify_simulator.faults(down.slug, fail_rate=0.0)
         fault.cleared_at = time.monotonic()
 
@@ -379,7 +383,9 @@ def test_a_channel_down_for_a_minute_then_back(stack, shopify_simulator):
     burst = place_orders(
         shopify_simulator, catalog, orders=ORDERS, rate_per_s=RATE_PER_S, faults=[fault]
     )
-    verdict = finish("F5 channel-down-60s", burst, cleared_at=fault.cleared_at, stack=stack)
+    verdict = finish(
+        f"F5 channel-down-{CHANNEL_DOWN_FOR_S:g}s", burst, cleared_at=fault.cleared_at, stack=stack
+    )
     assert verdict.passed, verdict.failures
 
 

@@ -54,9 +54,7 @@ def test_a_reservation_ended_by_a_deadlock_is_made_on_its_next_try():
             connection.close()
 
     with _other_connection() as other:
-        other.execute(
-            "SELECT id FROM inventory_stocklevel WHERE sku_id = %s FOR UPDATE", [sku.pk]
-        )
+        other.execute("SELECT id FROM inventory_stocklevel WHERE sku_id = %s FOR UPDATE", [sku.pk])
         reserving = threading.Thread(target=reserve)
         reserving.start()
         time.sleep(0.5)  # the reservation's row is in, its stock statement waits on ours

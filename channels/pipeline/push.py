@@ -41,9 +41,8 @@ import types
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-import psycopg
 from django.conf import settings
-from django.db import OperationalError, connection, transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.db.models.functions import Greatest
 from django.utils import timezone
@@ -73,6 +72,7 @@ from channels.models import (
 )
 from channels.pipeline import breaker, enqueue, outbox, ratelimit
 from nventory import fault_injection, prepared_sql
+from nventory.db import retried_on_deadlock
 
 logger = logging.getLogger(__name__)
 
@@ -624,7 +624,6 @@ def _finish(claims: Sequence[_Claim]) -> int:
     """Settle pushed rows; how many changed meanwhile and so stay owed."""
     if not claims:
         return 0
-    claims = sorted(claims, key=lambda claim: claim.pending_id)
     ids = [claim.pending_id for claim in claims]
     with transaction.atomic():
         prepared_sql.fetch(_LOCK_OWED_ROWS_SQL, {"ids": ids})
@@ -1139,50 +1138,40 @@ def _hold(claims: Sequence[_Claim], *, seconds: float) -> None:
     )
 
 
+@retried_on_deadlock  # the channel has the figures already: only our record runs again
 def _remember_applied(
     channel: Channel, applied: list[_Claim], sent_at: dt.datetime, acked_at: dt.datetime
 ) -> int:
-    """Outbox rows first, then sync states: the order a stock change's transaction takes
-    them in (trigger, then ingest), so the two cannot deadlock on these rows."""
-    applied = sorted(applied, key=lambda claim: claim.pending_id)
-    attempt = 0
-    while True:
-        attempt += 1
-        try:
-            # Outbox rows, sync states, then the drift those writes went over: one query,
-            # one round trip, and (outside a transaction) one implicit transaction.
-            drift = _drift_params(applied)
-            statements = [_LOCK_OWED_ROWS_SQL, _FINISH_SQL, _REMEMBER_APPLIED_SQL]
-            if drift is not None:
-                statements.append(_RECORD_DRIFT_SQL)
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    ";\n".join(statements),
-                    {
-                        **(drift or {}),
-                        "ids": [claim.pending_id for claim in applied],
-                        "generations": [claim.generation for claim in applied],
-                        "channel_id": channel.pk,
-                        "listing_ids": [claim.listing.pk for claim in applied],
-                        "quantities": [claim.target for claim in applied],
-                        "compares": [claim.compare for claim in applied],
-                        "attempt_numbers": [claim.attempts + 1 for claim in applied],
-                        "change_ats": [claim.first_change_at for claim in applied],
-                        "moves_at_claim": [claim.channel_moves_at_claim for claim in applied],
-                        "overwrote_moves": [claim.overwrote_moves for claim in applied],
-                        "unexplained_wait_s": UNEXPLAINED_MOVES_WAIT_S,
-                        "sent_at": sent_at,
-                        "acked_at": acked_at,
-                    },
-                )
-                cursor.nextset()  # past the locks, to the rows _FINISH_SQL left owed
-                changed_in_flight = len(cursor.fetchall())
-            return changed_in_flight
-        except OperationalError as error:
-            # The channel has the figures already; only our record of it must be retried.
-            if attempt >= 5 or not isinstance(error.__cause__, psycopg.errors.DeadlockDetected):
-                raise
-            logger.info("deadlock recording pushes to %s; retrying", channel.slug)
+    """Outbox rows first (locked in listing order), then sync states: the order a stock
+    change's transaction takes them in (trigger, then ingest)."""
+    # Outbox rows, sync states, then the drift those writes went over: one query, one
+    # round trip, and (outside a transaction) one implicit transaction.
+    drift = _drift_params(applied)
+    statements = [_LOCK_OWED_ROWS_SQL, _FINISH_SQL, _REMEMBER_APPLIED_SQL]
+    if drift is not None:
+        statements.append(_RECORD_DRIFT_SQL)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            ";\n".join(statements),
+            {
+                **(drift or {}),
+                "ids": [claim.pending_id for claim in applied],
+                "generations": [claim.generation for claim in applied],
+                "channel_id": channel.pk,
+                "listing_ids": [claim.listing.pk for claim in applied],
+                "quantities": [claim.target for claim in applied],
+                "compares": [claim.compare for claim in applied],
+                "attempt_numbers": [claim.attempts + 1 for claim in applied],
+                "change_ats": [claim.first_change_at for claim in applied],
+                "moves_at_claim": [claim.channel_moves_at_claim for claim in applied],
+                "overwrote_moves": [claim.overwrote_moves for claim in applied],
+                "unexplained_wait_s": UNEXPLAINED_MOVES_WAIT_S,
+                "sent_at": sent_at,
+                "acked_at": acked_at,
+            },
+        )
+        cursor.nextset()  # past the locks, to the rows _FINISH_SQL left owed
+        return len(cursor.fetchall())
 
 
 def _record_attempts(

@@ -18,6 +18,7 @@ import hashlib
 import itertools
 import json
 import logging
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -981,22 +982,83 @@ def listing_for_identifiers(
         if value is None:
             continue
         for candidate in connector.lookup_values(name, value):
-            condition, params = _identifier_condition(name, candidate)
-            # Raw SQL: one of these runs for every order line, and building it through the
-            # ORM cost more than running it. Not prepared: a generic plan cannot look into
-            # the identifiers' GIN index for a value it does not know, and read every
-            # listing of the channel instead (125 ms at 20,000 listings).
-            found = list(
-                Listing.objects.raw(
-                    "SELECT * FROM channels_listing WHERE channel_id = %(channel_id)s"
-                    f" AND {condition} ORDER BY is_active DESC, id LIMIT 1",
-                    {"channel_id": channel.pk, **params},
-                )
-            )
-            if found:
-                found[0].channel = channel
-                return found[0]
+            listing = _remembered_listing(channel, name, candidate)
+            if listing is None:
+                listing = _look_up_listing(channel, name, candidate)
+            if listing is not None:
+                listing.channel = channel
+                return listing
     return None
+
+
+# The listing an identifier found is remembered for a few seconds, per process. The lookup
+# goes through the identifiers' GIN index, which only a plan made for the value can use, so
+# it is planned anew for every order line, and planning cost three times the lookup. A
+# remembered listing is read again by its key and taken only while it is still the
+# channel's, active and holding the identifier: an edit, a switch-off or a remap is seen at
+# once. Only an older listing given the same identifier is seen up to _FOUND_LISTING_S late.
+_FOUND_LISTING_S = 5.0
+_FOUND_LISTINGS_KEPT = 100_000
+_found_listings: dict[tuple[int, str, str], tuple[int, float]] = {}
+
+_LISTING_BY_ID_SQL = "SELECT * FROM channels_listing WHERE id = %(listing_id)s"
+
+
+def forget_found_listings() -> None:
+    """Drop the remembered lookups (tests that count a lookup's queries)."""
+    _found_listings.clear()
+
+
+def _remembered_listing(channel: Channel, name: str, value: str) -> Listing | None:
+    remembered = _found_listings.get((channel.pk, name, value))
+    if remembered is None or remembered[1] < time.monotonic():
+        return None
+    found = prepared_sql.instances(Listing, _LISTING_BY_ID_SQL, {"listing_id": remembered[0]})
+    if found and _still_found_by(found[0], channel, name, value):
+        return found[0]
+    _found_listings.pop((channel.pk, name, value), None)
+    return None
+
+
+def _still_found_by(listing: Listing, channel: Channel, name: str, value: str) -> bool:
+    return (
+        listing.channel_id == channel.pk
+        and listing.is_active
+        and _holds_identifier(listing, name, value)
+    )
+
+
+def _look_up_listing(channel: Channel, name: str, value: str) -> Listing | None:
+    condition, params = _identifier_condition(name, value)
+    # Raw SQL: one of these runs for every order line, and building it through the ORM
+    # cost more than running it. Not prepared: a generic plan cannot look into the
+    # identifiers' GIN index for a value it does not know, and read every listing of the
+    # channel instead (125 ms at 20,000 listings).
+    found = list(
+        Listing.objects.raw(
+            "SELECT * FROM channels_listing WHERE channel_id = %(channel_id)s"
+            f" AND {condition} ORDER BY is_active DESC, id LIMIT 1",
+            {"channel_id": channel.pk, **params},
+        )
+    )
+    if not found:
+        return None
+    if found[0].is_active:
+        if len(_found_listings) >= _FOUND_LISTINGS_KEPT:
+            _found_listings.clear()
+        _found_listings[(channel.pk, name, value)] = (
+            found[0].pk,
+            time.monotonic() + _FOUND_LISTING_S,
+        )
+    return found[0]
+
+
+def _identifier_forms(value: str) -> list[str | int]:
+    # Operators and CSV imports store numeric ids as JSON numbers or strings: both are
+    # the same identifier.
+    if value.isdigit() and str(int(value)) == value:
+        return [value, int(value)]
+    return [value]
 
 
 def _identifier_condition(name: str, value: str) -> tuple[str, dict[str, str]]:
@@ -1004,15 +1066,21 @@ def _identifier_condition(name: str, value: str) -> tuple[str, dict[str, str]]:
     if name in ("external_id", "external_sku"):
         return f"{name} = %(value)s", {"value": value}
     # Any other name is a key of extra_identifiers, which one GIN index (jsonb_path_ops)
-    # serves for every platform's keys. Operators and CSV imports store numeric ids as JSON
-    # numbers or strings: both forms are asked for.
-    forms = [json.dumps({name: value})]
-    if value.isdigit() and str(int(value)) == value:
-        forms.append(json.dumps({name: int(value)}))
+    # serves for every platform's keys.
+    forms = [json.dumps({name: form}) for form in _identifier_forms(value)]
     condition = " OR ".join(
         f"extra_identifiers @> %(form_{index})s::jsonb" for index in range(len(forms))
     )
     return f"({condition})", {f"form_{index}": form for index, form in enumerate(forms)}
+
+
+def _holds_identifier(listing: Listing, name: str, value: str) -> bool:
+    """Whether the listing holds the value as ``_identifier_condition`` asks, in Python."""
+    if name in ("external_id", "external_sku"):
+        return bool(getattr(listing, name) == value)
+    held = (listing.extra_identifiers or {}).get(name)
+    # JSON true is no identifier, though Python counts it equal to 1.
+    return not isinstance(held, bool) and held in _identifier_forms(value)
 
 
 def _record_unmapped(ingest: _Ingest, line: MessageLine) -> None:

@@ -1,0 +1,71 @@
+"""Wake-ups of the ingest: one queued in a process and not started yet takes along the
+wake-ups of the receipts committed meanwhile; once it has started, the next is queued."""
+
+from __future__ import annotations
+
+import threading
+from unittest import mock
+
+from channels.pipeline import enqueue
+
+
+def _hold_the_wakers() -> threading.Event:
+    """Keep both wake-up threads busy until the returned event is set."""
+    release = threading.Event()
+    both_busy = threading.Barrier(3)
+
+    def busy() -> None:
+        both_busy.wait()
+        release.wait(10)
+
+    for _ in range(2):
+        enqueue._executor().submit(busy)
+    both_busy.wait(10)
+    return release
+
+
+def _drain() -> None:
+    """Wait for every wake-up queued so far to have run."""
+    done = [enqueue._executor().submit(lambda: None) for _ in range(2)]
+    for future in done:
+        future.result(10)
+
+
+def test_wake_ups_queued_behind_a_busy_waker_go_out_once(settings):
+    settings.WAKE_UP_WAIT_S = 0.01
+    release = _hold_the_wakers()
+    woken = threading.Event()
+    with mock.patch.object(enqueue, "_wake_ingest", side_effect=woken.set) as wake_ingest:
+        for receipt_id in range(5):
+            enqueue.enqueue_webhook_processing(receipt_id)
+        assert wake_ingest.call_count == 0  # queued, not started
+        release.set()
+        assert woken.wait(10)
+        _drain()
+        _drain()
+    assert wake_ingest.call_count == 1
+    enqueue._impatient_until = 0.0
+
+
+def test_a_receipt_after_the_wake_up_started_queues_another(settings):
+    started = threading.Event()
+    finish = threading.Event()
+    second = threading.Event()
+    calls: list[int] = []
+
+    def slow_wake() -> None:
+        calls.append(1)
+        if len(calls) == 2:
+            second.set()
+        started.set()
+        finish.wait(10)
+
+    with mock.patch.object(enqueue, "_wake_ingest", side_effect=slow_wake):
+        settings.WAKE_UP_WAIT_S = 0.01
+        enqueue.enqueue_webhook_processing(1)
+        assert started.wait(10)
+        enqueue.enqueue_webhook_processing(2)  # the first has started: this one is queued
+        finish.set()
+        assert second.wait(10)
+    assert len(calls) == 2
+    enqueue._impatient_until = 0.0

@@ -60,14 +60,18 @@ def seed() -> str:
     from django.db import connection
     from django.utils import timezone
 
-    from channels import alerts, bulk_edits, services
+    from channels import alerts, bulk_edits, selectors, services
     from channels.models import (
         Channel,
         ChannelBreaker,
         DeadLetter,
+        Listing,
+        ListingSyncState,
         OversellIncident,
         PendingPush,
         PushAttempt,
+        UnmappedLine,
+        WebhookReceipt,
     )
     from inventory import services as inventory_services
     from inventory.models import InventoryEvent, Location, Sku
@@ -116,7 +120,9 @@ def seed() -> str:
         reason="Mugs: holiday buffer",
     )
     now = timezone.now()
-    # A day of sales, spread over the hours, then the pushes that followed them.
+    # A day of sales, spread over the hours and the channels (an order is its channel's
+    # when the channel's ingest committed it: the actor is the channel's slug), then the
+    # pushes that followed them.
     for number in range(240):
         sku = rng.choice(skus)
         event = inventory_services.commit_order(
@@ -126,6 +132,7 @@ def seed() -> str:
             context=inventory_services.EventContext(
                 idempotency_key=f"shots-order-{number}",
                 source="channel",
+                actor=channels[number % len(channels)].slug,
                 external_reference=f"#{1000 + number}",
             ),
         )
@@ -163,7 +170,10 @@ def seed() -> str:
         location_id=warehouse.pk,
         quantity=1000,
         context=inventory_services.EventContext(
-            idempotency_key="shots-oversold", source="channel", external_reference="#2001"
+            idempotency_key="shots-oversold",
+            source="channel",
+            actor=channels[4].slug,
+            external_reference="#2001",
         ),
         allow_shortfall=True,
     )
@@ -215,6 +225,75 @@ def seed() -> str:
         evidence="The channel's figure moved with no order to explain it.",
         corrected=True,
     )
+    # The day's webhooks: the Shopify store's orders, one it could not parse and one whose
+    # processing failed; one of its orders names an item no listing has (a line waiting),
+    # and eBay lists an item nobody mapped to a SKU yet (a gap).
+    shop = channels[0]
+    WebhookReceipt.objects.bulk_create(
+        WebhookReceipt(
+            channel=shop,
+            topic="orders/create",
+            dedupe_key=f"orders-create-{5000 + number}",
+            body=b'{"id": %d}' % (5000 + number),
+            status=WebhookReceipt.Status.PROCESSED,
+            attempts=1,
+            received_at=now - dt.timedelta(minutes=11 * number),
+            processed_at=now - dt.timedelta(minutes=11 * number),
+        )
+        for number in range(1, 120)
+    )
+    WebhookReceipt.objects.create(
+        channel=shop,
+        topic="orders/create",
+        dedupe_key="orders-create-5200",
+        headers={"Content-Type": "application/json", "X-Shopify-Topic": "orders/create"},
+        body=b'{"id": 5200, "line_items": [{"id": 1, "variant_id": 6001, "quantity": 2',
+        status=WebhookReceipt.Status.QUARANTINED,
+        error="Signed but unparseable: the JSON body ends inside an object.",
+        attempts=1,
+        received_at=now - dt.timedelta(minutes=42),
+    )
+    WebhookReceipt.objects.create(
+        channel=shop,
+        topic="orders/cancelled",
+        dedupe_key="orders-cancelled-5117",
+        headers={"Content-Type": "application/json", "X-Shopify-Topic": "orders/cancelled"},
+        body=b'{"id": 5117, "cancel_reason": "customer"}',
+        status=WebhookReceipt.Status.FAILED,
+        error="OperationalError: the database closed the connection",
+        attempts=3,
+        received_at=now - dt.timedelta(minutes=17),
+    )
+    waiting_on = WebhookReceipt.objects.create(
+        channel=shop,
+        topic="orders/create",
+        dedupe_key="orders-create-5230",
+        body=b'{"id": 5230}',
+        status=WebhookReceipt.Status.PROCESSED,
+        attempts=1,
+        received_at=now - dt.timedelta(minutes=8),
+        processed_at=now - dt.timedelta(minutes=8),
+    )
+    UnmappedLine.objects.create(
+        channel=shop,
+        receipt=waiting_on,
+        line_reference="5230/2",
+        identifiers={"variant_id": "44120", "sku": "MUG-YELLOW"},
+        quantity=2,
+    )
+    Listing.objects.create(
+        channel=channels[3], sku=None, external_id="ebay-HOODIE-GREY", is_active=False
+    )
+    # Each listing shows what its last push sent: the master's figure through its buffer
+    # rules (what the pushers store); then what the beat does every 5 minutes, the units
+    # each channel holds back, which the scorecard's buffer utilization reads.
+    every_listing = list(Listing.objects.all())
+    for listing_id, explanation in selectors.explain_listings(listings=every_listing).items():
+        ListingSyncState.objects.update_or_create(
+            listing_id=listing_id,
+            defaults={"last_pushed_quantity": explanation.listed, "last_pushed_at": now},
+        )
+    services.take_buffer_snapshots()
     alerts.evaluate_alerts()
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE")
@@ -276,6 +355,12 @@ def _capture(pages: dict[str, str], port: int, cookie: str, args: Any) -> None:
         context.add_cookies([{"name": "sessionid", "value": cookie, "url": base}])
         page = context.new_page()
         for name, path in pages.items():
+            # An action's route (POST only) answers GET with an empty 405, which Chromium
+            # would show as an error page: asked first, with the same cookie, and left out.
+            answer = context.request.get(base + path, max_redirects=0)
+            if answer.status != 200:
+                _harness.progress(f"  {name}: {path} answered {answer.status}, not shown")
+                continue
             response = page.goto(base + path, wait_until="networkidle")
             if response is None or response.status != 200:
                 _harness.progress(f"  {name}: {path} answered {response and response.status}")

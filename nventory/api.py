@@ -12,12 +12,13 @@ from __future__ import annotations
 import itertools
 import re
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from django.core.validators import RegexValidator
-from django.db.models import QuerySet
+from django.db.models import Model, QuerySet
 from django.http import QueryDict
+from django.shortcuts import get_object_or_404
 from django.urls import register_converter
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.types import OpenApiTypes
@@ -198,6 +199,56 @@ class ApiView(APIView):
     # writes (a constant of nventory.permissions). None: refused.
     read_permission: str | None = None
     write_permission: str | None = None
+
+
+class ActionApi(ApiView):
+    """Base of an operation that is one service call: a POST that validates its body, answers
+    404 when the object its URL names is missing, calls ``perform`` (the service) and answers
+    what it returns through ``OutputSerializer``.
+
+    A subclass keeps its own permission (``write_permission``) and sets ``InputSerializer``
+    (None: the operation takes no body), ``target`` (the model whose id is the URL's one
+    parameter; None: the URL names none), ``OutputSerializer``, and its schema's
+    ``responses``, ``description`` and, where the path's own would not do, ``operation_id``.
+    ``perform`` reads the URL's parameters from ``self.kwargs`` and the caller from
+    ``self.request.user``; the service checks the permission and records who acted.
+    """
+
+    InputSerializer: type[serializers.Serializer] | None = None
+    OutputSerializer: type[serializers.BaseSerializer[Any]]
+    target: type[Model] | None = None
+    responses: dict[int, Any]
+    description: str
+    operation_id: str | None = None
+    # Each subclass's own, made by __init_subclass__ to carry its schema.
+    post: Callable[..., Response]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # The schema is stated by the class's attributes, after the nested InputSerializer
+        # it names exists (a decorator's arguments run before the class body). It goes on
+        # the class's own POST: on the class, an operation_id would name every method.
+        super().__init_subclass__(**kwargs)
+
+        def post(self: ActionApi, request: Request, **url_parameters: Any) -> Response:
+            return self.act(request, **url_parameters)
+
+        cls.post = extend_schema(
+            operation_id=cls.operation_id,
+            request=cls.InputSerializer,
+            responses=cls.responses,
+            description=cls.description,
+        )(post)
+
+    def act(self, request: Request, **url_parameters: Any) -> Response:
+        data = validated_input(self.InputSerializer, request.data) if self.InputSerializer else {}
+        if self.target is not None:
+            (target_id,) = url_parameters.values()
+            get_object_or_404(self.target._default_manager.only("pk"), pk=target_id)
+        return Response(self.OutputSerializer(self.perform(data)).data)
+
+    def perform(self, data: dict[str, Any]) -> Any:
+        """Call the operation's service with the validated body; what it returns is answered."""
+        raise NotImplementedError
 
 
 class ListApi(ApiView):

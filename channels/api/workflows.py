@@ -2,10 +2,13 @@
 incidents handled, waiting lines mapped, failed and quarantined receipts reprocessed.
 
 One view per operation over ``channels.workflows`` (each checks the caller's permission and
-records who acted) and ``channels.selectors``; the shapes are nested serializers.
+records who acted) and ``channels.selectors``; the shapes are nested serializers. Each
+write is an ``ActionApi`` whose ``perform`` is its service call.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiResponse, extend_schema
@@ -30,6 +33,7 @@ from nventory.api import (
     BAD_REQUEST,
     FORBIDDEN,
     NOT_FOUND,
+    ActionApi,
     ApiView,
     ConflictSerializer,
     ListApi,
@@ -60,135 +64,121 @@ class DeadLettersOutputSerializer(serializers.Serializer):
     dead_letters = DeadLetterOutputSerializer(many=True)
 
 
-class DeadLetterBulkReplayApi(ApiView):
+class DeadLetterBulkReplayApi(ActionApi):
     write_permission = permissions.HANDLE_DEAD_LETTERS
+    OutputSerializer = DeadLettersOutputSerializer
+    responses = {200: DeadLettersOutputSerializer, 400: BAD_REQUEST, 403: FORBIDDEN}
+    operation_id = "dead_letters_replay_many"
+    description = (
+        "Replay every open dead letter among ``ids``; those replayed or discarded already "
+        "are left as they are. Answers the ones replayed."
+    )
 
     class InputSerializer(DeadLetterIdsSerializer):
         pass
 
-    @extend_schema(
-        operation_id="dead_letters_replay_many",
-        request=InputSerializer,
-        responses={200: DeadLettersOutputSerializer, 400: BAD_REQUEST, 403: FORBIDDEN},
-        description="Replay every open dead letter among ``ids``; those replayed or "
-        "discarded already are left as they are. Answers the ones replayed.",
-    )
-    def post(self, request: Request) -> Response:
-        data = validated_input(self.InputSerializer, request.data)
-        replayed = workflows.replay_dead_letters(dead_letter_ids=data["ids"], actor=request.user)
-        return Response(DeadLettersOutputSerializer({"dead_letters": replayed}).data)
+    def perform(self, data: dict[str, Any]) -> dict[str, Any]:
+        replayed = workflows.replay_dead_letters(
+            dead_letter_ids=data["ids"], actor=self.request.user
+        )
+        return {"dead_letters": replayed}
 
 
-class DeadLetterDiscardApi(ApiView):
+class DeadLetterDiscardApi(ActionApi):
     write_permission = permissions.HANDLE_DEAD_LETTERS
+    target = DeadLetter
+    OutputSerializer = DeadLetterOutputSerializer
+    responses = {
+        200: DeadLetterOutputSerializer,
+        400: BAD_REQUEST,
+        403: FORBIDDEN,
+        404: NOT_FOUND,
+        409: CONFLICT,
+    }
+    description = "Close an open dead letter without pushing it again, with the reason."
 
     class InputSerializer(serializers.Serializer):
         reason = serializers.CharField(max_length=2000)
 
-    @extend_schema(
-        request=InputSerializer,
-        responses={
-            200: DeadLetterOutputSerializer,
-            400: BAD_REQUEST,
-            403: FORBIDDEN,
-            404: NOT_FOUND,
-            409: CONFLICT,
-        },
-        description="Close an open dead letter without pushing it again, with the reason.",
-    )
-    def post(self, request: Request, dead_letter_id: int) -> Response:
-        data = validated_input(self.InputSerializer, request.data)
-        get_object_or_404(DeadLetter, pk=dead_letter_id)
-        letter = workflows.discard_dead_letter(
-            dead_letter_id=dead_letter_id, reason=data["reason"], actor=request.user
+    def perform(self, data: dict[str, Any]) -> DeadLetter:
+        return workflows.discard_dead_letter(
+            dead_letter_id=self.kwargs["dead_letter_id"],
+            reason=data["reason"],
+            actor=self.request.user,
         )
-        return Response(DeadLetterOutputSerializer(letter).data)
 
 
-class DeadLetterBulkDiscardApi(ApiView):
+class DeadLetterBulkDiscardApi(ActionApi):
     write_permission = permissions.HANDLE_DEAD_LETTERS
+    OutputSerializer = DeadLettersOutputSerializer
+    responses = {200: DeadLettersOutputSerializer, 400: BAD_REQUEST, 403: FORBIDDEN}
+    operation_id = "dead_letters_discard_many"
+    description = (
+        "Discard every open dead letter among ``ids`` with one reason; answers the ones discarded."
+    )
 
     class InputSerializer(DeadLetterIdsSerializer):
         reason = serializers.CharField(max_length=2000)
 
-    @extend_schema(
-        operation_id="dead_letters_discard_many",
-        request=InputSerializer,
-        responses={200: DeadLettersOutputSerializer, 400: BAD_REQUEST, 403: FORBIDDEN},
-        description="Discard every open dead letter among ``ids`` with one reason; answers "
-        "the ones discarded.",
-    )
-    def post(self, request: Request) -> Response:
-        data = validated_input(self.InputSerializer, request.data)
+    def perform(self, data: dict[str, Any]) -> dict[str, Any]:
         discarded = workflows.discard_dead_letters(
-            dead_letter_ids=data["ids"], reason=data["reason"], actor=request.user
+            dead_letter_ids=data["ids"], reason=data["reason"], actor=self.request.user
         )
-        return Response(DeadLettersOutputSerializer({"dead_letters": discarded}).data)
+        return {"dead_letters": discarded}
 
 
 # --- oversell incidents --------------------------------------------------------------------
 
-_INCIDENT_RESPONSES = {
-    200: OversellIncidentOutputSerializer,
-    400: BAD_REQUEST,
-    403: FORBIDDEN,
-    404: NOT_FOUND,
-    409: CONFLICT,
-}
 
-
-class OversellIncidentAcknowledgeApi(ApiView):
+class _OversellIncidentActionApi(ActionApi):
     write_permission = permissions.HANDLE_OVERSELLS
+    target = OversellIncident
+    OutputSerializer = OversellIncidentOutputSerializer
+    responses = {
+        200: OversellIncidentOutputSerializer,
+        400: BAD_REQUEST,
+        403: FORBIDDEN,
+        404: NOT_FOUND,
+        409: CONFLICT,
+    }
+    description = ""
 
-    @extend_schema(
-        request=None,
-        responses=_INCIDENT_RESPONSES,
-        description="Mark the incident seen; the first acknowledgement is kept.",
-    )
-    def post(self, request: Request, incident_id: int) -> Response:
-        get_object_or_404(OversellIncident, pk=incident_id)
-        incident = workflows.acknowledge_oversell(incident_id=incident_id, actor=request.user)
-        return Response(OversellIncidentOutputSerializer(incident).data)
+
+class OversellIncidentAcknowledgeApi(_OversellIncidentActionApi):
+    description = "Mark the incident seen; the first acknowledgement is kept."
+
+    def perform(self, data: dict[str, Any]) -> OversellIncident:
+        return workflows.acknowledge_oversell(
+            incident_id=self.kwargs["incident_id"], actor=self.request.user
+        )
 
 
-class OversellIncidentRootCauseApi(ApiView):
-    write_permission = permissions.HANDLE_OVERSELLS
+class OversellIncidentRootCauseApi(_OversellIncidentActionApi):
+    description = "Record why the oversell happened (replaces an earlier note)."
 
     class InputSerializer(serializers.Serializer):
         root_cause = serializers.CharField(max_length=5000)
 
-    @extend_schema(
-        request=InputSerializer,
-        responses=_INCIDENT_RESPONSES,
-        description="Record why the oversell happened (replaces an earlier note).",
-    )
-    def post(self, request: Request, incident_id: int) -> Response:
-        data = validated_input(self.InputSerializer, request.data)
-        get_object_or_404(OversellIncident, pk=incident_id)
-        incident = workflows.note_oversell_root_cause(
-            incident_id=incident_id, root_cause=data["root_cause"], actor=request.user
+    def perform(self, data: dict[str, Any]) -> OversellIncident:
+        return workflows.note_oversell_root_cause(
+            incident_id=self.kwargs["incident_id"],
+            root_cause=data["root_cause"],
+            actor=self.request.user,
         )
-        return Response(OversellIncidentOutputSerializer(incident).data)
 
 
-class OversellIncidentResolveApi(ApiView):
-    write_permission = permissions.HANDLE_OVERSELLS
+class OversellIncidentResolveApi(_OversellIncidentActionApi):
+    description = "Close the incident; it needs a root cause, noted before or given here."
 
     class InputSerializer(serializers.Serializer):
         root_cause = serializers.CharField(max_length=5000, required=False, allow_blank=True)
 
-    @extend_schema(
-        request=InputSerializer,
-        responses=_INCIDENT_RESPONSES,
-        description="Close the incident; it needs a root cause, noted before or given here.",
-    )
-    def post(self, request: Request, incident_id: int) -> Response:
-        data = validated_input(self.InputSerializer, request.data)
-        get_object_or_404(OversellIncident, pk=incident_id)
-        incident = workflows.resolve_oversell(
-            incident_id=incident_id, root_cause=data.get("root_cause", ""), actor=request.user
+    def perform(self, data: dict[str, Any]) -> OversellIncident:
+        return workflows.resolve_oversell(
+            incident_id=self.kwargs["incident_id"],
+            root_cause=data.get("root_cause", ""),
+            actor=self.request.user,
         )
-        return Response(OversellIncidentOutputSerializer(incident).data)
 
 
 # --- waiting lines and mapping gaps --------------------------------------------------------
@@ -250,8 +240,22 @@ class MappedOutputSerializer(serializers.Serializer):
     lines_waiting = serializers.IntegerField()
 
 
-class UnmappedLineMapApi(ApiView):
+class UnmappedLineMapApi(ActionApi):
     write_permission = permissions.HANDLE_UNMAPPED_LINES
+    target = UnmappedLine
+    OutputSerializer = MappedOutputSerializer
+    responses = {
+        200: MappedOutputSerializer,
+        400: BAD_REQUEST,
+        403: FORBIDDEN,
+        404: NOT_FOUND,
+        409: CONFLICT,
+    }
+    description = (
+        "Map the line's item to a SKU (a new listing from the line's identifiers, or the gap "
+        "listing they find), then apply every waiting line of the channel that maps now, "
+        "once each."
+    )
 
     class InputSerializer(serializers.Serializer):
         sku = serializers.CharField(help_text="The code of the SKU the line's item is.")
@@ -263,50 +267,34 @@ class UnmappedLineMapApi(ApiView):
             "(a Shopify order line names the variant, not its inventory item).",
         )
 
-    @extend_schema(
-        request=InputSerializer,
-        responses={
-            200: MappedOutputSerializer,
-            400: BAD_REQUEST,
-            403: FORBIDDEN,
-            404: NOT_FOUND,
-            409: CONFLICT,
-        },
-        description="Map the line's item to a SKU (a new listing from the line's "
-        "identifiers, or the gap listing they find), then apply every waiting line of the "
-        "channel that maps now, once each.",
-    )
-    def post(self, request: Request, unmapped_line_id: int) -> Response:
-        data = validated_input(self.InputSerializer, request.data)
-        get_object_or_404(UnmappedLine, pk=unmapped_line_id)
-        sku = get_object_or_404(Sku, code=data["sku"])
-        result = workflows.map_unmapped_line(
-            unmapped_line_id=unmapped_line_id,
-            sku_id=sku.pk,
+    def perform(self, data: dict[str, Any]) -> workflows.Reapplied:
+        return workflows.map_unmapped_line(
+            unmapped_line_id=self.kwargs["unmapped_line_id"],
+            sku_id=get_object_or_404(Sku, code=data["sku"]).pk,
             external_id=data.get("external_id", ""),
-            actor=request.user,
+            actor=self.request.user,
         )
-        return Response(MappedOutputSerializer(result).data)
 
 
-class ListingMapApi(ApiView):
+class ListingMapApi(ActionApi):
     write_permission = permissions.MAP_LISTINGS
+    target = Listing
+    OutputSerializer = MappedOutputSerializer
+    responses = {200: MappedOutputSerializer, 400: BAD_REQUEST, 403: FORBIDDEN, 404: NOT_FOUND}
+    description = (
+        "Give a listing with no SKU (a mapping gap) its SKU, then apply every waiting line of "
+        "its channel that maps now, once each."
+    )
 
     class InputSerializer(serializers.Serializer):
         sku = serializers.CharField(help_text="The code of the SKU the listing is.")
 
-    @extend_schema(
-        request=InputSerializer,
-        responses={200: MappedOutputSerializer, 400: BAD_REQUEST, 403: FORBIDDEN, 404: NOT_FOUND},
-        description="Give a listing with no SKU (a mapping gap) its SKU, then apply every "
-        "waiting line of its channel that maps now, once each.",
-    )
-    def post(self, request: Request, listing_id: int) -> Response:
-        data = validated_input(self.InputSerializer, request.data)
-        get_object_or_404(Listing, pk=listing_id)
-        sku = get_object_or_404(Sku, code=data["sku"])
-        result = workflows.map_listing(listing_id=listing_id, sku_id=sku.pk, actor=request.user)
-        return Response(MappedOutputSerializer(result).data)
+    def perform(self, data: dict[str, Any]) -> workflows.Reapplied:
+        return workflows.map_listing(
+            listing_id=self.kwargs["listing_id"],
+            sku_id=get_object_or_404(Sku, code=data["sku"]).pk,
+            actor=self.request.user,
+        )
 
 
 # --- webhook receipts ----------------------------------------------------------------------
@@ -391,28 +379,34 @@ class WebhookReceiptDetailApi(ApiView):
         return Response(self.OutputSerializer(receipt).data)
 
 
-class WebhookReceiptReprocessApi(ApiView):
+class WebhookReceiptReprocessApi(ActionApi):
     write_permission = permissions.REPROCESS_RECEIPTS
-
-    @extend_schema(
-        request=None,
-        responses={
-            200: WebhookReceiptOutputSerializer,
-            403: FORBIDDEN,
-            404: NOT_FOUND,
-            409: CONFLICT,
-        },
-        description="Send a failed, quarantined or order-never-came receipt through ingest "
-        "again (after a fix); it is applied once.",
+    target = WebhookReceipt
+    OutputSerializer = WebhookReceiptOutputSerializer
+    responses = {
+        200: WebhookReceiptOutputSerializer,
+        403: FORBIDDEN,
+        404: NOT_FOUND,
+        409: CONFLICT,
+    }
+    description = (
+        "Send a failed, quarantined or order-never-came receipt through ingest again (after "
+        "a fix); it is applied once."
     )
-    def post(self, request: Request, receipt_id: int) -> Response:
-        get_object_or_404(WebhookReceipt.objects.only("pk"), pk=receipt_id)
-        receipt = workflows.reprocess_receipt(receipt_id=receipt_id, actor=request.user)
-        return Response(WebhookReceiptOutputSerializer(receipt).data)
+
+    def perform(self, data: dict[str, Any]) -> WebhookReceipt:
+        return workflows.reprocess_receipt(
+            receipt_id=self.kwargs["receipt_id"], actor=self.request.user
+        )
 
 
-class WebhookReceiptBulkReprocessApi(ApiView):
+class WebhookReceiptBulkReprocessApi(ActionApi):
     write_permission = permissions.REPROCESS_RECEIPTS
+    operation_id = "webhook_receipts_reprocess_many"
+    description = (
+        "Reprocess every failed, quarantined or order-never-came receipt among ``ids``; the "
+        "others are left alone. Answers the ids sent through ingest again."
+    )
 
     class InputSerializer(serializers.Serializer):
         ids = serializers.ListField(
@@ -422,14 +416,8 @@ class WebhookReceiptBulkReprocessApi(ApiView):
     class OutputSerializer(serializers.Serializer):
         reprocessed = serializers.ListField(child=serializers.IntegerField())
 
-    @extend_schema(
-        operation_id="webhook_receipts_reprocess_many",
-        request=InputSerializer,
-        responses={200: OutputSerializer, 400: BAD_REQUEST, 403: FORBIDDEN},
-        description="Reprocess every failed, quarantined or order-never-came receipt among "
-        "``ids``; the others are left alone. Answers the ids sent through ingest again.",
-    )
-    def post(self, request: Request) -> Response:
-        data = validated_input(self.InputSerializer, request.data)
-        ids = workflows.reprocess_receipts(receipt_ids=data["ids"], actor=request.user)
-        return Response(self.OutputSerializer({"reprocessed": ids}).data)
+    responses = {200: OutputSerializer, 400: BAD_REQUEST, 403: FORBIDDEN}
+
+    def perform(self, data: dict[str, Any]) -> dict[str, list[int]]:
+        ids = workflows.reprocess_receipts(receipt_ids=data["ids"], actor=self.request.user)
+        return {"reprocessed": ids}

@@ -1,10 +1,10 @@
 """Console pages of the operator's workflows: dead letters, oversell incidents, waiting
 lines and mapping gaps, webhook receipts that failed or were quarantined.
 
-Each page needs the model's view permission; each action is a POST that calls one
-``channels.workflows`` service, which checks the action's own permission (403 without it)
-and records who acted. An htmx request gets the page's fragment back (the rows it changed,
-with the outcome above them); any other is redirected back to the page.
+Each page needs the model's view permission; each action is a ``WorkflowAction``: a POST
+that calls one ``channels.workflows`` service, which checks the action's own permission
+(403 without it) and records who acted. An htmx request gets the page's fragment back (the
+rows it changed, with the outcome above them); any other is redirected back to the page.
 """
 
 from __future__ import annotations
@@ -17,10 +17,11 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.core.paginator import Page, Paginator
-from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.db.models import Model, QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path, reverse
+from django.views import View
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.middleware import HtmxDetails
 
@@ -101,6 +102,35 @@ def _back(request: HtmxHttpRequest, fallback: str) -> str:
     return fallback
 
 
+class WorkflowAction(View):
+    """One console action: POST only, signed in; answers 404 when the object its URL names
+    is missing (``target``: its model, found by the URL's one parameter), runs ``perform``
+    (one service call, answering what to tell the operator) through ``_act``, and answers
+    with ``respond``: the fragment it changed for htmx, a redirect otherwise.
+    """
+
+    target: type[Model] | None = None
+    request: HtmxHttpRequest
+
+    @classmethod
+    def as_view(cls, **initkwargs: Any) -> Callable[..., HttpResponseBase]:
+        # The method is checked before the login, as on every other POST of the console.
+        return require_POST(login_required(super().as_view(**initkwargs)))
+
+    def post(self, request: HtmxHttpRequest, **url_parameters: int) -> HttpResponse:
+        if self.target is not None:
+            (target_id,) = url_parameters.values()
+            get_object_or_404(self.target._default_manager.only("pk"), pk=target_id)
+        return self.respond(_act(request, self.perform))
+
+    def perform(self) -> str:
+        """Call the action's service; what to tell the operator it did."""
+        raise NotImplementedError
+
+    def respond(self, outcome: Outcome) -> HttpResponse:
+        raise NotImplementedError
+
+
 # -----------------------------------------------------------------------------------------
 # Dead letters
 # -----------------------------------------------------------------------------------------
@@ -154,45 +184,40 @@ def _dead_letter_detail(
     return render(request, f"{template}#dead-letter-story" if request.htmx else template, context)
 
 
-@require_POST
-@login_required
-def dead_letters_replay_view(request: HtmxHttpRequest) -> HttpResponse:
-    ids = _ids(request)
+class _DeadLetterAction(WorkflowAction):
+    """Acts on the dead letters ticked (``ids``); answers the list, or the one dead
+    letter's page when it was posted from there."""
 
-    def act() -> str:
-        replayed = workflows.replay_dead_letters(dead_letter_ids=ids, actor=request.user)
+    def respond(self, outcome: Outcome) -> HttpResponse:
+        request, ids = self.request, _ids(self.request)
+        if request.POST.get("from") == "detail" and len(ids) == 1:
+            if request.htmx:
+                return _dead_letter_detail(request, ids[0], outcome)
+            return redirect("dashboard:dead-letter", dead_letter_id=ids[0])
+        if request.htmx:
+            return _dead_letter_page(request, partial="dead-letter-rows", outcome=outcome)
+        return redirect(_back(request, reverse("dashboard:dead-letters")))
+
+
+class DeadLettersReplay(_DeadLetterAction):
+    def perform(self) -> str:
+        replayed = workflows.replay_dead_letters(
+            dead_letter_ids=_ids(self.request), actor=self.request.user
+        )
         return (
             f"Replayed {len(replayed)} dead letter(s): the master's quantity goes out "
             "with fresh tries."
         )
 
-    return _after_dead_letter_action(request, ids, _act(request, act))
 
-
-@require_POST
-@login_required
-def dead_letters_discard_view(request: HtmxHttpRequest) -> HttpResponse:
-    ids = _ids(request)
-
-    def act() -> str:
+class DeadLettersDiscard(_DeadLetterAction):
+    def perform(self) -> str:
         discarded = workflows.discard_dead_letters(
-            dead_letter_ids=ids, reason=request.POST.get("reason", ""), actor=request.user
+            dead_letter_ids=_ids(self.request),
+            reason=self.request.POST.get("reason", ""),
+            actor=self.request.user,
         )
         return f"Discarded {len(discarded)} dead letter(s)."
-
-    return _after_dead_letter_action(request, ids, _act(request, act))
-
-
-def _after_dead_letter_action(
-    request: HtmxHttpRequest, ids: list[int], outcome: Outcome
-) -> HttpResponse:
-    if request.POST.get("from") == "detail" and len(ids) == 1:
-        if request.htmx:
-            return _dead_letter_detail(request, ids[0], outcome)
-        return redirect("dashboard:dead-letter", dead_letter_id=ids[0])
-    if request.htmx:
-        return _dead_letter_page(request, partial="dead-letter-rows", outcome=outcome)
-    return redirect(_back(request, reverse("dashboard:dead-letters")))
 
 
 # -----------------------------------------------------------------------------------------
@@ -213,57 +238,51 @@ def oversells_view(request: HtmxHttpRequest) -> HttpResponse:
     return render(request, f"{template}#oversell-rows" if request.htmx else template, context)
 
 
-def _oversell_action(
-    request: HtmxHttpRequest, incident_id: int, action: Callable[[], str]
-) -> HttpResponse:
-    get_object_or_404(OversellIncident, pk=incident_id)
-    outcome = _act(request, action)
-    if request.htmx:
-        incident = selectors.oversell_incidents_to_handle(state="all").get(pk=incident_id)
-        return render(
-            request,
-            "channels/oversells.html#oversell-row",
-            {"incident": incident, "outcome": outcome},
-        )
-    return redirect(_back(request, reverse("dashboard:oversells")))
+class _OversellAction(WorkflowAction):
+    """Acts on one incident; answers its row."""
+
+    target = OversellIncident
+
+    def respond(self, outcome: Outcome) -> HttpResponse:
+        if self.request.htmx:
+            incident = selectors.oversell_incidents_to_handle(state="all").get(
+                pk=self.kwargs["incident_id"]
+            )
+            return render(
+                self.request,
+                "channels/oversells.html#oversell-row",
+                {"incident": incident, "outcome": outcome},
+            )
+        return redirect(_back(self.request, reverse("dashboard:oversells")))
 
 
-@require_POST
-@login_required
-def oversell_acknowledge_view(request: HtmxHttpRequest, incident_id: int) -> HttpResponse:
-    def act() -> str:
-        workflows.acknowledge_oversell(incident_id=incident_id, actor=request.user)
+class OversellAcknowledge(_OversellAction):
+    def perform(self) -> str:
+        incident_id = self.kwargs["incident_id"]
+        workflows.acknowledge_oversell(incident_id=incident_id, actor=self.request.user)
         return f"Incident {incident_id} acknowledged."
 
-    return _oversell_action(request, incident_id, act)
 
-
-@require_POST
-@login_required
-def oversell_root_cause_view(request: HtmxHttpRequest, incident_id: int) -> HttpResponse:
-    def act() -> str:
+class OversellRootCause(_OversellAction):
+    def perform(self) -> str:
+        incident_id = self.kwargs["incident_id"]
         workflows.note_oversell_root_cause(
             incident_id=incident_id,
-            root_cause=request.POST.get("root_cause", ""),
-            actor=request.user,
+            root_cause=self.request.POST.get("root_cause", ""),
+            actor=self.request.user,
         )
         return f"Root cause of incident {incident_id} noted."
 
-    return _oversell_action(request, incident_id, act)
 
-
-@require_POST
-@login_required
-def oversell_resolve_view(request: HtmxHttpRequest, incident_id: int) -> HttpResponse:
-    def act() -> str:
+class OversellResolve(_OversellAction):
+    def perform(self) -> str:
+        incident_id = self.kwargs["incident_id"]
         workflows.resolve_oversell(
             incident_id=incident_id,
-            root_cause=request.POST.get("root_cause", ""),
-            actor=request.user,
+            root_cause=self.request.POST.get("root_cause", ""),
+            actor=self.request.user,
         )
         return f"Incident {incident_id} resolved."
-
-    return _oversell_action(request, incident_id, act)
 
 
 # -----------------------------------------------------------------------------------------
@@ -316,43 +335,40 @@ def _mapped_message(result: workflows.Reapplied) -> str:
     )
 
 
-@require_POST
-@login_required
-def map_line_view(request: HtmxHttpRequest, unmapped_line_id: int) -> HttpResponse:
-    get_object_or_404(UnmappedLine, pk=unmapped_line_id)
-    outcome = _act(
-        request,
-        lambda: _mapped_message(
+class _MappingAction(WorkflowAction):
+    """Maps a line or a listing to the SKU named (``sku``); answers the mapping queues."""
+
+    def respond(self, outcome: Outcome) -> HttpResponse:
+        if self.request.htmx:
+            return _mapping_page(self.request, partial="mapping-queues", outcome=outcome)
+        return redirect(_back(self.request, reverse("dashboard:mapping")))
+
+
+class MapLine(_MappingAction):
+    target = UnmappedLine
+
+    def perform(self) -> str:
+        return _mapped_message(
             workflows.map_unmapped_line(
-                unmapped_line_id=unmapped_line_id,
-                sku_id=_sku_id(request),
-                external_id=request.POST.get("external_id", ""),
-                actor=request.user,
+                unmapped_line_id=self.kwargs["unmapped_line_id"],
+                sku_id=_sku_id(self.request),
+                external_id=self.request.POST.get("external_id", ""),
+                actor=self.request.user,
             )
-        ),
-    )
-    return _after_mapping(request, outcome)
+        )
 
 
-@require_POST
-@login_required
-def map_listing_view(request: HtmxHttpRequest, listing_id: int) -> HttpResponse:
-    get_object_or_404(Listing, pk=listing_id)
-    outcome = _act(
-        request,
-        lambda: _mapped_message(
+class MapListing(_MappingAction):
+    target = Listing
+
+    def perform(self) -> str:
+        return _mapped_message(
             workflows.map_listing(
-                listing_id=listing_id, sku_id=_sku_id(request), actor=request.user
+                listing_id=self.kwargs["listing_id"],
+                sku_id=_sku_id(self.request),
+                actor=self.request.user,
             )
-        ),
-    )
-    return _after_mapping(request, outcome)
-
-
-def _after_mapping(request: HtmxHttpRequest, outcome: Outcome) -> HttpResponse:
-    if request.htmx:
-        return _mapping_page(request, partial="mapping-queues", outcome=outcome)
-    return redirect(_back(request, reverse("dashboard:mapping")))
+        )
 
 
 # -----------------------------------------------------------------------------------------
@@ -403,44 +419,48 @@ def receipt_view(request: HtmxHttpRequest, receipt_id: int) -> HttpResponse:
     return render(request, "channels/receipt.html", context)
 
 
-@require_POST
-@login_required
-def receipts_reprocess_view(request: HtmxHttpRequest) -> HttpResponse:
-    ids = _ids(request)
+class ReceiptsReprocess(WorkflowAction):
+    """Sends the receipts ticked (``ids``) through ingest again; answers the list, or the
+    receipt's page when it was posted from there."""
 
-    def act() -> str:
-        sent = workflows.reprocess_receipts(receipt_ids=ids, actor=request.user)
+    def perform(self) -> str:
+        sent = workflows.reprocess_receipts(
+            receipt_ids=_ids(self.request), actor=self.request.user
+        )
         return f"{len(sent)} receipt(s) sent through ingest again; each is applied once."
 
-    outcome = _act(request, act)
-    if request.POST.get("from") == "detail" and len(ids) == 1:
-        return redirect("dashboard:receipt", receipt_id=ids[0])
-    if request.htmx:
-        return _receipts_page(request, partial="receipt-rows", outcome=outcome)
-    return redirect(_back(request, reverse("dashboard:receipts")))
+    def respond(self, outcome: Outcome) -> HttpResponse:
+        request, ids = self.request, _ids(self.request)
+        if request.POST.get("from") == "detail" and len(ids) == 1:
+            return redirect("dashboard:receipt", receipt_id=ids[0])
+        if request.htmx:
+            return _receipts_page(request, partial="receipt-rows", outcome=outcome)
+        return redirect(_back(request, reverse("dashboard:receipts")))
 
 
 urlpatterns = [
     path("dead-letters/", dead_letters_view, name="dead-letters"),
-    path("dead-letters/replay/", dead_letters_replay_view, name="dead-letters-replay"),
-    path("dead-letters/discard/", dead_letters_discard_view, name="dead-letters-discard"),
+    path("dead-letters/replay/", DeadLettersReplay.as_view(), name="dead-letters-replay"),
+    path("dead-letters/discard/", DeadLettersDiscard.as_view(), name="dead-letters-discard"),
     path("dead-letters/<int:dead_letter_id>/", dead_letter_view, name="dead-letter"),
     path("oversells/", oversells_view, name="oversells"),
     path(
         "oversells/<int:incident_id>/acknowledge/",
-        oversell_acknowledge_view,
+        OversellAcknowledge.as_view(),
         name="oversell-acknowledge",
     ),
     path(
         "oversells/<int:incident_id>/root-cause/",
-        oversell_root_cause_view,
+        OversellRootCause.as_view(),
         name="oversell-root-cause",
     ),
-    path("oversells/<int:incident_id>/resolve/", oversell_resolve_view, name="oversell-resolve"),
+    path(
+        "oversells/<int:incident_id>/resolve/", OversellResolve.as_view(), name="oversell-resolve"
+    ),
     path("mapping/", mapping_view, name="mapping"),
-    path("mapping/lines/<int:unmapped_line_id>/map/", map_line_view, name="map-line"),
-    path("mapping/listings/<int:listing_id>/map/", map_listing_view, name="map-listing"),
+    path("mapping/lines/<int:unmapped_line_id>/map/", MapLine.as_view(), name="map-line"),
+    path("mapping/listings/<int:listing_id>/map/", MapListing.as_view(), name="map-listing"),
     path("receipts/", receipts_view, name="receipts"),
-    path("receipts/reprocess/", receipts_reprocess_view, name="receipts-reprocess"),
+    path("receipts/reprocess/", ReceiptsReprocess.as_view(), name="receipts-reprocess"),
     path("receipts/<int:receipt_id>/", receipt_view, name="receipt"),
 ]

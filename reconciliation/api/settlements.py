@@ -1,14 +1,15 @@
 """REST API v1 of settling a reconciliation discrepancy: take the channel's figure (a stock
-adjustment) or push the master's. Each view calls one ``reconciliation.services`` function,
-which checks the caller's permission and records who settled it."""
+adjustment) or push the master's. Each view is an ``ActionApi`` calling one
+``reconciliation.services`` function, which checks the caller's permission and records who
+settled it."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse
 from rest_framework import serializers
-from rest_framework.request import Request
-from rest_framework.response import Response
 
 from inventory.models import Location
 from nventory import permissions
@@ -16,9 +17,8 @@ from nventory.api import (
     BAD_REQUEST,
     FORBIDDEN,
     NOT_FOUND,
-    ApiView,
+    ActionApi,
     ConflictSerializer,
-    validated_input,
 )
 from reconciliation import services
 from reconciliation.models import Discrepancy
@@ -57,17 +57,25 @@ class DiscrepancySettlementOutputSerializer(serializers.ModelSerializer):
         ]
 
 
-_RESPONSES = {
-    200: DiscrepancySettlementOutputSerializer,
-    400: BAD_REQUEST,
-    403: FORBIDDEN,
-    404: NOT_FOUND,
-    409: CONFLICT,
-}
-
-
-class DiscrepancyAcceptChannelFigureApi(ApiView):
+class _DiscrepancySettleApi(ActionApi):
     write_permission = permissions.SETTLE_DISCREPANCIES
+    target = Discrepancy
+    OutputSerializer = DiscrepancySettlementOutputSerializer
+    responses = {
+        200: DiscrepancySettlementOutputSerializer,
+        400: BAD_REQUEST,
+        403: FORBIDDEN,
+        404: NOT_FOUND,
+        409: CONFLICT,
+    }
+    description = ""
+
+
+class DiscrepancyAcceptChannelFigureApi(_DiscrepancySettleApi):
+    description = (
+        "Take the channel's figure as the truth: on hand is adjusted by what the channel "
+        "showed less what the master listed (one ledger event, once)."
+    )
 
     class InputSerializer(serializers.Serializer):
         location = serializers.CharField(
@@ -76,35 +84,21 @@ class DiscrepancyAcceptChannelFigureApi(ApiView):
             "first of them when left out.",
         )
 
-    @extend_schema(
-        request=InputSerializer,
-        responses=_RESPONSES,
-        description="Take the channel's figure as the truth: on hand is adjusted by what "
-        "the channel showed less what the master listed (one ledger event, once).",
-    )
-    def post(self, request: Request, discrepancy_id: int) -> Response:
-        data = validated_input(self.InputSerializer, request.data)
-        get_object_or_404(Discrepancy, pk=discrepancy_id)
+    def perform(self, data: dict[str, Any]) -> Discrepancy:
         location_id = None
         if code := data.get("location"):
             location_id = get_object_or_404(Location, code=code).pk
-        discrepancy = services.accept_channel_figure(
-            discrepancy_id=discrepancy_id, location_id=location_id, actor=request.user
+        return services.accept_channel_figure(
+            discrepancy_id=self.kwargs["discrepancy_id"],
+            location_id=location_id,
+            actor=self.request.user,
         )
-        return Response(DiscrepancySettlementOutputSerializer(discrepancy).data)
 
 
-class DiscrepancyPushMasterFigureApi(ApiView):
-    write_permission = permissions.SETTLE_DISCREPANCIES
+class DiscrepancyPushMasterFigureApi(_DiscrepancySettleApi):
+    description = "Owe the listing a push of the master's figure as it is when sent."
 
-    @extend_schema(
-        request=None,
-        responses=_RESPONSES,
-        description="Owe the listing a push of the master's figure as it is when sent.",
-    )
-    def post(self, request: Request, discrepancy_id: int) -> Response:
-        get_object_or_404(Discrepancy, pk=discrepancy_id)
-        discrepancy = services.push_master_figure(
-            discrepancy_id=discrepancy_id, actor=request.user
+    def perform(self, data: dict[str, Any]) -> Discrepancy:
+        return services.push_master_figure(
+            discrepancy_id=self.kwargs["discrepancy_id"], actor=self.request.user
         )
-        return Response(DiscrepancySettlementOutputSerializer(discrepancy).data)

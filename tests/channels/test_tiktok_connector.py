@@ -13,7 +13,10 @@ from collections.abc import Sequence
 
 import pytest
 import requests
+from django.utils import timezone
 
+from channels import alerts as channel_alerts
+from channels import services
 from channels.connectors.base import ChannelAuthError, ChannelError, ChannelThrottled
 from channels.connectors.registry import get_connector
 from channels.connectors.tiktok import client as tiktok_client
@@ -21,7 +24,9 @@ from channels.connectors.tiktok import webhooks
 from channels.connectors.tiktok.connector import TikTokConnector
 from channels.connectors.types import ListingRef, MessageKind, StockEffect, WebhookParseError
 from channels.models import (
+    Alert,
     Channel,
+    ChannelAlert,
     DeadLetter,
     Listing,
     PendingPush,
@@ -30,8 +35,10 @@ from channels.models import (
 )
 from channels.pipeline import ingest, push, receive
 from inventory.models import EventKind, InventoryEvent, StockLevel
+from nventory import permissions
 from tests import factories
 from tests.channels.connectors.drivers import OpenChannel, TikTokDriver
+from tests.channels.operators import make_operator
 from tests.channels.tiktok_simulator import TikTokSimulatorClient
 
 
@@ -405,13 +412,18 @@ def test_the_order_poll_stores_the_order_whose_webhook_never_came(tiktok_simulat
 
 @pytest.mark.django_db
 def test_a_seller_deauthorization_pauses_the_channel_and_an_expiry_notice_does_not(
-    tiktok_simulator, caplog
+    tiktok_simulator,
 ):
-    """Type 6 pauses the channel's pushes with an error logged for an operator; type 7 is
-    logged and the channel keeps pushing. (The deliveries are stored as the receiver
-    stores them, and ingested here: no worker of another test takes them.)"""
+    """Type 7 opens an alert for an operator and the channel keeps pushing; type 6 opens
+    another and pauses the channel: a stock change made then is held, not sent and not
+    failed, and goes out once an operator sets the channel active again. (The deliveries
+    are stored as the receiver stores them, and ingested here: no worker of another test
+    takes them.)"""
     opened = _open(tiktok_simulator, (3,))
+    _drain(opened)
     connector = get_connector(opened.channel)
+    listing = opened.listings[0]
+    assert listing.sku is not None
 
     def receive_and_ingest(kind: int) -> None:
         webhook_id = tiktok_simulator.notify(opened.tenant, kind)["webhook_id"]
@@ -430,16 +442,49 @@ def test_a_seller_deauthorization_pauses_the_channel_and_an_expiry_notice_does_n
         )
         ingest.process_new_receipts(retry=_leave_for_later)
 
-    with caplog.at_level("ERROR", logger="channels.pipeline.ingest"):
-        receive_and_ingest(7)
-        opened.channel.refresh_from_db()
-        assert opened.channel.mode == Channel.Mode.ACTIVE
-        receive_and_ingest(6)
+    def open_alerts() -> dict[str, str]:
+        return dict(
+            ChannelAlert.objects.filter(
+                channel=opened.channel, resolved_at__isnull=True
+            ).values_list("kind", "message")
+        )
+
+    receive_and_ingest(7)
+    opened.channel.refresh_from_db()
+    assert opened.channel.mode == Channel.Mode.ACTIVE
+    assert list(open_alerts()) == [ChannelAlert.Kind.AUTHORIZATION_EXPIRING]
+    assert "ends soon" in open_alerts()[ChannelAlert.Kind.AUTHORIZATION_EXPIRING]
+    factories.stock(listing.sku, opened.location, 2)
+    _drain(opened)
+    assert tiktok_simulator.skus(opened.tenant)[listing.external_id]["available_quantity"] == 5
+
+    receive_and_ingest(6)
     opened.channel.refresh_from_db()
     assert opened.channel.mode == Channel.Mode.PAUSED
-    messages = [record.getMessage() for record in caplog.records]
-    assert any("ends soon" in m for m in messages)
-    assert any("withdrew its authorization" in m and "paused" in m for m in messages)
+    assert set(open_alerts()) == {
+        ChannelAlert.Kind.AUTHORIZATION_EXPIRING,
+        ChannelAlert.Kind.AUTHORIZATION_REVOKED,
+    }
+    assert "paused" in open_alerts()[ChannelAlert.Kind.AUTHORIZATION_REVOKED]
+    assert {condition.kind for condition in channel_alerts.channel_alert_open(timezone.now())} == {
+        Alert.Kind.CHANNEL_ALERT
+    }
+
+    attempts_before = PushAttempt.objects.filter(channel=opened.channel).count()
+    factories.stock(listing.sku, opened.location, 4)
+    push.push_owed(channel_id=opened.channel.pk)
+    assert PendingPush.objects.filter(listing=listing).exists()
+    assert PushAttempt.objects.filter(channel=opened.channel).count() == attempts_before
+    assert not DeadLetter.objects.filter(channel=opened.channel).exists()
+    assert tiktok_simulator.skus(opened.tenant)[listing.external_id]["available_quantity"] == 5
+
+    services.switch_channel_mode(
+        actor=make_operator(permissions.MANAGE_CHANNELS),
+        channel_id=opened.channel.pk,
+        mode=Channel.Mode.ACTIVE,
+    )
+    _drain(opened)
+    assert tiktok_simulator.skus(opened.tenant)[listing.external_id]["available_quantity"] == 9
 
 
 def _ingest() -> None:

@@ -33,7 +33,7 @@ from channels.models import (
     PushAttempt,
     WebhookReceipt,
 )
-from channels.pipeline import ingest, push, receive
+from channels.pipeline import ingest, push, ratelimit, receive
 from inventory.models import EventKind, InventoryEvent, StockLevel
 from nventory import permissions
 from tests import factories
@@ -199,6 +199,39 @@ def test_an_expired_token_is_refreshed_once_and_the_write_applied(tiktok_simulat
         if call["endpoint"] == "inventory:update"
     ]
     assert statuses == [401, 200]
+
+
+@pytest.mark.django_db
+def test_a_429_holds_every_call_to_the_channel_for_its_retry_after(tiktok_simulator):
+    """HTTP 429 with the rate-limit code and ``Retry-After: 30``: the items keep their
+    tries, and no call reaches the shop again until the 30 s are over (the shared bucket
+    holds them off); the write goes through after."""
+    opened = _open(tiktok_simulator, (4,))
+    tiktok_simulator.update_shop(opened.tenant, throttle_retry_after_s=30)
+    tiktok_simulator.faults(opened.tenant, endpoint="write", throttle_next=1)
+
+    def updates() -> list[int]:
+        return [
+            call["status"]
+            for call in tiktok_simulator.requests(opened.tenant)
+            if call["endpoint"] == "inventory:update"
+        ]
+
+    push.push_owed(channel_id=opened.channel.pk)
+    [throttled] = PushAttempt.objects.filter(channel=opened.channel)
+    assert throttled.outcome == PushAttempt.Outcome.THROTTLED and "36009003" in throttled.error
+    push.push_owed(channel_id=opened.channel.pk)
+    assert updates() == [429]
+    assert PendingPush.objects.get(listing=opened.listings[0]).attempts == 0
+    assert ratelimit.take(channel_id=opened.channel.pk, rate_per_s=1000) > 20
+
+    ratelimit.reset(channel_id=opened.channel.pk)
+    _drain(opened)
+    assert updates() == [429, 200]
+    assert (
+        tiktok_simulator.skus(opened.tenant)[opened.listings[0].external_id]["available_quantity"]
+        == 4
+    )
 
 
 @pytest.mark.django_db

@@ -257,6 +257,34 @@ def test_reads_compare_the_warehouse_figure_not_the_campaign_split(tiktok_simula
 
 
 @pytest.mark.django_db
+def test_a_read_of_1201_skus_goes_in_searches_of_600_ids_at_most(tiktok_simulator):
+    """§4.4: at most 600 ``sku_ids`` a search (the simulator refuses more): 1,201 listings
+    are read in three searches, each SKU's own figure, one SKU the shop lacks read as
+    none."""
+    opened = _open(tiktok_simulator, (1,))
+    count = 1201
+    tiktok_simulator.add_skus(
+        opened.tenant,
+        [
+            {"sku_id": f"BULK-{n}", "product_id": f"p-bulk-{n // 50}", "quantity": n % 97}
+            for n in range(count - 1)
+        ],
+    )
+    refs = [ListingRef(100_000 + n, f"BULK-{n}", {}) for n in range(count)]
+
+    read = get_connector(opened.channel).read_quantities(refs)
+
+    assert read == {100_000 + n: (n % 97 if n < count - 1 else None) for n in range(count)}
+    searches = [
+        call
+        for call in tiktok_simulator.requests(opened.tenant)
+        if call["endpoint"] == "inventory:search"
+    ]
+    assert [len(json.loads(call["body"])["sku_ids"]) for call in searches] == [600, 600, 1]
+    assert {call["code"] for call in searches} == {0}
+
+
+@pytest.mark.django_db
 def test_a_sku_with_several_warehouses_is_written_and_read_at_the_channels_warehouse(
     tiktok_simulator,
 ):

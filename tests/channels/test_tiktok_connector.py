@@ -330,6 +330,44 @@ def test_a_webhook_signed_with_another_secret_or_app_key_does_not_verify():
 
 
 @pytest.mark.django_db
+def test_an_order_commits_at_its_first_status_and_its_later_statuses_change_nothing(
+    tiktok_simulator,
+):
+    """An order announced at UNPAID, then AWAITING_SHIPMENT, IN_TRANSIT and DELIVERED, each
+    a type 1 naming the order only: its units are committed at the first, once; a
+    cancellation after all that is what releases them."""
+    opened = _open(tiktok_simulator, (10,))
+    _drain(opened)
+    listing = opened.listings[0]
+    order_id = tiktok_simulator.place_order(
+        opened.tenant,
+        [{"sku_id": listing.external_id, "quantity": 3}],
+        status="UNPAID",
+        deliver=False,
+    )["order_id"]
+    for status in ("AWAITING_SHIPMENT", "IN_TRANSIT", "DELIVERED"):
+        tiktok_simulator.set_order_status(opened.tenant, order_id, status, deliver=False)
+    _store_announced(opened, tiktok_simulator, 1)
+    _ingest()
+    assert _committed(opened) == [3]
+    assert [
+        e.delta_committed for e in InventoryEvent.objects.filter(kind=EventKind.ORDER_COMMITTED)
+    ] == [3]
+    statuses = [
+        d["payload"]["data"]["order_status"]
+        for d in tiktok_simulator.webhooks(opened.tenant)
+        if d["payload"]["type"] == 1
+    ]
+    assert statuses == ["UNPAID", "AWAITING_SHIPMENT", "IN_TRANSIT", "DELIVERED"]
+    assert WebhookReceipt.objects.filter(channel=opened.channel, status="processed").count() == 4
+
+    tiktok_simulator.set_order_status(opened.tenant, order_id, "CANCELLED", deliver=False)
+    _store_announced(opened, tiktok_simulator, 1)
+    _ingest()
+    assert _committed(opened) == [0]
+
+
+@pytest.mark.django_db
 def test_a_cancelled_order_fetches_its_lines_and_releases_the_units(tiktok_simulator):
     """Type 1 with CANCELLED names the order only: ingest fetches it and releases what the
     placed order committed."""

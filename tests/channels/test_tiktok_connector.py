@@ -14,9 +14,10 @@ from collections.abc import Sequence
 import pytest
 import requests
 from django.utils import timezone
+from django_celery_beat.models import PeriodicTask
 
 from channels import alerts as channel_alerts
-from channels import services
+from channels import services, tasks
 from channels.connectors.base import ChannelAuthError, ChannelError, ChannelThrottled
 from channels.connectors.registry import get_connector
 from channels.connectors.tiktok import client as tiktok_client
@@ -507,6 +508,31 @@ def test_the_order_poll_stores_the_order_whose_webhook_never_came(tiktok_simulat
         for call in tiktok_simulator.requests(opened.tenant)
         if call["endpoint"] == "orders:get"
     ]
+
+
+@pytest.mark.django_db
+def test_the_order_poll_is_scheduled_and_wakes_the_tiktok_channel(tiktok_simulator):
+    """Beat runs ``channels.wake_order_polls`` every 5 minutes; it queues a poll of the
+    active TikTok Shop channel (not of a paused one), and that poll's task stores the order
+    whose webhook never came."""
+    schedule = PeriodicTask.objects.get(name="Poll recent orders")
+    assert (schedule.task, schedule.enabled, schedule.interval.every) == (
+        "channels.wake_order_polls",
+        True,
+        300,
+    )
+    opened = _open(tiktok_simulator, (10,))
+    paused = _open(tiktok_simulator, (10,))
+    Channel.objects.filter(pk=paused.channel.pk).update(mode=Channel.Mode.PAUSED)
+    assert receive.wake_order_polls() == 1
+    _drain(opened)
+    lost = tiktok_simulator.place_order(
+        opened.tenant, [{"sku_id": opened.listings[0].external_id, "quantity": 2}], deliver=False
+    )
+    assert tasks.poll_orders(opened.channel.pk) == 1
+    assert WebhookReceipt.objects.filter(
+        channel=opened.channel, dedupe_key=f"poll:{lost['order_id']}:AWAITING_SHIPMENT"
+    ).exists()
 
 
 @pytest.mark.django_db

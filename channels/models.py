@@ -823,6 +823,11 @@ class ChannelAlert(models.Model):
         # deliveries that cannot be used are not stored (someone may be replaying captured
         # ones, or the platform changed its format).
         QUARANTINE_FULL = "quarantine_full", "Quarantined webhooks at their cap"
+        # The seller withdrew the app's authorization (TikTok Shop type 6): the channel is
+        # paused until it is authorized again.
+        AUTHORIZATION_REVOKED = "authorization_revoked", "Authorization withdrawn"
+        # The authorization ends soon (TikTok Shop type 7): authorize the app again before.
+        AUTHORIZATION_EXPIRING = "authorization_expiring", "Authorization ending soon"
 
     channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="alerts")
     kind = models.CharField(max_length=32, choices=Kind.choices)

@@ -43,6 +43,7 @@ from channels.models import (
     NO_LISTING,
     UNEXPLAINED_MOVES_WAIT_S,
     Channel,
+    ChannelAlert,
     DriftRecord,
     Listing,
     ListingSyncState,
@@ -326,15 +327,20 @@ def _apply_receipt(receipt: WebhookReceipt) -> str:
 
 
 def _alert_authorization(channel: Channel, message: WebhookMessage, *, topic: str) -> None:
-    """Tell an operator the channel's authorization is gone or ending (an error in the log);
-    a revoked one also pauses the channel, so its pushes wait for a new authorization
-    instead of failing into dead letters. Setting it active again owes every listing."""
+    """Open the channel's alert that its authorization is gone or ending (the console shows
+    it and the operators are emailed, ``channels.alerts``); a revoked one also pauses the
+    channel, so its pushes wait for a new authorization instead of failing into dead
+    letters. Setting it active again owes every listing. An authorization ending soon still
+    works: the channel keeps pushing until it ends."""
     if message.kind == MessageKind.AUTHORIZATION_EXPIRING:
-        logger.error(
-            "channel %s: its authorization ends soon (%s %s): authorize it again",
-            channel.slug,
-            topic,
-            message.reference,
+        alerts.raise_alert(
+            channel_id=channel.pk,
+            kind=ChannelAlert.Kind.AUTHORIZATION_EXPIRING,
+            message=(
+                f"The platform says the app's authorization of {channel.name} ends soon "
+                f"({topic} {message.reference}): authorize it again before it does, or "
+                "its pushes will be refused."
+            ),
         )
         return
     paused = (
@@ -342,12 +348,18 @@ def _alert_authorization(channel: Channel, message: WebhookMessage, *, topic: st
         .exclude(mode=Channel.Mode.PAUSED)
         .update(mode=Channel.Mode.PAUSED)
     )
-    logger.error(
-        "channel %s: the seller withdrew its authorization (%s %s); %s",
-        channel.slug,
-        topic,
-        message.reference,
-        "pushes paused until it is authorized again" if paused else "it was already paused",
+    alerts.raise_alert(
+        channel_id=channel.pk,
+        kind=ChannelAlert.Kind.AUTHORIZATION_REVOKED,
+        message=(
+            f"The seller withdrew the app's authorization of {channel.name} ({topic} "
+            f"{message.reference}); "
+            + (
+                "its pushes are paused until it is authorized again and set active."
+                if paused
+                else "it was already paused."
+            )
+        ),
     )
 
 

@@ -13,7 +13,11 @@ from collections.abc import Sequence
 
 import pytest
 import requests
+from django.utils import timezone
+from django_celery_beat.models import PeriodicTask
 
+from channels import alerts as channel_alerts
+from channels import services, tasks
 from channels.connectors.base import ChannelAuthError, ChannelError, ChannelThrottled
 from channels.connectors.registry import get_connector
 from channels.connectors.tiktok import client as tiktok_client
@@ -21,17 +25,21 @@ from channels.connectors.tiktok import webhooks
 from channels.connectors.tiktok.connector import TikTokConnector
 from channels.connectors.types import ListingRef, MessageKind, StockEffect, WebhookParseError
 from channels.models import (
+    Alert,
     Channel,
+    ChannelAlert,
     DeadLetter,
     Listing,
     PendingPush,
     PushAttempt,
     WebhookReceipt,
 )
-from channels.pipeline import ingest, push, receive
+from channels.pipeline import ingest, push, ratelimit, receive
 from inventory.models import EventKind, InventoryEvent, StockLevel
+from nventory import permissions
 from tests import factories
 from tests.channels.connectors.drivers import OpenChannel, TikTokDriver
+from tests.channels.operators import make_operator
 from tests.channels.tiktok_simulator import TikTokSimulatorClient
 
 
@@ -195,6 +203,39 @@ def test_an_expired_token_is_refreshed_once_and_the_write_applied(tiktok_simulat
 
 
 @pytest.mark.django_db
+def test_a_429_holds_every_call_to_the_channel_for_its_retry_after(tiktok_simulator):
+    """HTTP 429 with the rate-limit code and ``Retry-After: 30``: the items keep their
+    tries, and no call reaches the shop again until the 30 s are over (the shared bucket
+    holds them off); the write goes through after."""
+    opened = _open(tiktok_simulator, (4,))
+    tiktok_simulator.update_shop(opened.tenant, throttle_retry_after_s=30)
+    tiktok_simulator.faults(opened.tenant, endpoint="write", throttle_next=1)
+
+    def updates() -> list[int]:
+        return [
+            call["status"]
+            for call in tiktok_simulator.requests(opened.tenant)
+            if call["endpoint"] == "inventory:update"
+        ]
+
+    push.push_owed(channel_id=opened.channel.pk)
+    [throttled] = PushAttempt.objects.filter(channel=opened.channel)
+    assert throttled.outcome == PushAttempt.Outcome.THROTTLED and "36009003" in throttled.error
+    push.push_owed(channel_id=opened.channel.pk)
+    assert updates() == [429]
+    assert PendingPush.objects.get(listing=opened.listings[0]).attempts == 0
+    assert ratelimit.take(channel_id=opened.channel.pk, rate_per_s=1000) > 20
+
+    ratelimit.reset(channel_id=opened.channel.pk)
+    _drain(opened)
+    assert updates() == [429, 200]
+    assert (
+        tiktok_simulator.skus(opened.tenant)[opened.listings[0].external_id]["available_quantity"]
+        == 4
+    )
+
+
+@pytest.mark.django_db
 def test_reads_compare_the_warehouse_figure_not_the_campaign_split(tiktok_simulator):
     """Of 12 units pushed, 2 are set aside for a campaign and 3 for creators: the channel
     still holds 12 (§4.4), which is what the connector reads."""
@@ -214,6 +255,34 @@ def test_reads_compare_the_warehouse_figure_not_the_campaign_split(tiktok_simula
         ],
     )
     assert get_connector(opened.channel).read_quantities(_refs(opened)) == {listing.pk: 12}
+
+
+@pytest.mark.django_db
+def test_a_read_of_1201_skus_goes_in_searches_of_600_ids_at_most(tiktok_simulator):
+    """§4.4: at most 600 ``sku_ids`` a search (the simulator refuses more): 1,201 listings
+    are read in three searches, each SKU's own figure, one SKU the shop lacks read as
+    none."""
+    opened = _open(tiktok_simulator, (1,))
+    count = 1201
+    tiktok_simulator.add_skus(
+        opened.tenant,
+        [
+            {"sku_id": f"BULK-{n}", "product_id": f"p-bulk-{n // 50}", "quantity": n % 97}
+            for n in range(count - 1)
+        ],
+    )
+    refs = [ListingRef(100_000 + n, f"BULK-{n}", {}) for n in range(count)]
+
+    read = get_connector(opened.channel).read_quantities(refs)
+
+    assert read == {100_000 + n: (n % 97 if n < count - 1 else None) for n in range(count)}
+    searches = [
+        call
+        for call in tiktok_simulator.requests(opened.tenant)
+        if call["endpoint"] == "inventory:search"
+    ]
+    assert [len(json.loads(call["body"])["sku_ids"]) for call in searches] == [600, 600, 1]
+    assert {call["code"] for call in searches} == {0}
 
 
 @pytest.mark.django_db
@@ -259,6 +328,44 @@ def test_a_webhook_signed_with_another_secret_or_app_key_does_not_verify():
         assert not webhooks.verify_tiktok_webhook(
             app_key=app_key, secret=secret, headers={"Authorization": header}, body=body
         )
+
+
+@pytest.mark.django_db
+def test_an_order_commits_at_its_first_status_and_its_later_statuses_change_nothing(
+    tiktok_simulator,
+):
+    """An order announced at UNPAID, then AWAITING_SHIPMENT, IN_TRANSIT and DELIVERED, each
+    a type 1 naming the order only: its units are committed at the first, once; a
+    cancellation after all that is what releases them."""
+    opened = _open(tiktok_simulator, (10,))
+    _drain(opened)
+    listing = opened.listings[0]
+    order_id = tiktok_simulator.place_order(
+        opened.tenant,
+        [{"sku_id": listing.external_id, "quantity": 3}],
+        status="UNPAID",
+        deliver=False,
+    )["order_id"]
+    for status in ("AWAITING_SHIPMENT", "IN_TRANSIT", "DELIVERED"):
+        tiktok_simulator.set_order_status(opened.tenant, order_id, status, deliver=False)
+    _store_announced(opened, tiktok_simulator, 1)
+    _ingest()
+    assert _committed(opened) == [3]
+    assert [
+        e.delta_committed for e in InventoryEvent.objects.filter(kind=EventKind.ORDER_COMMITTED)
+    ] == [3]
+    statuses = [
+        d["payload"]["data"]["order_status"]
+        for d in tiktok_simulator.webhooks(opened.tenant)
+        if d["payload"]["type"] == 1
+    ]
+    assert statuses == ["UNPAID", "AWAITING_SHIPMENT", "IN_TRANSIT", "DELIVERED"]
+    assert WebhookReceipt.objects.filter(channel=opened.channel, status="processed").count() == 4
+
+    tiktok_simulator.set_order_status(opened.tenant, order_id, "CANCELLED", deliver=False)
+    _store_announced(opened, tiktok_simulator, 1)
+    _ingest()
+    assert _committed(opened) == [0]
 
 
 @pytest.mark.django_db
@@ -404,14 +511,44 @@ def test_the_order_poll_stores_the_order_whose_webhook_never_came(tiktok_simulat
 
 
 @pytest.mark.django_db
+def test_the_order_poll_is_scheduled_and_wakes_the_tiktok_channel(tiktok_simulator):
+    """Beat runs ``channels.wake_order_polls`` every 5 minutes; it queues a poll of the
+    active TikTok Shop channel (not of a paused one), and that poll's task stores the order
+    whose webhook never came."""
+    schedule = PeriodicTask.objects.get(name="Poll recent orders")
+    assert (schedule.task, schedule.enabled, schedule.interval.every) == (
+        "channels.wake_order_polls",
+        True,
+        300,
+    )
+    opened = _open(tiktok_simulator, (10,))
+    paused = _open(tiktok_simulator, (10,))
+    Channel.objects.filter(pk=paused.channel.pk).update(mode=Channel.Mode.PAUSED)
+    assert receive.wake_order_polls() == 1
+    _drain(opened)
+    lost = tiktok_simulator.place_order(
+        opened.tenant, [{"sku_id": opened.listings[0].external_id, "quantity": 2}], deliver=False
+    )
+    assert tasks.poll_orders(opened.channel.pk) == 1
+    assert WebhookReceipt.objects.filter(
+        channel=opened.channel, dedupe_key=f"poll:{lost['order_id']}:AWAITING_SHIPMENT"
+    ).exists()
+
+
+@pytest.mark.django_db
 def test_a_seller_deauthorization_pauses_the_channel_and_an_expiry_notice_does_not(
-    tiktok_simulator, caplog
+    tiktok_simulator,
 ):
-    """Type 6 pauses the channel's pushes with an error logged for an operator; type 7 is
-    logged and the channel keeps pushing. (The deliveries are stored as the receiver
-    stores them, and ingested here: no worker of another test takes them.)"""
+    """Type 7 opens an alert for an operator and the channel keeps pushing; type 6 opens
+    another and pauses the channel: a stock change made then is held, not sent and not
+    failed, and goes out once an operator sets the channel active again. (The deliveries
+    are stored as the receiver stores them, and ingested here: no worker of another test
+    takes them.)"""
     opened = _open(tiktok_simulator, (3,))
+    _drain(opened)
     connector = get_connector(opened.channel)
+    listing = opened.listings[0]
+    assert listing.sku is not None
 
     def receive_and_ingest(kind: int) -> None:
         webhook_id = tiktok_simulator.notify(opened.tenant, kind)["webhook_id"]
@@ -430,16 +567,49 @@ def test_a_seller_deauthorization_pauses_the_channel_and_an_expiry_notice_does_n
         )
         ingest.process_new_receipts(retry=_leave_for_later)
 
-    with caplog.at_level("ERROR", logger="channels.pipeline.ingest"):
-        receive_and_ingest(7)
-        opened.channel.refresh_from_db()
-        assert opened.channel.mode == Channel.Mode.ACTIVE
-        receive_and_ingest(6)
+    def open_alerts() -> dict[str, str]:
+        return dict(
+            ChannelAlert.objects.filter(
+                channel=opened.channel, resolved_at__isnull=True
+            ).values_list("kind", "message")
+        )
+
+    receive_and_ingest(7)
+    opened.channel.refresh_from_db()
+    assert opened.channel.mode == Channel.Mode.ACTIVE
+    assert list(open_alerts()) == [ChannelAlert.Kind.AUTHORIZATION_EXPIRING]
+    assert "ends soon" in open_alerts()[ChannelAlert.Kind.AUTHORIZATION_EXPIRING]
+    factories.stock(listing.sku, opened.location, 2)
+    _drain(opened)
+    assert tiktok_simulator.skus(opened.tenant)[listing.external_id]["available_quantity"] == 5
+
+    receive_and_ingest(6)
     opened.channel.refresh_from_db()
     assert opened.channel.mode == Channel.Mode.PAUSED
-    messages = [record.getMessage() for record in caplog.records]
-    assert any("ends soon" in m for m in messages)
-    assert any("withdrew its authorization" in m and "paused" in m for m in messages)
+    assert set(open_alerts()) == {
+        ChannelAlert.Kind.AUTHORIZATION_EXPIRING,
+        ChannelAlert.Kind.AUTHORIZATION_REVOKED,
+    }
+    assert "paused" in open_alerts()[ChannelAlert.Kind.AUTHORIZATION_REVOKED]
+    assert {condition.kind for condition in channel_alerts.channel_alert_open(timezone.now())} == {
+        Alert.Kind.CHANNEL_ALERT
+    }
+
+    attempts_before = PushAttempt.objects.filter(channel=opened.channel).count()
+    factories.stock(listing.sku, opened.location, 4)
+    push.push_owed(channel_id=opened.channel.pk)
+    assert PendingPush.objects.filter(listing=listing).exists()
+    assert PushAttempt.objects.filter(channel=opened.channel).count() == attempts_before
+    assert not DeadLetter.objects.filter(channel=opened.channel).exists()
+    assert tiktok_simulator.skus(opened.tenant)[listing.external_id]["available_quantity"] == 5
+
+    services.switch_channel_mode(
+        actor=make_operator(permissions.MANAGE_CHANNELS),
+        channel_id=opened.channel.pk,
+        mode=Channel.Mode.ACTIVE,
+    )
+    _drain(opened)
+    assert tiktok_simulator.skus(opened.tenant)[listing.external_id]["available_quantity"] == 9
 
 
 def _ingest() -> None:

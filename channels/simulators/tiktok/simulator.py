@@ -235,7 +235,7 @@ class TikTokSimulator(Simulator[Shop]):
         return Response(
             429,
             envelope(shop.settings.codes.rate_limited, "Too many requests."),
-            headers={"Retry-After": "1"},
+            headers={"Retry-After": str(shop.settings.throttle_retry_after_s)},
         )
 
     def expired_token_response(self, shop: Shop) -> Response:

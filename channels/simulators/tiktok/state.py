@@ -92,6 +92,8 @@ class ShopSettings:
     read_lag_s: float = 0.0
     # Calls a second per shop before 429 (§4.5 [M]: "around 50 QPS"); 0 never throttles.
     qps: int = 0
+    # The ``Retry-After`` of a 429 (§4.5 [M]).
+    throttle_retry_after_s: int = 1
     # The platform cancels an order not shipped in time (the issue's "auto-cancel of late
     # orders" [M]: the real deadline depends on the order's shipping terms); 0 never does.
     auto_cancel_after_s: float = 0.0

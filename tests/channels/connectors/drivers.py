@@ -225,8 +225,9 @@ class ShopifyDriver(PlatformDriver):
         return factories.make_listing(
             channel=opened.channel,
             sku=sku,
-            external_id="999999",
-            extra_identifiers={"variant_id": "1999999"},
+            # Ids the shop never issued, one pair per SKU.
+            external_id=str(9_000_000 + sku.pk),
+            extra_identifiers={"variant_id": str(19_000_000 + sku.pk)},
         )
 
     def place_order(
@@ -348,7 +349,7 @@ class WalmartDriver(PlatformDriver):
         }
         opened.channel.save(update_fields=["platform_settings"])
         return factories.make_listing(
-            channel=opened.channel, sku=sku, external_id="NOT-ON-WALMART"
+            channel=opened.channel, sku=sku, external_id=f"NOT-ON-WALMART-{sku.code}"
         )
 
     def place_order(
@@ -696,7 +697,7 @@ class TikTokDriver(PlatformDriver):
         return factories.make_listing(
             channel=opened.channel,
             sku=sku,
-            external_id="NOT-ON-TIKTOK",
+            external_id=f"NOT-ON-TIKTOK-{sku.code}",
             extra_identifiers={"product_id": first.extra_identifiers["product_id"]},
         )
 

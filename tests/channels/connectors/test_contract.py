@@ -154,15 +154,23 @@ def test_a_write_answered_too_late_is_retried_without_applying_it_twice(driver):
 
 
 @pytest.mark.django_db
-def test_an_item_refused_for_good_is_a_dead_letter_and_the_rest_go_through(driver):
-    """One item the platform does not have fails alone, at once, with the platform's reason."""
+def test_items_refused_for_good_are_dead_letters_and_the_rest_go_through(driver):
+    """Two items the platform does not have, sent with the others (on TikTok Shop in the
+    same product's call, answered ``code: 0`` with two per-SKU errors): each fails at once
+    with the platform's reason, and only those two."""
     opened = _open(driver)
-    sku = factories.make_sku()
-    factories.stock(sku, opened.location, 4)
-    missing = driver.add_listing_the_platform_lacks(opened, sku)
+    missing = []
+    for _ in range(2):
+        sku = factories.make_sku()
+        factories.stock(sku, opened.location, 4)
+        missing.append(driver.add_listing_the_platform_lacks(opened, sku))
     _drain(opened)
-    dead = DeadLetter.objects.get(listing=missing)
-    assert len(dead.attempts) == 1 and dead.attempts[0]["error"]
+    assert set(DeadLetter.objects.values_list("listing_id", flat=True)) == {
+        listing.pk for listing in missing
+    }
+    for listing in missing:
+        dead = DeadLetter.objects.get(listing=listing)
+        assert len(dead.attempts) == 1 and dead.attempts[0]["error"]
     assert [driver.quantity_on_channel(opened, listing) for listing in opened.listings] == list(
         STOCK
     )

@@ -6,7 +6,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("channels", "0040_outbox_trigger_finds_listings_by_index"),
+        ("channels", "0041_channel_alerts_for_authorization"),
     ]
 
     operations = [

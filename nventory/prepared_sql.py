@@ -10,6 +10,11 @@ with its error wrapping.
 A prepared statement's generic plan can use a partial index only when the index's
 condition is written in the SQL text: keep such constants (statuses, ``attempts = 0``)
 literal, never parameters.
+
+Every integer parameter is sent as a bigint. psycopg otherwise sends each int as the
+smallest type that holds it, so one statement over lists of ids ran under a new type
+signature whenever its ids changed size: a prepared statement of its own each time,
+planned anew, and evicting the others from the connection's cache of prepared statements.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import psycopg
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.models import Model
 from django.db.models.base import DEFERRED
+from psycopg.types.numeric import Int8BinaryDumper, Int8Dumper
 
 ModelT = TypeVar("ModelT", bound=Model)
 
@@ -29,7 +35,7 @@ ModelT = TypeVar("ModelT", bound=Model)
 def fetch(sql: str, params: Mapping[str, Any], *, binary: bool = True) -> list[tuple[Any, ...]]:
     """The rows of a statement (none for a statement that returns none)."""
     database = _usable_database()
-    cursor = psycopg.Cursor(database.connection)
+    cursor = _cursor(database)
     started = time.monotonic()
     try:
         with database.wrap_database_errors:
@@ -49,7 +55,7 @@ def instances(model: type[ModelT], sql: str, params: Mapping[str, Any]) -> list[
     Text results: Django's converters expect what its own cursor returns (JSON as text).
     """
     database = _usable_database()
-    cursor = psycopg.Cursor(database.connection)
+    cursor = _cursor(database)
     started = time.monotonic()
     try:
         with database.wrap_database_errors:
@@ -80,6 +86,14 @@ def instances(model: type[ModelT], sql: str, params: Mapping[str, Any]) -> list[
             setattr(instance, name, value)
         found.append(instance)
     return found
+
+
+def _cursor(database: Any) -> psycopg.Cursor[Any]:
+    """A server-side binding cursor on Django's connection, its integers sent as bigints."""
+    cursor = psycopg.Cursor(database.connection)
+    cursor.adapters.register_dumper(int, Int8BinaryDumper)
+    cursor.adapters.register_dumper(int, Int8Dumper)
+    return cursor
 
 
 def _log(database: Any, sql: str, params: Mapping[str, Any], started: float) -> None:

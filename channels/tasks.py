@@ -5,6 +5,8 @@ Services schedule these by name (``channels.pipeline.enqueue``), never by import
 
 from __future__ import annotations
 
+import time
+
 from celery import Task, shared_task
 from django.db import OperationalError
 
@@ -44,7 +46,7 @@ def process_new_webhooks() -> int:
     The wake flag stays taken while this run works, so the receipts that come meanwhile
     cost no task of their own. It is given back when a batch comes full (a backlog: a
     second run may help) and when none is left; after giving it back the run looks once
-    more, for a receipt whose wake found the flag still taken.
+    more, a moment later, for the receipts whose wake found the flag still taken.
     """
     tried = 0
     try:
@@ -55,6 +57,8 @@ def process_new_webhooks() -> int:
                 ratelimit.release_ingest_wake()
             elif batch == 0:
                 ratelimit.release_ingest_wake()
+                # The receipts whose wake-up trusted the flag taken are committed by then.
+                time.sleep(ratelimit.INGEST_LAST_LOOK_AFTER_S)
                 last = ingest.process_new_receipts(retry=enqueue.retry_webhook_processing)
                 return tried + last
     except Exception:

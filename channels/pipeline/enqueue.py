@@ -106,14 +106,26 @@ def enqueue_webhook_processing(receipt_id: int) -> None:
     not at all when a wake-up of the ingest is queued in this process and not started: it
     runs after this receipt's commit, so the run it wakes (or the run it finds working,
     which looks once more before it ends) takes this receipt too. At 500 webhooks/s the
-    requests no longer queue behind each other's wake-ups.
+    requests no longer queue behind each other's wake-ups. Nor does it ask Redis while
+    the flag it last saw taken is trusted (``ratelimit.INGEST_FLAG_TRUSTED_S``).
     """
+    if time.monotonic() < _ingest_flag_trusted_until:
+        return  # a run holds the flag and looks again after it gives it back
     if (wake := _unless_queued("ingest", _wake_ingest)) is not None:
         _without_hanging(wake)
 
 
+# Until when this process trusts the ingest wake flag it last saw taken (monotonic).
+_ingest_flag_trusted_until = 0.0
+
+
 def _wake_ingest() -> None:
-    if ratelimit.claim_ingest_wake():
+    global _ingest_flag_trusted_until
+    asked_at = time.monotonic()
+    claimed = ratelimit.claim_ingest_wake()
+    # Taken now, by this call or by a run: ratelimit.INGEST_FLAG_TRUSTED_S.
+    _ingest_flag_trusted_until = asked_at + ratelimit.INGEST_FLAG_TRUSTED_S
+    if claimed:
         app.send_task(PROCESS_NEW_WEBHOOKS_TASK, queue=WEBHOOKS_QUEUE)
 
 

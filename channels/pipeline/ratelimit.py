@@ -154,6 +154,14 @@ def release_wake(*, channel_id: int) -> None:
 # 50 orders/s a webhook costs a flag in Redis rather than a task of its own.
 _INGEST_WAKE_KEY = "nventory:ingest-wake"
 
+# A process that saw the flag taken (or took it) trusts it this long: its receipts
+# committed meanwhile skip the round trip to Redis, because the run holding the flag looks
+# for new receipts once more INGEST_LAST_LOOK_AFTER_S (longer) after it gives the flag
+# back, and takes them then. Both spans are durations, so the processes need no common
+# clock.
+INGEST_FLAG_TRUSTED_S = 0.04
+INGEST_LAST_LOOK_AFTER_S = 0.05
+
 
 def claim_ingest_wake() -> bool:
     """Whether no ingest run was queued (and now one is, by the caller)."""

@@ -779,6 +779,33 @@ def test_an_ingest_run_that_fails_gives_its_wake_flag_back(monkeypatch):
     ratelimit.release_ingest_wake()
 
 
+@pytest.mark.django_db(transaction=True)  # each receipt's transaction commits
+def test_an_ingest_run_looks_once_more_a_moment_after_giving_its_flag_back(
+    channel, shirt, shirt_listing, warehouse, monkeypatch
+):
+    """A webhook committed just after the run gave the flag back, whose wake-up trusted the
+    flag it had seen taken a moment before, is applied by that run's last look."""
+    from channels import tasks
+    from channels.pipeline import ratelimit
+
+    waits: list[float] = []
+
+    def webhook_arrives_meanwhile(seconds: float) -> None:
+        waits.append(seconds)
+        store(channel, "orders/create", order(shirt_line(1), order_id=3101))
+
+    monkeypatch.setattr(tasks.time, "sleep", webhook_arrives_meanwhile)
+    ratelimit.release_ingest_wake()
+    assert ratelimit.claim_ingest_wake()  # as the webhook that queued this run did
+
+    assert tasks.process_new_webhooks() == 1
+
+    assert waits == [ratelimit.INGEST_LAST_LOOK_AFTER_S]
+    assert ratelimit.INGEST_LAST_LOOK_AFTER_S > ratelimit.INGEST_FLAG_TRUSTED_S
+    assert level(shirt, warehouse).committed == 1
+    ratelimit.release_ingest_wake()
+
+
 def test_an_ingest_run_leaves_a_cancellation_ahead_of_its_order_waiting_not_retried(
     channel, shirt, shirt_listing
 ):

@@ -4,9 +4,19 @@ wake-ups of the receipts committed meanwhile; once it has started, the next is q
 from __future__ import annotations
 
 import threading
+import time
 from unittest import mock
 
+import pytest
+
 from channels.pipeline import enqueue
+
+
+@pytest.fixture(autouse=True)
+def _flag_not_trusted():
+    enqueue._ingest_flag_trusted_until = 0.0
+    yield
+    enqueue._ingest_flag_trusted_until = 0.0
 
 
 def _hold_the_wakers() -> threading.Event:
@@ -69,3 +79,22 @@ def test_a_receipt_after_the_wake_up_started_queues_another(settings):
         assert second.wait(10)
     assert len(calls) == 2
     enqueue._impatient_until = 0.0
+
+
+def test_after_seeing_the_flag_taken_a_process_skips_redis_for_a_moment(settings):
+    settings.WAKE_UP_WAIT_S = 1
+    with (
+        mock.patch.object(enqueue.ratelimit, "claim_ingest_wake", return_value=False) as claim,
+        mock.patch.object(enqueue.app, "send_task") as send_task,
+    ):
+        enqueue.enqueue_webhook_processing(1)
+        _drain()
+        assert claim.call_count == 1
+        enqueue.enqueue_webhook_processing(2)  # the flag seen taken is trusted
+        _drain()
+        assert claim.call_count == 1
+        enqueue._ingest_flag_trusted_until = time.monotonic() - 0.001  # trusted no more
+        enqueue.enqueue_webhook_processing(3)
+        _drain()
+        assert claim.call_count == 2
+    send_task.assert_not_called()  # a run holds the flag: no task of our own

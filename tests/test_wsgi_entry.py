@@ -110,3 +110,24 @@ def test_a_delivery_sets_no_session_and_pages_keep_their_middleware(channel):
     assert "X-Frame-Options" not in webhook_headers
     assert "Set-Cookie" not in webhook_headers
     assert webhook_headers.get("X-Content-Type-Options") == "nosniff"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_delivery_on_a_connection_the_server_ended_is_stored_on_a_new_one(channel):
+    """No health check runs before a delivery's statements: the one that finds the
+    connection dead runs again on a new connection, and the platform is answered 200."""
+    import psycopg
+    from django.db import connection
+
+    connection.ensure_connection()
+    ended_pid = connection.connection.info.backend_pid
+    settings_dict = connection.get_connection_params()
+    with psycopg.connect(**settings_dict, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", [ended_pid])
+    body, headers = _delivery(41)
+
+    status, _, _ = _call("POST", "/webhooks/shopify/entry-shop/", body=body, **headers)
+
+    assert status == 200
+    assert WebhookReceipt.objects.filter(dedupe_key="entry-41").exists()
+    assert connection.connection.info.backend_pid != ended_pid

@@ -12,11 +12,12 @@ import datetime as dt
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
@@ -30,6 +31,8 @@ from channels.pipeline import alerts, enqueue
 from inventory.models import EventKind, InventoryEvent
 
 logger = logging.getLogger(__name__)
+
+ResultT = TypeVar("ResultT")
 
 _DEFAULT_MAX_BODY_BYTES = 1_048_576
 # A channel (and its webhook secret) is reused this long: a changed secret takes effect
@@ -302,7 +305,9 @@ def receive_webhook(request: HttpRequest, platform: str, channel_slug: str) -> H
     cap it is not stored, and an alert is raised. A GET is a platform validating the
     endpoint (eBay's challenge), answered by the connector or refused with 405.
     """
-    connector = _connector_for(platform=platform, channel_slug=channel_slug)
+    connector = _on_a_live_connection(
+        lambda: _connector_for(platform=platform, channel_slug=channel_slug)
+    )
     # A platform that delivers through a queue has no webhook URL to answer at.
     if connector is None or not connector.has(Capability.HTTP_WEBHOOKS):
         return _json(404, _UNKNOWN_CHANNEL)
@@ -346,18 +351,41 @@ def receive_webhook(request: HttpRequest, platform: str, channel_slug: str) -> H
             "Webhook for %s/%s quarantined: %s", platform, channel_slug, quarantine_reason
         )
         dedupe_key = dedupe_key or f"unidentified:{content_hash}"
-    receipt_id = record_receipt(
-        channel_id=channel_id,
-        topic=topic,
-        dedupe_key=dedupe_key,
-        headers=connector.kept_webhook_headers(headers),
-        body=body,
-        quarantine_reason=quarantine_reason,
-        content_hash=content_hash,
+    kept_headers = connector.kept_webhook_headers(headers)
+    receipt_id = _on_a_live_connection(
+        lambda: record_receipt(
+            channel_id=channel_id,
+            topic=topic,
+            dedupe_key=dedupe_key,
+            headers=kept_headers,
+            body=body,
+            quarantine_reason=quarantine_reason,
+            content_hash=content_hash,
+        )
     )
     if receipt_id is None:
         return _json(200, _DUPLICATE)
     return _json(200, _QUARANTINED if quarantine_reason else _ACCEPTED)
+
+
+def _on_a_live_connection(work: Callable[[], ResultT]) -> ResultT:
+    """``work``, run again on a new database connection when the one it was given is dead
+    (PostgreSQL restarted, an operator ended it, the network dropped it).
+
+    The webhook path skips Django's per-request health check (``nventory.webhook_handler``),
+    so a dead connection is found by the delivery's own statement. Running it again is
+    safe: the channel's lookup only reads, and a receipt stored before the connection died
+    meets its own delivery key and is answered as a duplicate.
+    """
+    try:
+        return work()
+    except (OperationalError, InterfaceError):
+        if connection.in_atomic_block or (
+            connection.connection is not None and connection.is_usable()
+        ):
+            raise
+        connection.close()
+        return work()
 
 
 def _read_body(request: HttpRequest) -> bytes | None:

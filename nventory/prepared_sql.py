@@ -20,6 +20,7 @@ planned anew, and evicting the others from the connection's cache of prepared st
 from __future__ import annotations
 
 import time
+import weakref
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
@@ -88,12 +89,20 @@ def instances(model: type[ModelT], sql: str, params: Mapping[str, Any]) -> list[
     return found
 
 
+# The connections whose integers are sent as bigints: set once per connection, since
+# registering a dumper for each cursor cost more than a statement's own parameters.
+_sending_bigints: weakref.WeakSet[psycopg.Connection[Any]] = weakref.WeakSet()
+
+
 def _cursor(database: Any) -> psycopg.Cursor[Any]:
-    """A server-side binding cursor on Django's connection, its integers sent as bigints."""
-    cursor = psycopg.Cursor(database.connection)
-    cursor.adapters.register_dumper(int, Int8BinaryDumper)
-    cursor.adapters.register_dumper(int, Int8Dumper)
-    return cursor
+    """A server-side binding cursor on Django's connection, its integers sent as bigints
+    (Django's own cursors bind on the client and write integers as literals)."""
+    raw = database.connection
+    if raw not in _sending_bigints:
+        raw.adapters.register_dumper(int, Int8BinaryDumper)
+        raw.adapters.register_dumper(int, Int8Dumper)
+        _sending_bigints.add(raw)
+    return psycopg.Cursor(raw)
 
 
 def _log(database: Any, sql: str, params: Mapping[str, Any], started: float) -> None:

@@ -11,6 +11,7 @@ from django.test.utils import CaptureQueriesContext
 
 from channels import services
 from channels.connectors.registry import get_connector
+from channels.models import Listing
 from channels.pipeline import ingest
 from tests import factories
 
@@ -35,7 +36,7 @@ def _find(channel, variant_id: str):
     )
 
 
-def _statements(channel, variant_id: str) -> tuple[object, list[str]]:
+def _statements(channel, variant_id: str) -> tuple[Listing | None, list[str]]:
     with CaptureQueriesContext(connection) as captured:
         found = _find(channel, variant_id)
     return found, [query["sql"] for query in captured.captured_queries]
@@ -54,6 +55,7 @@ def test_a_second_lookup_reads_the_remembered_listing_by_its_key(channel):
     first, first_sql = _statements(channel, "4101")
     second, second_sql = _statements(channel, "4101")
 
+    assert first is not None and second is not None
     assert first.pk == second.pk == listing.pk
     assert any("extra_identifiers @>" in sql for sql in first_sql)
     assert len(second_sql) == 1

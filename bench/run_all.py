@@ -67,13 +67,19 @@ BENCHES = (
     ),
     Bench(
         "propagation",
-        "p99 < 250 ms at 50 orders/s, 0 lost, 0 oversold",
-        lambda f: f.get("p99_ms", 1e9) < 250 and f.get("lost") == 0 and f.get("oversold") == 0,
+        "p99 < 250 ms at 100 orders/s, 0 lost, 0 oversold, ≤ 1 push per order per shop",
+        lambda f: (
+            f.get("p99_ms", 1e9) < 250
+            and f.get("lost") == 0
+            and f.get("oversold") == 0
+            and f.get("pushes_per_order", 1e9) <= 1
+        ),
         lambda f: (
             f"p50 {f.get('p50_ms')} / p95 {f.get('p95_ms')} / p99 {f.get('p99_ms')} ms, "
-            f"{f.get('cpu_ms_per_order')} ms CPU per order, {f.get('lost')} lost, "
-            f"{f.get('oversold')} oversold"
+            f"{f.get('cpu_ms_per_order')} ms CPU per order, {f.get('pushes_per_order')} "
+            f"pushes per order per shop, {f.get('lost')} lost, {f.get('oversold')} oversold"
         ),
+        args=("--rate", "100"),
     ),
     Bench(
         "cascade",
@@ -142,11 +148,16 @@ BENCHES = (
         "viral_burst",
         "0 oversold; every other channel brought down in step",
         lambda f: f.get("oversold") == 0 if "oversold" in f else None,
-        lambda f: ", ".join(
-            f"{key} {value}"
-            for key, value in f.items()
-            if key != "bench" and isinstance(value, int | float)
-        )[:200],
+        lambda f: (
+            f"{f.get('orders')} orders at {f.get('per_s')}/s on {f.get('stock')} units: "
+            f"{f.get('oversold')} oversold, {f.get('lost')} lost, guard's first rise after "
+            f"{f.get('guard_first_rise_after_s')} s, settled {f.get('settled')}"
+            + (
+                f" (held by the platform: {len(f['held_by_platforms'])} listing)"
+                if f.get("held_by_platforms")
+                else ""
+            )
+        ),
     ),
 )
 

@@ -510,21 +510,43 @@ def _burst(world: World, burst_id: int) -> dict[str, Any]:
 
 
 def _settled(world: World) -> bool:
-    """Nothing waiting in the pipeline and every channel showing what nventory lists."""
+    """Nothing waiting in the pipeline and every channel showing what nventory lists,
+    but for the listings a platform holds back itself (eBay's daily revisions of the
+    viral listing, spaced in the day's last fifth): those are ``_held_by_platforms``."""
     from channels import selectors
     from channels.models import PendingPush, SubmittedWrite, WebhookReceipt
 
-    if WebhookReceipt.objects.exclude(status=WebhookReceipt.Status.PROCESSED).exists():
+    waiting = (
+        WebhookReceipt.Status.RECEIVED,
+        WebhookReceipt.Status.FAILED,
+        WebhookReceipt.Status.AWAITING_ORDER,
+    )
+    if WebhookReceipt.objects.filter(status__in=waiting).exists():
         return False
-    if PendingPush.objects.exists() or SubmittedWrite.objects.exists():
+    if PendingPush.objects.filter(held_reason="").exists() or SubmittedWrite.objects.exists():
         return False
+    held = set(PendingPush.objects.exclude(held_reason="").values_list("listing_id", flat=True))
     for platform, channel in world.channels.items():
-        listings = list(channel.listings.select_related("sku"))
+        listings = [
+            listing for listing in channel.listings.select_related("sku") if listing.pk not in held
+        ]
         listed = selectors.listed_quantities(channel=channel, listings=listings)
         shown = _shown(world, platform)
         if any(shown.get(listing.sku.code) != listed[listing.pk] for listing in listings):
             return False
     return True
+
+
+def _held_by_platforms() -> list[str]:
+    """The listings whose figure waits because their platform takes no more now, why."""
+    from channels.models import PendingPush
+
+    return [
+        f"{pending.channel.platform} {pending.listing.external_id}: {pending.held_reason}"
+        for pending in PendingPush.objects.exclude(held_reason="").select_related(
+            "channel", "listing"
+        )
+    ]
 
 
 def _measure(
@@ -586,6 +608,7 @@ def _measure(
         "guard_reasons": [reason for _, reason, _ in rises],
         "lag_ms": lag_ms,
         "settled": settled_ok,
+        "held_by_platforms": _held_by_platforms(),
     }
 
 

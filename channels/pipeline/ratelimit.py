@@ -158,9 +158,11 @@ _INGEST_WAKE_KEY = "nventory:ingest-wake"
 # committed meanwhile skip the round trip to Redis, because the run holding the flag looks
 # for new receipts once more INGEST_LAST_LOOK_AFTER_S (longer) after it gives the flag
 # back, and takes them then. Both spans are durations, so the processes need no common
-# clock.
-INGEST_FLAG_TRUSTED_S = 0.04
-INGEST_LAST_LOOK_AFTER_S = 0.05
+# clock. A receipt may so wait for that last look: both stay well under the pushers'
+# coalescing window (PUSH_COALESCE_WINDOW_S, 30 ms), so a sale is still counted before
+# the push it would change goes out.
+INGEST_FLAG_TRUSTED_S = 0.01
+INGEST_LAST_LOOK_AFTER_S = 0.015
 
 
 def claim_ingest_wake() -> bool:

@@ -535,6 +535,7 @@ class MarketplaceCount:
     details: dict[str, Any] | None = None
 
 
+@retried_on_deadlock
 def record_marketplace_count(
     *, sku_id: int, location_id: int, count: MarketplaceCount, context: EventContext
 ) -> InventoryEvent | None:
@@ -683,6 +684,7 @@ def cancel_order(
     )
 
 
+@retried_on_deadlock
 def ship_order(
     *, sku_id: int, location_id: int, quantity: int, context: EventContext
 ) -> InventoryEvent:
@@ -698,6 +700,7 @@ def ship_order(
     )
 
 
+@retried_on_deadlock
 def return_order(
     *, sku_id: int, location_id: int, quantity: int, restock: bool, context: EventContext
 ) -> InventoryEvent:
@@ -873,6 +876,7 @@ def _reserved_by(reservation: Reservation) -> list[tuple[int, int, int]]:
     return made or [(reservation.sku_id, reservation.location_id, reservation.quantity)]
 
 
+@retried_on_deadlock
 def confirm_reservation(
     *, reservation_id: int, context: EventContext, owner_id: int | None = None
 ) -> Reservation:
@@ -979,6 +983,7 @@ def _line_changes(
     ]
 
 
+@retried_on_deadlock
 def commit_order_lines(
     *,
     lines: Sequence[tuple[int, int, int]],
@@ -998,6 +1003,7 @@ def commit_order_lines(
     )
 
 
+@retried_on_deadlock
 def cancel_order_lines(
     *, lines: Sequence[tuple[int, int, int]], context: EventContext
 ) -> list[InventoryEvent]:
@@ -1008,6 +1014,7 @@ def cancel_order_lines(
     )
 
 
+@retried_on_deadlock
 def return_order_lines(
     *, lines: Sequence[tuple[int, int, int]], restock: bool, context: EventContext
 ) -> list[InventoryEvent]:

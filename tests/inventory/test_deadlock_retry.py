@@ -73,3 +73,47 @@ def test_a_reservation_ended_by_a_deadlock_is_made_on_its_next_try():
     assert isinstance(outcome["reservation"], Reservation)
     assert Reservation.objects.filter(idempotency_key=key).count() == 1
     assert StockLevel.objects.get(sku=sku, location=location).reserved == 3
+
+
+def test_an_order_of_two_lines_ended_by_a_deadlock_is_committed_on_its_next_try():
+    """The lines' rows are locked in key order: another transaction holding the second row
+    and then asking for the first closes the cycle, and the order is ended and run again."""
+    location = factories.make_location()
+    first_sku, second_sku = factories.make_sku(), factories.make_sku()
+    factories.stock(first_sku, location, 10)
+    factories.stock(second_sku, location, 10)
+    first_row, second_row = (
+        StockLevel.objects.get(sku=sku, location=location).pk for sku in (first_sku, second_sku)
+    )
+    rows_in_lock_order = sorted([first_row, second_row])
+    outcome: dict[str, object] = {}
+
+    def commit() -> None:
+        try:
+            outcome["events"] = services.commit_order_lines(
+                lines=[(first_sku.pk, location.pk, 2), (second_sku.pk, location.pk, 3)],
+                context=services.EventContext(idempotency_key="two-lines-in-a-deadlock"),
+            )
+        except BaseException as error:
+            outcome["error"] = error
+        finally:
+            connection.close()
+
+    with _other_connection() as other:
+        other.execute(
+            "SELECT id FROM inventory_stocklevel WHERE id = %s FOR UPDATE", [rows_in_lock_order[1]]
+        )
+        committing = threading.Thread(target=commit)
+        committing.start()
+        time.sleep(0.5)  # the order holds the first row and waits for the second, ours
+        # Ours now waits for the first: PostgreSQL ends the order's transaction.
+        other.execute(
+            "SELECT id FROM inventory_stocklevel WHERE id = %s FOR UPDATE", [rows_in_lock_order[0]]
+        )
+        other.rollback()
+    committing.join(timeout=30)
+
+    assert "error" not in outcome, outcome.get("error")
+    assert len(outcome["events"]) == 2
+    assert StockLevel.objects.get(sku=first_sku, location=location).committed == 2
+    assert StockLevel.objects.get(sku=second_sku, location=location).committed == 3

@@ -153,7 +153,7 @@ BENCHES = (
             f"{f.get('oversold')} oversold, {f.get('lost')} lost, guard's first rise after "
             f"{f.get('guard_first_rise_after_s')} s, settled {f.get('settled')}"
             + (
-                f" (held by the platform: {len(f['held_by_platforms'])} listing)"
+                f" (held back by their platform: {', '.join(f['held_by_platforms'])})"
                 if f.get("held_by_platforms")
                 else ""
             )

@@ -95,8 +95,10 @@ _sending_bigints: weakref.WeakSet[psycopg.Connection[Any]] = weakref.WeakSet()
 
 
 def _cursor(database: Any) -> psycopg.Cursor[Any]:
-    """A server-side binding cursor on Django's connection, its integers sent as bigints
-    (Django's own cursors bind on the client and write integers as literals)."""
+    """A server-side binding cursor on Django's connection, its integers sent as bigints.
+
+    The dumpers are the connection's, so Django's own cursors (bound on the client) write a
+    list of integers as a bigint array too; a lone integer stays an untyped literal."""
     raw = database.connection
     if raw not in _sending_bigints:
         raw.adapters.register_dumper(int, Int8BinaryDumper)

@@ -114,6 +114,7 @@ def test_an_order_of_two_lines_ended_by_a_deadlock_is_committed_on_its_next_try(
     committing.join(timeout=30)
 
     assert "error" not in outcome, outcome.get("error")
-    assert len(outcome["events"]) == 2
+    events = outcome["events"]
+    assert isinstance(events, list) and len(events) == 2
     assert StockLevel.objects.get(sku=first_sku, location=location).committed == 2
     assert StockLevel.objects.get(sku=second_sku, location=location).committed == 3

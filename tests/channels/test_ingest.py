@@ -12,6 +12,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from channels.models import (
+    UNEXPLAINED_MOVES_WAIT_S,
     DriftRecord,
     ListingSyncState,
     OversellIncident,
@@ -872,3 +873,41 @@ def test_an_order_body_resent_as_a_cancellation_releases_nothing(
     assert receipt.status == WebhookReceipt.Status.QUARANTINED
     assert "contradicts" in receipt.error
     assert level(shirt, warehouse).committed == 3
+
+
+def test_absorbed_units_explain_recent_drift_of_their_sign_oldest_first(channel, shirt_listing):
+    def drift(expected: int, found: int, *, explained: int = 0, age_s: float = 0) -> int:
+        record = DriftRecord.objects.create(
+            channel=channel,
+            listing=shirt_listing,
+            expected_quantity=expected,
+            channel_quantity=found,
+            detected_by=DriftRecord.DetectedBy.COMPARE_AND_SET,
+            explained_units=explained,
+            explained_by="orders/create 1" if explained else "",
+        )
+        if age_s:
+            DriftRecord.objects.filter(pk=record.pk).update(
+                created_at=timezone.now() - dt.timedelta(seconds=age_s)
+            )
+        return record.pk
+
+    too_old = drift(10, 7, age_s=3 * UNEXPLAINED_MOVES_WAIT_S)
+    first = drift(10, 8, explained=1)  # one of its two units explained already
+    a_rise = drift(8, 9)
+    second = drift(9, 6)
+    third = drift(6, 5)
+
+    ingest._explain_drift(listing_id=shirt_listing.pk, absorbed=-3, explained_by="orders/create 7")
+
+    explained = {
+        record.pk: (record.explained_units, record.explained_by)
+        for record in DriftRecord.objects.all()
+    }
+    assert explained == {
+        too_old: (0, ""),
+        first: (2, "orders/create 1, orders/create 7"),
+        a_rise: (0, ""),
+        second: (2, "orders/create 7"),
+        third: (0, ""),
+    }

@@ -1,5 +1,6 @@
 """Sync-health figures of the channels, each per channel and overall, for the console, the
-metrics endpoint and the KPI API. Selectors only: each reads, none writes.
+metrics endpoint and the KPI API. Selectors: each reads, and writes nothing but the push
+attempts' roll-up that its reading of the rollup needs (``roll_up_pushes``).
 
 The figures whose data live in reconciliation (accuracy at the last poll, drift per run) are
 added by ``reconciliation.scorecard``, which builds the whole scorecard on these.
@@ -229,13 +230,23 @@ SELECT histogram.stage, rollup.channel_id, histogram.bucket::integer,
 """
 
 
+def roll_up_pushes() -> None:
+    """Add the push attempts recorded since the last roll-up to the rollup (migration
+    0043): every reader of the rollup calls it first, so the console's figures include the
+    push that has just been acknowledged, and a beat task every few seconds keeps the
+    backlog short. Safe at the same time as another: each attempt is taken once."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT channels_roll_up_pushes()")
+
+
 def sync_latency(
     *, start: dt.datetime, end: dt.datetime, channel_ids: Iterable[int] | None = None
 ) -> dict[int | None, SyncLatency]:
     """Latency percentiles of the pushes acknowledged in ``[start, end)`` (whole minutes,
     ``RollupWindow``), from the rollup's histograms, by channel id, and overall under the
-    key ``None``; in one query. A channel with no push in the window is absent (use
+    key ``None``; the roll-up and one query. A channel with no push in the window is absent (use
     ``.get(id)`` and ``Percentiles.none()``)."""
+    roll_up_pushes()
     ids = None if channel_ids is None else list(channel_ids)
     with connection.cursor() as cursor:
         cursor.execute(
@@ -264,7 +275,8 @@ def channel_sync_latency(
 ) -> SyncLatency:
     """One channel's measured propagation latency over the last ``window`` (24 h by
     default): ``.to_applied.p95_ms`` is the figure a safety buffer must cover. ``None``
-    percentiles when the channel acknowledged no push in the window. One query."""
+    percentiles when the channel acknowledged no push in the window. The roll-up and one
+    query."""
     end = now or timezone.now()
     figures = sync_latency(start=end - window, end=end, channel_ids=[channel_id])
     return figures.get(
@@ -304,7 +316,8 @@ def latency_series(
     channel_ids: Iterable[int] | None = None,
 ) -> dict[int, list[LatencyPoint]]:
     """p95 latency to "applied" per channel per time bucket (buckets with no push are
-    absent), for the latency chart and the channels page's sparklines. One query.
+    absent), for the latency chart and the channels page's sparklines. The roll-up
+    (``roll_up_pushes``) and one query.
 
     ``bucket`` is whole minutes; the buckets start on the minute (on the quarter hour when
     ``bucket`` is whole quarter hours) at or before ``start``, and are read from the rollup
@@ -312,6 +325,7 @@ def latency_series(
     """
     span = QUARTER if bucket % QUARTER == dt.timedelta(0) else MINUTE
     origin = _floor(start, span)
+    roll_up_pushes()
     with connection.cursor() as cursor:
         cursor.execute(
             _LATENCY_SERIES_SQL,
@@ -510,7 +524,8 @@ def channel_kpis(
     *, start: dt.datetime, end: dt.datetime, channels: Iterable[Channel] | None = None
 ) -> dict[int | None, ChannelKpis]:
     """The channel-side KPIs over ``[start, end)`` for every channel (or those given), by
-    channel id, and overall under ``None``. Seven queries whatever the number of channels."""
+    channel id, and overall under ``None``. Seven queries and three roll-ups
+    (``roll_up_pushes``) whatever the number of channels."""
     listed = list(channels_in_console_order() if channels is None else channels)
     ids = [channel.pk for channel in listed]
     latency = sync_latency(start=start, end=end, channel_ids=ids)
@@ -584,7 +599,8 @@ def error_rates(
     *, start: dt.datetime, end: dt.datetime, channel_ids: list[int]
 ) -> dict[int | None, ErrorRate]:
     """Each channel's error rate over ``[start, end)`` (whole minutes, from the rollup), by
-    id and overall under ``None``. One query."""
+    id and overall under ``None``. The roll-up and one query."""
+    roll_up_pushes()
     with connection.cursor() as cursor:
         # Raw SQL: GROUPING SETS, per channel and overall in one statement, over the
         # window's rollup rows (sends and errors are counted there by sent_at).
@@ -668,8 +684,9 @@ SELECT channel_id, count(DISTINCT minute) FROM down GROUP BY GROUPING SETS ((cha
 def uptimes(
     *, start: dt.datetime, end: dt.datetime, channel_ids: list[int]
 ) -> dict[int | None, Uptime]:
-    """Each channel's uptime over ``[start, end)``, by id and overall under ``None``. One
-    query."""
+    """Each channel's uptime over ``[start, end)``, by id and overall under ``None``. The
+    roll-up and one query."""
+    roll_up_pushes()
     with connection.cursor() as cursor:
         cursor.execute(
             _DOWN_MINUTES_SQL,
@@ -907,7 +924,9 @@ SELECT minutes.minute, coalesce(orders.orders, 0), coalesce(pushes.pushes, 0)
 
 
 def throughput_per_minute(*, start: dt.datetime, end: dt.datetime) -> list[ThroughputPoint]:
-    """Orders and pushes per minute over the window, every minute present. One query."""
+    """Orders and pushes per minute over the window, every minute present. The roll-up
+    and one query."""
+    roll_up_pushes()
     with connection.cursor() as cursor:
         cursor.execute(_THROUGHPUT_SQL, {"start": start, "end": end})
         return [

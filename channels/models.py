@@ -454,9 +454,10 @@ class PushAttempt(models.Model):
 
 class PushRollup(models.Model):
     """What a channel's push attempts came to in one minute or one quarter hour: sends,
-    errors and latency histograms, kept by a database trigger on every attempt inserted
-    (migration 0037), so the console reads a window's figures from at most a few hundred
-    rows however many pushes it held.
+    errors and latency histograms, so the console reads a window's figures from at most a
+    few hundred rows however many pushes it held. A database trigger files every attempt
+    inserted in ``PushRollupBacklog``; ``channels.services.roll_up_pushes`` adds the
+    backlog in (migrations 0037 and 0043).
 
     Counts are filed by ``sent_at``; latencies by ``acked_at``. A histogram maps a bucket
     (``channels.kpis.latency_bucket``) to the pushes in it.
@@ -489,6 +490,22 @@ class PushRollup(models.Model):
 
     def __str__(self) -> str:
         return f"{self.sends} sends of channel {self.channel_id} from {self.start:%H:%M}"
+
+
+class PushRollupBacklog(models.Model):
+    """A push attempt not yet in ``PushRollup``, filed by the trigger on its insert.
+
+    Rolled up in batches (``channels.services.roll_up_pushes``: every few seconds, and
+    before the console reads the rollup), not by the trigger itself: adding a push run's
+    few attempts to the rollup's rows cost more PostgreSQL time than the push run's other
+    statements together, inside the transaction that holds its outbox rows. A roll-up
+    deletes the rows it adds in, so an attempt is counted once, whatever commits when.
+    """
+
+    attempt_id = models.BigIntegerField(primary_key=True)
+
+    def __str__(self) -> str:
+        return f"push attempt {self.attempt_id}, not rolled up yet"
 
 
 class BufferSnapshot(models.Model):

@@ -539,5 +539,7 @@ def purge_push_rollup(*, now: dt.datetime | None = None) -> int:
     """Delete the push rollup's rows older than any KPI window reaches (``ROLLUP_KEPT``);
     how many. The push attempts themselves are kept."""
     now = now or timezone.now()
+    # The backlog first: an attempt rolled up after the purge would bring its row back.
+    kpis.roll_up_pushes()
     deleted, _ = PushRollup.objects.filter(start__lt=now - ROLLUP_KEPT).delete()
     return deleted

@@ -10,7 +10,7 @@ import time
 from celery import Task, shared_task
 from django.db import OperationalError
 
-from channels import alerts, services
+from channels import alerts, kpis, services
 
 # Imported for its worker hooks (consuming every channel's push queue), which must be in
 # place in every worker process; tasks are what a worker loads.
@@ -145,6 +145,13 @@ def evaluate_alerts() -> int:
 @shared_task(name="channels.take_buffer_snapshots")
 def take_buffer_snapshots() -> int:
     return services.take_buffer_snapshots()
+
+
+# Scheduled every 5 s by migration 0043: the console rolls up before it reads too, so this
+# only keeps the backlog short (a console read never rolls up a long history at once).
+@shared_task(name="channels.roll_up_pushes")
+def roll_up_pushes() -> None:
+    kpis.roll_up_pushes()
 
 
 # Scheduled hourly by migration 0037: the rollup's rows no KPI window reaches any more.

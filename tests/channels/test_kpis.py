@@ -186,6 +186,7 @@ def test_the_database_files_a_latency_in_the_bucket_python_reads_it_from(
         acked_at=moment,
         latency_ms=latency_ms,
     )
+    kpis.roll_up_pushes()
     rollup = PushRollup.objects.get(channel_id=listing.channel_id, span_s=60)
     [(bucket, pushes)] = rollup.applied_ms.items()
 
@@ -465,6 +466,7 @@ def test_a_day_is_read_from_at_most_a_quarter_row_a_quarter_and_28_minute_rows(
         )
         for minute in range(1, 2881)
     )
+    kpis.roll_up_pushes()
     window = kpis.RollupWindow(start=end - dt.timedelta(hours=24), end=end)
     with connection.cursor() as cursor:
         cursor.execute(

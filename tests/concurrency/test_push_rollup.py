@@ -1,13 +1,16 @@
-"""The push rollup under writers at once: every attempt recorded is counted once.
+"""The push rollup under writers and roll-ups at once: every attempt recorded is counted
+once.
 
 Threads with their own connections record batches of attempts for the same channels in the
 same minutes, each batch one channel's in a transaction of its own, as the push flow
-records them; the rollup's upserts on the same rows must not lose an update.
+records them, while other threads roll the backlog up, as the beat task and the console
+do: a roll-up must neither miss an attempt committed after it started nor count one twice.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -16,12 +19,13 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from channels import kpis
-from channels.models import PushAttempt, PushRollup
+from channels.models import PushAttempt, PushRollup, PushRollupBacklog
 from tests import factories
 
 WORKERS = 8
 BATCHES = 15
 BATCH = 20
+ROLLERS = 2
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -50,6 +54,17 @@ def _record_batches(worker: int, listing_ids: list[tuple[int, int]], now: dt.dat
         connection.close()
 
 
+def _roll_up_until(done: threading.Event) -> int:
+    rolled = 0
+    try:
+        while not done.is_set():
+            kpis.roll_up_pushes()
+            rolled += 1
+    finally:
+        connection.close()
+    return rolled
+
+
 def test_attempts_recorded_at_once_are_each_counted_once(sku) -> None:
     """8 workers, 15 batches of 20 attempts each on each of two channels, in one minute:
     each channel's minute and quarter rows count 2,400 attempts, 120 of them failed, and
@@ -61,11 +76,18 @@ def test_attempts_recorded_at_once_are_each_counted_once(sku) -> None:
     listing_ids = [(listing.channel_id, listing.pk) for listing in listings]
     now = timezone.now().replace(second=20, microsecond=0)
 
-    with ThreadPoolExecutor(WORKERS) as pool:
+    recorded = threading.Event()
+    with ThreadPoolExecutor(WORKERS + ROLLERS) as pool:
+        rollers = [pool.submit(_roll_up_until, recorded) for _ in range(ROLLERS)]
         for future in [
             pool.submit(_record_batches, worker, listing_ids, now) for worker in range(WORKERS)
         ]:
             future.result()
+        recorded.set()
+        roll_ups = sum(roller.result() for roller in rollers)
+    assert roll_ups > ROLLERS  # the roll-ups ran while the attempts were being recorded
+    kpis.roll_up_pushes()  # what the last of them had not seen committed yet
+    assert not PushRollupBacklog.objects.exists()
 
     attempts = WORKERS * BATCHES * BATCH
     failed = WORKERS * BATCHES

@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from channels.models import (
     UNEXPLAINED_MOVES_WAIT_S,
+    Channel,
     DriftRecord,
     ListingSyncState,
     OversellIncident,
@@ -911,3 +912,20 @@ def test_absorbed_units_explain_recent_drift_of_their_sign_oldest_first(channel,
         second: (2, "orders/create 7"),
         third: (0, ""),
     }
+
+
+def test_a_receipt_is_read_with_its_channel_as_the_channel_row_is_now(channel):
+    """Its channel is kept between receipts and read again whenever its row has changed:
+    by another transaction, or twice by the same one (this test runs in one)."""
+    first = store(channel, "orders/create", order(shirt_line()))
+    second = store(channel, "orders/create", order(shirt_line(), order_id=2))
+
+    assert ingest._lock_receipt(first).channel.name == channel.name
+    for name in ("Renamed", "Renamed again", "And again"):
+        Channel.objects.filter(pk=channel.pk).update(name=name)
+        assert ingest._lock_receipt(second).channel.name == name
+
+    one, other = ingest._lock_receipt(first), ingest._lock_receipt(second)
+    one.channel.name = "Changed by one receipt only"
+    assert (one.channel.pk, other.channel.name) == (channel.pk, "And again")
+    assert ingest._lock_receipt(first).channel.name == "And again"

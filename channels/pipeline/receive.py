@@ -29,6 +29,7 @@ from channels.connectors.types import Capability, PulledNotification, WebhookPar
 from channels.models import Channel, OrderPoll, WebhookReceipt
 from channels.pipeline import alerts, enqueue
 from inventory.models import EventKind, InventoryEvent
+from nventory import prepared_sql
 
 logger = logging.getLogger(__name__)
 
@@ -119,26 +120,28 @@ def record_receipt(
     processing when the transaction commits; one stored quarantined is only shown.
     """
     quarantined = bool(quarantine_reason)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            _INSERT_RECEIPT_SQL,
-            {
-                "channel_id": channel_id,
-                "topic": topic[:128],
-                "dedupe_key": dedupe_key,
-                "content_hash": content_hash,
-                "headers": json.dumps(dict(headers)),
-                "body": body,
-                "status": WebhookReceipt.Status.QUARANTINED
+    # Prepared, its parameters bound on the server: the body goes as bytes, not escaped
+    # into the statement's text, and the statement is planned once per connection.
+    rows = prepared_sql.fetch(
+        _INSERT_RECEIPT_SQL,
+        {
+            "channel_id": channel_id,
+            "topic": topic[:128],
+            "dedupe_key": dedupe_key,
+            "content_hash": content_hash,
+            "headers": json.dumps(dict(headers)),
+            "body": body,
+            "status": str(
+                WebhookReceipt.Status.QUARANTINED
                 if quarantined
-                else WebhookReceipt.Status.RECEIVED,
-                "error": quarantine_reason,
-            },
-        )
-        row = cursor.fetchone()
-    if row is None:
+                else WebhookReceipt.Status.RECEIVED
+            ),
+            "error": quarantine_reason,
+        },
+    )
+    if not rows:
         return None
-    receipt_id: int = row[0]
+    receipt_id: int = rows[0][0]
     if not quarantined:
         # robust: a broker outage must not turn a stored receipt into an error answer
         # (the platform would retry it); the sweep enqueues it later.

@@ -1032,14 +1032,33 @@ def listing_for_identifiers(
 # The listing an identifier found is remembered for a few seconds, per process. The lookup
 # goes through the identifiers' GIN index, which only a plan made for the value can use, so
 # it is planned anew for every order line, and planning cost three times the lookup. A
-# remembered listing is read again by its key and taken only while it is still the
-# channel's, active and holding the identifier: an edit, a switch-off or a remap is seen at
-# once. Only an older listing given the same identifier is seen up to _FOUND_LISTING_S late.
+# remembered listing is taken only while it is still the channel's, active and holding the
+# identifier: its row's version (``_ROW_VERSION``) is read by its key, and the row itself
+# again when that has changed, so an edit, a switch-off or a remap is seen at once. Only
+# an older listing given the same identifier is seen up to _FOUND_LISTING_S late.
 _FOUND_LISTING_S = 5.0
 _FOUND_LISTINGS_KEPT = 100_000
-_found_listings: dict[tuple[int, str, str], tuple[int, float]] = {}
 
-_LISTING_BY_ID_SQL = "SELECT * FROM channels_listing WHERE id = %(listing_id)s"
+
+@dataclass(frozen=True)
+class _FoundListing:
+    listing: Listing  # as its row was at ``version``; each caller gets a copy
+    version: str
+    until: float  # monotonic
+
+
+_found_listings: dict[tuple[int, str, str], _FoundListing] = {}
+
+_LISTING_VERSION_SQL = f"""
+SELECT {_ROW_VERSION.format(row="listing")}
+  FROM channels_listing AS listing
+ WHERE listing.id = %(listing_id)s
+"""
+_LISTING_BY_ID_SQL = f"""
+SELECT listing.*, {_ROW_VERSION.format(row="listing")} AS listing_version
+  FROM channels_listing AS listing
+ WHERE listing.id = %(listing_id)s
+"""
 
 
 def forget_found_listings() -> None:
@@ -1048,14 +1067,31 @@ def forget_found_listings() -> None:
 
 
 def _remembered_listing(channel: Channel, name: str, value: str) -> Listing | None:
-    remembered = _found_listings.get((channel.pk, name, value))
-    if remembered is None or remembered[1] < time.monotonic():
+    key = (channel.pk, name, value)
+    remembered = _found_listings.get(key)
+    if remembered is None or remembered.until < time.monotonic():
         return None
-    found = prepared_sql.instances(Listing, _LISTING_BY_ID_SQL, {"listing_id": remembered[0]})
+    version = prepared_sql.fetch(_LISTING_VERSION_SQL, {"listing_id": remembered.listing.pk})
+    if version and version[0][0] == remembered.version:
+        return copy.copy(remembered.listing)
+    found = prepared_sql.instances(
+        Listing, _LISTING_BY_ID_SQL, {"listing_id": remembered.listing.pk}
+    )
     if found and _still_found_by(found[0], channel, name, value):
+        _remember_found(key, found[0], until=remembered.until)
         return found[0]
-    _found_listings.pop((channel.pk, name, value), None)
+    _found_listings.pop(key, None)
     return None
+
+
+def _remember_found(key: tuple[int, str, str], listing: Listing, *, until: float) -> None:
+    if len(_found_listings) >= _FOUND_LISTINGS_KEPT:
+        _found_listings.clear()
+    _found_listings[key] = _FoundListing(
+        listing=copy.copy(listing),
+        version=listing.listing_version,  # type: ignore[attr-defined]
+        until=until,
+    )
 
 
 def _still_found_by(listing: Listing, channel: Channel, name: str, value: str) -> bool:
@@ -1074,7 +1110,8 @@ def _look_up_listing(channel: Channel, name: str, value: str) -> Listing | None:
     # channel instead (125 ms at 20,000 listings).
     found = list(
         Listing.objects.raw(
-            "SELECT * FROM channels_listing WHERE channel_id = %(channel_id)s"
+            f"SELECT listing.*, {_ROW_VERSION.format(row='listing')} AS listing_version"
+            " FROM channels_listing AS listing WHERE channel_id = %(channel_id)s"
             f" AND {condition} ORDER BY is_active DESC, id LIMIT 1",
             {"channel_id": channel.pk, **params},
         )
@@ -1082,11 +1119,8 @@ def _look_up_listing(channel: Channel, name: str, value: str) -> Listing | None:
     if not found:
         return None
     if found[0].is_active:
-        if len(_found_listings) >= _FOUND_LISTINGS_KEPT:
-            _found_listings.clear()
-        _found_listings[(channel.pk, name, value)] = (
-            found[0].pk,
-            time.monotonic() + _FOUND_LISTING_S,
+        _remember_found(
+            (channel.pk, name, value), found[0], until=time.monotonic() + _FOUND_LISTING_S
         )
     return found[0]
 

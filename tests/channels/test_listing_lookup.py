@@ -59,7 +59,7 @@ def test_a_second_lookup_reads_the_remembered_listing_by_its_key(channel):
     assert first.pk == second.pk == listing.pk
     assert any("extra_identifiers @>" in sql for sql in first_sql)
     assert len(second_sql) == 1
-    assert "WHERE id = " in second_sql[0]
+    assert "WHERE listing.id = " in second_sql[0]
 
 
 def test_a_listing_mapped_to_another_sku_is_seen_at_once(channel):

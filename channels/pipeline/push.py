@@ -1183,23 +1183,38 @@ def _record_attempts(
     *,
     acked_at: dt.datetime | None = None,
 ) -> None:
-    PushAttempt.objects.bulk_create(
-        [
-            PushAttempt(
-                channel=channel,
-                listing=claim.listing,
-                target_quantity=claim.target,
-                compare_quantity=claim.compare,
-                outcome=outcome,
-                error=error[:2000],
-                attempt_number=claim.attempts + 1,
-                change_at=claim.first_change_at,
-                sent_at=sent_at,
-                acked_at=acked_at,
-            )
-            for claim in claims
-        ]
+    if not claims:
+        return
+    prepared_sql.fetch(
+        _RECORD_ATTEMPTS_SQL,
+        {
+            "channel_id": channel.pk,
+            "outcome": str(outcome),
+            "error": error[:2000],
+            "sent_at": sent_at,
+            "acked_at": acked_at,
+            "listing_ids": [claim.listing.pk for claim in claims],
+            "targets": [claim.target for claim in claims],
+            "compares": [claim.compare for claim in claims],
+            "attempt_numbers": [claim.attempts + 1 for claim in claims],
+            "change_ats": [claim.first_change_at for claim in claims],
+        },
     )
+
+
+# Attempts that did not apply (stale, refused, failed, throttled, shadow), in one prepared
+# statement: through the ORM, building and inserting them cost a twelfth of a push run.
+_RECORD_ATTEMPTS_SQL = """
+INSERT INTO channels_pushattempt
+       (channel_id, listing_id, target_quantity, compare_quantity, outcome, error,
+        attempt_number, change_at, sent_at, acked_at)
+SELECT %(channel_id)s, attempt.listing_id, attempt.target, attempt.compare, %(outcome)s,
+       %(error)s, attempt.attempt_number, attempt.change_at, %(sent_at)s,
+       %(acked_at)s::timestamptz
+  FROM unnest(%(listing_ids)s::bigint[], %(targets)s::integer[], %(compares)s::integer[],
+              %(attempt_numbers)s::integer[], %(change_ats)s::timestamptz[])
+       AS attempt(listing_id, target, compare, attempt_number, change_at)
+"""
 
 
 def retry_delay_s(*, channel: Channel, attempts: int) -> float:

@@ -33,6 +33,24 @@ def _other_connection() -> psycopg.Connection:
     )
 
 
+def _wait_until_another_waits_for_a_lock(other: psycopg.Connection) -> None:
+    """Until a backend other than ``other`` waits for a lock: the service's transaction,
+    waiting first, is the one PostgreSQL ends when ``other`` closes the cycle (a fixed
+    sleep let ``other`` wait first on a slow machine, and end itself instead)."""
+    deadline = time.monotonic() + 30
+    with _other_connection() as watcher:
+        while time.monotonic() < deadline:
+            waiting = watcher.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND wait_event_type = 'Lock' AND pid <> %s",
+                [other.info.backend_pid],
+            ).fetchone()
+            if waiting and waiting[0]:
+                return
+            time.sleep(0.01)
+    raise AssertionError("the service never waited for the row held by the other transaction")
+
+
 def test_a_reservation_ended_by_a_deadlock_is_made_on_its_next_try():
     location = factories.make_location()
     sku = factories.make_sku()
@@ -57,7 +75,8 @@ def test_a_reservation_ended_by_a_deadlock_is_made_on_its_next_try():
         other.execute("SELECT id FROM inventory_stocklevel WHERE sku_id = %s FOR UPDATE", [sku.pk])
         reserving = threading.Thread(target=reserve)
         reserving.start()
-        time.sleep(0.5)  # the reservation's row is in, its stock statement waits on ours
+        # The reservation's row is in, its stock statement waits on ours.
+        _wait_until_another_waits_for_a_lock(other)
         # Now ours waits on the reservation's row: a cycle, which PostgreSQL breaks by
         # ending the reservation's transaction (it has waited longest).
         other.execute(
@@ -105,7 +124,8 @@ def test_an_order_of_two_lines_ended_by_a_deadlock_is_committed_on_its_next_try(
         )
         committing = threading.Thread(target=commit)
         committing.start()
-        time.sleep(0.5)  # the order holds the first row and waits for the second, ours
+        # The order holds the first row and waits for the second, ours.
+        _wait_until_another_waits_for_a_lock(other)
         # Ours now waits for the first: PostgreSQL ends the order's transaction.
         other.execute(
             "SELECT id FROM inventory_stocklevel WHERE id = %s FOR UPDATE", [rows_in_lock_order[0]]

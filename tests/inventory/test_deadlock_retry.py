@@ -33,13 +33,18 @@ def _other_connection() -> psycopg.Connection:
     )
 
 
-def _wait_until_another_waits_for_a_lock(other: psycopg.Connection) -> None:
+def _wait_until_the_service_waits_for_a_lock(
+    other: psycopg.Connection, service: threading.Thread, outcome: dict[str, object]
+) -> None:
     """Until a backend other than ``other`` waits for a lock: the service's transaction,
     waiting first, is the one PostgreSQL ends when ``other`` closes the cycle (a fixed
     sleep let ``other`` wait first on a slow machine, and end itself instead)."""
     deadline = time.monotonic() + 30
     with _other_connection() as watcher:
-        while time.monotonic() < deadline:
+        # Each look in a transaction of its own: a transaction reads the backends' status
+        # once, and would never see the service's backend arrive.
+        watcher.autocommit = True
+        while time.monotonic() < deadline and service.is_alive():
             waiting = watcher.execute(
                 "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
                 " AND wait_event_type = 'Lock' AND pid <> %s",
@@ -48,7 +53,7 @@ def _wait_until_another_waits_for_a_lock(other: psycopg.Connection) -> None:
             if waiting and waiting[0]:
                 return
             time.sleep(0.01)
-    raise AssertionError("the service never waited for the row held by the other transaction")
+    raise AssertionError(f"the service never waited for the other's row lock: {outcome}")
 
 
 def test_a_reservation_ended_by_a_deadlock_is_made_on_its_next_try():
@@ -76,7 +81,7 @@ def test_a_reservation_ended_by_a_deadlock_is_made_on_its_next_try():
         reserving = threading.Thread(target=reserve)
         reserving.start()
         # The reservation's row is in, its stock statement waits on ours.
-        _wait_until_another_waits_for_a_lock(other)
+        _wait_until_the_service_waits_for_a_lock(other, reserving, outcome)
         # Now ours waits on the reservation's row: a cycle, which PostgreSQL breaks by
         # ending the reservation's transaction (it has waited longest).
         other.execute(
@@ -125,7 +130,7 @@ def test_an_order_of_two_lines_ended_by_a_deadlock_is_committed_on_its_next_try(
         committing = threading.Thread(target=commit)
         committing.start()
         # The order holds the first row and waits for the second, ours.
-        _wait_until_another_waits_for_a_lock(other)
+        _wait_until_the_service_waits_for_a_lock(other, committing, outcome)
         # Ours now waits for the first: PostgreSQL ends the order's transaction.
         other.execute(
             "SELECT id FROM inventory_stocklevel WHERE id = %s FOR UPDATE", [rows_in_lock_order[0]]

@@ -247,6 +247,13 @@ def sync_latency(
     key ``None``; the roll-up and one query. A channel with no push in the window is absent (use
     ``.get(id)`` and ``Percentiles.none()``)."""
     roll_up_pushes()
+    return _sync_latency(start=start, end=end, channel_ids=channel_ids)
+
+
+def _sync_latency(
+    *, start: dt.datetime, end: dt.datetime, channel_ids: Iterable[int] | None = None
+) -> dict[int | None, SyncLatency]:
+    """``sync_latency`` over the rollup as it stands (rolled up by the caller)."""
     ids = None if channel_ids is None else list(channel_ids)
     with connection.cursor() as cursor:
         cursor.execute(
@@ -524,15 +531,16 @@ def channel_kpis(
     *, start: dt.datetime, end: dt.datetime, channels: Iterable[Channel] | None = None
 ) -> dict[int | None, ChannelKpis]:
     """The channel-side KPIs over ``[start, end)`` for every channel (or those given), by
-    channel id, and overall under ``None``. Seven queries and three roll-ups
+    channel id, and overall under ``None``. Seven queries and one roll-up
     (``roll_up_pushes``) whatever the number of channels."""
     listed = list(channels_in_console_order() if channels is None else channels)
     ids = [channel.pk for channel in listed]
-    latency = sync_latency(start=start, end=end, channel_ids=ids)
+    roll_up_pushes()  # once, for the three figures read from the rollup
+    latency = _sync_latency(start=start, end=end, channel_ids=ids)
     oversell = _oversell_rates(start=start, end=end, channels=listed)
-    errors = error_rates(start=start, end=end, channel_ids=ids)
+    errors = _error_rates(start=start, end=end, channel_ids=ids)
     webhooks = webhook_health(start=start, end=end, channel_ids=ids)
-    uptime = uptimes(start=start, end=end, channel_ids=ids)
+    uptime = _uptimes(start=start, end=end, channel_ids=ids)
     buffer = buffer_utilization(start=start, end=end, channels=listed)
     no_latency = SyncLatency(to_acknowledged=Percentiles.none(), to_applied=Percentiles.none())
     return {
@@ -601,6 +609,13 @@ def error_rates(
     """Each channel's error rate over ``[start, end)`` (whole minutes, from the rollup), by
     id and overall under ``None``. The roll-up and one query."""
     roll_up_pushes()
+    return _error_rates(start=start, end=end, channel_ids=channel_ids)
+
+
+def _error_rates(
+    *, start: dt.datetime, end: dt.datetime, channel_ids: list[int]
+) -> dict[int | None, ErrorRate]:
+    """``error_rates`` over the rollup as it stands (rolled up by the caller)."""
     with connection.cursor() as cursor:
         # Raw SQL: GROUPING SETS, per channel and overall in one statement, over the
         # window's rollup rows (sends and errors are counted there by sent_at).
@@ -687,6 +702,13 @@ def uptimes(
     """Each channel's uptime over ``[start, end)``, by id and overall under ``None``. The
     roll-up and one query."""
     roll_up_pushes()
+    return _uptimes(start=start, end=end, channel_ids=channel_ids)
+
+
+def _uptimes(
+    *, start: dt.datetime, end: dt.datetime, channel_ids: list[int]
+) -> dict[int | None, Uptime]:
+    """``uptimes`` over the rollup as it stands (rolled up by the caller)."""
     with connection.cursor() as cursor:
         cursor.execute(
             _DOWN_MINUTES_SQL,

@@ -456,7 +456,7 @@ class PushRollup(models.Model):
     """What a channel's push attempts came to in one minute or one quarter hour: sends,
     errors and latency histograms, so the console reads a window's figures from at most a
     few hundred rows however many pushes it held. A database trigger files every attempt
-    inserted in ``PushRollupBacklog``; ``channels.services.roll_up_pushes`` adds the
+    inserted in ``PushRollupBacklog``; ``channels.kpis.roll_up_pushes`` adds the
     backlog in (migrations 0037 and 0043).
 
     Counts are filed by ``sent_at``; latencies by ``acked_at``. A histogram maps a bucket
@@ -495,7 +495,7 @@ class PushRollup(models.Model):
 class PushRollupBacklog(models.Model):
     """A push attempt not yet in ``PushRollup``, filed by the trigger on its insert.
 
-    Rolled up in batches (``channels.services.roll_up_pushes``: every few seconds, and
+    Rolled up in batches (``channels.kpis.roll_up_pushes``: every few seconds, and
     before the console reads the rollup), not by the trigger itself: adding a push run's
     few attempts to the rollup's rows cost more PostgreSQL time than the push run's other
     statements together, inside the transaction that holds its outbox rows. A roll-up

@@ -71,9 +71,9 @@ def channels(sku, location):
 def test_pages_render_in_a_bounded_number_of_queries(
     client, manager, channels, page, django_assert_max_num_queries
 ) -> None:
-    """Five channels or one: the same queries (no query per channel). Up to three of them
+    """Five channels or one: the same queries (no query per channel). Up to two of them
     roll the push attempts up before the rollup is read (``kpis.roll_up_pushes``)."""
-    with django_assert_max_num_queries(19):
+    with django_assert_max_num_queries(17):
         response = client.get(reverse(f"dashboard:{page}"))
     assert response.status_code == 200
     for channel in channels:

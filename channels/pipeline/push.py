@@ -1174,6 +1174,22 @@ def _remember_applied(
         return len(cursor.fetchall())
 
 
+# Attempts other than applied writes (stale, refused, failed, throttled, submitted), in one
+# prepared statement: through the ORM, building and inserting them cost a twelfth of a push
+# run.
+_RECORD_ATTEMPTS_SQL = """
+INSERT INTO channels_pushattempt
+       (channel_id, listing_id, target_quantity, compare_quantity, outcome, error,
+        attempt_number, change_at, sent_at, acked_at)
+SELECT %(channel_id)s, attempt.listing_id, attempt.target, attempt.compare, %(outcome)s,
+       %(error)s, attempt.attempt_number, attempt.change_at, %(sent_at)s,
+       %(acked_at)s::timestamptz
+  FROM unnest(%(listing_ids)s::bigint[], %(targets)s::integer[], %(compares)s::integer[],
+              %(attempt_numbers)s::integer[], %(change_ats)s::timestamptz[])
+       AS attempt(listing_id, target, compare, attempt_number, change_at)
+"""
+
+
 def _record_attempts(
     channel: Channel,
     claims: Sequence[_Claim],
@@ -1200,21 +1216,6 @@ def _record_attempts(
             "change_ats": [claim.first_change_at for claim in claims],
         },
     )
-
-
-# Attempts that did not apply (stale, refused, failed, throttled, shadow), in one prepared
-# statement: through the ORM, building and inserting them cost a twelfth of a push run.
-_RECORD_ATTEMPTS_SQL = """
-INSERT INTO channels_pushattempt
-       (channel_id, listing_id, target_quantity, compare_quantity, outcome, error,
-        attempt_number, change_at, sent_at, acked_at)
-SELECT %(channel_id)s, attempt.listing_id, attempt.target, attempt.compare, %(outcome)s,
-       %(error)s, attempt.attempt_number, attempt.change_at, %(sent_at)s,
-       %(acked_at)s::timestamptz
-  FROM unnest(%(listing_ids)s::bigint[], %(targets)s::integer[], %(compares)s::integer[],
-              %(attempt_numbers)s::integer[], %(change_ats)s::timestamptz[])
-       AS attempt(listing_id, target, compare, attempt_number, change_at)
-"""
 
 
 def retry_delay_s(*, channel: Channel, attempts: int) -> float:

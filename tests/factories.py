@@ -68,6 +68,22 @@ def make_listing(*, channel, sku=None, **fields):
     )
 
 
+def make_drift(listing, *, expected: int, found: int, explained_units: int = 0):
+    """A drift a compare-and-set found on the listing, ``explained_units`` of it put down to
+    an order already."""
+    from channels.models import DriftRecord
+
+    return DriftRecord.objects.create(
+        channel_id=listing.channel_id,
+        listing=listing,
+        expected_quantity=expected,
+        channel_quantity=found,
+        detected_by=DriftRecord.DetectedBy.COMPARE_AND_SET,
+        explained_units=explained_units,
+        explained_by="orders/create 1" if explained_units else "",
+    )
+
+
 def make_buffer_rule(*, channel, sku=None, listing=None, **values):
     """A buffer rule created as the admin creates one: the listings it governs are owed a
     push."""

@@ -878,14 +878,8 @@ def test_an_order_body_resent_as_a_cancellation_releases_nothing(
 
 def test_absorbed_units_explain_recent_drift_of_their_sign_oldest_first(channel, shirt_listing):
     def drift(expected: int, found: int, *, explained: int = 0, age_s: float = 0) -> int:
-        record = DriftRecord.objects.create(
-            channel=channel,
-            listing=shirt_listing,
-            expected_quantity=expected,
-            channel_quantity=found,
-            detected_by=DriftRecord.DetectedBy.COMPARE_AND_SET,
-            explained_units=explained,
-            explained_by="orders/create 1" if explained else "",
+        record = factories.make_drift(
+            shirt_listing, expected=expected, found=found, explained_units=explained
         )
         if age_s:
             DriftRecord.objects.filter(pk=record.pk).update(

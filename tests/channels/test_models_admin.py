@@ -157,14 +157,8 @@ def test_drift_that_webhooks_explained_later_can_be_told_from_real_drift(admin_c
     from channels.models import DriftRecord
 
     def drift(expected: int, found: int, explained_units: int) -> DriftRecord:
-        return DriftRecord.objects.create(
-            channel=listing.channel,
-            listing=listing,
-            expected_quantity=expected,
-            channel_quantity=found,
-            detected_by=DriftRecord.DetectedBy.COMPARE_AND_SET,
-            explained_units=explained_units,
-            explained_by="orders/create 1" if explained_units else "",
+        return factories.make_drift(
+            listing, expected=expected, found=found, explained_units=explained_units
         )
 
     in_flight = drift(10, 8, 2)

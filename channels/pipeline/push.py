@@ -125,20 +125,22 @@ _LISTING_RULE_SQL = rules.effective_rule_sql(
     columns="percent, fixed_units, max_cap, cap_starts_at, cap_ends_at",
 )
 _LISTING_VELOCITY_SQL = rules.velocity_units_sql(channel_id="%(channel_id)s", listing="listing")
+# ``= ANY(ARRAY(…))`` rather than ``IN (…)``, as the ingest's claim (channels.pipeline.ingest):
+# a generic plan of ``IN`` read every owed row of every channel to find the claimed ones.
 _CLAIM_SQL = """
 UPDATE channels_pendingpush AS pending
    SET claimed_until = statement_timestamp() + make_interval(secs => %(lease_s)s),
        -- Counted at the claim: a push that ends its run (a crash, a killed worker) still
        -- spends a try. _claim_from_row reads the count before this claim.
        attempts = pending.attempts + 1
- WHERE pending.id IN (
+ WHERE pending.id = ANY(ARRAY(
         SELECT id FROM channels_pendingpush
          WHERE channel_id = %(channel_id)s
            AND not_before <= statement_timestamp()
            AND (claimed_until IS NULL OR claimed_until < statement_timestamp())
          ORDER BY first_change_at, id
          LIMIT %(limit)s
-           FOR UPDATE SKIP LOCKED)
+           FOR UPDATE SKIP LOCKED))
 RETURNING pending.id, pending.listing_id, pending.generation, pending.first_change_at,
           pending.last_change_at, pending.attempts - 1 AS attempts, pending.errors,
           pending.claimed_until

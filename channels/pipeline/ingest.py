@@ -904,7 +904,7 @@ def _apply_inventory_change(ingest: _Ingest) -> None:
         listing_ref = ListingRef(listing.pk, listing.external_id, listing.extra_identifiers)
         if not ingest.connector.level_applies_to(listing=listing_ref, line=line):
             continue  # a level at a location this listing is not pushed to
-        state = _locked_sync_state(listing.pk)
+        state = ListingSyncState.objects.select_for_update().filter(listing_id=listing.pk).first()
         if state is None or state.expected_channel_quantity is None:
             # Never told a figure: nothing was expected, so nothing drifted.
             ListingSyncState.objects.update_or_create(
@@ -931,20 +931,6 @@ def _apply_inventory_change(ingest: _Ingest) -> None:
             outbox.mark_listings_owed(listing_ids=[listing.pk])
 
 
-# Read for every level a channel reports, most of them the echoes of our own pushes (two
-# for each order at 100 orders/s over three shops): prepared, not built by the ORM.
-_LOCKED_SYNC_STATE_SQL = """
-SELECT * FROM channels_listingsyncstate WHERE listing_id = %(listing_id)s FOR UPDATE
-"""
-
-
-def _locked_sync_state(listing_id: int) -> ListingSyncState | None:
-    found = prepared_sql.instances(
-        ListingSyncState, _LOCKED_SYNC_STATE_SQL, {"listing_id": listing_id}
-    )
-    return found[0] if found else None
-
-
 def _older_than_what_we_know(state: ListingSyncState, occurred_at: dt.datetime | None) -> bool:
     """Whether the channel's figure is from before our last acknowledged write, or not after
     the newest of its own moves we ingested: either way it has been moved on from since.
@@ -968,13 +954,13 @@ def _older_than_what_we_know(state: ListingSyncState, occurred_at: dt.datetime |
 
 
 def _push_in_flight(listing_id: int) -> bool:
-    return bool(
-        prepared_sql.fetch(
-            "SELECT 1 FROM channels_pendingpush WHERE listing_id = %(listing_id)s"
-            " AND claimed_until > statement_timestamp()",
-            {"listing_id": listing_id},
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT 1 FROM channels_pendingpush WHERE listing_id = %s "
+            "AND claimed_until > statement_timestamp()",
+            [listing_id],
         )
-    )
+        return cursor.fetchone() is not None
 
 
 def _record_channel_drift(

@@ -9,7 +9,11 @@ with its error wrapping.
 
 A prepared statement's generic plan can use a partial index only when the index's
 condition is written in the SQL text: keep such constants (statuses, ``attempts = 0``)
-literal, never parameters.
+literal, never parameters. Nor can it size a subquery by its ``LIMIT`` parameter: an
+``UPDATE … WHERE id IN (SELECT … LIMIT %(limit)s FOR UPDATE SKIP LOCKED)`` was planned as
+a hash of the claimed ids probed by a scan of the whole table. Claims write
+``id = ANY(ARRAY(SELECT …))``, which looks each claimed id up by its key
+(``tests/channels/test_claim_plans.py``).
 
 Every integer parameter is sent as a bigint. psycopg otherwise sends each int as the
 smallest type that holds it, so one statement over lists of ids ran under a new type

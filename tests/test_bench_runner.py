@@ -85,3 +85,34 @@ def test_the_tables_and_plots_are_the_results_files_figures(runner, tmp_path):
         "hot_sku_throughput.png",
     }
     assert "![latency](benchmarks/latency.png)" in doc
+
+
+def _load_step(users: int, p99_ms: float) -> dict:
+    return {"users": users, "requests_per_s": 10.0 * users, "p99_ms": p99_ms, "failures": 0}
+
+
+def test_the_load_headline_says_where_p99_passed_the_limit_or_that_it_never_did(runner):
+    passed = _record(
+        runner,
+        "load",
+        {
+            "last_step_under_limit": _load_step(64, 800.0),
+            "first_step_over_limit": _load_step(72, 1200.0),
+            "failures_under_limit": 0,
+        },
+    )
+    never = _record(
+        runner,
+        "load",
+        {
+            "last_step_under_limit": _load_step(120, 400.0),
+            "first_step_over_limit": None,
+            "failures_under_limit": 0,
+        },
+    )
+
+    assert passed["met"] and "up to 64 users" in passed["headline"]
+    assert "passed at 72 users" in passed["headline"]
+    assert never["met"] and "up to 120 users" in never["headline"]
+    assert "not passed before the bench's time bound" in never["headline"]
+    assert "None" not in never["headline"]

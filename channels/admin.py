@@ -45,6 +45,7 @@ from channels.models import (
     PendingPush,
     PushAttempt,
     PushRollup,
+    PushRollupBacklog,
     SubmittedWrite,
     UnmappedLine,
     WebhookReceipt,
@@ -516,12 +517,21 @@ class PushAttemptAdmin(_ReadOnlyAdmin):
 
 @admin.register(PushRollup)
 class PushRollupAdmin(_ReadOnlyAdmin):
-    """What the console's KPIs are read from; kept by a database trigger."""
+    """What the console's KPIs are read from; the push attempts are added in by the
+    roll-up (``channels.kpis.roll_up_pushes``)."""
 
     list_display = ("start", "span_s", "channel", "sends", "errors", "failed_sends", "pushes")
     list_select_related = ("channel",)
     list_filter = ("span_s", "channel")
     date_hierarchy = "start"
+
+
+@admin.register(PushRollupBacklog)
+class PushRollupBacklogAdmin(_ReadOnlyAdmin):
+    """Push attempts not rolled up yet. The beat rolls them up every few seconds: a list
+    that keeps growing means its task ``channels.roll_up_pushes`` is not running."""
+
+    list_display = ("attempt_id",)
 
 
 @admin.register(BufferSnapshot)

@@ -10,7 +10,7 @@ from django.db import IntegrityError, transaction
 from django.urls import reverse
 
 from channels import selectors
-from channels.models import BufferRule, Channel, Listing
+from channels.models import BufferRule, Channel, Listing, PushRollupBacklog
 from inventory import services
 from tests import factories
 
@@ -303,3 +303,13 @@ def test_a_listing_waiting_on_an_accepted_write_shows_pending_with_its_age(admin
     for page in (listings_page, states_page, listing_page):
         assert b"pending on Amazon for 11\xc2\xa0minutes (7 units, attempt 1)" in page
     assert listings_page.count(b"pending on Amazon") == 1
+
+
+def test_the_roll_up_backlog_admin_lists_the_attempts_waiting_and_takes_no_edits(admin_client):
+    PushRollupBacklog.objects.create(attempt_id=424242)
+    url = reverse("admin:channels_pushrollupbacklog_changelist")
+
+    listed = admin_client.get(url)
+
+    assert [row.attempt_id for row in listed.context["cl"].result_list] == [424242]
+    assert admin_client.get(reverse("admin:channels_pushrollupbacklog_add")).status_code == 403

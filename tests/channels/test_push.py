@@ -100,6 +100,22 @@ def drain(channel: Channel, timeout_s: float = 15) -> None:
         time.sleep(0.02)
 
 
+def order_of_one_ingested(channel: Channel, listing, *, order: str) -> None:
+    """What ingest does with the shop's order of one unit of the listing: the figure
+    expected on the shop moves (or the move found before is explained), the sale commits."""
+    from channels.pipeline import ingest
+
+    ingest._shift_expected_channel_quantity(
+        listing_id=listing.pk, delta=-1, explained_by=f"orders/create {order}", occurred_at=None
+    )
+    inventory_services.commit_order(
+        sku_id=listing.sku_id,
+        location_id=channel.location.pk,
+        quantity=1,
+        context=factories.context(f"order-{order}"),
+    )
+
+
 def shown(simulator, shop: str) -> dict[int, int]:
     return {item_id: item["available"] for item_id, item in simulator.items(shop).items()}
 
@@ -396,7 +412,6 @@ def test_a_sale_ingested_after_the_claim_but_before_the_write_is_not_drift(
     """The compare-and-set compares with the figure read at the claim and finds the sale;
     we knew of it by then, so the write goes over it without calling it drift."""
     from channels.connectors.shopify.connector import ShopifyConnector
-    from channels.pipeline import ingest
 
     drain(channel)
     real_push = ShopifyConnector.push_quantities
@@ -408,18 +423,7 @@ def test_a_sale_ingested_after_the_claim_but_before_the_write_is_not_drift(
             shopify_simulator.place_order(
                 shop, [{"variant_id": 2001, "quantity": 1}], deliver=False
             )
-            ingest._shift_expected_channel_quantity(
-                listing_id=listings[0].pk,
-                delta=-1,
-                explained_by="orders/create 2",
-                occurred_at=None,
-            )
-            inventory_services.commit_order(
-                sku_id=listings[0].sku_id,
-                location_id=channel.location.pk,
-                quantity=1,
-                context=factories.context("known-before-the-write"),
-            )
+            order_of_one_ingested(channel, listings[0], order="2")
         return real_push(self, updates)
 
     monkeypatch.setattr(ShopifyConnector, "push_quantities", sell_then_push)
@@ -445,7 +449,6 @@ def test_a_sale_written_over_before_its_webhook_came_is_not_counted_twice(
     webhook is ingested, our figure already covered that sale: expecting it again would
     make the next push find a drift that is not there.
     """
-    from channels.pipeline import ingest
 
     drain(channel)
     shopify_simulator.place_order(shop, [{"variant_id": 2001, "quantity": 1}], deliver=False)
@@ -457,15 +460,7 @@ def test_a_sale_written_over_before_its_webhook_came_is_not_counted_twice(
     assert (state.expected_channel_quantity, state.unexplained_channel_moves) == (14, -1)
 
     # Its webhook arrives: the sale is committed, and the shop is told the new figure.
-    ingest._shift_expected_channel_quantity(
-        listing_id=listings[0].pk, delta=-1, explained_by="orders/create 4242", occurred_at=None
-    )
-    inventory_services.commit_order(
-        sku_id=listings[0].sku_id,
-        location_id=channel.location.pk,
-        quantity=1,
-        context=factories.context("in-flight-order"),
-    )
+    order_of_one_ingested(channel, listings[0], order="4242")
     drain(channel)
     state.refresh_from_db()
     assert (state.expected_channel_quantity, state.unexplained_channel_moves) == (14, 0)
@@ -529,7 +524,6 @@ def test_a_sale_a_level_webhook_reported_is_held_back_until_its_order_comes(
     """The shop reports its level before the order: the push owed by that level (ingest
     records the move as unexplained) leaves the sold unit off, and the order, when it
     comes, changes nothing on the shop."""
-    from channels.pipeline import ingest
 
     drain(channel)
     shopify_simulator.place_order(shop, [{"variant_id": 2001, "quantity": 1}], deliver=False)
@@ -547,15 +541,7 @@ def test_a_sale_a_level_webhook_reported_is_held_back_until_its_order_comes(
     pushed = PushAttempt.objects.filter(listing=listings[0], outcome="applied").latest("sent_at")
     assert (pushed.target_quantity, pushed.compare_quantity) == (9, 9)
 
-    ingest._shift_expected_channel_quantity(
-        listing_id=listings[0].pk, delta=-1, explained_by="orders/create 77", occurred_at=None
-    )
-    inventory_services.commit_order(
-        sku_id=listings[0].sku_id,
-        location_id=channel.location.pk,
-        quantity=1,
-        context=factories.context("the-order-that-was-on-its-way"),
-    )
+    order_of_one_ingested(channel, listings[0], order="77")
     drain(channel)
 
     assert shown(shopify_simulator, shop)[1001] == 9

@@ -302,9 +302,6 @@ class ListingSyncState(models.Model):
     )
     last_pushed_quantity = models.IntegerField(null=True, blank=True)
     last_pushed_at = models.DateTimeField(null=True, blank=True)
-    # The figure our last acknowledged compare-and-set write replaced (None: an absolute
-    # write). A channel found showing it again lost that write: no move of its own.
-    last_pushed_over = models.IntegerField(null=True, blank=True)
     # The figure a compare-and-set write expects to find on the channel: the last pushed
     # quantity less the units the channel has sold since (its own sales move it too).
     expected_channel_quantity = models.IntegerField(null=True, blank=True)
@@ -313,27 +310,15 @@ class ListingSyncState(models.Model):
     # a sale ingested while the push was in flight must not be forgotten.
     channel_moves_total = models.BigIntegerField(default=0)
     # Moves the channel had made that we had not ingested when a compare-and-set found
-    # them and our figure was written over them, or a level webhook reported them (sales
-    # in flight, mostly). Their webhooks must not move the expected figure again: ingest
-    # takes them out of this first, until ``unexplained_moves_until``; after that an
-    # unmatched rest was a real edit. Moves down are held back from the figures pushed
-    # meanwhile (channels.pipeline.push), and owed a push when their wait ends.
+    # them and our figure was written over them (sales in flight, mostly). Their webhooks
+    # must not move the expected figure again: ingest takes them out of this first, until
+    # ``unexplained_moves_until``; after that an unmatched rest was a real edit.
     unexplained_channel_moves = models.IntegerField(default=0)
     unexplained_moves_until = models.DateTimeField(null=True, blank=True)
     # When the newest of the channel's own moves we ingested happened, by the channel's
     # clock (an order's created_at): a level the channel reports from before it is old news.
     last_channel_move_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
-
-    class Meta:
-        indexes = [
-            # The outbox sweep's look for held-back moves whose wait has ended: few rows.
-            models.Index(
-                fields=["unexplained_moves_until"],
-                condition=models.Q(unexplained_channel_moves__lt=0),
-                name="syncstate_moves_held_back",
-            )
-        ]
 
     def __str__(self) -> str:
         return f"sync state of listing {self.listing_id}"

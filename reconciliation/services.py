@@ -9,13 +9,7 @@ figure. A shadow channel is compared and never written.
 
 Not drift: a mismatch on a listing that owes a push (a ``PendingPush`` row: the push is
 due or in flight), whose asynchronous write the channel accepted and has not applied yet
-(a ``SubmittedWrite``), whose push was acknowledged after the channel was read, or whose
-channel moved down by units no webhook has explained yet and that are held back from its
-figure while they wait (sales in flight: ``channels.pipeline.push``).
-
-A correction first sets the figure the channel is expected to hold to the one just read:
-its push then writes the master's figure over the drift, rather than taking the drift
-for sales in flight and holding it back.
+(a ``SubmittedWrite``), or whose push was acknowledged after the channel was read.
 
 Probable cause, from the evidence, first match wins:
 
@@ -390,28 +384,8 @@ def _compare_chunk(
     Discrepancy.objects.bulk_create(discrepancies)
     to_correct = [d.listing_id for d in discrepancies if d.corrected]
     if to_correct:
-        _expect_what_was_read({listing_id: shown[listing_id] for listing_id in to_correct})
         outbox.mark_listings_owed(listing_ids=to_correct)
     return len(discrepancies), len(to_correct), skipped
-
-
-_EXPECT_WHAT_WAS_READ_SQL = """
-UPDATE channels_listingsyncstate AS state
-   SET expected_channel_quantity = seen.quantity,
-       unexplained_channel_moves = 0, unexplained_moves_until = NULL
-  FROM unnest(%(listing_ids)s::bigint[], %(quantities)s::integer[]) AS seen(listing_id, quantity)
- WHERE state.listing_id = seen.listing_id
-"""
-
-
-def _expect_what_was_read(shown: dict[int, int | None]) -> None:
-    """The channel is expected to hold what it was just read holding, nothing in flight."""
-    read = {listing_id: quantity for listing_id, quantity in shown.items() if quantity is not None}
-    with connection.cursor() as cursor:
-        cursor.execute(
-            _EXPECT_WHAT_WAS_READ_SQL,
-            {"listing_ids": list(read), "quantities": list(read.values())},
-        )
 
 
 def _may_correct(cause: str, actual: int | None, expected: int) -> bool:
@@ -453,9 +427,7 @@ def _previous_streaks(run: ReconciliationRun) -> dict[int, int]:
 
 _EVIDENCE_SQL = """
 SELECT listing.id, COALESCE(sku.category, ''),
-       pending.id IS NOT NULL OR submitted.listing_id IS NOT NULL
-           OR (state.unexplained_channel_moves < 0
-               AND state.unexplained_moves_until > statement_timestamp()),
+       pending.id IS NOT NULL OR submitted.listing_id IS NOT NULL,
        state.last_pushed_quantity, state.last_pushed_at, state.expected_channel_quantity
   FROM channels_listing AS listing
   LEFT JOIN inventory_sku AS sku ON sku.id = listing.sku_id

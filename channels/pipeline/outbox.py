@@ -154,44 +154,12 @@ def _wake_or_gather(sku_ids: frozenset[int]) -> None:
         gathered.update(sku_ids)
 
 
-# A channel's moves down that no webhook explained within their wait: held back from the
-# figures pushed while they waited (channels.pipeline.push._listed_for), now owed a push
-# without them. Owed first, then forgotten, each committed on its own: a sweep that dies
-# between the two owes the listing again next time, and never forgets a move unowed. A
-# move found meanwhile has a new wait, and is not forgotten.
-_EXPIRED_MOVES_SQL = """
-SELECT listing_id FROM channels_listingsyncstate
- WHERE unexplained_channel_moves < 0 AND unexplained_moves_until <= statement_timestamp()
- ORDER BY listing_id
-"""
-
-_FORGET_EXPIRED_MOVES_SQL = """
-UPDATE channels_listingsyncstate
-   SET unexplained_channel_moves = 0, unexplained_moves_until = NULL
- WHERE listing_id = ANY(%(listing_ids)s::bigint[])
-   AND unexplained_channel_moves < 0 AND unexplained_moves_until <= statement_timestamp()
-"""
-
-
-def owe_for_expired_moves() -> int:
-    """Owe a push for each listing whose held-back moves ended their wait unexplained (an
-    edit on the channel, or an order that never came); how many."""
-    listing_ids = [row[0] for row in prepared_sql.fetch(_EXPIRED_MOVES_SQL, {})]
-    if not listing_ids:
-        return 0
-    mark_listings_owed(listing_ids=listing_ids)
-    prepared_sql.fetch(_FORGET_EXPIRED_MOVES_SQL, {"listing_ids": listing_ids})
-    return len(listing_ids)
-
-
 def sweep() -> int:
     """Wake the pusher of every channel with a due push nobody holds; how many woke.
 
     The safety net under on-commit wake-ups: a lost broker message, a worker killed
-    mid-push (its claim lapses) or a backoff that has run out all end up here. Listings
-    whose held-back moves ended their wait are owed first (``owe_for_expired_moves``).
+    mid-push (its claim lapses) or a backoff that has run out all end up here.
     """
-    owe_for_expired_moves()
     channel_ids = set(
         PendingPush.objects.filter(not_before__lte=Now())
         .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=Now()))

@@ -98,12 +98,6 @@ class _Claim:
     last_pushed: int | None = None
     channel_moves_at_claim: int = 0
     ats: int = 0
-    # The figure our last acknowledged write replaced (ListingSyncState.last_pushed_over).
-    pushed_over: int | None = None
-    # The channel's own moves down that no webhook has explained yet, while they wait
-    # (ListingSyncState.unexplained_channel_moves, never above 0): most are sales whose
-    # order is still on its way, held back from the figure pushed (_listed_for).
-    sales_in_flight: int = 0
     rule: BufferRuleValues | None = None
     target: int = 0
     # Set when a compare-and-set found another figure and ours was written over it: what
@@ -187,10 +181,8 @@ RETURNING pending.id, pending.claimed_until
 _CLAIMED_LISTINGS_SQL = f"""
 SELECT listing.id, listing.sku_id, listing.external_id, listing.extra_identifiers,
        listing.fulfilled_by_channel,
-       state.expected_channel_quantity, state.last_pushed_quantity, state.last_pushed_over,
+       state.expected_channel_quantity, state.last_pushed_quantity,
        COALESCE(state.channel_moves_total, 0) AS channel_moves_total,
-       CASE WHEN state.unexplained_moves_until > statement_timestamp()
-            THEN least(0, state.unexplained_channel_moves) ELSE 0 END AS sales_in_flight,
        {_LISTING_ATS_SQL} AS ats,
        rule.percent, rule.fixed_units, rule.max_cap, rule.cap_starts_at, rule.cap_ends_at,
        {_LISTING_VELOCITY_SQL} AS velocity_units
@@ -245,16 +237,14 @@ WITH pushed AS (
     -- alone, and what of those moves is not ingested yet waits as unexplained, for ingest
     -- to take out before it moves the expected figure (channels.pipeline.ingest).
     INSERT INTO channels_listingsyncstate AS state
-           (listing_id, last_pushed_quantity, last_pushed_at, last_pushed_over,
-            expected_channel_quantity, channel_moves_total, unexplained_channel_moves,
-            updated_at)
-    SELECT listing_id, quantity, %(acked_at)s, compare, quantity, moves_at_claim,
+           (listing_id, last_pushed_quantity, last_pushed_at, expected_channel_quantity,
+            channel_moves_total, unexplained_channel_moves, updated_at)
+    SELECT listing_id, quantity, %(acked_at)s, quantity, moves_at_claim,
            coalesce(overwrote_moves, 0), %(acked_at)s
       FROM pushed
     ON CONFLICT (listing_id) DO UPDATE
        SET last_pushed_quantity = EXCLUDED.last_pushed_quantity,
            last_pushed_at = EXCLUDED.last_pushed_at,
-           last_pushed_over = EXCLUDED.last_pushed_over,
            expected_channel_quantity = EXCLUDED.expected_channel_quantity
                + CASE WHEN EXCLUDED.unexplained_channel_moves = 0
                       THEN state.channel_moves_total - EXCLUDED.channel_moves_total
@@ -561,9 +551,7 @@ def _claim_from_row(channel: Channel, row: Sequence[Any]) -> _Claim:
         fulfilled_by_channel,
         expected_channel_quantity,
         last_pushed_quantity,
-        last_pushed_over,
         channel_moves_at_claim,
-        sales_in_flight,
         ats,
         *rule_columns,
     ) = row
@@ -585,9 +573,7 @@ def _claim_from_row(channel: Channel, row: Sequence[Any]) -> _Claim:
         errors=list(_json(errors) or []),
         compare=expected_channel_quantity,
         last_pushed=last_pushed_quantity,
-        pushed_over=last_pushed_over,
         channel_moves_at_claim=channel_moves_at_claim,
-        sales_in_flight=sales_in_flight,
         ats=int(ats),
         rule=(
             (BufferRuleValues(velocity_units=velocity_units) if velocity_units else None)
@@ -666,35 +652,21 @@ def _drop_fulfilled_by_channel(claims: Sequence[_Claim]) -> list[_Claim]:
 def _work_out_targets(channel: Channel, claims: Sequence[_Claim]) -> None:
     now = timezone.now()
     for claim in claims:
-        claim.target = _listed_for(channel, claim, now=now)
-
-
-def _listed_for(channel: Channel, claim: _Claim, *, now: dt.datetime) -> int:
-    """The figure for the listing: its ATS once the sales still in flight on this channel
-    are taken off, through its buffer rule.
-
-    A unit the channel sold is gone from its figure before its order reaches us: pushing
-    the master's ATS alone would put it back on sale until the order is ingested, and on
-    a last unit sell it twice. Held back until the order explains the move, or until the
-    move's wait ends (``outbox.owe_for_expired_moves``): a move down that was an edit, not
-    a sale, is written over then.
-    """
-    if claim.listing.sku_id is None:
-        return 0
-    return listed_quantity(
-        ats=claim.ats + claim.sales_in_flight,
-        rule=claim.rule,
-        out_of_stock_threshold=channel.out_of_stock_threshold,
-        now=now,
-    )
+        claim.target = (
+            0
+            if claim.listing.sku_id is None
+            else listed_quantity(
+                ats=claim.ats,
+                rule=claim.rule,
+                out_of_stock_threshold=channel.out_of_stock_threshold,
+                now=now,
+            )
+        )
 
 
 def _work_out_location_targets(channel: Channel, claims: Sequence[_Claim]) -> None:
     """Each location's figure, the listing's buffer rule applied to that location's ATS;
-    the target becomes their sum, so what is remembered as pushed is what the channel got.
-
-    Sales in flight are not held back here (``_listed_for``): the channel's moves are
-    known per listing, not per location."""
+    the target becomes their sum, so what is remembered as pushed is what the channel got."""
     with connection.cursor() as cursor:
         cursor.execute(_LOCATION_ATS_SQL, {"listing_ids": [claim.listing.pk for claim in claims]})
         rows = cursor.fetchall()
@@ -894,21 +866,11 @@ def _overwrite_drift(
     if not stale:
         return results
     retry = [by_listing[result.listing_id] for result in stale]
-    now = timezone.now()
     for claim, result in zip(retry, stale, strict=True):
-        expected, found = claim.compare, result.actual_quantity
-        claim.drift = (expected, found)
-        if found is not None and expected is not None:
-            claim.compare = found
-            if found == claim.pushed_over:
-                # The figure our last write replaced: that write was acknowledged and lost
-                # (reconciliation's "not applied"), no move of the channel's own.
-                continue
-            claim.overwrote_moves = found - expected
-            if claim.overwrote_moves < 0 and claim.location_targets is None:
-                # Lower than expected: sales whose orders are on their way, most likely.
-                claim.sales_in_flight += claim.overwrote_moves
-                claim.target = _listed_for(channel, claim, now=now)
+        claim.drift = (claim.compare, result.actual_quantity)
+        if result.actual_quantity is not None and claim.compare is not None:
+            claim.overwrote_moves = result.actual_quantity - claim.compare
+            claim.compare = result.actual_quantity
     try:
         second = connector.push_quantities(
             [
@@ -1126,7 +1088,6 @@ def _settle_submission(channel: Channel, write: SubmittedWrite, outcome: ItemRes
             defaults={
                 "last_pushed_quantity": current.quantity,
                 "last_pushed_at": now,
-                "last_pushed_over": None,  # an absolute write
                 "expected_channel_quantity": current.quantity,
             },
         )

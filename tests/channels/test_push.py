@@ -100,22 +100,6 @@ def drain(channel: Channel, timeout_s: float = 15) -> None:
         time.sleep(0.02)
 
 
-def order_of_one_ingested(channel: Channel, listing, *, order: str) -> None:
-    """What ingest does with the shop's order of one unit of the listing: the figure
-    expected on the shop moves (or the move found before is explained), the sale commits."""
-    from channels.pipeline import ingest
-
-    ingest._shift_expected_channel_quantity(
-        listing_id=listing.pk, delta=-1, explained_by=f"orders/create {order}", occurred_at=None
-    )
-    inventory_services.commit_order(
-        sku_id=listing.sku_id,
-        location_id=channel.location.pk,
-        quantity=1,
-        context=factories.context(f"order-{order}"),
-    )
-
-
 def shown(simulator, shop: str) -> dict[int, int]:
     return {item_id: item["available"] for item_id, item in simulator.items(shop).items()}
 
@@ -412,6 +396,7 @@ def test_a_sale_ingested_after_the_claim_but_before_the_write_is_not_drift(
     """The compare-and-set compares with the figure read at the claim and finds the sale;
     we knew of it by then, so the write goes over it without calling it drift."""
     from channels.connectors.shopify.connector import ShopifyConnector
+    from channels.pipeline import ingest
 
     drain(channel)
     real_push = ShopifyConnector.push_quantities
@@ -423,7 +408,18 @@ def test_a_sale_ingested_after_the_claim_but_before_the_write_is_not_drift(
             shopify_simulator.place_order(
                 shop, [{"variant_id": 2001, "quantity": 1}], deliver=False
             )
-            order_of_one_ingested(channel, listings[0], order="2")
+            ingest._shift_expected_channel_quantity(
+                listing_id=listings[0].pk,
+                delta=-1,
+                explained_by="orders/create 2",
+                occurred_at=None,
+            )
+            inventory_services.commit_order(
+                sku_id=listings[0].sku_id,
+                location_id=channel.location.pk,
+                quantity=1,
+                context=factories.context("known-before-the-write"),
+            )
         return real_push(self, updates)
 
     monkeypatch.setattr(ShopifyConnector, "push_quantities", sell_then_push)
@@ -444,23 +440,31 @@ def test_a_sale_written_over_before_its_webhook_came_is_not_counted_twice(
     """A sale in flight: the compare-and-set finds it once, its webhook moves nothing more.
 
     The shop sells a unit; before its webhook is ingested a push for another reason finds
-    the shop one lower than expected, records the drift and writes our figure less that
-    unit over it (the unit is sold: offering it again could sell it twice). When the
-    webhook is ingested, our figure already covered that sale: expecting it again would
-    make the next push find a drift that is not there.
+    the shop one lower than expected, records the drift and writes our figure over it.
+    When the webhook is ingested, our figure already covered that sale: expecting it again
+    would make the next push find a drift that is not there.
     """
+    from channels.pipeline import ingest
 
     drain(channel)
     shopify_simulator.place_order(shop, [{"variant_id": 2001, "quantity": 1}], deliver=False)
     factories.stock(listings[0].sku, channel.location, 5)
     drain(channel)
     assert DriftRecord.objects.filter(listing=listings[0]).count() == 1
-    assert shown(shopify_simulator, shop)[1001] == 14
+    assert shown(shopify_simulator, shop)[1001] == 15
     state = ListingSyncState.objects.get(listing=listings[0])
-    assert (state.expected_channel_quantity, state.unexplained_channel_moves) == (14, -1)
+    assert (state.expected_channel_quantity, state.unexplained_channel_moves) == (15, -1)
 
     # Its webhook arrives: the sale is committed, and the shop is told the new figure.
-    order_of_one_ingested(channel, listings[0], order="4242")
+    ingest._shift_expected_channel_quantity(
+        listing_id=listings[0].pk, delta=-1, explained_by="orders/create 4242", occurred_at=None
+    )
+    inventory_services.commit_order(
+        sku_id=listings[0].sku_id,
+        location_id=channel.location.pk,
+        quantity=1,
+        context=factories.context("in-flight-order"),
+    )
     drain(channel)
     state.refresh_from_db()
     assert (state.expected_channel_quantity, state.unexplained_channel_moves) == (14, 0)
@@ -488,66 +492,8 @@ def test_an_unexplained_move_that_no_webhook_explains_stops_counting_after_its_w
         listing_id=listings[0].pk, delta=-2, explained_by="orders/create 7", occurred_at=None
     )
     state = ListingSyncState.objects.get(listing=listings[0])
-    assert (state.expected_channel_quantity, state.unexplained_channel_moves) == (12, -1)
+    assert (state.expected_channel_quantity, state.unexplained_channel_moves) == (13, -1)
     assert not DriftRecord.objects.get(listing=listings[0]).explained
-
-
-def test_a_move_down_no_order_explains_is_written_over_once_its_wait_ends(
-    channel, listings, shopify_simulator, shop
-):
-    """An edit down on the shop looks like a sale in flight: held back while its order
-    may still come, then owed a push by the outbox sweep and written over."""
-    drain(channel)
-    shopify_simulator.set_quantity(shop, 1001, 7)
-    factories.stock(listings[0].sku, channel.location, 5)
-    drain(channel)
-    assert shown(shopify_simulator, shop)[1001] == 12  # 15 less the 3 units held back
-    assert outbox.owe_for_expired_moves() == 0  # still waiting
-
-    ListingSyncState.objects.filter(listing=listings[0]).update(
-        unexplained_moves_until=timezone.now()
-    )
-    assert outbox.owe_for_expired_moves() == 1
-    state = ListingSyncState.objects.get(listing=listings[0])
-    assert (state.unexplained_channel_moves, state.unexplained_moves_until) == (0, None)
-    drain(channel)
-
-    assert shown(shopify_simulator, shop)[1001] == 15
-    state.refresh_from_db()
-    assert (state.expected_channel_quantity, state.last_pushed_quantity) == (15, 15)
-    assert outbox.owe_for_expired_moves() == 0
-
-
-def test_a_sale_a_level_webhook_reported_is_held_back_until_its_order_comes(
-    channel, listings, shopify_simulator, shop
-):
-    """The shop reports its level before the order: the push owed by that level (ingest
-    records the move as unexplained) leaves the sold unit off, and the order, when it
-    comes, changes nothing on the shop."""
-
-    drain(channel)
-    shopify_simulator.place_order(shop, [{"variant_id": 2001, "quantity": 1}], deliver=False)
-    # What ingest does with the level webhook (tests/channels/test_ingest.py): the figure
-    # expected is the one reported, the move waits unexplained, a push is owed.
-    ListingSyncState.objects.filter(listing=listings[0]).update(
-        expected_channel_quantity=9,
-        channel_moves_total=-1,
-        unexplained_channel_moves=-1,
-        unexplained_moves_until=timezone.now() + dt.timedelta(seconds=60),
-    )
-    outbox.mark_listings_owed(listing_ids=[listings[0].pk])
-    drain(channel)
-    assert shown(shopify_simulator, shop)[1001] == 9
-    pushed = PushAttempt.objects.filter(listing=listings[0], outcome="applied").latest("sent_at")
-    assert (pushed.target_quantity, pushed.compare_quantity) == (9, 9)
-
-    order_of_one_ingested(channel, listings[0], order="77")
-    drain(channel)
-
-    assert shown(shopify_simulator, shop)[1001] == 9
-    state = ListingSyncState.objects.get(listing=listings[0])
-    assert (state.expected_channel_quantity, state.unexplained_channel_moves) == (9, 0)
-    assert not PushAttempt.objects.filter(listing=listings[0], outcome="stale").exists()
 
 
 def test_a_listing_that_moves_again_before_the_overwrite_is_retried_at_once(
@@ -574,8 +520,7 @@ def test_a_listing_that_moves_again_before_the_overwrite_is_retried_at_once(
     factories.stock(listings[0].sku, channel.location, 5)
     push.push_owed(channel_id=channel.pk)  # one run, no waiting
 
-    # The master's 15 less the two units the shop sold, their orders not ingested yet.
-    assert shown(shopify_simulator, shop)[1001] == 13
+    assert shown(shopify_simulator, shop)[1001] == 15
     assert not PendingPush.objects.filter(channel=channel).exists()
     outcomes = list(
         PushAttempt.objects.filter(listing=listings[0])

@@ -152,7 +152,7 @@ BENCHES = (
         lambda f: (
             f.get("failures_under_limit") == 0 and f.get("last_step_under_limit") is not None
         ),
-        lambda f: _load_summary(f),
+        _load_summary,
     ),
     Bench(
         "viral_burst",

@@ -112,9 +112,7 @@ def sweep_unprocessed_receipts(*, older_than_s: float = 30, limit: int = 1000) -
 
 # New receipts, oldest first, each try counted before it starts (as _CLAIM_ATTEMPT_SQL).
 # Only receipts never tried: one that failed goes back through its own task and backoff.
-# ``= ANY(ARRAY(…))``, not ``IN (…)``: the generic plan of ``IN`` hashed the claimed ids
-# and read the whole table to find them, 10 ms a claim at 15,000 receipts and growing
-# with every receipt kept; the array is looked up by primary key.
+# ``= ANY(ARRAY(…))``, not ``IN (…)``: see nventory.prepared_sql on claims' generic plans.
 _CLAIM_NEW_SQL = f"""
 UPDATE channels_webhookreceipt SET attempts = attempts + 1
  WHERE id = ANY(ARRAY(SELECT id FROM channels_webhookreceipt

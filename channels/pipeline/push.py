@@ -125,8 +125,7 @@ _LISTING_RULE_SQL = rules.effective_rule_sql(
     columns="percent, fixed_units, max_cap, cap_starts_at, cap_ends_at",
 )
 _LISTING_VELOCITY_SQL = rules.velocity_units_sql(channel_id="%(channel_id)s", listing="listing")
-# ``= ANY(ARRAY(…))`` rather than ``IN (…)``, as the ingest's claim (channels.pipeline.ingest):
-# a generic plan of ``IN`` read every owed row of every channel to find the claimed ones.
+# ``= ANY(ARRAY(…))``, not ``IN (…)``: see nventory.prepared_sql on claims' generic plans.
 _CLAIM_SQL = """
 UPDATE channels_pendingpush AS pending
    SET claimed_until = statement_timestamp() + make_interval(secs => %(lease_s)s),

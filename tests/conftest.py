@@ -1,14 +1,17 @@
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
+import threading
 import uuid
+from collections.abc import Iterator
 
+import psycopg
 import pytest
 from django.conf import settings
 from django.core import signals
 from django.db import close_old_connections, connection
-from pytest_django.plugin import blocking_manager_key
 
 from tests import factories
 
@@ -89,10 +92,13 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None):
     be finishing a task in their own transactions, and a TRUNCATE taking its locks table by
     table against such a transaction is a deadlock: the flush fails and a later test
     inherits the rows. Their connections are ended first (they reconnect for their next
-    task: health checks see to it)."""
-    if _flushes_the_database(item):
-        _end_the_test_processes_connections(item)
-    return (yield)
+    task: health checks see to it), and again and again until the flush is done: a worker
+    busy with retries reconnected at once, and its new transaction met the TRUNCATE
+    half-way."""
+    if not _flushes_the_database(item):
+        return (yield)
+    with _test_processes_kept_off_the_database():
+        return (yield)
 
 
 def _flushes_the_database(item: pytest.Item) -> bool:
@@ -104,12 +110,44 @@ def _flushes_the_database(item: pytest.Item) -> bool:
     )
 
 
-def _end_the_test_processes_connections(item: pytest.Item) -> None:
+# Well within the second PostgreSQL waits on a lock before it looks for a deadlock.
+_ENDING_EVERY_S = 0.05
+
+
+@contextlib.contextmanager
+def _test_processes_kept_off_the_database() -> Iterator[None]:
+    """The test processes' connections to the test database ended now, and every
+    ``_ENDING_EVERY_S`` until the block ends. Through a connection of its own to the server
+    (not Django's, which the test's thread is using to flush)."""
     from tests.channels.e2e.conftest import TEST_PROCESSES_APPLICATION_NAME
 
-    with item.config.stash[blocking_manager_key].unblock(), connection._nodb_cursor() as cursor:
-        cursor.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-            " WHERE datname = %s AND application_name = %s",
-            [connection.settings_dict["NAME"], TEST_PROCESSES_APPLICATION_NAME],
-        )
+    database = connection.settings_dict
+    given = {
+        "host": database["HOST"],
+        "port": database["PORT"],
+        "user": database["USER"],
+        "password": database["PASSWORD"],
+    }
+    server = {key: value for key, value in given.items() if value}
+    stop = threading.Event()
+    with psycopg.connect(dbname="postgres", autocommit=True, **server) as server_connection:
+
+        def end_them() -> None:
+            server_connection.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = %s AND application_name = %s",
+                [database["NAME"], TEST_PROCESSES_APPLICATION_NAME],
+            )
+
+        def keep_ending_them() -> None:
+            while not stop.wait(_ENDING_EVERY_S):
+                end_them()
+
+        end_them()
+        ending = threading.Thread(target=keep_ending_them, name="ending test connections")
+        ending.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            ending.join()
